@@ -1,0 +1,119 @@
+/*
+ * kvreconcile's entry point: a table of subcommands in the git manner, each a function
+ * kvr_cmd_<name>(argc, argv) that gets its own argv (argv[0] is the subcommand name).
+ */
+#include "cli.h"
+
+#include "kvr/util.h"
+#include "kvr/version.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct cmd COMMANDS[] = {
+    {"validate", kvr_cmd_validate, "check desired-state YAML against schema v1 and its references"},
+    {"version", kvr_cmd_version, "print the version"},
+    {"help", kvr_cmd_help, "show help for kvreconcile or one command"},
+};
+
+#define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("kvreconcile: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: kvreconcile <command> [options]\n\n"
+                 "Keeps an Azure Key Vault estate the way a Git repository describes it.\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "\n'kvreconcile help <command>' or 'kvreconcile <command> --help' shows a "
+                 "command's options.\n"
+                 "exit status: 0 success, 1 error (for validate: the input is invalid)\n");
+}
+
+static const struct cmd *find(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0)
+            return &COMMANDS[i];
+    return NULL;
+}
+
+int kvr_cmd_version(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        cli_error("'version' takes no arguments");
+        return KVR_EXIT_ERROR;
+    }
+    printf("kvreconcile %s\n", kvr_version());
+    return KVR_EXIT_OK;
+}
+
+int kvr_cmd_help(int argc, char **argv)
+{
+    const struct cmd *c;
+    char *help_argv[] = {NULL, (char *)"--help", NULL};
+    if (argc < 2) {
+        usage(stdout);
+        return KVR_EXIT_OK;
+    }
+    c = find(argv[1]);
+    if (!c || c->fn == kvr_cmd_help || c->fn == kvr_cmd_version) {
+        if (c) {
+            printf("usage: kvreconcile %s\n\n%s\n", c->name, c->summary);
+            return KVR_EXIT_OK;
+        }
+        cli_error("unknown command '%s'", argv[1]);
+        return KVR_EXIT_ERROR;
+    }
+    help_argv[0] = argv[1];
+    return c->fn(2, help_argv);
+}
+
+int main(int argc, char **argv)
+{
+    const struct cmd *c;
+    const char *names[NCOMMANDS + 1];
+
+    if (argc < 2) {
+        usage(stderr);
+        return KVR_EXIT_ERROR;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return KVR_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version"))
+        return kvr_cmd_version(1, argv + 1);
+    c = find(argv[1]);
+    if (!c) {
+        const char *hint;
+        for (size_t i = 0; i < NCOMMANDS; i++)
+            names[i] = COMMANDS[i].name;
+        names[NCOMMANDS] = NULL;
+        hint = kvr_str_suggest(argv[1], names);
+        if (hint)
+            cli_error("unknown command '%s' (did you mean '%s'?)", argv[1], hint);
+        else
+            cli_error("unknown command '%s'; see 'kvreconcile --help'", argv[1]);
+        return KVR_EXIT_ERROR;
+    }
+    return c->fn(argc - 1, argv + 1);
+}

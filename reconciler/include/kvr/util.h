@@ -1,0 +1,118 @@
+/*
+ * libkvr utilities: error codes and records, positioned diagnostics, durations,
+ * growable arrays and a few string helpers. Depends on libc only.
+ */
+#ifndef KVR_UTIL_H
+#define KVR_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * Error codes. Append-only and explicitly numbered: scripts and logs may carry the numbers.
+ * Fallible functions return 0 or one of these (negative).
+ */
+typedef enum kvr_code {
+    KVR_OK = 0,
+    KVR_ENOMEM = -1,    /* out of memory */
+    KVR_EINVAL = -2,    /* invalid argument from the caller */
+    KVR_EIO = -3,       /* file or system I/O failed */
+    KVR_ECONFIG = -4,   /* the desired state is invalid (details in diagnostics) */
+    KVR_ENOTFOUND = -5, /* a named thing does not exist */
+    KVR_ERANGE = -6,    /* a value is out of its allowed range */
+    KVR_ETOOBIG = -7,   /* an input exceeds a hard size limit */
+} kvr_code;
+
+/* A short, static description of an error code ("out of memory"). Never NULL. */
+const char *kvr_strerror(int code);
+
+#define KVR_ERROR_MSG_MAX 512
+
+/*
+ * The last error of an operation: filled by the callee, owned by the caller (usually on the stack).
+ * `message` is lowercase without a trailing period and never holds a secret value.
+ */
+typedef struct kvr_error {
+    int code;
+    char message[KVR_ERROR_MSG_MAX];
+} kvr_error;
+
+/* Sets err (if not NULL) and returns code, so callers can `return kvr_error_set(...)`. */
+int kvr_error_set(kvr_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- positioned diagnostics -------------------------------------------------------------- */
+
+/*
+ * One problem found in the user's input. line/col are 1-based; line 0 means "the whole file".
+ * `file` is the path as the user gave it (or as found under a directory they gave).
+ */
+typedef struct kvr_diag {
+    char *file;
+    unsigned line;
+    unsigned col;
+    char *msg;
+} kvr_diag;
+
+/* All problems found so far. Zero-initialise (or kvr_diags_init) before use. */
+typedef struct kvr_diags {
+    kvr_diag *items;
+    size_t len;
+    size_t cap;
+    size_t dropped; /* diagnostics not kept because `limit` was reached */
+    size_t limit;   /* 0 means the default (1000) */
+    bool oom;       /* a diagnostic could not be recorded for lack of memory */
+} kvr_diags;
+
+void kvr_diags_init(kvr_diags *d);
+
+/* Records an error. Never fails visibly: on allocation failure it sets d->oom. */
+void kvr_diags_add(kvr_diags *d, const char *file, unsigned line, unsigned col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void kvr_diags_addv(kvr_diags *d, const char *file, unsigned line, unsigned col, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 5, 0)));
+
+/* Sorts by file, line, column (stable for equal positions). */
+void kvr_diags_sort(kvr_diags *d);
+
+/* Prints "FILE:LINE:COL: error: MSG" lines, and a count line for dropped ones. */
+void kvr_diags_print(const kvr_diags *d, FILE *out);
+
+void kvr_diags_release(kvr_diags *d);
+
+/* ---- durations --------------------------------------------------------------------------- */
+
+/*
+ * Parses "90d", "12h", "1d12h", "30m", "45s", "2w", "2y" or ISO 8601 "P90D", "PT12H", "P1Y6M".
+ * A year is 365 days and a month 30 days. The result must be positive and fit in int64 seconds.
+ * Returns 0, or KVR_EINVAL with a message in err.
+ */
+int kvr_duration_parse(int64_t *out, const char *text, kvr_error *err);
+
+/* Formats seconds as ISO 8601 ("P90D", "PT12H", "P1DT2H"): what Azure's policies expect. */
+void kvr_duration_iso(char *buf, size_t size, int64_t seconds);
+
+/* ---- strings ----------------------------------------------------------------------------- */
+
+/* Edit distance (Damerau-Levenshtein, optimal string alignment), ASCII case-insensitive. */
+size_t kvr_str_distance(const char *a, const char *b);
+
+/*
+ * The candidate closest to `word`, if close enough to be a plausible typo; else NULL.
+ * `candidates` is a NULL-terminated array (borrowed).
+ */
+const char *kvr_str_suggest(const char *word, const char *const *candidates);
+
+bool kvr_str_ieq(const char *a, const char *b);
+bool kvr_str_has_suffix(const char *s, const char *suffix);
+
+/* Overwrites memory so that the compiler cannot drop the writes (for secrets). */
+void kvr_memwipe(void *p, size_t n);
+
+/* Grows *items (elements of `elem` bytes) so that it holds at least `need`. 0 or KVR_ENOMEM. */
+int kvr_grow(void **items, size_t *cap, size_t need, size_t elem);
+
+#endif

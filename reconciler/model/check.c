@@ -1,0 +1,291 @@
+/*
+ * Estate-wide rules that no single document can check: names unique across all files,
+ * cross-references (keys name declared vaults, profiles name declared keys, apps and
+ * credentials), exactly one active profile, and Azure's bounds that involve several fields
+ * (rotation windows, HSM keys in premium vaults). Duplicates name both places.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DAY (86400LL)
+
+static void dup(ctx *c, kvr_pos at, kvr_pos first, const char *what, const char *name)
+{
+    cx_error_pos(c, at, "duplicate %s '%.64s' (first declared at %s:%u:%u)", what, name,
+                 first.file, first.line, first.col);
+}
+
+static void unknown(ctx *c, kvr_pos at, const char *what, const char *name, const char *extra)
+{
+    cx_error_pos(c, at, "%s '%.64s' is not declared%s", what, name, extra ? extra : "");
+}
+
+static void check_vaults(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    for (size_t i = 0; i < e->nvaults; i++) {
+        const kvr_vault *v = &e->vaults[i];
+        if (!v->name)
+            continue;
+        for (size_t j = 0; j < i; j++)
+            if (e->vaults[j].name && kvr_str_ieq(e->vaults[j].name, v->name)) {
+                dup(c, v->pos, e->vaults[j].pos, "vault", v->name);
+                break;
+            }
+        if (v->copy_from.vault) {
+            const kvr_vault *src = kvr_estate_vault(e, v->copy_from.vault);
+            if (!src)
+                unknown(c, v->copy_from.pos, "vault", v->copy_from.vault,
+                        " ('copyFrom' must name a vault of this estate)");
+            else if (src == v)
+                cx_error_pos(c, v->copy_from.pos, "vault '%.64s' cannot copy from itself",
+                             v->name);
+            else if (src->copy_from.vault && kvr_str_ieq(src->copy_from.vault, v->name))
+                cx_error_pos(c, v->copy_from.pos,
+                             "vaults '%.64s' and '%.64s' copy from each other", v->name,
+                             src->name);
+        }
+        for (size_t p = 0; p < v->npolicies; p++)
+            if (v->policies[p].app && !kvr_estate_app(e, v->policies[p].app))
+                unknown(c, v->policies[p].pos, "app", v->policies[p].app, NULL);
+    }
+}
+
+static void check_apps(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    for (size_t i = 0; i < e->napps; i++) {
+        const kvr_app *a = &e->apps[i];
+        if (!a->name)
+            continue;
+        for (size_t j = 0; j < i; j++)
+            if (e->apps[j].name && strcmp(e->apps[j].name, a->name) == 0) {
+                dup(c, a->pos, e->apps[j].pos, "app", a->name);
+                break;
+            }
+        for (size_t k = 0; k < a->ncreds; k++) {
+            const kvr_credential *cr = &a->creds[k];
+            if (!cr->name)
+                continue;
+            for (size_t j = 0; j < k; j++)
+                if (a->creds[j].name && strcmp(a->creds[j].name, cr->name) == 0) {
+                    dup(c, cr->pos, a->creds[j].pos, "credential", cr->name);
+                    break;
+                }
+            if (cr->overlap >= cr->lifetime)
+                cx_error_pos(c, cr->pos,
+                             "credential '%.64s': 'overlap' must be shorter than 'lifetime'",
+                             cr->name);
+            if (cr->store_vault && !kvr_estate_vault(e, cr->store_vault))
+                unknown(c, cr->pos, "vault", cr->store_vault, " (named by 'storeIn')");
+        }
+    }
+}
+
+/* A (vault, secret) slot, taken by a declared secret or by a credential's storeIn. */
+typedef struct slot {
+    const char *vault, *name;
+    kvr_pos pos;
+} slot;
+
+static void check_secrets(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    slot *slots = NULL;
+    size_t n = 0, cap = 0;
+
+    for (size_t i = 0; i < e->napps; i++)
+        for (size_t k = 0; k < e->apps[i].ncreds; k++) {
+            const kvr_credential *cr = &e->apps[i].creds[k];
+            if (!cr->store_vault || !cr->store_secret)
+                continue;
+            if (kvr_grow((void **)&slots, &cap, n + 1, sizeof(*slots)) < 0)
+                goto oom;
+            slots[n++] = (slot){cr->store_vault, cr->store_secret, cr->pos};
+        }
+    for (size_t i = 0; i < e->nsecrets; i++) {
+        const kvr_secret *s = &e->secrets[i];
+        if (s->vault && !kvr_estate_vault(e, s->vault))
+            unknown(c, s->pos, "vault", s->vault, NULL);
+        if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL && s->app) {
+            const kvr_app *a = kvr_estate_app(e, s->app);
+            if (!a)
+                unknown(c, s->pos, "app", s->app, NULL);
+            else if (s->credential && !kvr_app_credential(a, s->credential))
+                cx_error_pos(c, s->pos, "app '%.64s' has no credential '%.64s'", s->app,
+                             s->credential);
+        }
+        if (!s->vault || !s->name)
+            continue;
+        if (kvr_grow((void **)&slots, &cap, n + 1, sizeof(*slots)) < 0)
+            goto oom;
+        slots[n++] = (slot){s->vault, s->name, s->pos};
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (kvr_str_ieq(slots[i].vault, slots[j].vault) &&
+                kvr_str_ieq(slots[i].name, slots[j].name)) {
+                char what[160];
+                snprintf(what, sizeof(what), "secret '%.64s' in vault", slots[i].name);
+                dup(c, slots[i].pos, slots[j].pos, what, slots[i].vault);
+                break;
+            }
+    free(slots);
+    return;
+oom:
+    free(slots);
+    cx_oom(c);
+}
+
+static void check_rotation(ctx *c, const kvr_key *k)
+{
+    const kvr_rotation *r = &k->rotation;
+    if (!r->set)
+        return;
+    if (r->every && r->every < 7 * DAY)
+        cx_error_pos(c, k->pos, "key '%.64s': 'rotation.every' must be at least 7 days", k->name);
+    if (r->before_expiry && r->before_expiry < 7 * DAY)
+        cx_error_pos(c, k->pos, "key '%.64s': 'rotation.beforeExpiry' must be at least 7 days",
+                     k->name);
+    if (r->before_expiry && !r->expires_after)
+        cx_error_pos(c, k->pos,
+                     "key '%.64s': 'rotation.beforeExpiry' needs 'rotation.expiresAfter' (a "
+                     "version without expiry never reaches the trigger)",
+                     k->name);
+    if (r->expires_after && r->expires_after < 28 * DAY)
+        cx_error_pos(c, k->pos, "key '%.64s': 'rotation.expiresAfter' must be at least 28 days",
+                     k->name);
+    if (r->expires_after && r->every && r->every > r->expires_after - 7 * DAY)
+        cx_error_pos(c, k->pos,
+                     "key '%.64s': 'rotation.every' must be at least 7 days before "
+                     "'rotation.expiresAfter'",
+                     k->name);
+    if (r->expires_after && r->before_expiry && r->before_expiry > r->expires_after - 7 * DAY)
+        cx_error_pos(c, k->pos,
+                     "key '%.64s': 'rotation.beforeExpiry' must leave at least 7 days after "
+                     "creation",
+                     k->name);
+    if (r->expires_after && r->notify_before && r->notify_before >= r->expires_after)
+        cx_error_pos(c, k->pos,
+                     "key '%.64s': 'rotation.notifyBefore' must be shorter than "
+                     "'rotation.expiresAfter'",
+                     k->name);
+}
+
+static void check_keys(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    for (size_t i = 0; i < e->nkeys; i++) {
+        const kvr_key *k = &e->keys[i];
+        const kvr_vault *v;
+        check_rotation(c, k);
+        if (!k->vault || !k->name)
+            continue;
+        for (size_t j = 0; j < i; j++)
+            if (e->keys[j].vault && e->keys[j].name && kvr_str_ieq(e->keys[j].vault, k->vault) &&
+                kvr_str_ieq(e->keys[j].name, k->name)) {
+                char what[160];
+                snprintf(what, sizeof(what), "key '%.64s' in vault", k->name);
+                dup(c, k->pos, e->keys[j].pos, what, k->vault);
+                break;
+            }
+        v = kvr_estate_vault(e, k->vault);
+        if (!v)
+            unknown(c, k->pos, "vault", k->vault, NULL);
+        else if ((k->type == KVR_KEY_RSA_HSM || k->type == KVR_KEY_EC_HSM) &&
+                 v->sku != KVR_SKU_PREMIUM)
+            cx_error_pos(c, k->pos,
+                         "key '%.64s' is %s but vault '%.64s' is 'standard'; HSM keys need "
+                         "'sku: premium'",
+                         k->name, kvr_key_type_name(k->type), v->name);
+    }
+}
+
+static void check_roles(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    for (size_t i = 0; i < e->nroles; i++) {
+        const kvr_role_assignment *r = &e->roles[i];
+        const kvr_vault *v = NULL;
+        if (r->app && !kvr_estate_app(e, r->app))
+            unknown(c, r->pos, "app", r->app, NULL);
+        if (r->vault && !(v = kvr_estate_vault(e, r->vault)))
+            unknown(c, r->pos, "vault", r->vault, NULL);
+        if (v && r->key && !kvr_estate_key(e, r->vault, r->key))
+            cx_error_pos(c, r->pos, "key '%.64s' is not declared in vault '%.64s'", r->key,
+                         r->vault);
+        if (v && !v->rbac)
+            cx_error_pos(c, r->pos,
+                         "vault '%.64s' uses access policies ('rbac: false'); role assignments "
+                         "on its data plane have no effect",
+                         v->name);
+        if (!r->app || !r->vault || !r->role_id)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            const kvr_role_assignment *o = &e->roles[j];
+            if (o->app && o->vault && o->role_id && strcmp(o->app, r->app) == 0 &&
+                kvr_str_ieq(o->vault, r->vault) && strcmp(o->role_id, r->role_id) == 0 &&
+                ((!o->key && !r->key) || (o->key && r->key && kvr_str_ieq(o->key, r->key)))) {
+                char what[200];
+                snprintf(what, sizeof(what), "role assignment of '%.64s' to app", r->role);
+                dup(c, r->pos, o->pos, what, r->app);
+                break;
+            }
+        }
+    }
+}
+
+static void check_profiles(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    for (size_t i = 0; i < e->nprofiles; i++) {
+        const kvr_profile *p = &e->profiles[i];
+        const kvr_app *a = NULL;
+        if (!p->name)
+            continue;
+        for (size_t j = 0; j < i; j++)
+            if (e->profiles[j].name && strcmp(e->profiles[j].name, p->name) == 0) {
+                dup(c, p->pos, e->profiles[j].pos, "profile", p->name);
+                break;
+            }
+        if (p->vault && !kvr_estate_vault(e, p->vault))
+            unknown(c, p->pos, "vault", p->vault, NULL);
+        else if (p->vault && p->key && !kvr_estate_key(e, p->vault, p->key))
+            cx_error_pos(c, p->pos, "key '%.64s' is not declared in vault '%.64s'", p->key,
+                         p->vault);
+        if (p->app && !(a = kvr_estate_app(e, p->app)))
+            unknown(c, p->pos, "app", p->app, NULL);
+        if (a && p->credential && !kvr_app_credential(a, p->credential))
+            cx_error_pos(c, p->pos, "app '%.64s' has no credential '%.64s'", p->app,
+                         p->credential);
+    }
+    if (e->active) {
+        const kvr_profile *p = kvr_estate_profile(e, e->active);
+        if (!p) {
+            unknown(c, e->active_pos, "profile", e->active, " ('active' must name a profile)");
+        } else if (p->vault) {
+            const kvr_vault *v = kvr_estate_vault(e, p->vault);
+            if (v && v->retire)
+                cx_error_pos(c, e->active_pos,
+                             "the active profile '%.64s' uses vault '%.64s', which is marked "
+                             "'retire'",
+                             p->name, v->name);
+        }
+    } else if (e->nprofiles) {
+        cx_error_pos(c, e->profiles[0].pos,
+                     "profiles are declared but none is active; add 'active: <profile name>'");
+    }
+}
+
+void kvr_model_check(ctx *c)
+{
+    check_vaults(c);
+    check_apps(c);
+    check_secrets(c);
+    check_keys(c);
+    check_roles(c);
+    check_profiles(c);
+}

@@ -1,0 +1,115 @@
+/*
+ * Small string and memory helpers: typo suggestions for "did you mean", case-insensitive
+ * comparison for Azure names (which are case-insensitive), a growable-array helper, and a
+ * memory wipe for buffers that held secrets.
+ */
+#include "kvr/util.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DISTANCE_MAX_LEN 64
+
+size_t kvr_str_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    /* Three rows of the optimal-string-alignment matrix. */
+    size_t rows[3][DISTANCE_MAX_LEN + 1];
+    size_t *pp = rows[0], *prev = rows[1], *cur = rows[2];
+
+    if (la > DISTANCE_MAX_LEN || lb > DISTANCE_MAX_LEN)
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t *t;
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+            size_t cost = ca != cb;
+            size_t best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (prev[j - 1] + cost < best)
+                best = prev[j - 1] + cost;
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == cb && pp[j - 2] + 1 < best)
+                best = pp[j - 2] + 1;
+            cur[j] = best;
+        }
+        t = pp;
+        pp = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[lb];
+}
+
+const char *kvr_str_suggest(const char *word, const char *const *candidates)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    size_t len = strlen(word);
+    /* Allow about one edit per three characters, at least one and at most three. */
+    size_t max_d = len / 3;
+    if (max_d < 1)
+        max_d = 1;
+    if (max_d > 3)
+        max_d = 3;
+    for (size_t i = 0; candidates[i]; i++) {
+        size_t d = kvr_str_distance(word, candidates[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best_d <= max_d ? best : NULL;
+}
+
+bool kvr_str_ieq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    while (*a && *b) {
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+            return false;
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+bool kvr_str_has_suffix(const char *s, const char *suffix)
+{
+    size_t ls = strlen(s), lf = strlen(suffix);
+    return ls >= lf && memcmp(s + ls - lf, suffix, lf) == 0;
+}
+
+void kvr_memwipe(void *p, size_t n)
+{
+    if (p && n)
+        explicit_bzero(p, n);
+}
+
+int kvr_grow(void **items, size_t *cap, size_t need, size_t elem)
+{
+    size_t ncap;
+    void *p;
+    if (need <= *cap)
+        return 0;
+    ncap = *cap ? *cap : 8;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2)
+            return KVR_ENOMEM;
+        ncap *= 2;
+    }
+    if (ncap > SIZE_MAX / elem)
+        return KVR_ENOMEM;
+    p = realloc(*items, ncap * elem);
+    if (!p)
+        return KVR_ENOMEM;
+    *items = p;
+    *cap = ncap;
+    return 0;
+}
