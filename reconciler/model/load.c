@@ -799,20 +799,16 @@ static void load_text(ctx *c, const char *name, const char *data, size_t size)
     yt_stream st;
     size_t used = 0;
     const char *nul;
-    char *slash;
+    const char *slash;
 
     c->file = name;
     free(c->dir);
-    c->dir = strdup(name);
+    slash = strrchr(name, '/');
+    c->dir = slash ? strndup(name, (size_t)(slash - name)) : strdup(".");
     if (!c->dir) {
         cx_oom(c);
         return;
     }
-    slash = strrchr(c->dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        strcpy(c->dir, ".");
 
     nul = memchr(data, '\0', size);
     if (nul && !is_utf16_or_32(data, size)) {
@@ -978,10 +974,15 @@ static size_t visit(walk *w, const char *path, bool given, unsigned depth)
     ctx *c = w->c;
     struct stat st;
     if (stat(path, &st) < 0) {
-        if (errno == ELOOP)
+        /* A failed entry still counts as found: "no YAML files" would only add noise. */
+        if (errno == ELOOP) {
             cx_error_pos(c, (kvr_pos){path, 0, 0}, "symbolic link loop");
-        else if (given || yaml_name(path))
+            return 1;
+        }
+        if (given || yaml_name(path)) {
             cx_error_pos(c, (kvr_pos){path, 0, 0}, "cannot read: %s", strerror(errno));
+            return 1;
+        }
         return 0;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -1000,8 +1001,10 @@ static size_t visit(walk *w, const char *path, bool given, unsigned depth)
         return found;
     }
     if (!S_ISREG(st.st_mode)) {
-        if (given || yaml_name(path))
+        if (given || yaml_name(path)) {
             cx_error_pos(c, (kvr_pos){path, 0, 0}, "not a regular file");
+            return 1;
+        }
         return 0;
     }
     if (!given && !yaml_name(path))

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The folder rules of STYLE.md, checked on the #include lines:
+#   util   libc only;  model  + libyaml;  plan  pure (no curl, OpenSSL, libyaml, inotify);
+#   cli    only the public headers in reconciler/include/kvr (plus its own cli.h).
+# Also: file names are unique across the tree, and no banned unsafe libc call is used.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+fail=0
+bad() { echo "layering: $*"; fail=1; }
+
+check() { # dir, forbidden-regex, what
+    [ -d "$1" ] || return 0
+    local hits
+    hits=$(grep -rnE "^[[:space:]]*#[[:space:]]*include[[:space:]]*[<\"]($2)" "$1" --include='*.[ch]' || true)
+    [ -z "$hits" ] || bad "$3:"$'\n'"$hits"
+}
+check reconciler/util 'curl/|openssl/|yaml\.h|jansson\.h|sys/inotify\.h|microhttpd' "util must use libc only"
+check reconciler/model 'curl/|openssl/|jansson\.h|sys/inotify\.h|microhttpd' "model must not touch the network"
+check reconciler/plan 'curl/|openssl/|yaml\.h|sys/inotify\.h|microhttpd' "plan must stay pure"
+hits=$(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' reconciler/cli --include='*.[ch]' |
+       grep -vE '"(kvr/[a-z_]+\.h|cli\.h)"' || true)
+[ -z "$hits" ] || bad "cli must use only include/kvr headers:"$'\n'"$hits"
+
+dups=$(git ls-files '*.c' '*.h' 2>/dev/null | xargs -r -n1 basename | sort | uniq -d)
+[ -z "$dups" ] || bad "file names must be unique across the tree: $dups"
+
+banned=$(grep -rnE '(^|[^a-zA-Z0-9_])(gets|strcpy|strcat|sprintf|vsprintf|strtok|tmpnam|mktemp)[[:space:]]*\(' \
+         reconciler --include='*.c' || true)
+[ -z "$banned" ] || bad "banned libc calls (use snprintf, memcpy with sizes, strtok_r, mkstemp):"$'\n'"$banned"
+
+if [ $fail -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
+exit $fail
