@@ -274,7 +274,7 @@ static void check_profiles(ctx *c)
                              "'retire'",
                              p->name, v->name);
         }
-    } else if (e->nprofiles) {
+    } else if (e->nprofiles && !e->active_pos.file) {
         cx_error_pos(c, e->profiles[0].pos,
                      "profiles are declared but none is active; add 'active: <profile name>'");
     }

@@ -40,8 +40,9 @@ const char *const kvr_model_role_names[] = {
 
 const char *kvr_model_role_id(const char *name)
 {
+    /* Exact case, as the JSON Schema's enum: "did you mean" covers a wrong case. */
     for (size_t i = 0; i < sizeof(ROLES) / sizeof(ROLES[0]); i++)
-        if (kvr_str_ieq(ROLES[i].name, name))
+        if (strcmp(ROLES[i].name, name) == 0)
             return ROLES[i].id;
     return NULL;
 }

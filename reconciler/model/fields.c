@@ -88,7 +88,16 @@ bool cx_fields(ctx *c, const yt_node *map, const char *what, const char *const *
 }
 
 /* A string value: any scalar that the YAML core schema resolves to a string. */
+static bool scalar_string_ex(ctx *c, const yt_node *v, const char *field, bool allow_empty,
+                             const char **out);
+
 static bool scalar_string(ctx *c, const yt_node *v, const char *field, const char **out)
+{
+    return scalar_string_ex(c, v, field, false, out);
+}
+
+static bool scalar_string_ex(ctx *c, const yt_node *v, const char *field, bool allow_empty,
+                             const char **out)
 {
     yt_type t;
     if (v->kind != YT_SCALAR) {
@@ -96,6 +105,10 @@ static bool scalar_string(ctx *c, const yt_node *v, const char *field, const cha
         return false;
     }
     t = yt_scalar_type(v);
+    if (allow_empty && !v->plain && v->len == 0) {
+        *out = v->text;
+        return true;
+    }
     if (t == YT_T_NULL) {
         cx_error(c, v, "'%s' must be a string, got null", field);
         return false;
@@ -165,10 +178,14 @@ bool cx_int(ctx *c, const yt_node *map, const char *field, long min, long max, i
                  yt_describe(v));
         return false;
     }
+    /* YAML 1.2 core: decimal (leading zeros stay decimal), 0o octal, 0x hexadecimal. */
     errno = 0;
-    n = strtol(v->text, &end, 0);
     if (v->text[0] == '0' && v->text[1] == 'o')
         n = strtol(v->text + 2, &end, 8);
+    else if (v->text[0] == '0' && v->text[1] == 'x')
+        n = strtol(v->text + 2, &end, 16);
+    else
+        n = strtol(v->text, &end, 10);
     if (errno || *end || n < min || n > max) {
         cx_error(c, v, "'%s' must be an integer from %ld to %ld, got %.32s", field, min, max,
                  v->text);
@@ -206,8 +223,12 @@ bool cx_enum(ctx *c, const yt_node *map, const char *field, const char *const *v
     size_t n = 0;
     if (!v)
         return false;
-    if (v->kind == YT_SCALAR && yt_scalar_type(v) == YT_T_INT) {
-        /* Integer enums (key sizes) compare by text. */
+    if (values[0] && values[0][0] >= '0' && values[0][0] <= '9') {
+        /* Integer enums (key sizes): an integer, not a quoted string. */
+        if (v->kind != YT_SCALAR || yt_scalar_type(v) != YT_T_INT) {
+            cx_error(c, v, "'%s' must be an integer, got %s", field, yt_describe(v));
+            return false;
+        }
     } else if (!scalar_string(c, v, field, &s)) {
         return false;
     }
@@ -291,7 +312,7 @@ bool cx_tags(ctx *c, const yt_node *map, const char *field, kvr_tags *out)
             ok = false;
             continue;
         }
-        if (!scalar_string(c, k, "tag name", &ks) || !scalar_string(c, val, ks, &vs)) {
+        if (!scalar_string(c, k, "tag name", &ks) || !scalar_string_ex(c, val, ks, true, &vs)) {
             ok = false;
             continue;
         }

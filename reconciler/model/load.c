@@ -780,8 +780,9 @@ static void parse_document(ctx *c, const yt_doc *d)
         free(c->e->active);
         c->e->active = NULL;
         once(c, &c->active, x, "'active'");
-        if (cx_str(c, root, "active", false, "document", &c->e->active))
-            c->e->active_pos = cx_pos(c, x);
+        c->e->active_pos = cx_pos(c, x);
+        if (!cx_str(c, root, "active", false, "document", &c->e->active))
+            c->e->active = NULL; /* reported; don't also claim that none is active */
     }
     if ((x = yt_map_get(root, "retention")))
         parse_retention(c, x);
