@@ -176,3 +176,25 @@ void kvr_duration_iso(char *buf, size_t size, int64_t seconds)
         PUT("T0S");
 #undef PUT
 }
+
+void kvr_time_iso(char *buf, size_t size, int64_t t)
+{
+    /* Civil-from-days (proleptic Gregorian): no locale, no TZ, no libc time functions. */
+    int64_t days = t / 86400, rem = t % 86400, y, era, doe, yoe, doy, mp, d, m;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    days += 719468;
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    y = yoe + era * 400;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    snprintf(buf, size, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, (int)m, (int)d,
+             (int)(rem / 3600), (int)(rem % 3600 / 60), (int)(rem % 60));
+}

@@ -95,6 +95,10 @@ int kvr_duration_parse(int64_t *out, const char *text, kvr_error *err);
 /* Formats seconds as ISO 8601 ("P90D", "PT12H", "P1DT2H"): what Azure's policies expect. */
 void kvr_duration_iso(char *buf, size_t size, int64_t seconds);
 
+/* Formats Unix seconds as ISO 8601 UTC ("2026-11-23T10:00:00Z"); needs size >= KVR_TIME_ISO_MAX. */
+#define KVR_TIME_ISO_MAX 48
+void kvr_time_iso(char *buf, size_t size, int64_t t);
+
 /* ---- strings ----------------------------------------------------------------------------- */
 
 /* Edit distance (Damerau-Levenshtein, optimal string alignment), ASCII case-insensitive. */

@@ -1,0 +1,169 @@
+/*
+ * The live state of an estate, as read from Azure and the profile service: the other input of
+ * the plan. Providers fill it; tests load it from JSON fixtures (kvr_live_from_json). Times are
+ * Unix seconds on the service's clock. Only what the plan needs is kept; secret values never
+ * are: a secret carries a keyed digest marker instead (see kvr_plan_input).
+ */
+#ifndef KVR_LIVE_H
+#define KVR_LIVE_H
+
+#include "kvr/model.h"
+
+/* Tags kvreconcile writes on live objects so that a run needs no local state. */
+#define KVR_TAG_GENERATION "kvr-generation"     /* key version: the generation it was made for */
+#define KVR_TAG_SUPERSEDED "kvr-superseded-at"  /* key version, secret, vault: unused since (Unix s) */
+#define KVR_TAG_CREDENTIAL "kvr-credential-key-id" /* stored client secret: its credential keyId */
+#define KVR_CRED_PREFIX "kvr:"                  /* app credential display name: kvr:<generation> */
+
+typedef struct kvr_live_version {
+    char *id; /* 32 hex */
+    bool enabled;
+    int64_t created;
+    int64_t exp; /* 0: none */
+    kvr_tags tags;
+} kvr_live_version;
+
+typedef struct kvr_live_key {
+    char *vault;
+    char *name;
+    char *kty;
+    int size;
+    char *crv;
+    unsigned ops;              /* of the latest version */
+    kvr_live_version *versions; /* oldest first; the last is the latest */
+    size_t nversions;
+    bool has_policy;
+    kvr_rotation policy;
+} kvr_live_key;
+
+typedef struct kvr_live_secret {
+    char *vault;
+    char *name;
+    char *content_type;
+    bool enabled;
+    kvr_tags tags;
+    char *digest; /* keyed digest marker of the latest value; NULL if not read */
+} kvr_live_secret;
+
+typedef struct kvr_live_cert {
+    char *vault;
+    char *name;
+    char *x5t;
+} kvr_live_cert;
+
+typedef struct kvr_live_deleted {
+    char *vault;
+    char *kind; /* "key", "secret", "certificate" */
+    char *name;
+    int64_t deleted;
+    int64_t purge_at;
+} kvr_live_deleted;
+
+typedef struct kvr_live_vault {
+    char *name;
+    char *resource_group;
+    char *location;
+    kvr_sku sku;
+    bool rbac;
+    int soft_delete_days;
+    bool purge_protection;
+    char *default_action; /* NULL: Allow */
+    kvr_tags tags;
+} kvr_live_vault;
+
+typedef struct kvr_live_deleted_vault {
+    char *name;
+    char *location;
+    int64_t deleted;
+    int64_t purge_at;
+    bool purge_protection;
+} kvr_live_deleted_vault;
+
+typedef struct kvr_live_credential {
+    char *key_id;
+    char *display_name;
+    int64_t start;
+    int64_t end;
+} kvr_live_credential;
+
+typedef struct kvr_live_app {
+    char *display_name;
+    char *app_id;
+    char *object_id;
+    char *sp_id; /* service principal object id; NULL if none */
+    char *audience;
+    kvr_live_credential *creds;
+    size_t ncreds;
+} kvr_live_app;
+
+typedef struct kvr_live_role {
+    char *name; /* the assignment GUID */
+    char *scope;
+    char *role_id; /* role definition GUID, lower case */
+    char *principal_id;
+} kvr_live_role;
+
+typedef enum kvr_profile_status {
+    KVR_PROFILE_CREATED = 0,
+    KVR_PROFILE_APPLYING,
+    KVR_PROFILE_USED,
+    KVR_PROFILE_INACTIVE,
+    KVR_PROFILE_FAILED,
+} kvr_profile_status;
+
+typedef struct kvr_live_profile {
+    char *name;
+    char *vault;
+    char *key;
+    char *key_version;
+    char *client_id;
+    char *credential; /* the generation marker in the profile's metadata */
+    kvr_profile_status status;
+    int64_t status_since;
+} kvr_live_profile;
+
+typedef struct kvr_live {
+    int64_t now; /* the service's clock (HTTP Date) when the state was read */
+    kvr_live_vault *vaults;
+    size_t nvaults;
+    kvr_live_deleted_vault *deleted_vaults;
+    size_t ndeleted_vaults;
+    kvr_live_key *keys;
+    size_t nkeys;
+    kvr_live_secret *secrets;
+    size_t nsecrets;
+    kvr_live_cert *certs;
+    size_t ncerts;
+    kvr_live_deleted *deleted;
+    size_t ndeleted;
+    kvr_live_app *apps;
+    size_t napps;
+    kvr_live_role *roles;
+    size_t nroles;
+    kvr_live_profile *profiles;
+    size_t nprofiles;
+} kvr_live;
+
+/*
+ * Reads the live-state JSON format (see tests/fixtures/plan/README.md). On success *out is the
+ * caller's (kvr_live_free); on failure it stays NULL and err says what and where.
+ */
+int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *err);
+
+void kvr_live_free(kvr_live *l);
+
+const char *kvr_profile_status_name(kvr_profile_status s);
+
+/* Lookups (case-insensitive names, as in Azure). Borrowed, or NULL. */
+const kvr_live_vault *kvr_live_vault_get(const kvr_live *l, const char *name);
+const kvr_live_key *kvr_live_key_get(const kvr_live *l, const char *vault, const char *name);
+const kvr_live_secret *kvr_live_secret_get(const kvr_live *l, const char *vault, const char *name);
+const kvr_live_app *kvr_live_app_get(const kvr_live *l, const char *display_name);
+const kvr_live_profile *kvr_live_profile_get(const kvr_live *l, const char *name);
+const kvr_live_deleted *kvr_live_deleted_get(const kvr_live *l, const char *vault,
+                                             const char *kind, const char *name);
+
+/* The value of tag `key`, or NULL. */
+const char *kvr_tags_get(const kvr_tags *t, const char *key);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * Internal to the plan module: the builder state shared by the passes (passes.c, retire.c)
+ * and the ordering (order.c).
+ */
+#ifndef KVR_PLAN_BUILD_H
+#define KVR_PLAN_BUILD_H
+
+#include "kvr/plan.h"
+
+#define NONE ((size_t)-1)
+
+typedef struct pb {
+    kvr_plan *p;
+    size_t cap;
+    const kvr_plan_input *in;
+    const kvr_estate *d;
+    const kvr_live *l;
+    int64_t now;
+    int rc;
+    kvr_error *err;
+} pb;
+
+size_t pb_step(pb *b, kvr_step_kind kind, kvr_action action, const char *vault, kvr_pos pos,
+               const char *object, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+void pb_name(pb *b, size_t s, const char *name, const char *version, const char *extra);
+void pb_dep(pb *b, size_t s, size_t dep);
+void pb_gate(pb *b, size_t s, kvr_gate_kind kind, bool open, int64_t opens_at, const char *fmt,
+             ...) __attribute__((format(printf, 6, 7)));
+void pb_change(pb *b, size_t s, const char *field, const char *from, const char *to,
+               bool sensitive);
+void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The step of `kind` acting on (vault, name), or NONE. */
+size_t pb_find(const pb *b, kvr_step_kind kind, const char *vault, const char *name);
+char *pb_printf(pb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pb_oom(pb *b);
+
+/* Retention gate: open when `since` + `period` has passed; since 0: not started, it starts
+   when `start_event` ("it becomes Inactive") happens. */
+void pb_retention_gate(pb *b, size_t s, int64_t since, int64_t period, const char *start_event);
+
+/* Passes, in the order they run. */
+void kvr_plan_pass_vaults(pb *b);
+void kvr_plan_pass_copies(pb *b);
+void kvr_plan_pass_apps(pb *b);
+void kvr_plan_pass_keys(pb *b);
+void kvr_plan_pass_roles(pb *b);
+void kvr_plan_pass_secrets(pb *b);
+void kvr_plan_pass_profiles(pb *b);
+void kvr_plan_pass_retire(pb *b);
+
+/* Orders steps by dependencies (stable), renumbers ids from 1. KVR_ECONFIG on a cycle. */
+int kvr_plan_order(pb *b);
+
+/* Helpers over the inputs. */
+/* Is every secret and certificate of `src` in `dst` (copied ones with the same value)? */
+bool kvr_plan_copy_complete(const pb *b, const kvr_vault *dst);
+bool kvr_plan_version_referenced(const kvr_live *l, const char *vault, const char *key,
+                                 const char *version, const kvr_live_profile **by);
+int64_t kvr_plan_tag_time(const kvr_tags *t);
+const char *kvr_plan_app_principal(const pb *b, const char *app_name);
+void kvr_plan_scope(char *buf, size_t size, const char *sub, const char *rg, const char *vault,
+                    const char *key);
+
+#endif

@@ -1,0 +1,611 @@
+/*
+ * The live model: lookups, freeing, and a reader for its JSON form. The JSON form lets plan
+ * tests be pure data (desired.yaml + live.json -> expected plan) and lets a user attach the
+ * state a plan was computed from to a bug report. Reading it is strict: unknown members and
+ * wrong types are errors naming the JSON path, so a fixture cannot silently mean something else.
+ */
+#include "kvr/live.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- lookups and freeing ------------------------------------------------------------------ */
+
+const char *kvr_tags_get(const kvr_tags *t, const char *key)
+{
+    for (size_t i = 0; i < t->len; i++)
+        if (strcmp(t->items[i].key, key) == 0)
+            return t->items[i].value;
+    return NULL;
+}
+
+const char *kvr_profile_status_name(kvr_profile_status s)
+{
+    switch (s) {
+    case KVR_PROFILE_CREATED:
+        return "Created";
+    case KVR_PROFILE_APPLYING:
+        return "Applying";
+    case KVR_PROFILE_USED:
+        return "Used";
+    case KVR_PROFILE_INACTIVE:
+        return "Inactive";
+    case KVR_PROFILE_FAILED:
+        return "Failed";
+    }
+    return "?";
+}
+
+const kvr_live_vault *kvr_live_vault_get(const kvr_live *l, const char *name)
+{
+    for (size_t i = 0; i < l->nvaults; i++)
+        if (kvr_str_ieq(l->vaults[i].name, name))
+            return &l->vaults[i];
+    return NULL;
+}
+
+const kvr_live_key *kvr_live_key_get(const kvr_live *l, const char *vault, const char *name)
+{
+    for (size_t i = 0; i < l->nkeys; i++)
+        if (kvr_str_ieq(l->keys[i].vault, vault) && kvr_str_ieq(l->keys[i].name, name))
+            return &l->keys[i];
+    return NULL;
+}
+
+const kvr_live_secret *kvr_live_secret_get(const kvr_live *l, const char *vault, const char *name)
+{
+    for (size_t i = 0; i < l->nsecrets; i++)
+        if (kvr_str_ieq(l->secrets[i].vault, vault) && kvr_str_ieq(l->secrets[i].name, name))
+            return &l->secrets[i];
+    return NULL;
+}
+
+const kvr_live_app *kvr_live_app_get(const kvr_live *l, const char *display_name)
+{
+    for (size_t i = 0; i < l->napps; i++)
+        if (strcmp(l->apps[i].display_name, display_name) == 0)
+            return &l->apps[i];
+    return NULL;
+}
+
+const kvr_live_profile *kvr_live_profile_get(const kvr_live *l, const char *name)
+{
+    for (size_t i = 0; i < l->nprofiles; i++)
+        if (strcmp(l->profiles[i].name, name) == 0)
+            return &l->profiles[i];
+    return NULL;
+}
+
+const kvr_live_deleted *kvr_live_deleted_get(const kvr_live *l, const char *vault,
+                                             const char *kind, const char *name)
+{
+    for (size_t i = 0; i < l->ndeleted; i++)
+        if (kvr_str_ieq(l->deleted[i].vault, vault) && strcmp(l->deleted[i].kind, kind) == 0 &&
+            kvr_str_ieq(l->deleted[i].name, name))
+            return &l->deleted[i];
+    return NULL;
+}
+
+static void tags_free(kvr_tags *t)
+{
+    for (size_t i = 0; i < t->len; i++) {
+        free(t->items[i].key);
+        free(t->items[i].value);
+    }
+    free(t->items);
+}
+
+void kvr_live_free(kvr_live *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->nvaults; i++) {
+        free(l->vaults[i].name);
+        free(l->vaults[i].resource_group);
+        free(l->vaults[i].location);
+        free(l->vaults[i].default_action);
+        tags_free(&l->vaults[i].tags);
+    }
+    free(l->vaults);
+    for (size_t i = 0; i < l->ndeleted_vaults; i++) {
+        free(l->deleted_vaults[i].name);
+        free(l->deleted_vaults[i].location);
+    }
+    free(l->deleted_vaults);
+    for (size_t i = 0; i < l->nkeys; i++) {
+        kvr_live_key *k = &l->keys[i];
+        free(k->vault);
+        free(k->name);
+        free(k->kty);
+        free(k->crv);
+        for (size_t v = 0; v < k->nversions; v++) {
+            free(k->versions[v].id);
+            tags_free(&k->versions[v].tags);
+        }
+        free(k->versions);
+    }
+    free(l->keys);
+    for (size_t i = 0; i < l->nsecrets; i++) {
+        free(l->secrets[i].vault);
+        free(l->secrets[i].name);
+        free(l->secrets[i].content_type);
+        free(l->secrets[i].digest);
+        tags_free(&l->secrets[i].tags);
+    }
+    free(l->secrets);
+    for (size_t i = 0; i < l->ncerts; i++) {
+        free(l->certs[i].vault);
+        free(l->certs[i].name);
+        free(l->certs[i].x5t);
+    }
+    free(l->certs);
+    for (size_t i = 0; i < l->ndeleted; i++) {
+        free(l->deleted[i].vault);
+        free(l->deleted[i].kind);
+        free(l->deleted[i].name);
+    }
+    free(l->deleted);
+    for (size_t i = 0; i < l->napps; i++) {
+        kvr_live_app *a = &l->apps[i];
+        free(a->display_name);
+        free(a->app_id);
+        free(a->object_id);
+        free(a->sp_id);
+        free(a->audience);
+        for (size_t c = 0; c < a->ncreds; c++) {
+            free(a->creds[c].key_id);
+            free(a->creds[c].display_name);
+        }
+        free(a->creds);
+    }
+    free(l->apps);
+    for (size_t i = 0; i < l->nroles; i++) {
+        free(l->roles[i].name);
+        free(l->roles[i].scope);
+        free(l->roles[i].role_id);
+        free(l->roles[i].principal_id);
+    }
+    free(l->roles);
+    for (size_t i = 0; i < l->nprofiles; i++) {
+        kvr_live_profile *p = &l->profiles[i];
+        free(p->name);
+        free(p->vault);
+        free(p->key);
+        free(p->key_version);
+        free(p->client_id);
+        free(p->credential);
+    }
+    free(l->profiles);
+    free(l);
+}
+
+/* ---- the JSON reader ---------------------------------------------------------------------- */
+
+typedef struct rd {
+    kvr_error *err;
+    char path[256];
+    bool failed;
+} rd;
+
+static void rd_fail(rd *r, const char *what)
+{
+    if (!r->failed)
+        kvr_error_set(r->err, KVR_EINVAL, "live state: %s at %s", what, r->path);
+    r->failed = true;
+}
+
+/* Checks that `obj` has only the members in `allowed`. */
+static void rd_members(rd *r, json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        bool ok = false;
+        (void)v;
+        for (size_t i = 0; allowed[i]; i++)
+            ok |= strcmp(key, allowed[i]) == 0;
+        if (!ok) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "unknown member '%.64s'", key);
+            rd_fail(r, msg);
+        }
+    }
+}
+
+static char *rd_str(rd *r, json_t *obj, const char *k, bool required)
+{
+    json_t *v = json_object_get(obj, k);
+    char *s;
+    if (!v || json_is_null(v)) {
+        if (required) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "missing '%s'", k);
+            rd_fail(r, msg);
+        }
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "'%s' must be a string", k);
+        rd_fail(r, msg);
+        return NULL;
+    }
+    s = strdup(json_string_value(v));
+    if (!s)
+        rd_fail(r, "out of memory");
+    return s;
+}
+
+static int64_t rd_int(rd *r, json_t *obj, const char *k, int64_t dflt)
+{
+    json_t *v = json_object_get(obj, k);
+    if (!v)
+        return dflt;
+    if (!json_is_integer(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "'%s' must be an integer", k);
+        rd_fail(r, msg);
+        return dflt;
+    }
+    return (int64_t)json_integer_value(v);
+}
+
+static bool rd_bool(rd *r, json_t *obj, const char *k, bool dflt)
+{
+    json_t *v = json_object_get(obj, k);
+    if (!v)
+        return dflt;
+    if (!json_is_boolean(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "'%s' must be true or false", k);
+        rd_fail(r, msg);
+        return dflt;
+    }
+    return json_is_true(v);
+}
+
+static void rd_tags(rd *r, json_t *obj, const char *k, kvr_tags *out)
+{
+    json_t *v = json_object_get(obj, k), *val;
+    const char *key;
+    if (!v)
+        return;
+    if (!json_is_object(v)) {
+        rd_fail(r, "tags must be an object");
+        return;
+    }
+    out->items = calloc(json_object_size(v) + 1, sizeof(*out->items));
+    if (!out->items) {
+        rd_fail(r, "out of memory");
+        return;
+    }
+    json_object_foreach(v, key, val)
+    {
+        if (!json_is_string(val)) {
+            rd_fail(r, "tag values must be strings");
+            return;
+        }
+        out->items[out->len].key = strdup(key);
+        out->items[out->len].value = strdup(json_string_value(val));
+        out->len++;
+    }
+}
+
+/* Allocates an array for JSON array member `k`; returns the JSON array (or NULL). */
+static json_t *rd_array(rd *r, json_t *obj, const char *k, void **items, size_t *n, size_t elem)
+{
+    json_t *v = json_object_get(obj, k);
+    *n = 0;
+    if (!v)
+        return NULL;
+    if (!json_is_array(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "'%s' must be an array", k);
+        rd_fail(r, msg);
+        return NULL;
+    }
+    *items = calloc(json_array_size(v) + 1, elem);
+    if (!*items) {
+        rd_fail(r, "out of memory");
+        return NULL;
+    }
+    return v;
+}
+
+static bool rd_elem(rd *r, json_t *arr, const char *name, size_t i, json_t **out)
+{
+    *out = json_array_get(arr, i);
+    snprintf(r->path, sizeof(r->path), "%s[%zu]", name, i);
+    if (!json_is_object(*out)) {
+        rd_fail(r, "expected an object");
+        return false;
+    }
+    return true;
+}
+
+static const char *const OPS[] = {"encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey",
+                                  NULL};
+
+static void rd_policy(rd *r, json_t *o, kvr_rotation *p)
+{
+    static const char *const m[] = {"every", "beforeExpiry", "expiresAfter", "notifyBefore", NULL};
+    int64_t *dst[] = {&p->every, &p->before_expiry, &p->expires_after, &p->notify_before};
+    kvr_error e;
+    if (!json_is_object(o)) {
+        rd_fail(r, "'rotationPolicy' must be an object");
+        return;
+    }
+    rd_members(r, o, m);
+    p->set = true;
+    for (int i = 0; m[i]; i++) {
+        json_t *v = json_object_get(o, m[i]);
+        if (!v)
+            continue;
+        if (!json_is_string(v) || kvr_duration_parse(dst[i], json_string_value(v), &e) < 0)
+            rd_fail(r, "rotation policy durations must be ISO 8601 strings");
+    }
+}
+
+static void rd_keys(rd *r, json_t *root, kvr_live *l)
+{
+    static const char *const km[] = {"vault", "name", "kty", "size", "crv", "ops",
+                                     "rotationPolicy", "versions", NULL};
+    static const char *const vm[] = {"id", "enabled", "created", "exp", "tags", NULL};
+    json_t *arr = rd_array(r, root, "keys", (void **)&l->keys, &l->nkeys, sizeof(*l->keys)), *o;
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_key *k = &l->keys[i];
+        json_t *ops, *vers, *pol;
+        if (!rd_elem(r, arr, "keys", i, &o))
+            return;
+        l->nkeys = i + 1;
+        rd_members(r, o, km);
+        k->vault = rd_str(r, o, "vault", true);
+        k->name = rd_str(r, o, "name", true);
+        k->kty = rd_str(r, o, "kty", true);
+        k->size = (int)rd_int(r, o, "size", 0);
+        k->crv = rd_str(r, o, "crv", false);
+        ops = json_object_get(o, "ops");
+        for (size_t j = 0; json_is_array(ops) && j < json_array_size(ops); j++)
+            for (int b = 0; OPS[b]; b++)
+                if (json_is_string(json_array_get(ops, j)) &&
+                    strcmp(json_string_value(json_array_get(ops, j)), OPS[b]) == 0)
+                    k->ops |= 1u << b;
+        if ((pol = json_object_get(o, "rotationPolicy"))) {
+            k->has_policy = true;
+            rd_policy(r, pol, &k->policy);
+        }
+        vers = rd_array(r, o, "versions", (void **)&k->versions, &k->nversions,
+                        sizeof(*k->versions));
+        for (size_t j = 0; vers && j < json_array_size(vers) && !r->failed; j++) {
+            json_t *vo = json_array_get(vers, j);
+            kvr_live_version *v = &k->versions[j];
+            if (!json_is_object(vo)) {
+                rd_fail(r, "versions must be objects");
+                return;
+            }
+            k->nversions = j + 1;
+            rd_members(r, vo, vm);
+            v->id = rd_str(r, vo, "id", true);
+            v->enabled = rd_bool(r, vo, "enabled", true);
+            v->created = rd_int(r, vo, "created", 0);
+            v->exp = rd_int(r, vo, "exp", 0);
+            rd_tags(r, vo, "tags", &v->tags);
+        }
+    }
+}
+
+static void rd_profiles(rd *r, json_t *root, kvr_live *l)
+{
+    static const char *const pm[] = {"name",       "vault",  "key",         "keyVersion",
+                                     "clientId",   "credential", "status", "statusSince", NULL};
+    static const char *const st[] = {"Created", "Applying", "Used", "Inactive", "Failed", NULL};
+    json_t *arr = rd_array(r, root, "profiles", (void **)&l->profiles, &l->nprofiles,
+                           sizeof(*l->profiles)),
+           *o;
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_profile *p = &l->profiles[i];
+        char *status;
+        bool known = false;
+        if (!rd_elem(r, arr, "profiles", i, &o))
+            return;
+        l->nprofiles = i + 1;
+        rd_members(r, o, pm);
+        p->name = rd_str(r, o, "name", true);
+        p->vault = rd_str(r, o, "vault", true);
+        p->key = rd_str(r, o, "key", true);
+        p->key_version = rd_str(r, o, "keyVersion", true);
+        p->client_id = rd_str(r, o, "clientId", false);
+        p->credential = rd_str(r, o, "credential", false);
+        p->status_since = rd_int(r, o, "statusSince", 0);
+        status = rd_str(r, o, "status", true);
+        for (int s = 0; status && st[s]; s++)
+            if (strcmp(status, st[s]) == 0) {
+                p->status = (kvr_profile_status)s;
+                known = true;
+            }
+        if (status && !known)
+            rd_fail(r, "unknown profile status");
+        free(status);
+    }
+}
+
+static void rd_apps(rd *r, json_t *root, kvr_live *l)
+{
+    static const char *const am[] = {"displayName", "appId", "objectId", "servicePrincipalId",
+                                     "signInAudience", "passwordCredentials", NULL};
+    static const char *const cm[] = {"keyId", "displayName", "start", "end", NULL};
+    json_t *arr = rd_array(r, root, "apps", (void **)&l->apps, &l->napps, sizeof(*l->apps)), *o;
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_app *a = &l->apps[i];
+        json_t *creds;
+        if (!rd_elem(r, arr, "apps", i, &o))
+            return;
+        l->napps = i + 1;
+        rd_members(r, o, am);
+        a->display_name = rd_str(r, o, "displayName", true);
+        a->app_id = rd_str(r, o, "appId", true);
+        a->object_id = rd_str(r, o, "objectId", true);
+        a->sp_id = rd_str(r, o, "servicePrincipalId", false);
+        a->audience = rd_str(r, o, "signInAudience", false);
+        creds = rd_array(r, o, "passwordCredentials", (void **)&a->creds, &a->ncreds,
+                         sizeof(*a->creds));
+        for (size_t j = 0; creds && j < json_array_size(creds) && !r->failed; j++) {
+            json_t *co = json_array_get(creds, j);
+            if (!json_is_object(co)) {
+                rd_fail(r, "password credentials must be objects");
+                return;
+            }
+            a->ncreds = j + 1;
+            rd_members(r, co, cm);
+            a->creds[j].key_id = rd_str(r, co, "keyId", true);
+            a->creds[j].display_name = rd_str(r, co, "displayName", false);
+            a->creds[j].start = rd_int(r, co, "start", 0);
+            a->creds[j].end = rd_int(r, co, "end", 0);
+        }
+    }
+}
+
+static void rd_rest(rd *r, json_t *root, kvr_live *l)
+{
+    static const char *const vm[] = {"name",           "resourceGroup",   "location",
+                                     "sku",            "rbac",            "softDeleteDays",
+                                     "purgeProtection", "defaultAction", "tags", NULL};
+    static const char *const dvm[] = {"name", "location", "deleted", "purgeAt", "purgeProtection",
+                                      NULL};
+    static const char *const sm[] = {"vault", "name", "contentType", "enabled", "tags", "digest",
+                                     NULL};
+    static const char *const cm[] = {"vault", "name", "x5t", NULL};
+    static const char *const dm[] = {"vault", "kind", "name", "deleted", "purgeAt", NULL};
+    static const char *const rm[] = {"name", "scope", "roleDefinitionId", "principalId", NULL};
+    json_t *arr, *o;
+
+    arr = rd_array(r, root, "vaults", (void **)&l->vaults, &l->nvaults, sizeof(*l->vaults));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_vault *v = &l->vaults[i];
+        char *sku;
+        if (!rd_elem(r, arr, "vaults", i, &o))
+            return;
+        l->nvaults = i + 1;
+        rd_members(r, o, vm);
+        v->name = rd_str(r, o, "name", true);
+        v->resource_group = rd_str(r, o, "resourceGroup", true);
+        v->location = rd_str(r, o, "location", true);
+        sku = rd_str(r, o, "sku", false);
+        v->sku = sku && strcmp(sku, "premium") == 0 ? KVR_SKU_PREMIUM : KVR_SKU_STANDARD;
+        free(sku);
+        v->rbac = rd_bool(r, o, "rbac", true);
+        v->soft_delete_days = (int)rd_int(r, o, "softDeleteDays", 90);
+        v->purge_protection = rd_bool(r, o, "purgeProtection", false);
+        v->default_action = rd_str(r, o, "defaultAction", false);
+        rd_tags(r, o, "tags", &v->tags);
+    }
+    arr = rd_array(r, root, "deletedVaults", (void **)&l->deleted_vaults, &l->ndeleted_vaults,
+                   sizeof(*l->deleted_vaults));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_deleted_vault *v = &l->deleted_vaults[i];
+        if (!rd_elem(r, arr, "deletedVaults", i, &o))
+            return;
+        l->ndeleted_vaults = i + 1;
+        rd_members(r, o, dvm);
+        v->name = rd_str(r, o, "name", true);
+        v->location = rd_str(r, o, "location", true);
+        v->deleted = rd_int(r, o, "deleted", 0);
+        v->purge_at = rd_int(r, o, "purgeAt", 0);
+        v->purge_protection = rd_bool(r, o, "purgeProtection", false);
+    }
+    arr = rd_array(r, root, "secrets", (void **)&l->secrets, &l->nsecrets, sizeof(*l->secrets));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_secret *s = &l->secrets[i];
+        if (!rd_elem(r, arr, "secrets", i, &o))
+            return;
+        l->nsecrets = i + 1;
+        rd_members(r, o, sm);
+        s->vault = rd_str(r, o, "vault", true);
+        s->name = rd_str(r, o, "name", true);
+        s->content_type = rd_str(r, o, "contentType", false);
+        s->enabled = rd_bool(r, o, "enabled", true);
+        s->digest = rd_str(r, o, "digest", false);
+        rd_tags(r, o, "tags", &s->tags);
+    }
+    arr = rd_array(r, root, "certificates", (void **)&l->certs, &l->ncerts, sizeof(*l->certs));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        if (!rd_elem(r, arr, "certificates", i, &o))
+            return;
+        l->ncerts = i + 1;
+        rd_members(r, o, cm);
+        l->certs[i].vault = rd_str(r, o, "vault", true);
+        l->certs[i].name = rd_str(r, o, "name", true);
+        l->certs[i].x5t = rd_str(r, o, "x5t", false);
+    }
+    arr = rd_array(r, root, "deleted", (void **)&l->deleted, &l->ndeleted, sizeof(*l->deleted));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_deleted *d = &l->deleted[i];
+        if (!rd_elem(r, arr, "deleted", i, &o))
+            return;
+        l->ndeleted = i + 1;
+        rd_members(r, o, dm);
+        d->vault = rd_str(r, o, "vault", true);
+        d->kind = rd_str(r, o, "kind", true);
+        d->name = rd_str(r, o, "name", true);
+        d->deleted = rd_int(r, o, "deleted", 0);
+        d->purge_at = rd_int(r, o, "purgeAt", 0);
+    }
+    arr = rd_array(r, root, "roleAssignments", (void **)&l->roles, &l->nroles, sizeof(*l->roles));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_role *ra = &l->roles[i];
+        if (!rd_elem(r, arr, "roleAssignments", i, &o))
+            return;
+        l->nroles = i + 1;
+        rd_members(r, o, rm);
+        ra->name = rd_str(r, o, "name", true);
+        ra->scope = rd_str(r, o, "scope", true);
+        ra->role_id = rd_str(r, o, "roleDefinitionId", true);
+        ra->principal_id = rd_str(r, o, "principalId", true);
+    }
+}
+
+int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *err)
+{
+    static const char *const top[] = {"now",    "vaults", "deletedVaults", "keys",
+                                      "secrets", "certificates", "deleted", "apps",
+                                      "roleAssignments", "profiles", NULL};
+    json_error_t jerr;
+    json_t *root;
+    kvr_live *l;
+    rd r;
+
+    *out = NULL;
+    memset(&r, 0, sizeof(r));
+    r.err = err;
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return kvr_error_set(err, KVR_EINVAL, "live state: invalid JSON at line %d, column %d: %s",
+                             jerr.line, jerr.column, jerr.text);
+    l = calloc(1, sizeof(*l));
+    if (!l) {
+        json_decref(root);
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    }
+    snprintf(r.path, sizeof(r.path), "$");
+    if (!json_is_object(root)) {
+        rd_fail(&r, "expected an object");
+    } else {
+        rd_members(&r, root, top);
+        l->now = rd_int(&r, root, "now", 0);
+        if (!json_object_get(root, "now"))
+            rd_fail(&r, "missing 'now' (the service clock)");
+        rd_rest(&r, root, l);
+        rd_keys(&r, root, l);
+        rd_apps(&r, root, l);
+        rd_profiles(&r, root, l);
+    }
+    json_decref(root);
+    if (r.failed) {
+        kvr_live_free(l);
+        return err ? err->code : KVR_EINVAL;
+    }
+    *out = l;
+    return 0;
+}

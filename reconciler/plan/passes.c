@@ -1,0 +1,667 @@
+/*
+ * The forward passes of the plan: what must be created, recovered or changed so that the live
+ * estate matches the desired one. One pass per kind of object, each a plain loop over the
+ * desired state comparing with the live state; dependencies between steps are recorded as they
+ * are made, so ordering is a separate, mechanical pass (order.c).
+ */
+#include "build.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *sku_name(kvr_sku s)
+{
+    return s == KVR_SKU_PREMIUM ? "premium" : "standard";
+}
+
+static const char *yesno(bool v)
+{
+    return v ? "true" : "false";
+}
+
+static char obj_buf[256];
+
+static const char *obj(const char *kind, const char *name)
+{
+    snprintf(obj_buf, sizeof(obj_buf), "%s '%s'", kind, name);
+    return obj_buf;
+}
+
+/* The step that makes vault `name` exist (create or recover), or NONE if it exists. */
+static size_t vault_step(const pb *b, const char *name)
+{
+    size_t s = pb_find(b, KVR_STEP_VAULT_CREATE, name, name);
+    return s != NONE ? s : pb_find(b, KVR_STEP_VAULT_RECOVER, name, name);
+}
+
+/*
+ * A vault whose contents cannot be planned yet: it is being recovered (its keys, secrets and
+ * certificates come back with it, so comparing with what is visible now would plan duplicates),
+ * or it cannot be made at all (its name is held elsewhere). Steps inside it wait for a later run.
+ */
+static bool vault_pending(const pb *b, const char *name)
+{
+    const kvr_vault *v;
+    if (pb_find(b, KVR_STEP_VAULT_RECOVER, name, name) != NONE)
+        return true;
+    v = kvr_estate_vault(b->d, name);
+    return v && !kvr_live_vault_get(b->l, name) &&
+           pb_find(b, KVR_STEP_VAULT_CREATE, name, name) == NONE;
+}
+
+/* ---- vaults ------------------------------------------------------------------------------- */
+
+static bool user_tags_equal(const kvr_tags *want, const kvr_tags *have)
+{
+    size_t user_have = 0;
+    for (size_t i = 0; i < have->len; i++)
+        if (strncmp(have->items[i].key, "kvr-", 4) != 0)
+            user_have++;
+    if (user_have != want->len)
+        return false;
+    for (size_t i = 0; i < want->len; i++) {
+        const char *v = kvr_tags_get(have, want->items[i].key);
+        if (!v || strcmp(v, want->items[i].value) != 0)
+            return false;
+    }
+    return true;
+}
+
+static void vault_create(pb *b, const kvr_vault *v)
+{
+    char days[16];
+    size_t s;
+    const kvr_live_deleted_vault *dv = NULL;
+    for (size_t i = 0; i < b->l->ndeleted_vaults; i++)
+        if (kvr_str_ieq(b->l->deleted_vaults[i].name, v->name))
+            dv = &b->l->deleted_vaults[i];
+    if (dv) {
+        if (!kvr_str_ieq(dv->location, v->location)) {
+            pb_hold(b, v->name, obj("vault", v->name),
+                    "the name is held by a soft-deleted vault in '%s' (desired '%s'); it can only "
+                    "be recovered there, or the name is free once it is purged",
+                    dv->location, v->location);
+            return;
+        }
+        s = pb_step(b, KVR_STEP_VAULT_RECOVER, KVR_ACTION_CREATE, v->name, v->pos,
+                    obj("vault", v->name),
+                    "recover the soft-deleted vault (createMode: recover); its keys, secrets and "
+                    "certificates come back with it, the rest is planned once it is back");
+        pb_name(b, s, v->name, NULL, v->location);
+        return;
+    }
+    s = pb_step(b, KVR_STEP_VAULT_CREATE, KVR_ACTION_CREATE, v->name, v->pos,
+                obj("vault", v->name), "create in '%s' (resource group '%s')", v->location,
+                v->resource_group);
+    pb_name(b, s, v->name, NULL, NULL);
+    snprintf(days, sizeof(days), "%d", v->soft_delete_days);
+    pb_change(b, s, "sku", NULL, sku_name(v->sku), false);
+    pb_change(b, s, "rbac", NULL, yesno(v->rbac), false);
+    pb_change(b, s, "softDeleteDays", NULL, days, false);
+    pb_change(b, s, "purgeProtection", NULL, yesno(v->purge_protection), false);
+    if (v->network.set)
+        pb_change(b, s, "network.defaultAction", NULL,
+                  v->network.default_action ? v->network.default_action : "Allow", false);
+}
+
+static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
+{
+    size_t s = NONE;
+    char from[16], to[16];
+    const char *want_action = v->network.default_action ? v->network.default_action : "Allow";
+    const char *have_action = lv->default_action ? lv->default_action : "Allow";
+
+    if (!kvr_str_ieq(lv->location, v->location))
+        pb_hold(b, v->name, obj("vault", v->name),
+                "vaults cannot move ('%s' to '%s'); declare a new vault with 'copyFrom: %s'",
+                lv->location, v->location, v->name);
+    if (lv->soft_delete_days != v->soft_delete_days)
+        pb_hold(b, v->name, obj("vault", v->name),
+                "softDeleteDays is fixed when a vault is created (it is %d, desired %d)",
+                lv->soft_delete_days, v->soft_delete_days);
+    if (lv->purge_protection && !v->purge_protection)
+        pb_hold(b, v->name, obj("vault", v->name),
+                "purge protection cannot be turned off once it is on");
+#define CHANGE(field, a, z)                                                                        \
+    do {                                                                                           \
+        if (s == NONE) {                                                                           \
+            s = pb_step(b, KVR_STEP_VAULT_UPDATE, KVR_ACTION_CHANGE, v->name, v->pos,              \
+                        obj("vault", v->name), "update properties");                               \
+            pb_name(b, s, v->name, NULL, NULL);                                                    \
+        }                                                                                          \
+        pb_change(b, s, field, a, z, false);                                                       \
+    } while (0)
+    if (lv->sku != v->sku)
+        CHANGE("sku", sku_name(lv->sku), sku_name(v->sku));
+    if (lv->rbac != v->rbac)
+        CHANGE("rbac", yesno(lv->rbac), yesno(v->rbac));
+    if (!lv->purge_protection && v->purge_protection)
+        CHANGE("purgeProtection", "false", "true");
+    if (v->network.set && strcmp(want_action, have_action) != 0)
+        CHANGE("network.defaultAction", have_action, want_action);
+    if (!user_tags_equal(&v->tags, &lv->tags)) {
+        snprintf(from, sizeof(from), "%zu tags", lv->tags.len);
+        snprintf(to, sizeof(to), "%zu tags", v->tags.len);
+        CHANGE("tags", from, to);
+    }
+#undef CHANGE
+}
+
+void kvr_plan_pass_vaults(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        const kvr_live_vault *lv = kvr_live_vault_get(b->l, v->name);
+        if (!lv) {
+            if (!v->retire)
+                vault_create(b, v);
+            continue;
+        }
+        vault_update(b, v, lv);
+    }
+}
+
+/* ---- apps and credentials ----------------------------------------------------------------- */
+
+static const kvr_live_credential *live_cred(const kvr_live_app *la, const char *name)
+{
+    char want[160];
+    snprintf(want, sizeof(want), KVR_CRED_PREFIX "%s", name);
+    for (size_t i = 0; la && i < la->ncreds; i++)
+        if (la->creds[i].display_name && strcmp(la->creds[i].display_name, want) == 0)
+            return &la->creds[i];
+    return NULL;
+}
+
+/* Is a profile in Applying or Used signed in with this app credential? */
+static const kvr_live_profile *cred_in_use(const pb *b, const kvr_live_app *la, const char *cred)
+{
+    for (size_t i = 0; la && i < b->l->nprofiles; i++) {
+        const kvr_live_profile *p = &b->l->profiles[i];
+        if ((p->status == KVR_PROFILE_APPLYING || p->status == KVR_PROFILE_USED) && p->client_id &&
+            strcmp(p->client_id, la->app_id) == 0 && p->credential &&
+            strcmp(p->credential, cred) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+void kvr_plan_pass_apps(pb *b)
+{
+    for (size_t i = 0; i < b->d->napps; i++) {
+        const kvr_app *a = &b->d->apps[i];
+        const kvr_live_app *la = kvr_live_app_get(b->l, a->display_name);
+        size_t app = NONE, sp = NONE;
+        if (!la) {
+            app = pb_step(b, KVR_STEP_APP_CREATE, KVR_ACTION_CREATE, NULL, a->pos,
+                          obj("app", a->name), "register the Entra application '%s'",
+                          a->display_name);
+            pb_name(b, app, a->name, NULL, NULL);
+            pb_change(b, app, "signInAudience", NULL, a->sign_in_audience, false);
+        }
+        if (!la || !la->sp_id) {
+            sp = pb_step(b, KVR_STEP_SP_CREATE, KVR_ACTION_CREATE, NULL, a->pos,
+                         obj("app", a->name), "create its service principal");
+            pb_name(b, sp, a->name, NULL, NULL);
+            pb_dep(b, sp, app);
+        }
+        for (size_t c = 0; c < a->ncreds; c++) {
+            const kvr_credential *cr = &a->creds[c];
+            const kvr_live_credential *lc = live_cred(la, cr->name);
+            const kvr_live_secret *stored =
+                kvr_live_secret_get(b->l, cr->store_vault, cr->store_secret);
+            const char *stored_id = stored ? kvr_tags_get(&stored->tags, KVR_TAG_CREDENTIAL) : NULL;
+            char object[200];
+            size_t s;
+            snprintf(object, sizeof(object), "app '%s' credential '%s'", a->name, cr->name);
+            if (vault_pending(b, cr->store_vault))
+                continue;
+            if (lc && stored_id && strcmp(stored_id, lc->key_id) == 0)
+                continue; /* made and stored: nothing to do */
+            if (lc) {
+                const kvr_live_profile *user = cred_in_use(b, la, cr->name);
+                if (user) {
+                    pb_hold(b, NULL, object,
+                            "client secret is used by profile '%s' (%s) but its stored copy in "
+                            "vault '%s' secret '%s' is missing or belongs to another secret; "
+                            "replacing it would lock the service out",
+                            user->name, kvr_profile_status_name(user->status), cr->store_vault,
+                            cr->store_secret);
+                    continue;
+                }
+                s = pb_step(b, KVR_STEP_CRED_REPLACE_ORPHAN, KVR_ACTION_CHANGE, cr->store_vault,
+                            cr->pos, object,
+                            "remove the client secret that was never stored, then add and store "
+                            "a new one");
+                pb_name(b, s, cr->name, lc->key_id, a->name);
+            } else {
+                s = pb_step(b, KVR_STEP_CRED_ADD, KVR_ACTION_CREATE, cr->store_vault, cr->pos,
+                            object, "add a client secret and store it in vault secret '%s'",
+                            cr->store_secret);
+                pb_name(b, s, cr->name, NULL, a->name);
+            }
+            pb_change(b, s, "secret", NULL, "(sensitive)", true);
+            pb_dep(b, s, app);
+            pb_dep(b, s, sp);
+            pb_dep(b, s, vault_step(b, cr->store_vault));
+        }
+    }
+}
+
+/* ---- role assignments --------------------------------------------------------------------- */
+
+const char *kvr_plan_app_principal(const pb *b, const char *app_name)
+{
+    const kvr_app *a = kvr_estate_app(b->d, app_name);
+    const kvr_live_app *la = a ? kvr_live_app_get(b->l, a->display_name) : NULL;
+    return la ? la->sp_id : NULL;
+}
+
+void kvr_plan_pass_roles(pb *b)
+{
+    const char *sub = b->in->subscription ? b->in->subscription : "{subscription}";
+    for (size_t i = 0; i < b->d->nroles; i++) {
+        const kvr_role_assignment *r = &b->d->roles[i];
+        const kvr_vault *v = kvr_estate_vault(b->d, r->vault);
+        const char *principal = kvr_plan_app_principal(b, r->app);
+        const char *role_name = kvr_model_role_name(r->role_id);
+        char scope[512], object[256];
+        bool found = false;
+        size_t s;
+        if (!v || vault_pending(b, v->name))
+            continue;
+        kvr_plan_scope(scope, sizeof(scope), sub, v->resource_group, v->name, r->key);
+        for (size_t j = 0; principal && j < b->l->nroles; j++) {
+            const kvr_live_role *lr = &b->l->roles[j];
+            if (kvr_str_ieq(lr->scope, scope) && kvr_str_ieq(lr->role_id, r->role_id) &&
+                kvr_str_ieq(lr->principal_id, principal))
+                found = true;
+        }
+        if (found)
+            continue;
+        snprintf(object, sizeof(object), "role '%s' for app '%s'", role_name ? role_name : r->role,
+                 r->app);
+        s = pb_step(b, KVR_STEP_ROLE_CREATE, KVR_ACTION_CREATE, v->name, r->pos, object,
+                    "assign on %s", r->key ? "one key" : "the vault");
+        pb_name(b, s, r->app, r->key, r->role_id);
+        pb_change(b, s, "scope", NULL, scope, false);
+        pb_dep(b, s, vault_step(b, v->name));
+        pb_dep(b, s, pb_find(b, KVR_STEP_SP_CREATE, NULL, r->app));
+        if (r->key)
+            pb_dep(b, s, pb_find(b, KVR_STEP_KEY_CREATE, v->name, r->key));
+    }
+}
+
+/* ---- keys --------------------------------------------------------------------------------- */
+
+static const char *newest_generation(const kvr_live_key *lk)
+{
+    for (size_t i = lk->nversions; i > 0; i--) {
+        const char *g = kvr_tags_get(&lk->versions[i - 1].tags, KVR_TAG_GENERATION);
+        if (g)
+            return g;
+    }
+    return NULL;
+}
+
+static bool same_policy(const kvr_rotation *a, const kvr_rotation *b)
+{
+    return a->every == b->every && a->before_expiry == b->before_expiry &&
+           a->expires_after == b->expires_after && a->notify_before == b->notify_before;
+}
+
+static void key_shape(char *buf, size_t n, const char *kty, int size, const char *crv)
+{
+    if (crv && *crv)
+        snprintf(buf, n, "%s %s", kty, crv);
+    else
+        snprintf(buf, n, "%s %d", kty, size);
+}
+
+void kvr_plan_pass_keys(pb *b)
+{
+    for (size_t i = 0; i < b->d->nkeys; i++) {
+        const kvr_key *k = &b->d->keys[i];
+        const kvr_vault *v = kvr_estate_vault(b->d, k->vault);
+        const kvr_live_key *lk = kvr_live_key_get(b->l, k->vault, k->name);
+        const char *type = kvr_key_type_name(k->type);
+        char want[64], have[64];
+        size_t s;
+        if (!v || v->retire || vault_pending(b, v->name))
+            continue;
+        key_shape(want, sizeof(want), type, k->size, k->curve);
+        if (!lk) {
+            if (kvr_live_deleted_get(b->l, k->vault, "key", k->name)) {
+                s = pb_step(b, KVR_STEP_KEY_RECOVER, KVR_ACTION_CREATE, k->vault, k->pos,
+                            obj("key", k->name), "recover the soft-deleted key (its name is held "
+                                                 "until it is purged)");
+                pb_name(b, s, k->name, NULL, NULL);
+                pb_dep(b, s, vault_step(b, k->vault));
+                continue;
+            }
+            s = pb_step(b, KVR_STEP_KEY_CREATE, KVR_ACTION_CREATE, k->vault, k->pos,
+                        obj("key", k->name), "create %s", want);
+            pb_name(b, s, k->name, NULL, k->generation);
+            if (k->generation)
+                pb_change(b, s, "generation", NULL, k->generation, false);
+            if (k->rotation.set)
+                pb_change(b, s, "rotationPolicy", NULL, "set", false);
+            pb_dep(b, s, vault_step(b, k->vault));
+            continue;
+        }
+        key_shape(have, sizeof(have), lk->kty, lk->size, lk->crv);
+        if (k->generation) {
+            const char *g = newest_generation(lk);
+            if (!g || strcmp(g, k->generation) != 0) {
+                s = pb_step(b, KVR_STEP_KEY_NEW_VERSION, KVR_ACTION_CHANGE, k->vault, k->pos,
+                            obj("key", k->name), "create a new version for generation '%s'",
+                            k->generation);
+                pb_name(b, s, k->name, NULL, k->generation);
+                pb_change(b, s, "generation", g, k->generation, false);
+                if (strcmp(want, have) != 0)
+                    pb_change(b, s, "type", have, want, false);
+            } else if (strcmp(want, have) != 0) {
+                pb_hold(b, k->vault, obj("key", k->name),
+                        "the key is %s in Azure but %s is declared; key material cannot change: "
+                        "set a new 'generation' to create a version with the new type",
+                        have, want);
+            }
+        } else if (strcmp(want, have) != 0) {
+            pb_hold(b, k->vault, obj("key", k->name),
+                    "the key is %s in Azure but %s is declared; key material cannot change: set "
+                    "'generation' to create a version with the new type",
+                    have, want);
+        }
+        if (lk->ops != k->ops && pb_find(b, KVR_STEP_KEY_NEW_VERSION, k->vault, k->name) == NONE) {
+            s = pb_step(b, KVR_STEP_KEY_UPDATE, KVR_ACTION_CHANGE, k->vault, k->pos,
+                        obj("key", k->name), "update the permitted operations of the latest "
+                                             "version");
+            pb_name(b, s, k->name, NULL, NULL);
+            pb_change(b, s, "ops", "(as in Azure)", "(as declared)", false);
+        }
+        if (k->rotation.set && (!lk->has_policy || !same_policy(&k->rotation, &lk->policy))) {
+            s = pb_step(b, KVR_STEP_KEY_POLICY, KVR_ACTION_CHANGE, k->vault, k->pos,
+                        obj("key", k->name), "set the rotation policy");
+            pb_name(b, s, k->name, NULL, NULL);
+            pb_change(b, s, "rotationPolicy", lk->has_policy ? "differs" : NULL, "as declared",
+                      false);
+        }
+    }
+    /* A new key's rotation policy is set by the executor right after it creates the key. */
+}
+
+/* ---- secrets ------------------------------------------------------------------------------ */
+
+static const char *desired_digest(const pb *b, const kvr_secret *s)
+{
+    for (size_t i = 0; i < b->in->ndigests; i++)
+        if (kvr_str_ieq(b->in->digests[i].vault, s->vault) &&
+            kvr_str_ieq(b->in->digests[i].name, s->name))
+            return b->in->digests[i].digest;
+    return NULL;
+}
+
+/* The marker of what a fromAppCredential secret should hold: its credential's stored copy. */
+static const kvr_live_secret *credential_store(const pb *b, const kvr_secret *s)
+{
+    const kvr_app *a = kvr_estate_app(b->d, s->app);
+    const kvr_credential *cr = a ? kvr_app_credential(a, s->credential) : NULL;
+    return cr ? kvr_live_secret_get(b->l, cr->store_vault, cr->store_secret) : NULL;
+}
+
+void kvr_plan_pass_secrets(pb *b)
+{
+    for (size_t i = 0; i < b->d->nsecrets; i++) {
+        const kvr_secret *s = &b->d->secrets[i];
+        const kvr_vault *v = kvr_estate_vault(b->d, s->vault);
+        const kvr_live_secret *ls = kvr_live_secret_get(b->l, s->vault, s->name);
+        const char *want = NULL;
+        size_t st;
+        if (!v || v->retire || vault_pending(b, v->name))
+            continue;
+        if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL) {
+            const kvr_live_secret *src = credential_store(b, s);
+            want = src ? src->digest : NULL;
+        } else if (s->source != KVR_SECRET_GENERATE) {
+            want = desired_digest(b, s);
+        }
+        if (!ls && kvr_live_deleted_get(b->l, s->vault, "secret", s->name)) {
+            st = pb_step(b, KVR_STEP_SECRET_RECOVER, KVR_ACTION_CREATE, s->vault, s->pos,
+                         obj("secret", s->name), "recover the soft-deleted secret (its name is "
+                                                 "held until it is purged)");
+            pb_name(b, st, s->name, NULL, NULL);
+            pb_dep(b, st, vault_step(b, s->vault));
+            continue;
+        }
+        if (!ls && pb_find(b, KVR_STEP_SECRET_COPY, s->vault, s->name) != NONE)
+            continue; /* a relocation copies it: "generate" keeps the value it already has */
+        if (!ls || (want && (!ls->digest || strcmp(ls->digest, want) != 0)) ||
+            (s->source == KVR_SECRET_FROM_APP_CREDENTIAL && !want)) {
+            static const char *const how[] = {"generate", "from the environment", "from a file",
+                                              "copy of an app credential"};
+            char from[40], to[40];
+            st = pb_step(b, KVR_STEP_SECRET_SET, ls ? KVR_ACTION_CHANGE : KVR_ACTION_CREATE,
+                         s->vault, s->pos, obj("secret", s->name), "%s value (%s)",
+                         ls ? "set a new" : "set its", how[s->source]);
+            pb_name(b, st, s->name, NULL, NULL);
+            snprintf(from, sizeof(from), "(sensitive %.8s)", ls && ls->digest ? ls->digest : "");
+            snprintf(to, sizeof(to), "(sensitive %.8s)", want ? want : "");
+            pb_change(b, st, "value", ls ? from : NULL, want ? to : "(sensitive)", true);
+            pb_dep(b, st, vault_step(b, s->vault));
+            if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL) {
+                for (size_t j = 0; j < b->p->nsteps; j++) {
+                    const kvr_step *c = &b->p->steps[j];
+                    if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN) &&
+                        strcmp(c->name, s->credential) == 0 && strcmp(c->extra, s->app) == 0)
+                        pb_dep(b, st, j);
+                }
+            }
+            continue;
+        }
+        if ((s->content_type && (!ls->content_type || strcmp(s->content_type, ls->content_type))) ||
+            !user_tags_equal(&s->tags, &ls->tags)) {
+            st = pb_step(b, KVR_STEP_SECRET_UPDATE, KVR_ACTION_CHANGE, s->vault, s->pos,
+                         obj("secret", s->name), "update content type and tags");
+            pb_name(b, st, s->name, NULL, NULL);
+        }
+    }
+}
+
+/* ---- relocation copies -------------------------------------------------------------------- */
+
+/* The declared secret `name` of vault `vault`, or NULL. */
+static const kvr_secret *declared_secret(const pb *b, const char *vault, const char *name)
+{
+    for (size_t i = 0; i < b->d->nsecrets; i++)
+        if (kvr_str_ieq(b->d->secrets[i].vault, vault) && kvr_str_ieq(b->d->secrets[i].name, name))
+            return &b->d->secrets[i];
+    return NULL;
+}
+
+/*
+ * Which source secrets a relocation copies: every enabled one, except the stored copies of app
+ * credentials (their lifecycle is the credential's) and secrets the target declares with a
+ * source of their own (fromEnv, fromFile, fromAppCredential: their own step sets them). A
+ * declared `generate` secret is copied: "make once, keep" must survive a move.
+ */
+static bool copied(const pb *b, const kvr_vault *dst, const kvr_live_secret *ls)
+{
+    const kvr_secret *d;
+    if (!kvr_str_ieq(ls->vault, dst->copy_from.vault) || !ls->enabled ||
+        kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL))
+        return false;
+    d = declared_secret(b, dst->name, ls->name);
+    return !d || d->source == KVR_SECRET_GENERATE;
+}
+
+static bool cert_present(const kvr_live *l, const char *vault, const kvr_live_cert *c)
+{
+    for (size_t t = 0; t < l->ncerts; t++)
+        if (kvr_str_ieq(l->certs[t].vault, vault) && kvr_str_ieq(l->certs[t].name, c->name) &&
+            l->certs[t].x5t && c->x5t && strcmp(l->certs[t].x5t, c->x5t) == 0)
+            return true;
+    return false;
+}
+
+bool kvr_plan_copy_complete(const pb *b, const kvr_vault *dst)
+{
+    if (!kvr_live_vault_get(b->l, dst->name))
+        return false;
+    for (size_t j = 0; dst->copy_from.secrets != KVR_COPY_NONE && j < b->l->nsecrets; j++) {
+        const kvr_live_secret *ls = &b->l->secrets[j], *to;
+        if (!copied(b, dst, ls))
+            continue;
+        to = kvr_live_secret_get(b->l, dst->name, ls->name);
+        if (!to || !to->digest || !ls->digest || strcmp(to->digest, ls->digest) != 0)
+            return false;
+    }
+    for (size_t j = 0; dst->copy_from.certificates && j < b->l->ncerts; j++)
+        if (kvr_str_ieq(b->l->certs[j].vault, dst->copy_from.vault) &&
+            !cert_present(b->l, dst->name, &b->l->certs[j]))
+            return false;
+    return true;
+}
+
+void kvr_plan_pass_copies(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        const char *src = v->copy_from.vault;
+        size_t verify = NONE, ncopies = 0, first = b->p->nsteps;
+        if (!src || !kvr_live_vault_get(b->l, src) || vault_pending(b, v->name))
+            continue;
+        for (size_t j = 0; v->copy_from.secrets != KVR_COPY_NONE && j < b->l->nsecrets; j++) {
+            const kvr_live_secret *ls = &b->l->secrets[j];
+            const kvr_live_secret *to;
+            size_t s;
+            if (!copied(b, v, ls))
+                continue;
+            to = kvr_live_secret_get(b->l, v->name, ls->name);
+            if (to && to->digest && ls->digest && strcmp(to->digest, ls->digest) == 0)
+                continue;
+            s = pb_step(b, KVR_STEP_SECRET_COPY, to ? KVR_ACTION_CHANGE : KVR_ACTION_CREATE,
+                        v->name, v->copy_from.pos, obj("secret", ls->name),
+                        "copy from vault '%s' (%s)", src,
+                        v->copy_from.secrets == KVR_COPY_ALL ? "all enabled versions"
+                                                             : "latest version");
+            pb_name(b, s, ls->name, NULL, src);
+            pb_change(b, s, "value", NULL, "(sensitive)", true);
+            pb_dep(b, s, vault_step(b, v->name));
+            ncopies++;
+        }
+        for (size_t j = 0; v->copy_from.certificates && j < b->l->ncerts; j++) {
+            const kvr_live_cert *lc = &b->l->certs[j];
+            size_t s;
+            if (!kvr_str_ieq(lc->vault, src) || cert_present(b->l, v->name, lc))
+                continue;
+            s = pb_step(b, KVR_STEP_CERT_COPY, KVR_ACTION_CREATE, v->name, v->copy_from.pos,
+                        obj("certificate", lc->name), "copy from vault '%s' (with its key)", src);
+            pb_name(b, s, lc->name, NULL, src);
+            pb_dep(b, s, vault_step(b, v->name));
+            ncopies++;
+        }
+        if (ncopies == 0)
+            continue;
+        verify = pb_step(b, KVR_STEP_COPY_VERIFY, KVR_ACTION_CHANGE, v->name, v->copy_from.pos,
+                         obj("vault", v->name),
+                         "verify it holds everything copied from '%s' (digests compared in "
+                         "memory)",
+                         src);
+        pb_name(b, verify, v->name, NULL, src);
+        for (size_t j = first; j < b->p->nsteps; j++)
+            if (j != verify)
+                pb_dep(b, verify, j);
+    }
+}
+
+/* ---- profiles ----------------------------------------------------------------------------- */
+
+/* Role steps this profile's app needs on its vault (or key): gate and dependencies. */
+static void profile_access(pb *b, size_t s, const kvr_profile *p)
+{
+    bool creating = false;
+    for (size_t j = 0; j < b->p->nsteps; j++) {
+        const kvr_step *r = &b->p->steps[j];
+        if (r->kind != KVR_STEP_ROLE_CREATE || strcmp(r->name, p->app) != 0 ||
+            !kvr_str_ieq(r->vault, p->vault) || (r->version && !kvr_str_ieq(r->version, p->key)))
+            continue;
+        pb_dep(b, s, j);
+        creating = true;
+    }
+    if (creating)
+        pb_gate(b, s, KVR_GATE_ROLE_EFFECTIVE, false, 0,
+                "the new role assignment of app '%s' on vault '%s' to take effect (apply proves "
+                "it with a token and a call)",
+                p->app, p->vault);
+    for (size_t j = 0; j < b->p->nsteps; j++) {
+        const kvr_step *c = &b->p->steps[j];
+        if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN) &&
+            strcmp(c->name, p->credential) == 0 && strcmp(c->extra, p->app) == 0)
+            pb_dep(b, s, j);
+    }
+    pb_dep(b, s, pb_find(b, KVR_STEP_SP_CREATE, NULL, p->app));
+}
+
+void kvr_plan_pass_profiles(pb *b)
+{
+    for (size_t i = 0; i < b->d->nprofiles; i++) {
+        const kvr_profile *p = &b->d->profiles[i];
+        const kvr_live_profile *lp = kvr_live_profile_get(b->l, p->name);
+        bool active = b->d->active && strcmp(b->d->active, p->name) == 0;
+        size_t create = NONE, creds = NONE, apply;
+        if (vault_pending(b, p->vault))
+            continue;
+        if (!lp) {
+            const kvr_live_key *lk = kvr_live_key_get(b->l, p->vault, p->key);
+            size_t kstep = pb_find(b, KVR_STEP_KEY_NEW_VERSION, p->vault, p->key);
+            const char *version = p->key_version;
+            if (kstep == NONE)
+                kstep = pb_find(b, KVR_STEP_KEY_CREATE, p->vault, p->key);
+            if (kstep == NONE)
+                kstep = pb_find(b, KVR_STEP_KEY_RECOVER, p->vault, p->key);
+            if (!version && kstep == NONE && lk && lk->nversions)
+                version = lk->versions[lk->nversions - 1].id;
+            create = pb_step(b, KVR_STEP_PROFILE_CREATE, KVR_ACTION_CREATE, p->vault, p->pos,
+                             obj("profile", p->name), "create with key '%s' and app '%s'", p->key,
+                             p->app);
+            pb_name(b, create, p->name, NULL, NULL);
+            pb_change(b, create, "key", NULL, p->key, false);
+            pb_change(b, create, "keyVersion", NULL,
+                      version ? version : "(the version made by this plan)", false);
+            pb_change(b, create, "credential", NULL, p->credential, false);
+            pb_dep(b, create, kstep);
+            pb_dep(b, create, vault_step(b, p->vault));
+            profile_access(b, create, p);
+        } else {
+            if (!kvr_str_ieq(lp->vault, p->vault) || !kvr_str_ieq(lp->key, p->key) ||
+                (p->key_version && !kvr_str_ieq(lp->key_version, p->key_version)))
+                pb_hold(b, p->vault, obj("profile", p->name),
+                        "the profile exists with key '%s/%s' version %s; a profile cannot be "
+                        "re-pointed: declare a new profile and make it active",
+                        lp->vault, lp->key, lp->key_version);
+            if (!lp->credential || strcmp(lp->credential, p->credential) != 0) {
+                creds = pb_step(b, KVR_STEP_PROFILE_SET_CREDENTIALS, KVR_ACTION_CHANGE, p->vault,
+                                p->pos, obj("profile", p->name),
+                                "sign in with app '%s' credential '%s'", p->app, p->credential);
+                pb_name(b, creds, p->name, NULL, NULL);
+                pb_change(b, creds, "credential", lp->credential, p->credential, false);
+                pb_change(b, creds, "clientSecret", "(sensitive)", "(sensitive)", true);
+                profile_access(b, creds, p);
+            }
+            if (lp->status == KVR_PROFILE_FAILED && active)
+                pb_hold(b, p->vault, obj("profile", p->name),
+                        "the service reports the profile Failed; see its data keys before "
+                        "anything else changes");
+        }
+        if (!active || (lp && (lp->status == KVR_PROFILE_APPLYING ||
+                               lp->status == KVR_PROFILE_USED || lp->status == KVR_PROFILE_FAILED)))
+            continue;
+        apply = pb_step(b, KVR_STEP_PROFILE_APPLY, KVR_ACTION_CHANGE, p->vault, p->pos,
+                        obj("profile", p->name),
+                        "apply: the service re-wraps every data key with it (Applying, then Used)");
+        pb_name(b, apply, p->name, NULL, NULL);
+        pb_dep(b, apply, create);
+        pb_dep(b, apply, creds);
+        profile_access(b, apply, p);
+    }
+}

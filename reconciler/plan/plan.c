@@ -1,0 +1,362 @@
+/*
+ * The plan builder's frame: step, gate and change bookkeeping, the entry point that runs the
+ * passes in order, and freeing. The passes themselves live in passes.c and retire.c; each is
+ * small and looks at one kind of object, in the manner of Terraform's graph builder.
+ */
+#include "build.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pb_oom(pb *b)
+{
+    if (!b->rc)
+        b->rc = kvr_error_set(b->err, KVR_ENOMEM, "out of memory while planning");
+}
+
+char *pb_printf(pb *b, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (s = malloc((size_t)n + 1))) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (!s)
+        pb_oom(b);
+    return s;
+}
+
+static char *dup_or_null(pb *b, const char *s)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        pb_oom(b);
+    return d;
+}
+
+size_t pb_step(pb *b, kvr_step_kind kind, kvr_action action, const char *vault, kvr_pos pos,
+               const char *object, const char *fmt, ...)
+{
+    kvr_step *s;
+    va_list ap;
+    char buf[512];
+    if (b->rc)
+        return NONE;
+    if (kvr_grow((void **)&b->p->steps, &b->cap, b->p->nsteps + 1, sizeof(*s)) < 0) {
+        pb_oom(b);
+        return NONE;
+    }
+    s = &b->p->steps[b->p->nsteps];
+    memset(s, 0, sizeof(*s));
+    s->kind = kind;
+    s->action = action;
+    s->pos = pos;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    s->vault = dup_or_null(b, vault);
+    s->object = dup_or_null(b, object);
+    s->summary = dup_or_null(b, buf);
+    return b->p->nsteps++;
+}
+
+void pb_name(pb *b, size_t s, const char *name, const char *version, const char *extra)
+{
+    kvr_step *st;
+    if (s == NONE || b->rc)
+        return;
+    st = &b->p->steps[s];
+    st->name = dup_or_null(b, name);
+    st->version = dup_or_null(b, version);
+    st->extra = dup_or_null(b, extra);
+}
+
+void pb_dep(pb *b, size_t s, size_t dep)
+{
+    kvr_step *st;
+    size_t *d;
+    if (s == NONE || dep == NONE || s == dep || b->rc)
+        return;
+    st = &b->p->steps[s];
+    for (size_t i = 0; i < st->ndeps; i++)
+        if (st->deps[i] == dep)
+            return;
+    d = realloc(st->deps, (st->ndeps + 1) * sizeof(*d));
+    if (!d) {
+        pb_oom(b);
+        return;
+    }
+    d[st->ndeps++] = dep;
+    st->deps = d;
+}
+
+void pb_gate(pb *b, size_t s, kvr_gate_kind kind, bool open, int64_t opens_at, const char *fmt,
+             ...)
+{
+    kvr_step *st;
+    kvr_gate *g;
+    va_list ap;
+    char buf[512];
+    if (s == NONE || b->rc)
+        return;
+    st = &b->p->steps[s];
+    g = realloc(st->gates, (st->ngates + 1) * sizeof(*g));
+    if (!g) {
+        pb_oom(b);
+        return;
+    }
+    st->gates = g;
+    g = &g[st->ngates++];
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    g->kind = kind;
+    g->open = open;
+    g->opens_at = open ? 0 : opens_at;
+    g->reason = dup_or_null(b, buf);
+}
+
+void pb_change(pb *b, size_t s, const char *field, const char *from, const char *to,
+               bool sensitive)
+{
+    kvr_step *st;
+    kvr_change *c;
+    if (s == NONE || b->rc)
+        return;
+    st = &b->p->steps[s];
+    c = realloc(st->changes, (st->nchanges + 1) * sizeof(*c));
+    if (!c) {
+        pb_oom(b);
+        return;
+    }
+    st->changes = c;
+    c = &c[st->nchanges++];
+    c->field = dup_or_null(b, field);
+    c->from = dup_or_null(b, from);
+    c->to = dup_or_null(b, to);
+    c->sensitive = sensitive;
+}
+
+void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
+{
+    kvr_hold *h;
+    va_list ap;
+    char buf[512];
+    if (b->rc)
+        return;
+    h = realloc(b->p->holds, (b->p->nholds + 1) * sizeof(*h));
+    if (!h) {
+        pb_oom(b);
+        return;
+    }
+    b->p->holds = h;
+    h = &h[b->p->nholds++];
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    h->vault = dup_or_null(b, vault);
+    h->object = dup_or_null(b, object);
+    h->reason = dup_or_null(b, buf);
+}
+
+size_t pb_find(const pb *b, kvr_step_kind kind, const char *vault, const char *name)
+{
+    for (size_t i = 0; i < b->p->nsteps; i++) {
+        const kvr_step *s = &b->p->steps[i];
+        if (s->kind != kind || !s->name || !kvr_str_ieq(s->name, name))
+            continue;
+        if ((vault == NULL) != (s->vault == NULL))
+            continue;
+        if (vault && !kvr_str_ieq(vault, s->vault))
+            continue;
+        return i;
+    }
+    return NONE;
+}
+
+void pb_retention_gate(pb *b, size_t s, int64_t since, int64_t period, const char *start_event)
+{
+    char iso[32], from[KVR_TIME_ISO_MAX];
+    kvr_duration_iso(iso, sizeof(iso), period);
+    if (since <= 0) {
+        pb_gate(b, s, KVR_GATE_RETENTION, false, 0, "retention %s, starting when %s", iso,
+                start_event);
+        return;
+    }
+    kvr_time_iso(from, sizeof(from), since);
+    pb_gate(b, s, KVR_GATE_RETENTION, b->now >= since + period, since + period,
+            "retention %s since %s", iso, from);
+}
+
+
+int64_t kvr_plan_tag_time(const kvr_tags *t)
+{
+    const char *v = kvr_tags_get(t, KVR_TAG_SUPERSEDED);
+    char *end;
+    long long n;
+    if (!v)
+        return 0;
+    n = strtoll(v, &end, 10);
+    return (*end || n <= 0) ? 0 : (int64_t)n;
+}
+
+bool kvr_plan_version_referenced(const kvr_live *l, const char *vault, const char *key,
+                                 const char *version, const kvr_live_profile **by)
+{
+    for (size_t i = 0; i < l->nprofiles; i++) {
+        const kvr_live_profile *p = &l->profiles[i];
+        if ((p->status == KVR_PROFILE_APPLYING || p->status == KVR_PROFILE_USED) &&
+            kvr_str_ieq(p->vault, vault) && kvr_str_ieq(p->key, key) &&
+            (!version || kvr_str_ieq(p->key_version, version))) {
+            if (by)
+                *by = p;
+            return true;
+        }
+    }
+    return false;
+}
+
+void kvr_plan_scope(char *buf, size_t size, const char *sub, const char *rg, const char *vault,
+                    const char *key)
+{
+    if (key)
+        snprintf(buf, size,
+                 "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s/keys/%s",
+                 sub, rg, vault, key);
+    else
+        snprintf(buf, size,
+                 "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s", sub,
+                 rg, vault);
+}
+
+int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
+{
+    pb b;
+    *out = NULL;
+    memset(&b, 0, sizeof(b));
+    b.p = calloc(1, sizeof(*b.p));
+    if (!b.p)
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory while planning");
+    b.in = in;
+    b.d = in->desired;
+    b.l = in->live;
+    b.now = in->live->now;
+    b.err = err;
+    b.p->now = b.now;
+
+    kvr_plan_pass_vaults(&b);
+    kvr_plan_pass_copies(&b);
+    kvr_plan_pass_apps(&b);
+    kvr_plan_pass_keys(&b);
+    kvr_plan_pass_roles(&b);
+    kvr_plan_pass_secrets(&b);
+    kvr_plan_pass_profiles(&b);
+    kvr_plan_pass_retire(&b);
+    if (!b.rc)
+        b.rc = kvr_plan_order(&b);
+    if (b.rc) {
+        kvr_plan_free(b.p);
+        return b.rc;
+    }
+    *out = b.p;
+    return 0;
+}
+
+void kvr_plan_free(kvr_plan *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        kvr_step *s = &p->steps[i];
+        free(s->vault);
+        free(s->object);
+        free(s->summary);
+        free(s->name);
+        free(s->version);
+        free(s->extra);
+        for (size_t c = 0; c < s->nchanges; c++) {
+            free(s->changes[c].field);
+            free(s->changes[c].from);
+            free(s->changes[c].to);
+        }
+        free(s->changes);
+        free(s->deps);
+        for (size_t g = 0; g < s->ngates; g++)
+            free(s->gates[g].reason);
+        free(s->gates);
+    }
+    free(p->steps);
+    for (size_t i = 0; i < p->nholds; i++) {
+        free(p->holds[i].vault);
+        free(p->holds[i].object);
+        free(p->holds[i].reason);
+    }
+    free(p->holds);
+    free(p);
+}
+
+bool kvr_step_waiting(const kvr_step *s)
+{
+    for (size_t i = 0; i < s->ngates; i++)
+        if (!s->gates[i].open)
+            return true;
+    return false;
+}
+
+void kvr_plan_summarize(const kvr_plan *p, kvr_plan_summary *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const kvr_step *s = &p->steps[i];
+        if (kvr_step_waiting(s))
+            out->waiting++;
+        else if (s->action == KVR_ACTION_CREATE)
+            out->create++;
+        else if (s->action == KVR_ACTION_CHANGE)
+            out->change++;
+        else
+            out->retire++;
+    }
+}
+
+const char *kvr_step_kind_name(kvr_step_kind k)
+{
+    static const char *const names[] = {
+        "vault.create",       "vault.recover",     "vault.update",       "vault.markUnused",
+        "vault.retire",       "app.create",        "servicePrincipal.create",
+        "credential.add",     "credential.replaceOrphan", "credential.markSuperseded",
+        "credential.remove",  "roleAssignment.create", "key.create",      "key.recover",
+        "key.newVersion",     "key.update",        "key.rotationPolicy", "key.markSuperseded",
+        "key.disableVersion", "key.delete",        "secret.set",         "secret.recover",
+        "secret.update",      "secret.copy",       "certificate.copy",   "copy.verify",
+        "profile.create",     "profile.setCredentials", "profile.apply",  "profile.delete",
+    };
+    return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
+}
+
+const char *kvr_gate_kind_name(kvr_gate_kind k)
+{
+    switch (k) {
+    case KVR_GATE_PROFILE_USED:
+        return "profileUsed";
+    case KVR_GATE_RETENTION:
+        return "retention";
+    case KVR_GATE_UNREFERENCED:
+        return "unreferenced";
+    case KVR_GATE_ROLE_EFFECTIVE:
+        return "roleEffective";
+    case KVR_GATE_COPY_VERIFIED:
+        return "copyVerified";
+    }
+    return "?";
+}

@@ -1,0 +1,290 @@
+/*
+ * Plan renderers: text for terminals (grouped by vault, + ~ - and a pause mark for steps held
+ * by a closed gate), Markdown for pull-request comments (summary first, details folded), and
+ * JSON per schema/plan.schema.json for programs. Secret values never reach these functions:
+ * sensitive changes carry only markers.
+ */
+#include "kvr/plan.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_FORMAT_VERSION "1"
+
+
+static const char *mark(const kvr_step *s)
+{
+    if (kvr_step_waiting(s))
+        return "\xe2\x8f\xb8"; /* ⏸ */
+    switch (s->action) {
+    case KVR_ACTION_CREATE:
+        return "+";
+    case KVR_ACTION_CHANGE:
+        return "~";
+    case KVR_ACTION_RETIRE:
+        return "-";
+    }
+    return "?";
+}
+
+static const char *color_of(const kvr_step *s)
+{
+    if (kvr_step_waiting(s))
+        return "\x1b[33m";
+    switch (s->action) {
+    case KVR_ACTION_CREATE:
+        return "\x1b[32m";
+    case KVR_ACTION_CHANGE:
+        return "\x1b[36m";
+    case KVR_ACTION_RETIRE:
+        return "\x1b[31m";
+    }
+    return "";
+}
+
+/* Groups: steps without a vault first ("directory"), then each vault in order of first use. */
+static size_t groups(const kvr_plan *p, const char **names, size_t max)
+{
+    size_t n = 0;
+    bool directory = false;
+    for (size_t i = 0; i < p->nsteps; i++)
+        directory |= p->steps[i].vault == NULL;
+    if (directory && n < max)
+        names[n++] = NULL;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const char *v = p->steps[i].vault;
+        bool seen = false;
+        if (!v)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            seen |= names[j] && kvr_str_ieq(names[j], v);
+        if (!seen && n < max)
+            names[n++] = v;
+    }
+    return n;
+}
+
+static bool in_group(const kvr_step *s, const char *g)
+{
+    return g ? (s->vault && kvr_str_ieq(s->vault, g)) : s->vault == NULL;
+}
+
+static void text_step(const kvr_step *s, FILE *out, bool color, const char *indent)
+{
+    const char *on = color ? color_of(s) : "", *off = color ? "\x1b[0m" : "";
+    fprintf(out, "%s%s%3zu %s %s%s: %s\n", indent, on, s->id, mark(s), s->object ? s->object : "",
+            off, s->summary);
+    for (size_t c = 0; c < s->nchanges; c++) {
+        const kvr_change *ch = &s->changes[c];
+        if (ch->from)
+            fprintf(out, "%s        %s: %s -> %s\n", indent, ch->field, ch->from, ch->to);
+        else
+            fprintf(out, "%s        %s: %s\n", indent, ch->field, ch->to);
+    }
+    if (s->ndeps) {
+        fprintf(out, "%s        after:", indent);
+        for (size_t d = 0; d < s->ndeps; d++)
+            fprintf(out, " %zu", s->deps[d]);
+        fputc('\n', out);
+    }
+    for (size_t g = 0; g < s->ngates; g++) {
+        const kvr_gate *gt = &s->gates[g];
+        char when[KVR_TIME_ISO_MAX];
+        if (gt->open) {
+            fprintf(out, "%s        gate open: %s\n", indent, gt->reason);
+            continue;
+        }
+        fprintf(out, "%s        waiting for: %s", indent, gt->reason);
+        if (gt->opens_at) {
+            kvr_time_iso(when, sizeof(when), gt->opens_at);
+            fprintf(out, " (opens %s)", when);
+        }
+        fputc('\n', out);
+    }
+}
+
+int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
+{
+    const char *names[256];
+    size_t ng = groups(p, names, 256);
+    kvr_plan_summary sum;
+    char now[KVR_TIME_ISO_MAX];
+
+    kvr_time_iso(now, sizeof(now), p->now);
+    if (p->nsteps == 0 && p->nholds == 0) {
+        fprintf(out, "No changes: the estate matches the desired state (service time %s).\n", now);
+        return 0;
+    }
+    fprintf(out, "kvreconcile plan (service time %s)\n", now);
+    for (size_t g = 0; g < ng; g++) {
+        if (names[g])
+            fprintf(out, "\nvault '%s'\n", names[g]);
+        else
+            fprintf(out, "\ndirectory (Entra ID)\n");
+        for (size_t i = 0; i < p->nsteps; i++)
+            if (in_group(&p->steps[i], names[g]))
+                text_step(&p->steps[i], out, color, "");
+    }
+    if (p->nholds) {
+        fprintf(out, "\nheld back (never done, whatever the YAML says):\n");
+        for (size_t i = 0; i < p->nholds; i++) {
+            const kvr_hold *h = &p->holds[i];
+            if (h->object)
+                fprintf(out, "  ! %s", h->object);
+            else
+                fprintf(out, "  ! vault '%s'", h->vault ? h->vault : "?");
+            if (h->object && h->vault && strncmp(h->object, "vault ", 6) != 0)
+                fprintf(out, " in vault '%s'", h->vault);
+            fprintf(out, "\n      %s\n", h->reason);
+        }
+    }
+    kvr_plan_summarize(p, &sum);
+    fprintf(out, "\nPlan: %zu to create, %zu to change, %zu to retire, %zu waiting.\n", sum.create,
+            sum.change, sum.retire, sum.waiting);
+    return ferror(out) ? KVR_EIO : 0;
+}
+
+int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
+{
+    kvr_plan_summary sum;
+    kvr_plan_summarize(p, &sum);
+    fprintf(out, "### kvreconcile plan\n\n");
+    if (p->nsteps == 0 && p->nholds == 0) {
+        fprintf(out, "No changes: the estate matches the desired state.\n");
+        return ferror(out) ? KVR_EIO : 0;
+    }
+    fprintf(out, "**%zu to create, %zu to change, %zu to retire, %zu waiting**%s\n\n", sum.create,
+            sum.change, sum.retire, sum.waiting,
+            p->nholds ? " · some changes are **held back** (see below)" : "");
+    fprintf(out, "| # | | vault | object | step | waits for |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const kvr_step *s = &p->steps[i];
+        size_t shown = 0;
+        fprintf(out, "| %zu | %s | %s | %s | %s | ", s->id, mark(s), s->vault ? s->vault : "",
+                s->object ? s->object : "", s->summary);
+        for (size_t g = 0; g < s->ngates; g++)
+            if (!s->gates[g].open)
+                fprintf(out, "%s%s", shown++ ? "; " : "", s->gates[g].reason);
+        fprintf(out, " |\n");
+    }
+    if (p->nholds) {
+        fprintf(out, "\n**Held back** (never done, whatever the YAML says):\n\n");
+        for (size_t i = 0; i < p->nholds; i++) {
+            const kvr_hold *h = &p->holds[i];
+            if (h->object)
+                fprintf(out, "- %s: %s\n", h->object, h->reason);
+            else
+                fprintf(out, "- vault '%s': %s\n", h->vault ? h->vault : "?", h->reason);
+        }
+    }
+    fprintf(out, "\n<details><summary>Details</summary>\n\n```\n");
+    kvr_plan_render_text(p, out, false);
+    fprintf(out, "```\n\n</details>\n");
+    return ferror(out) ? KVR_EIO : 0;
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+int kvr_plan_render_json(char **out, const kvr_plan *p, kvr_error *err)
+{
+    static const char *const actions[] = {"create", "change", "retire"};
+    json_t *root = json_object(), *steps = json_array(), *holds = json_array(), *sum;
+    kvr_plan_summary s;
+    char now[KVR_TIME_ISO_MAX];
+    int rc = 0;
+
+    *out = NULL;
+    if (!root || !steps || !holds)
+        goto oom;
+    kvr_time_iso(now, sizeof(now), p->now);
+    kvr_plan_summarize(p, &s);
+    json_object_set_new(root, "formatVersion", json_string(PLAN_FORMAT_VERSION));
+    json_object_set_new(root, "serviceTime", json_string(now));
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const kvr_step *st = &p->steps[i];
+        json_t *o = json_object(), *ch = json_array(), *deps = json_array(), *gates = json_array();
+        if (!o || !ch || !deps || !gates) {
+            json_decref(o);
+            json_decref(ch);
+            json_decref(deps);
+            json_decref(gates);
+            goto oom;
+        }
+        json_object_set_new(o, "id", json_integer((json_int_t)st->id));
+        json_object_set_new(o, "kind", json_string(kvr_step_kind_name(st->kind)));
+        json_object_set_new(o, "action", json_string(actions[st->action]));
+        json_object_set_new(o, "waiting", json_boolean(kvr_step_waiting(st)));
+        json_object_set_new(o, "vault", str_or_null(st->vault));
+        json_object_set_new(o, "object", str_or_null(st->object));
+        json_object_set_new(o, "summary", json_string(st->summary));
+        for (size_t c = 0; c < st->nchanges; c++) {
+            json_t *co = json_object();
+            json_object_set_new(co, "field", json_string(st->changes[c].field));
+            json_object_set_new(co, "from", str_or_null(st->changes[c].from));
+            json_object_set_new(co, "to", str_or_null(st->changes[c].to));
+            json_object_set_new(co, "sensitive", json_boolean(st->changes[c].sensitive));
+            json_array_append_new(ch, co);
+        }
+        json_object_set_new(o, "changes", ch);
+        for (size_t d = 0; d < st->ndeps; d++)
+            json_array_append_new(deps, json_integer((json_int_t)st->deps[d]));
+        json_object_set_new(o, "dependsOn", deps);
+        for (size_t g = 0; g < st->ngates; g++) {
+            json_t *go = json_object();
+            char when[KVR_TIME_ISO_MAX];
+            json_object_set_new(go, "kind", json_string(kvr_gate_kind_name(st->gates[g].kind)));
+            json_object_set_new(go, "open", json_boolean(st->gates[g].open));
+            json_object_set_new(go, "reason", json_string(st->gates[g].reason));
+            if (st->gates[g].opens_at) {
+                kvr_time_iso(when, sizeof(when), st->gates[g].opens_at);
+                json_object_set_new(go, "opensAt", json_string(when));
+            } else {
+                json_object_set_new(go, "opensAt", json_null());
+            }
+            json_array_append_new(gates, go);
+        }
+        json_object_set_new(o, "gates", gates);
+        if (st->pos.file) {
+            json_t *src = json_object();
+            json_object_set_new(src, "file", json_string(st->pos.file));
+            json_object_set_new(src, "line", json_integer(st->pos.line));
+            json_object_set_new(src, "column", json_integer(st->pos.col));
+            json_object_set_new(o, "source", src);
+        } else {
+            json_object_set_new(o, "source", json_null());
+        }
+        json_array_append_new(steps, o);
+    }
+    json_object_set_new(root, "steps", steps);
+    steps = NULL;
+    for (size_t i = 0; i < p->nholds; i++) {
+        json_t *h = json_object();
+        json_object_set_new(h, "vault", str_or_null(p->holds[i].vault));
+        json_object_set_new(h, "object", str_or_null(p->holds[i].object));
+        json_object_set_new(h, "reason", json_string(p->holds[i].reason));
+        json_array_append_new(holds, h);
+    }
+    json_object_set_new(root, "heldBack", holds);
+    holds = NULL;
+    sum = json_pack("{s:I,s:I,s:I,s:I}", "create", (json_int_t)s.create, "change",
+                    (json_int_t)s.change, "retire", (json_int_t)s.retire, "waiting",
+                    (json_int_t)s.waiting);
+    if (!sum)
+        goto oom;
+    json_object_set_new(root, "summary", sum);
+    *out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!*out)
+        goto oom;
+    goto done;
+oom:
+    rc = kvr_error_set(err, KVR_ENOMEM, "out of memory while rendering the plan");
+done:
+    json_decref(root);
+    json_decref(steps);
+    json_decref(holds);
+    return rc;
+}

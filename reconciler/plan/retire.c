@@ -1,0 +1,433 @@
+/*
+ * The retirement pass: what the desired state no longer needs, and when it may go. This is
+ * where data can be lost, so every step here is gated, and gates are evaluated against the live
+ * state and the service's clock only:
+ *
+ *   superseded   no profile in Applying or Used references the object any more; a tag with the
+ *                service's time is written on the object (the "mark" step), so that retention is
+ *                counted from the same instant by every runner, after any crash;
+ *   unreferenced no profile at all references it (an Inactive profile could be re-activated);
+ *   retention    the retention period has passed since the mark.
+ *
+ * Nothing that is referenced or within retention is ever disabled or deleted.
+ */
+#include "build.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Any live profile (whatever its status) referencing vault/key/version; NULL fields match all. */
+static const kvr_live_profile *any_reference(const kvr_live *l, const char *vault, const char *key,
+                                             const char *version)
+{
+    for (size_t i = 0; i < l->nprofiles; i++) {
+        const kvr_live_profile *p = &l->profiles[i];
+        if (vault && !kvr_str_ieq(p->vault, vault))
+            continue;
+        if (key && !kvr_str_ieq(p->key, key))
+            continue;
+        if (version && !kvr_str_ieq(p->key_version, version))
+            continue;
+        return p;
+    }
+    return NULL;
+}
+
+static const kvr_live_profile *active_reference(const kvr_live *l, const char *vault,
+                                                const char *key, const char *version)
+{
+    for (size_t i = 0; i < l->nprofiles; i++) {
+        const kvr_live_profile *p = &l->profiles[i];
+        if (p->status != KVR_PROFILE_APPLYING && p->status != KVR_PROFILE_USED)
+            continue;
+        if (vault && !kvr_str_ieq(p->vault, vault))
+            continue;
+        if (key && !kvr_str_ieq(p->key, key))
+            continue;
+        if (version && !kvr_str_ieq(p->key_version, version))
+            continue;
+        return p;
+    }
+    return NULL;
+}
+
+/* pb_find compares vaults; profile steps carry one. Search by name only. */
+static size_t find_by_name(const pb *b, kvr_step_kind kind, const char *name)
+{
+    for (size_t i = 0; i < b->p->nsteps; i++)
+        if (b->p->steps[i].kind == kind && b->p->steps[i].name &&
+            strcmp(b->p->steps[i].name, name) == 0)
+            return i;
+    return NONE;
+}
+
+static size_t active_apply(const pb *b)
+{
+    return b->d->active ? find_by_name(b, KVR_STEP_PROFILE_APPLY, b->d->active) : NONE;
+}
+
+/* The gate that waits for the active profile to be Used, if it is not yet. */
+static bool used_gate(pb *b, size_t s)
+{
+    const kvr_live_profile *lp;
+    if (!b->d->active)
+        return false;
+    lp = kvr_live_profile_get(b->l, b->d->active);
+    if (lp && lp->status == KVR_PROFILE_USED)
+        return false;
+    pb_gate(b, s, KVR_GATE_PROFILE_USED, false, 0, "profile '%s' to become Used", b->d->active);
+    return true;
+}
+
+static void superseded_gates(pb *b, size_t s, const kvr_live_profile *active_user,
+                             const kvr_live_profile *any_user, int64_t since, int64_t period)
+{
+    if (active_user)
+        pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0, "profile '%s' (%s) still uses it",
+                active_user->name, kvr_profile_status_name(active_user->status));
+    else if (any_user)
+        pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0,
+                "profile '%s' (%s) still references it; it goes when that profile is retired",
+                any_user->name, kvr_profile_status_name(any_user->status));
+    else
+        pb_gate(b, s, KVR_GATE_UNREFERENCED, true, 0, "no profile references it");
+    pb_retention_gate(b, s, since, period, "no profile in Applying or Used references it");
+}
+
+/*
+ * When the service stopped needing an object: the latest moment a profile referencing it went
+ * Inactive (the service reports it), else now. This is what a mark step records.
+ */
+static int64_t released_at(const pb *b, const char *vault, const char *key, const char *version,
+                           const char *client_id, const char *credential)
+{
+    int64_t t = 0;
+    for (size_t i = 0; i < b->l->nprofiles; i++) {
+        const kvr_live_profile *p = &b->l->profiles[i];
+        if (p->status != KVR_PROFILE_INACTIVE || p->status_since <= 0)
+            continue;
+        if (vault && !kvr_str_ieq(p->vault, vault))
+            continue;
+        if (key && !kvr_str_ieq(p->key, key))
+            continue;
+        if (version && !kvr_str_ieq(p->key_version, version))
+            continue;
+        if (client_id && (!p->client_id || strcmp(p->client_id, client_id) != 0))
+            continue;
+        if (credential && (!p->credential || strcmp(p->credential, credential) != 0))
+            continue;
+        if (p->status_since > t)
+            t = p->status_since;
+    }
+    return t && t <= b->now ? t : b->now;
+}
+
+static void mark_time(pb *b, size_t mark, int64_t t)
+{
+    char buf[32];
+    if (mark == NONE)
+        return;
+    char iso[KVR_TIME_ISO_MAX];
+    snprintf(buf, sizeof(buf), "%lld", (long long)t);
+    free(b->p->steps[mark].extra);
+    b->p->steps[mark].extra = pb_printf(b, "%s", buf);
+    kvr_time_iso(iso, sizeof(iso), t);
+    pb_change(b, mark, KVR_TAG_SUPERSEDED, NULL, iso, false);
+}
+
+/* ---- profiles ----------------------------------------------------------------------------- */
+
+static void retire_profiles(pb *b)
+{
+    for (size_t i = 0; i < b->l->nprofiles; i++) {
+        const kvr_live_profile *lp = &b->l->profiles[i];
+        size_t s;
+        if (kvr_estate_profile(b->d, lp->name))
+            continue;
+        if (lp->status == KVR_PROFILE_FAILED) {
+            pb_hold(b, lp->vault, NULL,
+                    "profile '%s' is Failed: its data keys may still be wrapped with its key; it "
+                    "is kept until the service reports otherwise",
+                    lp->name);
+            continue;
+        }
+        s = pb_step(b, KVR_STEP_PROFILE_DELETE, KVR_ACTION_RETIRE, lp->vault, (kvr_pos){0},
+                    NULL, "delete (no longer declared)");
+        if (s == NONE)
+            return;
+        free(b->p->steps[s].object);
+        b->p->steps[s].object = pb_printf(b, "profile '%s'", lp->name);
+        pb_name(b, s, lp->name, NULL, NULL);
+        pb_dep(b, s, active_apply(b));
+        if (lp->status == KVR_PROFILE_CREATED)
+            continue; /* never applied: it never protected any data */
+        if (!used_gate(b, s) &&
+            (lp->status == KVR_PROFILE_APPLYING || lp->status == KVR_PROFILE_USED))
+            pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0, "the profile is %s",
+                    kvr_profile_status_name(lp->status));
+        pb_retention_gate(b, s, lp->status == KVR_PROFILE_INACTIVE ? lp->status_since : 0,
+                          b->d->retention.profiles, "it becomes Inactive");
+    }
+}
+
+/* ---- key versions and keys ---------------------------------------------------------------- */
+
+static bool version_kept(const pb *b, const kvr_key *k, const kvr_live_key *lk, size_t idx)
+{
+    const kvr_live_version *v = &lk->versions[idx];
+    bool new_version = pb_find(b, KVR_STEP_KEY_NEW_VERSION, k->vault, k->name) != NONE;
+    if (idx + 1 == lk->nversions && !new_version)
+        return true; /* the latest stays, unless this plan makes a newer one */
+    for (size_t i = 0; i < b->d->nprofiles; i++) {
+        const kvr_profile *p = &b->d->profiles[i];
+        const kvr_live_profile *lp;
+        if (!kvr_str_ieq(p->vault, k->vault) || !kvr_str_ieq(p->key, k->name))
+            continue;
+        if (p->key_version && kvr_str_ieq(p->key_version, v->id))
+            return true;
+        lp = kvr_live_profile_get(b->l, p->name);
+        if (lp && kvr_str_ieq(lp->key_version, v->id))
+            return true;
+    }
+    return false;
+}
+
+static bool version_ours(const pb *b, const kvr_live_key *lk, const kvr_live_version *v)
+{
+    /* Versions the platform made on its own (rotation policy) and no profile ever used are
+       not ours to retire: that is drift the platform makes on purpose. */
+    return kvr_tags_get(&v->tags, KVR_TAG_GENERATION) ||
+           any_reference(b->l, lk->vault, lk->name, v->id);
+}
+
+static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
+{
+    for (size_t i = 0; i < lk->nversions; i++) {
+        const kvr_live_version *v = &lk->versions[i];
+        const kvr_live_profile *au, *any;
+        int64_t since;
+        size_t s, mark = NONE;
+        char object[160];
+        if (!v->enabled || version_kept(b, k, lk, i) || !version_ours(b, lk, v))
+            continue;
+        au = active_reference(b->l, k->vault, k->name, v->id);
+        any = any_reference(b->l, k->vault, k->name, v->id);
+        since = kvr_plan_tag_time(&v->tags);
+        snprintf(object, sizeof(object), "key '%s' version %.8s", k->name, v->id);
+        if (!au && !since) {
+            mark = pb_step(b, KVR_STEP_KEY_MARK_SUPERSEDED, KVR_ACTION_CHANGE, k->vault,
+                           (kvr_pos){0}, object,
+                           "record that it is superseded (tag " KVR_TAG_SUPERSEDED
+                           "), starting its retention");
+            pb_name(b, mark, k->name, v->id, NULL);
+            since = released_at(b, k->vault, k->name, v->id, NULL, NULL);
+            mark_time(b, mark, since);
+        }
+        s = pb_step(b, KVR_STEP_KEY_VERSION_DISABLE, KVR_ACTION_RETIRE, k->vault, (kvr_pos){0},
+                    object, "disable and expire (Key Vault cannot delete a single version)");
+        pb_name(b, s, k->name, v->id, NULL);
+        pb_dep(b, s, mark);
+        pb_dep(b, s, active_apply(b));
+        pb_dep(b, s, pb_find(b, KVR_STEP_KEY_NEW_VERSION, k->vault, k->name));
+        if (au)
+            used_gate(b, s);
+        superseded_gates(b, s, au, any, since, b->d->retention.keys);
+    }
+}
+
+static void retire_undeclared_keys(pb *b)
+{
+    for (size_t i = 0; i < b->l->nkeys; i++) {
+        const kvr_live_key *lk = &b->l->keys[i];
+        const kvr_vault *v = kvr_estate_vault(b->d, lk->vault);
+        const kvr_live_profile *au, *any;
+        int64_t since = 0;
+        bool ours = false, all_marked = true;
+        size_t s, mark = NONE;
+        if (!v || v->retire || kvr_estate_key(b->d, lk->vault, lk->name))
+            continue;
+        for (size_t j = 0; j < lk->nversions; j++) {
+            int64_t t = kvr_plan_tag_time(&lk->versions[j].tags);
+            ours |= version_ours(b, lk, &lk->versions[j]);
+            if (!t)
+                all_marked = false;
+            else if (t > since)
+                since = t;
+        }
+        if (!ours)
+            continue; /* not made by kvreconcile and never used by a profile: not ours */
+        au = active_reference(b->l, lk->vault, lk->name, NULL);
+        any = any_reference(b->l, lk->vault, lk->name, NULL);
+        if (!all_marked) {
+            since = 0;
+            if (!au) {
+                mark = pb_step(b, KVR_STEP_KEY_MARK_SUPERSEDED, KVR_ACTION_CHANGE, lk->vault,
+                               (kvr_pos){0}, NULL, "record that every version is superseded");
+                pb_name(b, mark, lk->name, NULL, NULL);
+                free(b->p->steps[mark].object);
+                b->p->steps[mark].object = pb_printf(b, "key '%s'", lk->name);
+                since = released_at(b, lk->vault, lk->name, NULL, NULL, NULL);
+                mark_time(b, mark, since);
+            }
+        }
+        s = pb_step(b, KVR_STEP_KEY_DELETE, KVR_ACTION_RETIRE, lk->vault, (kvr_pos){0}, NULL,
+                    "soft-delete the key, all versions (no longer declared; recoverable for the "
+                    "vault's soft-delete days)");
+        if (s == NONE)
+            return;
+        free(b->p->steps[s].object);
+        b->p->steps[s].object = pb_printf(b, "key '%s'", lk->name);
+        pb_name(b, s, lk->name, NULL, NULL);
+        pb_dep(b, s, mark);
+        pb_dep(b, s, active_apply(b));
+        if (au)
+            used_gate(b, s);
+        superseded_gates(b, s, au, any, since, b->d->retention.keys);
+    }
+}
+
+/* ---- app credentials ---------------------------------------------------------------------- */
+
+static const kvr_live_secret *stored_copy(const kvr_live *l, const char *key_id)
+{
+    for (size_t i = 0; i < l->nsecrets; i++) {
+        const char *id = kvr_tags_get(&l->secrets[i].tags, KVR_TAG_CREDENTIAL);
+        if (id && strcmp(id, key_id) == 0)
+            return &l->secrets[i];
+    }
+    return NULL;
+}
+
+static void retire_credentials(pb *b)
+{
+    for (size_t i = 0; i < b->d->napps; i++) {
+        const kvr_app *a = &b->d->apps[i];
+        const kvr_live_app *la = kvr_live_app_get(b->l, a->display_name);
+        for (size_t c = 0; la && c < la->ncreds; c++) {
+            const kvr_live_credential *lc = &la->creds[c];
+            const char *gen;
+            const kvr_live_profile *au = NULL, *any = NULL;
+            const kvr_live_secret *stored;
+            int64_t since;
+            size_t s, mark = NONE;
+            char object[200];
+            if (!lc->display_name || strncmp(lc->display_name, KVR_CRED_PREFIX,
+                                             strlen(KVR_CRED_PREFIX)) != 0)
+                continue; /* not made by kvreconcile: left alone */
+            gen = lc->display_name + strlen(KVR_CRED_PREFIX);
+            if (kvr_app_credential(a, gen))
+                continue;
+            for (size_t p = 0; p < b->l->nprofiles; p++) {
+                const kvr_live_profile *lp = &b->l->profiles[p];
+                if (!lp->client_id || strcmp(lp->client_id, la->app_id) != 0 || !lp->credential ||
+                    strcmp(lp->credential, gen) != 0)
+                    continue;
+                any = lp;
+                if (lp->status == KVR_PROFILE_APPLYING || lp->status == KVR_PROFILE_USED)
+                    au = lp;
+            }
+            stored = stored_copy(b->l, lc->key_id);
+            since = stored ? kvr_plan_tag_time(&stored->tags) : 0;
+            snprintf(object, sizeof(object), "app '%s' credential '%s'", a->name, gen);
+            if (!since && !au && stored) {
+                mark = pb_step(b, KVR_STEP_CRED_MARK_SUPERSEDED, KVR_ACTION_CHANGE, stored->vault,
+                               (kvr_pos){0}, object,
+                               "record on its stored copy that it is superseded");
+                pb_name(b, mark, gen, lc->key_id, a->name);
+                since = released_at(b, NULL, NULL, NULL, la->app_id, gen);
+                mark_time(b, mark, since);
+            } else if (!since && !stored) {
+                since = lc->start; /* nothing to mark: count from its creation */
+            }
+            s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_RETIRE, stored ? stored->vault : NULL,
+                        (kvr_pos){0}, object, "remove the client secret from the app");
+            pb_name(b, s, gen, lc->key_id, a->name);
+            pb_dep(b, s, mark);
+            pb_dep(b, s, active_apply(b));
+            for (size_t j = 0; j < b->p->nsteps; j++)
+                if (b->p->steps[j].kind == KVR_STEP_PROFILE_SET_CREDENTIALS)
+                    pb_dep(b, s, j);
+            superseded_gates(b, s, au, any, since, b->d->retention.app_secrets);
+        }
+    }
+}
+
+/* ---- vaults ------------------------------------------------------------------------------- */
+
+static void retire_vaults(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        const kvr_live_vault *lv = kvr_live_vault_get(b->l, v->name);
+        const kvr_live_profile *au, *any;
+        int64_t since;
+        size_t s, mark = NONE;
+        if (!v->retire || !lv)
+            continue;
+        au = active_reference(b->l, v->name, NULL, NULL);
+        any = any_reference(b->l, v->name, NULL, NULL);
+        since = kvr_plan_tag_time(&lv->tags);
+        if (!since && !au) {
+            mark = pb_step(b, KVR_STEP_VAULT_MARK_UNUSED, KVR_ACTION_CHANGE, v->name, v->pos,
+                           NULL, "record that no profile needs it (tag " KVR_TAG_SUPERSEDED ")");
+            pb_name(b, mark, v->name, NULL, NULL);
+            free(b->p->steps[mark].object);
+            b->p->steps[mark].object = pb_printf(b, "vault '%s'", v->name);
+            since = released_at(b, v->name, NULL, NULL, NULL, NULL);
+            mark_time(b, mark, since);
+        }
+        s = pb_step(b, KVR_STEP_VAULT_RETIRE, KVR_ACTION_RETIRE, v->name, v->pos, NULL,
+                    "soft-delete the vault (recoverable for %d days; never purged)",
+                    lv->soft_delete_days);
+        if (s == NONE)
+            return;
+        free(b->p->steps[s].object);
+        b->p->steps[s].object = pb_printf(b, "vault '%s'", v->name);
+        pb_name(b, s, v->name, NULL, NULL);
+        pb_dep(b, s, mark);
+        pb_dep(b, s, active_apply(b));
+        if (au)
+            used_gate(b, s);
+        /* Every vault that copies from this one must hold a verified copy first. */
+        for (size_t j = 0; j < b->d->nvaults; j++) {
+            const kvr_vault *t = &b->d->vaults[j];
+            size_t verify;
+            if (!t->copy_from.vault || !kvr_str_ieq(t->copy_from.vault, v->name))
+                continue;
+            verify = pb_find(b, KVR_STEP_COPY_VERIFY, t->name, t->name);
+            pb_dep(b, s, verify);
+            if (!kvr_live_vault_get(b->l, t->name))
+                pb_gate(b, s, KVR_GATE_COPY_VERIFIED, false, 0, "vault '%s' to be created and "
+                                                                "hold a verified copy",
+                        t->name);
+            else if (verify != NONE || !kvr_plan_copy_complete(b, t))
+                pb_gate(b, s, KVR_GATE_COPY_VERIFIED, false, 0,
+                        "vault '%s' to hold a verified copy of every secret and certificate",
+                        t->name);
+            else
+                pb_gate(b, s, KVR_GATE_COPY_VERIFIED, true, 0,
+                        "vault '%s' holds every secret and certificate", t->name);
+        }
+        for (size_t j = 0; j < b->p->nsteps; j++)
+            if (b->p->steps[j].kind == KVR_STEP_PROFILE_DELETE &&
+                kvr_str_ieq(b->p->steps[j].vault, v->name))
+                pb_dep(b, s, j);
+        superseded_gates(b, s, au, any, since, b->d->retention.vaults);
+    }
+}
+
+void kvr_plan_pass_retire(pb *b)
+{
+    retire_profiles(b);
+    for (size_t i = 0; i < b->d->nkeys; i++) {
+        const kvr_key *k = &b->d->keys[i];
+        const kvr_vault *v = kvr_estate_vault(b->d, k->vault);
+        const kvr_live_key *lk = kvr_live_key_get(b->l, k->vault, k->name);
+        if (lk && v && !v->retire)
+            retire_versions(b, k, lk);
+    }
+    retire_undeclared_keys(b);
+    retire_credentials(b);
+    retire_vaults(b);
+}

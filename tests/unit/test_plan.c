@@ -1,0 +1,177 @@
+/*
+ * Plan tests as data: each directory under tests/fixtures/plan/ holds `live.json` (the live
+ * state, service clock included), the desired state (a `desired/` directory, or a
+ * `desired.path` file naming one, e.g. an example's after/), and `expected-plan.txt`, the text
+ * rendering. The JSON rendering is written next to the run (build dir) for the schema check.
+ * KVR_REGEN=1 rewrites the expectations (review the diff before committing it).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kvr/plan.h"
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+static void run_case(void **state)
+{
+    const char *dir = *state;
+    char desired_path[PATH_MAX], cwd[PATH_MAX], *live_text, *want, *got = NULL, *json = NULL;
+    const char *paths[1];
+    size_t live_len, got_len = 0;
+    kvr_estate *e = NULL;
+    kvr_live *l = NULL;
+    kvr_plan *p = NULL;
+    kvr_diags d;
+    kvr_error err;
+    kvr_plan_input in;
+    FILE *f;
+
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    kvr_diags_init(&d);
+    {
+        char *named = slurp("desired.path", NULL);
+        if (named) {
+            named[strcspn(named, "\n")] = '\0';
+            snprintf(desired_path, sizeof(desired_path), "%s", named);
+            free(named);
+        } else {
+            snprintf(desired_path, sizeof(desired_path), "desired");
+        }
+    }
+    paths[0] = desired_path;
+    if (kvr_model_load(&e, paths, 1, &d) < 0) {
+        kvr_diags_print(&d, stderr);
+        fail_msg("%s: the desired state does not load", dir);
+    }
+    live_text = slurp("live.json", &live_len);
+    assert_non_null(live_text);
+    if (kvr_live_from_json(&l, live_text, live_len, &err) < 0)
+        fail_msg("%s: %s", dir, err.message);
+    memset(&in, 0, sizeof(in));
+    in.desired = e;
+    in.live = l;
+    in.subscription = e->subscription;
+    if (kvr_plan_build(&p, &in, &err) < 0)
+        fail_msg("%s: plan failed: %s", dir, err.message);
+
+    f = open_memstream(&got, &got_len);
+    assert_non_null(f);
+    assert_int_equal(kvr_plan_render_text(p, f, false), 0);
+    fclose(f);
+    assert_int_equal(kvr_plan_render_json(&json, p, &err), 0);
+
+    if (getenv("KVR_REGEN")) {
+        f = fopen("expected-plan.txt", "w");
+        assert_non_null(f);
+        fputs(got, f);
+        fclose(f);
+    }
+    want = slurp("expected-plan.txt", NULL);
+    assert_int_equal(chdir(cwd), 0);
+    {
+        /* The JSON form, for tests/schema/plan_json.sh to validate against plan.schema.json. */
+        char out[PATH_MAX + 300];
+        const char *base = strrchr(dir, '/'), *outdir = getenv("KVR_PLAN_JSON_OUT");
+        snprintf(out, sizeof(out), "%s/plan-%s.json", outdir ? outdir : ".", base ? base + 1 : dir);
+        f = fopen(out, "w");
+        if (f) {
+            fputs(json, f);
+            fclose(f);
+        }
+    }
+    if (!want)
+        fail_msg("%s: no expected-plan.txt (run with KVR_REGEN=1 and review it)", dir);
+    if (strcmp(want, got) != 0)
+        fail_msg("%s: plan differs.\n--- expected\n%s\n--- got\n%s", dir, want, got);
+    free(want);
+    free(got);
+    free(json);
+    free(live_text);
+    kvr_plan_free(p);
+    kvr_live_free(l);
+    kvr_estate_free(e);
+    kvr_diags_release(&d);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(void)
+{
+    const char *root = getenv("KVR_FIXTURES");
+    char base[PATH_MAX];
+    char **names = NULL;
+    struct CMUnitTest *tests;
+    size_t n = 0;
+    DIR *dir;
+    struct dirent *de;
+    int rc;
+
+    if (!root) {
+        fprintf(stderr, "KVR_FIXTURES is not set\n");
+        return 1;
+    }
+    snprintf(base, sizeof(base), "%s/plan", root);
+    dir = opendir(base);
+    if (!dir) {
+        fprintf(stderr, "cannot open %s\n", base);
+        return 1;
+    }
+    while ((de = readdir(dir))) {
+        char path[PATH_MAX + 300];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/live.json", base, de->d_name);
+        if (access(path, R_OK) != 0)
+            continue;
+        names = realloc(names, (n + 1) * sizeof(*names));
+        snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+        names[n++] = strdup(path);
+    }
+    closedir(dir);
+    qsort(names, n, sizeof(*names), name_cmp);
+    tests = calloc(n + 1, sizeof(*tests));
+    for (size_t i = 0; i < n; i++) {
+        tests[i].name = strrchr(names[i], '/') + 1;
+        tests[i].test_func = run_case;
+        tests[i].initial_state = names[i];
+    }
+    rc = _cmocka_run_group_tests("test_plan", tests, n, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(tests);
+    return rc || n == 0;
+}
