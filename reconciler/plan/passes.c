@@ -401,6 +401,18 @@ static const char *desired_digest(const pb *b, const kvr_secret *s)
     return NULL;
 }
 
+/* The step of this plan that adds (or replaces) an app credential, or NONE. */
+static size_t credential_step(const pb *b, const char *app, const char *credential)
+{
+    for (size_t j = 0; j < b->p->nsteps; j++) {
+        const kvr_step *c = &b->p->steps[j];
+        if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN) &&
+            strcmp(c->name, credential) == 0 && strcmp(c->extra, app) == 0)
+            return j;
+    }
+    return NONE;
+}
+
 /* The marker of what a fromAppCredential secret should hold: its credential's stored copy. */
 static const kvr_live_secret *credential_store(const pb *b, const kvr_secret *s)
 {
@@ -422,6 +434,9 @@ void kvr_plan_pass_secrets(pb *b)
         if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL) {
             const kvr_live_secret *src = credential_store(b, s);
             want = src ? src->digest : NULL;
+            /* Nothing to copy from yet, and no step of this plan makes it: leave it be. */
+            if (!want && ls && credential_step(b, s->app, s->credential) == NONE)
+                continue;
         } else if (s->source != KVR_SECRET_GENERATE) {
             want = desired_digest(b, s);
         }
@@ -436,7 +451,8 @@ void kvr_plan_pass_secrets(pb *b)
         if (!ls && pb_find(b, KVR_STEP_SECRET_COPY, s->vault, s->name) != NONE)
             continue; /* a relocation copies it: "generate" keeps the value it already has */
         if (!ls || (want && (!ls->digest || strcmp(ls->digest, want) != 0)) ||
-            (s->source == KVR_SECRET_FROM_APP_CREDENTIAL && !want)) {
+            (s->source == KVR_SECRET_FROM_APP_CREDENTIAL &&
+             credential_step(b, s->app, s->credential) != NONE)) {
             static const char *const how[] = {"generate", "from the environment", "from a file",
                                               "copy of an app credential"};
             char from[40], to[40];
@@ -448,14 +464,8 @@ void kvr_plan_pass_secrets(pb *b)
             snprintf(to, sizeof(to), "(sensitive %.8s)", want ? want : "");
             pb_change(b, st, "value", ls ? from : NULL, want ? to : "(sensitive)", true);
             pb_dep(b, st, vault_step(b, s->vault));
-            if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL) {
-                for (size_t j = 0; j < b->p->nsteps; j++) {
-                    const kvr_step *c = &b->p->steps[j];
-                    if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN) &&
-                        strcmp(c->name, s->credential) == 0 && strcmp(c->extra, s->app) == 0)
-                        pb_dep(b, st, j);
-                }
-            }
+            if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL)
+                pb_dep(b, st, credential_step(b, s->app, s->credential));
             continue;
         }
         if ((s->content_type && (!ls->content_type || strcmp(s->content_type, ls->content_type))) ||
@@ -593,12 +603,7 @@ static void profile_access(pb *b, size_t s, const kvr_profile *p)
                 "the new role assignment of app '%s' on vault '%s' to take effect (apply proves "
                 "it with a token and a call)",
                 p->app, p->vault);
-    for (size_t j = 0; j < b->p->nsteps; j++) {
-        const kvr_step *c = &b->p->steps[j];
-        if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN) &&
-            strcmp(c->name, p->credential) == 0 && strcmp(c->extra, p->app) == 0)
-            pb_dep(b, s, j);
-    }
+    pb_dep(b, s, credential_step(b, p->app, p->credential));
     pb_dep(b, s, pb_find(b, KVR_STEP_SP_CREATE, NULL, p->app));
 }
 
