@@ -238,6 +238,71 @@ static void check_roles(ctx *c)
     }
 }
 
+/* Built-in roles whose data actions include wrapKey and unwrapKey. */
+static bool role_can_wrap(const char *role_id)
+{
+    static const char *const wrap[] = {
+        "00482a5a-887f-4fb3-b363-3b7fe8e74483", /* Key Vault Administrator */
+        "14b46e9e-c2b7-41b4-b07b-48a6ebf60603", /* Key Vault Crypto Officer */
+        "12338af0-0e69-4776-bea7-57ae8d297424", /* Key Vault Crypto User */
+        "e147488a-f6f5-4113-8e2d-b22465e65bf6", /* Key Vault Crypto Service Encryption User */
+    };
+    for (size_t i = 0; i < sizeof(wrap) / sizeof(wrap[0]); i++)
+        if (kvr_str_ieq(wrap[i], role_id))
+            return true;
+    return false;
+}
+
+static bool policy_has(const kvr_strlist *l, const char *perm)
+{
+    for (size_t i = 0; i < l->len; i++)
+        if (strcmp(l->items[i], perm) == 0 || strcmp(l->items[i], "all") == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The service signs in as the profile's app and wraps with the profile's key: the estate must
+ * grant that, or the apply would fail halfway. A custom role (a GUID that is not a built-in)
+ * is trusted, since its data actions cannot be seen from here.
+ */
+static void check_profile_access(ctx *c, const kvr_profile *p)
+{
+    const kvr_estate *e = c->e;
+    const kvr_vault *v = kvr_estate_vault(e, p->vault);
+    if (!v || !p->app || !kvr_estate_app(e, p->app) || !p->key ||
+        !kvr_estate_key(e, p->vault, p->key))
+        return; /* already reported as an undeclared reference */
+    if (v->rbac) {
+        for (size_t i = 0; i < e->nroles; i++) {
+            const kvr_role_assignment *r = &e->roles[i];
+            if (!r->app || strcmp(r->app, p->app) != 0 || !r->vault ||
+                !kvr_str_ieq(r->vault, v->name) || !r->role_id)
+                continue;
+            if (r->key && (!p->key || !kvr_str_ieq(r->key, p->key)))
+                continue;
+            if (role_can_wrap(r->role_id) || !kvr_model_role_name(r->role_id))
+                return;
+        }
+        cx_error_pos(c, p->pos,
+                     "profile '%.64s': app '%.64s' has no role assignment that allows wrapKey and "
+                     "unwrapKey on key '%.64s' of vault '%.64s' (e.g. 'Key Vault Crypto Service "
+                     "Encryption User')",
+                     p->name, p->app, p->key, v->name);
+        return;
+    }
+    for (size_t i = 0; i < v->npolicies; i++) {
+        const kvr_access_policy *ap = &v->policies[i];
+        if (ap->app && strcmp(ap->app, p->app) == 0 && policy_has(&ap->keys, "get") &&
+            policy_has(&ap->keys, "wrapKey") && policy_has(&ap->keys, "unwrapKey"))
+            return;
+    }
+    cx_error_pos(c, p->pos,
+                 "profile '%.64s': vault '%.64s' has no access policy for app '%.64s' with key "
+                 "permissions get, wrapKey and unwrapKey",
+                 p->name, v->name, p->app);
+}
+
 static void check_profiles(ctx *c)
 {
     const kvr_estate *e = c->e;
@@ -261,6 +326,7 @@ static void check_profiles(ctx *c)
         if (a && p->credential && !kvr_app_credential(a, p->credential))
             cx_error_pos(c, p->pos, "app '%.64s' has no credential '%.64s'", p->app,
                          p->credential);
+        check_profile_access(c, p);
     }
     if (e->active) {
         const kvr_profile *p = kvr_estate_profile(e, e->active);
