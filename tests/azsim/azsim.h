@@ -1,0 +1,259 @@
+/*
+ * azsim.h - internals shared by the modules of azsim, the local Azure simulator.
+ *
+ * azsim is a program of its own (not part of libkvr), so this header is private to tests/azsim/.
+ * All mutable simulator state lives in one azsim_state guarded by one mutex: the HTTP layer takes
+ * the lock around each request's handler, so handlers never lock themselves.
+ */
+#ifndef AZSIM_H
+#define AZSIM_H
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct MHD_Connection;
+
+enum {
+    AZSIM_OK = 0,
+    AZSIM_ERR = -1,    /* generic failure; a message was printed to stderr */
+    AZSIM_ENOMEM = -2, /* allocation failed */
+    AZSIM_EIO = -3,    /* file or socket I/O failed */
+    AZSIM_EINVAL = -4, /* bad argument or malformed input */
+};
+
+#define AZSIM_GUID_LEN 36
+#define AZSIM_VERSION_LEN 32
+
+/* A growable array of owned pointers. */
+typedef struct azsim_vec {
+    void **items;
+    size_t n, cap;
+} azsim_vec;
+
+int azsim_vec_push(azsim_vec *v, void *item);
+void azsim_vec_remove(azsim_vec *v, size_t i); /* keeps order; does not free the item */
+
+/* ---- directory (Entra) ---- */
+typedef struct azsim_password {
+    char key_id[AZSIM_GUID_LEN + 1];
+    char *secret; /* wiped on free */
+    char *display_name;
+    char hint[4];
+    int64_t start, end; /* Unix seconds */
+} azsim_password;
+
+typedef struct azsim_keycred {
+    char key_id[AZSIM_GUID_LEN + 1];
+    char *display_name;
+    char *usage;
+    EVP_PKEY *pub;          /* the certificate's public key */
+    unsigned char sha1[20]; /* thumbprints of the certificate's DER, for x5t and x5t#S256 */
+    unsigned char sha256[32];
+    int64_t start, end;
+} azsim_keycred;
+
+typedef struct azsim_app {
+    char id[AZSIM_GUID_LEN + 1];     /* object id */
+    char app_id[AZSIM_GUID_LEN + 1]; /* client id */
+    char *display_name;
+    char *sign_in_audience;
+    azsim_vec passwords; /* azsim_password* */
+    azsim_vec keys;      /* azsim_keycred* (certificate credentials) */
+    int64_t created;
+} azsim_app;
+
+typedef struct azsim_sp {
+    char id[AZSIM_GUID_LEN + 1];
+    char app_id[AZSIM_GUID_LEN + 1];
+    char *display_name;
+} azsim_sp;
+
+typedef struct azsim_role_assignment {
+    char name[AZSIM_GUID_LEN + 1];
+    char *scope;                        /* "/subscriptions/..." without trailing slash */
+    char role[AZSIM_GUID_LEN + 1];      /* role definition GUID, lowercase */
+    char principal[AZSIM_GUID_LEN + 1]; /* service principal object id */
+    char *principal_type;
+    char *description;
+    int64_t created;
+    int64_t effective; /* simulated time from which data-plane checks see it */
+} azsim_role_assignment;
+
+/* ---- Key Vault data plane ---- */
+typedef struct azsim_kv_version {
+    char id[AZSIM_VERSION_LEN + 1];
+    int64_t created, updated;
+    int enabled;
+    int has_nbf, has_exp;
+    int64_t nbf, exp;
+    int exportable;
+    json_t *tags;       /* object, owned */
+    char *content_type; /* secrets */
+    char *value;        /* secrets, wiped on free */
+    EVP_PKEY *pkey;     /* keys */
+    char *kty;          /* keys: "RSA", "RSA-HSM", "EC", "EC-HSM" */
+    json_t *key_ops;    /* keys: array, owned */
+} azsim_kv_version;
+
+typedef struct azsim_kv_object {
+    char *name;
+    azsim_vec versions; /* azsim_kv_version*, oldest first; last is the latest */
+    int deleted;
+    int64_t deleted_date, purge_date;
+    json_t *rotation_policy; /* keys: owned, NULL = default policy */
+} azsim_kv_object;
+
+typedef struct azsim_vault {
+    char *name;
+    char *sub, *rg, *location;
+    json_t *props; /* ARM properties as stored (owned) */
+    json_t *tags;  /* owned */
+    int rbac;
+    int soft_delete;
+    int purge_protection;
+    int retention_days;
+    int deleted;
+    int64_t created, deleted_date, purge_date;
+    azsim_vec keys;    /* azsim_kv_object* */
+    azsim_vec secrets; /* azsim_kv_object* */
+    /* throttling: 10-second window of the simulated clock */
+    int64_t window_start;
+    double used_key_create, used_key_other, used_secret_create, used_other;
+} azsim_vault;
+
+typedef struct azsim_rg {
+    char *sub, *name, *location;
+    json_t *tags;
+} azsim_rg;
+
+typedef struct azsim_state {
+    pthread_mutex_t lock;
+    /* configuration, fixed after startup */
+    char *data_dir;
+    int port;
+    int rbac_delay;
+    int throttle;
+    int latency_ms;
+    int seeded;
+    uint64_t rng;
+    char tenant[AZSIM_GUID_LEN + 1];
+    char subscription[AZSIM_GUID_LEN + 1];
+    EVP_PKEY *sign_key; /* token signing key */
+    char sign_kid[64];
+    unsigned char backup_key[32]; /* AES-256-GCM key for backup blobs */
+    /* mutable state */
+    int64_t clock_offset;
+    azsim_vec apps, sps, assignments, rgs, vaults;
+    azsim_app *bootstrap;
+    json_t *stats; /* op -> count */
+    long throttled, total;
+} azsim_state;
+
+/* ---- azsim_util.c ---- */
+int64_t azsim_now(const azsim_state *st);
+void azsim_random(azsim_state *st, unsigned char *buf, size_t n);
+void azsim_guid(azsim_state *st, char out[AZSIM_GUID_LEN + 1]);
+void azsim_hexid(azsim_state *st, char out[AZSIM_VERSION_LEN + 1]);
+char *azsim_b64url(const unsigned char *data, size_t len);
+int azsim_b64url_decode(unsigned char **out, size_t *out_len, const char *in);
+void azsim_iso8601(char out[32], int64_t t);
+int azsim_parse_iso8601(int64_t *out, const char *s);
+int azsim_parse_duration(int64_t *out, const char *s);
+char *azsim_strdup(const char *s);
+char *azsim_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int azsim_streq_ci(const char *a, const char *b);
+int azsim_valid_object_name(const char *s);
+char *azsim_form_get(const char *body, size_t len, const char *name);
+void azsim_secret_free(char *s);
+int azsim_read_file(char **out, size_t *out_len, const char *path);
+int azsim_write_file(const char *path, const void *data, size_t len, int mode);
+
+/* ---- azsim_pki.c ---- */
+int azsim_pki_setup(char **out_cert_pem, char **out_key_pem, const char *data_dir);
+int azsim_signing_key_load(azsim_state *st);
+char *azsim_jwt_sign(azsim_state *st, json_t *claims);
+int azsim_jwt_verify(json_t **out, azsim_state *st, const char *token);
+int azsim_jwt_decode(json_t **out_header, json_t **out_claims, const char *token);
+int azsim_jwt_check_sig(const char *token, EVP_PKEY *pub, const char *alg);
+json_t *azsim_jwk_public(EVP_PKEY *pkey, const char *kid);
+int azsim_backup_key_load(azsim_state *st);
+char *azsim_seal(azsim_state *st, const char *plain, size_t len);
+int azsim_unseal(char **out, size_t *out_len, azsim_state *st, const char *blob);
+
+/* ---- azsim_server.c: one request and its reply ---- */
+typedef struct azsim_req {
+    azsim_state *st;
+    struct MHD_Connection *conn;
+    const char *method;
+    char host[256]; /* lowercase, port removed */
+    const char *path;
+    char **segs; /* path segments; a trailing "/" yields a final "" */
+    size_t nsegs;
+    const char *body;
+    size_t body_len;
+    const char *op; /* stats label, static string */
+    /* reply */
+    unsigned status;
+    char *resp_body;
+    size_t resp_len;
+    const char *content_type;
+    json_t *resp_headers; /* object name -> string */
+    int drop;             /* close the connection without answering */
+} azsim_req;
+
+const char *azsim_query(azsim_req *r, const char *name);
+const char *azsim_header(azsim_req *r, const char *name);
+void azsim_set_header(azsim_req *r, const char *name, const char *value);
+int azsim_reply_json(azsim_req *r, unsigned status, json_t *body); /* steals body */
+int azsim_reply_empty(azsim_req *r, unsigned status);
+json_t *azsim_body_json(azsim_req *r); /* new reference or NULL */
+char *azsim_base_url(azsim_req *r, const char *host);
+int azsim_serve(azsim_state *st, int port, const char *cert_pem, const char *key_pem);
+void azsim_signals_setup(void);
+
+/* ---- azsim_auth.c: tokens and authorization shared by all services ---- */
+typedef struct azsim_caller {
+    char oid[AZSIM_GUID_LEN + 1];
+    char appid[AZSIM_GUID_LEN + 1];
+    char tid[AZSIM_GUID_LEN + 1];
+    char iss[256];
+} azsim_caller;
+
+/* 0 and *caller filled, or AZSIM_EINVAL with *why set to a static reason */
+int azsim_auth_bearer(azsim_caller *caller, azsim_req *r, const char *audience, const char **why);
+int azsim_rbac_allows(azsim_state *st, const char *principal, const char *resource,
+                      const char *action, int data_action, int honour_delay);
+azsim_sp *azsim_sp_by_id(azsim_state *st, const char *id);
+azsim_sp *azsim_sp_by_app(azsim_state *st, const char *app_id);
+azsim_app *azsim_app_by_appid(azsim_state *st, const char *app_id);
+azsim_app *azsim_app_by_id(azsim_state *st, const char *id);
+int azsim_directory_bootstrap(azsim_state *st);
+azsim_password *azsim_password_new(azsim_state *st, azsim_app *app, const char *display_name,
+                                   int64_t start, int64_t end);
+void azsim_app_free(azsim_app *app);
+void azsim_keycred_free(azsim_keycred *kc);
+int azsim_role_assign(azsim_role_assignment **out, azsim_state *st, const char *name,
+                      const char *scope, const char *role, const char *principal,
+                      const char *principal_type, int64_t effective);
+void azsim_role_assignment_free(azsim_role_assignment *ra);
+char *azsim_resource(azsim_state *st, const char *host); /* "https://HOST:PORT" */
+
+/* ---- services ---- */
+int azsim_login_handle(azsim_req *r);
+int azsim_kv_handle(azsim_req *r, const char *vault_name);
+int azsim_arm_handle(azsim_req *r);
+int azsim_graph_handle(azsim_req *r);
+int azsim_admin_handle(azsim_req *r);
+void azsim_kv_sweep(azsim_state *st); /* purges due soft-deleted objects, runs auto-rotation */
+void azsim_vault_free(azsim_vault *v);
+azsim_vault *azsim_vault_find(azsim_state *st, const char *name);
+json_t *azsim_vault_dump(azsim_vault *v); /* new reference; holds key material */
+azsim_vault *azsim_vault_load(json_t *j); /* j borrowed */
+int azsim_state_save(azsim_state *st);
+int azsim_state_load(azsim_state *st, int *out_loaded);
+void azsim_state_release(azsim_state *st);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * azsim_admin.c - azsim.localhost, the simulator's own test-only API (no Azure counterpart, no
+ * token needed: it listens on loopback only). Tests use it to move the simulated clock that every
+ * service reads (HTTP Date, token expiry, purge dates, RBAC propagation, auto-rotation) and to
+ * read request counters, so they can assert on what a client actually sent.
+ */
+#include "azsim.h"
+
+#include <string.h>
+
+static int admin_error(azsim_req *r, unsigned status, const char *code, const char *msg)
+{
+    return azsim_reply_json(r, status,
+                            json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+}
+
+static int clock_advance(azsim_req *r)
+{
+    json_t *body = azsim_body_json(r);
+    json_t *secs = json_object_get(body, "seconds");
+    int rc;
+    r->op = "admin.clock.advance";
+    if (!json_is_integer(secs) || json_integer_value(secs) < 0 ||
+        json_integer_value(secs) > 100LL * 365 * 86400) {
+        json_decref(body);
+        return admin_error(r, 400, "BadRequest",
+                           "body must be {\"seconds\":N} with N a non-negative integer");
+    }
+    r->st->clock_offset += json_integer_value(secs);
+    json_decref(body);
+    /* objects whose purge date or rotation time has now passed change state at once */
+    azsim_kv_sweep(r->st);
+    rc = azsim_reply_json(r, 200,
+                          json_pack("{s:I,s:I}", "now", (json_int_t)azsim_now(r->st), "offset",
+                                    (json_int_t)r->st->clock_offset));
+    return rc;
+}
+
+int azsim_admin_handle(azsim_req *r)
+{
+    const char *m = r->method;
+    if (r->nsegs == 2 && strcmp(r->segs[0], "clock") == 0 && strcmp(r->segs[1], "advance") == 0 &&
+        strcmp(m, "POST") == 0)
+        return clock_advance(r);
+    if (r->nsegs == 1 && strcmp(r->segs[0], "clock") == 0 && strcmp(m, "GET") == 0) {
+        r->op = "admin.clock";
+        return azsim_reply_json(r, 200,
+                                json_pack("{s:I,s:I}", "now", (json_int_t)azsim_now(r->st),
+                                          "offset", (json_int_t)r->st->clock_offset));
+    }
+    if (r->nsegs == 1 && strcmp(r->segs[0], "stats") == 0 && strcmp(m, "GET") == 0) {
+        r->op = "admin.stats";
+        return azsim_reply_json(r, 200,
+                                json_pack("{s:O,s:I,s:I}", "requests", r->st->stats, "throttled",
+                                          (json_int_t)r->st->throttled, "total",
+                                          (json_int_t)r->st->total));
+    }
+    r->op = "admin.unknown";
+    return admin_error(r, 404, "NotFound", "no such azsim admin endpoint");
+}

@@ -1,0 +1,585 @@
+/*
+ * azsim_graph.c - graph.localhost, the Microsoft Graph v1.0 directory calls kvreconcile makes to
+ * rotate app credentials: applications (create, get by object id or appId, list with $filter,
+ * delete), addPassword/removePassword, and service principals (create, get, list, delete). A
+ * client secret's text is returned once, by addPassword, and never again; later reads show only
+ * its hint. The apps created here can sign in at login.localhost at once.
+ */
+#include "azsim.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+typedef struct graph_ctx {
+    azsim_req *r;
+    azsim_state *st;
+    azsim_caller caller;
+    char *base; /* https://graph.localhost:PORT/v1.0 */
+} graph_ctx;
+
+static int graph_error(graph_ctx *c, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int graph_error(graph_ctx *c, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[1024], date[32], rid[AZSIM_GUID_LEN + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    azsim_iso8601(date, azsim_now(c->st));
+    azsim_guid(c->st, rid);
+    const char *crid = azsim_header(c->r, "client-request-id");
+    return azsim_reply_json(c->r, status,
+                            json_pack("{s:{s:s,s:s,s:{s:s,s:s,s:s}}}", "error", "code", code,
+                                      "message", msg, "innerError", "date", date, "request-id", rid,
+                                      "client-request-id", crid ? crid : rid));
+}
+
+static json_t *password_json(azsim_password *pw, int with_secret)
+{
+    char start[32], end[32];
+    azsim_iso8601(start, pw->start);
+    azsim_iso8601(end, pw->end);
+    json_t *j = json_pack("{s:n,s:s?,s:s,s:s,s:s,s:s}", "customKeyIdentifier", "displayName",
+                          pw->display_name, "endDateTime", end, "hint", pw->hint, "keyId",
+                          pw->key_id, "startDateTime", start);
+    json_object_set_new(j, "secretText", with_secret ? json_string(pw->secret) : json_null());
+    return j;
+}
+
+static json_t *keycred_json(azsim_keycred *kc)
+{
+    char start[32], end[32], thumb[41];
+    azsim_iso8601(start, kc->start);
+    azsim_iso8601(end, kc->end);
+    for (size_t i = 0; i < sizeof(kc->sha1); i++)
+        snprintf(thumb + 2 * i, 3, "%02X", kc->sha1[i]);
+    return json_pack("{s:s,s:s?,s:s,s:n,s:s,s:s,s:s,s:s}", "customKeyIdentifier", thumb,
+                     "displayName", kc->display_name, "endDateTime", end, "key", "keyId",
+                     kc->key_id, "startDateTime", start, "type", "AsymmetricX509Cert", "usage",
+                     kc->usage);
+}
+
+static json_t *app_json(azsim_app *a)
+{
+    char created[32];
+    json_t *pws = json_array(), *keys = json_array();
+    azsim_iso8601(created, a->created);
+    for (size_t i = 0; i < a->passwords.n; i++)
+        json_array_append_new(pws, password_json(a->passwords.items[i], 0));
+    for (size_t i = 0; i < a->keys.n; i++)
+        json_array_append_new(keys, keycred_json(a->keys.items[i]));
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:[],s:o,s:o}", "id", a->id, "appId", a->app_id,
+                     "displayName", a->display_name, "signInAudience", a->sign_in_audience,
+                     "createdDateTime", created, "publisherDomain", "azsim.onmicrosoft.com",
+                     "identifierUris", "tags", "keyCredentials", keys, "passwordCredentials", pws);
+}
+
+static int64_t asn1_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    char buf[96];
+    int64_t out = 0;
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return azsim_parse_iso8601(&out, buf) == AZSIM_OK ? out : 0;
+}
+
+/* PATCH /applications/{id}: displayName and keyCredentials (which replace the whole list). */
+static int app_patch(graph_ctx *c, azsim_app *a)
+{
+    json_t *body = azsim_body_json(c->r);
+    azsim_vec keys = {NULL, 0, 0};
+    int rc = AZSIM_OK;
+    json_t *dn = json_object_get(body, "displayName");
+    json_t *kcs = json_object_get(body, "keyCredentials");
+
+    if (!json_is_object(body) || (dn && !json_is_string(dn)) || (kcs && !json_is_array(kcs))) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "The request body is not a valid application update.");
+        goto done;
+    }
+    size_t i;
+    json_t *kc;
+    json_array_foreach(kcs, i, kc)
+    {
+        const char *type = json_string_value(json_object_get(kc, "type"));
+        const char *usage = json_string_value(json_object_get(kc, "usage"));
+        const char *key = json_string_value(json_object_get(kc, "key"));
+        unsigned char *der = NULL;
+        size_t derlen = 0;
+        X509 *x = NULL;
+        if (!type || strcmp(type, "AsymmetricX509Cert") != 0 || !usage ||
+            strcmp(usage, "Verify") != 0 || !key ||
+            azsim_b64url_decode(&der, &derlen, key) != AZSIM_OK) {
+            free(der);
+            rc = graph_error(
+                c, 400, "Request_BadRequest",
+                "Invalid value specified for property 'keyCredentials' of resource "
+                "'Application': only AsymmetricX509Cert keys for Verify are supported.");
+            goto done;
+        }
+        const unsigned char *p = der;
+        x = d2i_X509(NULL, &p, (long)derlen);
+        azsim_keycred *k = x ? calloc(1, sizeof(*k)) : NULL;
+        if (!k) {
+            X509_free(x);
+            free(der);
+            rc = graph_error(c, 400, "Request_BadRequest",
+                             "Key credential 'key' is not a valid DER X.509 certificate.");
+            goto done;
+        }
+        EVP_Digest(der, derlen, k->sha1, NULL, EVP_sha1(), NULL);
+        EVP_Digest(der, derlen, k->sha256, NULL, EVP_sha256(), NULL);
+        free(der);
+        k->pub = X509_get_pubkey(x);
+        k->start = asn1_time(X509_get0_notBefore(x));
+        k->end = asn1_time(X509_get0_notAfter(x));
+        X509_free(x);
+        k->usage = strdup(usage);
+        k->display_name = azsim_strdup(json_string_value(json_object_get(kc, "displayName")));
+        azsim_guid(c->st, k->key_id);
+        if (!k->pub || !k->usage || azsim_vec_push(&keys, k) != AZSIM_OK) {
+            azsim_keycred_free(k);
+            rc = AZSIM_ENOMEM;
+            goto done;
+        }
+    }
+    if (json_is_string(dn)) {
+        char *name = strdup(json_string_value(dn));
+        if (!name) {
+            rc = AZSIM_ENOMEM;
+            goto done;
+        }
+        free(a->display_name);
+        a->display_name = name;
+    }
+    if (kcs) {
+        for (size_t k = 0; k < a->keys.n; k++)
+            azsim_keycred_free(a->keys.items[k]);
+        free(a->keys.items);
+        a->keys = keys;
+        keys.items = NULL;
+        keys.n = 0;
+    }
+    rc = azsim_reply_empty(c->r, 204);
+done:
+    for (size_t k = 0; k < keys.n; k++)
+        azsim_keycred_free(keys.items[k]);
+    free(keys.items);
+    json_decref(body);
+    return rc;
+}
+
+static json_t *sp_json(azsim_state *st, azsim_sp *sp)
+{
+    azsim_app *a = azsim_app_by_appid(st, sp->app_id);
+    return json_pack("{s:s,s:s,s:s,s:s?,s:s,s:b,s:[s]}", "id", sp->id, "appId", sp->app_id,
+                     "displayName", sp->display_name, "appDisplayName", a ? a->display_name : NULL,
+                     "servicePrincipalType", "Application", "accountEnabled", 1,
+                     "servicePrincipalNames", sp->app_id);
+}
+
+static json_t *with_context(graph_ctx *c, json_t *j, const char *ctx)
+{
+    char *url = azsim_printf("%s/$metadata#%s", c->base, ctx);
+    json_t *out = json_pack("{s:s}", "@odata.context", url ? url : "");
+    free(url);
+    json_object_update(out, j);
+    json_decref(j);
+    return out;
+}
+
+/* "applications(appId='X')" -> X; "applications" -> NULL with *plain = 1. */
+static char *key_segment(const char *seg, const char *coll, int *plain)
+{
+    size_t n = strlen(coll);
+    *plain = 0;
+    if (strcmp(seg, coll) == 0) {
+        *plain = 1;
+        return NULL;
+    }
+    if (strncmp(seg, coll, n) != 0 || strncmp(seg + n, "(appId='", 8) != 0)
+        return NULL;
+    const char *v = seg + n + 8;
+    const char *end = strstr(v, "')");
+    if (!end || end[2] != '\0')
+        return NULL;
+    return strndup(v, (size_t)(end - v));
+}
+
+/* Parses "$filter=appId eq 'X'" or "displayName eq 'X'"; field gets "appId" or "displayName". */
+static char *parse_filter(const char *filter, const char **field)
+{
+    static const char *const fields[] = {"appId", "displayName", NULL};
+    for (size_t i = 0; fields[i]; i++) {
+        size_t n = strlen(fields[i]);
+        if (strncmp(filter, fields[i], n) == 0 && strncmp(filter + n, " eq '", 5) == 0) {
+            const char *v = filter + n + 5;
+            const char *end = strrchr(v, '\'');
+            if (!end)
+                return NULL;
+            *field = fields[i];
+            return strndup(v, (size_t)(end - v));
+        }
+    }
+    return NULL;
+}
+
+static int app_create(graph_ctx *c)
+{
+    json_t *body = azsim_body_json(c->r);
+    azsim_app *a = NULL;
+    int rc;
+    const char *name = json_string_value(json_object_get(body, "displayName"));
+    const char *aud = json_string_value(json_object_get(body, "signInAudience"));
+    if (!name || !*name) {
+        rc = graph_error(
+            c, 400, "Request_BadRequest",
+            "A value is required for property 'displayName' of resource 'Application'.");
+        goto done;
+    }
+    if (json_object_get(body, "passwordCredentials")) {
+        rc =
+            graph_error(c, 400, "Request_BadRequest",
+                        "Property 'passwordCredentials' cannot be set on create; use addPassword.");
+        goto done;
+    }
+    if (aud && strcmp(aud, "AzureADMyOrg") && strcmp(aud, "AzureADMultipleOrgs") &&
+        strcmp(aud, "AzureADandPersonalMicrosoftAccount") &&
+        strcmp(aud, "PersonalMicrosoftAccount")) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "Invalid value specified for property "
+                         "'signInAudience' of resource 'Application'.");
+        goto done;
+    }
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    azsim_guid(c->st, a->id);
+    azsim_guid(c->st, a->app_id);
+    a->display_name = strdup(name);
+    a->sign_in_audience = strdup(aud ? aud : "AzureADMyOrg");
+    a->created = azsim_now(c->st);
+    if (!a->display_name || !a->sign_in_audience || azsim_vec_push(&c->st->apps, a) != AZSIM_OK) {
+        azsim_app_free(a);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    rc = azsim_reply_json(c->r, 201, with_context(c, app_json(a), "applications/$entity"));
+done:
+    json_decref(body);
+    return rc;
+}
+
+static int add_password(graph_ctx *c, azsim_app *a)
+{
+    json_t *body = azsim_body_json(c->r);
+    json_t *pc = json_object_get(body, "passwordCredential");
+    int64_t now = azsim_now(c->st), start = now, end = 0;
+    int rc;
+    const char *s = json_string_value(json_object_get(pc, "startDateTime"));
+    const char *e = json_string_value(json_object_get(pc, "endDateTime"));
+    const char *dn = json_string_value(json_object_get(pc, "displayName"));
+    if ((s && azsim_parse_iso8601(&start, s) != AZSIM_OK) ||
+        (e && azsim_parse_iso8601(&end, e) != AZSIM_OK)) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "Invalid value specified for property 'startDateTime' or 'endDateTime'.");
+        goto done;
+    }
+    if (!e)
+        end = start + 2 * 365 * 86400LL;
+    if (end <= start) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "The endDateTime of a password credential must be after its "
+                         "startDateTime.");
+        goto done;
+    }
+    azsim_password *pw = azsim_password_new(c->st, a, dn, start, end);
+    if (!pw) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    rc = azsim_reply_json(
+        c->r, 200, with_context(c, password_json(pw, 1), "microsoft.graph.passwordCredential"));
+done:
+    json_decref(body);
+    return rc;
+}
+
+static int remove_password(graph_ctx *c, azsim_app *a)
+{
+    json_t *body = azsim_body_json(c->r);
+    const char *kid = json_string_value(json_object_get(body, "keyId"));
+    int rc;
+    for (size_t i = 0; kid && i < a->passwords.n; i++) {
+        azsim_password *pw = a->passwords.items[i];
+        if (azsim_streq_ci(pw->key_id, kid)) {
+            azsim_vec_remove(&a->passwords, i);
+            azsim_secret_free(pw->secret);
+            free(pw->display_name);
+            free(pw);
+            rc = azsim_reply_empty(c->r, 204);
+            goto done;
+        }
+    }
+    rc = graph_error(c, 400, "Request_BadRequest",
+                     "No password credential with keyId '%s' was found on the application.",
+                     kid ? kid : "");
+done:
+    json_decref(body);
+    return rc;
+}
+
+static int sp_create(graph_ctx *c)
+{
+    json_t *body = azsim_body_json(c->r);
+    const char *app_id = json_string_value(json_object_get(body, "appId"));
+    azsim_sp *sp = NULL;
+    int rc;
+    azsim_app *a = app_id ? azsim_app_by_appid(c->st, app_id) : NULL;
+    if (!a) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "The appId '%s' of the service principal does not reference a valid "
+                         "application object.",
+                         app_id ? app_id : "");
+        goto done;
+    }
+    if (azsim_sp_by_app(c->st, app_id)) {
+        rc = graph_error(c, 409, "Request_MultipleObjectsWithSameKeyValue",
+                         "The service principal cannot be created, updated, or restored because "
+                         "the service principal name %s is already in use.",
+                         app_id);
+        goto done;
+    }
+    sp = calloc(1, sizeof(*sp));
+    if (!sp) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    azsim_guid(c->st, sp->id);
+    memcpy(sp->app_id, a->app_id, sizeof(sp->app_id));
+    sp->display_name = strdup(a->display_name);
+    if (!sp->display_name || azsim_vec_push(&c->st->sps, sp) != AZSIM_OK) {
+        free(sp->display_name);
+        free(sp);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    rc = azsim_reply_json(c->r, 201,
+                          with_context(c, sp_json(c->st, sp), "servicePrincipals/$entity"));
+done:
+    json_decref(body);
+    return rc;
+}
+
+static int list(graph_ctx *c, int apps)
+{
+    const char *filter = azsim_query(c->r, "$filter");
+    const char *field = NULL;
+    char *want = NULL;
+    json_t *value = json_array();
+    if (filter) {
+        want = parse_filter(filter, &field);
+        if (!want) {
+            json_decref(value);
+            return graph_error(c, 400, "Request_UnsupportedQuery",
+                               "Unsupported or invalid query filter clause specified.");
+        }
+    }
+    azsim_vec *vec = apps ? &c->st->apps : &c->st->sps;
+    for (size_t i = 0; i < vec->n; i++) {
+        const char *app_id, *name;
+        json_t *j;
+        if (apps) {
+            azsim_app *a = vec->items[i];
+            app_id = a->app_id;
+            name = a->display_name;
+            j = app_json(a);
+        } else {
+            azsim_sp *sp = vec->items[i];
+            app_id = sp->app_id;
+            name = sp->display_name;
+            j = sp_json(c->st, sp);
+        }
+        if (want && strcmp(field, "appId") == 0 && !azsim_streq_ci(want, app_id)) {
+            json_decref(j);
+            continue;
+        }
+        if (want && strcmp(field, "displayName") == 0 && strcmp(want, name) != 0) {
+            json_decref(j);
+            continue;
+        }
+        json_array_append_new(value, j);
+    }
+    free(want);
+    char *ctx =
+        azsim_printf("%s/$metadata#%s", c->base, apps ? "applications" : "servicePrincipals");
+    int rc = azsim_reply_json(
+        c->r, 200, json_pack("{s:s,s:o}", "@odata.context", ctx ? ctx : "", "value", value));
+    free(ctx);
+    return rc;
+}
+
+static int route(graph_ctx *c)
+{
+    azsim_req *r = c->r;
+    char **s = r->segs;
+    size_t n = r->nsegs;
+    const char *m = r->method;
+    int plain = 0;
+    char *key = NULL;
+    int rc = AZSIM_OK;
+
+    while (n > 0 && s[n - 1][0] == '\0')
+        n--;
+    if (n < 2 || strcmp(s[0], "v1.0") != 0)
+        goto unknown;
+    int apps = strncmp(s[1], "applications", 12) == 0;
+    int sps = strncmp(s[1], "servicePrincipals", 17) == 0;
+    if (!apps && !sps)
+        goto unknown;
+    key = key_segment(s[1], apps ? "applications" : "servicePrincipals", &plain);
+    if (!key && !plain)
+        goto unknown;
+    if (plain && n == 2) {
+        if (strcmp(m, "GET") == 0) {
+            r->op = apps ? "graph.applications.list" : "graph.servicePrincipals.list";
+            rc = list(c, apps);
+        } else if (strcmp(m, "POST") == 0) {
+            r->op = apps ? "graph.applications.create" : "graph.servicePrincipals.create";
+            rc = apps ? app_create(c) : sp_create(c);
+        } else {
+            goto unknown;
+        }
+        goto done;
+    }
+    const char *id = plain ? (n >= 3 ? s[2] : NULL) : key;
+    size_t rest = plain ? 3 : 2; /* index of the first segment after the object */
+    if (!id || n > rest + 1)
+        goto unknown;
+    const char *action = n == rest + 1 ? s[rest] : NULL;
+    if (apps) {
+        azsim_app *a = plain ? azsim_app_by_id(c->st, id) : azsim_app_by_appid(c->st, id);
+        r->op = "graph.applications.get";
+        if (!a) {
+            rc =
+                graph_error(c, 404, "Request_ResourceNotFound",
+                            "Resource '%s' does not exist or one of its queried reference-property "
+                            "objects are not present.",
+                            id);
+            goto done;
+        }
+        if (!action && strcmp(m, "GET") == 0) {
+            rc = azsim_reply_json(r, 200, with_context(c, app_json(a), "applications/$entity"));
+        } else if (!action && strcmp(m, "PATCH") == 0) {
+            r->op = "graph.applications.update";
+            rc = app_patch(c, a);
+        } else if (!action && strcmp(m, "DELETE") == 0) {
+            r->op = "graph.applications.delete";
+            for (size_t i = 0; i < c->st->sps.n; i++) {
+                azsim_sp *sp = c->st->sps.items[i];
+                if (azsim_streq_ci(sp->app_id, a->app_id)) {
+                    azsim_vec_remove(&c->st->sps, i);
+                    free(sp->display_name);
+                    free(sp);
+                    break;
+                }
+            }
+            for (size_t i = 0; i < c->st->apps.n; i++)
+                if (c->st->apps.items[i] == a) {
+                    azsim_vec_remove(&c->st->apps, i);
+                    break;
+                }
+            if (c->st->bootstrap == a)
+                c->st->bootstrap = NULL;
+            azsim_app_free(a);
+            rc = azsim_reply_empty(r, 204);
+        } else if (action && strcmp(action, "addPassword") == 0 && strcmp(m, "POST") == 0) {
+            r->op = "graph.applications.addPassword";
+            rc = add_password(c, a);
+        } else if (action && strcmp(action, "removePassword") == 0 && strcmp(m, "POST") == 0) {
+            r->op = "graph.applications.removePassword";
+            rc = remove_password(c, a);
+        } else {
+            goto unknown;
+        }
+        goto done;
+    }
+    azsim_sp *sp = plain ? azsim_sp_by_id(c->st, id) : azsim_sp_by_app(c->st, id);
+    r->op = "graph.servicePrincipals.get";
+    if (!sp) {
+        rc = graph_error(c, 404, "Request_ResourceNotFound",
+                         "Resource '%s' does not exist or one of its queried reference-property "
+                         "objects are not present.",
+                         id);
+        goto done;
+    }
+    if (!action && strcmp(m, "GET") == 0) {
+        rc = azsim_reply_json(r, 200,
+                              with_context(c, sp_json(c->st, sp), "servicePrincipals/$entity"));
+    } else if (!action && strcmp(m, "DELETE") == 0) {
+        r->op = "graph.servicePrincipals.delete";
+        for (size_t i = 0; i < c->st->sps.n; i++)
+            if (c->st->sps.items[i] == sp) {
+                azsim_vec_remove(&c->st->sps, i);
+                break;
+            }
+        free(sp->display_name);
+        free(sp);
+        rc = azsim_reply_empty(r, 204);
+    } else {
+        goto unknown;
+    }
+    goto done;
+unknown:
+    r->op = "graph.unknown";
+    rc = graph_error(c, 400, "BadRequest", "Resource not found for the segment '%s'.",
+                     n >= 2 ? s[1] : r->path);
+done:
+    free(key);
+    return rc;
+}
+
+int azsim_graph_handle(azsim_req *r)
+{
+    graph_ctx c;
+    const char *why = NULL;
+    int rc;
+    char *aud = NULL;
+
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.st = r->st;
+    r->op = "graph.request";
+    c.base = azsim_printf("https://graph.localhost:%d/v1.0", r->st->port);
+    aud = azsim_resource(r->st, "graph.localhost");
+    if (!c.base || !aud) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (azsim_auth_bearer(&c.caller, r, aud, &why) != AZSIM_OK) {
+        r->op = "graph.challenge";
+        rc = graph_error(&c, 401, "InvalidAuthenticationToken",
+                         strcmp(why, "missing") == 0 ? "Access token is empty."
+                         : strcmp(why, "expired") == 0
+                             ? "Lifetime validation failed, the token is expired."
+                             : "Access token validation failure. Invalid audience or signature.");
+        goto done;
+    }
+    rc = route(&c);
+done:
+    free(c.base);
+    free(aud);
+    return rc;
+}

@@ -1,0 +1,1947 @@
+/*
+ * azsim_keyvault.c - NAME.vault.localhost, the Key Vault data plane of one simulated vault. It
+ * speaks the 7.x wire format: the 401 bearer challenge, keys with real RSA/EC material from OpenSSL
+ * (create, versions, rotate, rotation policy, wrap/unwrap and encrypt/decrypt with RSA-OAEP,
+ * RSA-OAEP-256 and RSA1_5), secrets, soft delete with recover/purge and purge protection, sealed
+ * backup/restore, paging with nextLink, the service's error codes, RBAC by data action or access
+ * policies, and per-vault throttling at the published limits. Times are integer Unix seconds of
+ * the simulated clock, so tests can age keys, expire them and reach purge dates.
+ */
+#include "azsim.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#define PAGE_MAX 25
+
+enum kind { KEY, SECRET };
+
+typedef struct kv_ctx {
+    azsim_req *r;
+    azsim_state *st;
+    azsim_vault *v;
+    azsim_caller caller;
+    char *base; /* https://NAME.vault.localhost:PORT */
+    const char *api;
+} kv_ctx;
+
+/* ---------- lifecycle ---------- */
+
+static void version_free(azsim_kv_version *ver)
+{
+    if (!ver)
+        return;
+    json_decref(ver->tags);
+    json_decref(ver->key_ops);
+    free(ver->content_type);
+    azsim_secret_free(ver->value);
+    EVP_PKEY_free(ver->pkey);
+    free(ver->kty);
+    free(ver);
+}
+
+static void object_free(azsim_kv_object *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->versions.n; i++)
+        version_free(o->versions.items[i]);
+    free(o->versions.items);
+    json_decref(o->rotation_policy);
+    free(o->name);
+    free(o);
+}
+
+void azsim_vault_free(azsim_vault *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->keys.n; i++)
+        object_free(v->keys.items[i]);
+    for (size_t i = 0; i < v->secrets.n; i++)
+        object_free(v->secrets.items[i]);
+    free(v->keys.items);
+    free(v->secrets.items);
+    json_decref(v->props);
+    json_decref(v->tags);
+    free(v->name);
+    free(v->sub);
+    free(v->rg);
+    free(v->location);
+    free(v);
+}
+
+azsim_vault *azsim_vault_find(azsim_state *st, const char *name)
+{
+    for (size_t i = 0; i < st->vaults.n; i++) {
+        azsim_vault *v = st->vaults.items[i];
+        if (azsim_streq_ci(v->name, name))
+            return v;
+    }
+    return NULL;
+}
+
+static azsim_vec *objects(azsim_vault *v, enum kind k)
+{
+    return k == KEY ? &v->keys : &v->secrets;
+}
+
+static azsim_kv_object *object_find(azsim_vault *v, enum kind k, const char *name, size_t *idx)
+{
+    azsim_vec *vec = objects(v, k);
+    for (size_t i = 0; i < vec->n; i++) {
+        azsim_kv_object *o = vec->items[i];
+        if (azsim_streq_ci(o->name, name)) {
+            if (idx)
+                *idx = i;
+            return o;
+        }
+    }
+    return NULL;
+}
+
+static azsim_kv_version *latest(azsim_kv_object *o)
+{
+    return o->versions.n ? o->versions.items[o->versions.n - 1] : NULL;
+}
+
+static azsim_kv_version *version_find(azsim_kv_object *o, const char *id)
+{
+    if (!id || !*id)
+        return latest(o);
+    for (size_t i = 0; i < o->versions.n; i++) {
+        azsim_kv_version *ver = o->versions.items[i];
+        if (strcasecmp(ver->id, id) == 0)
+            return ver;
+    }
+    return NULL;
+}
+
+/* ---------- errors ---------- */
+
+static int kv_error(kv_ctx *c, unsigned status, const char *code, const char *inner,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int kv_error(kv_ctx *c, unsigned status, const char *code, const char *inner,
+                    const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+    if (err && inner)
+        json_object_set_new(err, "innererror", json_pack("{s:s}", "code", inner));
+    azsim_set_header(c->r, "x-ms-error-code", code);
+    return azsim_reply_json(c->r, status, json_pack("{s:o}", "error", err));
+}
+
+static int not_found(kv_ctx *c, enum kind k, const char *name)
+{
+    const char *what = k == KEY ? "key" : "secret";
+    return kv_error(c, 404, k == KEY ? "KeyNotFound" : "SecretNotFound", NULL,
+                    "A %s with (name/id) %s was not found in this key vault. If you recently "
+                    "deleted this %s you may be able to recover it using the correct recovery "
+                    "command. For help resolving this issue, please see "
+                    "https://go.microsoft.com/fwlink/?linkid=2125182",
+                    what, name, what);
+}
+
+static int deleted_not_found(kv_ctx *c, enum kind k)
+{
+    return kv_error(c, 404, k == KEY ? "KeyNotFound" : "SecretNotFound", NULL,
+                    "Deleted %s not found", k == KEY ? "Key" : "Secret");
+}
+
+static int bad_param(kv_ctx *c, const char *msg)
+{
+    return kv_error(c, 400, "BadParameter", NULL, "%s", msg);
+}
+
+/* ---------- JSON renderings ---------- */
+
+static const char *recovery_level(azsim_vault *v)
+{
+    if (!v->soft_delete)
+        return "Purgeable";
+    if (v->retention_days >= 90)
+        return v->purge_protection ? "Recoverable" : "Recoverable+Purgeable";
+    return v->purge_protection ? "CustomizedRecoverable" : "CustomizedRecoverable+Purgeable";
+}
+
+static json_t *attributes(kv_ctx *c, azsim_kv_version *ver, enum kind k)
+{
+    json_t *a = json_object();
+    json_object_set_new(a, "enabled", json_boolean(ver->enabled));
+    if (ver->has_nbf)
+        json_object_set_new(a, "nbf", json_integer(ver->nbf));
+    if (ver->has_exp)
+        json_object_set_new(a, "exp", json_integer(ver->exp));
+    json_object_set_new(a, "created", json_integer(ver->created));
+    json_object_set_new(a, "updated", json_integer(ver->updated));
+    json_object_set_new(a, "recoveryLevel", json_string(recovery_level(c->v)));
+    json_object_set_new(a, "recoverableDays",
+                        json_integer(c->v->soft_delete ? c->v->retention_days : 0));
+    if (k == KEY)
+        json_object_set_new(a, "exportable", json_boolean(ver->exportable));
+    return a;
+}
+
+static char *object_url(kv_ctx *c, enum kind k, const char *name, const char *version)
+{
+    const char *coll = k == KEY ? "keys" : "secrets";
+    if (version)
+        return azsim_printf("%s/%s/%s/%s", c->base, coll, name, version);
+    return azsim_printf("%s/%s/%s", c->base, coll, name);
+}
+
+static void add_deleted_fields(kv_ctx *c, json_t *j, azsim_kv_object *o, enum kind k)
+{
+    char *rid =
+        azsim_printf("%s/%s/%s", c->base, k == KEY ? "deletedkeys" : "deletedsecrets", o->name);
+    json_object_set_new(j, "recoveryId", json_string(rid ? rid : ""));
+    json_object_set_new(j, "deletedDate", json_integer(o->deleted_date));
+    json_object_set_new(j, "scheduledPurgeDate", json_integer(o->purge_date));
+    free(rid);
+}
+
+static json_t *bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
+                      int with_value)
+{
+    json_t *j = json_object();
+    char *url = object_url(c, k, o->name, ver->id);
+    if (!j || !url) {
+        json_decref(j);
+        free(url);
+        return NULL;
+    }
+    if (o->deleted && c->v->soft_delete)
+        add_deleted_fields(c, j, o, k);
+    if (k == KEY) {
+        json_t *jwk = azsim_jwk_public(ver->pkey, url);
+        if (jwk) {
+            json_object_set_new(jwk, "kty", json_string(ver->kty));
+            json_object_set(jwk, "key_ops", ver->key_ops);
+        }
+        json_object_set_new(j, "key", jwk ? jwk : json_object());
+    } else {
+        if (with_value)
+            json_object_set_new(j, "value", json_string(ver->value));
+        if (ver->content_type)
+            json_object_set_new(j, "contentType", json_string(ver->content_type));
+        json_object_set_new(j, "id", json_string(url));
+    }
+    json_object_set_new(j, "attributes", attributes(c, ver, k));
+    if (ver->tags && json_object_size(ver->tags) > 0)
+        json_object_set(j, "tags", ver->tags);
+    free(url);
+    return j;
+}
+
+static json_t *item(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
+                    int with_version)
+{
+    json_t *j = json_object();
+    char *url = object_url(c, k, o->name, with_version ? ver->id : NULL);
+    if (o->deleted && c->v->soft_delete)
+        add_deleted_fields(c, j, o, k);
+    json_object_set_new(j, k == KEY ? "kid" : "id", json_string(url ? url : ""));
+    json_object_set_new(j, "attributes", attributes(c, ver, k));
+    if (ver->tags && json_object_size(ver->tags) > 0)
+        json_object_set(j, "tags", ver->tags);
+    if (k == SECRET && ver->content_type)
+        json_object_set_new(j, "contentType", json_string(ver->content_type));
+    free(url);
+    return j;
+}
+
+/* ---------- request helpers ---------- */
+
+static int page_params(kv_ctx *c, size_t *out_max, size_t *out_skip)
+{
+    const char *m = azsim_query(c->r, "maxresults");
+    const char *s = azsim_query(c->r, "$skiptoken");
+    *out_max = PAGE_MAX;
+    *out_skip = 0;
+    if (m && *m) {
+        char *end = NULL;
+        long v = strtol(m, &end, 10);
+        if (*end || v < 1 || v > PAGE_MAX) {
+            bad_param(c, "The value of parameter maxresults is out of range. It must be between 1 "
+                         "and 25.");
+            return AZSIM_EINVAL;
+        }
+        *out_max = (size_t)v;
+    }
+    if (s && *s) {
+        char *end = NULL;
+        long v = strtol(s, &end, 10);
+        if (*end || v < 0) {
+            bad_param(c, "The value of parameter $skiptoken is invalid.");
+            return AZSIM_EINVAL;
+        }
+        *out_skip = (size_t)v;
+    }
+    return AZSIM_OK;
+}
+
+static int reply_page(kv_ctx *c, json_t *all, const char *path, size_t max, size_t skip)
+{
+    json_t *page = json_array();
+    size_t n = json_array_size(all);
+    for (size_t i = skip; i < n && i < skip + max; i++)
+        json_array_append(page, json_array_get(all, i));
+    json_t *next = json_null();
+    if (skip + max < n) {
+        const char *m = azsim_query(c->r, "maxresults");
+        char *url = azsim_printf("%s%s?api-version=%s&$skiptoken=%zu%s%s", c->base, path, c->api,
+                                 skip + max, m ? "&maxresults=" : "", m ? m : "");
+        next = json_string(url ? url : "");
+        free(url);
+    }
+    json_decref(all);
+    return azsim_reply_json(c->r, 200, json_pack("{s:o,s:o}", "value", page, "nextLink", next));
+}
+
+static int cmp_objects(const void *a, const void *b)
+{
+    const azsim_kv_object *x = *(azsim_kv_object *const *)a;
+    const azsim_kv_object *y = *(azsim_kv_object *const *)b;
+    return strcasecmp(x->name, y->name);
+}
+
+static int list_objects(kv_ctx *c, enum kind k, int deleted)
+{
+    size_t max, skip;
+    azsim_vec *vec = objects(c->v, k);
+    azsim_kv_object **sorted = NULL;
+    json_t *all = json_array();
+    if (page_params(c, &max, &skip) != AZSIM_OK) {
+        json_decref(all);
+        return AZSIM_OK;
+    }
+    if (vec->n) {
+        sorted = malloc(vec->n * sizeof(*sorted));
+        if (!sorted) {
+            json_decref(all);
+            return AZSIM_ENOMEM;
+        }
+        memcpy(sorted, vec->items, vec->n * sizeof(*sorted));
+        qsort(sorted, vec->n, sizeof(*sorted), cmp_objects);
+    }
+    for (size_t i = 0; i < vec->n; i++) {
+        azsim_kv_object *o = sorted[i];
+        if (o->deleted == deleted && latest(o))
+            json_array_append_new(all, item(c, o, latest(o), k, 0));
+    }
+    free(sorted);
+    const char *path = k == KEY ? (deleted ? "/deletedkeys" : "/keys")
+                                : (deleted ? "/deletedsecrets" : "/secrets");
+    return reply_page(c, all, path, max, skip);
+}
+
+static int list_versions(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    size_t max, skip;
+    json_t *all = json_array();
+    char *path = NULL;
+    int rc;
+    if (page_params(c, &max, &skip) != AZSIM_OK) {
+        json_decref(all);
+        return AZSIM_OK;
+    }
+    for (size_t i = 0; i < o->versions.n; i++)
+        json_array_append_new(all, item(c, o, o->versions.items[i], k, 1));
+    path = azsim_printf("/%s/%s/versions", k == KEY ? "keys" : "secrets", o->name);
+    if (!path) {
+        json_decref(all);
+        return AZSIM_ENOMEM;
+    }
+    rc = reply_page(c, all, path, max, skip);
+    free(path);
+    return rc;
+}
+
+/* Reads attributes and tags from a request body into ver; 0 or a reply was sent. */
+static int apply_attributes(kv_ctx *c, azsim_kv_version *ver, json_t *body)
+{
+    json_t *a = json_object_get(body, "attributes");
+    json_t *tags = json_object_get(body, "tags");
+    if (a && !json_is_object(a) && !json_is_null(a)) {
+        bad_param(c, "The parameter attributes is invalid.");
+        return AZSIM_EINVAL;
+    }
+    if (json_is_object(a)) {
+        json_t *e = json_object_get(a, "enabled"), *nbf = json_object_get(a, "nbf"),
+               *exp = json_object_get(a, "exp");
+        if (e && !json_is_boolean(e) && !json_is_null(e)) {
+            bad_param(c, "The parameter attributes.enabled is invalid.");
+            return AZSIM_EINVAL;
+        }
+        if ((nbf && !json_is_integer(nbf) && !json_is_null(nbf)) ||
+            (exp && !json_is_integer(exp) && !json_is_null(exp))) {
+            bad_param(c, "The attributes nbf and exp must be integers (Unix time in seconds).");
+            return AZSIM_EINVAL;
+        }
+        if (json_is_boolean(e))
+            ver->enabled = json_is_true(e);
+        if (json_is_integer(nbf)) {
+            ver->has_nbf = 1;
+            ver->nbf = json_integer_value(nbf);
+        }
+        if (json_is_integer(exp)) {
+            ver->has_exp = 1;
+            ver->exp = json_integer_value(exp);
+        }
+        if (ver->has_nbf && ver->has_exp && ver->nbf > ver->exp) {
+            bad_param(c, "The attribute nbf must be earlier than exp.");
+            return AZSIM_EINVAL;
+        }
+    }
+    if (tags && !json_is_null(tags)) {
+        const char *tk;
+        json_t *tv;
+        if (!json_is_object(tags) || json_object_size(tags) > 15) {
+            bad_param(c, "The parameter tags is invalid: at most 15 string tags are allowed.");
+            return AZSIM_EINVAL;
+        }
+        json_object_foreach(tags, tk, tv) if (!json_is_string(tv))
+        {
+            bad_param(c, "Tag values must be strings.");
+            return AZSIM_EINVAL;
+        }
+        json_decref(ver->tags);
+        ver->tags = json_deep_copy(tags);
+    }
+    return AZSIM_OK;
+}
+
+static azsim_kv_version *version_new(kv_ctx *c)
+{
+    azsim_kv_version *ver = calloc(1, sizeof(*ver));
+    if (!ver)
+        return NULL;
+    azsim_hexid(c->st, ver->id);
+    ver->created = ver->updated = azsim_now(c->st);
+    ver->enabled = 1;
+    ver->tags = json_object();
+    return ver;
+}
+
+/* Gets or creates the live object `name`; 409 if a soft-deleted one holds the name. */
+static azsim_kv_object *object_for_write(kv_ctx *c, enum kind k, const char *name)
+{
+    azsim_kv_object *o = object_find(c->v, k, name, NULL);
+    if (o && o->deleted) {
+        const char *what = k == KEY ? "Key" : "Secret";
+        const char *lw = k == KEY ? "key" : "secret";
+        kv_error(c, 409, "Conflict", "ObjectIsDeletedButRecoverable",
+                 "%s %s is currently in a deleted but recoverable state, and its name cannot be "
+                 "reused; in this state, the %s can only be recovered or purged.",
+                 what, o->name, lw);
+        return NULL;
+    }
+    if (o)
+        return o;
+    o = calloc(1, sizeof(*o));
+    if (!o || !(o->name = strdup(name)) || azsim_vec_push(objects(c->v, k), o) != AZSIM_OK) {
+        if (o)
+            free(o->name);
+        free(o);
+        azsim_reply_json(c->r, 500, NULL);
+        return NULL;
+    }
+    return o;
+}
+
+static void drop_if_empty(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    size_t idx;
+    if (o->versions.n == 0 && object_find(c->v, k, o->name, &idx) == o) {
+        azsim_vec_remove(objects(c->v, k), idx);
+        object_free(o);
+    }
+}
+
+/* ---------- keys ---------- */
+
+static const char *const KEY_OPS[] = {"encrypt",   "decrypt", "sign",   "verify", "wrapKey",
+                                      "unwrapKey", "import",  "export", NULL};
+
+static EVP_PKEY *generate(const char *kty, long size, const char *crv)
+{
+    if (strncmp(kty, "RSA", 3) == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)size);
+    const char *group = strcmp(crv, "P-256") == 0   ? "P-256"
+                        : strcmp(crv, "P-384") == 0 ? "P-384"
+                        : strcmp(crv, "P-521") == 0 ? "P-521"
+                                                    : "secp256k1";
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC", group);
+}
+
+static long rsa_bits(EVP_PKEY *pkey)
+{
+    return EVP_PKEY_is_a(pkey, "RSA") ? EVP_PKEY_get_bits(pkey) : 0;
+}
+
+static const char *ec_crv(EVP_PKEY *pkey)
+{
+    char group[64];
+    if (EVP_PKEY_get_utf8_string_param(pkey, "group", group, sizeof(group), NULL) != 1)
+        return "P-256";
+    if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
+        return "P-384";
+    if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0)
+        return "P-521";
+    if (strcmp(group, "secp256k1") == 0)
+        return "P-256K";
+    return "P-256";
+}
+
+static int64_t policy_expiry(azsim_kv_object *o)
+{
+    int64_t d = 0;
+    json_t *a = o->rotation_policy ? json_object_get(o->rotation_policy, "attributes") : NULL;
+    const char *e = json_string_value(json_object_get(a, "expiryTime"));
+    if (e && azsim_parse_duration(&d, e) == AZSIM_OK)
+        return d;
+    return 0;
+}
+
+/* New version of o with fresh material of the same type as `like` (rotation). */
+static azsim_kv_version *rotate_version(kv_ctx *c, azsim_kv_object *o)
+{
+    azsim_kv_version *prev = latest(o), *ver = NULL;
+    if (!prev)
+        return NULL;
+    ver = version_new(c);
+    if (!ver)
+        return NULL;
+    ver->kty = strdup(prev->kty);
+    ver->key_ops = json_deep_copy(prev->key_ops);
+    json_decref(ver->tags);
+    ver->tags = json_deep_copy(prev->tags);
+    ver->pkey = generate(prev->kty, rsa_bits(prev->pkey), ec_crv(prev->pkey));
+    int64_t exp = policy_expiry(o);
+    if (exp > 0) {
+        ver->has_exp = 1;
+        ver->exp = ver->created + exp;
+    }
+    if (!ver->kty || !ver->key_ops || !ver->pkey || azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+        version_free(ver);
+        return NULL;
+    }
+    return ver;
+}
+
+static BIGNUM *jwk_bn(json_t *jwk, const char *member)
+{
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    BIGNUM *bn = NULL;
+    const char *v = json_string_value(json_object_get(jwk, member));
+    if (v && azsim_b64url_decode(&raw, &len, v) == AZSIM_OK && len > 0)
+        bn = BN_bin2bn(raw, (int)len, NULL);
+    if (raw) {
+        OPENSSL_cleanse(raw, len);
+        free(raw);
+    }
+    return bn;
+}
+
+/* Private key from a JWK (RSA with n e d p q dp dq qi, or EC with crv x y d); NULL if invalid. */
+static EVP_PKEY *jwk_private(json_t *jwk, int rsa)
+{
+    static const char *const rsa_members[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi"};
+    static const char *const rsa_params[] = {
+        OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
+        OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
+        OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+        OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
+    BIGNUM *bns[8] = {NULL};
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL, *check = NULL;
+    EVP_PKEY *pkey = NULL;
+    unsigned char point[1 + 2 * 66];
+    unsigned char *x = NULL, *y = NULL;
+    size_t xl = 0, yl = 0;
+    int ok = 0;
+
+    if (!bld)
+        goto done;
+    if (rsa) {
+        for (size_t i = 0; i < 8; i++)
+            if (!(bns[i] = jwk_bn(jwk, rsa_members[i])) ||
+                OSSL_PARAM_BLD_push_BN(bld, rsa_params[i], bns[i]) != 1)
+                goto done;
+    } else {
+        const char *crv = json_string_value(json_object_get(jwk, "crv"));
+        const char *group = !crv                         ? NULL
+                            : strcmp(crv, "P-256") == 0  ? "P-256"
+                            : strcmp(crv, "P-384") == 0  ? "P-384"
+                            : strcmp(crv, "P-521") == 0  ? "P-521"
+                            : strcmp(crv, "P-256K") == 0 ? "secp256k1"
+                                                         : NULL;
+        size_t flen = !group                        ? 0
+                      : strcmp(group, "P-384") == 0 ? 48
+                      : strcmp(group, "P-521") == 0 ? 66
+                                                    : 32;
+        const char *xs = json_string_value(json_object_get(jwk, "x"));
+        const char *ys = json_string_value(json_object_get(jwk, "y"));
+        if (!group || !xs || !ys || azsim_b64url_decode(&x, &xl, xs) != AZSIM_OK ||
+            azsim_b64url_decode(&y, &yl, ys) != AZSIM_OK || xl != flen || yl != flen ||
+            !(bns[0] = jwk_bn(jwk, "d")))
+            goto done;
+        point[0] = 0x04;
+        memcpy(point + 1, x, flen);
+        memcpy(point + 1 + flen, y, flen);
+        if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * flen) !=
+                1 ||
+            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, bns[0]) != 1)
+            goto done;
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, rsa ? "RSA" : "EC", NULL);
+    if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) != 1)
+        goto done;
+    /* the private half must match the public half */
+    check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (!check || EVP_PKEY_pairwise_check(check) != 1)
+        goto done;
+    ok = 1;
+done:
+    for (size_t i = 0; i < 8; i++)
+        BN_clear_free(bns[i]);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_CTX_free(check);
+    free(x);
+    free(y);
+    if (!ok) {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+    return pkey;
+}
+
+/* PUT /keys/{name}: import a JWK with its private members as a new version. */
+static int key_import(kv_ctx *c, const char *name)
+{
+    json_t *body = azsim_body_json(c->r);
+    json_t *jwk = json_object_get(body, "key");
+    azsim_kv_version *ver = NULL;
+    azsim_kv_object *o;
+    int rc = AZSIM_OK;
+    const char *kty = json_string_value(json_object_get(jwk, "kty"));
+    int hsm = json_is_true(json_object_get(body, "Hsm")) || (kty && strstr(kty, "HSM"));
+
+    if (!json_is_object(jwk) || !kty) {
+        rc = bad_param(c, "The parameter key is required and must be a JSON web key.");
+        goto done;
+    }
+    int rsa = strncmp(kty, "RSA", 3) == 0;
+    if (!rsa && strncmp(kty, "EC", 2) != 0) {
+        rc = bad_param(c, "The key type (kty) is not supported by this vault.");
+        goto done;
+    }
+    if (hsm && !azsim_streq_ci(
+                   json_string_value(json_object_get(json_object_get(c->v->props, "sku"), "name")),
+                   "premium")) {
+        rc = kv_error(c, 403, "Forbidden", NULL,
+                      "Key type %s-HSM is not allowed for vault SKU standard.", rsa ? "RSA" : "EC");
+        goto done;
+    }
+    ver = version_new(c);
+    if (!ver) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (apply_attributes(c, ver, body) != AZSIM_OK)
+        goto done;
+    ver->pkey = jwk_private(jwk, rsa);
+    if (!ver->pkey) {
+        rc = bad_param(c, "The JSON web key is invalid or lacks its private members.");
+        goto done;
+    }
+    long bits = rsa_bits(ver->pkey);
+    if (rsa && bits != 2048 && bits != 3072 && bits != 4096) {
+        rc = bad_param(c,
+                       "The key size is not supported. RSA keys must be 2048, 3072 or 4096 bits.");
+        goto done;
+    }
+    json_t *ops = json_object_get(jwk, "key_ops");
+    if (json_is_array(ops))
+        ver->key_ops = json_deep_copy(ops);
+    else if (rsa)
+        ver->key_ops = json_pack("[s,s,s,s,s,s]", "encrypt", "decrypt", "sign", "verify", "wrapKey",
+                                 "unwrapKey");
+    else
+        ver->key_ops = json_pack("[s,s]", "sign", "verify");
+    ver->kty = strdup(rsa ? (hsm ? "RSA-HSM" : "RSA") : (hsm ? "EC-HSM" : "EC"));
+    if (!ver->key_ops || !ver->kty) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    o = object_for_write(c, KEY, name);
+    if (!o)
+        goto done;
+    if (azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+        drop_if_empty(c, KEY, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    azsim_kv_version *added = ver;
+    ver = NULL;
+    rc = azsim_reply_json(c->r, 200, bundle(c, o, added, KEY, 0));
+done:
+    version_free(ver);
+    json_decref(body);
+    return rc;
+}
+
+static int key_create(kv_ctx *c, const char *name)
+{
+    json_t *body = azsim_body_json(c->r);
+    azsim_kv_version *ver = NULL;
+    azsim_kv_object *o = NULL;
+    int rc = AZSIM_OK;
+    long size = 0;
+    const char *crv = NULL;
+
+    if (!json_is_object(body)) {
+        rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    const char *kty = json_string_value(json_object_get(body, "kty"));
+    if (!kty) {
+        rc = bad_param(c, "The parameter kty is required.");
+        goto done;
+    }
+    if (strcmp(kty, "RSA") && strcmp(kty, "RSA-HSM") && strcmp(kty, "EC") &&
+        strcmp(kty, "EC-HSM")) {
+        rc = bad_param(c, "The key type (kty) is not supported by this vault.");
+        goto done;
+    }
+    if (strstr(kty, "HSM")) {
+        json_t *sku = json_object_get(json_object_get(c->v->props, "sku"), "name");
+        if (!azsim_streq_ci(json_string_value(sku), "premium")) {
+            rc = kv_error(c, 403, "Forbidden", NULL,
+                          "Key type %s is not allowed for vault SKU standard.", kty);
+            goto done;
+        }
+    }
+    if (kty[0] == 'R') {
+        json_t *ks = json_object_get(body, "key_size");
+        size = json_is_integer(ks) ? (long)json_integer_value(ks) : 2048;
+        if (ks && !json_is_integer(ks) && !json_is_null(ks)) {
+            rc = bad_param(c, "The parameter key_size is invalid.");
+            goto done;
+        }
+        if (size != 2048 && size != 3072 && size != 4096) {
+            rc = bad_param(c, "The key size is not supported. RSA keys must be 2048, 3072 or 4096 "
+                              "bits.");
+            goto done;
+        }
+        json_t *pe = json_object_get(body, "public_exponent");
+        if (json_is_integer(pe) && json_integer_value(pe) != 65537) {
+            rc = bad_param(c, "The public exponent is not supported; only 65537 is.");
+            goto done;
+        }
+    } else {
+        crv = json_string_value(json_object_get(body, "crv"));
+        if (!crv)
+            crv = "P-256";
+        if (strcmp(crv, "P-256") && strcmp(crv, "P-384") && strcmp(crv, "P-521") &&
+            strcmp(crv, "P-256K")) {
+            rc = bad_param(c, "The curve (crv) is not supported.");
+            goto done;
+        }
+    }
+    json_t *ops = json_object_get(body, "key_ops");
+    if (ops && !json_is_null(ops)) {
+        size_t i;
+        json_t *op;
+        if (!json_is_array(ops)) {
+            rc = bad_param(c, "The parameter key_ops is invalid.");
+            goto done;
+        }
+        json_array_foreach(ops, i, op)
+        {
+            int ok = 0;
+            for (size_t j = 0; KEY_OPS[j]; j++)
+                if (json_is_string(op) && strcmp(json_string_value(op), KEY_OPS[j]) == 0)
+                    ok = 1;
+            if (!ok) {
+                rc = bad_param(c, "The parameter key_ops contains an invalid operation.");
+                goto done;
+            }
+        }
+    }
+    ver = version_new(c);
+    if (!ver) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (apply_attributes(c, ver, body) != AZSIM_OK)
+        goto done;
+    json_t *exportable = json_object_get(json_object_get(body, "attributes"), "exportable");
+    if (json_is_true(exportable) && !json_is_object(json_object_get(body, "release_policy"))) {
+        rc = bad_param(c, "Exportable keys must have a release policy.");
+        goto done;
+    }
+    if (json_is_true(exportable)) {
+        rc = bad_param(c, "Exportable keys (secure key release) are not supported by azsim.");
+        goto done;
+    }
+    o = object_for_write(c, KEY, name);
+    if (!o)
+        goto done;
+    ver->kty = strdup(kty);
+    if (ops && json_is_array(ops))
+        ver->key_ops = json_deep_copy(ops);
+    else if (kty[0] == 'R')
+        ver->key_ops = json_pack("[s,s,s,s,s,s]", "encrypt", "decrypt", "sign", "verify", "wrapKey",
+                                 "unwrapKey");
+    else
+        ver->key_ops = json_pack("[s,s]", "sign", "verify");
+    ver->pkey = generate(kty, size, crv ? crv : "P-256");
+    if (!ver->kty || !ver->key_ops || !ver->pkey) {
+        drop_if_empty(c, KEY, o);
+        rc = AZSIM_ERR;
+        goto done;
+    }
+    if (azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+        drop_if_empty(c, KEY, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    azsim_kv_version *added = ver;
+    ver = NULL;
+    rc = azsim_reply_json(c->r, 200, bundle(c, o, added, KEY, 0));
+done:
+    version_free(ver);
+    json_decref(body);
+    return rc;
+}
+
+static int update_version(kv_ctx *c, enum kind k, azsim_kv_object *o, azsim_kv_version *ver)
+{
+    json_t *body = azsim_body_json(c->r);
+    azsim_kv_version tmp = *ver;
+    int rc = AZSIM_OK;
+    if (!json_is_object(body)) {
+        rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    /* work on a copy of the scalar fields so a rejected request changes nothing */
+    tmp.tags = json_incref(ver->tags);
+    if (apply_attributes(c, &tmp, body) != AZSIM_OK) {
+        json_decref(tmp.tags);
+        goto done;
+    }
+    if (k == KEY) {
+        json_t *ops = json_object_get(body, "key_ops");
+        if (json_is_array(ops)) {
+            json_decref(ver->key_ops);
+            ver->key_ops = json_deep_copy(ops);
+        }
+    } else {
+        json_t *ct = json_object_get(body, "contentType");
+        if (json_is_string(ct)) {
+            free(ver->content_type);
+            ver->content_type = strdup(json_string_value(ct));
+        }
+    }
+    json_decref(ver->tags);
+    ver->tags = tmp.tags;
+    ver->enabled = tmp.enabled;
+    ver->has_nbf = tmp.has_nbf;
+    ver->nbf = tmp.nbf;
+    ver->has_exp = tmp.has_exp;
+    ver->exp = tmp.exp;
+    ver->updated = azsim_now(c->st);
+    rc = azsim_reply_json(c->r, 200, bundle(c, o, ver, k, k == SECRET));
+done:
+    json_decref(body);
+    return rc;
+}
+
+static int crypto_op(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, const char *op)
+{
+    int encrypting = strcasecmp(op, "wrapkey") == 0 || strcasecmp(op, "encrypt") == 0;
+    const char *opname = strcasecmp(op, "wrapkey") == 0     ? "wrapKey"
+                         : strcasecmp(op, "unwrapkey") == 0 ? "unwrapKey"
+                         : strcasecmp(op, "encrypt") == 0   ? "encrypt"
+                                                            : "decrypt";
+    json_t *body = azsim_body_json(c->r);
+    unsigned char *in = NULL, *out = NULL;
+    size_t inlen = 0, outlen = 0;
+    EVP_PKEY_CTX *pctx = NULL;
+    char *b64 = NULL, *kid = NULL;
+    int rc = AZSIM_OK, allowed = 0;
+    int64_t now = azsim_now(c->st);
+
+    const char *alg = json_string_value(json_object_get(body, "alg"));
+    const char *value = json_string_value(json_object_get(body, "value"));
+    if (!alg || !value) {
+        rc = bad_param(c, "The parameters alg and value are required.");
+        goto done;
+    }
+    if (strcmp(alg, "RSA-OAEP") && strcmp(alg, "RSA-OAEP-256") && strcmp(alg, "RSA1_5")) {
+        rc = bad_param(c, "The algorithm is not supported for this key.");
+        goto done;
+    }
+    if (!EVP_PKEY_is_a(ver->pkey, "RSA")) {
+        rc = bad_param(c, "The algorithm is not supported for an EC key.");
+        goto done;
+    }
+    size_t i;
+    json_t *ko;
+    json_array_foreach(ver->key_ops, i,
+                       ko) if (json_is_string(ko) && strcmp(json_string_value(ko), opname) == 0)
+        allowed = 1;
+    if (!allowed) {
+        rc = kv_error(c, 403, "Forbidden", "KeyOperationForbidden",
+                      "Operation %s is not permitted on this key.", opname);
+        goto done;
+    }
+    /* Key Vault refuses the private-key half on disabled, expired or not-yet-valid versions;
+     * the public-key half (wrap, encrypt) stays available, as observed on the real service */
+    if (!encrypting) {
+        if (!ver->enabled) {
+            rc = kv_error(c, 403, "Forbidden", "KeyDisabled",
+                          "Operation %s is not allowed on a disabled key.", opname);
+            goto done;
+        }
+        if (ver->has_exp && ver->exp <= now) {
+            rc = kv_error(c, 403, "Forbidden", "KeyExpired",
+                          "Operation %s is not allowed on an expired key.", opname);
+            goto done;
+        }
+        if (ver->has_nbf && ver->nbf > now) {
+            rc = kv_error(c, 403, "Forbidden", "KeyNotYetValid",
+                          "Operation %s is not allowed on a key that is not yet valid.", opname);
+            goto done;
+        }
+    }
+    if (azsim_b64url_decode(&in, &inlen, value) != AZSIM_OK) {
+        rc = bad_param(c, "The parameter value is not valid base64url.");
+        goto done;
+    }
+    pctx = EVP_PKEY_CTX_new(ver->pkey, NULL);
+    if (!pctx || (encrypting ? EVP_PKEY_encrypt_init(pctx) : EVP_PKEY_decrypt_init(pctx)) != 1) {
+        rc = AZSIM_ERR;
+        goto done;
+    }
+    int pad = strcmp(alg, "RSA1_5") == 0 ? RSA_PKCS1_PADDING : RSA_PKCS1_OAEP_PADDING;
+    if (EVP_PKEY_CTX_set_rsa_padding(pctx, pad) != 1 ||
+        (pad == RSA_PKCS1_OAEP_PADDING &&
+         (EVP_PKEY_CTX_set_rsa_oaep_md(pctx, strcmp(alg, "RSA-OAEP-256") == 0 ? EVP_sha256()
+                                                                              : EVP_sha1()) != 1 ||
+          EVP_PKEY_CTX_set_rsa_mgf1_md(
+              pctx, strcmp(alg, "RSA-OAEP-256") == 0 ? EVP_sha256() : EVP_sha1()) != 1))) {
+        rc = AZSIM_ERR;
+        goto done;
+    }
+    int ok = encrypting ? EVP_PKEY_encrypt(pctx, NULL, &outlen, in, inlen)
+                        : EVP_PKEY_decrypt(pctx, NULL, &outlen, in, inlen);
+    out = ok == 1 ? malloc(outlen ? outlen : 1) : NULL;
+    if (out)
+        ok = encrypting ? EVP_PKEY_encrypt(pctx, out, &outlen, in, inlen)
+                        : EVP_PKEY_decrypt(pctx, out, &outlen, in, inlen);
+    if (!out || ok != 1) {
+        rc = bad_param(c, encrypting ? "The value is too long for this key and algorithm."
+                                     : "The ciphertext could not be decrypted with this key and "
+                                       "algorithm.");
+        goto done;
+    }
+    b64 = azsim_b64url(out, outlen);
+    kid = object_url(c, KEY, o->name, ver->id);
+    if (!b64 || !kid) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    rc = azsim_reply_json(c->r, 200, json_pack("{s:s,s:s}", "kid", kid, "value", b64));
+done:
+    if (out) {
+        OPENSSL_cleanse(out, outlen);
+        free(out);
+    }
+    if (in) {
+        OPENSSL_cleanse(in, inlen);
+        free(in);
+    }
+    free(b64);
+    free(kid);
+    EVP_PKEY_CTX_free(pctx);
+    json_decref(body);
+    return rc;
+}
+
+static json_t *default_policy(kv_ctx *c, const char *name)
+{
+    char *id = azsim_printf("%s/keys/%s/rotationpolicy", c->base, name);
+    json_t *p =
+        json_pack("{s:s,s:[{s:{s:s},s:{s:s}}],s:n}", "id", id ? id : "", "lifetimeActions",
+                  "trigger", "timeBeforeExpiry", "P30D", "action", "type", "Notify", "attributes");
+    free(id);
+    return p;
+}
+
+static int policy_set(kv_ctx *c, azsim_kv_object *o)
+{
+    json_t *body = azsim_body_json(c->r);
+    json_t *stored = NULL;
+    int rc = AZSIM_OK, rotates = 0, notifies = 0;
+    int64_t expiry = 0, now = azsim_now(c->st);
+
+    if (!json_is_object(body)) {
+        rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    json_t *actions = json_object_get(body, "lifetimeActions");
+    json_t *attrs = json_object_get(body, "attributes");
+    const char *expiry_s = json_string_value(json_object_get(attrs, "expiryTime"));
+    if (actions && !json_is_array(actions) && !json_is_null(actions)) {
+        rc = bad_param(c, "The parameter lifetimeActions is invalid.");
+        goto done;
+    }
+    if (expiry_s) {
+        if (azsim_parse_duration(&expiry, expiry_s) != AZSIM_OK) {
+            rc = bad_param(c, "The policy expiryTime is not a valid ISO 8601 duration.");
+            goto done;
+        }
+        if (expiry < 28 * 86400) {
+            rc = bad_param(c, "The policy expiryTime must be at least 28 days.");
+            goto done;
+        }
+    }
+    stored = json_object();
+    json_t *list = json_array();
+    json_object_set_new(stored, "lifetimeActions", list);
+    size_t i;
+    json_t *la;
+    json_array_foreach(actions, i, la)
+    {
+        json_t *trig = json_object_get(la, "trigger");
+        const char *type =
+            json_string_value(json_object_get(json_object_get(la, "action"), "type"));
+        const char *tac = json_string_value(json_object_get(trig, "timeAfterCreate"));
+        const char *tbe = json_string_value(json_object_get(trig, "timeBeforeExpiry"));
+        int64_t d = 0;
+        if (!type || (!azsim_streq_ci(type, "rotate") && !azsim_streq_ci(type, "notify"))) {
+            rc = bad_param(c, "The lifetime action type must be Rotate or Notify.");
+            goto done;
+        }
+        int is_rotate = azsim_streq_ci(type, "rotate");
+        if ((tac && tbe) || (!tac && !tbe)) {
+            rc = bad_param(c, "A lifetime action trigger must set exactly one of timeAfterCreate "
+                              "and timeBeforeExpiry.");
+            goto done;
+        }
+        if (tac && !is_rotate) {
+            rc = bad_param(c, "timeAfterCreate can only be used with the Rotate action.");
+            goto done;
+        }
+        if (azsim_parse_duration(&d, tac ? tac : tbe) != AZSIM_OK) {
+            rc = bad_param(c, "The lifetime action trigger is not a valid ISO 8601 duration.");
+            goto done;
+        }
+        if (d < 7 * 86400) {
+            rc = bad_param(c, "The rotation time must be at least 7 days after creation and at "
+                              "least 7 days before expiry.");
+            goto done;
+        }
+        if (expiry > 0 && (tac ? d > expiry - 7 * 86400 : d > expiry - 7 * 86400)) {
+            rc = bad_param(c, "The lifetime action trigger must leave at least 7 days before the "
+                              "policy expiryTime.");
+            goto done;
+        }
+        if ((is_rotate && rotates++) || (!is_rotate && notifies++)) {
+            rc = bad_param(c, "A rotation policy allows at most one Rotate and one Notify action.");
+            goto done;
+        }
+        json_array_append_new(list, json_pack("{s:{s:s},s:{s:s}}", "trigger",
+                                              tac ? "timeAfterCreate" : "timeBeforeExpiry",
+                                              tac ? tac : tbe, "action", "type",
+                                              is_rotate ? "Rotate" : "Notify"));
+    }
+    json_t *old_attrs =
+        o->rotation_policy ? json_object_get(o->rotation_policy, "attributes") : NULL;
+    json_t *created = json_object_get(old_attrs, "created");
+    json_t *na = json_object();
+    if (expiry_s)
+        json_object_set_new(na, "expiryTime", json_string(expiry_s));
+    json_object_set_new(na, "created", created ? json_incref(created) : json_integer(now));
+    json_object_set_new(na, "updated", json_integer(now));
+    json_object_set_new(stored, "attributes", na);
+    json_decref(o->rotation_policy);
+    o->rotation_policy = stored;
+    stored = NULL;
+    char *id = azsim_printf("%s/keys/%s/rotationpolicy", c->base, o->name);
+    json_t *resp = json_pack("{s:s}", "id", id ? id : "");
+    free(id);
+    json_object_update(resp, o->rotation_policy);
+    rc = azsim_reply_json(c->r, 200, resp);
+done:
+    json_decref(stored);
+    json_decref(body);
+    return rc;
+}
+
+/* ---------- backup / restore ---------- */
+
+static char *pkey_pem(EVP_PKEY *pkey)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL, *data = NULL;
+    if (b && PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL) == 1) {
+        long n = BIO_get_mem_data(b, &data);
+        out = strndup(data, (size_t)n);
+    }
+    BIO_free(b);
+    return out;
+}
+
+/* One version as JSON, private key material included (for sealed backups and the state file). */
+static json_t *version_dump(azsim_kv_version *ver, enum kind k)
+{
+    json_t *jv =
+        json_pack("{s:s,s:I,s:I,s:b,s:O}", "id", ver->id, "created", (json_int_t)ver->created,
+                  "updated", (json_int_t)ver->updated, "enabled", ver->enabled, "tags", ver->tags);
+    if (!jv)
+        return NULL;
+    if (ver->has_nbf)
+        json_object_set_new(jv, "nbf", json_integer(ver->nbf));
+    if (ver->has_exp)
+        json_object_set_new(jv, "exp", json_integer(ver->exp));
+    if (k == KEY) {
+        char *pem = pkey_pem(ver->pkey);
+        if (!pem) {
+            json_decref(jv);
+            return NULL;
+        }
+        json_object_set_new(jv, "pem", json_string(pem));
+        json_object_set_new(jv, "kty", json_string(ver->kty));
+        json_object_set(jv, "key_ops", ver->key_ops);
+        azsim_secret_free(pem);
+    } else {
+        json_object_set_new(jv, "value", json_string(ver->value));
+        if (ver->content_type)
+            json_object_set_new(jv, "contentType", json_string(ver->content_type));
+    }
+    return jv;
+}
+
+static azsim_kv_version *version_load(json_t *jv, enum kind k)
+{
+    azsim_kv_version *ver = calloc(1, sizeof(*ver));
+    const char *id = json_string_value(json_object_get(jv, "id"));
+    if (!ver || !id || strlen(id) != AZSIM_VERSION_LEN)
+        goto fail;
+    snprintf(ver->id, sizeof(ver->id), "%s", id);
+    ver->created = json_integer_value(json_object_get(jv, "created"));
+    ver->updated = json_integer_value(json_object_get(jv, "updated"));
+    ver->enabled = json_is_true(json_object_get(jv, "enabled"));
+    ver->tags = json_is_object(json_object_get(jv, "tags"))
+                    ? json_deep_copy(json_object_get(jv, "tags"))
+                    : json_object();
+    if (json_is_integer(json_object_get(jv, "nbf"))) {
+        ver->has_nbf = 1;
+        ver->nbf = json_integer_value(json_object_get(jv, "nbf"));
+    }
+    if (json_is_integer(json_object_get(jv, "exp"))) {
+        ver->has_exp = 1;
+        ver->exp = json_integer_value(json_object_get(jv, "exp"));
+    }
+    if (k == KEY) {
+        const char *pem = json_string_value(json_object_get(jv, "pem"));
+        BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+        ver->pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        ver->kty = azsim_strdup(json_string_value(json_object_get(jv, "kty")));
+        ver->key_ops = json_deep_copy(json_object_get(jv, "key_ops"));
+        if (!ver->pkey || !ver->kty || !json_is_array(ver->key_ops))
+            goto fail;
+    } else {
+        ver->value = azsim_strdup(json_string_value(json_object_get(jv, "value")));
+        ver->content_type = azsim_strdup(json_string_value(json_object_get(jv, "contentType")));
+        if (!ver->value)
+            goto fail;
+    }
+    return ver;
+fail:
+    version_free(ver);
+    return NULL;
+}
+
+static json_t *object_dump(azsim_kv_object *o, enum kind k)
+{
+    json_t *vers = json_array();
+    for (size_t i = 0; i < o->versions.n; i++) {
+        json_t *jv = version_dump(o->versions.items[i], k);
+        if (!jv) {
+            json_decref(vers);
+            return NULL;
+        }
+        json_array_append_new(vers, jv);
+    }
+    return json_pack("{s:s,s:o}", "name", o->name, "versions", vers);
+}
+
+static azsim_kv_object *object_load(json_t *jo, enum kind k)
+{
+    azsim_kv_object *o = calloc(1, sizeof(*o));
+    const char *name = json_string_value(json_object_get(jo, "name"));
+    size_t i;
+    json_t *jv;
+    if (!o || !name || !(o->name = strdup(name)))
+        goto fail;
+    json_array_foreach(json_object_get(jo, "versions"), i, jv)
+    {
+        azsim_kv_version *ver = version_load(jv, k);
+        if (!ver || azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+            version_free(ver);
+            goto fail;
+        }
+    }
+    if (o->versions.n == 0)
+        goto fail;
+    return o;
+fail:
+    object_free(o);
+    return NULL;
+}
+
+static int backup(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    json_t *doc = NULL;
+    char *plain = NULL, *blob = NULL;
+    int rc = AZSIM_ERR;
+    if (o->versions.n > 500) {
+        rc = bad_param(c, "Backup is limited to 500 versions.");
+        goto done;
+    }
+    /* the rotation policy is deliberately not part of a backup, as on the real service */
+    doc = json_pack("{s:s,s:s,s:o}", "kind", k == KEY ? "key" : "secret", "sub", c->v->sub,
+                    "object", object_dump(o, k));
+    plain = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    blob = plain ? azsim_seal(c->st, plain, strlen(plain)) : NULL;
+    if (!blob)
+        goto done;
+    rc = azsim_reply_json(c->r, 200, json_pack("{s:s}", "value", blob));
+done:
+    azsim_secret_free(plain);
+    free(blob);
+    json_decref(doc);
+    return rc;
+}
+
+static int restore(kv_ctx *c, enum kind k)
+{
+    json_t *body = azsim_body_json(c->r), *doc = NULL;
+    char *plain = NULL;
+    size_t plen = 0;
+    azsim_kv_object *o = NULL;
+    int rc = AZSIM_OK;
+    const char *value = json_string_value(json_object_get(body, "value"));
+    const char *kind = NULL;
+
+    if (!value) {
+        rc = bad_param(c, "The parameter value is required.");
+        goto done;
+    }
+    if (azsim_unseal(&plain, &plen, c->st, value) == AZSIM_OK)
+        doc = json_loadb(plain, plen, 0, NULL);
+    kind = json_string_value(json_object_get(doc, "kind"));
+    if (!kind || strcmp(kind, k == KEY ? "key" : "secret") != 0) {
+        rc = bad_param(c, "The backup blob is invalid or corrupt.");
+        goto done;
+    }
+    const char *sub = json_string_value(json_object_get(doc, "sub"));
+    if (!sub || strcmp(sub, c->v->sub) != 0) {
+        rc = kv_error(c, 403, "Forbidden", NULL,
+                      "The backup blob can only be restored into a vault in the same "
+                      "subscription and geography.");
+        goto done;
+    }
+    o = object_load(json_object_get(doc, "object"), k);
+    if (!o) {
+        rc = bad_param(c, "The backup blob is invalid or corrupt.");
+        goto done;
+    }
+    if (object_find(c->v, k, o->name, NULL)) {
+        rc = kv_error(c, 409, "Conflict", NULL,
+                      "There was a conflict restoring the %s '%s'. The name is already in use "
+                      "by an active or soft-deleted object.",
+                      k == KEY ? "key" : "secret", o->name);
+        goto done;
+    }
+    if (azsim_vec_push(objects(c->v, k), o) != AZSIM_OK) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    azsim_kv_object *added = o;
+    o = NULL;
+    rc = azsim_reply_json(c->r, 200, bundle(c, added, latest(added), k, 0));
+done:
+    object_free(o);
+    json_decref(doc);
+    if (plain) {
+        OPENSSL_cleanse(plain, plen);
+        free(plain);
+    }
+    json_decref(body);
+    return rc;
+}
+
+/* ---------- the state file (azsim_persist.c) ---------- */
+
+json_t *azsim_vault_dump(azsim_vault *v)
+{
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:O,s:O,s:b,s:b,s:b,s:i,s:b,s:I,s:I,s:I,s:[],s:[]}", "name",
+                  v->name, "sub", v->sub, "rg", v->rg, "location", v->location, "props", v->props,
+                  "tags", v->tags, "rbac", v->rbac, "softDelete", v->soft_delete, "purgeProtection",
+                  v->purge_protection, "retentionDays", v->retention_days, "deleted", v->deleted,
+                  "created", (json_int_t)v->created, "deletedDate", (json_int_t)v->deleted_date,
+                  "purgeDate", (json_int_t)v->purge_date, "keys", "secrets");
+    if (!j)
+        return NULL;
+    for (int kk = 0; kk < 2; kk++) {
+        enum kind k = kk ? SECRET : KEY;
+        azsim_vec *vec = objects(v, k);
+        json_t *arr = json_object_get(j, kk ? "secrets" : "keys");
+        for (size_t i = 0; i < vec->n; i++) {
+            azsim_kv_object *o = vec->items[i];
+            json_t *jo = object_dump(o, k);
+            if (!jo) {
+                json_decref(j);
+                return NULL;
+            }
+            json_object_set_new(jo, "deleted", json_boolean(o->deleted));
+            json_object_set_new(jo, "deletedDate", json_integer(o->deleted_date));
+            json_object_set_new(jo, "purgeDate", json_integer(o->purge_date));
+            if (o->rotation_policy)
+                json_object_set(jo, "rotationPolicy", o->rotation_policy);
+            json_array_append_new(arr, jo);
+        }
+    }
+    return j;
+}
+
+azsim_vault *azsim_vault_load(json_t *j)
+{
+    azsim_vault *v = calloc(1, sizeof(*v));
+    if (!v)
+        return NULL;
+    v->name = azsim_strdup(json_string_value(json_object_get(j, "name")));
+    v->sub = azsim_strdup(json_string_value(json_object_get(j, "sub")));
+    v->rg = azsim_strdup(json_string_value(json_object_get(j, "rg")));
+    v->location = azsim_strdup(json_string_value(json_object_get(j, "location")));
+    v->props = json_deep_copy(json_object_get(j, "props"));
+    v->tags = json_deep_copy(json_object_get(j, "tags"));
+    if (!v->name || !v->sub || !v->rg || !v->location || !json_is_object(v->props) ||
+        !json_is_object(v->tags))
+        goto fail;
+    v->rbac = json_is_true(json_object_get(j, "rbac"));
+    v->soft_delete = json_is_true(json_object_get(j, "softDelete"));
+    v->purge_protection = json_is_true(json_object_get(j, "purgeProtection"));
+    v->retention_days = (int)json_integer_value(json_object_get(j, "retentionDays"));
+    v->deleted = json_is_true(json_object_get(j, "deleted"));
+    v->created = json_integer_value(json_object_get(j, "created"));
+    v->deleted_date = json_integer_value(json_object_get(j, "deletedDate"));
+    v->purge_date = json_integer_value(json_object_get(j, "purgeDate"));
+    for (int kk = 0; kk < 2; kk++) {
+        enum kind k = kk ? SECRET : KEY;
+        size_t i;
+        json_t *jo;
+        json_array_foreach(json_object_get(j, kk ? "secrets" : "keys"), i, jo)
+        {
+            azsim_kv_object *o = object_load(jo, k);
+            if (!o || azsim_vec_push(objects(v, k), o) != AZSIM_OK) {
+                object_free(o);
+                goto fail;
+            }
+            o->deleted = json_is_true(json_object_get(jo, "deleted"));
+            o->deleted_date = json_integer_value(json_object_get(jo, "deletedDate"));
+            o->purge_date = json_integer_value(json_object_get(jo, "purgeDate"));
+            json_t *rp = json_object_get(jo, "rotationPolicy");
+            if (json_is_object(rp))
+                o->rotation_policy = json_deep_copy(rp);
+        }
+    }
+    return v;
+fail:
+    azsim_vault_free(v);
+    return NULL;
+}
+
+/* ---------- secrets ---------- */
+
+static int secret_set(kv_ctx *c, const char *name)
+{
+    json_t *body = azsim_body_json(c->r);
+    azsim_kv_version *ver = NULL;
+    azsim_kv_object *o;
+    int rc = AZSIM_OK;
+    json_t *value = json_object_get(body, "value");
+    json_t *ct = json_object_get(body, "contentType");
+
+    if (!json_is_object(body)) {
+        rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    if (!json_is_string(value)) {
+        rc = bad_param(c, "The parameter value is required and must be a string.");
+        goto done;
+    }
+    if (json_string_length(value) > 25 * 1024) {
+        rc = bad_param(c, "The secret value exceeds the maximum size of 25 KB.");
+        goto done;
+    }
+    ver = version_new(c);
+    if (!ver) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (apply_attributes(c, ver, body) != AZSIM_OK)
+        goto done;
+    o = object_for_write(c, SECRET, name);
+    if (!o)
+        goto done;
+    ver->value = strdup(json_string_value(value));
+    if (json_is_string(ct))
+        ver->content_type = strdup(json_string_value(ct));
+    if (!ver->value || azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+        drop_if_empty(c, SECRET, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    azsim_kv_version *added = ver;
+    ver = NULL;
+    rc = azsim_reply_json(c->r, 200, bundle(c, o, added, SECRET, 1));
+done:
+    version_free(ver);
+    json_decref(body);
+    return rc;
+}
+
+/* ---------- delete / recover / purge ---------- */
+
+static int delete_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    int64_t now = azsim_now(c->st);
+    json_t *b;
+    o->deleted = 1;
+    o->deleted_date = now;
+    o->purge_date = now + (int64_t)c->v->retention_days * 86400;
+    b = bundle(c, o, latest(o), k, 0);
+    if (!c->v->soft_delete) {
+        size_t idx;
+        if (object_find(c->v, k, o->name, &idx) == o) {
+            azsim_vec_remove(objects(c->v, k), idx);
+            object_free(o);
+        }
+    }
+    return azsim_reply_json(c->r, 200, b);
+}
+
+static int purge_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    size_t idx;
+    if (c->v->purge_protection)
+        return kv_error(c, 403, "Forbidden", NULL,
+                        "Operation \"purge\" is not allowed because purge protection is enabled "
+                        "for this vault. Key Vault service will automatically purge it after the "
+                        "retention period has passed.");
+    if (object_find(c->v, k, o->name, &idx) == o) {
+        azsim_vec_remove(objects(c->v, k), idx);
+        object_free(o);
+    }
+    return azsim_reply_empty(c->r, 204);
+}
+
+/* ---------- authorization and throttling ---------- */
+
+typedef struct op_info {
+    const char *stat;
+    const char *data_action;
+    const char *perm_kind; /* access policy permission family */
+    const char *perm;
+} op_info;
+
+static int authorized(kv_ctx *c, const op_info *op, enum kind k, const char *name)
+{
+    azsim_vault *v = c->v;
+    char *resource = NULL, *lower = NULL;
+    int rc = AZSIM_OK;
+
+    resource = azsim_printf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/"
+                            "vaults/%s%s%s",
+                            v->sub, v->rg, v->name, name ? (k == KEY ? "/keys/" : "/secrets/") : "",
+                            name ? name : "");
+    if (!resource)
+        return AZSIM_ENOMEM;
+    if (v->rbac) {
+        if (azsim_rbac_allows(c->st, c->caller.oid, resource, op->data_action, 1, 1))
+            goto done;
+        lower = strdup(resource);
+        for (char *p = lower; p && *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        kv_error(c, 403, "Forbidden", "ForbiddenByRbac",
+                 "Caller is not authorized to perform action on resource.\r\nIf role "
+                 "assignments, deny assignments or role definitions were changed recently, please "
+                 "observe propagation time.\r\nCaller: appid=%s;oid=%s;iss=%s\r\nAction: "
+                 "'%s'\r\nResource: '%s'\r\nAssignment: (not found)\r\nDenyAssignmentId: "
+                 "null\r\nDecisionReason: null \r\nVault: %s;location=%s\r\n",
+                 c->caller.appid, c->caller.oid, c->caller.iss, op->data_action,
+                 lower ? lower : resource, v->name, v->location);
+        rc = AZSIM_EINVAL;
+        goto done;
+    }
+    size_t i;
+    json_t *ap;
+    json_array_foreach(json_object_get(v->props, "accessPolicies"), i, ap)
+    {
+        if (!azsim_streq_ci(json_string_value(json_object_get(ap, "objectId")), c->caller.oid) ||
+            !azsim_streq_ci(json_string_value(json_object_get(ap, "tenantId")), c->caller.tid))
+            continue;
+        size_t j;
+        json_t *p;
+        json_array_foreach(json_object_get(json_object_get(ap, "permissions"), op->perm_kind), j,
+                           p) if (azsim_streq_ci(json_string_value(p), op->perm) ||
+                                  azsim_streq_ci(json_string_value(p), "all")) goto done;
+    }
+    kv_error(c, 403, "Forbidden", "AccessDenied",
+             "The user, group or application 'appid=%s;oid=%s;iss=%s' does not have %s %s "
+             "permission on key vault '%s;location=%s'. For help resolving this issue, please "
+             "see https://go.microsoft.com/fwlink/?linkid=2125287",
+             c->caller.appid, c->caller.oid, c->caller.iss, op->perm_kind, op->perm, v->name,
+             v->location);
+    rc = AZSIM_EINVAL;
+done:
+    free(resource);
+    free(lower);
+    return rc;
+}
+
+/* Published per-vault limits per 10 s: key create 20 (HSM 10), other key ops 4000 weighted by
+ * RSA size (3072 = 4, 4096 = 8), secret create 300, everything else 4000. */
+static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
+{
+    azsim_vault *v = c->v;
+    int64_t now = azsim_now(c->st);
+    double *bucket, limit, weight = 1;
+    if (!c->st->throttle)
+        return 0;
+    if (now - v->window_start >= 10 || now < v->window_start) {
+        v->window_start = now;
+        v->used_key_create = v->used_key_other = v->used_secret_create = v->used_other = 0;
+    }
+    if (strcmp(op->stat, "kv.keys.create") == 0 || strcmp(op->stat, "kv.keys.rotate") == 0) {
+        bucket = &v->used_key_create;
+        json_t *body = azsim_body_json(c->r);
+        const char *kty = json_string_value(json_object_get(body, "kty"));
+        limit = kty && strstr(kty, "HSM") ? 10 : 20;
+        json_decref(body);
+    } else if (strncmp(op->stat, "kv.keys.", 8) == 0) {
+        bucket = &v->used_key_other;
+        limit = 4000;
+        azsim_kv_version *ver = o ? latest(o) : NULL;
+        long bits = ver && ver->pkey ? rsa_bits(ver->pkey) : 0;
+        weight = bits >= 4096 ? 8 : bits >= 3072 ? 4 : 1;
+    } else if (strcmp(op->stat, "kv.secrets.set") == 0) {
+        bucket = &v->used_secret_create;
+        limit = 300;
+    } else {
+        bucket = &v->used_other;
+        limit = 4000;
+    }
+    if (*bucket + weight > limit) {
+        c->st->throttled++;
+        kv_error(c, 429, "Throttled", NULL,
+                 "Operations per second limit exceeded. Please retry after some time. Reason: "
+                 "VaultRequestTypeLimitReached");
+        return 1;
+    }
+    *bucket += weight;
+    return 0;
+}
+
+/* ---------- routing ---------- */
+
+static int api_version_ok(const char *v)
+{
+    static const char *const known[] = {"2016-10-01", "7.0", "7.1", "7.2",        "7.3",
+                                        "7.4",        "7.5", "7.6", "2025-07-01", NULL};
+    for (size_t i = 0; known[i]; i++) {
+        size_t n = strlen(known[i]);
+        if (strncmp(v, known[i], n) == 0 && (v[n] == '\0' || strncmp(v + n, "-preview", 8) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+static int challenge(kv_ctx *c, const char *why)
+{
+    char hdr[512];
+    char *vault_res = azsim_resource(c->st, "vault.localhost");
+    snprintf(hdr, sizeof(hdr),
+             "Bearer authorization=\"https://login.localhost:%d/%s\", resource=\"%s\"", c->st->port,
+             c->st->tenant, vault_res ? vault_res : "");
+    azsim_set_header(c->r, "WWW-Authenticate", hdr);
+    int rc;
+    if (strcmp(why, "missing") == 0)
+        rc = kv_error(c, 401, "Unauthorized", NULL,
+                      "AKV10000: Request is missing a Bearer or PoP token.");
+    else if (strcmp(why, "audience") == 0)
+        rc = kv_error(c, 401, "Unauthorized", NULL,
+                      "AKV10022: Invalid audience. Expected %s, found: another audience.",
+                      vault_res ? vault_res : "");
+    else if (strcmp(why, "expired") == 0)
+        rc = kv_error(c, 401, "Unauthorized", NULL, "AKV10032: Token expired.");
+    else
+        rc = kv_error(c, 401, "Unauthorized", NULL,
+                      "AKV10031: Invalid token: the signature, issuer or tenant is not valid.");
+    free(vault_res);
+    return rc;
+}
+
+static int route(kv_ctx *c)
+{
+    azsim_req *r = c->r;
+    char **s = r->segs;
+    size_t n = r->nsegs;
+    const char *m = r->method;
+    int get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, put = strcmp(m, "PUT") == 0,
+        del = strcmp(m, "DELETE") == 0, patch = strcmp(m, "PATCH") == 0;
+    enum kind k;
+    const char *name = n >= 2 ? s[1] : NULL;
+    azsim_kv_object *o = NULL;
+    azsim_kv_version *ver = NULL;
+    op_info op = {"kv.unknown", "", "", ""};
+    int deleted_coll = 0;
+
+    if (n == 0)
+        goto unknown;
+    if (strcmp(s[0], "keys") == 0 || strcmp(s[0], "deletedkeys") == 0)
+        k = KEY;
+    else if (strcmp(s[0], "secrets") == 0 || strcmp(s[0], "deletedsecrets") == 0)
+        k = SECRET;
+    else
+        goto unknown;
+    deleted_coll = strncmp(s[0], "deleted", 7) == 0;
+    /* a trailing slash on a collection is the collection */
+    if (n == 2 && s[1][0] == '\0')
+        n = 1;
+
+#define OP(st_, act_, perm_)                                                                       \
+    do {                                                                                           \
+        op.stat = st_;                                                                             \
+        op.data_action = act_;                                                                     \
+        op.perm_kind = k == KEY ? "keys" : "secrets";                                              \
+        op.perm = perm_;                                                                           \
+    } while (0)
+#define OP2(a, b, c_, d, e, f)                                                                     \
+    do {                                                                                           \
+        if (k == KEY)                                                                              \
+            OP(a, b, c_);                                                                          \
+        else                                                                                       \
+            OP(d, e, f);                                                                           \
+    } while (0)
+#define KA "Microsoft.KeyVault/vaults/keys/"
+#define SA "Microsoft.KeyVault/vaults/secrets/"
+
+    /* identify the operation first: authorization happens before existence checks */
+    const char *sub = n >= 3 ? s[2] : NULL;
+    const char *tail = n >= 4 ? s[3] : NULL;
+    if (k == KEY && n == 3 && post && !deleted_coll &&
+        (strcasecmp(sub, "wrapkey") == 0 || strcasecmp(sub, "unwrapkey") == 0 ||
+         strcasecmp(sub, "encrypt") == 0 || strcasecmp(sub, "decrypt") == 0)) {
+        /* /keys/NAME/wrapkey: the version segment left out means the latest version */
+        tail = sub;
+        sub = "";
+        n = 4;
+    }
+    if (!deleted_coll) {
+        if (n == 1 && get)
+            OP2("kv.keys.list", KA "read", "list", "kv.secrets.list", SA "readMetadata/action",
+                "list");
+        else if (n == 2 && post && strcmp(s[1], "restore") == 0)
+            OP2("kv.keys.restore", KA "restore/action", "restore", "kv.secrets.restore",
+                SA "restore/action", "restore");
+        else if (k == KEY && n == 3 && post && strcmp(sub, "create") == 0)
+            OP("kv.keys.create", KA "create/action", "create");
+        else if (k == KEY && n == 2 && put)
+            OP("kv.keys.import", KA "import/action", "import");
+        else if (k == SECRET && n == 2 && put)
+            OP("kv.secrets.set", SA "setSecret/action", "set");
+        else if ((n == 2 || (n == 3 && !*sub)) && get)
+            OP2("kv.keys.get", KA "read", "get", "kv.secrets.get", SA "getSecret/action", "get");
+        else if (n == 3 && get && strcmp(sub, "versions") == 0)
+            OP2("kv.keys.versions", KA "read", "list", "kv.secrets.versions",
+                SA "readMetadata/action", "list");
+        else if (k == KEY && n == 3 && get && strcmp(sub, "rotationpolicy") == 0)
+            OP("kv.keys.getrotationpolicy", "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
+               "getrotationpolicy");
+        else if (k == KEY && n == 3 && put && strcmp(sub, "rotationpolicy") == 0)
+            OP("kv.keys.setrotationpolicy", "Microsoft.KeyVault/vaults/keyrotationpolicies/write",
+               "setrotationpolicy");
+        else if (k == KEY && n == 3 && post && strcmp(sub, "rotate") == 0)
+            OP("kv.keys.rotate", KA "rotate/action", "rotate");
+        else if (n == 3 && post && strcmp(sub, "backup") == 0)
+            OP2("kv.keys.backup", KA "backup/action", "backup", "kv.secrets.backup",
+                SA "backup/action", "backup");
+        else if (n == 2 && del)
+            OP2("kv.keys.delete", KA "delete", "delete", "kv.secrets.delete", SA "delete",
+                "delete");
+        else if (n == 3 && get)
+            OP2("kv.keys.get", KA "read", "get", "kv.secrets.get", SA "getSecret/action", "get");
+        else if ((n == 2 || n == 3) && patch)
+            OP2("kv.keys.update", KA "update/action", "update", "kv.secrets.update",
+                SA "setSecret/action", "set");
+        else if (k == KEY && n == 4 && post && strcasecmp(tail, "wrapkey") == 0)
+            OP("kv.keys.wrapkey", KA "wrap/action", "wrapKey");
+        else if (k == KEY && n == 4 && post && strcasecmp(tail, "unwrapkey") == 0)
+            OP("kv.keys.unwrapkey", KA "unwrap/action", "unwrapKey");
+        else if (k == KEY && n == 4 && post && strcasecmp(tail, "encrypt") == 0)
+            OP("kv.keys.encrypt", KA "encrypt/action", "encrypt");
+        else if (k == KEY && n == 4 && post && strcasecmp(tail, "decrypt") == 0)
+            OP("kv.keys.decrypt", KA "decrypt/action", "decrypt");
+        else
+            goto unknown;
+    } else {
+        if (n == 1 && get)
+            OP2("kv.deletedkeys.list", KA "read", "list", "kv.deletedsecrets.list",
+                SA "readMetadata/action", "list");
+        else if (n == 2 && get)
+            OP2("kv.deletedkeys.get", KA "read", "get", "kv.deletedsecrets.get",
+                SA "readMetadata/action", "list");
+        else if (n == 2 && del)
+            OP2("kv.deletedkeys.purge", KA "purge/action", "purge", "kv.deletedsecrets.purge",
+                SA "purge/action", "purge");
+        else if (n == 3 && post && strcmp(sub, "recover") == 0)
+            OP2("kv.deletedkeys.recover", KA "recover/action", "recover",
+                "kv.deletedsecrets.recover", SA "recover/action", "recover");
+        else
+            goto unknown;
+    }
+    r->op = op.stat;
+
+    int collection_op = n == 1 || (n == 2 && strcmp(s[1], "restore") == 0 && post);
+    if (!collection_op && !azsim_valid_object_name(name))
+        return bad_param(c, "The request URI contains an invalid name.");
+    if (authorized(c, &op, k, collection_op ? NULL : name) != AZSIM_OK)
+        return AZSIM_OK;
+    if (!collection_op)
+        o = object_find(c->v, k, name, NULL);
+    if (throttled(c, &op, o))
+        return AZSIM_OK;
+
+    if (n == 1)
+        return list_objects(c, k, deleted_coll);
+    if (collection_op)
+        return restore(c, k);
+    if (deleted_coll) {
+        if (!o || !o->deleted)
+            return deleted_not_found(c, k);
+        if (n == 2 && get)
+            return azsim_reply_json(r, 200, bundle(c, o, latest(o), k, 0));
+        if (n == 2 && del)
+            return purge_object(c, k, o);
+        o->deleted = 0;
+        return azsim_reply_json(r, 200, bundle(c, o, latest(o), k, 0));
+    }
+    if (k == KEY && n == 2 && put)
+        return key_import(c, name);
+    if (k == KEY && n == 3 && strcmp(sub, "create") == 0)
+        return key_create(c, name);
+    if (k == SECRET && n == 2 && put)
+        return secret_set(c, name);
+    if (!o || o->deleted)
+        return not_found(c, k, name);
+    if (n == 3 && get && strcmp(sub, "versions") == 0)
+        return list_versions(c, k, o);
+    if (k == KEY && n == 3 && strcmp(sub, "rotationpolicy") == 0) {
+        if (put)
+            return policy_set(c, o);
+        if (!o->rotation_policy)
+            return azsim_reply_json(r, 200, default_policy(c, o->name));
+        char *id = azsim_printf("%s/keys/%s/rotationpolicy", c->base, o->name);
+        json_t *resp = json_pack("{s:s}", "id", id ? id : "");
+        free(id);
+        json_object_update(resp, o->rotation_policy);
+        return azsim_reply_json(r, 200, resp);
+    }
+    if (k == KEY && n == 3 && strcmp(sub, "rotate") == 0) {
+        ver = rotate_version(c, o);
+        if (!ver)
+            return AZSIM_ERR;
+        return azsim_reply_json(r, 200, bundle(c, o, ver, KEY, 0));
+    }
+    if (n == 3 && post && strcmp(sub, "backup") == 0)
+        return backup(c, k, o);
+    if (n == 2 && del)
+        return delete_object(c, k, o);
+    ver = version_find(o, n >= 3 ? sub : NULL);
+    if (!ver)
+        return not_found(c, k, name);
+    if (get) {
+        if (k == SECRET && !ver->enabled)
+            return kv_error(c, 403, "Forbidden", "SecretDisabled",
+                            "Operation get is not allowed on a disabled secret.");
+        return azsim_reply_json(r, 200, bundle(c, o, ver, k, k == SECRET));
+    }
+    if (patch)
+        return update_version(c, k, o, ver);
+    return crypto_op(c, o, ver, tail);
+
+unknown:
+    r->op = "kv.unknown";
+    return kv_error(c, 404, "NotFound", NULL, "The requested operation %s %s is not supported.",
+                    r->method, r->path);
+#undef OP
+#undef OP2
+#undef KA
+#undef SA
+}
+
+int azsim_kv_handle(azsim_req *r, const char *vault_name)
+{
+    kv_ctx c;
+    const char *why = NULL;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.st = r->st;
+    c.v = azsim_vault_find(r->st, vault_name);
+    r->op = "kv.request";
+    if (!c.v || c.v->deleted) {
+        r->op = "kv.no-such-vault";
+        r->drop = 1; /* the name does not resolve: there is no such vault */
+        return AZSIM_OK;
+    }
+    c.base = azsim_printf("https://%s.vault.localhost:%d", c.v->name, r->st->port);
+    if (!c.base)
+        return AZSIM_ENOMEM;
+    azsim_set_header(r, "x-ms-keyvault-region", c.v->location);
+    azsim_set_header(r, "x-ms-keyvault-service-version", "1.9.0.0");
+    azsim_set_header(r, "x-ms-keyvault-network-info",
+                     "conn_type=Ipv4;addr=127.0.0.1;act_addr_fam=InterNetwork;");
+    char *aud = azsim_resource(r->st, "vault.localhost");
+    if (!aud) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    rc = azsim_auth_bearer(&c.caller, r, aud, &why);
+    free(aud);
+    if (rc != AZSIM_OK) {
+        r->op = "kv.challenge";
+        rc = challenge(&c, why);
+        goto done;
+    }
+    c.api = azsim_query(r, "api-version");
+    if (!c.api || !*c.api) {
+        r->op = "kv.bad-api-version";
+        rc = kv_error(&c, 400, "BadParameter", NULL,
+                      "The api-version query parameter is missing. It is required for all "
+                      "requests.");
+        goto done;
+    }
+    if (!api_version_ok(c.api)) {
+        r->op = "kv.bad-api-version";
+        rc = kv_error(&c, 400, "BadParameter", NULL,
+                      "The specified version (%s) is not recognized. Consider using the latest "
+                      "supported version (7.6).",
+                      c.api);
+        goto done;
+    }
+    rc = route(&c);
+done:
+    free(c.base);
+    return rc;
+}
+
+/* Runs under the state lock before every request: the clock may have moved. */
+void azsim_kv_sweep(azsim_state *st)
+{
+    int64_t now = azsim_now(st);
+    for (size_t i = 0; i < st->vaults.n;) {
+        azsim_vault *v = st->vaults.items[i];
+        if (v->deleted && v->purge_date <= now) {
+            azsim_vec_remove(&st->vaults, i);
+            azsim_vault_free(v);
+            continue;
+        }
+        i++;
+        for (int kk = 0; kk < 2; kk++) {
+            azsim_vec *vec = objects(v, kk ? SECRET : KEY);
+            for (size_t j = 0; j < vec->n;) {
+                azsim_kv_object *o = vec->items[j];
+                if (o->deleted && o->purge_date <= now) {
+                    azsim_vec_remove(vec, j);
+                    object_free(o);
+                    continue;
+                }
+                j++;
+                if (kk || o->deleted || !o->rotation_policy || v->deleted)
+                    continue;
+                /* auto-rotation: the Rotate lifetime action fires when due */
+                size_t ai;
+                json_t *la;
+                json_array_foreach(json_object_get(o->rotation_policy, "lifetimeActions"), ai, la)
+                {
+                    if (!azsim_streq_ci(json_string_value(
+                                            json_object_get(json_object_get(la, "action"), "type")),
+                                        "rotate"))
+                        continue;
+                    json_t *trig = json_object_get(la, "trigger");
+                    const char *tac = json_string_value(json_object_get(trig, "timeAfterCreate"));
+                    const char *tbe = json_string_value(json_object_get(trig, "timeBeforeExpiry"));
+                    for (int guard = 0; guard < 64; guard++) {
+                        azsim_kv_version *cur = latest(o);
+                        int64_t d = 0, due;
+                        if (tac && azsim_parse_duration(&d, tac) == AZSIM_OK)
+                            due = cur->created + d;
+                        else if (tbe && cur->has_exp && azsim_parse_duration(&d, tbe) == AZSIM_OK)
+                            due = cur->exp - d;
+                        else
+                            break;
+                        if (now < due)
+                            break;
+                        kv_ctx c;
+                        memset(&c, 0, sizeof(c));
+                        c.st = st;
+                        c.v = v;
+                        azsim_kv_version *nv = rotate_version(&c, o);
+                        if (!nv)
+                            break;
+                        /* the rotation happened when it was due, not when we noticed */
+                        nv->created = nv->updated = due > cur->created ? due : cur->created + 1;
+                        if (nv->has_exp)
+                            nv->exp = nv->created + policy_expiry(o);
+                    }
+                }
+            }
+        }
+    }
+}

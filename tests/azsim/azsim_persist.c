@@ -1,0 +1,328 @@
+/*
+ * azsim_persist.c - keeps the simulated estate across restarts. On a clean shutdown (SIGTERM) the
+ * whole state - tenant and subscription ids, the clock offset, applications with their credentials,
+ * service principals, role assignments, resource groups and vaults with every key and secret
+ * version - is written to DIR/state.sealed, sealed with the AES-GCM key of DIR/backup.key because
+ * it holds secrets and private keys; startup loads it back, so azsim.env and every identifier stay
+ * the same. A kill -9 loses what happened since the last clean start, like losing a region.
+ */
+#include "azsim.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+
+#define STATE_FORMAT 1
+
+static char *state_path(azsim_state *st)
+{
+    return azsim_printf("%s/state.sealed", st->data_dir);
+}
+
+static char *pubkey_pem(EVP_PKEY *pkey)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL, *data = NULL;
+    if (b && PEM_write_bio_PUBKEY(b, pkey) == 1) {
+        long n = BIO_get_mem_data(b, &data);
+        out = strndup(data, (size_t)n);
+    }
+    BIO_free(b);
+    return out;
+}
+
+static json_t *apps_dump(azsim_state *st)
+{
+    json_t *apps = json_array();
+    for (size_t i = 0; i < st->apps.n; i++) {
+        azsim_app *a = st->apps.items[i];
+        json_t *pws = json_array(), *keys = json_array();
+        for (size_t k = 0; k < a->passwords.n; k++) {
+            azsim_password *pw = a->passwords.items[k];
+            json_array_append_new(
+                pws, json_pack("{s:s,s:s,s:s?,s:s,s:I,s:I}", "keyId", pw->key_id, "secret",
+                               pw->secret, "displayName", pw->display_name, "hint", pw->hint,
+                               "start", (json_int_t)pw->start, "end", (json_int_t)pw->end));
+        }
+        for (size_t k = 0; k < a->keys.n; k++) {
+            azsim_keycred *kc = a->keys.items[k];
+            char *pem = pubkey_pem(kc->pub);
+            char *sha1 = azsim_b64url(kc->sha1, sizeof(kc->sha1));
+            char *sha256 = azsim_b64url(kc->sha256, sizeof(kc->sha256));
+            json_array_append_new(keys, json_pack("{s:s,s:s?,s:s,s:s,s:s,s:s,s:I,s:I}", "keyId",
+                                                  kc->key_id, "displayName", kc->display_name,
+                                                  "usage", kc->usage, "pem", pem ? pem : "", "sha1",
+                                                  sha1 ? sha1 : "", "sha256", sha256 ? sha256 : "",
+                                                  "start", (json_int_t)kc->start, "end",
+                                                  (json_int_t)kc->end));
+            free(pem);
+            free(sha1);
+            free(sha256);
+        }
+        json_array_append_new(
+            apps, json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "id", a->id, "appId", a->app_id,
+                            "displayName", a->display_name, "signInAudience", a->sign_in_audience,
+                            "created", (json_int_t)a->created, "passwords", pws, "keys", keys));
+    }
+    return apps;
+}
+
+int azsim_state_save(azsim_state *st)
+{
+    int rc = AZSIM_ERR;
+    json_t *doc = NULL, *sps = json_array(), *ras = json_array(), *rgs = json_array(),
+           *vaults = json_array();
+    char *plain = NULL, *sealed = NULL, *path = state_path(st);
+
+    if (!path || !sps || !ras || !rgs || !vaults)
+        goto done;
+    for (size_t i = 0; i < st->sps.n; i++) {
+        azsim_sp *sp = st->sps.items[i];
+        json_array_append_new(sps, json_pack("{s:s,s:s,s:s}", "id", sp->id, "appId", sp->app_id,
+                                             "displayName", sp->display_name));
+    }
+    for (size_t i = 0; i < st->assignments.n; i++) {
+        azsim_role_assignment *ra = st->assignments.items[i];
+        json_array_append_new(
+            ras, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:I,s:I}", "name", ra->name, "scope",
+                           ra->scope, "role", ra->role, "principal", ra->principal, "principalType",
+                           ra->principal_type, "description", ra->description, "created",
+                           (json_int_t)ra->created, "effective", (json_int_t)ra->effective));
+    }
+    for (size_t i = 0; i < st->rgs.n; i++) {
+        azsim_rg *rg = st->rgs.items[i];
+        json_array_append_new(rgs, json_pack("{s:s,s:s,s:s,s:O}", "sub", rg->sub, "name", rg->name,
+                                             "location", rg->location, "tags", rg->tags));
+    }
+    for (size_t i = 0; i < st->vaults.n; i++) {
+        json_t *v = azsim_vault_dump(st->vaults.items[i]);
+        if (!v)
+            goto done;
+        json_array_append_new(vaults, v);
+    }
+    doc = json_pack("{s:i,s:s,s:s,s:I,s:s?,s:o,s:O,s:O,s:O,s:O}", "format", STATE_FORMAT, "tenant",
+                    st->tenant, "subscription", st->subscription, "clockOffset",
+                    (json_int_t)st->clock_offset, "bootstrap",
+                    st->bootstrap ? st->bootstrap->id : NULL, "apps", apps_dump(st), "sps", sps,
+                    "assignments", ras, "resourceGroups", rgs, "vaults", vaults);
+    if (doc && st->seeded) {
+        /* a --seed run must not hand out the identifiers of the previous run again */
+        char rng[32];
+        snprintf(rng, sizeof(rng), "%llu", (unsigned long long)st->rng);
+        json_object_set_new(doc, "rng", json_string(rng));
+    }
+    plain = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    sealed = plain ? azsim_seal(st, plain, strlen(plain)) : NULL;
+    if (!sealed || azsim_write_file(path, sealed, strlen(sealed), 0600) != AZSIM_OK) {
+        fprintf(stderr, "azsim: cannot save the state to '%s'\n", path);
+        goto done;
+    }
+    rc = AZSIM_OK;
+done:
+    azsim_secret_free(plain);
+    free(sealed);
+    free(path);
+    json_decref(doc);
+    json_decref(sps);
+    json_decref(ras);
+    json_decref(rgs);
+    json_decref(vaults);
+    return rc;
+}
+
+static int copy_id(char *dst, size_t size, json_t *v)
+{
+    const char *s = json_string_value(v);
+    if (!s || strlen(s) >= size)
+        return AZSIM_EINVAL;
+    memcpy(dst, s, strlen(s) + 1);
+    return AZSIM_OK;
+}
+
+static int load_apps(azsim_state *st, json_t *apps)
+{
+    size_t i;
+    json_t *ja;
+    json_array_foreach(apps, i, ja)
+    {
+        azsim_app *a = calloc(1, sizeof(*a));
+        if (!a || azsim_vec_push(&st->apps, a) != AZSIM_OK) {
+            free(a);
+            return AZSIM_ENOMEM;
+        }
+        if (copy_id(a->id, sizeof(a->id), json_object_get(ja, "id")) != AZSIM_OK ||
+            copy_id(a->app_id, sizeof(a->app_id), json_object_get(ja, "appId")) != AZSIM_OK)
+            return AZSIM_EINVAL;
+        a->display_name = azsim_strdup(json_string_value(json_object_get(ja, "displayName")));
+        a->sign_in_audience =
+            azsim_strdup(json_string_value(json_object_get(ja, "signInAudience")));
+        a->created = json_integer_value(json_object_get(ja, "created"));
+        if (!a->display_name || !a->sign_in_audience)
+            return AZSIM_EINVAL;
+        size_t k;
+        json_t *jp;
+        json_array_foreach(json_object_get(ja, "passwords"), k, jp)
+        {
+            azsim_password *pw = calloc(1, sizeof(*pw));
+            if (!pw || azsim_vec_push(&a->passwords, pw) != AZSIM_OK) {
+                free(pw);
+                return AZSIM_ENOMEM;
+            }
+            pw->secret = azsim_strdup(json_string_value(json_object_get(jp, "secret")));
+            pw->display_name = azsim_strdup(json_string_value(json_object_get(jp, "displayName")));
+            pw->start = json_integer_value(json_object_get(jp, "start"));
+            pw->end = json_integer_value(json_object_get(jp, "end"));
+            if (!pw->secret ||
+                copy_id(pw->key_id, sizeof(pw->key_id), json_object_get(jp, "keyId")) ||
+                copy_id(pw->hint, sizeof(pw->hint), json_object_get(jp, "hint")))
+                return AZSIM_EINVAL;
+        }
+        json_t *jk;
+        json_array_foreach(json_object_get(ja, "keys"), k, jk)
+        {
+            azsim_keycred *kc = calloc(1, sizeof(*kc));
+            unsigned char *h1 = NULL, *h2 = NULL;
+            size_t l1 = 0, l2 = 0;
+            if (!kc || azsim_vec_push(&a->keys, kc) != AZSIM_OK) {
+                free(kc);
+                return AZSIM_ENOMEM;
+            }
+            const char *pem = json_string_value(json_object_get(jk, "pem"));
+            BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+            kc->pub = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+            BIO_free(b);
+            kc->usage = azsim_strdup(json_string_value(json_object_get(jk, "usage")));
+            kc->display_name = azsim_strdup(json_string_value(json_object_get(jk, "displayName")));
+            kc->start = json_integer_value(json_object_get(jk, "start"));
+            kc->end = json_integer_value(json_object_get(jk, "end"));
+            int ok = kc->pub && kc->usage &&
+                     copy_id(kc->key_id, sizeof(kc->key_id), json_object_get(jk, "keyId")) == 0 &&
+                     json_is_string(json_object_get(jk, "sha1")) &&
+                     json_is_string(json_object_get(jk, "sha256")) &&
+                     azsim_b64url_decode(&h1, &l1,
+                                         json_string_value(json_object_get(jk, "sha1"))) == 0 &&
+                     azsim_b64url_decode(&h2, &l2,
+                                         json_string_value(json_object_get(jk, "sha256"))) == 0 &&
+                     l1 == sizeof(kc->sha1) && l2 == sizeof(kc->sha256);
+            if (ok) {
+                memcpy(kc->sha1, h1, l1);
+                memcpy(kc->sha256, h2, l2);
+            }
+            free(h1);
+            free(h2);
+            if (!ok)
+                return AZSIM_EINVAL;
+        }
+    }
+    return AZSIM_OK;
+}
+
+static int load_doc(azsim_state *st, json_t *doc)
+{
+    size_t i;
+    json_t *j;
+    if (json_integer_value(json_object_get(doc, "format")) != STATE_FORMAT ||
+        copy_id(st->tenant, sizeof(st->tenant), json_object_get(doc, "tenant")) != AZSIM_OK ||
+        copy_id(st->subscription, sizeof(st->subscription), json_object_get(doc, "subscription")) !=
+            AZSIM_OK)
+        return AZSIM_EINVAL;
+    st->clock_offset = json_integer_value(json_object_get(doc, "clockOffset"));
+    const char *rng = json_string_value(json_object_get(doc, "rng"));
+    if (st->seeded && rng)
+        st->rng = strtoull(rng, NULL, 10);
+    if (load_apps(st, json_object_get(doc, "apps")) != AZSIM_OK)
+        return AZSIM_EINVAL;
+    const char *boot = json_string_value(json_object_get(doc, "bootstrap"));
+    st->bootstrap = boot ? azsim_app_by_id(st, boot) : NULL;
+    json_array_foreach(json_object_get(doc, "sps"), i, j)
+    {
+        azsim_sp *sp = calloc(1, sizeof(*sp));
+        if (!sp || azsim_vec_push(&st->sps, sp) != AZSIM_OK) {
+            free(sp);
+            return AZSIM_ENOMEM;
+        }
+        sp->display_name = azsim_strdup(json_string_value(json_object_get(j, "displayName")));
+        if (!sp->display_name || copy_id(sp->id, sizeof(sp->id), json_object_get(j, "id")) ||
+            copy_id(sp->app_id, sizeof(sp->app_id), json_object_get(j, "appId")))
+            return AZSIM_EINVAL;
+    }
+    json_array_foreach(json_object_get(doc, "assignments"), i, j)
+    {
+        azsim_role_assignment *ra = NULL;
+        const char *name = json_string_value(json_object_get(j, "name"));
+        const char *scope = json_string_value(json_object_get(j, "scope"));
+        const char *role = json_string_value(json_object_get(j, "role"));
+        const char *principal = json_string_value(json_object_get(j, "principal"));
+        if (!name || !scope || !role || !principal ||
+            azsim_role_assign(&ra, st, name, scope, role, principal,
+                              json_string_value(json_object_get(j, "principalType")),
+                              json_integer_value(json_object_get(j, "effective"))) != AZSIM_OK)
+            return AZSIM_EINVAL;
+        ra->created = json_integer_value(json_object_get(j, "created"));
+        ra->description = azsim_strdup(json_string_value(json_object_get(j, "description")));
+    }
+    json_array_foreach(json_object_get(doc, "resourceGroups"), i, j)
+    {
+        azsim_rg *rg = calloc(1, sizeof(*rg));
+        if (!rg || azsim_vec_push(&st->rgs, rg) != AZSIM_OK) {
+            free(rg);
+            return AZSIM_ENOMEM;
+        }
+        rg->sub = azsim_strdup(json_string_value(json_object_get(j, "sub")));
+        rg->name = azsim_strdup(json_string_value(json_object_get(j, "name")));
+        rg->location = azsim_strdup(json_string_value(json_object_get(j, "location")));
+        rg->tags = json_deep_copy(json_object_get(j, "tags"));
+        if (!rg->sub || !rg->name || !rg->location || !rg->tags)
+            return AZSIM_EINVAL;
+    }
+    json_array_foreach(json_object_get(doc, "vaults"), i, j)
+    {
+        azsim_vault *v = azsim_vault_load(j);
+        if (!v || azsim_vec_push(&st->vaults, v) != AZSIM_OK) {
+            azsim_vault_free(v);
+            return AZSIM_EINVAL;
+        }
+    }
+    return AZSIM_OK;
+}
+
+/* *out_loaded = 1 when DIR/state.sealed existed and was loaded; a damaged file is an error. */
+int azsim_state_load(azsim_state *st, int *out_loaded)
+{
+    int rc = AZSIM_OK;
+    char *path = state_path(st), *sealed = NULL, *plain = NULL;
+    size_t plen = 0;
+    json_t *doc = NULL;
+    struct stat sb;
+
+    *out_loaded = 0;
+    if (!path)
+        return AZSIM_ENOMEM;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        goto done;
+    rc = AZSIM_EINVAL;
+    if (azsim_read_file(&sealed, NULL, path) != AZSIM_OK ||
+        azsim_unseal(&plain, &plen, st, sealed) != AZSIM_OK ||
+        !(doc = json_loadb(plain, plen, 0, NULL)) || load_doc(st, doc) != AZSIM_OK) {
+        fprintf(stderr, "azsim: cannot load the saved state '%s' (remove it to start afresh)\n",
+                path);
+        goto done;
+    }
+    *out_loaded = 1;
+    rc = AZSIM_OK;
+done:
+    if (plain) {
+        OPENSSL_cleanse(plain, plen);
+        free(plain);
+    }
+    free(sealed);
+    free(path);
+    json_decref(doc);
+    return rc;
+}

@@ -1,0 +1,431 @@
+/*
+ * azsim_server.c - the HTTPS front door of azsim. One libmicrohttpd daemon on 127.0.0.1 serves
+ * every simulated Azure host; like Azure's DNS, the Host header decides which service answers
+ * (login., management., graph., NAME.vault., azsim.). This file collects request bodies, applies
+ * the configured latency, takes the state lock around the handler, counts requests per operation
+ * for /stats, and turns the handler's reply into an HTTP response whose Date header comes from
+ * the simulated clock, so clients that measure time with the service's Date can be tested.
+ */
+#include "azsim.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#define MAX_BODY (4u * 1024u * 1024u)
+
+typedef struct conn_ctx {
+    char *body;
+    size_t len, cap;
+    int too_large;
+} conn_ctx;
+
+const char *azsim_query(azsim_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *azsim_header(azsim_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+void azsim_set_header(azsim_req *r, const char *name, const char *value)
+{
+    if (!r->resp_headers)
+        r->resp_headers = json_object();
+    if (r->resp_headers)
+        json_object_set_new(r->resp_headers, name, json_string(value));
+}
+
+int azsim_reply_json(azsim_req *r, unsigned status, json_t *body)
+{
+    free(r->resp_body);
+    r->resp_body = NULL;
+    r->resp_len = 0;
+    r->status = status;
+    r->content_type = "application/json; charset=utf-8";
+    if (body) {
+        r->resp_body = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(body);
+        if (!r->resp_body) {
+            r->status = 500;
+            return AZSIM_ENOMEM;
+        }
+        r->resp_len = strlen(r->resp_body);
+    }
+    return AZSIM_OK;
+}
+
+int azsim_reply_empty(azsim_req *r, unsigned status)
+{
+    free(r->resp_body);
+    r->resp_body = NULL;
+    r->resp_len = 0;
+    r->status = status;
+    r->content_type = NULL;
+    return AZSIM_OK;
+}
+
+json_t *azsim_body_json(azsim_req *r)
+{
+    if (!r->body || r->body_len == 0)
+        return NULL;
+    return json_loadb(r->body, r->body_len, 0, NULL);
+}
+
+char *azsim_base_url(azsim_req *r, const char *host)
+{
+    return azsim_printf("https://%s:%d", host, r->st->port);
+}
+
+static void http_date(char out[64], int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    gmtime_r(&tt, &tm);
+    snprintf(out, 64, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static int split_path(azsim_req *r, char *path)
+{
+    size_t n = 0;
+    char *p = path;
+    while (*p == '/')
+        p++;
+    r->segs = NULL;
+    r->nsegs = 0;
+    if (*p == '\0')
+        return AZSIM_OK;
+    for (char *q = p; *q; q++)
+        if (*q == '/')
+            n++;
+    r->segs = calloc(n + 1, sizeof(*r->segs));
+    if (!r->segs)
+        return AZSIM_ENOMEM;
+    for (;;) {
+        char *slash = strchr(p, '/');
+        r->segs[r->nsegs++] = p;
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    return AZSIM_OK;
+}
+
+static void count_op(azsim_state *st, const char *op)
+{
+    json_t *v = json_object_get(st->stats, op);
+    if (v)
+        json_integer_set(v, json_integer_value(v) + 1);
+    else
+        json_object_set_new(st->stats, op, json_integer(1));
+}
+
+static int dispatch(azsim_req *r)
+{
+    const char *h = r->host;
+    size_t hl = strlen(h);
+    static const char vault_suffix[] = ".vault.localhost";
+    size_t vl = sizeof(vault_suffix) - 1;
+
+    if (strcmp(h, "login.localhost") == 0)
+        return azsim_login_handle(r);
+    if (strcmp(h, "management.localhost") == 0)
+        return azsim_arm_handle(r);
+    if (strcmp(h, "graph.localhost") == 0)
+        return azsim_graph_handle(r);
+    if (strcmp(h, "azsim.localhost") == 0)
+        return azsim_admin_handle(r);
+    if (hl > vl && strcmp(h + hl - vl, vault_suffix) == 0) {
+        char name[64];
+        if (hl - vl >= sizeof(name) || memchr(h, '.', hl - vl)) {
+            r->drop = 1; /* no such DNS name */
+            return AZSIM_OK;
+        }
+        memcpy(name, h, hl - vl);
+        name[hl - vl] = '\0';
+        return azsim_kv_handle(r, name);
+    }
+    r->op = "unknown-host";
+    return azsim_reply_json(r, 404,
+                            json_pack("{s:{s:s,s:s}}", "error", "code", "NotFound", "message",
+                                      "azsim does not serve this host"));
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    azsim_state *st = cls;
+    conn_ctx *cc = *con_cls;
+    azsim_req r;
+    char *path = NULL;
+    struct MHD_Response *resp = NULL;
+    enum MHD_Result ret = MHD_NO;
+    char reqid[AZSIM_GUID_LEN + 1], date[64];
+
+    (void)version;
+    if (!cc) {
+        cc = calloc(1, sizeof(*cc));
+        if (!cc)
+            return MHD_NO;
+        *con_cls = cc;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (cc->too_large || cc->len + n > MAX_BODY) {
+            cc->too_large = 1;
+            return MHD_YES;
+        }
+        if (cc->len + n + 1 > cc->cap) {
+            size_t cap = (cc->len + n + 1) * 2;
+            char *b = realloc(cc->body, cap);
+            if (!b)
+                return MHD_NO;
+            cc->body = b;
+            cc->cap = cap;
+        }
+        memcpy(cc->body + cc->len, upload_data, n);
+        cc->len += n;
+        cc->body[cc->len] = '\0';
+        return MHD_YES;
+    }
+
+    memset(&r, 0, sizeof(r));
+    r.st = st;
+    r.conn = conn;
+    r.method = method;
+    r.path = url;
+    r.body = cc->body;
+    r.body_len = cc->len;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (host) {
+        size_t i = 0;
+        for (; host[i] && host[i] != ':' && i + 1 < sizeof(r.host); i++)
+            r.host[i] = (char)tolower((unsigned char)host[i]);
+        r.host[i] = '\0';
+        if (i > 0 && r.host[i - 1] == '.')
+            r.host[i - 1] = '\0';
+    }
+    path = strdup(url);
+    if (!path || split_path(&r, path) != AZSIM_OK)
+        goto done;
+
+    if (st->latency_ms > 0) {
+        struct timespec ts = {st->latency_ms / 1000, (long)(st->latency_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+
+    pthread_mutex_lock(&st->lock);
+    st->total++;
+    azsim_guid(st, reqid);
+    azsim_kv_sweep(st);
+    if (cc->too_large) {
+        r.op = "too-large";
+        azsim_reply_json(&r, 413,
+                         json_pack("{s:{s:s,s:s}}", "error", "code", "RequestEntityTooLarge",
+                                   "message", "request body too large"));
+    } else if (dispatch(&r) != AZSIM_OK && r.status == 0) {
+        azsim_reply_json(&r, 500,
+                         json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
+                                   "azsim internal error"));
+    }
+    count_op(st, r.op ? r.op : "other");
+    http_date(date, azsim_now(st));
+    pthread_mutex_unlock(&st->lock);
+
+    if (r.drop)
+        goto done;
+    if (r.status == 0)
+        r.status = 500;
+    resp = MHD_create_response_from_buffer(r.resp_len, r.resp_body ? r.resp_body : (void *)"",
+                                           MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        goto done;
+    MHD_add_response_header(resp, "Date", date);
+    MHD_add_response_header(resp, "x-ms-request-id", reqid);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    if (r.content_type)
+        MHD_add_response_header(resp, "Content-Type", r.content_type);
+    if (r.resp_headers) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(r.resp_headers, k, v)
+            MHD_add_response_header(resp, k, json_string_value(v));
+    }
+    ret = MHD_queue_response(conn, r.status, resp);
+done:
+    if (resp)
+        MHD_destroy_response(resp);
+    free(r.resp_body);
+    json_decref(r.resp_headers);
+    free(r.segs);
+    free(path);
+    return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    conn_ctx *cc = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (!cc)
+        return;
+    if (cc->body) {
+        OPENSSL_cleanse(cc->body, cc->cap);
+        free(cc->body);
+    }
+    free(cc);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    if (getenv("AZSIM_DEBUG"))
+        vfprintf(stderr, fmt, ap);
+}
+
+static volatile sig_atomic_t stop_requested;
+static sigset_t saved_mask;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/*
+ * Called first thing in main: SIGTERM and SIGINT are blocked from here on (every thread
+ * inherits the mask) and only taken inside sigsuspend in azsim_serve, so a signal that arrives
+ * during startup is held until then instead of killing the process half-initialised.
+ */
+void azsim_signals_setup(void)
+{
+    struct sigaction act;
+    sigset_t mask;
+    memset(&act, 0, sizeof(act));
+    act.sa_handler = on_signal;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGTERM, &act, NULL);
+    sigaction(SIGINT, &act, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, &saved_mask);
+}
+
+static int stop_pending(void)
+{
+    sigset_t pending;
+    return stop_requested || (sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 ||
+                                                            sigismember(&pending, SIGINT) == 1));
+}
+
+static int write_env(azsim_state *st)
+{
+    int rc = AZSIM_ERR;
+    int p = st->port;
+    azsim_password *pw = st->bootstrap->passwords.items[st->bootstrap->passwords.n - 1];
+    char *path = azsim_printf("%s/azsim.env", st->data_dir);
+    char *ca = azsim_printf("%s/ca.pem", st->data_dir);
+    char *env = NULL;
+    if (!path || !ca)
+        goto done;
+    env = azsim_printf("# written by azsim; holds a client secret\n"
+                       "export AZURE_TENANT_ID='%s'\n"
+                       "export AZURE_SUBSCRIPTION_ID='%s'\n"
+                       "export AZURE_CLIENT_ID='%s'\n"
+                       "export AZURE_CLIENT_SECRET='%s'\n"
+                       "export AZURE_AUTHORITY_HOST='https://login.localhost:%d'\n"
+                       "export AZSIM_URL='https://azsim.localhost:%d'\n"
+                       "export AZSIM_PORT='%d'\n"
+                       "export AZSIM_CA='%s'\n"
+                       "export KVR_ARM_ENDPOINT='https://management.localhost:%d'\n"
+                       "export KVR_GRAPH_ENDPOINT='https://graph.localhost:%d'\n"
+                       "export KVR_VAULT_SUFFIX='vault.localhost:%d'\n"
+                       "export KVR_PROFILE_ENDPOINT='https://profiles.localhost:%d'\n",
+                       st->tenant, st->subscription, st->bootstrap->app_id, pw->secret, p, p, p, ca,
+                       p, p, p, p);
+    if (!env)
+        goto done;
+    rc = azsim_write_file(path, env, strlen(env), 0600);
+done:
+    azsim_secret_free(env);
+    free(path);
+    free(ca);
+    return rc;
+}
+
+int azsim_serve(azsim_state *st, int port, const char *cert_pem, const char *key_pem)
+{
+    struct sockaddr_in sa;
+    struct MHD_Daemon *d = NULL;
+    int rc = AZSIM_ERR;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK,
+        0, NULL, NULL, handle, st, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)120, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "azsim: cannot listen on 127.0.0.1:%d\n", port);
+        goto done;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->port == 0) {
+        fprintf(stderr, "azsim: cannot learn the listening port\n");
+        goto done;
+    }
+    pthread_mutex_lock(&st->lock);
+    st->port = info->port;
+    pthread_mutex_unlock(&st->lock);
+    if (write_env(st) != AZSIM_OK) {
+        fprintf(stderr, "azsim: cannot write '%s/azsim.env'\n", st->data_dir);
+        goto done;
+    }
+    if (!stop_pending()) {
+        printf("azsim ready https://azsim.localhost:%d\n", st->port);
+        fflush(stdout);
+    }
+    /* SIGTERM stays blocked except inside sigsuspend, so a signal cannot slip past the check */
+    while (!stop_requested)
+        sigsuspend(&saved_mask);
+    rc = AZSIM_OK;
+done:
+    if (d)
+        MHD_stop_daemon(d);
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+    return rc;
+}
