@@ -129,6 +129,8 @@ typedef struct azsim_rg {
     json_t *tags;
 } azsim_rg;
 
+typedef struct azsim_consumer azsim_consumer; /* azsim_profiles.c */
+
 typedef struct azsim_state {
     pthread_mutex_t lock;
     /* configuration, fixed after startup */
@@ -149,6 +151,7 @@ typedef struct azsim_state {
     azsim_vec apps, sps, assignments, rgs, vaults;
     azsim_app *bootstrap;
     json_t *stats; /* op -> count */
+    azsim_consumer *consumer; /* the profile service and its data keys */
     long throttled, total;
 } azsim_state;
 
@@ -247,6 +250,15 @@ int azsim_kv_handle(azsim_req *r, const char *vault_name);
 int azsim_arm_handle(azsim_req *r);
 int azsim_graph_handle(azsim_req *r);
 int azsim_admin_handle(azsim_req *r);
+
+/* ---- azsim_profiles.c: the consuming service ---- */
+int azsim_profiles_handle(azsim_req *r);
+int azsim_consumer_init(azsim_state *st, size_t data_keys, double rate);
+void azsim_consumer_free(azsim_consumer *c);
+void azsim_consumer_tick(azsim_state *st); /* re-wraps as the clock allows; counts losses */
+json_t *azsim_consumer_stats(azsim_state *st);
+json_t *azsim_consumer_dump(azsim_state *st);
+int azsim_consumer_load(azsim_state *st, const json_t *j);
 void azsim_kv_sweep(azsim_state *st); /* purges due soft-deleted objects, runs auto-rotation */
 void azsim_vault_free(azsim_vault *v);
 azsim_vault *azsim_vault_find(azsim_state *st, const char *name);

@@ -30,6 +30,7 @@ static int clock_advance(azsim_req *r)
     json_decref(body);
     /* objects whose purge date or rotation time has now passed change state at once */
     azsim_kv_sweep(r->st);
+    azsim_consumer_tick(r->st);
     rc = azsim_reply_json(r, 200,
                           json_pack("{s:I,s:I}", "now", (json_int_t)azsim_now(r->st), "offset",
                                     (json_int_t)r->st->clock_offset));
@@ -54,6 +55,11 @@ int azsim_admin_handle(azsim_req *r)
                                 json_pack("{s:O,s:I,s:I}", "requests", r->st->stats, "throttled",
                                           (json_int_t)r->st->throttled, "total",
                                           (json_int_t)r->st->total));
+    }
+    if (r->nsegs == 1 && strcmp(r->segs[0], "consumer") == 0 && strcmp(m, "GET") == 0) {
+        r->op = "admin.consumer";
+        azsim_consumer_tick(r->st);
+        return azsim_reply_json(r, 200, azsim_consumer_stats(r->st));
     }
     r->op = "admin.unknown";
     return admin_error(r, 404, "NotFound", "no such azsim admin endpoint");

@@ -17,6 +17,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: azsim --data DIR [--port N] [--rbac-delay SECONDS] [--throttle on|off]\n"
+            "             [--data-keys N] [--rewrap-rate N] [--subscription GUID]\n"
                "             [--latency-ms N] [--seed N]\n");
 }
 
@@ -71,6 +72,8 @@ int main(int argc, char **argv)
     const char *data = NULL;
     char *cert = NULL, *key = NULL;
     int rc = 1, loaded = 0;
+    long data_keys = 50, rewrap_rate = 10;
+    const char *subscription = NULL;
 
     azsim_signals_setup();
     memset(&st, 0, sizeof(st));
@@ -111,6 +114,22 @@ int main(int argc, char **argv)
                 fprintf(stderr, "azsim: invalid throttle '%s' (expected 'on' or 'off')\n", v);
                 goto done;
             }
+        } else if (strcmp(a, "--data-keys") == 0) {
+            if (parse_long(&data_keys, v, 1, 100000) != AZSIM_OK) {
+                fprintf(stderr, "azsim: invalid data key count '%s'\n", v);
+                goto done;
+            }
+        } else if (strcmp(a, "--rewrap-rate") == 0) {
+            if (parse_long(&rewrap_rate, v, 1, 1000000) != AZSIM_OK) {
+                fprintf(stderr, "azsim: invalid re-wrap rate '%s'\n", v);
+                goto done;
+            }
+        } else if (strcmp(a, "--subscription") == 0) {
+            if (strlen(v) != AZSIM_GUID_LEN) {
+                fprintf(stderr, "azsim: invalid subscription id '%s' (a GUID)\n", v);
+                goto done;
+            }
+            subscription = v;
         } else if (strcmp(a, "--latency-ms") == 0) {
             if (parse_long(&latency, v, 0, 600000) != AZSIM_OK) {
                 fprintf(stderr, "azsim: invalid latency '%s'\n", v);
@@ -150,11 +169,15 @@ int main(int argc, char **argv)
     }
     if (azsim_signing_key_load(&st) != AZSIM_OK || azsim_backup_key_load(&st) != AZSIM_OK)
         goto done;
+    if (azsim_consumer_init(&st, (size_t)data_keys, (double)rewrap_rate) != AZSIM_OK)
+        goto done;
     if (azsim_state_load(&st, &loaded) != AZSIM_OK)
         goto done;
     if (!loaded) {
         azsim_guid(&st, st.tenant);
         azsim_guid(&st, st.subscription);
+        if (subscription)
+            snprintf(st.subscription, sizeof(st.subscription), "%s", subscription);
     }
     /* a saved state whose bootstrap app was deleted, or lost its secrets, gets them back */
     if (!st.bootstrap && azsim_directory_bootstrap(&st) != AZSIM_OK) {
@@ -173,6 +196,8 @@ done:
         OPENSSL_cleanse(key, strlen(key));
         free(key);
     }
+    azsim_consumer_free(st.consumer);
+    st.consumer = NULL;
     azsim_state_release(&st);
     return rc;
 }

@@ -111,6 +111,8 @@ int azsim_state_save(azsim_state *st)
                     (json_int_t)st->clock_offset, "bootstrap",
                     st->bootstrap ? st->bootstrap->id : NULL, "apps", apps_dump(st), "sps", sps,
                     "assignments", ras, "resourceGroups", rgs, "vaults", vaults);
+    if (doc && st->consumer)
+        json_object_set_new(doc, "consumer", azsim_consumer_dump(st));
     if (doc && st->seeded) {
         /* a --seed run must not hand out the identifiers of the previous run again */
         char rng[32];
@@ -289,6 +291,9 @@ static int load_doc(azsim_state *st, json_t *doc)
             return AZSIM_EINVAL;
         }
     }
+    if (json_object_get(doc, "consumer") &&
+        azsim_consumer_load(st, json_object_get(doc, "consumer")) != AZSIM_OK)
+        return AZSIM_EINVAL;
     return AZSIM_OK;
 }
 

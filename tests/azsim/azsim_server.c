@@ -150,6 +150,8 @@ static int dispatch(azsim_req *r)
         return azsim_arm_handle(r);
     if (strcmp(h, "graph.localhost") == 0)
         return azsim_graph_handle(r);
+    if (strcmp(h, "profiles.localhost") == 0)
+        return azsim_profiles_handle(r);
     if (strcmp(h, "azsim.localhost") == 0)
         return azsim_admin_handle(r);
     if (hl > vl && strcmp(h + hl - vl, vault_suffix) == 0) {
@@ -239,6 +241,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     st->total++;
     azsim_guid(st, reqid);
     azsim_kv_sweep(st);
+    azsim_consumer_tick(st);
     if (cc->too_large) {
         r.op = "too-large";
         azsim_reply_json(&r, 413,
