@@ -11,6 +11,8 @@ packages=(
     clang libclang-rt-14-dev                                     # fuzzing (libFuzzer)
     curl util-linux ca-certificates                              # test drivers
 )
+# azsim's conformance tests drive it with Azure's JavaScript SDKs: node and npm (any node >= 18).
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -17,7 +17,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: azsim --data DIR [--port N] [--rbac-delay SECONDS] [--throttle on|off]\n"
-            "             [--data-keys N] [--rewrap-rate N] [--subscription GUID]\n"
+               "             [--data-keys N] [--rewrap-rate N] [--subscription GUID]\n"
                "             [--latency-ms N] [--seed N]\n");
 }
 

@@ -1,0 +1,176 @@
+// Conformance of azsim with Azure's official JavaScript SDKs, used unmodified: only the options
+// every custom-cloud user sets (authority host, ARM endpoint and scope, no instance discovery).
+// Each operation is its own test, so the report says exactly which ones real clients accept.
+//
+// Run by run.sh, which starts azsim, exports its azsim.env and NODE_EXTRA_CA_CERTS, and stops it.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import dns from "node:dns";
+import { randomBytes } from "node:crypto";
+
+// Names under .localhost are loopback (RFC 6761); glibc's resolver does not know that, so the
+// test process says it: every *.localhost name resolves to 127.0.0.1, nothing else changes.
+const realLookup = dns.lookup;
+dns.lookup = function (host, options, callback) {
+  if (typeof options === "function") { callback = options; options = {}; }
+  if (typeof options === "number") options = { family: options };
+  if (host === "localhost" || host.endsWith(".localhost")) {
+    if (options && options.all) return process.nextTick(callback, null, [{ address: "127.0.0.1", family: 4 }]);
+    return process.nextTick(callback, null, "127.0.0.1", 4);
+  }
+  return realLookup.call(dns, host, options, callback);
+};
+
+const { ClientSecretCredential } = await import("@azure/identity");
+const { KeyClient, CryptographyClient } = await import("@azure/keyvault-keys");
+const { SecretClient } = await import("@azure/keyvault-secrets");
+const { KeyVaultManagementClient } = await import("@azure/arm-keyvault");
+const { ResourceManagementClient } = await import("@azure/arm-resources");
+
+const env = process.env;
+for (const v of ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
+                 "AZURE_SUBSCRIPTION_ID", "KVR_ARM_ENDPOINT", "KVR_VAULT_SUFFIX"])
+  if (!env[v]) throw new Error(`${v} is not set: run through run.sh`);
+
+const credential = new ClientSecretCredential(env.AZURE_TENANT_ID, env.AZURE_CLIENT_ID, env.AZURE_CLIENT_SECRET,
+  { authorityHost: env.AZURE_AUTHORITY_HOST, disableInstanceDiscovery: true });
+const armOptions = { endpoint: env.KVR_ARM_ENDPOINT, credentialScopes: [`${env.KVR_ARM_ENDPOINT}/.default`] };
+const suffix = randomBytes(3).toString("hex");
+const vaultName = `conf-${suffix}`;
+const rg = `rg-conformance-${suffix}`;
+const vaultUrl = `https://${vaultName}.${env.KVR_VAULT_SUFFIX}`;
+let keys, secrets;
+
+test("identity: ClientSecretCredential gets an ARM token", async () => {
+  const t = await credential.getToken(`${env.KVR_ARM_ENDPOINT}/.default`);
+  assert.ok(t.token.split(".").length === 3, "a JWT");
+  assert.ok(t.expiresOnTimestamp > Date.now());
+});
+
+test("arm-resources: create a resource group", async () => {
+  const client = new ResourceManagementClient(credential, env.AZURE_SUBSCRIPTION_ID, armOptions);
+  const g = await client.resourceGroups.createOrUpdate(rg, { location: "westeurope" });
+  assert.equal(g.name, rg);
+});
+
+test("arm-keyvault: create a vault (long-running operation) and get it", async () => {
+  const client = new KeyVaultManagementClient(credential, env.AZURE_SUBSCRIPTION_ID, armOptions);
+  const v = await client.vaults.beginCreateOrUpdateAndWait(rg, vaultName, {
+    location: "westeurope",
+    properties: { tenantId: env.AZURE_TENANT_ID, sku: { family: "A", name: "standard" },
+                  enableRbacAuthorization: true, enableSoftDelete: true, softDeleteRetentionInDays: 7,
+                  enablePurgeProtection: true, accessPolicies: [] },
+  });
+  assert.equal(v.name, vaultName);
+  assert.equal(v.properties.provisioningState, "Succeeded");
+  const got = await client.vaults.get(rg, vaultName);
+  assert.equal(got.properties.enablePurgeProtection, true);
+  assert.ok(got.properties.vaultUri.startsWith(`https://${vaultName}.`));
+  keys = new KeyClient(vaultUrl, credential);
+  secrets = new SecretClient(vaultUrl, credential);
+});
+
+test("arm-keyvault: list vaults by resource group", async () => {
+  const client = new KeyVaultManagementClient(credential, env.AZURE_SUBSCRIPTION_ID, armOptions);
+  const names = [];
+  for await (const v of client.vaults.listByResourceGroup(rg)) names.push(v.name);
+  assert.deepEqual(names, [vaultName]);
+});
+
+test("keyvault-keys: create an RSA key (challenge flow) and get it", async () => {
+  const k = await keys.createRsaKey("conf-kek", { keySize: 2048, keyOps: ["wrapKey", "unwrapKey"], tags: { a: "b" } });
+  assert.equal(k.name, "conf-kek");
+  assert.equal(k.keyType, "RSA");
+  const got = await keys.getKey("conf-kek");
+  assert.equal(got.properties.version, k.properties.version);
+  assert.deepEqual(got.properties.tags, { a: "b" });
+});
+
+test("keyvault-keys: list keys and versions", async () => {
+  const names = [];
+  for await (const p of keys.listPropertiesOfKeys()) names.push(p.name);
+  assert.ok(names.includes("conf-kek"));
+  let n = 0;
+  for await (const _ of keys.listPropertiesOfKeyVersions("conf-kek")) n++;
+  assert.equal(n, 1);
+});
+
+test("keyvault-keys: rotate, and rotation policy get/update", async () => {
+  const before = await keys.getKey("conf-kek");
+  const rotated = await keys.rotateKey("conf-kek");
+  assert.notEqual(rotated.properties.version, before.properties.version);
+  const policy = await keys.updateKeyRotationPolicy("conf-kek", {
+    expiresIn: "P90D",
+    lifetimeActions: [{ action: "Rotate", timeAfterCreate: "P30D" }, { action: "Notify", timeBeforeExpiry: "P7D" }],
+  });
+  assert.equal(policy.expiresIn, "P90D");
+  const got = await keys.getKeyRotationPolicy("conf-kek");
+  assert.equal(got.lifetimeActions.length, 2);
+});
+
+test("keyvault-keys: CryptographyClient wrap/unwrap with RSA-OAEP-256 and RSA-OAEP", async () => {
+  const k = await keys.getKey("conf-kek");
+  const crypto = new CryptographyClient(k, credential);
+  const dek = randomBytes(32);
+  for (const alg of ["RSA-OAEP-256", "RSA-OAEP"]) {
+    const wrapped = await crypto.wrapKey(alg, dek);
+    assert.equal(wrapped.keyID, k.id);
+    const unwrapped = await crypto.unwrapKey(alg, wrapped.result);
+    assert.deepEqual(Buffer.from(unwrapped.result), dek);
+  }
+});
+
+test("keyvault-secrets: set, get, list", async () => {
+  const s = await secrets.setSecret("conf-secret", "conformance-value", { contentType: "text/plain" });
+  assert.equal(s.value, "conformance-value");
+  const got = await secrets.getSecret("conf-secret");
+  assert.equal(got.value, "conformance-value");
+  assert.equal(got.properties.contentType, "text/plain");
+  const names = [];
+  for await (const p of secrets.listPropertiesOfSecrets()) names.push(p.name);
+  assert.ok(names.includes("conf-secret"));
+});
+
+test("keyvault-secrets: backup, delete (poller), recover (poller), purge refused, restore", async () => {
+  const blob = await secrets.backupSecret("conf-secret");
+  assert.ok(blob && blob.length > 0);
+  const del = await secrets.beginDeleteSecret("conf-secret");
+  const deleted = await del.pollUntilDone();
+  assert.equal(deleted.name, "conf-secret");
+  const rec = await secrets.beginRecoverDeletedSecret("conf-secret");
+  const recovered = await rec.pollUntilDone();
+  assert.equal(recovered.name, "conf-secret");
+  assert.equal((await secrets.getSecret("conf-secret")).value, "conformance-value");
+  // restore needs the name free: delete again; under purge protection a purge must be refused
+  await (await secrets.beginDeleteSecret("conf-secret")).pollUntilDone();
+  await assert.rejects(secrets.purgeDeletedSecret("conf-secret"), (e) => e.statusCode === 403 || e.statusCode === 409 || e.statusCode === 400);
+  await assert.rejects(secrets.restoreSecretBackup(blob), (e) => e.statusCode === 409);
+  const other = new SecretClient(vaultUrl, credential);
+  await other.setSecret("conf-secret-2", "v2");
+  const blob2 = await other.backupSecret("conf-secret-2");
+  await (await other.beginDeleteSecret("conf-secret-2")).pollUntilDone();
+  await assert.rejects(other.restoreSecretBackup(blob2), (e) => e.statusCode === 409);
+});
+
+test("keyvault-keys/secrets: backups restore into another vault of the same subscription and geography", async () => {
+  const client = new KeyVaultManagementClient(credential, env.AZURE_SUBSCRIPTION_ID, armOptions);
+  const second = `conf2-${suffix}`;
+  await client.vaults.beginCreateOrUpdateAndWait(rg, second, {
+    location: "westeurope",
+    properties: { tenantId: env.AZURE_TENANT_ID, sku: { family: "A", name: "standard" },
+                  enableRbacAuthorization: true, enableSoftDelete: true, softDeleteRetentionInDays: 7,
+                  accessPolicies: [] },
+  });
+  const url2 = `https://${second}.${env.KVR_VAULT_SUFFIX}`;
+  const keyBlob = await keys.backupKey("conf-kek");
+  const restored = await new KeyClient(url2, credential).restoreKeyBackup(keyBlob);
+  assert.equal(restored.name, "conf-kek");
+  // a soft-deleted secret has no backup
+  await assert.rejects(secrets.backupSecret("conf-secret-2"), (e) => e.statusCode === 404);
+  const s2 = new SecretClient(url2, credential);
+  await secrets.setSecret("conf-secret-3", "v3");
+  const blob3 = await secrets.backupSecret("conf-secret-3");
+  const back = await s2.restoreSecretBackup(blob3);
+  assert.equal(back.name, "conf-secret-3");
+  assert.equal((await s2.getSecret("conf-secret-3")).value, "v3");
+});
