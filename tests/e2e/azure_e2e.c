@@ -1,0 +1,520 @@
+/*
+ * End-to-end check of the Azure client layer against azsim, through the public API only: a
+ * client-secret token for ARM creates a resource group and an RBAC vault; Key Vault requests go
+ * through the 401 challenge and run as a concurrent batch; a listing is followed page by page
+ * through nextLink; a 404 becomes a readable error; a burst over the vault's published limit is
+ * throttled by the simulator and completed by our retries; a certificate registered through Graph
+ * yields a token from our PS256 assertion; and after the simulated clock jumps past token expiry
+ * the rejected token is replaced transparently. Run by azure_e2e.sh with azsim.env sourced.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "kvr/azure.h"
+
+static int checks;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "azure_e2e:%d: check failed: %s: ", __LINE__, #cond);                  \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static const char *need(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        fprintf(stderr, "azure_e2e: %s is not set (source azsim.env)\n", name);
+        exit(1);
+    }
+    return v;
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    char *s = malloc(4096);
+    va_start(ap, f);
+    vsnprintf(s, 4096, f, ap);
+    va_end(ap);
+    return s;
+}
+
+static json_t *body_json(const kvr_http_response *r)
+{
+    return json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
+}
+
+/* A fresh RSA key and self-signed certificate; the PEM (key + cert) and the DER in base64. */
+static void make_cert(char **out_pem, char **out_b64)
+{
+    EVP_PKEY *key = EVP_RSA_gen(2048);
+    X509 *cert = X509_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    unsigned char *der = NULL;
+    char *data = NULL;
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 30L * 86400);
+    X509_set_pubkey(cert, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"kvr-e2e", -1, -1, 0);
+    X509_set_issuer_name(cert, X509_get_subject_name(cert));
+    X509_sign(cert, key, EVP_sha256());
+    PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
+    PEM_write_bio_X509(bio, cert);
+    long n = BIO_get_mem_data(bio, &data);
+    *out_pem = malloc((size_t)n + 1);
+    memcpy(*out_pem, data, (size_t)n);
+    (*out_pem)[n] = '\0';
+    int dl = i2d_X509(cert, &der);
+    *out_b64 = malloc((size_t)dl * 2 + 4);
+    EVP_EncodeBlock((unsigned char *)*out_b64, der, dl);
+    OPENSSL_free(der);
+    BIO_free(bio);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+}
+
+static long kv_one(kvr_http_response *r, kvr_auth *a, const char *method, const char *url,
+                   const char *body)
+{
+    kvr_http_request q = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
+    int code = 0;
+    kvr_error err = {0};
+    kvr_auth_send_kv(r, &code, a, &q, 1, &err);
+    CHECK(code == 0, "%s %s: %s", method, url, err.message);
+    return r->status;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 12 requests, each answered after 200 ms, with at most `per_host` at a time: elapsed ms. */
+static double timed_batch(int per_host, kvr_http_stats *out_stats)
+{
+    enum { M = 12 };
+    kvr_http_config hc;
+    kvr_http *h = NULL;
+    kvr_error err = {0};
+    kvr_http_request reqs[M];
+    kvr_http_response resps[M];
+    int codes[M];
+    char *url = fmt("%s/clock", need("AZSIM_URL"));
+    kvr_http_config_init(&hc);
+    hc.max_per_host = per_host;
+    int rc = kvr_http_new(&h, &hc, &err);
+    CHECK(rc == 0, "%s", err.message);
+    for (int i = 0; i < M; i++) {
+        reqs[i] = (kvr_http_request){.method = "GET", .url = url};
+        kvr_http_response_init(&resps[i]);
+    }
+    double t0 = now_ms();
+    rc = kvr_http_send_batch(resps, codes, h, reqs, M, NULL);
+    double elapsed = now_ms() - t0;
+    CHECK(rc == 0, "latency batch: %d", rc);
+    for (int i = 0; i < M; i++) {
+        CHECK(resps[i].status == 200, "latency batch %d: %ld", i, resps[i].status);
+        kvr_http_response_release(&resps[i]);
+    }
+    kvr_http_get_stats(out_stats, h);
+    kvr_http_free(h);
+    free(url);
+    return elapsed;
+}
+
+static int latency_mode(void)
+{
+    kvr_http_stats st;
+    double t4 = timed_batch(4, &st);
+    printf("azure_e2e: 12 requests of 200 ms, 4 per host: %.0f ms over %llu connections\n", t4,
+           (unsigned long long)st.connections);
+    /* 3 rounds, not 12 and not 1 */
+    CHECK(t4 >= 590 && t4 < 1800, "per-host cap of 4 took %.0f ms", t4);
+    CHECK(st.connections <= 4, "%llu connections for a cap of 4",
+          (unsigned long long)st.connections);
+    double t12 = timed_batch(12, &st);
+    printf("azure_e2e: 12 requests of 200 ms, 12 per host: %.0f ms over %llu connections\n", t12,
+           (unsigned long long)st.connections);
+    CHECK(t12 >= 190 && t12 < 1000, "12 concurrent requests took %.0f ms", t12);
+    printf("azure_e2e: %d checks passed\n", checks);
+    return 0;
+}
+
+int main(void)
+{
+    if (getenv("KVR_E2E_MODE") && strcmp(getenv("KVR_E2E_MODE"), "latency") == 0)
+        return latency_mode();
+
+    const char *arm = need("KVR_ARM_ENDPOINT");
+    const char *graph = need("KVR_GRAPH_ENDPOINT");
+    const char *suffix = need("KVR_VAULT_SUFFIX");
+    const char *sub = need("AZURE_SUBSCRIPTION_ID");
+    const char *tenant = need("AZURE_TENANT_ID");
+    const char *client = need("AZURE_CLIENT_ID");
+    const char *admin = need("AZSIM_URL");
+    const char *data = need("AZSIM_DATA");
+    kvr_http_config hc;
+    kvr_http *h = NULL;
+    kvr_auth_config ac;
+    kvr_auth *a = NULL, *ca = NULL;
+    kvr_http_response r;
+    kvr_error err = {0};
+    char arm_scope[512], graph_scope[512];
+    int rc;
+
+    kvr_http_config_init(&hc);
+    hc.backoff_base_ms = 300;
+    hc.backoff_max_ms = 2000;
+    hc.max_attempts = 40;
+    hc.retry_budget_ms = 60000;
+    rc = kvr_http_new(&h, &hc, &err);
+    CHECK(rc == 0, "%s", err.message);
+    kvr_auth_config_from_env(&ac);
+    rc = kvr_auth_new(&a, h, &ac, &err);
+    CHECK(rc == 0, "%s", err.message);
+    CHECK(kvr_auth_kind_of(a) == KVR_AUTH_SECRET, "kind %d", kvr_auth_kind_of(a));
+    snprintf(arm_scope, sizeof(arm_scope), "%s/.default", arm);
+    snprintf(graph_scope, sizeof(graph_scope), "%s/.default", graph);
+    kvr_http_response_init(&r);
+
+    /* ---- ARM: resource group and vault ---- */
+    char *rg = fmt("%s/subscriptions/%s/resourcegroups/kvr-e2e?api-version=2024-11-01", arm, sub);
+    kvr_http_request q = {.method = "PUT", .url = rg, .body = "{\"location\":\"westeurope\"}"};
+    q.body_len = strlen(q.body);
+    rc = kvr_auth_send(&r, a, arm_scope, &q, &err);
+    CHECK(rc == 0 && (r.status == 200 || r.status == 201), "put rg: %d %ld %s", rc, r.status,
+          r.body ? r.body : err.message);
+    char vname[32];
+    snprintf(vname, sizeof(vname), "kvre2e%d", (int)getpid() % 100000);
+    char *vurl = fmt("%s/subscriptions/%s/resourceGroups/kvr-e2e/providers/Microsoft.KeyVault/"
+                     "vaults/%s?api-version=2024-11-01",
+                     arm, sub, vname);
+    char *vbody = fmt("{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"%s\",\"sku\":"
+                      "{\"family\":\"A\",\"name\":\"standard\"},\"accessPolicies\":[],"
+                      "\"enableRbacAuthorization\":true,\"enableSoftDelete\":true,"
+                      "\"softDeleteRetentionInDays\":7}}",
+                      tenant);
+    q = (kvr_http_request){.method = "PUT", .url = vurl, .body = vbody, .body_len = strlen(vbody)};
+    rc = kvr_auth_send(&r, a, arm_scope, &q, &err);
+    CHECK(rc == 0 && (r.status == 200 || r.status == 201), "put vault: %d %ld %s", rc, r.status,
+          r.body ? r.body : err.message);
+    for (int i = 0; i < 50; i++) {
+        q = (kvr_http_request){.method = "GET", .url = vurl};
+        rc = kvr_auth_send(&r, a, arm_scope, &q, &err);
+        CHECK(rc == 0 && r.status == 200, "get vault: %ld", r.status);
+        json_t *v = body_json(&r);
+        const char *ps = json_string_value(
+            json_object_get(json_object_get(v, "properties"), "provisioningState"));
+        int done = ps && strcmp(ps, "Succeeded") == 0;
+        json_decref(v);
+        if (done)
+            break;
+        usleep(200000);
+    }
+    char *vault = fmt("https://%s.%s", vname, suffix);
+
+    /* ---- Key Vault: concurrent batch through the challenge ---- */
+    enum { N = 40 };
+    kvr_http_request reqs[N];
+    kvr_http_response resps[N];
+    int codes[N];
+    kvr_error errs[N];
+    char *urls[N], *bodies[N];
+    for (int i = 0; i < N; i++) {
+        urls[i] = fmt("%s/secrets/s%d?api-version=7.5", vault, i);
+        bodies[i] = fmt("{\"value\":\"v%d\"}", i);
+        reqs[i] = (kvr_http_request){
+            .method = "PUT", .url = urls[i], .body = bodies[i], .body_len = strlen(bodies[i])};
+        kvr_http_response_init(&resps[i]);
+    }
+    rc = kvr_auth_send_kv(resps, codes, a, reqs, N, errs);
+    CHECK(rc == 0, "secret batch: %s", errs[0].message);
+    for (int i = 0; i < N; i++) {
+        CHECK(codes[i] == 0 && resps[i].status == 200, "set secret %d: %ld %s", i, resps[i].status,
+              resps[i].body ? resps[i].body : errs[i].message);
+        kvr_http_response_release(&resps[i]);
+        free(urls[i]);
+        free(bodies[i]);
+    }
+
+    /* ---- paging ---- */
+    char *page = fmt("%s/secrets?api-version=7.5&maxresults=7", vault);
+    int pages = 0;
+    size_t items = 0;
+    while (page) {
+        CHECK(kv_one(&r, a, "GET", page, NULL) == 200, "list: %ld %s", r.status, r.body);
+        json_t *j = body_json(&r);
+        CHECK(json_is_array(json_object_get(j, "value")), "list body");
+        items += json_array_size(json_object_get(j, "value"));
+        char *next = NULL;
+        rc = kvr_http_next_link(&next, page, j, &err);
+        CHECK(rc == 0, "next link: %s", err.message);
+        json_decref(j);
+        free(page);
+        page = next;
+        pages++;
+        CHECK(pages < 100, "endless paging");
+    }
+    CHECK(items >= N && pages >= N / 7, "listed %zu items on %d pages", items, pages);
+    char *first = fmt("%s/secrets?api-version=7.5&maxresults=3", vault);
+    json_t *all = NULL;
+    q = (kvr_http_request){.url = first};
+    rc = kvr_auth_list(&all, a, NULL, &q, "list secrets", &err);
+    CHECK(rc == 0 && json_array_size(all) == items, "list all: %d %s (%zu)", rc, err.message,
+          json_array_size(all));
+    json_decref(all);
+    free(first);
+    /* ARM paging through the same helper */
+    char *vaults = fmt("%s/subscriptions/%s/resourceGroups/kvr-e2e/providers/Microsoft.KeyVault/"
+                       "vaults?api-version=2024-11-01",
+                       arm, sub);
+    q = (kvr_http_request){.url = vaults};
+    rc = kvr_auth_list(&all, a, arm_scope, &q, "list vaults", &err);
+    CHECK(rc == 0 && json_array_size(all) >= 1, "list vaults: %d %s", rc, err.message);
+    json_decref(all);
+    free(vaults);
+
+    /* a host that drops the connection: retried, then a transport error naming the host */
+    {
+        kvr_http_config fc;
+        kvr_http *fh = NULL;
+        kvr_http_config_init(&fc);
+        fc.backoff_base_ms = 50;
+        fc.max_attempts = 3;
+        rc = kvr_http_new(&fh, &fc, &err);
+        CHECK(rc == 0, "%s", err.message);
+        char *gone = fmt("https://nosuchvault.%s/secrets?api-version=7.5", suffix);
+        q = (kvr_http_request){.method = "GET", .url = gone, .bearer = "not-a-real-token"};
+        rc = kvr_http_send(&r, fh, &q, &err);
+        CHECK(rc == KVR_EHTTP && r.attempts == 3 && strstr(err.message, "nosuchvault") &&
+                  !strstr(err.message, "not-a-real-token"),
+              "dropped connection: %d after %d attempts: %s", rc, r.attempts, err.message);
+        printf("azure_e2e: transport error: %s\n", err.message);
+        free(gone);
+        kvr_http_free(fh);
+    }
+    /* the body cap: a listing page larger than 3000 bytes is refused, not truncated */
+    {
+        kvr_http_config bc;
+        kvr_http *bh = NULL;
+        kvr_auth *ba = NULL;
+        kvr_http_config_init(&bc);
+        bc.max_body = 3000;
+        rc = kvr_http_new(&bh, &bc, &err);
+        CHECK(rc == 0, "%s", err.message);
+        rc = kvr_auth_new(&ba, bh, &ac, &err);
+        CHECK(rc == 0, "%s", err.message);
+        char *list = fmt("%s/secrets?api-version=7.5&maxresults=25", vault);
+        kvr_http_request lq = {.method = "GET", .url = list};
+        int lcode = 0;
+        kvr_auth_send_kv(&r, &lcode, ba, &lq, 1, &err);
+        CHECK(lcode == KVR_ETOOBIG && r.body == NULL && strstr(err.message, vname),
+              "body cap: %d %s", lcode, err.message);
+        printf("azure_e2e: body cap: %s\n", err.message);
+        free(list);
+        kvr_auth_free(ba);
+        kvr_http_free(bh);
+    }
+
+    /* ---- errors and values ---- */
+    char *missing = fmt("%s/secrets/nope?api-version=7.5", vault);
+    CHECK(kv_one(&r, a, "GET", missing, NULL) == 404, "missing: %ld", r.status);
+    rc = kvr_http_error(&err, &r, "get secret", "nope");
+    CHECK(rc == KVR_ENOTFOUND && strstr(err.message, "get secret 'nope': http 404 SecretNotFound"),
+          "error: %d %s", rc, err.message);
+    printf("azure_e2e: error message: %s\n", err.message);
+    char *s3 = fmt("%s/secrets/s3?api-version=7.5", vault);
+    CHECK(kv_one(&r, a, "GET", s3, NULL) == 200, "get s3: %ld", r.status);
+    json_t *j = body_json(&r);
+    const char *s3v = json_string_value(json_object_get(j, "value"));
+    CHECK(s3v && strcmp(s3v, "v3") == 0, "s3 value");
+    json_decref(j);
+
+    /* ---- throttling: over the published 300 secret writes per 10 s, completed by retries ---- */
+    enum { T = 320 };
+    kvr_http_request *treqs = calloc(T, sizeof(*treqs));
+    kvr_http_response *tresps = calloc(T, sizeof(*tresps));
+    int *tcodes = calloc(T, sizeof(*tcodes));
+    char **turls = calloc(T, sizeof(*turls));
+    for (int i = 0; i < T; i++) {
+        turls[i] = fmt("%s/secrets/t%d?api-version=7.5", vault, i);
+        treqs[i] = (kvr_http_request){
+            .method = "PUT", .url = turls[i], .body = "{\"value\":\"x\"}", .body_len = 13};
+    }
+    rc = kvr_auth_send_kv(tresps, tcodes, a, treqs, T, NULL);
+    CHECK(rc == 0, "throttle batch: %d", rc);
+    int retried = 0;
+    for (int i = 0; i < T; i++) {
+        CHECK(tresps[i].status == 200, "burst secret %d: %ld", i, tresps[i].status);
+        retried += tresps[i].attempts > 1;
+        kvr_http_response_release(&tresps[i]);
+        free(turls[i]);
+    }
+    char *stats = fmt("%s/stats", admin);
+    q = (kvr_http_request){.method = "GET", .url = stats};
+    rc = kvr_http_send(&r, h, &q, &err);
+    CHECK(rc == 0 && r.status == 200, "stats: %s", err.message);
+    j = body_json(&r);
+    long long throttled = (long long)json_integer_value(json_object_get(j, "throttled"));
+    json_decref(j);
+    printf("azure_e2e: %lld requests throttled by azsim, %d requests needed retries\n", throttled,
+           retried);
+    CHECK(throttled > 0 && retried > 0, "the burst was not throttled");
+
+    /* keep-alive: hundreds of requests over a handful of connections */
+    kvr_http_stats hs;
+    kvr_http_get_stats(&hs, h);
+    printf("azure_e2e: %llu requests, %llu attempts (%llu retries, %llu throttled) over %llu "
+           "connections, %llu over http/2\n",
+           (unsigned long long)hs.requests, (unsigned long long)hs.attempts,
+           (unsigned long long)hs.retries, (unsigned long long)hs.throttled,
+           (unsigned long long)hs.connections, (unsigned long long)hs.http2);
+    CHECK(hs.requests >= N + T && hs.throttled > 0 && hs.retries > 0, "stats");
+    CHECK(hs.connections > 0 && hs.connections * 10 < hs.attempts, "connections not reused");
+
+    /* ---- certificate credential: register a certificate through Graph, then sign in ---- */
+    char *find = fmt("%s/v1.0/applications?$filter=appId%%20eq%%20%%27%s%%27", graph, client);
+    q = (kvr_http_request){.method = "GET", .url = find};
+    rc = kvr_auth_send(&r, a, graph_scope, &q, &err);
+    CHECK(rc == 0 && r.status == 200, "find app: %ld %s", r.status, r.body);
+    j = body_json(&r);
+    const char *oid =
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "value"), 0), "id"));
+    CHECK(oid != NULL, "app object id");
+    char *app = fmt("%s/v1.0/applications/%s", graph, oid);
+    json_decref(j);
+    char *pem = NULL, *b64 = NULL;
+    make_cert(&pem, &b64);
+    char *patch = fmt("{\"keyCredentials\":[{\"type\":\"AsymmetricX509Cert\",\"usage\":\"Verify\","
+                      "\"key\":\"%s\",\"displayName\":\"kvr-e2e\"}]}",
+                      b64);
+    q = (kvr_http_request){.method = "PATCH", .url = app, .body = patch, .body_len = strlen(patch)};
+    rc = kvr_auth_send(&r, a, graph_scope, &q, &err);
+    CHECK(rc == 0 && (r.status == 204 || r.status == 200), "patch app: %ld %s", r.status, r.body);
+    char *pem_path = fmt("%s/kvr-e2e-cert.pem", data);
+    FILE *f = fopen(pem_path, "w");
+    CHECK(f != NULL, "write %s", pem_path);
+    fputs(pem, f);
+    fclose(f);
+    chmod(pem_path, 0644);
+    kvr_auth_config cc = {.tenant_id = tenant,
+                          .client_id = client,
+                          .certificate_path = pem_path,
+                          .authority_host = getenv("AZURE_AUTHORITY_HOST")};
+    rc = kvr_auth_new(&ca, h, &cc, &err);
+    CHECK(rc == KVR_EINSECURE && strstr(err.message, "run chmod 600"), "loose pem: %s",
+          err.message);
+    chmod(pem_path, 0600);
+    rc = kvr_auth_new(&ca, h, &cc, &err);
+    CHECK(rc == 0 && kvr_auth_kind_of(ca) == KVR_AUTH_CERTIFICATE, "cert auth: %s", err.message);
+    char *tok = NULL;
+    rc = kvr_auth_token(&tok, ca, NULL, arm_scope, &err);
+    CHECK(rc == 0, "token from the certificate assertion: %s", err.message);
+    kvr_azure_secret_free(tok);
+    CHECK(kv_one(&r, ca, "GET", s3, NULL) == 200, "get s3 with the certificate: %ld", r.status);
+
+    /* ---- token expiry: the simulated clock jumps 2 h; cached tokens are refused and renewed ----
+     */
+    char *adv = fmt("%s/clock/advance", admin);
+    q = (kvr_http_request){
+        .method = "POST", .url = adv, .body = "{\"seconds\":7200}", .body_len = 16};
+    rc = kvr_http_send(&r, h, &q, &err);
+    CHECK(rc == 0 && r.status == 200, "clock advance: %ld", r.status);
+    CHECK(kv_one(&r, a, "GET", s3, NULL) == 200, "get s3 after expiry: %ld %s", r.status, r.body);
+    q = (kvr_http_request){.method = "GET", .url = vurl};
+    rc = kvr_auth_send(&r, a, arm_scope, &q, &err);
+    CHECK(rc == 0 && r.status == 200, "get vault after expiry: %ld %s", r.status, r.body);
+
+    /* ---- TLS verification is on: without the simulator's CA its certificate is refused ---- */
+    {
+        char *sim_ca = strdup(need("AZSIM_CA"));
+        kvr_http *th = NULL;
+        unsetenv("AZSIM_CA");
+        unsetenv("KVR_CA_FILE");
+        rc = kvr_http_new(&th, NULL, &err);
+        CHECK(rc == 0, "%s", err.message);
+        char *clock = fmt("%s/clock", admin);
+        q = (kvr_http_request){.method = "GET", .url = clock};
+        rc = kvr_http_send(&r, th, &q, &err);
+        printf("azure_e2e: without the simulator's ca: %s\n", err.message);
+        CHECK(rc == KVR_EHTTP && r.attempts == 1 && strstr(err.message, "certificate"),
+              "untrusted certificate accepted: %d %s", rc, err.message);
+        kvr_http_free(th);
+        /* and with it given through the API instead of the environment */
+        kvr_http_config tc;
+        kvr_http_config_init(&tc);
+        tc.ca_file = sim_ca;
+        rc = kvr_http_new(&th, &tc, &err);
+        CHECK(rc == 0, "%s", err.message);
+        rc = kvr_http_send(&r, th, &q, &err);
+        CHECK(rc == 0 && r.status == 200, "ca via api: %d %s", rc, err.message);
+        kvr_http_free(th);
+        setenv("AZSIM_CA", sim_ca, 1);
+        free(clock);
+        free(sim_ca);
+    }
+
+    /* ---- no credential at all: managed identity, which fails fast off Azure ---- */
+    {
+        kvr_auth_config none = {0};
+        kvr_auth *ma = NULL;
+        char *mt = NULL;
+        rc = kvr_auth_new(&ma, h, &none, &err);
+        CHECK(rc == 0 && kvr_auth_kind_of(ma) == KVR_AUTH_MANAGED, "managed: %s", err.message);
+        double t0 = now_ms();
+        rc = kvr_auth_token(&mt, ma, NULL, "https://vault.azure.net/.default", &err);
+        double took = now_ms() - t0;
+        printf("azure_e2e: managed identity off azure: %d after %.0f ms: %s\n", rc, took,
+               rc ? err.message : "(token)");
+        CHECK(took < 5000, "managed identity probe took %.0f ms", took);
+        kvr_azure_secret_free(mt);
+        kvr_auth_free(ma);
+    }
+
+    kvr_http_response_release(&r);
+    printf("azure_e2e: %d checks passed\n", checks);
+    kvr_auth_free(ca);
+    kvr_auth_free(a);
+    kvr_http_free(h);
+    free(treqs);
+    free(tresps);
+    free(tcodes);
+    free(turls);
+    free(rg);
+    free(vurl);
+    free(vbody);
+    free(vault);
+    free(missing);
+    free(s3);
+    free(stats);
+    free(find);
+    free(app);
+    free(pem);
+    free(b64);
+    free(patch);
+    free(pem_path);
+    free(adv);
+    return 0;
+}

@@ -1,0 +1,18 @@
+# Unit tests of the Azure client layer (no network), and, when the simulator is built, the
+# end-to-end check of the HTTP engine and credentials against azsim.
+if(TARGET kvr_azure)
+    add_executable(test_azure test_azure.c)
+    target_link_libraries(test_azure PRIVATE kvr_azure kvr_util OpenSSL::Crypto PkgConfig::CMOCKA)
+    target_include_directories(test_azure PRIVATE ${PROJECT_SOURCE_DIR}/reconciler/azure)
+    add_test(NAME unit_azure COMMAND test_azure)
+endif()
+
+# The simulator is added after tests/unit, so test for its list file rather than its target.
+if(TARGET kvr_azure AND EXISTS ${PROJECT_SOURCE_DIR}/tests/azsim/CMakeLists.txt)
+    add_executable(azure_e2e ${PROJECT_SOURCE_DIR}/tests/e2e/azure_e2e.c)
+    target_link_libraries(azure_e2e PRIVATE kvr_azure kvr_util OpenSSL::Crypto)
+    add_test(NAME e2e_azure
+             COMMAND bash ${PROJECT_SOURCE_DIR}/tests/e2e/azure_e2e.sh $<TARGET_FILE:azsim>
+                     $<TARGET_FILE:azure_e2e>)
+    set_tests_properties(e2e_azure PROPERTIES TIMEOUT 180)
+endif()
