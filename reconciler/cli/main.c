@@ -19,6 +19,9 @@ struct cmd {
 
 static const struct cmd COMMANDS[] = {
     {"validate", kvr_cmd_validate, "check desired-state YAML against schema v1 and its references"},
+#ifdef KVR_HAVE_PLAN
+    {"plan", kvr_cmd_plan, "show what apply would do: ordered steps and the gates that hold them"},
+#endif
     {"version", kvr_cmd_version, "print the version"},
     {"help", kvr_cmd_help, "show help for kvreconcile or one command"},
 };
@@ -44,7 +47,7 @@ static void usage(FILE *out)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(out, "\n'kvreconcile help <command>' or 'kvreconcile <command> --help' shows a "
                  "command's options.\n"
-                 "exit status: 0 success, 1 error (for validate: the input is invalid)\n");
+                 "exit status: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode)\n");
 }
 
 static const struct cmd *find(const char *name)

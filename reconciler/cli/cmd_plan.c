@@ -1,0 +1,208 @@
+/*
+ * `kvreconcile plan -f PATH...`: the dry run a pull request shows. Loads the desired state,
+ * reads the live estate (only what the desired state names), computes the plan and prints it as
+ * text, JSON or Markdown. Changes nothing.
+ */
+#include "cli.h"
+
+#include "kvr/azure.h"
+#include "kvr/model.h"
+#include "kvr/plan.h"
+#include "kvr/providers.h"
+#include "kvr/values.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void plan_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kvreconcile plan -f PATH... [-o text|json|markdown] [--detailed-exitcode]\n\n"
+            "Reads the live estate and prints the ordered steps 'apply' would run, with every gate\n"
+            "and why it is closed. Nothing is changed.\n\n"
+            "options:\n"
+            "  -f, --file PATH        desired state: a file or directory; repeat, or list several\n"
+            "  -o, --output FORMAT    text (default), json (schema/plan.schema.json), markdown\n"
+            "      --detailed-exitcode  exit 2 when the plan is not empty\n"
+            "      --no-color         no colour (also when NO_COLOR is set or stdout is not a "
+            "terminal)\n"
+            "  -h, --help             show this help\n\n"
+            "credentials: AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET,\n"
+            "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE; else managed identity.\n"
+            "AZURE_SUBSCRIPTION_ID when the desired state names no subscription. Endpoints:\n"
+            "the 'cloud:' block, or KVR_ARM_ENDPOINT, KVR_GRAPH_ENDPOINT, KVR_VAULT_SUFFIX,\n"
+            "KVR_PROFILE_ENDPOINT; an extra CA: KVR_CA_FILE.\n\n"
+            "exit status: 0 success (with --detailed-exitcode: nothing to do), 1 error,\n"
+            "2 changes pending (with --detailed-exitcode)\n");
+}
+
+/* Markers of desired values read from their sources; unreadable ones are reported and skipped. */
+static int desired_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
+                           const kvr_marker_key *mk)
+{
+    kvr_value_digest *d = calloc(e->nsecrets + 1, sizeof(*d));
+    *out = d;
+    *n = 0;
+    if (!d)
+        return KVR_ENOMEM;
+    for (size_t i = 0; i < e->nsecrets; i++) {
+        const kvr_secret *s = &e->secrets[i];
+        kvr_value v;
+        kvr_error err;
+        char *m;
+        if (s->source != KVR_SECRET_FROM_ENV && s->source != KVR_SECRET_FROM_FILE)
+            continue;
+        if (kvr_value_read(&v, s, &err) < 0) {
+            fprintf(stderr, "kvreconcile: warning: the value of secret '%s' in vault '%s' is not "
+                            "compared: %s\n",
+                    s->name, s->vault, err.message);
+            continue;
+        }
+        m = malloc(KVR_MARKER_LEN + 1);
+        if (!m) {
+            kvr_value_release(&v);
+            return KVR_ENOMEM;
+        }
+        kvr_marker(m, mk, v.data, v.len);
+        kvr_value_release(&v);
+        d[*n].vault = s->vault;
+        d[*n].name = s->name;
+        d[*n].digest = m;
+        (*n)++;
+    }
+    return 0;
+}
+
+int kvr_cmd_plan(int argc, char **argv)
+{
+    static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"detailed-exitcode", no_argument, NULL, 'D'},
+                                         {"no-color", no_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
+    const char *format = "text", *subscription;
+    bool detailed = false, no_color = false;
+    size_t npaths = 0, ndigests = 0;
+    kvr_estate *e = NULL;
+    kvr_live *live = NULL;
+    kvr_plan *p = NULL;
+    kvr_http *http = NULL;
+    kvr_auth *auth = NULL;
+    kvr_endpoints ep = {0};
+    kvr_auth_config acfg;
+    kvr_marker_key mk;
+    kvr_value_digest *digests = NULL;
+    kvr_plan_input in;
+    kvr_diags diags;
+    kvr_error err;
+    int opt, status = KVR_EXIT_ERROR;
+
+    kvr_diags_init(&diags);
+    memset(&mk, 0, sizeof(mk));
+    if (!paths) {
+        cli_error("out of memory");
+        return KVR_EXIT_ERROR;
+    }
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            paths[npaths++] = optarg;
+            break;
+        case 'o':
+            format = optarg;
+            break;
+        case 'D':
+            detailed = true;
+            break;
+        case 'C':
+            no_color = true;
+            break;
+        case 'h':
+            plan_usage(stdout);
+            status = KVR_EXIT_OK;
+            goto done;
+        default:
+            cli_error("unknown option '%s' for 'plan'", argv[optind - 1]);
+            plan_usage(stderr);
+            goto done;
+        }
+    }
+    for (int i = optind; i < argc && npaths; i++)
+        paths[npaths++] = argv[i];
+    if (npaths == 0) {
+        cli_error("no input; give files or directories with -f");
+        goto done;
+    }
+    if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "markdown")) {
+        cli_error("unknown output format '%s' (text, json or markdown)", format);
+        goto done;
+    }
+    if (kvr_model_load(&e, paths, npaths, &diags) < 0) {
+        kvr_diags_print(&diags, stderr);
+        fprintf(stderr, "%zu %s; nothing was read or changed\n", diags.len + diags.dropped,
+                diags.len + diags.dropped == 1 ? "error" : "errors");
+        goto done;
+    }
+    subscription = e->subscription ? e->subscription : getenv("AZURE_SUBSCRIPTION_ID");
+    kvr_auth_config_from_env(&acfg);
+    if (kvr_endpoints_resolve(&ep, &e->cloud, &err) < 0 || kvr_http_new(&http, NULL, &err) < 0 ||
+        kvr_auth_new(&auth, http, &acfg, &err) < 0 || kvr_marker_key_init(&mk, &err) < 0 ||
+        kvr_live_read(&live, auth, &ep, e, subscription, &mk, &err) < 0) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    if (desired_markers(&digests, &ndigests, e, &mk) < 0) {
+        cli_error("out of memory");
+        goto done;
+    }
+    memset(&in, 0, sizeof(in));
+    in.desired = e;
+    in.live = live;
+    in.subscription = subscription;
+    in.digests = digests;
+    in.ndigests = ndigests;
+    if (kvr_plan_build(&p, &in, &err) < 0) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    if (strcmp(format, "json") == 0) {
+        char *json = NULL;
+        if (kvr_plan_render_json(&json, p, &err) < 0) {
+            cli_error("%s", err.message);
+            goto done;
+        }
+        puts(json);
+        free(json);
+    } else if (strcmp(format, "markdown") == 0) {
+        kvr_plan_render_markdown(p, stdout);
+    } else {
+        kvr_plan_render_text(p, stdout,
+                             !no_color && !getenv("NO_COLOR") && isatty(STDOUT_FILENO));
+    }
+    if (fflush(stdout) != 0) {
+        cli_error("cannot write the plan");
+        goto done;
+    }
+    status = detailed && (p->nsteps || p->nholds) ? KVR_EXIT_CHANGES : KVR_EXIT_OK;
+done:
+    for (size_t i = 0; i < ndigests; i++)
+        free((char *)digests[i].digest);
+    free(digests);
+    kvr_marker_key_wipe(&mk);
+    kvr_plan_free(p);
+    kvr_live_free(live);
+    kvr_auth_free(auth);
+    kvr_http_free(http);
+    kvr_endpoints_release(&ep);
+    kvr_estate_free(e);
+    kvr_diags_release(&diags);
+    free(paths);
+    return status;
+}

@@ -1,0 +1,76 @@
+/*
+ * Providers: read the live state of an estate from Azure (ARM, Microsoft Graph, the Key Vault
+ * data plane) and the profile service, into the live model the plan compares with.
+ *
+ * Reading is split in two: pure converters from the services' JSON to live objects (unit-tested
+ * on the documented shapes), and the fetch, which asks only for what the desired state names
+ * (its vaults, their keys and secrets, its apps, the profiles) and nothing else.
+ */
+#ifndef KVR_PROVIDERS_H
+#define KVR_PROVIDERS_H
+
+#include <jansson.h>
+
+#include "kvr/azure.h"
+#include "kvr/live.h"
+#include "kvr/model.h"
+#include "kvr/values.h"
+
+/* Service endpoints. Strings are owned (kvr_endpoints_release). */
+typedef struct kvr_endpoints {
+    char *arm;          /* "https://management.azure.com" */
+    char *graph;        /* "https://graph.microsoft.com" */
+    char *vault_suffix; /* "vault.azure.net" (with ":port" for a simulator) */
+    char *profiles;     /* the profile service; NULL when unknown */
+} kvr_endpoints;
+
+/*
+ * Resolves endpoints: the cloud's well-known ones (cloud->name, default AzurePublicCloud), then
+ * the estate's `cloud:` fields, then the environment (KVR_ARM_ENDPOINT, KVR_GRAPH_ENDPOINT,
+ * KVR_VAULT_SUFFIX, KVR_PROFILE_ENDPOINT), which wins so that a pipeline can aim the same
+ * repository at another cloud. Every URL must be https.
+ */
+int kvr_endpoints_resolve(kvr_endpoints *out, const kvr_cloud *cloud, kvr_error *err);
+void kvr_endpoints_release(kvr_endpoints *ep);
+
+/*
+ * Reads the live state the desired state `d` needs to be planned: its vaults (and soft-deleted
+ * vaults holding their names), the role assignments on them, their keys (versions, rotation
+ * policies), secrets and certificates, deleted objects holding declared names, the apps with
+ * their service principals and password credentials, and every profile. Secret values are read
+ * only where the plan compares them and become markers under `mk` at once.
+ *
+ * `now` of the result is the service's clock (the Date of the first ARM response). On failure
+ * *out stays NULL and err names the operation, the object, the HTTP status and Azure's error.
+ */
+int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                  const char *subscription, const kvr_marker_key *mk, kvr_error *err);
+
+/* "Mon, 23 Nov 2026 10:00:00 GMT" -> Unix seconds; KVR_EINVAL when malformed. */
+int kvr_time_parse_http(int64_t *out, const char *text);
+
+/* ---- pure converters: service JSON (borrowed) -> live objects (appended to l) ------------ */
+
+int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err);
+int kvr_live_add_deleted_vault(kvr_live *l, const json_t *deleted, kvr_error *err);
+int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err);
+/* An application with its service principal (sp may be NULL). */
+int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error *err);
+/* A key: its latest KeyBundle, its versions (KeyItem list), its rotation policy (may be NULL). */
+int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const json_t *versions,
+                     const json_t *policy, kvr_error *err);
+/* A secret from its SecretItem; marker is the keyed marker of its value, or NULL if not read. */
+int kvr_live_add_secret(kvr_live *l, const char *vault, const json_t *item, const char *marker,
+                        kvr_error *err);
+int kvr_live_add_certificate(kvr_live *l, const char *vault, const json_t *item, kvr_error *err);
+int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const json_t *item,
+                         kvr_error *err);
+int kvr_live_add_profile(kvr_live *l, const json_t *profile, kvr_error *err);
+
+/* The last path segment of a Key Vault or ARM identifier ("…/keys/k1/abc" -> "abc"). */
+const char *kvr_id_last(const char *id, char *buf, size_t size);
+
+/* RFC 3339 / ISO 8601 UTC ("2026-11-23T10:00:00Z", fractions and offsets allowed) -> Unix s. */
+int kvr_time_parse_iso(int64_t *out, const char *text);
+
+#endif
