@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The quick start: install what is missing, build kvreconcile, and validate the example
-# repositories (each scenario's state before and after its pull request), then show what a
-# mistake looks like. (The end-to-end demo against the azsim simulator joins when apply lands.)
+# The quick start: install what is missing, build kvreconcile and azsim, validate the example
+# repositories (each scenario's state before and after its pull request), show what a mistake
+# looks like, then plan the rotate-key example against azsim, the local Azure simulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -29,3 +29,23 @@ secrets:
 YAML
 printf '$ kvreconcile validate -f estate.yaml\n'
 (cd "$demo" && "$OLDPWD/$kvr" validate -f estate.yaml) || echo "(exit status $?: nothing was changed)"
+
+echo
+echo "Starting azsim, the local Azure simulator, on a free loopback port:"
+sim="$demo/azsim"
+# the simulated subscription is the one the example names
+sub=$(sed -n 's/^subscription: *//p' examples/rotate-key/before/vaults.yaml)
+build/bin/azsim --data "$sim" --port 0 --subscription "$sub" >"$demo/azsim.out" 2>"$demo/azsim.err" &
+sim_pid=$!
+trap 'kill -TERM "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; rm -rf "$demo"' EXIT
+for _ in $(seq 1 100); do grep -q '^azsim ready' "$demo/azsim.out" 2>/dev/null && break; sleep 0.1; done
+cat "$demo/azsim.out"
+set -a
+. "$sim/azsim.env"
+set +a
+echo
+echo '$ kvreconcile plan -f examples/rotate-key/before     # (against the empty simulated estate)'
+NO_COLOR=1 "$kvr" plan -f examples/rotate-key/before
+echo
+echo '$ kvreconcile plan -o markdown -f examples/rotate-key/before | head -8   # a PR comment'
+"$kvr" plan -o markdown -f examples/rotate-key/before | sed -n 1,8p
