@@ -166,6 +166,7 @@ void azsim_iso8601(char out[32], int64_t t);
 int azsim_parse_iso8601(int64_t *out, const char *s);
 int azsim_parse_duration(int64_t *out, const char *s);
 char *azsim_strdup(const char *s);
+char *azsim_strndup_bytes(const char *data, size_t n); /* n bytes, not a string, + NUL */
 char *azsim_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int azsim_streq_ci(const char *a, const char *b);
 int azsim_valid_object_name(const char *s);

@@ -1114,7 +1114,7 @@ static char *pkey_pem(EVP_PKEY *pkey)
     char *out = NULL, *data = NULL;
     if (b && PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL) == 1) {
         long n = BIO_get_mem_data(b, &data);
-        out = strndup(data, (size_t)n);
+        out = azsim_strndup_bytes(data, (size_t)n);
     }
     BIO_free(b);
     return out;

@@ -200,7 +200,7 @@ static int token(azsim_req *r, const char *tenant)
     const char *auth = azsim_header(r, "Authorization");
     if (auth && strncasecmp(auth, "Basic ", 6) == 0 &&
         azsim_b64url_decode(&basic, &basic_len, auth + 6) == AZSIM_OK) {
-        char *plain = strndup((const char *)basic, basic_len);
+        char *plain = azsim_strndup_bytes((const char *)basic, basic_len);
         if (plain && (sep = strchr(plain, ':')) != NULL) {
             *sep = '\0';
             /* RFC 6749 2.3.1: both halves are form-urlencoded */

@@ -31,7 +31,7 @@ static char *pubkey_pem(EVP_PKEY *pkey)
     char *out = NULL, *data = NULL;
     if (b && PEM_write_bio_PUBKEY(b, pkey) == 1) {
         long n = BIO_get_mem_data(b, &data);
-        out = strndup(data, (size_t)n);
+        out = azsim_strndup_bytes(data, (size_t)n);
     }
     BIO_free(b);
     return out;

@@ -158,9 +158,21 @@ int azsim_b64url_decode(unsigned char **out, size_t *out_len, const char *in)
         free(buf);
         return AZSIM_EINVAL;
     }
+    buf[o] = '\0'; /* callers may treat the bytes as a string (HTTP Basic credentials) */
     *out = buf;
     *out_len = o;
     return AZSIM_OK;
+}
+
+char *azsim_strndup_bytes(const char *data, size_t n)
+{
+    /* strndup wants a string; BIO memory and decoded bytes are not NUL-terminated */
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, data, n);
+    out[n] = '\0';
+    return out;
 }
 
 void azsim_iso8601(char out[32], int64_t t)
