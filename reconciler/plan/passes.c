@@ -658,13 +658,20 @@ void kvr_plan_pass_profiles(pb *b)
                         "the service reports the profile Failed; see its data keys before "
                         "anything else changes");
         }
-        if (!active || (lp && (lp->status == KVR_PROFILE_APPLYING ||
-                               lp->status == KVR_PROFILE_USED || lp->status == KVR_PROFILE_FAILED)))
+        if (!active || (lp && (lp->status == KVR_PROFILE_USED || lp->status == KVR_PROFILE_FAILED)))
             continue;
         apply = pb_step(b, KVR_STEP_PROFILE_APPLY, KVR_ACTION_CHANGE, p->vault, p->pos,
                         obj("profile", p->name),
                         "apply: the service re-wraps every data key with it (Applying, then Used)");
         pb_name(b, apply, p->name, NULL, NULL);
+        if (lp && lp->status == KVR_PROFILE_APPLYING) {
+            /* Under way: the estate has converged only once the service reports Used.
+               (Applying an Applying profile changes nothing, so the step is a pure wait.) */
+            pb_gate(b, apply, KVR_GATE_PROFILE_USED, false, 0,
+                    "profile '%s' to become Used (the service is re-wrapping its data keys)",
+                    p->name);
+            continue;
+        }
         pb_dep(b, apply, create);
         pb_dep(b, apply, creds);
         profile_access(b, apply, p);
