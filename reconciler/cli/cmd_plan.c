@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include "kvr/apply.h"
 #include "kvr/azure.h"
 #include "kvr/model.h"
 #include "kvr/plan.h"
@@ -37,43 +38,6 @@ static void plan_usage(FILE *out)
             "KVR_PROFILE_ENDPOINT; an extra CA: KVR_CA_FILE.\n\n"
             "exit status: 0 success (with --detailed-exitcode: nothing to do), 1 error,\n"
             "2 changes pending (with --detailed-exitcode)\n");
-}
-
-/* Markers of desired values read from their sources; unreadable ones are reported and skipped. */
-static int desired_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
-                           const kvr_marker_key *mk)
-{
-    kvr_value_digest *d = calloc(e->nsecrets + 1, sizeof(*d));
-    *out = d;
-    *n = 0;
-    if (!d)
-        return KVR_ENOMEM;
-    for (size_t i = 0; i < e->nsecrets; i++) {
-        const kvr_secret *s = &e->secrets[i];
-        kvr_value v;
-        kvr_error err;
-        char *m;
-        if (s->source != KVR_SECRET_FROM_ENV && s->source != KVR_SECRET_FROM_FILE)
-            continue;
-        if (kvr_value_read(&v, s, &err) < 0) {
-            fprintf(stderr, "kvreconcile: warning: the value of secret '%s' in vault '%s' is not "
-                            "compared: %s\n",
-                    s->name, s->vault, err.message);
-            continue;
-        }
-        m = malloc(KVR_MARKER_LEN + 1);
-        if (!m) {
-            kvr_value_release(&v);
-            return KVR_ENOMEM;
-        }
-        kvr_marker(m, mk, v.data, v.len);
-        kvr_value_release(&v);
-        d[*n].vault = s->vault;
-        d[*n].name = s->name;
-        d[*n].digest = m;
-        (*n)++;
-    }
-    return 0;
 }
 
 int kvr_cmd_plan(int argc, char **argv)
@@ -158,7 +122,7 @@ int kvr_cmd_plan(int argc, char **argv)
         cli_error("%s", err.message);
         goto done;
     }
-    if (desired_markers(&digests, &ndigests, e, &mk) < 0) {
+    if (kvr_apply_markers(&digests, &ndigests, e, &mk, stderr) < 0) {
         cli_error("out of memory");
         goto done;
     }
@@ -192,9 +156,7 @@ int kvr_cmd_plan(int argc, char **argv)
     }
     status = detailed && (p->nsteps || p->nholds) ? KVR_EXIT_CHANGES : KVR_EXIT_OK;
 done:
-    for (size_t i = 0; i < ndigests; i++)
-        free((char *)digests[i].digest);
-    free(digests);
+    kvr_apply_markers_free(digests, ndigests);
     kvr_marker_key_wipe(&mk);
     kvr_plan_free(p);
     kvr_live_free(live);

@@ -21,6 +21,7 @@ static const struct cmd COMMANDS[] = {
     {"validate", kvr_cmd_validate, "check desired-state YAML against schema v1 and its references"},
 #ifdef KVR_HAVE_PLAN
     {"plan", kvr_cmd_plan, "show what apply would do: ordered steps and the gates that hold them"},
+    {"apply", kvr_cmd_apply, "make the live estate match: run the steps, wait at the gates"},
 #endif
     {"version", kvr_cmd_version, "print the version"},
     {"help", kvr_cmd_help, "show help for kvreconcile or one command"},
@@ -47,7 +48,8 @@ static void usage(FILE *out)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(out, "\n'kvreconcile help <command>' or 'kvreconcile <command> --help' shows a "
                  "command's options.\n"
-                 "exit status: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode)\n");
+                 "exit status: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode),\n"
+                 "3 blocked (apply did all it could; a gate is still closed)\n");
 }
 
 static const struct cmd *find(const char *name)

@@ -59,7 +59,5 @@ bool kvr_plan_version_referenced(const kvr_live *l, const char *vault, const cha
                                  const char *version, const kvr_live_profile **by);
 int64_t kvr_plan_tag_time(const kvr_tags *t);
 const char *kvr_plan_app_principal(const pb *b, const char *app_name);
-void kvr_plan_scope(char *buf, size_t size, const char *sub, const char *rg, const char *vault,
-                    const char *key);
 
 #endif

@@ -139,6 +139,11 @@ void kvr_plan_summarize(const kvr_plan *p, kvr_plan_summary *out);
 bool kvr_step_waiting(const kvr_step *s);
 
 const char *kvr_step_kind_name(kvr_step_kind k);
+
+/* The ARM scope of a vault, or of one of its keys when `key` is not NULL:
+   "/subscriptions/S/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/V[/keys/K]". */
+void kvr_plan_scope(char *buf, size_t size, const char *sub, const char *rg, const char *vault,
+                    const char *key);
 const char *kvr_gate_kind_name(kvr_gate_kind k);
 
 /* Renderers. `color` adds ANSI colours (callers decide: TTY and no NO_COLOR). */

@@ -1,0 +1,1150 @@
+/*
+ * The write side of the providers: each plan step becomes the REST calls it stands for. Every
+ * step is written so that a crash at any instant leaves something the next run recognises:
+ * markers go on objects in the call that creates them (a key version's generation tag, a client
+ * secret's kvr:<name> display name), and a client secret is stored in its vault secret, tagged
+ * with its credential's keyId, before anything else happens; a credential found without that
+ * stored copy is planned as an orphan and replaced.
+ *
+ * Secret values (client secrets, generated and copied values) exist here only in memory, in
+ * buffers that are wiped before they are freed; they never reach a message.
+ */
+#include "kvr/plan.h"
+#include "kvr/providers.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#define ARM_VAULTS_API "2024-11-01"
+#define ARM_RG_API "2021-04-01"
+#define ARM_ROLES_API "2022-04-01"
+#define KV_API "7.5"
+#define PROFILES_API "2026-01-01"
+
+typedef const kvr_step_ctx ctxt;
+
+static char *fmt(kvr_error *err, const char *f, ...) __attribute__((format(printf, 2, 3)));
+
+static char *fmt(kvr_error *err, const char *f, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+    va_start(ap, f);
+    n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    if (n >= 0 && (s = malloc((size_t)n + 1))) {
+        va_start(ap, f);
+        vsnprintf(s, (size_t)n + 1, f, ap);
+        va_end(ap);
+    }
+    if (!s)
+        kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    return s;
+}
+
+/* Wipes a string that held a secret (jansson dumps, JSON string values) in place. */
+static void wipe_str(const char *s)
+{
+    if (s)
+        OPENSSL_cleanse((void *)s, strlen(s));
+}
+
+/*
+ * One call. scope NULL: Key Vault (challenge flow). `body` is borrowed and may hold a secret:
+ * its serialisation is wiped. `ok` lists accepted statuses (0-terminated); *out (optional) gets
+ * the parsed response body.
+ */
+static int call(ctxt *c, const char *scope, const char *method, const char *url, json_t *body,
+                unsigned flags, const long *ok, const char *op, const char *object, json_t **out,
+                long *status, kvr_error *err)
+{
+    static const char *const json_hdr[] = {"Content-Type: application/json", NULL};
+    kvr_http_request req = {.method = method, .url = url, .flags = flags};
+    kvr_http_response resp;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    int rc, code = 0;
+    bool accepted = false;
+
+    if (out)
+        *out = NULL;
+    if (body && !text)
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    if (text) {
+        req.body = text;
+        req.body_len = strlen(text);
+        req.headers = json_hdr;
+    }
+    kvr_http_response_init(&resp);
+    rc = scope ? kvr_auth_send(&resp, c->auth, scope, &req, err)
+               : kvr_auth_send_kv(&resp, &code, c->auth, &req, 1, err);
+    if (!rc && !scope)
+        rc = code;
+    if (text) {
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    if (rc < 0)
+        goto done;
+    if (status)
+        *status = resp.status;
+    for (const long *s = ok; *s; s++)
+        accepted |= resp.status == *s;
+    if (!accepted) {
+        rc = kvr_http_error(err, &resp, op, object);
+        goto done;
+    }
+    if (out && resp.body_len) {
+        json_error_t jerr;
+        *out = json_loadb(resp.body, resp.body_len, 0, &jerr);
+        if (!*out)
+            rc = kvr_error_set(err, KVR_EPROTO, "%s '%s': the response is not JSON", op,
+                               object ? object : "");
+    }
+done:
+    kvr_http_response_release(&resp);
+    return rc;
+}
+
+static const long OK200[] = {200, 0};
+static const long OK2XX[] = {200, 201, 202, 204, 0};
+
+static char *arm_scope(ctxt *c, kvr_error *err)
+{
+    return fmt(err, "%s/.default", c->ep->arm);
+}
+
+static char *vault_base(ctxt *c, const char *vault, kvr_error *err)
+{
+    return fmt(err, "https://%s.%s", vault, c->ep->vault_suffix);
+}
+
+static char *vault_id(ctxt *c, const kvr_vault *v, kvr_error *err)
+{
+    return fmt(err, "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
+               c->ep->arm, c->subscription, v->resource_group, v->name);
+}
+
+static json_t *tags_json(const kvr_tags *t)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < t->len; i++)
+        json_object_set_new(o, t->items[i].key, json_string(t->items[i].value));
+    return o;
+}
+
+/* ---- vaults ------------------------------------------------------------------------------- */
+
+static json_t *vault_properties(ctxt *c, const kvr_vault *v)
+{
+    json_t *p = json_pack("{s:s,s:{s:s,s:s},s:b,s:b,s:i,s:[]}", "tenantId", c->tenant, "sku",
+                          "family", "A", "name", v->sku == KVR_SKU_PREMIUM ? "premium" : "standard",
+                          "enableRbacAuthorization", v->rbac, "enableSoftDelete", 1,
+                          "softDeleteRetentionInDays", v->soft_delete_days, "accessPolicies");
+    if (!p)
+        return NULL;
+    if (v->purge_protection) /* the property accepts only true */
+        json_object_set_new(p, "enablePurgeProtection", json_true());
+    if (v->network.set) {
+        json_t *acl = json_pack("{s:s,s:s,s:[],s:[]}", "defaultAction",
+                                v->network.default_action ? v->network.default_action : "Allow",
+                                "bypass", v->network.bypass ? v->network.bypass : "AzureServices",
+                                "ipRules", "virtualNetworkRules");
+        for (size_t i = 0; acl && i < v->network.ip_rules.len; i++)
+            json_array_append_new(json_object_get(acl, "ipRules"),
+                                  json_pack("{s:s}", "value", v->network.ip_rules.items[i]));
+        for (size_t i = 0; acl && i < v->network.vnet_rules.len; i++)
+            json_array_append_new(json_object_get(acl, "virtualNetworkRules"),
+                                  json_pack("{s:s}", "id", v->network.vnet_rules.items[i]));
+        json_object_set_new(p, "networkAcls", acl);
+        json_object_set_new(p, "publicNetworkAccess",
+                            json_string(v->network.public_access ? v->network.public_access
+                                                                 : "Enabled"));
+    }
+    /* Access policies for apps that exist now; a later run adds the others. */
+    for (size_t i = 0; !v->rbac && i < v->npolicies; i++) {
+        const kvr_access_policy *ap = &v->policies[i];
+        const kvr_app *a = kvr_estate_app(c->d, ap->app);
+        const kvr_live_app *la = a ? kvr_live_app_get(c->l, a->display_name) : NULL;
+        json_t *perm, *e;
+        if (!la || !la->sp_id)
+            continue;
+        perm = json_pack("{s:[],s:[],s:[]}", "keys", "secrets", "certificates");
+        for (size_t k = 0; perm && k < ap->keys.len; k++)
+            json_array_append_new(json_object_get(perm, "keys"), json_string(ap->keys.items[k]));
+        for (size_t k = 0; perm && k < ap->secrets.len; k++)
+            json_array_append_new(json_object_get(perm, "secrets"),
+                                  json_string(ap->secrets.items[k]));
+        for (size_t k = 0; perm && k < ap->certificates.len; k++)
+            json_array_append_new(json_object_get(perm, "certificates"),
+                                  json_string(ap->certificates.items[k]));
+        e = json_pack("{s:s,s:s,s:o}", "tenantId", c->tenant, "objectId", la->sp_id,
+                      "permissions", perm);
+        json_array_append_new(json_object_get(p, "accessPolicies"), e);
+    }
+    return p;
+}
+
+static int wait_provisioned(ctxt *c, const char *url, const char *name, kvr_error *err)
+{
+    char *scope = arm_scope(c, err);
+    int rc = scope ? 0 : KVR_ENOMEM;
+    for (int i = 0; !rc && i < 60; i++) {
+        json_t *v = NULL;
+        const char *state;
+        rc = call(c, scope, "GET", url, NULL, 0, OK200, "get vault", name, &v, NULL, err);
+        state = json_string_value(json_object_get(json_object_get(v, "properties"),
+                                                  "provisioningState"));
+        if (!rc && (!state || strcmp(state, "Succeeded") == 0)) {
+            json_decref(v);
+            break;
+        }
+        if (!rc && state && (!strcmp(state, "Failed") || !strcmp(state, "Canceled")))
+            rc = kvr_error_set(err, KVR_EAZURE, "create vault '%s': provisioning %s", name, state);
+        json_decref(v);
+        if (!rc) {
+            struct timespec ts = {1, 0};
+            nanosleep(&ts, NULL);
+        }
+    }
+    free(scope);
+    return rc;
+}
+
+static int vault_put(ctxt *c, const kvr_step *s, bool recover, kvr_error *err)
+{
+    const kvr_vault *v = kvr_estate_vault(c->d, s->name);
+    char *scope = arm_scope(c, err), *rg = NULL, *url = NULL;
+    json_t *body = NULL;
+    long st = 0;
+    int rc = KVR_ENOMEM;
+    if (!v || !scope)
+        goto done;
+    rg = fmt(err, "%s/subscriptions/%s/resourceGroups/%s?api-version=" ARM_RG_API, c->ep->arm,
+             c->subscription, v->resource_group);
+    url = fmt(err, "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s"
+                   "?api-version=" ARM_VAULTS_API,
+              c->ep->arm, c->subscription, v->resource_group, v->name);
+    if (!rg || !url)
+        goto done;
+    {
+        static const long ok[] = {200, 404, 0};
+        rc = call(c, scope, "GET", rg, NULL, 0, ok, "get resource group", v->resource_group,
+                  NULL, &st, err);
+        if (!rc && st == 404) {
+            json_t *g = json_pack("{s:s}", "location", v->location);
+            rc = call(c, scope, "PUT", rg, g, 0, OK2XX, "create resource group",
+                      v->resource_group, NULL, NULL, err);
+            json_decref(g);
+        }
+        if (rc)
+            goto done;
+    }
+    if (recover)
+        body = json_pack("{s:s,s:{s:s,s:{s:s,s:s},s:s}}", "location", v->location, "properties",
+                         "tenantId", c->tenant, "sku", "family", "A", "name",
+                         v->sku == KVR_SKU_PREMIUM ? "premium" : "standard", "createMode",
+                         "recover");
+    else
+        body = json_pack("{s:s,s:o,s:o}", "location", v->location, "tags", tags_json(&v->tags),
+                         "properties", vault_properties(c, v));
+    rc = body ? call(c, scope, "PUT", url, body, 0, OK2XX, recover ? "recover vault"
+                                                                   : "create vault",
+                     v->name, NULL, NULL, err)
+              : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    if (!rc)
+        rc = wait_provisioned(c, url, v->name, err);
+done:
+    json_decref(body);
+    free(scope);
+    free(rg);
+    free(url);
+    return rc;
+}
+
+/* PATCH the vault: properties from the desired state, tags plus an optional extra tag. */
+static int vault_patch(ctxt *c, const kvr_step *s, const char *extra_tag, const char *extra_value,
+                       kvr_error *err)
+{
+    const kvr_vault *v = kvr_estate_vault(c->d, s->name);
+    const kvr_live_vault *lv = kvr_live_vault_get(c->l, s->name);
+    char *scope = arm_scope(c, err), *id = v ? vault_id(c, v, err) : NULL, *url = NULL;
+    json_t *tags, *body = NULL, *props;
+    int rc = KVR_ENOMEM;
+    if (!v || !lv || !scope || !id)
+        goto done;
+    url = fmt(err, "%s?api-version=" ARM_VAULTS_API, id);
+    tags = tags_json(&v->tags);
+    for (size_t i = 0; tags && i < lv->tags.len; i++) /* keep kvreconcile's own markers */
+        if (strncmp(lv->tags.items[i].key, "kvr-", 4) == 0)
+            json_object_set_new(tags, lv->tags.items[i].key, json_string(lv->tags.items[i].value));
+    if (tags && extra_tag)
+        json_object_set_new(tags, extra_tag, json_string(extra_value));
+    props = vault_properties(c, v);
+    if (props) { /* PATCH takes what may change: not tenant, retention days or access policies */
+        json_object_del(props, "tenantId");
+        json_object_del(props, "softDeleteRetentionInDays");
+        json_object_del(props, "accessPolicies");
+        json_object_del(props, "enableSoftDelete");
+    }
+    body = json_pack("{s:o,s:o}", "tags", tags, "properties", props);
+    rc = url && body ? call(c, scope, "PATCH", url, body, 0, OK2XX, "update vault", v->name, NULL,
+                            NULL, err)
+                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+done:
+    json_decref(body);
+    free(scope);
+    free(id);
+    free(url);
+    return rc;
+}
+
+static int vault_delete(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_vault *v = kvr_estate_vault(c->d, s->name);
+    char *scope = arm_scope(c, err), *id = v ? vault_id(c, v, err) : NULL, *url = NULL;
+    int rc = KVR_ENOMEM;
+    if (v && scope && id && (url = fmt(err, "%s?api-version=" ARM_VAULTS_API, id)))
+        rc = call(c, scope, "DELETE", url, NULL, 0, OK2XX, "delete vault", v->name, NULL, NULL,
+                  err);
+    free(scope);
+    free(id);
+    free(url);
+    return rc;
+}
+
+/* ---- Graph -------------------------------------------------------------------------------- */
+
+static char *graph_scope(ctxt *c, kvr_error *err)
+{
+    return fmt(err, "%s/.default", c->ep->graph);
+}
+
+static const kvr_live_app *live_app(ctxt *c, const char *app_name)
+{
+    const kvr_app *a = kvr_estate_app(c->d, app_name);
+    return a ? kvr_live_app_get(c->l, a->display_name) : NULL;
+}
+
+static int app_create(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_app *a = kvr_estate_app(c->d, s->name);
+    char *scope = graph_scope(c, err), *url = fmt(err, "%s/v1.0/applications", c->ep->graph);
+    json_t *body = a ? json_pack("{s:s,s:s}", "displayName", a->display_name, "signInAudience",
+                                 a->sign_in_audience)
+                     : NULL;
+    int rc = scope && url && body ? call(c, scope, "POST", url, body, KVR_HTTP_NOT_IDEMPOTENT, OK2XX,
+                                         "create app", a->display_name, NULL, NULL, err)
+                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    json_decref(body);
+    free(scope);
+    free(url);
+    return rc;
+}
+
+static int sp_create(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_live_app *la = live_app(c, s->name);
+    char *scope = graph_scope(c, err), *url = fmt(err, "%s/v1.0/servicePrincipals", c->ep->graph);
+    json_t *body = la ? json_pack("{s:s}", "appId", la->app_id) : NULL;
+    int rc;
+    if (!la)
+        rc = kvr_error_set(err, KVR_ENOTFOUND, "app '%s' does not exist yet", s->name);
+    else
+        rc = scope && url && body ? call(c, scope, "POST", url, body, KVR_HTTP_NOT_IDEMPOTENT,
+                                         OK2XX, "create service principal", s->name, NULL, NULL,
+                                         err)
+                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    json_decref(body);
+    free(scope);
+    free(url);
+    return rc;
+}
+
+static int remove_password(ctxt *c, const kvr_live_app *la, const char *key_id, kvr_error *err)
+{
+    char *scope = graph_scope(c, err);
+    char *url = fmt(err, "%s/v1.0/applications/%s/removePassword", c->ep->graph, la->object_id);
+    json_t *body = json_pack("{s:s}", "keyId", key_id);
+    int rc = scope && url && body ? call(c, scope, "POST", url, body, 0, OK2XX,
+                                         "remove client secret of app", la->display_name, NULL,
+                                         NULL, err)
+                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    json_decref(body);
+    free(scope);
+    free(url);
+    return rc;
+}
+
+/* PUT a secret value (a secret: the body is wiped) with content type and tags. */
+static int secret_put(ctxt *c, const char *vault, const char *name, const unsigned char *value,
+                      size_t len, const char *content_type, json_t *tags, kvr_error *err)
+{
+    char *base = vault_base(c, vault, err), *url = NULL, object[300];
+    json_t *body = json_object(), *v = json_stringn((const char *)value, len);
+    int rc;
+    snprintf(object, sizeof(object), "%s/%s", vault, name);
+    if (!base || !body || !v || !(url = fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
+        json_decref(v);
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (!v) {
+        rc = kvr_error_set(err, KVR_EINVAL, "the value of secret '%s' is not valid UTF-8", object);
+        goto done;
+    }
+    json_object_set_new(body, "value", v);
+    if (content_type)
+        json_object_set_new(body, "contentType", json_string(content_type));
+    if (tags)
+        json_object_set(body, "tags", tags);
+    rc = call(c, NULL, "PUT", url, body, 0, OK200, "set secret", object, NULL, NULL, err);
+    wipe_str(json_string_value(v));
+done:
+    json_decref(body);
+    free(base);
+    free(url);
+    return rc;
+}
+
+/* GETs the latest value of a secret into *out (wiped by the caller with kvr_value_release). */
+static int secret_get(ctxt *c, const char *vault, const char *name, const char *version,
+                      kvr_value *out, json_t **tags, kvr_error *err)
+{
+    char *base = vault_base(c, vault, err), *url = NULL, object[300];
+    json_t *body = NULL, *v;
+    int rc;
+    out->data = NULL;
+    out->len = 0;
+    if (tags)
+        *tags = NULL;
+    snprintf(object, sizeof(object), "%s/%s", vault, name);
+    url = base ? fmt(err, "%s/secrets/%s/%s?api-version=" KV_API, base, name,
+                     version ? version : "")
+               : NULL;
+    rc = url ? call(c, NULL, "GET", url, NULL, 0, OK200, "get secret", object, &body, NULL, err)
+             : KVR_ENOMEM;
+    v = json_object_get(body, "value");
+    if (!rc && !json_is_string(v))
+        rc = kvr_error_set(err, KVR_EPROTO, "get secret '%s': no value in the response", object);
+    if (!rc) {
+        out->len = json_string_length(v);
+        out->data = malloc(out->len + 1);
+        if (!out->data)
+            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        else
+            memcpy(out->data, json_string_value(v), out->len);
+        if (tags)
+            *tags = json_incref(json_object_get(body, "tags"));
+    }
+    if (json_is_string(v))
+        wipe_str(json_string_value(v));
+    json_decref(body);
+    free(base);
+    free(url);
+    return rc;
+}
+
+static int cred_add(ctxt *c, const kvr_step *s, bool replace, kvr_error *err)
+{
+    const kvr_app *a = kvr_estate_app(c->d, s->extra);
+    const kvr_credential *cr = a ? kvr_app_credential(a, s->name) : NULL;
+    const kvr_live_app *la = live_app(c, s->extra);
+    char *scope = graph_scope(c, err), *url = NULL, end[KVR_TIME_ISO_MAX], display[160];
+    json_t *body = NULL, *resp = NULL, *tags = NULL;
+    const char *text, *key_id;
+    int rc = KVR_ENOMEM;
+
+    if (!cr || !la)
+        return kvr_error_set(err, KVR_ENOTFOUND, "app '%s' does not exist yet", s->extra);
+    if (replace && s->version && (rc = remove_password(c, la, s->version, err)) < 0)
+        goto done;
+    kvr_time_iso(end, sizeof(end), c->l->now + cr->lifetime);
+    snprintf(display, sizeof(display), KVR_CRED_PREFIX "%s", cr->name);
+    url = fmt(err, "%s/v1.0/applications/%s/addPassword", c->ep->graph, la->object_id);
+    body = json_pack("{s:{s:s,s:s}}", "passwordCredential", "displayName", display, "endDateTime",
+                     end);
+    if (!scope || !url || !body)
+        goto done;
+    rc = call(c, scope, "POST", url, body, KVR_HTTP_NOT_IDEMPOTENT, OK2XX, "add client secret to app",
+              a->display_name, &resp, NULL, err);
+    if (rc < 0)
+        goto done;
+    text = json_string_value(json_object_get(resp, "secretText"));
+    key_id = json_string_value(json_object_get(resp, "keyId"));
+    if (!text || !key_id) {
+        rc = kvr_error_set(err, KVR_EPROTO, "add client secret to app '%s': no secretText or "
+                                            "keyId in the response",
+                           a->display_name);
+        goto done;
+    }
+    /* The only moment the secret text exists: store it before anything else. */
+    tags = json_pack("{s:s}", KVR_TAG_CREDENTIAL, key_id);
+    rc = tags ? secret_put(c, cr->store_vault, cr->store_secret, (const unsigned char *)text,
+                           strlen(text), "text/plain", tags, err)
+              : KVR_ENOMEM;
+    wipe_str(text);
+    if (rc < 0) {
+        /* Not stored: remove it, so that no credential exists that nobody can use. */
+        kvr_error ignored;
+        remove_password(c, la, key_id, &ignored);
+    }
+done:
+    if (resp)
+        wipe_str(json_string_value(json_object_get(resp, "secretText")));
+    json_decref(resp);
+    json_decref(body);
+    json_decref(tags);
+    free(scope);
+    free(url);
+    return rc;
+}
+
+static int cred_remove(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_live_app *la = live_app(c, s->extra);
+    if (!la || !s->version)
+        return kvr_error_set(err, KVR_ENOTFOUND, "app '%s' or its credential is gone", s->extra);
+    return remove_password(c, la, s->version, err);
+}
+
+/* ---- tags on Key Vault objects ------------------------------------------------------------ */
+
+/* Adds one tag to a key version or to a secret's latest version, keeping its other tags. */
+static int add_tag(ctxt *c, const char *kind, const char *vault, const char *name,
+                   const char *version, const char *tag, const char *value, kvr_error *err)
+{
+    char *base = vault_base(c, vault, err), *url = NULL, object[300];
+    json_t *cur = NULL, *body = NULL, *tags;
+    int rc;
+    snprintf(object, sizeof(object), "%s/%s", vault, name);
+    url = base ? fmt(err, "%s/%s/%s/%s?api-version=" KV_API, base, kind, name,
+                     version ? version : "")
+               : NULL;
+    rc = url ? call(c, NULL, "GET", url, NULL, 0, OK200, "read tags of", object, &cur, NULL, err)
+             : KVR_ENOMEM;
+    if (rc)
+        goto done;
+    if (json_is_string(json_object_get(cur, "value"))) /* a secret: its value is not needed */
+        wipe_str(json_string_value(json_object_get(cur, "value")));
+    tags = json_is_object(json_object_get(cur, "tags")) ? json_deep_copy(json_object_get(cur, "tags"))
+                                                        : json_object();
+    if (tags)
+        json_object_set_new(tags, tag, json_string(value));
+    body = json_pack("{s:o}", "tags", tags);
+    rc = body ? call(c, NULL, "PATCH", url, body, 0, OK200, "tag", object, NULL, NULL, err)
+              : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+done:
+    json_decref(cur);
+    json_decref(body);
+    free(base);
+    free(url);
+    return rc;
+}
+
+static const kvr_live_secret *stored_copy(const kvr_live *l, const char *key_id)
+{
+    for (size_t i = 0; i < l->nsecrets; i++) {
+        const char *id = kvr_tags_get(&l->secrets[i].tags, KVR_TAG_CREDENTIAL);
+        if (id && strcmp(id, key_id) == 0)
+            return &l->secrets[i];
+    }
+    return NULL;
+}
+
+/* ---- keys --------------------------------------------------------------------------------- */
+
+static json_t *policy_json(const kvr_rotation *r)
+{
+    json_t *actions = json_array(), *p;
+    char iso[32];
+    if (!actions)
+        return NULL;
+    if (r->every) {
+        kvr_duration_iso(iso, sizeof(iso), r->every);
+        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger", "timeAfterCreate",
+                                                 iso, "action", "type", "Rotate"));
+    } else if (r->before_expiry) {
+        kvr_duration_iso(iso, sizeof(iso), r->before_expiry);
+        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger",
+                                                 "timeBeforeExpiry", iso, "action", "type",
+                                                 "Rotate"));
+    }
+    if (r->notify_before) {
+        kvr_duration_iso(iso, sizeof(iso), r->notify_before);
+        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger",
+                                                 "timeBeforeExpiry", iso, "action", "type",
+                                                 "Notify"));
+    }
+    p = json_pack("{s:o}", "lifetimeActions", actions);
+    if (p && r->expires_after) {
+        kvr_duration_iso(iso, sizeof(iso), r->expires_after);
+        json_object_set_new(p, "attributes", json_pack("{s:s}", "expiryTime", iso));
+    }
+    return p;
+}
+
+static int key_policy(ctxt *c, const kvr_key *k, kvr_error *err)
+{
+    char *base = vault_base(c, k->vault, err), *url = NULL, object[300];
+    json_t *body = policy_json(&k->rotation);
+    int rc;
+    snprintf(object, sizeof(object), "%s/%s", k->vault, k->name);
+    url = base ? fmt(err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, k->name) : NULL;
+    rc = url && body ? call(c, NULL, "PUT", url, body, 0, OK200, "set rotation policy of key",
+                            object, NULL, NULL, err)
+                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    json_decref(body);
+    free(base);
+    free(url);
+    return rc;
+}
+
+static json_t *ops_json(unsigned ops)
+{
+    static const char *const names[] = {"encrypt", "decrypt", "sign", "verify", "wrapKey",
+                                        "unwrapKey"};
+    json_t *a = json_array();
+    for (int i = 0; a && i < 6; i++)
+        if (ops & (1u << i))
+            json_array_append_new(a, json_string(names[i]));
+    return a;
+}
+
+static int key_create(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_key *k = kvr_estate_key(c->d, s->vault, s->name);
+    char *base = k ? vault_base(c, k->vault, err) : NULL, *url = NULL, object[300];
+    json_t *tags, *body = NULL;
+    int rc = KVR_ENOMEM;
+    if (!k)
+        return kvr_error_set(err, KVR_ENOTFOUND, "key '%s' is not declared", s->name);
+    snprintf(object, sizeof(object), "%s/%s", k->vault, k->name);
+    tags = tags_json(&k->tags);
+    if (tags && k->generation)
+        json_object_set_new(tags, KVR_TAG_GENERATION, json_string(k->generation));
+    body = json_pack("{s:s,s:o,s:o}", "kty", kvr_key_type_name(k->type), "key_ops",
+                     ops_json(k->ops), "tags", tags);
+    if (body && k->curve)
+        json_object_set_new(body, "crv", json_string(k->curve));
+    else if (body)
+        json_object_set_new(body, "key_size", json_integer(k->size));
+    url = base ? fmt(err, "%s/keys/%s/create?api-version=" KV_API, base, k->name) : NULL;
+    if (!url || !body)
+        goto done;
+    /* Not retried after an ambiguous failure: a second version would be made. The next run
+       sees the generation tag if the first one was. */
+    rc = call(c, NULL, "POST", url, body, KVR_HTTP_NOT_IDEMPOTENT, OK200, "create key", object,
+              NULL, NULL, err);
+    if (!rc && k->rotation.set)
+        rc = key_policy(c, k, err);
+done:
+    json_decref(body);
+    free(base);
+    free(url);
+    return rc;
+}
+
+static int key_patch(ctxt *c, const kvr_step *s, json_t *body, const char *op, kvr_error *err)
+{
+    char *base = vault_base(c, s->vault, err), *url = NULL, object[300];
+    int rc;
+    snprintf(object, sizeof(object), "%s/%s", s->vault, s->name);
+    url = base ? fmt(err, "%s/keys/%s/%s?api-version=" KV_API, base, s->name,
+                     s->version ? s->version : "")
+               : NULL;
+    rc = url && body ? call(c, NULL, "PATCH", url, body, 0, OK200, op, object, NULL, NULL, err)
+                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    free(base);
+    free(url);
+    return rc;
+}
+
+/* METHOD https://VAULT/COLLECTION/NAME[SUFFIX] with no body. */
+static int kv_simple(ctxt *c, const char *vault, const char *method, const char *collection,
+                     const char *name, const char *suffix, const char *op, kvr_error *err)
+{
+    char *base = vault_base(c, vault, err), *url = NULL, object[300];
+    int rc;
+    snprintf(object, sizeof(object), "%s/%s", vault, name);
+    url = base ? fmt(err, "%s/%s/%s%s?api-version=" KV_API, base, collection, name, suffix) : NULL;
+    rc = url ? call(c, NULL, method, url, NULL, 0, OK2XX, op, object, NULL, NULL, err)
+             : KVR_ENOMEM;
+    free(base);
+    free(url);
+    return rc;
+}
+
+/* ---- secrets ------------------------------------------------------------------------------ */
+
+static int secret_set(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_secret *sec = NULL;
+    kvr_value v = {0};
+    json_t *tags = NULL;
+    int rc;
+    for (size_t i = 0; i < c->d->nsecrets; i++)
+        if (kvr_str_ieq(c->d->secrets[i].vault, s->vault) &&
+            kvr_str_ieq(c->d->secrets[i].name, s->name))
+            sec = &c->d->secrets[i];
+    if (!sec)
+        return kvr_error_set(err, KVR_ENOTFOUND, "secret '%s' is not declared", s->name);
+    switch (sec->source) {
+    case KVR_SECRET_GENERATE:
+        rc = kvr_value_generate(&v, sec->gen_length, sec->gen_charset, err);
+        break;
+    case KVR_SECRET_FROM_ENV:
+    case KVR_SECRET_FROM_FILE:
+        rc = kvr_value_read(&v, sec, err);
+        break;
+    case KVR_SECRET_FROM_APP_CREDENTIAL: {
+        const kvr_app *a = kvr_estate_app(c->d, sec->app);
+        const kvr_credential *cr = a ? kvr_app_credential(a, sec->credential) : NULL;
+        rc = cr ? secret_get(c, cr->store_vault, cr->store_secret, NULL, &v, NULL, err)
+                : kvr_error_set(err, KVR_ENOTFOUND, "credential '%s' of app '%s' is not declared",
+                                sec->credential, sec->app);
+        break;
+    }
+    default:
+        rc = kvr_error_set(err, KVR_EINVAL, "unknown source of secret '%s'", s->name);
+    }
+    if (!rc) {
+        tags = tags_json(&sec->tags);
+        rc = secret_put(c, sec->vault, sec->name, v.data, v.len, sec->content_type, tags, err);
+    }
+    kvr_value_release(&v);
+    json_decref(tags);
+    return rc;
+}
+
+static int secret_update(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_secret *sec = NULL;
+    char *base = vault_base(c, s->vault, err), *url = NULL, object[300];
+    json_t *body = NULL;
+    int rc;
+    for (size_t i = 0; i < c->d->nsecrets; i++)
+        if (kvr_str_ieq(c->d->secrets[i].vault, s->vault) &&
+            kvr_str_ieq(c->d->secrets[i].name, s->name))
+            sec = &c->d->secrets[i];
+    snprintf(object, sizeof(object), "%s/%s", s->vault, s->name);
+    url = base ? fmt(err, "%s/secrets/%s/?api-version=" KV_API, base, s->name) : NULL;
+    if (sec)
+        body = json_pack("{s:o}", "tags", tags_json(&sec->tags));
+    if (body && sec->content_type)
+        json_object_set_new(body, "contentType", json_string(sec->content_type));
+    rc = url && body ? call(c, NULL, "PATCH", url, body, 0, OK200, "update secret", object, NULL,
+                            NULL, err)
+                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    json_decref(body);
+    free(base);
+    free(url);
+    return rc;
+}
+
+static int secret_copy(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    kvr_value v = {0};
+    json_t *tags = NULL;
+    const kvr_live_secret *src = kvr_live_secret_get(c->l, s->extra, s->name);
+    int rc = secret_get(c, s->extra, s->name, NULL, &v, &tags, err);
+    if (!rc)
+        rc = secret_put(c, s->vault, s->name, v.data, v.len, src ? src->content_type : NULL, tags,
+                        err);
+    kvr_value_release(&v);
+    json_decref(tags);
+    return rc;
+}
+
+/* ---- profiles ----------------------------------------------------------------------------- */
+
+static char *profiles_scope(ctxt *c, kvr_error *err)
+{
+    if (!c->ep->profiles) {
+        kvr_error_set(err, KVR_EINVAL, "the profile service's endpoint is not set");
+        return NULL;
+    }
+    return fmt(err, "%s/.default", c->ep->profiles);
+}
+
+/* The secret text of an app credential, from its vault secret. */
+static int credential_secret(ctxt *c, const char *app, const char *credential, kvr_value *out,
+                             kvr_error *err)
+{
+    const kvr_app *a = kvr_estate_app(c->d, app);
+    const kvr_credential *cr = a ? kvr_app_credential(a, credential) : NULL;
+    if (!cr)
+        return kvr_error_set(err, KVR_ENOTFOUND, "credential '%s' of app '%s' is not declared",
+                             credential, app);
+    return secret_get(c, cr->store_vault, cr->store_secret, NULL, out, NULL, err);
+}
+
+static int profile_write(ctxt *c, const kvr_step *s, bool create, kvr_error *err)
+{
+    const kvr_profile *p = kvr_estate_profile(c->d, s->name);
+    const kvr_live_app *la = p ? live_app(c, p->app) : NULL;
+    const kvr_live_key *lk = p ? kvr_live_key_get(c->l, p->vault, p->key) : NULL;
+    char *scope = profiles_scope(c, err), *url = NULL, *kid = NULL;
+    const char *version;
+    kvr_value secret = {0};
+    json_t *body = NULL, *sv = NULL;
+    int rc = KVR_ENOMEM;
+
+    if (!p || !la || (create && (!lk || !lk->nversions)))
+        return kvr_error_set(err, KVR_ENOTFOUND,
+                             "profile '%s': its app or key does not exist yet", s->name);
+    if (!scope)
+        goto done;
+    if ((rc = credential_secret(c, p->app, p->credential, &secret, err)) < 0)
+        goto done;
+    sv = json_stringn((const char *)secret.data, secret.len);
+    body = json_pack("{s:s,s:s,s:O,s:{s:s,s:s}}", "tenantId", c->tenant, "clientId", la->app_id,
+                     "clientSecret", sv, "metadata", "kvr-credential", p->credential, "kvr-managed",
+                     "true");
+    if (create && body) {
+        version = p->key_version ? p->key_version : lk->versions[lk->nversions - 1].id;
+        kid = fmt(err, "https://%s.%s/keys/%s/%s", p->vault, c->ep->vault_suffix, p->key, version);
+        json_object_set_new(body, "keyId", kid ? json_string(kid) : json_null());
+        url = fmt(err, "%s/encryptionProfiles/%s?api-version=" PROFILES_API, c->ep->profiles,
+                  p->name);
+    } else if (body) {
+        url = fmt(err, "%s/encryptionProfiles/%s/credentials?api-version=" PROFILES_API,
+                  c->ep->profiles, p->name);
+    }
+    rc = url && body ? call(c, scope, create ? "PUT" : "POST", url, body, 0, OK2XX,
+                            create ? "create profile" : "set credentials of profile", p->name,
+                            NULL, NULL, err)
+                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+done:
+    if (sv)
+        wipe_str(json_string_value(sv));
+    json_decref(sv);
+    json_decref(body);
+    kvr_value_release(&secret);
+    free(scope);
+    free(url);
+    free(kid);
+    return rc;
+}
+
+static int profile_simple(ctxt *c, const kvr_step *s, const char *method, const char *suffix,
+                          const char *op, kvr_error *err)
+{
+    char *scope = profiles_scope(c, err);
+    char *url = scope ? fmt(err, "%s/encryptionProfiles/%s%s?api-version=" PROFILES_API,
+                            c->ep->profiles, s->name, suffix)
+                      : NULL;
+    int rc = url ? call(c, scope, method, url, NULL, 0, OK2XX, op, s->name, NULL, NULL, err)
+                 : (scope ? KVR_ENOMEM : err->code);
+    free(scope);
+    free(url);
+    return rc;
+}
+
+/* ---- role assignments --------------------------------------------------------------------- */
+
+/* A name-based GUID (SHA-256 of scope, role and principal, version nibble 5): re-runs are
+   idempotent, and two runners pick the same name. */
+static void role_guid(char out[37], const char *scope, const char *role, const char *principal)
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    memset(md, 0, sizeof(md));
+    if (h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1) {
+        EVP_DigestUpdate(h, scope, strlen(scope));
+        EVP_DigestUpdate(h, "|", 1);
+        EVP_DigestUpdate(h, role, strlen(role));
+        EVP_DigestUpdate(h, "|", 1);
+        EVP_DigestUpdate(h, principal, strlen(principal));
+        EVP_DigestFinal_ex(h, md, &n);
+    }
+    EVP_MD_CTX_free(h);
+    md[6] = (unsigned char)((md[6] & 0x0f) | 0x50);
+    md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[md[i] >> 4];
+        out[o++] = hex[md[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+static int role_create(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    static const long ok[] = {200, 201, 409, 0};
+    const kvr_vault *v = kvr_estate_vault(c->d, s->vault);
+    const kvr_live_app *la = live_app(c, s->name);
+    char *scope = arm_scope(c, err), *url = NULL, *def = NULL, res[600], guid[37];
+    json_t *body = NULL, *resp = NULL;
+    long status = 0;
+    int rc = KVR_ENOMEM;
+    if (!v || !la || !la->sp_id)
+        return kvr_error_set(err, KVR_ENOTFOUND,
+                             "role assignment: app '%s' has no service principal yet", s->name);
+    kvr_plan_scope(res, sizeof(res), c->subscription, v->resource_group, v->name, s->version);
+    role_guid(guid, res, s->extra, la->sp_id);
+    url = fmt(err, "%s%s/providers/Microsoft.Authorization/roleAssignments/%s?api-version=" ARM_ROLES_API,
+              c->ep->arm, res, guid);
+    def = fmt(err, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
+              c->subscription, s->extra);
+    if (!scope || !url || !def)
+        goto done;
+    body = json_pack("{s:{s:s,s:s,s:s,s:s}}", "properties", "roleDefinitionId", def, "principalId",
+                     la->sp_id, "principalType", "ServicePrincipal", "description",
+                     "managed by kvreconcile");
+    rc = body ? call(c, scope, "PUT", url, body, 0, ok, "assign role to app", s->name, &resp,
+                     &status, err)
+              : KVR_ENOMEM;
+    if (!rc && status == 409) {
+        /* RoleAssignmentExists under another name: the grant is there, which is what matters. */
+        const char *code = json_string_value(json_object_get(json_object_get(resp, "error"), "code"));
+        if (!code || strcmp(code, "RoleAssignmentExists") != 0)
+            rc = kvr_error_set(err, KVR_ECONFLICT, "assign role to app '%s': http 409 %s",
+                               s->name, code ? code : "Conflict");
+    }
+done:
+    json_decref(body);
+    json_decref(resp);
+    free(scope);
+    free(url);
+    free(def);
+    return rc;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+int kvr_step_run(const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_key *k;
+    const kvr_live_secret *stored;
+    json_t *body;
+    int rc;
+
+    switch (s->kind) {
+    case KVR_STEP_VAULT_CREATE:
+        return vault_put(c, s, false, err);
+    case KVR_STEP_VAULT_RECOVER:
+        return vault_put(c, s, true, err);
+    case KVR_STEP_VAULT_UPDATE:
+        return vault_patch(c, s, NULL, NULL, err);
+    case KVR_STEP_VAULT_MARK_UNUSED:
+        return vault_patch(c, s, KVR_TAG_SUPERSEDED, s->extra, err);
+    case KVR_STEP_VAULT_RETIRE:
+        return vault_delete(c, s, err);
+    case KVR_STEP_APP_CREATE:
+        return app_create(c, s, err);
+    case KVR_STEP_SP_CREATE:
+        return sp_create(c, s, err);
+    case KVR_STEP_CRED_ADD:
+        return cred_add(c, s, false, err);
+    case KVR_STEP_CRED_REPLACE_ORPHAN:
+        return cred_add(c, s, true, err);
+    case KVR_STEP_CRED_MARK_SUPERSEDED:
+        stored = s->version ? stored_copy(c->l, s->version) : NULL;
+        if (!stored)
+            return kvr_error_set(err, KVR_ENOTFOUND, "the stored copy of credential '%s' is gone",
+                                 s->name);
+        return add_tag(c, "secrets", stored->vault, stored->name, NULL, KVR_TAG_SUPERSEDED,
+                       s->extra, err);
+    case KVR_STEP_CRED_REMOVE:
+        return cred_remove(c, s, err);
+    case KVR_STEP_ROLE_CREATE:
+        return role_create(c, s, err);
+    case KVR_STEP_KEY_CREATE:
+    case KVR_STEP_KEY_NEW_VERSION:
+        return key_create(c, s, err);
+    case KVR_STEP_KEY_RECOVER:
+        return kv_simple(c, s->vault, "POST", "deletedkeys", s->name, "/recover", "recover key",
+                         err);
+    case KVR_STEP_KEY_UPDATE:
+        k = kvr_estate_key(c->d, s->vault, s->name);
+        body = k ? json_pack("{s:o}", "key_ops", ops_json(k->ops)) : NULL;
+        rc = key_patch(c, s, body, "update key", err);
+        json_decref(body);
+        return rc;
+    case KVR_STEP_KEY_POLICY:
+        k = kvr_estate_key(c->d, s->vault, s->name);
+        return k ? key_policy(c, k, err)
+                 : kvr_error_set(err, KVR_ENOTFOUND, "key '%s' is not declared", s->name);
+    case KVR_STEP_KEY_MARK_SUPERSEDED:
+        if (s->version)
+            return add_tag(c, "keys", s->vault, s->name, s->version, KVR_TAG_SUPERSEDED, s->extra,
+                           err);
+        {
+            const kvr_live_key *lk = kvr_live_key_get(c->l, s->vault, s->name);
+            rc = 0;
+            for (size_t i = 0; lk && i < lk->nversions && !rc; i++)
+                if (!kvr_tags_get(&lk->versions[i].tags, KVR_TAG_SUPERSEDED))
+                    rc = add_tag(c, "keys", s->vault, s->name, lk->versions[i].id,
+                                 KVR_TAG_SUPERSEDED, s->extra, err);
+            return rc;
+        }
+    case KVR_STEP_KEY_VERSION_DISABLE:
+        body = json_pack("{s:{s:b,s:I}}", "attributes", "enabled", 0, "exp", (json_int_t)c->l->now);
+        rc = key_patch(c, s, body, "disable key version", err);
+        json_decref(body);
+        return rc;
+    case KVR_STEP_KEY_DELETE:
+        return kv_simple(c, s->vault, "DELETE", "keys", s->name, "", "delete key", err);
+    case KVR_STEP_SECRET_SET:
+        return secret_set(c, s, err);
+    case KVR_STEP_SECRET_RECOVER:
+        return kv_simple(c, s->vault, "POST", "deletedsecrets", s->name, "/recover",
+                         "recover secret", err);
+    case KVR_STEP_SECRET_UPDATE:
+        return secret_update(c, s, err);
+    case KVR_STEP_SECRET_COPY:
+        return secret_copy(c, s, err);
+    case KVR_STEP_COPY_VERIFY:
+        /* The executor re-reads the estate after every step; the plan only keeps this step
+           while a copy differs, so reaching it with copies still pending is an error. */
+        return 0;
+    case KVR_STEP_CERT_COPY:
+        return kvr_error_set(err, KVR_EINVAL,
+                             "copying certificate '%s' is not supported yet; copy it by hand and "
+                             "run again",
+                             s->name);
+    case KVR_STEP_PROFILE_CREATE:
+        return profile_write(c, s, true, err);
+    case KVR_STEP_PROFILE_SET_CREDENTIALS:
+        return profile_write(c, s, false, err);
+    case KVR_STEP_PROFILE_APPLY:
+        return profile_simple(c, s, "POST", "/apply", "apply profile", err);
+    case KVR_STEP_PROFILE_DELETE:
+        return profile_simple(c, s, "DELETE", "", "delete profile", err);
+    }
+    return kvr_error_set(err, KVR_EINVAL, "unknown step kind %d", (int)s->kind);
+}
+
+/* ---- probes ------------------------------------------------------------------------------- */
+
+int kvr_access_probe(const kvr_step_ctx *c, const char *app, const char *credential,
+                     const char *vault, const char *key, kvr_error *err)
+{
+    const kvr_live_app *la = live_app(c, app);
+    kvr_value secret = {0};
+    kvr_auth_config cfg;
+    kvr_auth *as = NULL;
+    kvr_http *http = NULL;
+    char *base = NULL, *url = NULL, *cs = NULL, object[300];
+    int rc;
+
+    if (!la)
+        return kvr_error_set(err, KVR_ENOTFOUND, "app '%s' does not exist", app);
+    if ((rc = credential_secret(c, app, credential, &secret, err)) < 0)
+        return rc;
+    cs = malloc(secret.len + 1);
+    if (!cs) {
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(cs, secret.data, secret.len);
+    cs[secret.len] = '\0';
+    kvr_auth_config_from_env(&cfg);
+    cfg.tenant_id = c->tenant;
+    cfg.client_id = la->app_id;
+    cfg.client_secret = cs;
+    cfg.certificate_path = NULL;
+    cfg.federated_token_file = NULL;
+    if ((rc = kvr_http_new(&http, NULL, err)) < 0 || (rc = kvr_auth_new(&as, http, &cfg, err)) < 0)
+        goto done;
+    base = vault_base(c, vault, err);
+    url = base ? fmt(err, "%s/keys/%s/?api-version=" KV_API, base, key) : NULL;
+    snprintf(object, sizeof(object), "%s/%s", vault, key);
+    if (!url) {
+        rc = KVR_ENOMEM;
+        goto done;
+    }
+    {
+        kvr_http_request req = {.method = "GET", .url = url, .flags = KVR_HTTP_NO_RETRY};
+        kvr_http_response resp;
+        int code = 0;
+        kvr_http_response_init(&resp);
+        rc = kvr_auth_send_kv(&resp, &code, as, &req, 1, err);
+        if (!rc)
+            rc = code;
+        if (!rc && resp.status != 200)
+            rc = kvr_http_error(err, &resp, "read key as app", object);
+        kvr_http_response_release(&resp);
+    }
+done:
+    if (cs) {
+        OPENSSL_cleanse(cs, secret.len);
+        free(cs);
+    }
+    kvr_value_release(&secret);
+    kvr_auth_free(as);
+    kvr_http_free(http);
+    free(base);
+    free(url);
+    return rc;
+}
+
+int kvr_tenant_of(char **out, kvr_auth *a, const kvr_endpoints *ep, kvr_error *err)
+{
+    char *scope = fmt(err, "%s/.default", ep->arm), *token = NULL, *dot1, *dot2, *claims;
+    unsigned char *raw = NULL;
+    json_t *j = NULL;
+    size_t n, len;
+    int rc;
+
+    *out = NULL;
+    if (!scope)
+        return KVR_ENOMEM;
+    rc = kvr_auth_token(&token, a, NULL, scope, err);
+    free(scope);
+    if (rc < 0)
+        return rc;
+    dot1 = strchr(token, '.');
+    dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (!dot2) {
+        rc = kvr_error_set(err, KVR_EPROTO, "the access token is not a JWT");
+        goto done;
+    }
+    n = (size_t)(dot2 - dot1 - 1);
+    claims = malloc(n + 4);
+    raw = malloc(n + 4);
+    if (!claims || !raw) {
+        free(claims);
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* base64url to base64 with padding, then EVP_DecodeBlock */
+    for (size_t i = 0; i < n; i++)
+        claims[i] = dot1[1 + i] == '-' ? '+' : dot1[1 + i] == '_' ? '/' : dot1[1 + i];
+    len = n;
+    while (len % 4)
+        claims[len++] = '=';
+    claims[len] = '\0';
+    {
+        int dec = EVP_DecodeBlock(raw, (const unsigned char *)claims, (int)len);
+        free(claims);
+        if (dec < 0) {
+            rc = kvr_error_set(err, KVR_EPROTO, "the access token's claims are not base64url");
+            goto done;
+        }
+        while (dec > 0 && raw[dec - 1] == '\0')
+            dec--;
+        j = json_loadb((const char *)raw, (size_t)dec, 0, NULL);
+    }
+    if (!json_is_string(json_object_get(j, "tid"))) {
+        rc = kvr_error_set(err, KVR_EPROTO, "the access token names no tenant (tid)");
+        goto done;
+    }
+    *out = strdup(json_string_value(json_object_get(j, "tid")));
+    rc = *out ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+done:
+    json_decref(j);
+    free(raw);
+    kvr_azure_secret_free(token);
+    return rc;
+}

@@ -1,0 +1,130 @@
+/*
+ * `kvreconcile apply -f PATH... [--wait DURATION]`: makes the live estate match the desired
+ * state, step by step, in the plan's order, never forcing a gate. Exit 0 when converged, 3 when
+ * only closed gates remain ("come back later"), 1 on error.
+ */
+#include "cli.h"
+
+#include "kvr/apply.h"
+#include "kvr/model.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void apply_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kvreconcile apply -f PATH... [--wait DURATION] [-q] [--log-format text|json]\n\n"
+            "Runs the steps 'plan' shows, in order, reading the live estate again after each.\n"
+            "A step held by a closed gate (profile Used, retention, role assignment effective,\n"
+            "copy verified) is never forced: without --wait, apply stops when only those remain.\n\n"
+            "options:\n"
+            "  -f, --file PATH         desired state: a file or directory; repeat, or list several\n"
+            "      --wait DURATION     keep going as gates open, up to DURATION (e.g. 10m, 2h)\n"
+            "  -q, --quiet             no progress lines\n"
+            "      --log-format FORMAT progress as text (default) or json lines, on stderr\n"
+            "  -h, --help              show this help\n\n"
+            "credentials and endpoints: as for 'kvreconcile plan' (see its --help)\n\n"
+            "exit status: 0 converged, 1 error, 3 blocked: done what could be done, a gate is "
+            "still closed\n");
+}
+
+int kvr_cmd_apply(int argc, char **argv)
+{
+    static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
+                                         {"wait", required_argument, NULL, 'w'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"log-format", required_argument, NULL, 'L'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
+    const char *subscription;
+    size_t npaths = 0;
+    kvr_apply_options ao;
+    kvr_apply_result result;
+    kvr_estate *e = NULL;
+    kvr_http *http = NULL;
+    kvr_auth *auth = NULL;
+    kvr_endpoints ep = {0};
+    kvr_auth_config acfg;
+    kvr_diags diags;
+    kvr_error err;
+    int opt, status = KVR_EXIT_ERROR;
+
+    kvr_diags_init(&diags);
+    memset(&ao, 0, sizeof(ao));
+    ao.log = stderr;
+    ao.poll_seconds = 5;
+    ao.probe_seconds = 120;
+    if (!paths) {
+        cli_error("out of memory");
+        return KVR_EXIT_ERROR;
+    }
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "f:qh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            paths[npaths++] = optarg;
+            break;
+        case 'w': {
+            kvr_error derr;
+            if (kvr_duration_parse(&ao.wait_seconds, optarg, &derr) < 0) {
+                cli_error("--wait: %s", derr.message);
+                goto done;
+            }
+            break;
+        }
+        case 'q':
+            ao.quiet = true;
+            break;
+        case 'L':
+            if (strcmp(optarg, "json") == 0)
+                ao.json_log = true;
+            else if (strcmp(optarg, "text") != 0) {
+                cli_error("unknown log format '%s' (text or json)", optarg);
+                goto done;
+            }
+            break;
+        case 'h':
+            apply_usage(stdout);
+            status = KVR_EXIT_OK;
+            goto done;
+        default:
+            cli_error("unknown option '%s' for 'apply'", argv[optind - 1]);
+            apply_usage(stderr);
+            goto done;
+        }
+    }
+    for (int i = optind; i < argc && npaths; i++)
+        paths[npaths++] = argv[i];
+    if (npaths == 0) {
+        cli_error("no input; give files or directories with -f");
+        goto done;
+    }
+    if (kvr_model_load(&e, paths, npaths, &diags) < 0) {
+        kvr_diags_print(&diags, stderr);
+        fprintf(stderr, "%zu %s; nothing was changed\n", diags.len + diags.dropped,
+                diags.len + diags.dropped == 1 ? "error" : "errors");
+        goto done;
+    }
+    subscription = e->subscription ? e->subscription : getenv("AZURE_SUBSCRIPTION_ID");
+    kvr_auth_config_from_env(&acfg);
+    if (kvr_endpoints_resolve(&ep, &e->cloud, &err) < 0 || kvr_http_new(&http, NULL, &err) < 0 ||
+        kvr_auth_new(&auth, http, &acfg, &err) < 0 ||
+        kvr_apply(&result, auth, &ep, e, subscription, &ao, &err) < 0) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    status = result == KVR_APPLY_BLOCKED ? KVR_EXIT_BLOCKED : KVR_EXIT_OK;
+done:
+    kvr_auth_free(auth);
+    kvr_http_free(http);
+    kvr_endpoints_release(&ep);
+    kvr_estate_free(e);
+    kvr_diags_release(&diags);
+    free(paths);
+    return status;
+}

@@ -1,0 +1,45 @@
+/*
+ * The executor: runs the plan's steps in order, opening gates by observing the live state, and
+ * converges. Level-triggered and stateless: every round reads the live estate and plans again,
+ * so a run that was killed at any instant is continued by the next one, here or elsewhere.
+ */
+#ifndef KVR_APPLY_H
+#define KVR_APPLY_H
+
+#include <stdio.h>
+
+#include "kvr/plan.h"
+#include "kvr/providers.h"
+
+typedef struct kvr_apply_options {
+    int64_t wait_seconds; /* keep re-reading while only closed gates remain, up to this; 0: no */
+    int poll_seconds;     /* between re-reads while waiting (default 5) */
+    int probe_seconds;    /* how long to wait for a new role assignment to work (default 120) */
+    bool quiet;           /* no progress lines */
+    bool json_log;        /* progress as JSON lines */
+    FILE *log;            /* where progress goes (stderr) */
+} kvr_apply_options;
+
+typedef enum kvr_apply_result {
+    KVR_APPLY_CONVERGED = 0, /* nothing left to do */
+    KVR_APPLY_BLOCKED = 3,   /* everything possible is done; a gate is still closed */
+} kvr_apply_result;
+
+/*
+ * Applies the desired state `d`. *out is KVR_APPLY_CONVERGED or KVR_APPLY_BLOCKED; on error the
+ * return value is negative and err says which step failed and why (the steps before it stay
+ * done; a new run continues from the live state).
+ */
+int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+              const char *subscription, const kvr_apply_options *o, kvr_error *err);
+
+/*
+ * Keyed markers of the desired secret values that come from a source (environment, file), for
+ * the plan to compare with the live ones. Values that cannot be read are reported on `warn`
+ * (never with the value) and left out. Free with kvr_apply_markers_free.
+ */
+int kvr_apply_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
+                      const kvr_marker_key *mk, FILE *warn);
+void kvr_apply_markers_free(kvr_value_digest *d, size_t n);
+
+#endif
