@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The quick start: install what is missing, build kvreconcile and azsim, validate the example
 # repositories (each scenario's state before and after its pull request), show what a mistake
-# looks like, then plan the rotate-key example against azsim, the local Azure simulator.
+# looks like, then run the rotate-key scenario against azsim, the local Azure simulator: apply
+# before/, then the pull request's after/ through its gates (profile Used, retention), with
+# azsim's clock moved forward for the retention periods.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -35,7 +37,7 @@ echo "Starting azsim, the local Azure simulator, on a free loopback port:"
 sim="$demo/azsim"
 # the simulated subscription is the one the example names
 sub=$(sed -n 's/^subscription: *//p' examples/rotate-key/before/vaults.yaml)
-build/bin/azsim --data "$sim" --port 0 --subscription "$sub" >"$demo/azsim.out" 2>"$demo/azsim.err" &
+build/bin/azsim --data "$sim" --port 0 --subscription "$sub" --rbac-delay 3 --data-keys 40 >"$demo/azsim.out" 2>"$demo/azsim.err" &
 sim_pid=$!
 trap 'kill -TERM "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; rm -rf "$demo"' EXIT
 for _ in $(seq 1 100); do grep -q '^azsim ready' "$demo/azsim.out" 2>/dev/null && break; sleep 0.1; done
@@ -43,9 +45,30 @@ cat "$demo/azsim.out"
 set -a
 . "$sim/azsim.env"
 set +a
+adv() { curl -sS --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null; }
+run() { printf '\n$ %s\n' "$*"; "$@" || echo "(exit status $?)"; }
+export NO_COLOR=1
 echo
-echo '$ kvreconcile plan -f examples/rotate-key/before     # (against the empty simulated estate)'
-NO_COLOR=1 "$kvr" plan -f examples/rotate-key/before
+echo "== 1. The estate as it is today (examples/rotate-key/before), built from nothing:"
+run "$kvr" plan -f examples/rotate-key/before
+run "$kvr" apply -f examples/rotate-key/before --wait 2m
 echo
-echo '$ kvreconcile plan -o markdown -f examples/rotate-key/before | head -8   # a PR comment'
-"$kvr" plan -o markdown -f examples/rotate-key/before | sed -n 1,8p
+echo "== 2. The pull request rotates the key (examples/rotate-key/after). What it would do:"
+run "$kvr" plan -f examples/rotate-key/after
+echo
+echo "   As a pull-request comment (first lines):"
+"$kvr" plan -o markdown -f examples/rotate-key/after | sed -n 1,6p
+echo
+echo "== 3. Apply it: new key version, new profile, apply, wait until the service says Used."
+echo "   Retiring the old profile and key version must wait for retention: exit status 3."
+run "$kvr" apply -f examples/rotate-key/after --wait 1m
+echo
+echo "== 4. 91 days later (azsim's clock moved forward), the old profile and key version go:"
+adv $((31 * 86400))
+run "$kvr" apply -f examples/rotate-key/after
+adv $((60 * 86400))
+run "$kvr" apply -f examples/rotate-key/after
+run "$kvr" plan -f examples/rotate-key/after
+echo
+printf 'data keys the backup service could no longer decrypt: '
+curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["unrecoverable"])'

@@ -136,6 +136,34 @@ static void waiting_for(char *buf, size_t size, const kvr_plan *p)
         }
 }
 
+/*
+ * Could any closed gate open before `until` (service time)? A profile becoming Used, a grant
+ * taking effect or a copy being verified can happen any moment; a retention gate opens at a known
+ * time; a gate that waits for another step's retention is covered by that step's gate.
+ */
+static bool can_open_by(const kvr_plan *p, int64_t until)
+{
+    for (size_t i = 0; i < p->nsteps; i++)
+        for (size_t g = 0; g < p->steps[i].ngates; g++) {
+            const kvr_gate *gt = &p->steps[i].gates[g];
+            if (gt->open)
+                continue;
+            switch (gt->kind) {
+            case KVR_GATE_PROFILE_USED:
+            case KVR_GATE_ROLE_EFFECTIVE:
+            case KVR_GATE_COPY_VERIFIED:
+                return true;
+            case KVR_GATE_RETENTION:
+                if (gt->opens_at && gt->opens_at <= until)
+                    return true;
+                break;
+            case KVR_GATE_UNREFERENCED:
+                break;
+            }
+        }
+    return false;
+}
+
 /* ---- the loop ----------------------------------------------------------------------------- */
 
 static bool needs_probe(const kvr_step *s)
@@ -274,6 +302,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             goto round_done;
         }
         waiting_for(reasons, sizeof(reasons), plan);
+        if (!can_open_by(plan, live->now + (int64_t)(deadline - mono())))
+            goto block; /* nothing can open within --wait: say so now rather than sleep */
     wait_or_block:
         if (mono() + (o->poll_seconds > 0 ? o->poll_seconds : 5) <= deadline) {
             if (o->json_log)
@@ -283,6 +313,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             rc = 0;
             goto round_done;
         }
+    block:
         if (o->json_log)
             json_line(&r, "blocked", json_pack("{s:s,s:I}", "for", reasons, "steps",
                                                (json_int_t)r.done));
