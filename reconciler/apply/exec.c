@@ -249,6 +249,13 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                 r.done == 1 ? "" : "s");
             *out = KVR_APPLY_CONVERGED;
             rc = 1; /* leave the loop */
+            if (plan->nholds)
+                /* Everything possible is done, but the desired state asks for what can never
+                   be done safely: a pipeline must not see success. */
+                rc = kvr_error_set(err, KVR_ECONFIG,
+                                   "%zu change%s of the desired state held back (see above); "
+                                   "everything else is done",
+                                   plan->nholds, plan->nholds == 1 ? " is" : "s are");
             goto round_done;
         }
         if (next) {

@@ -27,8 +27,9 @@ static void apply_usage(FILE *out)
             "      --log-format FORMAT progress as text (default) or json lines, on stderr\n"
             "  -h, --help              show this help\n\n"
             "credentials and endpoints: as for 'kvreconcile plan' (see its --help)\n\n"
-            "exit status: 0 converged, 1 error, 3 blocked: done what could be done, a gate is "
-            "still closed\n");
+            "exit status: 0 converged, 1 error (also when a change the desired state asks for is\n"
+            "held back because it can never be done safely), 3 blocked: done what could be done,\n"
+            "a gate is still closed\n");
 }
 
 int kvr_cmd_apply(int argc, char **argv)
