@@ -33,16 +33,10 @@ static char *fmt(kvr_error *err, const char *f, ...) __attribute__((format(print
 static char *fmt(kvr_error *err, const char *f, ...)
 {
     va_list ap;
-    char *s = NULL;
-    int n;
+    char *s;
     va_start(ap, f);
-    n = vsnprintf(NULL, 0, f, ap);
+    s = kvr_vasprintf(f, ap);
     va_end(ap);
-    if (n >= 0 && (s = malloc((size_t)n + 1))) {
-        va_start(ap, f);
-        vsnprintf(s, (size_t)n + 1, f, ap);
-        va_end(ap);
-    }
     if (!s)
         kvr_error_set(err, KVR_ENOMEM, "out of memory");
     return s;

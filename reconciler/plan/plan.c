@@ -18,16 +18,10 @@ void pb_oom(pb *b)
 char *pb_printf(pb *b, const char *fmt, ...)
 {
     va_list ap;
-    char *s = NULL;
-    int n;
+    char *s;
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    s = kvr_vasprintf(fmt, ap);
     va_end(ap);
-    if (n >= 0 && (s = malloc((size_t)n + 1))) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
     if (!s)
         pb_oom(b);
     return s;

@@ -6,6 +6,8 @@
 #include "kvr/util.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +67,30 @@ const char *kvr_str_suggest(const char *word, const char *const *candidates)
         }
     }
     return best_d <= max_d ? best : NULL;
+}
+
+char *kvr_vasprintf(const char *fmt, va_list ap)
+{
+    va_list copy;
+    char *s;
+    int n;
+    va_copy(copy, ap);
+    n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0 || !(s = malloc((size_t)n + 1)))
+        return NULL;
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+char *kvr_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    va_start(ap, fmt);
+    s = kvr_vasprintf(fmt, ap);
+    va_end(ap);
+    return s;
 }
 
 bool kvr_str_ieq(const char *a, const char *b)

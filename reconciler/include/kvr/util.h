@@ -110,6 +110,10 @@ size_t kvr_str_distance(const char *a, const char *b);
  */
 const char *kvr_str_suggest(const char *word, const char *const *candidates);
 
+/* A new string formatted like printf; the caller frees it. NULL when out of memory. */
+char *kvr_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *kvr_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 bool kvr_str_ieq(const char *a, const char *b);
 bool kvr_str_has_suffix(const char *s, const char *suffix);
 
