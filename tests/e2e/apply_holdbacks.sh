@@ -13,30 +13,12 @@ set -euo pipefail
 kvr=$(realpath "$1")
 azsim=$(realpath "$2")
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-pid=
-passed=0 failed=0
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-check() { if [ "$2" = 0 ]; then echo "ok   $1"; passed=$((passed + 1)); else echo "FAIL $1"; failed=$((failed + 1)); fi; }
-"$azsim" --data "$work/sim" --port 0 --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 \
-    --rbac-delay 2 --data-keys 20 --rewrap-rate 20 >"$work/azsim.out" 2>"$work/azsim.err" &
-pid=$!
-for _ in $(seq 1 100); do grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break; sleep 0.1; done
-grep -q '^azsim ready' "$work/azsim.out" || { cat "$work/azsim.err"; echo "0 passed, 1 failed"; exit 1; }
-set -a; . "$work/sim/azsim.env"; set +a
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
-lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["unrecoverable"]'; }
-advance() { curl -sS --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null; }
+. "$(dirname "$0")/lib.sh"
+e2e_init
+azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --rbac-delay 2 --data-keys 20 --rewrap-rate 20
 key_state() { # prints "active", "deleted" or "missing"
     local tok
-    tok=$(curl -sS --cacert "$AZSIM_CA" "https://login.localhost:$AZSIM_PORT/$AZURE_TENANT_ID/oauth2/v2.0/token" \
-        --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
-        --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" \
-        --data-urlencode "scope=https://vault.localhost:$AZSIM_PORT/.default" | json 'd["access_token"]')
+    tok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
     local base="https://kv-contoso-bkp-weu.vault.localhost:$AZSIM_PORT"
     if [ "$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$AZSIM_CA" -H "Authorization: Bearer $tok" "$base/keys/backup-dek/?api-version=7.5")" = 200 ]; then
         echo active
@@ -68,16 +50,15 @@ D="$root/tests/fixtures/plan/holdback-key-removed-while-used/desired"
 run 3 apply -f "$D" --wait 1m
 check "dropping the key in use: apply switches to the new key and stops at the gates (exit 3)" $?
 check "the dropped key still exists" "$([[ $(key_state) == active ]]; echo $?)"
-check "no data key lost" "$([[ $(lost) == 0 ]]; echo $?)"
-advance $((31 * 86400))
+check "no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
+azsim_advance $((31 * 86400))
 run 3 apply -f "$D"
 check "31 days later: the old profile goes, the key still waits (exit 3)" $?
 check "the dropped key still exists after 31 days" "$([[ $(key_state) == active ]]; echo $?)"
-advance $((60 * 86400))
+azsim_advance $((60 * 86400))
 run 0 apply -f "$D"
 check "91 days later: the key is retired (exit 0)" $?
 check "the key is soft-deleted, not purged (recoverable)" "$([[ $(key_state) == deleted ]]; echo $?)"
-check "no data key lost" "$([[ $(lost) == 0 ]]; echo $?)"
+check "no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+e2e_finish

@@ -9,25 +9,10 @@ set -euo pipefail
 kvr=$(realpath "$1")
 azsim=$(realpath "$2")
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-pid=
-passed=0 failed=0
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-check() { if [ "$2" = 0 ]; then echo "ok   $1"; passed=$((passed + 1)); else echo "FAIL $1"; failed=$((failed + 1)); fi; }
-"$azsim" --data "$work/sim" --port 0 --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 \
-    --rbac-delay 3 --data-keys 20 --rewrap-rate 10 >"$work/azsim.out" 2>"$work/azsim.err" &
-pid=$!
-for _ in $(seq 1 100); do grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break; sleep 0.1; done
-grep -q '^azsim ready' "$work/azsim.out" || { cat "$work/azsim.err"; echo "0 passed, 1 failed"; exit 1; }
-set -a; . "$work/sim/azsim.env"; set +a
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+. "$(dirname "$0")/lib.sh"
+e2e_init
+azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --rbac-delay 3 --data-keys 20 --rewrap-rate 10
 admin() { curl -sS --cacert "$AZSIM_CA" "$@"; }
-advance() { admin -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null; }
-lost() { admin "$AZSIM_URL/consumer" | json 'd["unrecoverable"]'; }
 n=0
 apply() { # name expected-exit args...
     local name=$1 want=$2 rc
@@ -39,7 +24,7 @@ apply() { # name expected-exit args...
     set -e
     check "$name: exit $want" "$([[ $rc == "$want" ]]; echo $?)"
     [[ $rc == "$want" ]] || cat "$work/err.$n"
-    check "$name: no data key lost" "$([[ $(lost) == 0 ]]; echo $?)"
+    check "$name: no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
 }
 B="$root/examples/rotate-key/before"
 A="$root/examples/rotate-key/after"
@@ -62,11 +47,11 @@ check "blocked on retention" "$(grep -q '"event":"blocked".*retention' "$work/er
 apply "still within retention: nothing retired" 3 -f "$A"
 check "the old profile still exists" "$("$kvr" plan -f "$A" | grep -q "profile 'contoso-backup-2026-05': delete"; echo $?)"
 
-advance $((31 * 86400))
+azsim_advance $((31 * 86400))
 apply "after 31 days: the old profile goes" 3 -f "$A"
 check "old profile deleted" "$(grep -q "profile 'contoso-backup-2026-05': delete" "$work/err.$n"; echo $?)"
 check "the old key version waits for its own retention" "$(grep -q 'blocked: waiting for retention P90D' "$work/err.$n"; echo $?)"
-advance $((60 * 86400))
+azsim_advance $((60 * 86400))
 apply "after 91 days: the old key version is disabled" 0 -f "$A"
 check "old key version disabled" "$(grep -q 'disable and expire' "$work/err.$n"; echo $?)"
 apply "converged: apply again" 0 -f "$A"
@@ -75,10 +60,7 @@ set +e; "$kvr" plan -f "$A" --detailed-exitcode >"$work/out.plan" 2>&1; rc=$?; s
 check "plan of after/ is empty (exit 0)" "$([[ $rc == 0 ]]; echo $?)"
 
 # no secret value in any output: the stored client secret and the generated passphrase
-tok=$(curl -sS --cacert "$AZSIM_CA" "https://login.localhost:$AZSIM_PORT/$AZURE_TENANT_ID/oauth2/v2.0/token" \
-    --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
-    --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" \
-    --data-urlencode "scope=https://vault.localhost:$AZSIM_PORT/.default" | json 'd["access_token"]')
+tok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
 leaks=0
 for s in aos-backup-cred-2026-05 backup-export-passphrase; do
     v=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $tok" \
@@ -87,5 +69,4 @@ for s in aos-backup-cred-2026-05 backup-export-passphrase; do
     if grep -rqF -- "$v" "$work"/out.* "$work"/err.*; then leaks=1; fi
 done
 check "no secret value in any output of kvreconcile" "$leaks"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+e2e_finish

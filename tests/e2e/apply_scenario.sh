@@ -11,25 +11,10 @@ example=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
 B="$root/examples/$example/before"
 A="$root/examples/$example/after"
-work=$(mktemp -d)
-pid=
-passed=0 failed=0
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-check() { if [ "$2" = 0 ]; then echo "ok   $example: $1"; passed=$((passed + 1)); else echo "FAIL $example: $1"; failed=$((failed + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
+e2e_init
 sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
-"$azsim" --data "$work/sim" --port 0 ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 \
-    --rewrap-rate 10 >"$work/azsim.out" 2>"$work/azsim.err" &
-pid=$!
-for _ in $(seq 1 100); do grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break; sleep 0.1; done
-grep -q '^azsim ready' "$work/azsim.out" || { cat "$work/azsim.err"; echo "0 passed, 1 failed"; exit 1; }
-set -a; . "$work/sim/azsim.env"; set +a
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
-lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["unrecoverable"]'; }
-advance() { curl -sS --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null; }
+azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10
 n=0
 apply() { # name allowed-exits args...
     local name=$1 want=$2 rc
@@ -41,24 +26,21 @@ apply() { # name allowed-exits args...
     set -e
     check "$name: exit $rc" "$([[ " $want " == *" $rc "* ]]; echo $?)"
     [[ " $want " == *" $rc "* ]] || cat "$work/err.$n"
-    check "$name: no data key lost" "$([[ $(lost) == 0 ]]; echo $?)"
+    check "$name: no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
 }
 apply "apply before/" 0 -f "$B" --wait 2m
 apply "apply before/ again: nothing to do" 0 -f "$B"
 check "second apply did nothing" "$(grep -q 'nothing to do' "$work/err.$n"; echo $?)"
 apply "apply after/" "0 3" -f "$A" --wait 1m
 for days in 8 32 92; do
-    advance $((days * 86400))
+    azsim_advance $((days * 86400))
     apply "apply after/ $days days later" "0 3" -f "$A"
 done
 set +e; "$kvr" plan -f "$A" --detailed-exitcode >"$work/out.plan" 2>&1; rc=$?; set -e
 check "converged: plan of after/ is empty" "$([[ $rc == 0 ]]; echo $?)"
 [[ $rc == 0 ]] || cat "$work/out.plan"
 # every secret value in the estate's vaults must be absent from every output
-tok=$(curl -sS --cacert "$AZSIM_CA" "https://login.localhost:$AZSIM_PORT/$AZURE_TENANT_ID/oauth2/v2.0/token" \
-    --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
-    --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" \
-    --data-urlencode "scope=https://vault.localhost:$AZSIM_PORT/.default" | json 'd["access_token"]')
+tok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
 leaks=0 scanned=0
 for v in $(sed -n 's/^  - name: *//p' "$A"/vaults.yaml); do
     for id in $(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $tok" \
@@ -69,5 +51,4 @@ for v in $(sed -n 's/^  - name: *//p' "$A"/vaults.yaml); do
     done
 done
 check "no secret value in any output ($scanned values scanned)" "$([[ $leaks == 0 && $scanned -gt 0 ]]; echo $?)"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+e2e_finish
