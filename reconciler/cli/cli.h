@@ -16,6 +16,25 @@ int kvr_cmd_apply(int argc, char **argv);
 int kvr_cmd_version(int argc, char **argv);
 int kvr_cmd_help(int argc, char **argv);
 
+#include "kvr/providers.h"
+
+/* What plan and apply share: the desired state, and a connection to the clouds it names. */
+typedef struct cli_session {
+    kvr_estate *e;
+    kvr_endpoints ep;
+    kvr_http *http;
+    kvr_auth *auth;
+    const char *subscription; /* the estate's, else AZURE_SUBSCRIPTION_ID; borrowed */
+} cli_session;
+
+/*
+ * Loads the desired state (printing its diagnostics, ending with "...; `unchanged`") and sets up
+ * endpoints, the HTTP engine and the credential. 0, or -1 after printing why.
+ */
+int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
+                     const char *unchanged);
+void cli_session_close(cli_session *s);
+
 /* Prints "kvreconcile: error: MSG" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -6,7 +6,6 @@
 #include "cli.h"
 
 #include "kvr/apply.h"
-#include "kvr/model.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -41,20 +40,13 @@ int kvr_cmd_apply(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
-    const char *subscription;
     size_t npaths = 0;
     kvr_apply_options ao;
     kvr_apply_result result;
-    kvr_estate *e = NULL;
-    kvr_http *http = NULL;
-    kvr_auth *auth = NULL;
-    kvr_endpoints ep = {0};
-    kvr_auth_config acfg;
-    kvr_diags diags;
+    cli_session s = {0};
     kvr_error err;
     int opt, status = KVR_EXIT_ERROR;
 
-    kvr_diags_init(&diags);
     memset(&ao, 0, sizeof(ao));
     ao.log = stderr;
     ao.poll_seconds = 5;
@@ -105,27 +97,15 @@ int kvr_cmd_apply(int argc, char **argv)
         cli_error("no input; give files or directories with -f");
         goto done;
     }
-    if (kvr_model_load(&e, paths, npaths, &diags) < 0) {
-        kvr_diags_print(&diags, stderr);
-        fprintf(stderr, "%zu %s; nothing was changed\n", diags.len + diags.dropped,
-                diags.len + diags.dropped == 1 ? "error" : "errors");
+    if (cli_session_open(&s, paths, npaths, "nothing was changed") < 0)
         goto done;
-    }
-    subscription = e->subscription ? e->subscription : getenv("AZURE_SUBSCRIPTION_ID");
-    kvr_auth_config_from_env(&acfg);
-    if (kvr_endpoints_resolve(&ep, &e->cloud, &err) < 0 || kvr_http_new(&http, NULL, &err) < 0 ||
-        kvr_auth_new(&auth, http, &acfg, &err) < 0 ||
-        kvr_apply(&result, auth, &ep, e, subscription, &ao, &err) < 0) {
+    if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, &ao, &err) < 0) {
         cli_error("%s", err.message);
         goto done;
     }
     status = result == KVR_APPLY_BLOCKED ? KVR_EXIT_BLOCKED : KVR_EXIT_OK;
 done:
-    kvr_auth_free(auth);
-    kvr_http_free(http);
-    kvr_endpoints_release(&ep);
-    kvr_estate_free(e);
-    kvr_diags_release(&diags);
+    cli_session_close(&s);
     free(paths);
     return status;
 }

@@ -49,24 +49,18 @@ int kvr_cmd_plan(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
-    const char *format = "text", *subscription;
+    const char *format = "text";
     bool detailed = false, no_color = false;
     size_t npaths = 0, ndigests = 0;
-    kvr_estate *e = NULL;
+    cli_session s = {0};
     kvr_live *live = NULL;
     kvr_plan *p = NULL;
-    kvr_http *http = NULL;
-    kvr_auth *auth = NULL;
-    kvr_endpoints ep = {0};
-    kvr_auth_config acfg;
     kvr_marker_key mk;
     kvr_value_digest *digests = NULL;
     kvr_plan_input in;
-    kvr_diags diags;
     kvr_error err;
     int opt, status = KVR_EXIT_ERROR;
 
-    kvr_diags_init(&diags);
     memset(&mk, 0, sizeof(mk));
     if (!paths) {
         cli_error("out of memory");
@@ -108,28 +102,21 @@ int kvr_cmd_plan(int argc, char **argv)
         cli_error("unknown output format '%s' (text, json or markdown)", format);
         goto done;
     }
-    if (kvr_model_load(&e, paths, npaths, &diags) < 0) {
-        kvr_diags_print(&diags, stderr);
-        fprintf(stderr, "%zu %s; nothing was read or changed\n", diags.len + diags.dropped,
-                diags.len + diags.dropped == 1 ? "error" : "errors");
+    if (cli_session_open(&s, paths, npaths, "nothing was read or changed") < 0)
         goto done;
-    }
-    subscription = e->subscription ? e->subscription : getenv("AZURE_SUBSCRIPTION_ID");
-    kvr_auth_config_from_env(&acfg);
-    if (kvr_endpoints_resolve(&ep, &e->cloud, &err) < 0 || kvr_http_new(&http, NULL, &err) < 0 ||
-        kvr_auth_new(&auth, http, &acfg, &err) < 0 || kvr_marker_key_init(&mk, &err) < 0 ||
-        kvr_live_read(&live, auth, &ep, e, subscription, &mk, &err) < 0) {
+    if (kvr_marker_key_init(&mk, &err) < 0 ||
+        kvr_live_read(&live, s.auth, &s.ep, s.e, s.subscription, &mk, &err) < 0) {
         cli_error("%s", err.message);
         goto done;
     }
-    if (kvr_apply_markers(&digests, &ndigests, e, &mk, stderr) < 0) {
+    if (kvr_apply_markers(&digests, &ndigests, s.e, &mk, stderr) < 0) {
         cli_error("out of memory");
         goto done;
     }
     memset(&in, 0, sizeof(in));
-    in.desired = e;
+    in.desired = s.e;
     in.live = live;
-    in.subscription = subscription;
+    in.subscription = s.subscription;
     in.digests = digests;
     in.ndigests = ndigests;
     if (kvr_plan_build(&p, &in, &err) < 0) {
@@ -160,11 +147,7 @@ done:
     kvr_marker_key_wipe(&mk);
     kvr_plan_free(p);
     kvr_live_free(live);
-    kvr_auth_free(auth);
-    kvr_http_free(http);
-    kvr_endpoints_release(&ep);
-    kvr_estate_free(e);
-    kvr_diags_release(&diags);
+    cli_session_close(&s);
     free(paths);
     return status;
 }

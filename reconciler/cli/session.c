@@ -1,0 +1,49 @@
+/*
+ * The start that plan and apply share: load and check the desired state, then connect to the
+ * clouds it names with the credential the environment gives. Kept here so that both commands
+ * report problems the same way.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
+                     const char *unchanged)
+{
+    kvr_diags diags;
+    kvr_auth_config acfg;
+    kvr_error err;
+    int rc = -1;
+
+    memset(s, 0, sizeof(*s));
+    kvr_diags_init(&diags);
+    if (kvr_model_load(&s->e, paths, npaths, &diags) < 0) {
+        kvr_diags_print(&diags, stderr);
+        fprintf(stderr, "%zu %s; %s\n", diags.len + diags.dropped,
+                diags.len + diags.dropped == 1 ? "error" : "errors", unchanged);
+        goto done;
+    }
+    s->subscription = s->e->subscription ? s->e->subscription : getenv("AZURE_SUBSCRIPTION_ID");
+    kvr_auth_config_from_env(&acfg);
+    if (kvr_endpoints_resolve(&s->ep, &s->e->cloud, &err) < 0 ||
+        kvr_http_new(&s->http, NULL, &err) < 0 || kvr_auth_new(&s->auth, s->http, &acfg, &err) < 0) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    rc = 0;
+done:
+    kvr_diags_release(&diags);
+    if (rc < 0)
+        cli_session_close(s);
+    return rc;
+}
+
+void cli_session_close(cli_session *s)
+{
+    kvr_auth_free(s->auth);
+    kvr_http_free(s->http);
+    kvr_endpoints_release(&s->ep);
+    kvr_estate_free(s->e);
+    memset(s, 0, sizeof(*s));
+}
