@@ -494,14 +494,16 @@ static int read_list_into(reader *r, const char *vault, const char *base, const 
 static int read_vault_contents(reader *r, const kvr_vault *v)
 {
     char *base = vault_url(r, v->name);
-    bool keys_missing = false, secrets_missing = false, copies = v->copy_from.vault != NULL;
+    bool keys_missing = false, secrets_missing = false;
+    bool certs = v->copy_from.vault && v->copy_from.certificates;
     int rc;
     if (!base)
         return KVR_ENOMEM;
+    /* certificates matter only to a relocation that copies them, on either side */
     for (size_t i = 0; i < r->d->nvaults; i++)
-        if (r->d->vaults[i].copy_from.vault &&
+        if (r->d->vaults[i].copy_from.vault && r->d->vaults[i].copy_from.certificates &&
             kvr_str_ieq(r->d->vaults[i].copy_from.vault, v->name))
-            copies = true;
+            certs = true;
     rc = read_keys(r, v->name, base, &keys_missing);
     if (!rc)
         rc = read_secrets(r, v->name, base, &secrets_missing);
@@ -509,7 +511,7 @@ static int read_vault_contents(reader *r, const kvr_vault *v)
         rc = read_list_into(r, v->name, base, "deletedkeys", "key", "list deleted keys");
     if (!rc && secrets_missing)
         rc = read_list_into(r, v->name, base, "deletedsecrets", "secret", "list deleted secrets");
-    if (!rc && copies)
+    if (!rc && certs)
         rc = read_list_into(r, v->name, base, "certificates", NULL, "list certificates");
     free(base);
     return rc;

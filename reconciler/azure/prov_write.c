@@ -741,17 +741,81 @@ static int secret_update(ctxt *c, const kvr_step *s, kvr_error *err)
     return rc;
 }
 
-static int secret_copy(ctxt *c, const kvr_step *s, kvr_error *err)
+static int version_cmp(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    json_int_t cx = json_integer_value(json_object_get(json_object_get(x, "attributes"), "created"));
+    json_int_t cy = json_integer_value(json_object_get(json_object_get(y, "attributes"), "created"));
+    return cx < cy ? -1 : cx > cy;
+}
+
+/* Copies one version (NULL: the latest) of a secret from s->extra to s->vault. */
+static int copy_version(ctxt *c, const kvr_step *s, const char *version, const char *content_type,
+                        kvr_error *err)
 {
     kvr_value v = {0};
     json_t *tags = NULL;
-    const kvr_live_secret *src = kvr_live_secret_get(c->l, s->extra, s->name);
-    int rc = secret_get(c, s->extra, s->name, NULL, &v, &tags, err);
+    int rc = secret_get(c, s->extra, s->name, version, &v, &tags, err);
     if (!rc)
-        rc = secret_put(c, s->vault, s->name, v.data, v.len, src ? src->content_type : NULL, tags,
-                        err);
+        rc = secret_put(c, s->vault, s->name, v.data, v.len, content_type, tags, err);
     kvr_value_release(&v);
     json_decref(tags);
+    return rc;
+}
+
+/*
+ * A relocation copy: the latest version, or with `secrets: all` every enabled version, oldest
+ * first, so that the latest stays the latest. Values pass through memory only.
+ */
+static int secret_copy(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    const kvr_vault *dst = kvr_estate_vault(c->d, s->vault);
+    const kvr_live_secret *src = kvr_live_secret_get(c->l, s->extra, s->name);
+    const char *ct = src ? src->content_type : NULL;
+    char *base, *url, what[300];
+    json_t *items = NULL;
+    json_t **sorted = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (!dst || dst->copy_from.secrets != KVR_COPY_ALL)
+        return copy_version(c, s, NULL, ct, err);
+    base = vault_base(c, s->extra, err);
+    url = base ? fmt(err, "%s/secrets/%s/versions?api-version=" KV_API "&maxresults=25", base,
+                     s->name)
+               : NULL;
+    snprintf(what, sizeof(what), "list versions of secret '%s/%s'", s->extra, s->name);
+    if (!url) {
+        free(base);
+        return KVR_ENOMEM;
+    }
+    {
+        kvr_http_request req = {.method = "GET", .url = url};
+        rc = kvr_auth_list(&items, c->auth, NULL, &req, what, err);
+    }
+    if (!rc && json_array_size(items)) {
+        sorted = calloc(json_array_size(items), sizeof(*sorted));
+        if (!sorted)
+            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        for (size_t i = 0; sorted && i < json_array_size(items); i++) {
+            json_t *it = json_array_get(items, i);
+            if (!json_is_false(json_object_get(json_object_get(it, "attributes"), "enabled")))
+                sorted[n++] = it;
+        }
+        if (n > 1)
+            qsort(sorted, n, sizeof(*sorted), version_cmp);
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        char ver[80];
+        if (!kvr_id_last(json_string_value(json_object_get(sorted[i], "id")), ver, sizeof(ver)))
+            rc = kvr_error_set(err, KVR_EPROTO, "%s: a version without an id", what);
+        else
+            rc = copy_version(c, s, ver, ct, err);
+    }
+    free(sorted);
+    json_decref(items);
+    free(base);
+    free(url);
     return rc;
 }
 
