@@ -25,17 +25,21 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     echo "== fuzz (${fuzz_seconds}s per target)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVR_FUZZ=ON \
         -DKVR_SANITIZE=ON -DKVR_WERROR=ON >/dev/null
-    cmake --build build-fuzz -j"$jobs" --target fuzz_loader
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
-    cp tests/fuzz/corpus/loader/* "$work/"
-    # -rss_limit_mb bounds memory; a crash, leak, timeout or OOM fails the run.
-    build-fuzz/bin/fuzz_loader -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=512 \
-        -max_len=65536 -print_final_stats=1 "$work" 2>"$root/build-fuzz/fuzz_loader.log" || {
-        tail -50 "$root/build-fuzz/fuzz_loader.log"
-        echo "0 passed, 1 failed"
-        exit 1
-    }
-    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$root/build-fuzz/fuzz_loader.log"
-    echo "fuzz: 1 passed, 0 failed"
+    cmake --build build-fuzz -j"$jobs" --target fuzz_loader fuzz_responses
+    for target in loader responses; do
+        work=$(mktemp -d)
+        cp tests/fuzz/corpus/"$target"/* "$work/"
+        # -rss_limit_mb bounds memory; a crash, leak, timeout or OOM fails the run.
+        if ! build-fuzz/bin/fuzz_"$target" -max_total_time="$fuzz_seconds" -timeout=10 \
+            -rss_limit_mb=512 -max_len=65536 -print_final_stats=1 "$work" \
+            2>"$root/build-fuzz/fuzz_$target.log"; then
+            tail -50 "$root/build-fuzz/fuzz_$target.log"
+            rm -rf "$work"
+            echo "fuzz: 0 passed, 1 failed"
+            exit 1
+        fi
+        rm -rf "$work"
+        echo "fuzz_$target: $(grep -h 'stat::number_of_executed_units' "$root/build-fuzz/fuzz_$target.log")"
+    done
+    echo "fuzz: 2 passed, 0 failed"
 fi
