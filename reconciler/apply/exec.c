@@ -209,6 +209,11 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         return rc;
     for (;;) {
         kvr_marker_key mk;
+        if (o->stop && *o->stop) {
+            say(&r, "stopping on request: %zu step%s done", r.done, r.done == 1 ? "" : "s");
+            *out = KVR_APPLY_BLOCKED;
+            break;
+        }
         kvr_live *live = NULL;
         kvr_plan *plan = NULL;
         kvr_value_digest *dig = NULL;
@@ -316,7 +321,11 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             if (o->json_log)
                 json_line(&r, "waiting", json_pack("{s:s}", "for", reasons));
             say(&r, "waiting for: %s", reasons);
-            nap(o->poll_seconds > 0 ? o->poll_seconds : 5);
+            for (int t = 0; t < (o->poll_seconds > 0 ? o->poll_seconds : 5) * 10; t++) {
+                if (o->stop && *o->stop)
+                    break;
+                nap(0.1);
+            }
             rc = 0;
             goto round_done;
         }
@@ -326,6 +335,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                                                (json_int_t)r.done));
         say(&r, "blocked: waiting for %s (%zu step%s done; run again later, or use --wait)",
             reasons, r.done, r.done == 1 ? "" : "s");
+        if (o->reason && o->reason_size)
+            snprintf(o->reason, o->reason_size, "%s", reasons);
         *out = KVR_APPLY_BLOCKED;
         rc = 1;
     round_done:

@@ -22,6 +22,7 @@ static const struct cmd COMMANDS[] = {
 #ifdef KVR_HAVE_PLAN
     {"plan", kvr_cmd_plan, "show what apply would do: ordered steps and the gates that hold them"},
     {"apply", kvr_cmd_apply, "make the live estate match: run the steps, wait at the gates"},
+    {"watch", kvr_cmd_watch, "apply on every change of a directory and every few minutes"},
 #endif
     {"version", kvr_cmd_version, "print the version"},
     {"help", kvr_cmd_help, "show help for kvreconcile or one command"},

@@ -1,7 +1,7 @@
 # Shared by the end-to-end scripts (sourced, not run): azsim's lifecycle on a free loopback port,
 # a few REST helpers, and the "N passed, N failed" bookkeeping.
 #
-#   e2e_init                         scratch dir in $work, cleanup on exit
+#   e2e_init                         scratch dir in $work, cleanup on exit (also of $E2E_PIDS)
 #   azsim_start AZSIM [OPTIONS...]   start azsim, wait until ready, export its azsim.env
 #   check NAME STATUS                record one check (STATUS 0 = ok)
 #   json EXPR                        evaluate a Python expression over JSON on stdin (d)
@@ -19,6 +19,10 @@ e2e_init() {
 }
 
 e2e_cleanup() {
+    local p
+    for p in ${E2E_PIDS:-}; do # other background processes a test started
+        kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
     if [ -n "${AZSIM_PID:-}" ]; then
         kill -TERM "$AZSIM_PID" 2>/dev/null && wait "$AZSIM_PID" 2>/dev/null || true
     fi

@@ -18,6 +18,9 @@ typedef struct kvr_apply_options {
     bool quiet;           /* no progress lines */
     bool json_log;        /* progress as JSON lines */
     FILE *log;            /* where progress goes (stderr) */
+    const volatile int *stop; /* when set and non-zero, stop before the next step (signals) */
+    char *reason;         /* when set, receives what a blocked run waits for */
+    size_t reason_size;
 } kvr_apply_options;
 
 typedef enum kvr_apply_result {

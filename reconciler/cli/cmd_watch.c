@@ -1,0 +1,325 @@
+/*
+ * `kvreconcile watch DIR`: keeps the estate true. inotify on the configuration tree (new
+ * subdirectories too; editors that save by rename or write-then-move; files deleted and made
+ * again) with a short debounce so that one save makes one run; a periodic resync so that drift
+ * and gates (profile Used, retention) are noticed without a file change; SIGHUP forces a run;
+ * SIGTERM and SIGINT finish the current step and exit 0. An invalid configuration is reported
+ * and nothing is applied, not even the last valid one: the next valid save continues.
+ *
+ * Idle, it sleeps in poll(2) until an event, a signal or the next resync.
+ */
+#include "cli.h"
+
+#include "kvr/apply.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEBOUNCE_MS 300
+#define MAX_WATCHES 4096
+
+static volatile int stop_requested;
+static volatile sig_atomic_t hup_requested;
+static int wake_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    if (sig == SIGHUP)
+        hup_requested = 1;
+    else
+        stop_requested = 1;
+    if (wake_pipe[1] >= 0 && write(wake_pipe[1], "x", 1) < 0) {
+        /* the pipe is full: a wake-up is already pending */
+    }
+    errno = saved;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void watch_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kvreconcile watch DIR [--interval DURATION] [--once] [--status-file FILE]\n"
+            "                         [-q] [--log-format text|json]\n\n"
+            "Applies the desired state in DIR now, again whenever a YAML file under it changes\n"
+            "(one run per save), and every --interval (default 5m) so that drift and gates are\n"
+            "noticed without a change. An invalid configuration is reported and nothing is\n"
+            "applied until a valid one is saved. SIGHUP forces a run; SIGTERM or SIGINT finish\n"
+            "the current step and exit 0.\n\n"
+            "options:\n"
+            "  --interval DURATION   resync period (e.g. 5m, 1h)\n"
+            "  --once                one run, then exit with apply's status (for cron)\n"
+            "  --status-file FILE    after each run, write {time, result, waitingFor, nextRun}\n"
+            "  -q, --log-format      as for apply\n");
+}
+
+/* Watches DIR and every subdirectory (hidden ones skipped). */
+static void add_tree(int fd, const char *dir, unsigned depth)
+{
+    DIR *d;
+    struct dirent *de;
+    if (depth > 64)
+        return;
+    if (inotify_add_watch(fd, dir,
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+                              IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB | IN_ONLYDIR) < 0)
+        return;
+    d = opendir(dir);
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char path[4096];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            add_tree(fd, path, depth + 1);
+    }
+    closedir(d);
+}
+
+static bool relevant(const struct inotify_event *ev)
+{
+    size_t n;
+    if (ev->mask & (IN_ISDIR | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW))
+        return true;
+    if (!ev->len || ev->name[0] == '.')
+        return false;
+    n = strlen(ev->name);
+    return (n > 5 && strcmp(ev->name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(ev->name + n - 4, ".yml") == 0);
+}
+
+static void write_status(const char *path, const char *result, const char *waiting,
+                         double next_in)
+{
+    char tmp[4096], now[KVR_TIME_ISO_MAX], next[KVR_TIME_ISO_MAX];
+    json_t *j;
+    FILE *f;
+    if (!path)
+        return;
+    kvr_time_iso(now, sizeof(now), (int64_t)time(NULL));
+    kvr_time_iso(next, sizeof(next), (int64_t)time(NULL) + (int64_t)next_in);
+    j = json_pack("{s:s,s:s,s:s?,s:s}", "time", now, "result", result, "waitingFor",
+                  waiting && *waiting ? waiting : NULL, "nextRun", next);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (j && f) {
+        json_dumpf(j, f, JSON_INDENT(2));
+        fputc('\n', f);
+    }
+    if (f && fclose(f) == 0)
+        rename(tmp, path); /* readers see the old or the new file, never half of one */
+    json_decref(j);
+}
+
+/* One run; returns the exit status apply would have. */
+static int run_once(const char *dir, kvr_apply_options *ao, const char *status_file,
+                    double interval)
+{
+    const char *paths[1] = {dir};
+    cli_session s;
+    kvr_apply_result result;
+    kvr_error err;
+    char reason[1024] = "";
+    int status;
+
+    if (!ao->quiet)
+        fprintf(stderr, "kvreconcile: watch: run started\n");
+    if (cli_session_open(&s, paths, 1, "nothing was applied; waiting for a valid change") < 0) {
+        write_status(status_file, "invalid", NULL, interval);
+        return KVR_EXIT_ERROR;
+    }
+    ao->reason = reason;
+    ao->reason_size = sizeof(reason);
+    if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, ao, &err) < 0) {
+        cli_error("%s", err.message);
+        write_status(status_file, "error", NULL, interval);
+        status = KVR_EXIT_ERROR;
+    } else if (result == KVR_APPLY_BLOCKED) {
+        write_status(status_file, "blocked", reason, interval);
+        status = KVR_EXIT_BLOCKED;
+    } else {
+        write_status(status_file, "converged", NULL, interval);
+        status = KVR_EXIT_OK;
+    }
+    cli_session_close(&s);
+    return status;
+}
+
+int kvr_cmd_watch(int argc, char **argv)
+{
+    static const struct option opts[] = {{"interval", required_argument, NULL, 'i'},
+                                         {"once", no_argument, NULL, 'o'},
+                                         {"status-file", required_argument, NULL, 's'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"log-format", required_argument, NULL, 'L'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *dir, *status_file = NULL;
+    int64_t interval = 300;
+    bool once = false;
+    kvr_apply_options ao;
+    struct sigaction sa;
+    int opt, fd = -1, status = KVR_EXIT_ERROR;
+    double next_resync, debounce_at = 0;
+    bool dirty = true;
+    struct stat st;
+
+    memset(&ao, 0, sizeof(ao));
+    ao.log = stderr;
+    ao.poll_seconds = 5;
+    ao.probe_seconds = 120;
+    ao.stop = &stop_requested;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'i': {
+            kvr_error derr;
+            if (kvr_duration_parse(&interval, optarg, &derr) < 0) {
+                cli_error("--interval: %s", derr.message);
+                return KVR_EXIT_ERROR;
+            }
+            break;
+        }
+        case 'o':
+            once = true;
+            break;
+        case 's':
+            status_file = optarg;
+            break;
+        case 'q':
+            ao.quiet = true;
+            break;
+        case 'L':
+            if (strcmp(optarg, "json") == 0)
+                ao.json_log = true;
+            else if (strcmp(optarg, "text") != 0) {
+                cli_error("unknown log format '%s' (text or json)", optarg);
+                return KVR_EXIT_ERROR;
+            }
+            break;
+        case 'h':
+            watch_usage(stdout);
+            return KVR_EXIT_OK;
+        default:
+            cli_error("unknown option '%s' for 'watch'", argv[optind - 1]);
+            watch_usage(stderr);
+            return KVR_EXIT_ERROR;
+        }
+    }
+    if (optind + 1 != argc) {
+        cli_error("give exactly one directory to watch");
+        watch_usage(stderr);
+        return KVR_EXIT_ERROR;
+    }
+    dir = argv[optind];
+    /* Within a run, wait for gates that can open soon (a profile becoming Used, a grant taking
+       effect), but never past the next resync; hopeless waits (retention) end at once. */
+    ao.wait_seconds = interval;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        cli_error("'%s' is not a directory", dir);
+        return KVR_EXIT_ERROR;
+    }
+    if (once)
+        return run_once(dir, &ao, status_file, (double)interval);
+
+    if (pipe(wake_pipe) < 0) {
+        cli_error("cannot create a pipe: %s", strerror(errno));
+        return KVR_EXIT_ERROR;
+    }
+    fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+        cli_error("inotify: %s", strerror(errno));
+        goto done;
+    }
+    add_tree(fd, dir, 0);
+    next_resync = now_s();
+    while (!stop_requested) {
+        struct pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
+        double t = now_s(), wake = next_resync;
+        int timeout_ms;
+        if (debounce_at > 0 && debounce_at < wake)
+            wake = debounce_at;
+        timeout_ms = wake <= t ? 0 : (int)((wake - t) * 1000) + 1;
+        if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR)
+            break;
+        if (pfd[1].revents & POLLIN) {
+            char buf[64];
+            while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
+                ;
+        }
+        if (pfd[0].revents & POLLIN) {
+            char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+            ssize_t n;
+            bool any = false, new_dir = false;
+            while ((n = read(fd, buf, sizeof(buf))) > 0) {
+                for (char *p = buf; p < buf + n;) {
+                    const struct inotify_event *ev = (const struct inotify_event *)p;
+                    if (relevant(ev))
+                        any = true;
+                    if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+                        new_dir = true;
+                    p += sizeof(*ev) + ev->len;
+                }
+            }
+            if (new_dir)
+                add_tree(fd, dir, 0); /* watching twice is harmless: inotify merges */
+            if (any)
+                debounce_at = now_s() + DEBOUNCE_MS / 1000.0; /* one save, one run */
+        }
+        if (hup_requested) {
+            hup_requested = 0;
+            dirty = true;
+        }
+        t = now_s();
+        if (debounce_at > 0 && t >= debounce_at) {
+            debounce_at = 0;
+            dirty = true;
+        }
+        if (t >= next_resync)
+            dirty = true;
+        if (dirty && !stop_requested) {
+            dirty = false;
+            run_once(dir, &ao, status_file, (double)interval);
+            next_resync = now_s() + (double)interval;
+        }
+    }
+    status = KVR_EXIT_OK;
+    if (!ao.quiet)
+        fprintf(stderr, "kvreconcile: watch: stopped\n");
+done:
+    if (fd >= 0)
+        close(fd);
+    close(wake_pipe[0]);
+    close(wake_pipe[1]);
+    wake_pipe[0] = wake_pipe[1] = -1;
+    return status;
+}
