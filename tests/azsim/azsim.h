@@ -131,6 +131,25 @@ typedef struct azsim_rg {
 
 typedef struct azsim_consumer azsim_consumer; /* azsim_profiles.c */
 
+/* fault injection (--fault-rate); the order is the index into azsim_state.faults */
+enum {
+    AZSIM_FAULT_500,
+    AZSIM_FAULT_503,
+    AZSIM_FAULT_429,
+    AZSIM_FAULT_RESET,
+    AZSIM_FAULT_STALL,
+    AZSIM_FAULT_RESET_AFTER_COMMIT,
+    AZSIM_FAULT_KINDS
+};
+
+/* ARM's subscription token buckets: reads, writes, deletes */
+#define AZSIM_ARM_BUCKETS 16
+typedef struct azsim_arm_bucket {
+    char scope[AZSIM_GUID_LEN + 1]; /* subscription id, or "" for tenant-level calls */
+    double tokens[3];
+    int64_t last; /* simulated second of the last refill */
+} azsim_arm_bucket;
+
 typedef struct azsim_state {
     pthread_mutex_t lock;
     /* configuration, fixed after startup */
@@ -153,6 +172,15 @@ typedef struct azsim_state {
     json_t *stats; /* op -> count */
     azsim_consumer *consumer; /* the profile service and its data keys */
     long throttled, total;
+    /* fault injection: a request's fate is a function of the seed and its arrival number */
+    double fault_rate;
+    int stall_ms;
+    unsigned fault_kinds; /* bit i enables kind i */
+    uint64_t fault_seed, fault_n;
+    long faults[AZSIM_FAULT_KINDS];
+    /* ARM throttling */
+    azsim_arm_bucket arm_buckets[AZSIM_ARM_BUCKETS];
+    size_t arm_nbuckets;
 } azsim_state;
 
 /* ---- azsim_util.c ---- */
@@ -244,6 +272,15 @@ int azsim_role_assign(azsim_role_assignment **out, azsim_state *st, const char *
                       const char *principal_type, int64_t effective);
 void azsim_role_assignment_free(azsim_role_assignment *ra);
 char *azsim_resource(azsim_state *st, const char *host); /* "https://HOST:PORT" */
+
+/* ---- azsim_fault.c: injected faults and ARM's request buckets ---- */
+const char *azsim_fault_name(int kind);
+int azsim_fault_parse_kinds(unsigned *out, const char *list); /* "500,stall,..." or "all" */
+int azsim_fault_pick(azsim_state *st);                        /* -1 = none, else a kind */
+void azsim_fault_reply(azsim_req *r, int kind);               /* the service's error body */
+json_t *azsim_fault_stats(azsim_state *st);                   /* new reference */
+/* 0 to go on, or 1 when the request was answered 429; sets the remaining-budget headers */
+int azsim_arm_throttle(azsim_req *r, const char *subscription);
 
 /* ---- services ---- */
 int azsim_login_handle(azsim_req *r);

@@ -52,9 +52,10 @@ int azsim_admin_handle(azsim_req *r)
     if (r->nsegs == 1 && strcmp(r->segs[0], "stats") == 0 && strcmp(m, "GET") == 0) {
         r->op = "admin.stats";
         return azsim_reply_json(r, 200,
-                                json_pack("{s:O,s:I,s:I}", "requests", r->st->stats, "throttled",
-                                          (json_int_t)r->st->throttled, "total",
-                                          (json_int_t)r->st->total));
+                                json_pack("{s:O,s:I,s:I,s:o}", "requests", r->st->stats,
+                                          "throttled", (json_int_t)r->st->throttled, "total",
+                                          (json_int_t)r->st->total, "faults",
+                                          azsim_fault_stats(r->st)));
     }
     if (r->nsegs == 1 && strcmp(r->segs[0], "consumer") == 0 && strcmp(m, "GET") == 0) {
         r->op = "admin.consumer";

@@ -936,6 +936,8 @@ int azsim_arm_handle(azsim_req *r)
     while (n > 0 && s[n - 1][0] == '\0')
         n--; /* ARM ignores a trailing slash */
     r->nsegs = n;
+    if (azsim_arm_throttle(r, n >= 2 && azsim_streq_ci(s[0], "subscriptions") ? s[1] : NULL))
+        goto done;
     for (size_t i = 0; i + 2 < n; i++)
         if (azsim_streq_ci(s[i], "providers") &&
             azsim_streq_ci(s[i + 1], "Microsoft.Authorization") &&

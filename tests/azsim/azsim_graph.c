@@ -7,6 +7,7 @@
  */
 #include "azsim.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,12 +384,65 @@ done:
     return rc;
 }
 
+/* the query value percent-encoded, for a nextLink */
+static char *url_encode(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(strlen(s) * 3 + 1), *p = out;
+    if (!out)
+        return NULL;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            *p++ = (char)ch;
+        } else {
+            *p++ = '%';
+            *p++ = hex[ch >> 4];
+            *p++ = hex[ch & 15];
+        }
+    }
+    *p = '\0';
+    return out;
+}
+
+/* $top (default 100, 1 to 999) and the offset carried by $skiptoken; AZSIM_EINVAL if invalid */
+static int page_params(size_t *out_top, size_t *out_skip, graph_ctx *c)
+{
+    const char *top = azsim_query(c->r, "$top");
+    const char *tok = azsim_query(c->r, "$skiptoken");
+    char *end = NULL;
+    *out_top = 100;
+    *out_skip = 0;
+    if (top) {
+        long v = strtol(top, &end, 10);
+        if (!*top || *end || v < 1 || v > 999)
+            return AZSIM_EINVAL;
+        *out_top = (size_t)v;
+    }
+    if (tok) {
+        long v;
+        if (strncmp(tok, "azsim", 5) != 0)
+            return AZSIM_EINVAL;
+        v = strtol(tok + 5, &end, 16);
+        if (!tok[5] || *end || v < 0)
+            return AZSIM_EINVAL;
+        *out_skip = (size_t)v;
+    }
+    return AZSIM_OK;
+}
+
 static int list(graph_ctx *c, int apps)
 {
     const char *filter = azsim_query(c->r, "$filter");
     const char *field = NULL;
     char *want = NULL;
-    json_t *value = json_array();
+    json_t *value;
+    size_t top, skip, matched = 0;
+    if (page_params(&top, &skip, c) != AZSIM_OK)
+        return graph_error(c, 400, "Request_BadRequest",
+                           "Invalid page size or skip token: $top must be between 1 and 999 "
+                           "inclusive.");
+    value = json_array();
     if (filter) {
         want = parse_filter(filter, &field);
         if (!want) {
@@ -420,13 +474,27 @@ static int list(graph_ctx *c, int apps)
             json_decref(j);
             continue;
         }
+        if (matched++ < skip || json_array_size(value) >= top) {
+            json_decref(j);
+            continue;
+        }
         json_array_append_new(value, j);
     }
     free(want);
-    char *ctx =
-        azsim_printf("%s/$metadata#%s", c->base, apps ? "applications" : "servicePrincipals");
-    int rc = azsim_reply_json(
-        c->r, 200, json_pack("{s:s,s:o}", "@odata.context", ctx ? ctx : "", "value", value));
+    const char *what = apps ? "applications" : "servicePrincipals";
+    char *ctx = azsim_printf("%s/$metadata#%s", c->base, what);
+    json_t *body = json_pack("{s:s,s:o}", "@odata.context", ctx ? ctx : "", "value", value);
+    if (body && skip + top < matched) {
+        /* more to come: the link repeats the query with the next offset */
+        char *enc = filter ? url_encode(filter) : NULL;
+        char *next = azsim_printf("%s/%s?$top=%zu&$skiptoken=azsim%zx%s%s", c->base, what, top,
+                                  skip + top, enc ? "&$filter=" : "", enc ? enc : "");
+        if (next)
+            json_object_set_new(body, "@odata.nextLink", json_string(next));
+        free(next);
+        free(enc);
+    }
+    int rc = azsim_reply_json(c->r, 200, body);
     free(ctx);
     return rc;
 }

@@ -18,7 +18,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: azsim --data DIR [--port N] [--rbac-delay SECONDS] [--throttle on|off]\n"
                "             [--data-keys N] [--rewrap-rate N] [--subscription GUID]\n"
-               "             [--latency-ms N] [--seed N]\n");
+               "             [--latency-ms N] [--seed N] [--fault-rate P] [--fault-kinds LIST]\n"
+               "             [--stall-ms N]\n");
 }
 
 static int parse_long(long *out, const char *s, long min, long max)
@@ -68,7 +69,7 @@ void azsim_state_release(azsim_state *st)
 int main(int argc, char **argv)
 {
     azsim_state st;
-    long port = 0, delay = 5, latency = 0, seed = 0;
+    long port = 0, delay = 5, latency = 0, seed = 0, stall = 90000;
     const char *data = NULL;
     char *cert = NULL, *key = NULL;
     int rc = 1, loaded = 0;
@@ -79,6 +80,7 @@ int main(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     pthread_mutex_init(&st.lock, NULL);
     st.throttle = 1;
+    st.fault_kinds = (1u << AZSIM_FAULT_KINDS) - 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -135,6 +137,27 @@ int main(int argc, char **argv)
                 fprintf(stderr, "azsim: invalid latency '%s'\n", v);
                 goto done;
             }
+        } else if (strcmp(a, "--fault-rate") == 0) {
+            char *end = NULL;
+            double p = strtod(v, &end);
+            if (!*v || *end || !(p >= 0 && p <= 1)) {
+                fprintf(stderr, "azsim: invalid fault rate '%s' (expected 0 to 1)\n", v);
+                goto done;
+            }
+            st.fault_rate = p;
+        } else if (strcmp(a, "--fault-kinds") == 0) {
+            if (azsim_fault_parse_kinds(&st.fault_kinds, v) != AZSIM_OK) {
+                fprintf(stderr,
+                        "azsim: invalid fault kinds '%s' (expected 'all' or a comma-separated "
+                        "list of 500, 503, 429, reset, stall, reset-after-commit)\n",
+                        v);
+                goto done;
+            }
+        } else if (strcmp(a, "--stall-ms") == 0) {
+            if (parse_long(&stall, v, 0, 3600000) != AZSIM_OK) {
+                fprintf(stderr, "azsim: invalid stall '%s'\n", v);
+                goto done;
+            }
         } else if (strcmp(a, "--seed") == 0) {
             if (parse_long(&seed, v, 0, 0x7fffffffL) != AZSIM_OK) {
                 fprintf(stderr, "azsim: invalid seed '%s'\n", v);
@@ -159,6 +182,14 @@ int main(int argc, char **argv)
     }
     st.data_dir = realpath(data, NULL); /* azsim.env must name files by absolute path */
     st.rbac_delay = (int)delay;
+    st.stall_ms = (int)stall;
+    if (st.seeded) {
+        st.fault_seed = (uint64_t)seed;
+    } else {
+        unsigned char b[8];
+        azsim_random(&st, b, sizeof(b));
+        memcpy(&st.fault_seed, b, sizeof(b));
+    }
     st.latency_ms = (int)latency;
     st.stats = json_object();
     if (!st.data_dir || !st.stats)

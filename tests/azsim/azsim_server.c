@@ -2,9 +2,10 @@
  * azsim_server.c - the HTTPS front door of azsim. One libmicrohttpd daemon on 127.0.0.1 serves
  * every simulated Azure host; like Azure's DNS, the Host header decides which service answers
  * (login., management., graph., NAME.vault., azsim.). This file collects request bodies, applies
- * the configured latency, takes the state lock around the handler, counts requests per operation
- * for /stats, and turns the handler's reply into an HTTP response whose Date header comes from
- * the simulated clock, so clients that measure time with the service's Date can be tested.
+ * the configured latency and injected faults, takes the state lock around the handler, saves the
+ * state after an acknowledged mutation (before replying), counts requests per operation for
+ * /stats, and turns the handler's reply into an HTTP response whose Date header comes from the
+ * simulated clock, so clients that measure time with the service's Date can be tested.
  */
 #include "azsim.h"
 
@@ -170,6 +171,33 @@ static int dispatch(azsim_req *r)
                                       "azsim does not serve this host"));
 }
 
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    if (ms <= 0)
+        return;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* requests that may change the saved state; token requests only read the directory */
+static int mutating(const azsim_req *r)
+{
+    const char *m = r->method;
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0)
+        return 0;
+    if (strcmp(r->host, "login.localhost") == 0)
+        return 0;
+    if (r->nsegs > 0) { /* Key Vault's cryptographic operations are POSTs that change nothing */
+        static const char *const ops[] = {"wrapkey", "unwrapkey", "encrypt", "decrypt"};
+        const char *last = r->segs[r->nsegs - 1];
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+            if (strcmp(last, ops[i]) == 0)
+                return 0;
+    }
+    return 1;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
@@ -181,6 +209,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     struct MHD_Response *resp = NULL;
     enum MHD_Result ret = MHD_NO;
     char reqid[AZSIM_GUID_LEN + 1], date[64];
+    int fault = -1;
 
     (void)version;
     if (!cc) {
@@ -231,18 +260,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!path || split_path(&r, path) != AZSIM_OK)
         goto done;
 
-    if (st->latency_ms > 0) {
-        struct timespec ts = {st->latency_ms / 1000, (long)(st->latency_ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-    }
+    sleep_ms(st->latency_ms);
 
     pthread_mutex_lock(&st->lock);
     st->total++;
     azsim_guid(st, reqid);
+    fault = strcmp(r.host, "azsim.localhost") == 0 ? -1 : azsim_fault_pick(st);
+    if (fault == AZSIM_FAULT_STALL) {
+        /* held without the lock, so the other connections go on being served */
+        pthread_mutex_unlock(&st->lock);
+        sleep_ms(st->stall_ms);
+        pthread_mutex_lock(&st->lock);
+    }
     azsim_kv_sweep(st);
     azsim_consumer_tick(st);
-    if (cc->too_large) {
+    if (fault == AZSIM_FAULT_RESET) {
+        r.op = "fault.reset";
+        r.drop = 1;
+    } else if (fault == AZSIM_FAULT_500 || fault == AZSIM_FAULT_503 || fault == AZSIM_FAULT_429) {
+        azsim_fault_reply(&r, fault); /* before the handler: the mutation does not happen */
+    } else if (cc->too_large) {
         r.op = "too-large";
         azsim_reply_json(&r, 413,
                          json_pack("{s:{s:s,s:s}}", "error", "code", "RequestEntityTooLarge",
@@ -252,6 +289,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                          json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
                                    "azsim internal error"));
     }
+    /* durable before it is acknowledged: a kill -9 after the reply loses nothing */
+    if (!r.drop && r.status >= 200 && r.status < 300 && mutating(&r) &&
+        azsim_state_save(st) != AZSIM_OK) {
+        free(r.resp_body);
+        r.resp_body = NULL;
+        json_decref(r.resp_headers);
+        r.resp_headers = NULL;
+        azsim_reply_json(&r, 500,
+                         json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
+                                   "azsim could not save its state"));
+    }
+    if (fault == AZSIM_FAULT_RESET_AFTER_COMMIT)
+        r.drop = 1; /* applied and saved, but the client never hears of it */
     count_op(st, r.op ? r.op : "other");
     http_date(date, azsim_now(st));
     pthread_mutex_unlock(&st->lock);

@@ -422,6 +422,25 @@ done:
 }
 
 /* Writes atomically (temp file + rename) with the given mode, so readers never see half a file. */
+/* makes a rename in the directory of path durable */
+static int sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? azsim_strndup_bytes(path, slash == path ? 1 : (size_t)(slash - path))
+                      : azsim_strdup(".");
+    int rc = AZSIM_EIO, fd = -1;
+    if (!dir)
+        return AZSIM_ENOMEM;
+    fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0 && fsync(fd) == 0)
+        rc = AZSIM_OK;
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    return rc;
+}
+
+/* atomic and durable: a temporary file beside path, fsync, rename, fsync of the directory */
 int azsim_write_file(const char *path, const void *data, size_t len, int mode)
 {
     int rc = AZSIM_EIO, fd = -1;
@@ -447,13 +466,18 @@ int azsim_write_file(const char *path, const void *data, size_t len, int mode)
         p += w;
         len -= (size_t)w;
     }
-    if (close(fd) != 0) {
+    /* durable before it replaces the old file, so a crash leaves one whole version or the other */
+    if (fsync(fd) != 0 || close(fd) != 0) {
         fd = -1;
         goto done;
     }
     fd = -1;
     if (rename(tmp, path) != 0) {
         fprintf(stderr, "azsim: cannot write '%s': %s\n", path, strerror(errno));
+        goto done;
+    }
+    if (sync_parent_dir(path) != AZSIM_OK) {
+        fprintf(stderr, "azsim: cannot sync the directory of '%s': %s\n", path, strerror(errno));
         goto done;
     }
     rc = AZSIM_OK;

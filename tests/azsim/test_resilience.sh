@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# azsim under failure: state survives kill -9 (saved before each acknowledged mutation),
+# --fault-rate injects each fault kind reproducibly for a --seed, faults on mutations come before
+# the mutation (reset-after-commit after it), and ARM's subscription token buckets answer 429 with
+# Retry-After. Usage: test_resilience.sh PATH/TO/azsim. Needs bash, curl and python3.
+set -euo pipefail
+
+AZSIM_BIN=${1:?usage: test_resilience.sh PATH/TO/azsim}
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+DATA=$(mktemp -d "${TMPDIR:-/tmp}/azsim-res.XXXXXX")
+WORK="$DATA/work"
+mkdir -p "$WORK"
+AZSIM_PID=
+
+cleanup() {
+    if [ -n "$AZSIM_PID" ] && kill -0 "$AZSIM_PID" 2>/dev/null; then
+        kill -TERM "$AZSIM_PID" 2>/dev/null || true
+        wait "$AZSIM_PID" 2>/dev/null || true
+    fi
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1${2:+: $2}"; }
+check() { # check NAME COMMAND...
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else fail "$name" "status $STATUS $(head -c 300 "$WORK/body" 2>/dev/null)"; fi
+}
+sanitizer_clean() {
+    if grep -qiE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error' "$WORK"/stderr.* 2>/dev/null; then
+        fail "no sanitizer reports" "$(cat "$WORK"/stderr.* | head -c 600)"
+    else
+        ok "no sanitizer reports"
+    fi
+}
+
+# start NAME DIR [azsim options...]: starts azsim on DIR (reusing $PORT when set), sources azsim.env
+start() {
+    local name=$1 dir=$2
+    shift 2
+    "$AZSIM_BIN" --data "$dir" --port "${PORT:-0}" "$@" >"$WORK/stdout.$name" 2>"$WORK/stderr.$name" &
+    AZSIM_PID=$!
+    for _ in $(seq 1 300); do
+        grep -q '^azsim ready ' "$WORK/stdout.$name" 2>/dev/null && break
+        kill -0 "$AZSIM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! grep -q '^azsim ready ' "$WORK/stdout.$name"; then
+        fail "$name: azsim ready" "$(tail -c 400 "$WORK/stderr.$name")"
+        echo "$PASSED passed, $FAILED failed"
+        exit 1
+    fi
+    # shellcheck disable=SC1091
+    . "$dir/azsim.env"
+    PORT=$AZSIM_PORT
+}
+crash() { # kill -9, as a power cut would
+    kill -KILL "$AZSIM_PID"
+    wait "$AZSIM_PID" 2>/dev/null || true
+    AZSIM_PID=
+}
+stop() {
+    kill -TERM "$AZSIM_PID"
+    wait "$AZSIM_PID" 2>/dev/null || true
+    AZSIM_PID=
+}
+
+# req METHOD URL [BODY] [TOKEN]: sets STATUS (000 when the connection closed unanswered)
+req() {
+    local method=$1 url=$2 body=${3:-} token=${4:-}
+    local args=(-sS --cacert "$AZSIM_CA" -X "$method" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' -m 20)
+    : >"$WORK/body"
+    [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
+    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+    STATUS=$(curl "${args[@]}" "$url" 2>>"$WORK/curl.err") || STATUS=000
+}
+j() { "$PY" -c 'import json,sys; b=json.load(open(sys.argv[1])); r=eval(sys.argv[2]); print(r if not isinstance(r,(dict,list,bool)) or r is None else json.dumps(r))' "$WORK/body" "$1" 2>/dev/null || echo "<error>"; }
+is() { [ "$STATUS" = "$1" ]; }
+has() { [ "$(j "$1")" = "$2" ]; }
+header() { tr -d '\r' <"$WORK/headers" | grep -i "^$1:" | head -1 | cut -d' ' -f2-; }
+token_for() { # token_for RESOURCE, as the bootstrap principal
+    curl -sS --cacert "$AZSIM_CA" -o "$WORK/body" -X POST \
+        "$AZURE_AUTHORITY_HOST/$AZURE_TENANT_ID/oauth2/v2.0/token" -d grant_type=client_credentials \
+        --data-urlencode "client_id=$AZURE_CLIENT_ID" --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" \
+        --data-urlencode "scope=$1/.default" >/dev/null
+    j 'b.get("access_token","")'
+}
+A=api-version=7.5
+
+# ---- crash safety: what azsim acknowledged survives kill -9 ----
+D1="$DATA/d1"
+start crash1 "$D1"
+MT=$(token_for "$KVR_ARM_ENDPOINT")
+VT=$(token_for "https://vault.localhost:$AZSIM_PORT")
+SUB="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID"
+VAULT="https://kv-dur.vault.localhost:$AZSIM_PORT"
+req PUT "$SUB/resourceGroups/rg-dur?api-version=2021-04-01" '{"location":"westeurope"}' "$MT"
+check "crash: resource group created" is 201
+req PUT "$SUB/resourceGroups/rg-dur/providers/Microsoft.KeyVault/vaults/kv-dur?api-version=2024-11-01" \
+    "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":false,\"accessPolicies\":[{\"tenantId\":\"$AZURE_TENANT_ID\",\"objectId\":\"$(
+        "$PY" -c 'import base64,json,sys; t=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(t+"="*(-len(t)%4)))["oid"])' "$VT")\",\"permissions\":{\"keys\":[\"all\"],\"secrets\":[\"all\"]}}]}}" "$MT"
+check "crash: vault created" is 200
+req PUT "$VAULT/secrets/s1?$A" '{"value":"kept"}' "$VT"
+check "crash: secret set" is 200
+req POST "$VAULT/keys/k1/create?$A" '{"kty":"RSA","key_size":2048}' "$VT"
+check "crash: key created" is 200
+KID=$(j 'b["key"]["kid"]')
+[ -f "$D1/state.sealed" ] && ok "crash: state saved before the reply" || fail "crash: state saved before the reply"
+ls "$D1" | grep -q '\.tmp$' && fail "crash: no temporary file left" || ok "crash: no temporary file left"
+crash
+start crash2 "$D1"
+[ "$PORT" = "$AZSIM_PORT" ] && ok "crash: restarted on the same port" || fail "crash: restarted on the same port"
+req GET "$VAULT/secrets/s1?$A" "" "$VT"
+check "crash: secret survives kill -9" has 'b["value"]' kept
+req GET "$VAULT/keys/k1?$A" "" "$VT"
+check "crash: key survives kill -9 (same version)" has 'b["key"]["kid"]' "$KID"
+req GET "$SUB/resourceGroups/rg-dur/providers/Microsoft.KeyVault/vaults/kv-dur?api-version=2024-11-01" "" "$MT"
+check "crash: vault survives kill -9" is 200
+# reads do not save
+before=$(stat -c %Y.%s "$D1/state.sealed")
+sleep 1.1
+req GET "$VAULT/secrets/s1?$A" "" "$VT"
+[ "$(stat -c %Y.%s "$D1/state.sealed")" = "$before" ] && ok "crash: reads do not save" || fail "crash: reads do not save"
+crash
+
+# ---- faults on mutations: before the mutation, or after it for reset-after-commit ----
+start fault500 "$D1" --fault-rate 1 --fault-kinds 500
+req PUT "$VAULT/secrets/s-fail?$A" '{"value":"no"}' "$VT"
+check "fault: 500 on a Key Vault write" is 500
+check "fault: Key Vault error body" has 'b["error"]["code"]' InternalServerError
+req GET "$AZSIM_URL/stats" ""
+check "fault: admin API is never faulted" is 200
+check "fault: /stats counts the 500" has 'b["faults"]["500"]' 1
+crash
+start rac "$D1" --fault-rate 1 --fault-kinds reset-after-commit
+req PUT "$VAULT/secrets/s-rac?$A" '{"value":"committed"}' "$VT"
+check "fault: reset-after-commit closes unanswered" is 000
+req GET "$AZSIM_URL/stats" ""
+check "fault: /stats counts reset-after-commit" has 'b["faults"]["reset-after-commit"]' 1
+crash
+start check "$D1"
+req GET "$VAULT/secrets/s-fail?$A" "" "$VT"
+check "fault: a 500 write was not applied" is 404
+req GET "$VAULT/secrets/s-rac?$A" "" "$VT"
+check "fault: a reset-after-commit write was applied and saved" has 'b["value"]' committed
+stop
+
+# ---- fault kinds and determinism with --seed ----
+# run NAME: 90 sequential unauthenticated Graph reads; one outcome per request
+run() {
+    local out=""
+    start "$1" "$DATA/$1" --seed 42 --fault-rate 0.6 --stall-ms 300
+    for _ in $(seq 1 90); do
+        local t0 t1
+        t0=$(date +%s%N)
+        req GET "$KVR_GRAPH_ENDPOINT/v1.0/applications" ""
+        t1=$(date +%s%N)
+        if [ "$STATUS" = 401 ] && [ $(((t1 - t0) / 1000000)) -ge 250 ]; then
+            out+="stall "
+        else
+            out+="$STATUS "
+            if [ "$STATUS" = 503 ]; then GRAPH_503_CODE=$(j 'b["error"]["code"]'); fi
+        fi
+    done
+    req GET "$AZSIM_URL/stats" ""
+    cp "$WORK/body" "$WORK/stats.$1"
+    stop
+    echo "$out" >"$WORK/seq.$1"
+}
+PORT=
+run seedA
+PORT=
+run seedB
+SEQ=$(cat "$WORK/seq.seedA")
+[ "$SEQ" = "$(cat "$WORK/seq.seedB")" ] && ok "fault: same seed, same faults" || fail "fault: same seed, same faults" "$SEQ / $(cat "$WORK/seq.seedB")"
+for k in 500 503 429 000 stall 401; do
+    case " $SEQ " in *" $k "*) ok "fault: outcome $k seen" ;; *) fail "fault: outcome $k seen" "$SEQ" ;; esac
+done
+[ "${GRAPH_503_CODE:-}" = serviceNotAvailable ] && ok "fault: Graph error body" || fail "fault: Graph error body" "${GRAPH_503_CODE:-}"
+cp "$WORK/stats.seedA" "$WORK/body"
+for k in 500 503 429 reset stall reset-after-commit; do
+    [ "$(j "b['faults']['$k']")" -gt 0 ] 2>/dev/null && ok "fault: /stats counts $k" || fail "fault: /stats counts $k" "$(cat "$WORK/body")"
+done
+n429=$(echo "$SEQ" | tr ' ' '\n' | grep -c '^429$' || true)
+[ "$n429" = "$(j "b['faults']['429']")" ] && ok "fault: /stats matches what the client saw" || fail "fault: /stats matches what the client saw"
+
+# ---- ARM throttling: subscription token buckets on the simulated clock ----
+PORT=
+start arm "$DATA/arm"
+MT=$(token_for "$KVR_ARM_ENDPOINT")
+SUB="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID"
+req PUT "$SUB/resourceGroups/rg-t?api-version=2021-04-01" '{"location":"westeurope"}' "$MT"
+[ "$(header x-ms-ratelimit-remaining-subscription-writes)" = 199 ] && ok "arm: remaining writes header" || fail "arm: remaining writes header" "$(cat "$WORK/headers")"
+req GET "$SUB/resourceGroups/rg-t?api-version=2021-04-01" "" "$MT"
+[ "$(header x-ms-ratelimit-remaining-subscription-reads)" = 249 ] && ok "arm: remaining reads header" || fail "arm: remaining reads header"
+[ -n "$(header x-ms-ratelimit-remaining-subscription-deletes)" ] && ok "arm: remaining deletes header" || fail "arm: remaining deletes header"
+CFG="$WORK/reads.cfg"
+for _ in $(seq 1 400); do
+    printf 'url = "%s"\noutput = "/dev/null"\n' "$SUB/resourceGroups/rg-t?api-version=2021-04-01"
+done >"$CFG"
+codes=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $MT" -w '%{http_code}\n' -K "$CFG" 2>>"$WORK/curl.err" || true)
+n200=$(grep -c '^200$' <<<"$codes" || true)
+n429=$(grep -c '^429$' <<<"$codes" || true)
+[ "$n429" -gt 0 ] && [ "$n200" -ge 249 ] && ok "arm: reads beyond the bucket get 429 ($n200 ok, $n429 throttled)" || fail "arm: reads beyond the bucket get 429" "$n200 ok, $n429 throttled"
+req GET "$SUB/resourceGroups/rg-t?api-version=2021-04-01" "" "$MT"
+check "arm: throttled read is 429" is 429
+check "arm: ARM error body" has 'b["error"]["code"]' SubscriptionRequestsThrottled
+[ -n "$(header Retry-After)" ] && ok "arm: Retry-After present" || fail "arm: Retry-After present"
+req POST "$AZSIM_URL/clock/advance" '{"seconds":20}'
+req GET "$SUB/resourceGroups/rg-t?api-version=2021-04-01" "" "$MT"
+check "arm: the bucket refills on the simulated clock" is 200
+req DELETE "$SUB/resourceGroups/rg-none?api-version=2021-04-01" "" "$MT"
+[ "$(header x-ms-ratelimit-remaining-subscription-deletes)" = 199 ] && ok "arm: deletes have their own bucket" || fail "arm: deletes have their own bucket" "$(cat "$WORK/headers")"
+stop
+PORT=
+start armoff "$DATA/armoff" --throttle off
+MT=$(token_for "$KVR_ARM_ENDPOINT")
+SUB="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID"
+req PUT "$SUB/resourceGroups/rg-t?api-version=2021-04-01" '{"location":"westeurope"}' "$MT"
+for _ in $(seq 1 400); do
+    printf 'url = "%s"\noutput = "/dev/null"\n' "$SUB/resourceGroups/rg-t?api-version=2021-04-01"
+done >"$CFG"
+codes=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $MT" -w '%{http_code}\n' -K "$CFG" 2>>"$WORK/curl.err" || true)
+[ "$(grep -c '^200$' <<<"$codes" || true)" = 400 ] && ok "arm: --throttle off never throttles" || fail "arm: --throttle off never throttles"
+stop
+
+# ---- Graph paging: $top and @odata.nextLink ----
+PORT=
+start graph "$DATA/graph"
+GT=$(token_for "$KVR_GRAPH_ENDPOINT")
+for i in 1 2 3 4 5; do
+    req POST "$KVR_GRAPH_ENDPOINT/v1.0/applications" "{\"displayName\":\"page-app\"}" "$GT"
+done
+check "graph: apps created" is 201
+req GET "$KVR_GRAPH_ENDPOINT/v1.0/applications?\$top=2&\$filter=displayName%20eq%20'page-app'" "" "$GT"
+check "graph: \$top limits the page" has 'len(b["value"])' 2
+seen=2
+pages=1
+while next=$(j 'b.get("@odata.nextLink","")') && [ -n "$next" ] && [ "$pages" -lt 10 ]; do
+    req GET "$next" "" "$GT"
+    seen=$((seen + $(j 'len(b["value"])')))
+    pages=$((pages + 1))
+done
+[ "$seen" = 5 ] && [ "$pages" = 3 ] && ok "graph: nextLink pages through every match (filter kept)" || fail "graph: nextLink pages through every match" "$seen in $pages pages"
+req GET "$KVR_GRAPH_ENDPOINT/v1.0/applications?\$top=1000" "" "$GT"
+check "graph: \$top over 999 is 400" is 400
+req GET "$KVR_GRAPH_ENDPOINT/v1.0/applications" "" "$GT"
+check "graph: one page without \$top" has '"@odata.nextLink" in b' false
+stop
+
+sanitizer_clean
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
