@@ -4,7 +4,8 @@
 # usage: tests/bench/run_azsim.sh [REQUESTS] [CONCURRENCY]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DKVR_BENCH=ON >/dev/null
+# sanitizers off explicitly: a cached KVR_SANITIZE=ON would measure ASan, not azsim
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DKVR_BENCH=ON -DKVR_SANITIZE=OFF >/dev/null
 cmake --build build-bench -j"$(nproc)" --target azsim bench_azsim >/dev/null
 data=$(mktemp -d)
 build-bench/bin/azsim --data "$data" --port 0 --throttle off >"$data/out" 2>"$data/err" &
