@@ -36,6 +36,9 @@ int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
                      const char *unchanged);
 void cli_session_close(cli_session *s);
 
+/* --log-format for apply and watch: "text" or "json". 0, or -1 after printing why. */
+int cli_log_format(bool *json, const char *arg);
+
 /* Prints "kvreconcile: error: MSG" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

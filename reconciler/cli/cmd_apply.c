@@ -74,12 +74,8 @@ int kvr_cmd_apply(int argc, char **argv)
             ao.quiet = true;
             break;
         case 'L':
-            if (strcmp(optarg, "json") == 0)
-                ao.json_log = true;
-            else if (strcmp(optarg, "text") != 0) {
-                cli_error("unknown log format '%s' (text or json)", optarg);
+            if (cli_log_format(&ao.json_log, optarg) < 0)
                 goto done;
-            }
             break;
         case 'h':
             apply_usage(stdout);

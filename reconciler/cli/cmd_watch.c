@@ -211,12 +211,8 @@ int kvr_cmd_watch(int argc, char **argv)
             ao.quiet = true;
             break;
         case 'L':
-            if (strcmp(optarg, "json") == 0)
-                ao.json_log = true;
-            else if (strcmp(optarg, "text") != 0) {
-                cli_error("unknown log format '%s' (text or json)", optarg);
+            if (cli_log_format(&ao.json_log, optarg) < 0)
                 return KVR_EXIT_ERROR;
-            }
             break;
         case 'h':
             watch_usage(stdout);

@@ -47,3 +47,13 @@ void cli_session_close(cli_session *s)
     kvr_estate_free(s->e);
     memset(s, 0, sizeof(*s));
 }
+
+int cli_log_format(bool *json, const char *arg)
+{
+    if (strcmp(arg, "json") == 0 || strcmp(arg, "text") == 0) {
+        *json = strcmp(arg, "json") == 0;
+        return 0;
+    }
+    cli_error("unknown log format '%s' (text or json)", arg);
+    return -1;
+}
