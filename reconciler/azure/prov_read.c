@@ -9,6 +9,7 @@
  * Azure's time, not the runner's.
  */
 #include "kvr/providers.h"
+#include "prov_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,6 @@
 
 #include <openssl/crypto.h>
 
-#define ARM_VAULTS_API "2024-11-01"
-#define ARM_ROLES_API "2022-04-01"
-#define KV_API "7.5"
-#define PROFILES_API "2026-01-01"
 
 /* ---- endpoints ---------------------------------------------------------------------------- */
 
@@ -126,9 +123,7 @@ int kvr_time_parse_http(int64_t *out, const char *text)
     return kvr_time_parse_iso(out, iso);
 }
 
-static char *fmt(kvr_error *err, const char *f, ...) __attribute__((format(printf, 2, 3)));
-
-static char *fmt(kvr_error *err, const char *f, ...)
+char *prov_fmt(kvr_error *err, const char *f, ...)
 {
     va_list ap;
     char *s;
@@ -222,7 +217,7 @@ static int list_json(reader *r, const char *scope, const char *url, const char *
 
 static char *vault_url(reader *r, const char *vault)
 {
-    return fmt(r->err, "https://%s.%s", vault, r->ep->vault_suffix);
+    return prov_fmt(r->err, "https://%s.%s", vault, r->ep->vault_suffix);
 }
 
 /* ---- ARM ---------------------------------------------------------------------------------- */
@@ -234,7 +229,7 @@ static int read_vaults(reader *r, bool *missing)
     for (size_t i = 0; i < r->d->nvaults && !rc; i++) {
         const kvr_vault *v = &r->d->vaults[i];
         json_t *body = NULL;
-        char *url = fmt(r->err,
+        char *url = prov_fmt(r->err,
                         "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/"
                         "vaults/%s?api-version=" ARM_VAULTS_API,
                         r->ep->arm, r->sub, v->resource_group, v->name);
@@ -255,7 +250,7 @@ static int read_deleted_vaults(reader *r)
 {
     json_t *items = NULL;
     int rc;
-    char *url = fmt(
+    char *url = prov_fmt(
         r->err,
         "%s/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults?api-version=" ARM_VAULTS_API,
         r->ep->arm, r->sub);
@@ -278,7 +273,7 @@ static int read_roles(reader *r, const kvr_live_vault *v)
 {
     json_t *items = NULL;
     int rc;
-    char *url = fmt(r->err,
+    char *url = prov_fmt(r->err,
                     "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s/"
                     "providers/Microsoft.Authorization/roleAssignments?api-version=" ARM_ROLES_API,
                     r->ep->arm, r->sub, v->resource_group, v->name);
@@ -308,7 +303,7 @@ static int read_apps(reader *r)
         if (!lit)
             return KVR_ENOMEM;
         url =
-            fmt(r->err, "%s/v1.0/applications?$filter=displayName%%20eq%%20%s", r->ep->graph, lit);
+            prov_fmt(r->err, "%s/v1.0/applications?$filter=displayName%%20eq%%20%s", r->ep->graph, lit);
         snprintf(what, sizeof(what), "find app '%s'", a->display_name);
         rc = url ? list_json(r, r->graph_scope, url, what, &apps) : KVR_ENOMEM;
         if (!rc && json_array_size(apps) > 1)
@@ -319,7 +314,7 @@ static int read_apps(reader *r)
         app = json_array_get(apps, 0);
         if (!rc && app && json_is_string(json_object_get(app, "appId"))) {
             lit2 = odata_literal(json_string_value(json_object_get(app, "appId")), r->err);
-            url2 = lit2 ? fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
+            url2 = lit2 ? prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
                               r->ep->graph, lit2)
                         : NULL;
             snprintf(what, sizeof(what), "find the service principal of app '%s'", a->display_name);
@@ -370,7 +365,7 @@ static int secret_marker(reader *r, const char *vault, const char *name, char *m
     int rc;
     if (!base)
         return KVR_ENOMEM;
-    url = fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name);
+    url = prov_fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name);
     free(base);
     if (!url)
         return KVR_ENOMEM;
@@ -395,7 +390,7 @@ static int secret_marker(reader *r, const char *vault, const char *name, char *m
 static int read_keys(reader *r, const char *vault, const char *base, bool *missing)
 {
     json_t *items = NULL;
-    char *url = fmt(r->err, "%s/keys?api-version=" KV_API "&maxresults=25", base), what[400];
+    char *url = prov_fmt(r->err, "%s/keys?api-version=" KV_API "&maxresults=25", base), what[400];
     int rc;
     *missing = false;
     if (!url)
@@ -412,18 +407,18 @@ static int read_keys(reader *r, const char *vault, const char *base, bool *missi
             continue;
         k = kvr_estate_key(r->d, vault, name);
         snprintf(object, sizeof(object), "%s/%s", vault, name);
-        url = fmt(r->err, "%s/keys/%s/?api-version=" KV_API, base, name);
+        url = prov_fmt(r->err, "%s/keys/%s/?api-version=" KV_API, base, name);
         rc = url ? get_json(r, NULL, url, "get key", object, &bundle) : KVR_ENOMEM;
         free(url);
         if (!rc) {
             url =
-                fmt(r->err, "%s/keys/%s/versions?api-version=" KV_API "&maxresults=25", base, name);
+                prov_fmt(r->err, "%s/keys/%s/versions?api-version=" KV_API "&maxresults=25", base, name);
             snprintf(what, sizeof(what), "list versions of key '%s'", object);
             rc = url ? list_json(r, NULL, url, what, &versions) : KVR_ENOMEM;
             free(url);
         }
         if (!rc && k && k->rotation.set) {
-            url = fmt(r->err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, name);
+            url = prov_fmt(r->err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, name);
             rc = url ? get_json(r, NULL, url, "get rotation policy", object, &policy) : KVR_ENOMEM;
             free(url);
         }
@@ -444,7 +439,7 @@ static int read_keys(reader *r, const char *vault, const char *base, bool *missi
 static int read_secrets(reader *r, const char *vault, const char *base, bool *missing)
 {
     json_t *items = NULL;
-    char *url = fmt(r->err, "%s/secrets?api-version=" KV_API "&maxresults=25", base), what[160];
+    char *url = prov_fmt(r->err, "%s/secrets?api-version=" KV_API "&maxresults=25", base), what[160];
     int rc;
     *missing = false;
     if (!url)
@@ -477,7 +472,7 @@ static int read_list_into(reader *r, const char *vault, const char *base, const 
                           const char *kind, const char *what)
 {
     json_t *items = NULL;
-    char *url = fmt(r->err, "%s/%s?api-version=" KV_API "&maxresults=25", base, path), w[160];
+    char *url = prov_fmt(r->err, "%s/%s?api-version=" KV_API "&maxresults=25", base, path), w[160];
     int rc;
     if (!url)
         return KVR_ENOMEM;
@@ -530,7 +525,7 @@ static int read_profiles(reader *r)
         return kvr_error_set(r->err, KVR_EINVAL,
                              "the profile service's endpoint is not set: give 'cloud: "
                              "{profileService: https://…}' or KVR_PROFILE_ENDPOINT");
-    url = fmt(r->err, "%s/encryptionProfiles?api-version=" PROFILES_API, r->ep->profiles);
+    url = prov_fmt(r->err, "%s/encryptionProfiles?api-version=" PROFILES_API, r->ep->profiles);
     if (!url)
         return KVR_ENOMEM;
     rc = list_json(r, r->profiles_scope, url, "list encryption profiles", &items);
@@ -561,9 +556,9 @@ int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kv
     r.mk = mk;
     r.err = err;
     r.l = calloc(1, sizeof(*r.l));
-    r.arm_scope = fmt(err, "%s/.default", ep->arm);
-    r.graph_scope = fmt(err, "%s/.default", ep->graph);
-    r.profiles_scope = ep->profiles ? fmt(err, "%s/.default", ep->profiles) : NULL;
+    r.arm_scope = prov_fmt(err, "%s/.default", ep->arm);
+    r.graph_scope = prov_fmt(err, "%s/.default", ep->graph);
+    r.profiles_scope = ep->profiles ? prov_fmt(err, "%s/.default", ep->profiles) : NULL;
     if (!r.l || !r.arm_scope || !r.graph_scope || (ep->profiles && !r.profiles_scope)) {
         rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
         goto done;

@@ -11,6 +11,7 @@
  */
 #include "kvr/plan.h"
 #include "kvr/providers.h"
+#include "prov_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,27 +21,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#define ARM_VAULTS_API "2024-11-01"
-#define ARM_RG_API "2021-04-01"
-#define ARM_ROLES_API "2022-04-01"
-#define KV_API "7.5"
-#define PROFILES_API "2026-01-01"
 
 typedef const kvr_step_ctx ctxt;
 
-static char *fmt(kvr_error *err, const char *f, ...) __attribute__((format(printf, 2, 3)));
-
-static char *fmt(kvr_error *err, const char *f, ...)
-{
-    va_list ap;
-    char *s;
-    va_start(ap, f);
-    s = kvr_vasprintf(f, ap);
-    va_end(ap);
-    if (!s)
-        kvr_error_set(err, KVR_ENOMEM, "out of memory");
-    return s;
-}
 
 /* Wipes a string that held a secret (jansson dumps, JSON string values) in place. */
 static void wipe_str(const char *s)
@@ -110,17 +93,17 @@ static const long OK2XX[] = {200, 201, 202, 204, 0};
 
 static char *arm_scope(ctxt *c, kvr_error *err)
 {
-    return fmt(err, "%s/.default", c->ep->arm);
+    return prov_fmt(err, "%s/.default", c->ep->arm);
 }
 
 static char *vault_base(ctxt *c, const char *vault, kvr_error *err)
 {
-    return fmt(err, "https://%s.%s", vault, c->ep->vault_suffix);
+    return prov_fmt(err, "https://%s.%s", vault, c->ep->vault_suffix);
 }
 
 static char *vault_id(ctxt *c, const kvr_vault *v, kvr_error *err)
 {
-    return fmt(err, "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
+    return prov_fmt(err, "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
                c->ep->arm, c->subscription, v->resource_group, v->name);
 }
 
@@ -219,9 +202,9 @@ static int vault_put(ctxt *c, const kvr_step *s, bool recover, kvr_error *err)
     int rc = KVR_ENOMEM;
     if (!v || !scope)
         goto done;
-    rg = fmt(err, "%s/subscriptions/%s/resourceGroups/%s?api-version=" ARM_RG_API, c->ep->arm,
+    rg = prov_fmt(err, "%s/subscriptions/%s/resourceGroups/%s?api-version=" ARM_RG_API, c->ep->arm,
              c->subscription, v->resource_group);
-    url = fmt(err, "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s"
+    url = prov_fmt(err, "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s"
                    "?api-version=" ARM_VAULTS_API,
               c->ep->arm, c->subscription, v->resource_group, v->name);
     if (!rg || !url)
@@ -272,7 +255,7 @@ static int vault_patch(ctxt *c, const kvr_step *s, const char *extra_tag, const 
     int rc = KVR_ENOMEM;
     if (!v || !lv || !scope || !id)
         goto done;
-    url = fmt(err, "%s?api-version=" ARM_VAULTS_API, id);
+    url = prov_fmt(err, "%s?api-version=" ARM_VAULTS_API, id);
     tags = tags_json(&v->tags);
     for (size_t i = 0; tags && i < lv->tags.len; i++) /* keep kvreconcile's own markers */
         if (strncmp(lv->tags.items[i].key, "kvr-", 4) == 0)
@@ -303,7 +286,7 @@ static int vault_delete(ctxt *c, const kvr_step *s, kvr_error *err)
     const kvr_vault *v = kvr_estate_vault(c->d, s->name);
     char *scope = arm_scope(c, err), *id = v ? vault_id(c, v, err) : NULL, *url = NULL;
     int rc = KVR_ENOMEM;
-    if (v && scope && id && (url = fmt(err, "%s?api-version=" ARM_VAULTS_API, id)))
+    if (v && scope && id && (url = prov_fmt(err, "%s?api-version=" ARM_VAULTS_API, id)))
         rc = call(c, scope, "DELETE", url, NULL, 0, OK2XX, "delete vault", v->name, NULL, NULL,
                   err);
     free(scope);
@@ -316,7 +299,7 @@ static int vault_delete(ctxt *c, const kvr_step *s, kvr_error *err)
 
 static char *graph_scope(ctxt *c, kvr_error *err)
 {
-    return fmt(err, "%s/.default", c->ep->graph);
+    return prov_fmt(err, "%s/.default", c->ep->graph);
 }
 
 static const kvr_live_app *live_app(ctxt *c, const char *app_name)
@@ -328,7 +311,7 @@ static const kvr_live_app *live_app(ctxt *c, const char *app_name)
 static int app_create(ctxt *c, const kvr_step *s, kvr_error *err)
 {
     const kvr_app *a = kvr_estate_app(c->d, s->name);
-    char *scope = graph_scope(c, err), *url = fmt(err, "%s/v1.0/applications", c->ep->graph);
+    char *scope = graph_scope(c, err), *url = prov_fmt(err, "%s/v1.0/applications", c->ep->graph);
     json_t *body = a ? json_pack("{s:s,s:s}", "displayName", a->display_name, "signInAudience",
                                  a->sign_in_audience)
                      : NULL;
@@ -344,7 +327,7 @@ static int app_create(ctxt *c, const kvr_step *s, kvr_error *err)
 static int sp_create(ctxt *c, const kvr_step *s, kvr_error *err)
 {
     const kvr_live_app *la = live_app(c, s->name);
-    char *scope = graph_scope(c, err), *url = fmt(err, "%s/v1.0/servicePrincipals", c->ep->graph);
+    char *scope = graph_scope(c, err), *url = prov_fmt(err, "%s/v1.0/servicePrincipals", c->ep->graph);
     json_t *body = la ? json_pack("{s:s}", "appId", la->app_id) : NULL;
     int rc;
     if (!la)
@@ -363,7 +346,7 @@ static int sp_create(ctxt *c, const kvr_step *s, kvr_error *err)
 static int remove_password(ctxt *c, const kvr_live_app *la, const char *key_id, kvr_error *err)
 {
     char *scope = graph_scope(c, err);
-    char *url = fmt(err, "%s/v1.0/applications/%s/removePassword", c->ep->graph, la->object_id);
+    char *url = prov_fmt(err, "%s/v1.0/applications/%s/removePassword", c->ep->graph, la->object_id);
     json_t *body = json_pack("{s:s}", "keyId", key_id);
     int rc = scope && url && body ? call(c, scope, "POST", url, body, 0, OK2XX,
                                          "remove client secret of app", la->display_name, NULL,
@@ -383,7 +366,7 @@ static int secret_put(ctxt *c, const char *vault, const char *name, const unsign
     json_t *body = json_object(), *v = json_stringn((const char *)value, len);
     int rc;
     snprintf(object, sizeof(object), "%s/%s", vault, name);
-    if (!base || !body || !v || !(url = fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
+    if (!base || !body || !v || !(url = prov_fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
         json_decref(v);
         rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
         goto done;
@@ -418,7 +401,7 @@ static int secret_get(ctxt *c, const char *vault, const char *name, const char *
     if (tags)
         *tags = NULL;
     snprintf(object, sizeof(object), "%s/%s", vault, name);
-    url = base ? fmt(err, "%s/secrets/%s/%s?api-version=" KV_API, base, name,
+    url = base ? prov_fmt(err, "%s/secrets/%s/%s?api-version=" KV_API, base, name,
                      version ? version : "")
                : NULL;
     rc = url ? call(c, NULL, "GET", url, NULL, 0, OK200, "get secret", object, &body, NULL, err)
@@ -460,7 +443,7 @@ static int cred_add(ctxt *c, const kvr_step *s, bool replace, kvr_error *err)
         goto done;
     kvr_time_iso(end, sizeof(end), c->l->now + cr->lifetime);
     snprintf(display, sizeof(display), KVR_CRED_PREFIX "%s", cr->name);
-    url = fmt(err, "%s/v1.0/applications/%s/addPassword", c->ep->graph, la->object_id);
+    url = prov_fmt(err, "%s/v1.0/applications/%s/addPassword", c->ep->graph, la->object_id);
     body = json_pack("{s:{s:s,s:s}}", "passwordCredential", "displayName", display, "endDateTime",
                      end);
     if (!scope || !url || !body)
@@ -517,7 +500,7 @@ static int add_tag(ctxt *c, const char *kind, const char *vault, const char *nam
     json_t *cur = NULL, *body = NULL, *tags;
     int rc;
     snprintf(object, sizeof(object), "%s/%s", vault, name);
-    url = base ? fmt(err, "%s/%s/%s/%s?api-version=" KV_API, base, kind, name,
+    url = base ? prov_fmt(err, "%s/%s/%s/%s?api-version=" KV_API, base, kind, name,
                      version ? version : "")
                : NULL;
     rc = url ? call(c, NULL, "GET", url, NULL, 0, OK200, "read tags of", object, &cur, NULL, err)
@@ -589,7 +572,7 @@ static int key_policy(ctxt *c, const kvr_key *k, kvr_error *err)
     json_t *body = policy_json(&k->rotation);
     int rc;
     snprintf(object, sizeof(object), "%s/%s", k->vault, k->name);
-    url = base ? fmt(err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, k->name) : NULL;
+    url = base ? prov_fmt(err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, k->name) : NULL;
     rc = url && body ? call(c, NULL, "PUT", url, body, 0, OK200, "set rotation policy of key",
                             object, NULL, NULL, err)
                      : kvr_error_set(err, KVR_ENOMEM, "out of memory");
@@ -628,7 +611,7 @@ static int key_create(ctxt *c, const kvr_step *s, kvr_error *err)
         json_object_set_new(body, "crv", json_string(k->curve));
     else if (body)
         json_object_set_new(body, "key_size", json_integer(k->size));
-    url = base ? fmt(err, "%s/keys/%s/create?api-version=" KV_API, base, k->name) : NULL;
+    url = base ? prov_fmt(err, "%s/keys/%s/create?api-version=" KV_API, base, k->name) : NULL;
     if (!url || !body)
         goto done;
     /* Not retried after an ambiguous failure: a second version would be made. The next run
@@ -649,7 +632,7 @@ static int key_patch(ctxt *c, const kvr_step *s, json_t *body, const char *op, k
     char *base = vault_base(c, s->vault, err), *url = NULL, object[300];
     int rc;
     snprintf(object, sizeof(object), "%s/%s", s->vault, s->name);
-    url = base ? fmt(err, "%s/keys/%s/%s?api-version=" KV_API, base, s->name,
+    url = base ? prov_fmt(err, "%s/keys/%s/%s?api-version=" KV_API, base, s->name,
                      s->version ? s->version : "")
                : NULL;
     rc = url && body ? call(c, NULL, "PATCH", url, body, 0, OK200, op, object, NULL, NULL, err)
@@ -666,7 +649,7 @@ static int kv_simple(ctxt *c, const char *vault, const char *method, const char 
     char *base = vault_base(c, vault, err), *url = NULL, object[300];
     int rc;
     snprintf(object, sizeof(object), "%s/%s", vault, name);
-    url = base ? fmt(err, "%s/%s/%s%s?api-version=" KV_API, base, collection, name, suffix) : NULL;
+    url = base ? prov_fmt(err, "%s/%s/%s%s?api-version=" KV_API, base, collection, name, suffix) : NULL;
     rc = url ? call(c, NULL, method, url, NULL, 0, OK2XX, op, object, NULL, NULL, err)
              : KVR_ENOMEM;
     free(base);
@@ -727,7 +710,7 @@ static int secret_update(ctxt *c, const kvr_step *s, kvr_error *err)
             kvr_str_ieq(c->d->secrets[i].name, s->name))
             sec = &c->d->secrets[i];
     snprintf(object, sizeof(object), "%s/%s", s->vault, s->name);
-    url = base ? fmt(err, "%s/secrets/%s/?api-version=" KV_API, base, s->name) : NULL;
+    url = base ? prov_fmt(err, "%s/secrets/%s/?api-version=" KV_API, base, s->name) : NULL;
     if (sec)
         body = json_pack("{s:o}", "tags", tags_json(&sec->tags));
     if (body && sec->content_type)
@@ -781,7 +764,7 @@ static int secret_copy(ctxt *c, const kvr_step *s, kvr_error *err)
     if (!dst || dst->copy_from.secrets != KVR_COPY_ALL)
         return copy_version(c, s, NULL, ct, err);
     base = vault_base(c, s->extra, err);
-    url = base ? fmt(err, "%s/secrets/%s/versions?api-version=" KV_API "&maxresults=25", base,
+    url = base ? prov_fmt(err, "%s/secrets/%s/versions?api-version=" KV_API "&maxresults=25", base,
                      s->name)
                : NULL;
     snprintf(what, sizeof(what), "list versions of secret '%s/%s'", s->extra, s->name);
@@ -827,7 +810,7 @@ static char *profiles_scope(ctxt *c, kvr_error *err)
         kvr_error_set(err, KVR_EINVAL, "the profile service's endpoint is not set");
         return NULL;
     }
-    return fmt(err, "%s/.default", c->ep->profiles);
+    return prov_fmt(err, "%s/.default", c->ep->profiles);
 }
 
 /* The secret text of an app credential, from its vault secret. */
@@ -866,12 +849,12 @@ static int profile_write(ctxt *c, const kvr_step *s, bool create, kvr_error *err
                      "true");
     if (create && body) {
         version = p->key_version ? p->key_version : lk->versions[lk->nversions - 1].id;
-        kid = fmt(err, "https://%s.%s/keys/%s/%s", p->vault, c->ep->vault_suffix, p->key, version);
+        kid = prov_fmt(err, "https://%s.%s/keys/%s/%s", p->vault, c->ep->vault_suffix, p->key, version);
         json_object_set_new(body, "keyId", kid ? json_string(kid) : json_null());
-        url = fmt(err, "%s/encryptionProfiles/%s?api-version=" PROFILES_API, c->ep->profiles,
+        url = prov_fmt(err, "%s/encryptionProfiles/%s?api-version=" PROFILES_API, c->ep->profiles,
                   p->name);
     } else if (body) {
-        url = fmt(err, "%s/encryptionProfiles/%s/credentials?api-version=" PROFILES_API,
+        url = prov_fmt(err, "%s/encryptionProfiles/%s/credentials?api-version=" PROFILES_API,
                   c->ep->profiles, p->name);
     }
     rc = url && body ? call(c, scope, create ? "PUT" : "POST", url, body, 0, OK2XX,
@@ -894,7 +877,7 @@ static int profile_simple(ctxt *c, const kvr_step *s, const char *method, const 
                           const char *op, kvr_error *err)
 {
     char *scope = profiles_scope(c, err);
-    char *url = scope ? fmt(err, "%s/encryptionProfiles/%s%s?api-version=" PROFILES_API,
+    char *url = scope ? prov_fmt(err, "%s/encryptionProfiles/%s%s?api-version=" PROFILES_API,
                             c->ep->profiles, s->name, suffix)
                       : NULL;
     int rc = url ? call(c, scope, method, url, NULL, 0, OK2XX, op, s->name, NULL, NULL, err)
@@ -950,9 +933,9 @@ static int role_create(ctxt *c, const kvr_step *s, kvr_error *err)
                              "role assignment: app '%s' has no service principal yet", s->name);
     kvr_plan_scope(res, sizeof(res), c->subscription, v->resource_group, v->name, s->version);
     role_guid(guid, res, s->extra, la->sp_id);
-    url = fmt(err, "%s%s/providers/Microsoft.Authorization/roleAssignments/%s?api-version=" ARM_ROLES_API,
+    url = prov_fmt(err, "%s%s/providers/Microsoft.Authorization/roleAssignments/%s?api-version=" ARM_ROLES_API,
               c->ep->arm, res, guid);
-    def = fmt(err, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
+    def = prov_fmt(err, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
               c->subscription, s->extra);
     if (!scope || !url || !def)
         goto done;
@@ -1116,7 +1099,7 @@ int kvr_access_probe(const kvr_step_ctx *c, const char *app, const char *credent
     if ((rc = kvr_http_new(&http, NULL, err)) < 0 || (rc = kvr_auth_new(&as, http, &cfg, err)) < 0)
         goto done;
     base = vault_base(c, vault, err);
-    url = base ? fmt(err, "%s/keys/%s/?api-version=" KV_API, base, key) : NULL;
+    url = base ? prov_fmt(err, "%s/keys/%s/?api-version=" KV_API, base, key) : NULL;
     snprintf(object, sizeof(object), "%s/%s", vault, key);
     if (!url) {
         rc = KVR_ENOMEM;
@@ -1149,7 +1132,7 @@ done:
 
 int kvr_tenant_of(char **out, kvr_auth *a, const kvr_endpoints *ep, kvr_error *err)
 {
-    char *scope = fmt(err, "%s/.default", ep->arm), *token = NULL, *dot1, *dot2, *claims;
+    char *scope = prov_fmt(err, "%s/.default", ep->arm), *token = NULL, *dot1, *dot2, *claims;
     unsigned char *raw = NULL;
     json_t *j = NULL;
     size_t n, len;
