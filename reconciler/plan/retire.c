@@ -142,6 +142,7 @@ static void retire_profiles(pb *b)
 {
     for (size_t i = 0; i < b->l->nprofiles; i++) {
         const kvr_live_profile *lp = &b->l->profiles[i];
+        char object[160];
         size_t s;
         if (kvr_estate_profile(b->d, lp->name))
             continue;
@@ -152,12 +153,9 @@ static void retire_profiles(pb *b)
                     lp->name);
             continue;
         }
+        snprintf(object, sizeof(object), "profile '%s'", lp->name);
         s = pb_step(b, KVR_STEP_PROFILE_DELETE, KVR_ACTION_RETIRE, lp->vault, (kvr_pos){0},
-                    NULL, "delete (no longer declared)");
-        if (s == NONE)
-            return;
-        free(b->p->steps[s].object);
-        b->p->steps[s].object = pb_printf(b, "profile '%s'", lp->name);
+                    object, "delete (no longer declared)");
         pb_name(b, s, lp->name, NULL, NULL);
         pb_dep(b, s, active_apply(b));
         if (lp->status == KVR_PROFILE_CREATED)
@@ -245,6 +243,7 @@ static void retire_undeclared_keys(pb *b)
         int64_t since = 0;
         bool ours = false, all_marked = true;
         size_t s, mark = NONE;
+        char object[160];
         if (!v || v->retire || kvr_estate_key(b->d, lk->vault, lk->name))
             continue;
         for (size_t j = 0; j < lk->nversions; j++) {
@@ -259,25 +258,20 @@ static void retire_undeclared_keys(pb *b)
             continue; /* not made by kvreconcile and never used by a profile: not ours */
         au = active_reference(b->l, lk->vault, lk->name, NULL);
         any = any_reference(b->l, lk->vault, lk->name, NULL);
+        snprintf(object, sizeof(object), "key '%s'", lk->name);
         if (!all_marked) {
             since = 0;
             if (!au) {
                 mark = pb_step(b, KVR_STEP_KEY_MARK_SUPERSEDED, KVR_ACTION_CHANGE, lk->vault,
-                               (kvr_pos){0}, NULL, "record that every version is superseded");
+                               (kvr_pos){0}, object, "record that every version is superseded");
                 pb_name(b, mark, lk->name, NULL, NULL);
-                free(b->p->steps[mark].object);
-                b->p->steps[mark].object = pb_printf(b, "key '%s'", lk->name);
                 since = released_at(b, lk->vault, lk->name, NULL, NULL, NULL);
                 mark_time(b, mark, since);
             }
         }
-        s = pb_step(b, KVR_STEP_KEY_DELETE, KVR_ACTION_RETIRE, lk->vault, (kvr_pos){0}, NULL,
+        s = pb_step(b, KVR_STEP_KEY_DELETE, KVR_ACTION_RETIRE, lk->vault, (kvr_pos){0}, object,
                     "soft-delete the key, all versions (no longer declared; recoverable for the "
                     "vault's soft-delete days)");
-        if (s == NONE)
-            return;
-        free(b->p->steps[s].object);
-        b->p->steps[s].object = pb_printf(b, "key '%s'", lk->name);
         pb_name(b, s, lk->name, NULL, NULL);
         pb_dep(b, s, mark);
         pb_dep(b, s, active_apply(b));
@@ -363,27 +357,23 @@ static void retire_vaults(pb *b)
         const kvr_live_profile *au, *any;
         int64_t since;
         size_t s, mark = NONE;
+        char object[160];
         if (!v->retire || !lv)
             continue;
+        snprintf(object, sizeof(object), "vault '%s'", v->name);
         au = active_reference(b->l, v->name, NULL, NULL);
         any = any_reference(b->l, v->name, NULL, NULL);
         since = kvr_plan_tag_time(&lv->tags);
         if (!since && !au) {
             mark = pb_step(b, KVR_STEP_VAULT_MARK_UNUSED, KVR_ACTION_CHANGE, v->name, v->pos,
-                           NULL, "record that no profile needs it (tag " KVR_TAG_SUPERSEDED ")");
+                           object, "record that no profile needs it (tag " KVR_TAG_SUPERSEDED ")");
             pb_name(b, mark, v->name, NULL, NULL);
-            free(b->p->steps[mark].object);
-            b->p->steps[mark].object = pb_printf(b, "vault '%s'", v->name);
             since = released_at(b, v->name, NULL, NULL, NULL, NULL);
             mark_time(b, mark, since);
         }
-        s = pb_step(b, KVR_STEP_VAULT_RETIRE, KVR_ACTION_RETIRE, v->name, v->pos, NULL,
+        s = pb_step(b, KVR_STEP_VAULT_RETIRE, KVR_ACTION_RETIRE, v->name, v->pos, object,
                     "soft-delete the vault (recoverable for %d days; never purged)",
                     lv->soft_delete_days);
-        if (s == NONE)
-            return;
-        free(b->p->steps[s].object);
-        b->p->steps[s].object = pb_printf(b, "vault '%s'", v->name);
         pb_name(b, s, v->name, NULL, NULL);
         pb_dep(b, s, mark);
         pb_dep(b, s, active_apply(b));
