@@ -9,24 +9,8 @@ AZSIM_BIN=${1:?usage: test_resilience.sh PATH/TO/azsim}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-DATA=$(mktemp -d "${TMPDIR:-/tmp}/azsim-res.XXXXXX")
-WORK="$DATA/work"
-mkdir -p "$WORK"
-AZSIM_PID=
-
-cleanup() {
-    if [ -n "$AZSIM_PID" ] && kill -0 "$AZSIM_PID" 2>/dev/null; then
-        kill -TERM "$AZSIM_PID" 2>/dev/null || true
-        wait "$AZSIM_PID" 2>/dev/null || true
-    fi
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-PASSED=0
-FAILED=0
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1${2:+: $2}"; }
+. "$(dirname "$0")/testlib.sh"
+azsim_test_setup azsim-res
 check() { # check NAME COMMAND...
     local name=$1
     shift
