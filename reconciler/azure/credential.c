@@ -513,26 +513,101 @@ void kvr_auth_invalidate(kvr_auth *a, const char *tenant, const char *scope)
         drop_token(t);
 }
 
-int kvr_auth_send(kvr_http_response *out, kvr_auth *a, const char *scope,
-                  const kvr_http_request *req, kvr_error *err)
+int kvr_auth_send_batch(kvr_http_response *out, int *codes, kvr_auth *a, const char *scope,
+                        const kvr_http_request *reqs, size_t n, kvr_error *errs)
 {
+    kvr_http_request *batch = NULL;
     char *tok = NULL;
-    kvr_http_request r = *req;
+    size_t *idx = NULL, total = n;
     int rc = 0;
 
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if ((rc = kvr_auth_token(&tok, a, NULL, scope, err)) < 0)
+    if (n == 0)
+        return 0;
+    if (!(batch = calloc(n, sizeof(*batch))) || !(idx = calloc(n, sizeof(*idx)))) {
+        rc = KVR_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            codes[i] = rc;
+            if (errs)
+                kvr_error_set(&errs[i], rc, "out of memory");
+        }
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        codes[i] = 0;
+        idx[i] = i;
+    }
+    /* everything with the cached token; what it refused with 401, once more with a fresh one */
+    for (int attempt = 0; attempt < 2 && n; attempt++) {
+        kvr_error e;
+        size_t m = 0;
+        if ((rc = kvr_auth_token(&tok, a, NULL, scope, &e)) < 0) {
+            for (size_t k = 0; k < n; k++) {
+                codes[idx[k]] = rc;
+                if (errs)
+                    errs[idx[k]] = e;
+            }
             goto done;
-        r.bearer = tok;
-        if ((rc = kvr_http_send(out, a->http, &r, err)) < 0 || out->status != 401)
+        }
+        for (size_t k = 0; k < n; k++) {
+            batch[k] = reqs[idx[k]];
+            batch[k].bearer = tok;
+        }
+        /* the batch fills out[] in order: give it a dense view, then move the answers back */
+        kvr_http_response *view = out;
+        kvr_http_response *dense = attempt ? calloc(n, sizeof(*dense)) : NULL;
+        int *dcodes = attempt ? calloc(n, sizeof(*dcodes)) : NULL;
+        kvr_error *derrs = attempt && errs ? calloc(n, sizeof(*derrs)) : NULL;
+        if (attempt && (!dense || !dcodes || (errs && !derrs))) {
+            free(dense);
+            free(dcodes);
+            free(derrs);
+            rc = KVR_ENOMEM;
             goto done;
-        kvr_auth_invalidate(a, NULL, scope);
+        }
+        if (attempt) {
+            for (size_t k = 0; k < n; k++)
+                kvr_http_response_init(&dense[k]);
+            view = dense;
+        }
+        kvr_http_send_batch(view, attempt ? dcodes : codes, a->http, batch, n,
+                            attempt ? derrs : errs);
+        if (attempt) {
+            for (size_t k = 0; k < n; k++) {
+                kvr_http_response_release(&out[idx[k]]);
+                out[idx[k]] = dense[k];
+                codes[idx[k]] = dcodes[k];
+                if (errs)
+                    errs[idx[k]] = derrs[k];
+            }
+            free(dense);
+            free(dcodes);
+            free(derrs);
+        }
+        for (size_t k = 0; k < n; k++)
+            if (codes[idx[k]] == 0 && out[idx[k]].status == 401)
+                idx[m++] = idx[k];
+        n = m;
+        if (n)
+            kvr_auth_invalidate(a, NULL, scope);
         kvr_azure_secret_free(tok);
         tok = NULL;
     }
+    for (size_t i = 0; i < total && rc == 0; i++)
+        if (codes[i] < 0)
+            rc = codes[i];
 done:
     kvr_azure_secret_free(tok);
+    free(batch);
+    free(idx);
     return rc;
+}
+
+int kvr_auth_send(kvr_http_response *out, kvr_auth *a, const char *scope,
+                  const kvr_http_request *req, kvr_error *err)
+{
+    int code = 0;
+    int rc = kvr_auth_send_batch(out, &code, a, scope, req, 1, err);
+    return rc < 0 ? rc : code;
 }
 
 /* ---- Key Vault challenge flow -------------------------------------------------------------------

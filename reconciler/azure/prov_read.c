@@ -165,7 +165,55 @@ static char *odata_literal(const char *v, kvr_error *err)
     return out;
 }
 
-typedef struct reader {
+/* ---- the fetch queue ---------------------------------------------------------------------- */
+
+/*
+ * Reads run in rounds of concurrent requests. A fetch is one GET (a list follows its next links,
+ * one page per round); when it completes, its handler adds what it read to the live model and
+ * queues the reads that depend on it (a vault's keys once the vault exists, a key's versions once
+ * it is listed). So the number of rounds is the longest chain of dependent requests, not the
+ * number of objects, and independent objects are read at once within the HTTP engine's limits
+ * (connections per host, per-host rate). A round holds at most ROUND_MAX requests, which bounds
+ * the responses held in memory at once. The result does not depend on timing: handlers run in
+ * queue order, and the live model is put in a canonical order at the end.
+ */
+#define ROUND_MAX 256
+#define LIST_PAGES_MAX 10000
+#define LIST_ITEMS_MAX 1000000
+
+typedef struct reader reader;
+typedef struct fetch fetch;
+
+/* Parts of a key read together: the latest version, every version, the rotation policy. */
+typedef struct key_read {
+    const char *vault;
+    json_t *bundle, *versions, *policy;
+    int pending; /* fetches not finished */
+} key_read;
+
+enum key_part { KEY_BUNDLE, KEY_VERSIONS, KEY_POLICY };
+
+/* body: the parsed 200 body (a list: every item), NULL after a 404 that missing_ok allows. */
+typedef int (*fetch_fn)(reader *r, fetch *f, json_t *body);
+
+struct fetch {
+    const char *scope; /* token scope; NULL: Key Vault (challenge flow) */
+    char *url;         /* a list: its next page */
+    bool list;
+    bool missing_ok;
+    int pages;
+    json_t *items; /* a list's items so far */
+    fetch_fn done;
+    char op[200];     /* what was attempted, for errors ("get key", "list keys of vault 'kv1'") */
+    char object[300]; /* the object, or "" */
+    const kvr_vault *vault;
+    const char *kind;   /* deleted lists: "key", "secret" */
+    key_read *key;      /* a key part */
+    enum key_part part; /* which one */
+    json_t *aux;        /* a secret item awaiting its value, an app awaiting its principal */
+};
+
+struct reader {
     kvr_auth *a;
     const kvr_endpoints *ep;
     const kvr_estate *d;
@@ -174,45 +222,217 @@ typedef struct reader {
     kvr_live *l;
     char *arm_scope, *graph_scope, *profiles_scope;
     kvr_error *err;
-} reader;
+    fetch **q; /* FIFO: q[head..n) are waiting */
+    size_t head, n, cap;
+    bool deleted_vaults_queued;
+};
 
-/* GET with a token for `scope`; *body is the parsed 200 body, or NULL on 404. */
-static int get_json(reader *r, const char *scope, const char *url, const char *op,
-                    const char *object, json_t **body)
+static void key_read_drop(key_read *k)
 {
-    kvr_http_request req = {.method = "GET", .url = url};
-    kvr_http_response resp;
-    json_error_t jerr;
-    int rc;
-
-    *body = NULL;
-    kvr_http_response_init(&resp);
-    rc = scope ? kvr_auth_send(&resp, r->a, scope, &req, r->err)
-               : kvr_auth_send_kv(&resp, &rc, r->a, &req, 1, r->err);
-    if (rc < 0)
-        goto done;
-    if (!r->l->now && resp.date)
-        kvr_time_parse_http(&r->l->now, resp.date);
-    if (resp.status == 404)
-        goto done;
-    if (resp.status != 200) {
-        rc = kvr_http_error(r->err, &resp, op, object);
-        goto done;
-    }
-    *body = json_loadb(resp.body, resp.body_len, 0, &jerr);
-    if (!*body)
-        rc = kvr_error_set(r->err, KVR_EPROTO, "%s '%s': the response is not JSON (%s)", op,
-                           object ? object : "", jerr.text);
-done:
-    kvr_http_response_release(&resp);
-    return rc;
+    if (--k->pending > 0)
+        return;
+    json_decref(k->bundle);
+    json_decref(k->versions);
+    json_decref(k->policy);
+    free(k);
 }
 
-static int list_json(reader *r, const char *scope, const char *url, const char *what,
-                     json_t **items)
+static void fetch_free(fetch *f)
 {
-    kvr_http_request req = {.method = "GET", .url = url};
-    return kvr_auth_list(items, r->a, scope, &req, what, r->err);
+    if (!f)
+        return;
+    if (f->key)
+        key_read_drop(f->key);
+    json_decref(f->items);
+    json_decref(f->aux);
+    free(f->url);
+    free(f);
+}
+
+static int enqueue(reader *r, fetch *f)
+{
+    if (r->head > 0 && r->n == r->cap) { /* reuse the room of what already ran */
+        memmove(r->q, r->q + r->head, (r->n - r->head) * sizeof(*r->q));
+        r->n -= r->head;
+        r->head = 0;
+    }
+    if (kvr_grow((void **)&r->q, &r->cap, r->n + 1, sizeof(*r->q)) < 0) {
+        fetch_free(f);
+        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    }
+    r->q[r->n++] = f;
+    return 0;
+}
+
+/* Queues a GET of `url` (owned: freed on failure too). */
+static fetch *fetch_new(reader *r, const char *scope, char *url, bool list, fetch_fn done,
+                        const char *object, const char *opfmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static fetch *fetch_new(reader *r, const char *scope, char *url, bool list, fetch_fn done,
+                        const char *object, const char *opfmt, ...)
+{
+    va_list ap;
+    fetch *f = url ? calloc(1, sizeof(*f)) : NULL;
+    if (!f || (list && !(f->items = json_array()))) {
+        free(url);
+        free(f);
+        kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        return NULL;
+    }
+    f->scope = scope;
+    f->url = url;
+    f->list = list;
+    f->done = done;
+    snprintf(f->object, sizeof(f->object), "%s", object ? object : "");
+    va_start(ap, opfmt);
+    vsnprintf(f->op, sizeof(f->op), opfmt, ap);
+    va_end(ap);
+    return f;
+}
+
+/* One response: the handler's turn, or the list's next page. *again: f was queued again. */
+static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
+{
+    json_error_t jerr;
+    json_t *body, *value;
+    char *next = NULL;
+    int rc;
+
+    *again = false;
+    if (!r->l->now && resp->date)
+        kvr_time_parse_http(&r->l->now, resp->date);
+    if (resp->status == 404 && f->missing_ok)
+        return f->done(r, f, NULL);
+    if (resp->status != 200)
+        return kvr_http_error(r->err, resp, f->op, f->object[0] ? f->object : NULL);
+    body = json_loadb(resp->body, resp->body_len, 0, &jerr);
+    if (!body)
+        return kvr_error_set(r->err, KVR_EPROTO, "%s%s%s%s: the response is not JSON (%s)", f->op,
+                             f->object[0] ? " '" : "", f->object, f->object[0] ? "'" : "",
+                             jerr.text);
+    if (!f->list) {
+        rc = f->done(r, f, body);
+        json_decref(body);
+        return rc;
+    }
+    value = json_object_get(body, "value");
+    if (!json_is_array(value))
+        rc = kvr_error_set(r->err, KVR_EPROTO, "%s: page %d has no value array", f->op,
+                           f->pages + 1);
+    else if (json_array_size(f->items) + json_array_size(value) > LIST_ITEMS_MAX)
+        rc = kvr_error_set(r->err, KVR_ETOOBIG, "%s: more than %d items", f->op, LIST_ITEMS_MAX);
+    else if (json_array_extend(f->items, value) < 0)
+        rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    else
+        rc = kvr_http_next_link(&next, f->url, body, r->err);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    if (!next)
+        return f->done(r, f, f->items);
+    if (++f->pages >= LIST_PAGES_MAX) {
+        free(next);
+        return kvr_error_set(r->err, KVR_ETOOBIG, "%s: more than %d pages", f->op, LIST_PAGES_MAX);
+    }
+    free(f->url);
+    f->url = next;
+    *again = true;
+    return enqueue(r, f);
+}
+
+/* Sends one round: the Key Vault requests together, the others together per token scope. */
+static void send_round(reader *r, fetch **round, size_t n, kvr_http_request *reqs,
+                       kvr_http_response *resp, int *codes, kvr_error *errs, size_t *idx)
+{
+    bool *sent = calloc(n, sizeof(*sent));
+    for (size_t i = 0; i < n; i++) {
+        reqs[i] = (kvr_http_request){.method = "GET", .url = round[i]->url};
+        kvr_http_response_init(&resp[i]);
+        codes[i] = KVR_ENOMEM;
+        kvr_error_set(&errs[i], KVR_ENOMEM, "out of memory");
+    }
+    if (!sent)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const char *scope = round[i]->scope;
+        size_t m = 0;
+        if (sent[i])
+            continue;
+        for (size_t k = i; k < n; k++)
+            if (!sent[k] && (round[k]->scope == scope ||
+                             (scope && round[k]->scope && strcmp(round[k]->scope, scope) == 0))) {
+                sent[k] = true;
+                idx[m++] = k;
+            }
+        /* gather the group densely, send it, and put the answers back in their places */
+        kvr_http_request *gr = calloc(m, sizeof(*gr));
+        kvr_http_response *gresp = calloc(m, sizeof(*gresp));
+        int *gcodes = calloc(m, sizeof(*gcodes));
+        kvr_error *gerrs = calloc(m, sizeof(*gerrs));
+        if (gr && gresp && gcodes && gerrs) {
+            for (size_t k = 0; k < m; k++) {
+                gr[k] = reqs[idx[k]];
+                kvr_http_response_init(&gresp[k]);
+            }
+            if (scope)
+                kvr_auth_send_batch(gresp, gcodes, r->a, scope, gr, m, gerrs);
+            else
+                kvr_auth_send_kv(gresp, gcodes, r->a, gr, m, gerrs);
+            for (size_t k = 0; k < m; k++) {
+                resp[idx[k]] = gresp[k];
+                codes[idx[k]] = gcodes[k];
+                errs[idx[k]] = gerrs[k];
+            }
+        }
+        free(gr);
+        free(gresp);
+        free(gcodes);
+        free(gerrs);
+    }
+    free(sent);
+}
+
+/* Runs the queue until it is empty (0) or a read fails (the first failure, in queue order). */
+static int run_queue(reader *r)
+{
+    fetch *round[ROUND_MAX];
+    kvr_http_request *reqs = calloc(ROUND_MAX, sizeof(*reqs));
+    kvr_http_response *resp = calloc(ROUND_MAX, sizeof(*resp));
+    int *codes = calloc(ROUND_MAX, sizeof(*codes));
+    kvr_error *errs = calloc(ROUND_MAX, sizeof(*errs));
+    size_t *idx = calloc(ROUND_MAX, sizeof(*idx));
+    int rc = 0;
+
+    if (!reqs || !resp || !codes || !errs || !idx)
+        rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    while (!rc && r->head < r->n) {
+        size_t n = r->n - r->head < ROUND_MAX ? r->n - r->head : ROUND_MAX;
+        memcpy(round, r->q + r->head, n * sizeof(*round));
+        r->head += n;
+        send_round(r, round, n, reqs, resp, codes, errs, idx);
+        for (size_t i = 0; i < n; i++) {
+            bool again = false;
+            if (!rc && codes[i] < 0) {
+                *r->err = errs[i];
+                rc = codes[i];
+            } else if (!rc) {
+                rc = complete(r, round[i], &resp[i], &again);
+            }
+            kvr_http_response_release(&resp[i]);
+            if (!again)
+                fetch_free(round[i]);
+        }
+    }
+    for (size_t i = r->head; i < r->n; i++)
+        fetch_free(r->q[i]);
+    r->head = r->n = 0;
+    free(reqs);
+    free(resp);
+    free(codes);
+    free(errs);
+    free(idx);
+    return rc;
 }
 
 static char *vault_url(reader *r, const char *vault)
@@ -222,114 +442,132 @@ static char *vault_url(reader *r, const char *vault)
 
 /* ---- ARM ---------------------------------------------------------------------------------- */
 
-static int read_vaults(reader *r, bool *missing)
+static int queue_vault_contents(reader *r, const kvr_vault *v);
+
+static int roles_done(reader *r, fetch *f, json_t *items)
 {
-    int rc = 0;
-    *missing = false;
-    for (size_t i = 0; i < r->d->nvaults && !rc; i++) {
-        const kvr_vault *v = &r->d->vaults[i];
-        json_t *body = NULL;
-        char *url = prov_fmt(r->err,
-                        "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/"
-                        "vaults/%s?api-version=" ARM_VAULTS_API,
-                        r->ep->arm, r->sub, v->resource_group, v->name);
-        if (!url)
-            return KVR_ENOMEM;
-        rc = get_json(r, r->arm_scope, url, "get vault", v->name, &body);
-        if (!rc && body)
-            rc = kvr_live_add_vault(r->l, body, r->err);
-        else if (!rc)
-            *missing = true;
-        json_decref(body);
-        free(url);
-    }
-    return rc;
+    (void)f;
+    for (size_t i = 0; i < json_array_size(items); i++)
+        if (kvr_live_add_role(r->l, json_array_get(items, i), r->err) < 0)
+            return r->err->code;
+    return 0;
 }
 
-static int read_deleted_vaults(reader *r)
+static int deleted_vaults_done(reader *r, fetch *f, json_t *items)
 {
-    json_t *items = NULL;
-    int rc;
-    char *url = prov_fmt(
-        r->err,
-        "%s/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults?api-version=" ARM_VAULTS_API,
-        r->ep->arm, r->sub);
-    if (!url)
-        return KVR_ENOMEM;
-    rc = list_json(r, r->arm_scope, url, "list deleted vaults", &items);
-    for (size_t i = 0; !rc && i < json_array_size(items); i++) {
+    (void)f;
+    /* queued after every vault read, so what is missing is known */
+    for (size_t i = 0; i < json_array_size(items); i++) {
         const json_t *it = json_array_get(items, i);
         const json_t *name = json_object_get(it, "name");
         if (json_is_string(name) && kvr_estate_vault(r->d, json_string_value(name)) &&
-            !kvr_live_vault_get(r->l, json_string_value(name)))
-            rc = kvr_live_add_deleted_vault(r->l, it, r->err);
+            !kvr_live_vault_get(r->l, json_string_value(name)) &&
+            kvr_live_add_deleted_vault(r->l, it, r->err) < 0)
+            return r->err->code;
     }
-    json_decref(items);
-    free(url);
-    return rc;
+    return 0;
 }
 
-static int read_roles(reader *r, const kvr_live_vault *v)
+static int vault_done(reader *r, fetch *f, json_t *body)
 {
-    json_t *items = NULL;
-    int rc;
-    char *url = prov_fmt(r->err,
-                    "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s/"
-                    "providers/Microsoft.Authorization/roleAssignments?api-version=" ARM_ROLES_API,
-                    r->ep->arm, r->sub, v->resource_group, v->name);
-    char what[160];
-    if (!url)
-        return KVR_ENOMEM;
-    snprintf(what, sizeof(what), "list role assignments of vault '%s'", v->name);
-    rc = list_json(r, r->arm_scope, url, what, &items);
-    for (size_t i = 0; !rc && i < json_array_size(items); i++)
-        rc = kvr_live_add_role(r->l, json_array_get(items, i), r->err);
-    json_decref(items);
-    free(url);
-    return rc;
+    const kvr_vault *v = f->vault;
+    fetch *g;
+    if (!body) {
+        if (r->deleted_vaults_queued)
+            return 0;
+        r->deleted_vaults_queued = true;
+        g = fetch_new(r, r->arm_scope,
+                      prov_fmt(r->err,
+                               "%s/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults"
+                               "?api-version=" ARM_VAULTS_API,
+                               r->ep->arm, r->sub),
+                      true, deleted_vaults_done, NULL, "list deleted vaults");
+        return g ? enqueue(r, g) : r->err->code;
+    }
+    if (kvr_live_add_vault(r->l, body, r->err) < 0)
+        return r->err->code;
+    g = fetch_new(r, r->arm_scope,
+                  prov_fmt(r->err,
+                           "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/"
+                           "vaults/%s/providers/Microsoft.Authorization/roleAssignments"
+                           "?api-version=" ARM_ROLES_API,
+                           r->ep->arm, r->sub, v->resource_group, v->name),
+                  true, roles_done, NULL, "list role assignments of vault '%s'", v->name);
+    if (!g || enqueue(r, g) < 0)
+        return r->err->code;
+    return queue_vault_contents(r, v);
+}
+
+static int queue_vaults(reader *r)
+{
+    for (size_t i = 0; i < r->d->nvaults; i++) {
+        const kvr_vault *v = &r->d->vaults[i];
+        fetch *f = fetch_new(r, r->arm_scope,
+                             prov_fmt(r->err,
+                                      "%s/subscriptions/%s/resourceGroups/%s/providers/"
+                                      "Microsoft.KeyVault/vaults/%s?api-version=" ARM_VAULTS_API,
+                                      r->ep->arm, r->sub, v->resource_group, v->name),
+                             false, vault_done, v->name, "get vault");
+        if (!f)
+            return r->err->code;
+        f->missing_ok = true;
+        f->vault = v;
+        if (enqueue(r, f) < 0)
+            return r->err->code;
+    }
+    return 0;
 }
 
 /* ---- Graph -------------------------------------------------------------------------------- */
 
-static int read_apps(reader *r)
+static int principal_done(reader *r, fetch *f, json_t *items)
 {
-    int rc = 0;
-    for (size_t i = 0; i < r->d->napps && !rc; i++) {
+    return kvr_live_add_app(r->l, f->aux, json_array_get(items, 0), r->err);
+}
+
+static int app_done(reader *r, fetch *f, json_t *items)
+{
+    const json_t *app = json_array_get(items, 0);
+    char *lit;
+    fetch *g;
+    if (json_array_size(items) > 1)
+        return kvr_error_set(r->err, KVR_ECONFLICT,
+                             "%zu Entra applications are named '%s'; kvreconcile finds apps by "
+                             "display name, which must be unique",
+                             json_array_size(items), f->object);
+    if (!app || !json_is_string(json_object_get(app, "appId")))
+        return 0;
+    lit = odata_literal(json_string_value(json_object_get(app, "appId")), r->err);
+    if (!lit)
+        return KVR_ENOMEM;
+    g = fetch_new(r, r->graph_scope,
+                  prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
+                           r->ep->graph, lit),
+                  true, principal_done, NULL, "find the service principal of app '%s'", f->object);
+    free(lit);
+    if (!g)
+        return r->err->code;
+    g->aux = json_incref((json_t *)app);
+    return enqueue(r, g);
+}
+
+static int queue_apps(reader *r)
+{
+    for (size_t i = 0; i < r->d->napps; i++) {
         const kvr_app *a = &r->d->apps[i];
-        json_t *apps = NULL, *sps = NULL;
-        const json_t *app;
-        char *lit = odata_literal(a->display_name, r->err), *url = NULL, *url2 = NULL, *lit2 = NULL;
-        char what[200];
+        char *lit = odata_literal(a->display_name, r->err);
+        fetch *f;
         if (!lit)
             return KVR_ENOMEM;
-        url =
-            prov_fmt(r->err, "%s/v1.0/applications?$filter=displayName%%20eq%%20%s", r->ep->graph, lit);
-        snprintf(what, sizeof(what), "find app '%s'", a->display_name);
-        rc = url ? list_json(r, r->graph_scope, url, what, &apps) : KVR_ENOMEM;
-        if (!rc && json_array_size(apps) > 1)
-            rc = kvr_error_set(r->err, KVR_ECONFLICT,
-                               "%zu Entra applications are named '%s'; kvreconcile finds apps by "
-                               "display name, which must be unique",
-                               json_array_size(apps), a->display_name);
-        app = json_array_get(apps, 0);
-        if (!rc && app && json_is_string(json_object_get(app, "appId"))) {
-            lit2 = odata_literal(json_string_value(json_object_get(app, "appId")), r->err);
-            url2 = lit2 ? prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
-                              r->ep->graph, lit2)
-                        : NULL;
-            snprintf(what, sizeof(what), "find the service principal of app '%s'", a->display_name);
-            rc = url2 ? list_json(r, r->graph_scope, url2, what, &sps) : KVR_ENOMEM;
-            if (!rc)
-                rc = kvr_live_add_app(r->l, app, json_array_get(sps, 0), r->err);
-        }
-        json_decref(apps);
-        json_decref(sps);
+        f = fetch_new(r, r->graph_scope,
+                      prov_fmt(r->err, "%s/v1.0/applications?$filter=displayName%%20eq%%20%s",
+                               r->ep->graph, lit),
+                      true, app_done, a->display_name, "find app '%s'", a->display_name);
         free(lit);
-        free(lit2);
-        free(url);
-        free(url2);
+        if (!f || enqueue(r, f) < 0)
+            return r->err->code;
     }
-    return rc;
+    return 0;
 }
 
 /* ---- Key Vault ---------------------------------------------------------------------------- */
@@ -357,190 +595,297 @@ static bool value_needed(const reader *r, const char *vault, const char *name)
     return false;
 }
 
-static int secret_marker(reader *r, const char *vault, const char *name, char *marker)
+/* Is a declared object of this vault absent from the listed items? */
+static bool declared_missing(const reader *r, const kvr_vault *v, bool keys, json_t *items)
 {
-    json_t *body = NULL;
-    char *base = vault_url(r, vault), *url;
-    char object[300];
-    int rc;
-    if (!base)
-        return KVR_ENOMEM;
-    url = prov_fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name);
-    free(base);
-    if (!url)
-        return KVR_ENOMEM;
-    snprintf(object, sizeof(object), "%s/%s", vault, name);
-    rc = get_json(r, NULL, url, "get secret", object, &body);
-    free(url);
-    marker[0] = '\0';
-    if (!rc && body) {
-        json_t *v = json_object_get(body, "value");
-        if (json_is_string(v)) {
-            /* jansson keeps its own copy of the string: mark it, then wipe it in place. */
-            char *text = (char *)json_string_value(v);
-            size_t n = json_string_length(v);
-            kvr_marker(marker, r->mk, (const unsigned char *)text, n);
-            OPENSSL_cleanse(text, n);
-        }
-    }
-    json_decref(body);
-    return rc;
-}
-
-static int read_keys(reader *r, const char *vault, const char *base, bool *missing)
-{
-    json_t *items = NULL;
-    char *url = prov_fmt(r->err, "%s/keys?api-version=" KV_API "&maxresults=25", base), what[400];
-    int rc;
-    *missing = false;
-    if (!url)
-        return KVR_ENOMEM;
-    snprintf(what, sizeof(what), "list keys of vault '%s'", vault);
-    rc = list_json(r, NULL, url, what, &items);
-    free(url);
-    for (size_t i = 0; !rc && i < json_array_size(items); i++) {
-        char name[160], object[300];
-        json_t *bundle = NULL, *versions = NULL, *policy = NULL;
-        const kvr_key *k;
-        if (!kvr_id_last(json_string_value(json_object_get(json_array_get(items, i), "kid")), name,
-                         sizeof(name)))
+    size_t n = keys ? r->d->nkeys : r->d->nsecrets;
+    for (size_t i = 0; i < n; i++) {
+        const char *vault = keys ? r->d->keys[i].vault : r->d->secrets[i].vault;
+        const char *name = keys ? r->d->keys[i].name : r->d->secrets[i].name;
+        bool found = false;
+        if (!kvr_str_ieq(vault, v->name))
             continue;
-        k = kvr_estate_key(r->d, vault, name);
-        snprintf(object, sizeof(object), "%s/%s", vault, name);
-        url = prov_fmt(r->err, "%s/keys/%s/?api-version=" KV_API, base, name);
-        rc = url ? get_json(r, NULL, url, "get key", object, &bundle) : KVR_ENOMEM;
-        free(url);
-        if (!rc) {
-            url =
-                prov_fmt(r->err, "%s/keys/%s/versions?api-version=" KV_API "&maxresults=25", base, name);
-            snprintf(what, sizeof(what), "list versions of key '%s'", object);
-            rc = url ? list_json(r, NULL, url, what, &versions) : KVR_ENOMEM;
-            free(url);
+        for (size_t k = 0; k < json_array_size(items) && !found; k++) {
+            char have[160];
+            const json_t *it = json_array_get(items, k);
+            found = kvr_id_last(json_string_value(json_object_get(it, keys ? "kid" : "id")), have,
+                                sizeof(have)) &&
+                    kvr_str_ieq(have, name);
         }
-        if (!rc && k && k->rotation.set) {
-            url = prov_fmt(r->err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, name);
-            rc = url ? get_json(r, NULL, url, "get rotation policy", object, &policy) : KVR_ENOMEM;
-            free(url);
-        }
-        if (!rc && bundle)
-            rc = kvr_live_add_key(r->l, vault, bundle, versions, policy, r->err);
-        json_decref(bundle);
-        json_decref(versions);
-        json_decref(policy);
+        if (!found)
+            return true;
     }
-    for (size_t i = 0; !rc && i < r->d->nkeys; i++)
-        if (kvr_str_ieq(r->d->keys[i].vault, vault) &&
-            !kvr_live_key_get(r->l, vault, r->d->keys[i].name))
-            *missing = true;
-    json_decref(items);
+    return false;
+}
+
+static int deleted_done(reader *r, fetch *f, json_t *items)
+{
+    for (size_t i = 0; i < json_array_size(items); i++)
+        if (kvr_live_add_deleted(r->l, f->vault->name, f->kind, json_array_get(items, i),
+                                 r->err) < 0)
+            return r->err->code;
+    return 0;
+}
+
+static int certs_done(reader *r, fetch *f, json_t *items)
+{
+    for (size_t i = 0; i < json_array_size(items); i++)
+        if (kvr_live_add_certificate(r->l, f->vault->name, json_array_get(items, i), r->err) < 0)
+            return r->err->code;
+    return 0;
+}
+
+/* Queues a list of the vault's `path` (keys, secrets, deletedkeys, ...). */
+static int queue_list(reader *r, const kvr_vault *v, const char *path, fetch_fn done,
+                      const char *kind, const char *what)
+{
+    char *base = vault_url(r, v->name);
+    fetch *f = base ? fetch_new(r, NULL,
+                                prov_fmt(r->err, "%s/%s?api-version=" KV_API "&maxresults=25",
+                                         base, path),
+                                true, done, NULL, "%s of vault '%s'", what, v->name)
+                    : NULL;
+    free(base);
+    if (!f)
+        return r->err->code;
+    f->vault = v;
+    f->kind = kind;
+    return enqueue(r, f);
+}
+
+static int key_part_done(reader *r, fetch *f, json_t *body)
+{
+    key_read *k = f->key;
+    json_t **slot = f->part == KEY_BUNDLE ? &k->bundle
+                    : f->part == KEY_VERSIONS ? &k->versions
+                                              : &k->policy;
+    *slot = json_incref(body);
+    if (k->pending > 1)
+        return 0; /* fetch_free drops this part's count */
+    /* the last part: the key is whole (a key deleted since it was listed has no bundle) */
+    return k->bundle ? kvr_live_add_key(r->l, k->vault, k->bundle, k->versions, k->policy, r->err)
+                     : 0;
+}
+
+static int queue_key(reader *r, const kvr_vault *v, const char *base, const char *name)
+{
+    const kvr_key *dk = kvr_estate_key(r->d, v->name, name);
+    static const char *const parts[] = {"/", "/versions", "/rotationpolicy"};
+    key_read *k = calloc(1, sizeof(*k));
+    char object[300];
+    int rc = 0;
+    if (!k)
+        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    k->vault = v->name;
+    k->pending = 1; /* held while queueing */
+    snprintf(object, sizeof(object), "%s/%s", v->name, name);
+    for (int p = KEY_BUNDLE; !rc && p <= KEY_POLICY; p++) {
+        fetch *f;
+        if (p == KEY_POLICY && !(dk && dk->rotation.set))
+            continue;
+        f = fetch_new(r, NULL,
+                      prov_fmt(r->err, "%s/keys/%s%s?api-version=" KV_API "%s", base, name,
+                               parts[p], p == KEY_VERSIONS ? "&maxresults=25" : ""),
+                      p == KEY_VERSIONS, key_part_done, p == KEY_VERSIONS ? NULL : object,
+                      p == KEY_BUNDLE     ? "get key"
+                      : p == KEY_VERSIONS ? "list versions of key '%s'"
+                                          : "get rotation policy",
+                      object);
+        if (!f) {
+            rc = KVR_ENOMEM;
+            break;
+        }
+        f->missing_ok = p != KEY_VERSIONS;
+        f->key = k;
+        f->part = (enum key_part)p;
+        k->pending++;
+        rc = enqueue(r, f);
+    }
+    key_read_drop(k);
     return rc;
 }
 
-static int read_secrets(reader *r, const char *vault, const char *base, bool *missing)
+static int keys_done(reader *r, fetch *f, json_t *items)
 {
-    json_t *items = NULL;
-    char *url = prov_fmt(r->err, "%s/secrets?api-version=" KV_API "&maxresults=25", base), what[160];
-    int rc;
-    *missing = false;
-    if (!url)
-        return KVR_ENOMEM;
-    snprintf(what, sizeof(what), "list secrets of vault '%s'", vault);
-    rc = list_json(r, NULL, url, what, &items);
-    free(url);
+    const kvr_vault *v = f->vault;
+    char *base = vault_url(r, v->name);
+    int rc = base ? 0 : KVR_ENOMEM;
     for (size_t i = 0; !rc && i < json_array_size(items); i++) {
         const json_t *it = json_array_get(items, i);
-        char name[160], marker[KVR_MARKER_LEN + 1] = "";
-        const char *id = json_string_value(json_object_get(it, "id"));
-        if (!kvr_id_last(id, name, sizeof(name)))
+        char name[160];
+        if (!kvr_id_last(json_string_value(json_object_get(it, "kid")), name, sizeof(name)))
+            continue;
+        if (json_is_true(json_object_get(it, "managed")))
+            continue; /* the key half of a certificate: it moves with the certificate */
+        rc = queue_key(r, v, base, name);
+    }
+    free(base);
+    if (!rc && declared_missing(r, v, true, items))
+        rc = queue_list(r, v, "deletedkeys", deleted_done, "key", "list deleted keys");
+    return rc;
+}
+
+static int secret_value_done(reader *r, fetch *f, json_t *body)
+{
+    char marker[KVR_MARKER_LEN + 1] = "";
+    json_t *v = json_object_get(body, "value");
+    if (json_is_string(v)) {
+        /* jansson keeps its own copy of the string: mark it, then wipe it in place. */
+        char *text = (char *)json_string_value(v);
+        size_t n = json_string_length(v);
+        kvr_marker(marker, r->mk, (const unsigned char *)text, n);
+        OPENSSL_cleanse(text, n);
+    }
+    return kvr_live_add_secret(r->l, f->vault->name, f->aux, marker[0] ? marker : NULL, r->err);
+}
+
+static int secrets_done(reader *r, fetch *f, json_t *items)
+{
+    const kvr_vault *v = f->vault;
+    char *base = vault_url(r, v->name);
+    int rc = base ? 0 : KVR_ENOMEM;
+    for (size_t i = 0; !rc && i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        char name[160], object[300];
+        fetch *g;
+        if (!kvr_id_last(json_string_value(json_object_get(it, "id")), name, sizeof(name)))
             continue;
         if (json_is_true(json_object_get(it, "managed")))
             continue; /* the secret half of a certificate: copied with the certificate */
-        if (value_needed(r, vault, name))
-            rc = secret_marker(r, vault, name, marker);
-        if (!rc)
-            rc = kvr_live_add_secret(r->l, vault, it, marker[0] ? marker : NULL, r->err);
+        if (!value_needed(r, v->name, name)) {
+            rc = kvr_live_add_secret(r->l, v->name, it, NULL, r->err);
+            continue;
+        }
+        snprintf(object, sizeof(object), "%s/%s", v->name, name);
+        g = fetch_new(r, NULL, prov_fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name),
+                      false, secret_value_done, object, "get secret");
+        if (!g) {
+            rc = r->err->code;
+            break;
+        }
+        g->missing_ok = true;
+        g->vault = v;
+        g->aux = json_incref(it);
+        rc = enqueue(r, g);
     }
-    for (size_t i = 0; !rc && i < r->d->nsecrets; i++)
-        if (kvr_str_ieq(r->d->secrets[i].vault, vault) &&
-            !kvr_live_secret_get(r->l, vault, r->d->secrets[i].name))
-            *missing = true;
-    json_decref(items);
+    free(base);
+    if (!rc && declared_missing(r, v, false, items))
+        rc = queue_list(r, v, "deletedsecrets", deleted_done, "secret", "list deleted secrets");
     return rc;
 }
 
-static int read_list_into(reader *r, const char *vault, const char *base, const char *path,
-                          const char *kind, const char *what)
+static int queue_vault_contents(reader *r, const kvr_vault *v)
 {
-    json_t *items = NULL;
-    char *url = prov_fmt(r->err, "%s/%s?api-version=" KV_API "&maxresults=25", base, path), w[160];
-    int rc;
-    if (!url)
-        return KVR_ENOMEM;
-    snprintf(w, sizeof(w), "%s of vault '%s'", what, vault);
-    rc = list_json(r, NULL, url, w, &items);
-    free(url);
-    for (size_t i = 0; !rc && i < json_array_size(items); i++)
-        rc = kind ? kvr_live_add_deleted(r->l, vault, kind, json_array_get(items, i), r->err)
-                  : kvr_live_add_certificate(r->l, vault, json_array_get(items, i), r->err);
-    json_decref(items);
-    return rc;
-}
-
-static int read_vault_contents(reader *r, const kvr_vault *v)
-{
-    char *base = vault_url(r, v->name);
-    bool keys_missing = false, secrets_missing = false;
     bool certs = v->copy_from.vault && v->copy_from.certificates;
     int rc;
-    if (!base)
-        return KVR_ENOMEM;
     /* certificates matter only to a relocation that copies them, on either side */
     for (size_t i = 0; i < r->d->nvaults; i++)
         if (r->d->vaults[i].copy_from.vault && r->d->vaults[i].copy_from.certificates &&
             kvr_str_ieq(r->d->vaults[i].copy_from.vault, v->name))
             certs = true;
-    rc = read_keys(r, v->name, base, &keys_missing);
+    rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
     if (!rc)
-        rc = read_secrets(r, v->name, base, &secrets_missing);
-    if (!rc && keys_missing)
-        rc = read_list_into(r, v->name, base, "deletedkeys", "key", "list deleted keys");
-    if (!rc && secrets_missing)
-        rc = read_list_into(r, v->name, base, "deletedsecrets", "secret", "list deleted secrets");
+        rc = queue_list(r, v, "secrets", secrets_done, NULL, "list secrets");
     if (!rc && certs)
-        rc = read_list_into(r, v->name, base, "certificates", NULL, "list certificates");
-    free(base);
+        rc = queue_list(r, v, "certificates", certs_done, NULL, "list certificates");
     return rc;
 }
 
 /* ---- profiles ----------------------------------------------------------------------------- */
 
-static int read_profiles(reader *r)
+static int profiles_done(reader *r, fetch *f, json_t *items)
 {
-    json_t *items = NULL;
-    char *url;
-    int rc;
+    (void)f;
+    for (size_t i = 0; i < json_array_size(items); i++)
+        if (kvr_live_add_profile(r->l, json_array_get(items, i), r->err) < 0)
+            return r->err->code;
+    return 0;
+}
+
+static int queue_profiles(reader *r)
+{
+    fetch *f;
     if (!r->d->nprofiles)
         return 0;
     if (!r->ep->profiles)
         return kvr_error_set(r->err, KVR_EINVAL,
                              "the profile service's endpoint is not set: give 'cloud: "
                              "{profileService: https://…}' or KVR_PROFILE_ENDPOINT");
-    url = prov_fmt(r->err, "%s/encryptionProfiles?api-version=" PROFILES_API, r->ep->profiles);
-    if (!url)
-        return KVR_ENOMEM;
-    rc = list_json(r, r->profiles_scope, url, "list encryption profiles", &items);
-    for (size_t i = 0; !rc && i < json_array_size(items); i++)
-        rc = kvr_live_add_profile(r->l, json_array_get(items, i), r->err);
-    json_decref(items);
-    free(url);
-    return rc;
+    f = fetch_new(r, r->profiles_scope,
+                  prov_fmt(r->err, "%s/encryptionProfiles?api-version=" PROFILES_API,
+                           r->ep->profiles),
+                  true, profiles_done, NULL, "list encryption profiles");
+    return f ? enqueue(r, f) : r->err->code;
+}
+
+/* ---- canonical order ---------------------------------------------------------------------- */
+
+static int by_vault_name(const char *va, const char *na, const char *vb, const char *nb)
+{
+    int c = strcasecmp(va, vb);
+    return c ? c : strcmp(na, nb);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    const kvr_live_key *x = a, *y = b;
+    return by_vault_name(x->vault, x->name, y->vault, y->name);
+}
+
+static int secret_cmp(const void *a, const void *b)
+{
+    const kvr_live_secret *x = a, *y = b;
+    return by_vault_name(x->vault, x->name, y->vault, y->name);
+}
+
+static int cert_cmp(const void *a, const void *b)
+{
+    const kvr_live_cert *x = a, *y = b;
+    return by_vault_name(x->vault, x->name, y->vault, y->name);
+}
+
+static int deleted_cmp(const void *a, const void *b)
+{
+    const kvr_live_deleted *x = a, *y = b;
+    int c = strcmp(x->kind, y->kind);
+    return c ? c : by_vault_name(x->vault, x->name, y->vault, y->name);
+}
+
+static int role_cmp(const void *a, const void *b)
+{
+    const kvr_live_role *x = a, *y = b;
+    return by_vault_name(x->scope ? x->scope : "", x->name ? x->name : "",
+                         y->scope ? y->scope : "", y->name ? y->name : "");
+}
+
+static int app_cmp(const void *a, const void *b)
+{
+    const kvr_live_app *x = a, *y = b;
+    return strcmp(x->display_name ? x->display_name : "", y->display_name ? y->display_name : "");
+}
+
+static void sort(void *items, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1) /* qsort of a NULL array is undefined even when empty */
+        qsort(items, n, size, cmp);
+}
+
+/* Whatever order the answers came in, the same estate gives the same live model. */
+static void canonical_order(kvr_live *l)
+{
+    sort(l->keys, l->nkeys, sizeof(*l->keys), key_cmp);
+    sort(l->secrets, l->nsecrets, sizeof(*l->secrets), secret_cmp);
+    sort(l->certs, l->ncerts, sizeof(*l->certs), cert_cmp);
+    sort(l->deleted, l->ndeleted, sizeof(*l->deleted), deleted_cmp);
+    sort(l->roles, l->nroles, sizeof(*l->roles), role_cmp);
+    sort(l->apps, l->napps, sizeof(*l->apps), app_cmp);
 }
 
 int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
                   const char *subscription, const kvr_marker_key *mk, kvr_error *err)
 {
     reader r;
-    bool missing = false;
+    kvr_error local;
     int rc;
 
     *out = NULL;
@@ -554,7 +899,9 @@ int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kv
     r.d = d;
     r.sub = subscription;
     r.mk = mk;
-    r.err = err;
+    r.err = err ? err : &local;
+    r.err->code = 0;
+    r.err->message[0] = '\0';
     r.l = calloc(1, sizeof(*r.l));
     r.arm_scope = prov_fmt(err, "%s/.default", ep->arm);
     r.graph_scope = prov_fmt(err, "%s/.default", ep->graph);
@@ -563,23 +910,21 @@ int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kv
         rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
         goto done;
     }
-    rc = read_vaults(&r, &missing);
-    if (!rc && missing)
-        rc = read_deleted_vaults(&r);
-    for (size_t i = 0; !rc && i < r.l->nvaults; i++)
-        rc = read_roles(&r, &r.l->vaults[i]);
-    if (!rc)
-        rc = read_apps(&r);
-    for (size_t i = 0; !rc && i < d->nvaults; i++)
-        if (kvr_live_vault_get(r.l, d->vaults[i].name))
-            rc = read_vault_contents(&r, &d->vaults[i]);
-    if (!rc)
-        rc = read_profiles(&r);
-    if (!rc && !r.l->now)
+    /* the roots; everything else is queued by the handlers as what it depends on arrives */
+    if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
+        (rc = queue_profiles(&r)) < 0)
+        goto done;
+    if ((rc = run_queue(&r)) < 0)
+        goto done;
+    canonical_order(r.l);
+    if (!r.l->now)
         rc = kvr_error_set(err, KVR_EPROTO,
                            "no response carried a Date header: the service's clock is unknown, "
                            "and retention is never measured on this machine's clock");
 done:
+    for (size_t i = r.head; i < r.n; i++)
+        fetch_free(r.q[i]);
+    free(r.q);
     free(r.arm_scope);
     free(r.graph_scope);
     free(r.profiles_scope);

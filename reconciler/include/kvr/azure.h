@@ -294,6 +294,13 @@ int kvr_auth_send(kvr_http_response *out, kvr_auth *a, const char *scope,
                   const kvr_http_request *req, kvr_error *err);
 
 /*
+ * kvr_auth_send for n independent requests to one scope, run concurrently: each request that the
+ * service refuses with 401 is sent once more with a fresh token. Results as kvr_http_send_batch.
+ */
+int kvr_auth_send_batch(kvr_http_response *out, int *codes, kvr_auth *a, const char *scope,
+                        const kvr_http_request *reqs, size_t n, kvr_error *errs);
+
+/*
  * Sends Key Vault data-plane requests the way the Azure SDKs do: a vault host seen for the first
  * time gets the request without token (and without body); its 401 challenge names the tenant and
  * scope, which are checked against the vault host and cached per host; the request is then sent
