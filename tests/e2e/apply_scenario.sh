@@ -31,6 +31,14 @@ apply() { # name allowed-exits args...
 apply "apply before/" 0 -f "$B" --wait 2m
 apply "apply before/ again: nothing to do" 0 -f "$B"
 check "second apply did nothing" "$(grep -q 'nothing to do' "$work/err.$n"; echo $?)"
+# the plan of the pull request lists the steps the example's README promises, in its order
+if [[ -f "$root/tests/e2e/expected/$example.plan" ]]; then
+    set +e; NO_COLOR=1 "$kvr" plan -f "$A" --detailed-exitcode >"$work/out.prplan" 2>&1; rc=$?; set -e
+    check "plan of after/: exit 2 (changes pending)" "$([[ $rc == 2 ]]; echo $?)"
+    sed -n 's/^ *\([0-9][0-9]* [-+~⏸] \)/\1/p' "$work/out.prplan" >"$work/steps.prplan"
+    check "plan of after/: the README's steps" \
+        "$(diff -u "$root/tests/e2e/expected/$example.plan" "$work/steps.prplan" >&2; echo $?)"
+fi
 apply "apply after/" "0 3" -f "$A" --wait 1m
 for days in 8 32 92; do
     azsim_advance $((days * 86400))
