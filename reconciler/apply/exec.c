@@ -195,6 +195,41 @@ static int probe(run *r, const kvr_step_ctx *c, const kvr_step *s, kvr_error *er
     }
 }
 
+/*
+ * Steps that may run in one wave after a single read: creations and changes that need no probe.
+ * They are independent (the plan orders what depends on what), and none of them can close a gate
+ * that was open for another. Retirements never join a wave.
+ */
+static bool batchable(const kvr_step *s)
+{
+    return s->action != KVR_ACTION_RETIRE && !needs_probe(s);
+}
+
+/* Runs one step with its progress lines; `total` counts this run's steps done and planned. */
+static int run_step(run *r, const kvr_step_ctx *c, const kvr_step *s, size_t total, kvr_error *err)
+{
+    double t0 = mono();
+    int rc;
+    say(r, "step %zu of %zu: %s %s: %s", r->done + 1, total, mark(s), s->object ? s->object : "",
+        s->summary);
+    rc = kvr_step_run(c, s, err);
+    if (r->o->json_log)
+        json_line(r, "step",
+                  json_pack("{s:I,s:I,s:s,s:s,s:s?,s:s,s:s,s:f}", "step", (json_int_t)(r->done + 1),
+                            "of", (json_int_t)total, "kind", kvr_step_kind_name(s->kind), "action",
+                            mark(s), "object", s->object, "summary", s->summary, "result",
+                            rc < 0 ? "failed" : "done", "seconds", mono() - t0));
+    if (rc < 0) {
+        char msg[KVR_ERROR_MSG_MAX];
+        snprintf(msg, sizeof(msg), "%s", err->message);
+        return kvr_error_set(err, rc, "step %zu (%s: %s) failed: %s", r->done + 1,
+                             s->object ? s->object : "", s->summary, msg);
+    }
+    r->done++;
+    say(r, "  done in %.1fs", mono() - t0);
+    return 0;
+}
+
 int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
               const char *subscription, const kvr_apply_options *o, kvr_error *err)
 {
@@ -265,7 +300,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         }
         if (next) {
             kvr_step_ctx c = {a, ep, d, live, subscription, tenant};
-            double t0 = mono();
+            size_t total = r.done + plan->nsteps;
             int pr;
             ctx = c;
             snprintf(key, sizeof(key), "%d|%s|%s|%s", (int)next->kind,
@@ -291,26 +326,19 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                          next->name);
                 goto wait_or_block;
             }
-            say(&r, "step %zu of %zu: %s %s: %s", r.done + 1, r.done + plan->nsteps, mark(next),
-                next->object ? next->object : "", next->summary);
-            rc = kvr_step_run(&ctx, next, err);
-            if (o->json_log)
-                json_line(&r, "step",
-                          json_pack("{s:I,s:I,s:s,s:s,s:s?,s:s,s:s,s:f}", "step",
-                                    (json_int_t)(r.done + 1), "of",
-                                    (json_int_t)(r.done + plan->nsteps), "kind",
-                                    kvr_step_kind_name(next->kind), "action", mark(next), "object",
-                                    next->object, "summary", next->summary, "result",
-                                    rc < 0 ? "failed" : "done", "seconds", mono() - t0));
-            if (rc < 0) {
-                char msg[KVR_ERROR_MSG_MAX];
-                snprintf(msg, sizeof(msg), "%s", err->message);
-                kvr_error_set(err, rc, "step %zu (%s: %s) failed: %s", r.done + 1,
-                              next->object ? next->object : "", next->summary, msg);
+            if ((rc = run_step(&r, &ctx, next, total, err)) < 0)
                 goto round_done;
+            /* Creations and changes that are ready run together in this wave; anything that
+               retires is done alone, right after the read that opened its gates. */
+            for (size_t i = 0; batchable(next) && i < plan->nsteps; i++) {
+                const kvr_step *s = &plan->steps[i];
+                if (s == next || s->ndeps || kvr_step_waiting(s) || !batchable(s))
+                    continue;
+                if (o->stop && *o->stop)
+                    break;
+                if ((rc = run_step(&r, &ctx, s, total, err)) < 0)
+                    goto round_done;
             }
-            r.done++;
-            say(&r, "  done in %.1fs", mono() - t0);
             goto round_done;
         }
         waiting_for(reasons, sizeof(reasons), plan);
