@@ -39,6 +39,20 @@ typedef struct kvr_bucket {
 
 double kvr_bucket_take(kvr_bucket *b, double rate_per_sec, double burst, double now_ms);
 
+/*
+ * A sliding window: at most `limit` starts in any `span_ms`. The ring holds the last `limit`
+ * start times (allocated at the first start; without memory the window admits everything).
+ */
+typedef struct kvr_window {
+    double *starts;
+    size_t n, next;
+} kvr_window;
+
+/* 0 when one more may start at now_ms, else the wait in ms. */
+double kvr_window_wait(const kvr_window *w, size_t limit, double span_ms, double now_ms);
+/* Counts a start at now_ms. */
+void kvr_window_note(kvr_window *w, size_t limit, double now_ms);
+
 /* Copies s into dst (size > 0), truncating; replaces control characters with spaces. */
 void kvr_az_copy_clean(char *dst, size_t size, const char *s);
 

@@ -28,12 +28,41 @@
 #define CA_FILE_MAX (8 * 1024 * 1024)
 #define HEADER_VALUE_MAX 8192
 
+/*
+ * Key Vault allows 300 secret writes per vault per 10 s, far fewer than its other operations:
+ * writes flagged KVR_HTTP_SECRET_WRITE keep to that with a sliding window per host (the start
+ * times of the last WRITE_LIMIT writes), plus a margin for the service's clock. Sent faster, they
+ * would only come back as 429 and be sent again.
+ */
+#define WRITE_LIMIT 300
+#define WRITE_WINDOW_MS 10250.0
+
 typedef struct host_state {
     char host[264];
     kvr_bucket bucket;
     int inflight;
     double hold_until; /* after a 429, nothing more goes to the host before this */
+    kvr_window writes; /* secret writes started */
 } host_state;
+
+double kvr_window_wait(const kvr_window *w, size_t limit, double span_ms, double now_ms)
+{
+    double oldest;
+    if (!w->starts || w->n < limit)
+        return 0;
+    oldest = w->starts[w->next];
+    return now_ms - oldest < span_ms ? oldest + span_ms - now_ms : 0;
+}
+
+void kvr_window_note(kvr_window *w, size_t limit, double now_ms)
+{
+    if (!w->starts && !(w->starts = calloc(limit, sizeof(*w->starts))))
+        return; /* no memory for the window: the 429 path still protects the vault */
+    if (w->n < limit)
+        w->n++;
+    w->starts[w->next] = now_ms;
+    w->next = (w->next + 1) % limit;
+}
 
 struct kvr_http {
     kvr_http_config cfg;
@@ -312,6 +341,8 @@ void kvr_http_free(kvr_http *h)
     curl_multi_cleanup(h->multi);
     X509_STORE_free(h->ca_store);
     free(h->ca_blob);
+    for (size_t i = 0; i < h->nhosts; i++)
+        free(h->hosts[i].writes.starts);
     free(h->hosts);
     free(h);
     curl_global_cleanup();
@@ -765,8 +796,13 @@ static int run(kvr_http *h, job *jobs, size_t n)
                 j->not_before = hs->hold_until;
             if (j->not_before <= now && h->inflight < h->cfg.max_transfers &&
                 hs->inflight < h->cfg.max_per_host) {
-                double wait =
-                    kvr_bucket_take(&hs->bucket, h->cfg.rate_per_sec, h->cfg.rate_burst, now);
+                bool write = j->req->flags & KVR_HTTP_SECRET_WRITE;
+                double wait = write ? kvr_window_wait(&hs->writes, WRITE_LIMIT, WRITE_WINDOW_MS, now) : 0;
+                if (wait <= 0)
+                    wait = kvr_bucket_take(&hs->bucket, h->cfg.rate_per_sec, h->cfg.rate_burst,
+                                           now);
+                if (wait <= 0 && write)
+                    kvr_window_note(&hs->writes, WRITE_LIMIT, now);
                 if (wait <= 0) {
                     if (job_start(h, j) < 0)
                         job_finish(j, kvr_error_set(&j->err, KVR_EHTTP, "cannot start a transfer"));

@@ -129,6 +129,38 @@ static void test_azure__status_retryable(void **state)
     assert_false(kvr_http_status_retryable(501));
 }
 
+static void test_azure__write_window(void **state)
+{
+    kvr_window w = {0};
+    (void)state;
+    /* 3 per 1000 ms: three at once, the fourth when the first leaves the window */
+    for (int i = 0; i < 3; i++) {
+        assert_true(kvr_window_wait(&w, 3, 1000, 100 + i) == 0);
+        kvr_window_note(&w, 3, 100 + i);
+    }
+    double wait = kvr_window_wait(&w, 3, 1000, 500);
+    assert_true(wait > 599.9 && wait < 600.1);
+    assert_true(kvr_window_wait(&w, 3, 1000, 1100) == 0);
+    kvr_window_note(&w, 3, 1100);
+    /* the next oldest is the one at 101 */
+    wait = kvr_window_wait(&w, 3, 1000, 1100);
+    assert_true(wait > 0.9 && wait < 1.1);
+    /* never more than `limit` in any span: count over a long run at full speed */
+    kvr_window v = {0};
+    double t = 0;
+    size_t in_first_span = 0;
+    for (int i = 0; i < 1000; i++) {
+        double d = kvr_window_wait(&v, 300, 10000, t);
+        t += d;
+        kvr_window_note(&v, 300, t);
+        if (t < 10000)
+            in_first_span++;
+    }
+    assert_int_equal(in_first_span, 300);
+    free(w.starts);
+    free(v.starts);
+}
+
 static void test_azure__token_bucket(void **state)
 {
     kvr_bucket b = {3, 1000};
@@ -1020,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_azure__retry_after_http_date),
         cmocka_unit_test(test_azure__backoff_bounds),
         cmocka_unit_test(test_azure__status_retryable),
+        cmocka_unit_test(test_azure__write_window),
         cmocka_unit_test(test_azure__token_bucket),
         cmocka_unit_test(test_azure__challenge_parse),
         cmocka_unit_test(test_azure__challenge_hostile),

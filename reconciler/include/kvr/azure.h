@@ -86,6 +86,8 @@ enum {
     KVR_HTTP_RETRY_NOTFOUND = 1 << 2, /* also retry 404 and 410 (IMDS while it starts up) */
     KVR_HTTP_FAST_CONNECT =
         1 << 3, /* connect within 1 s (probing an endpoint that may be absent) */
+    KVR_HTTP_SECRET_WRITE = 1 << 4, /* counts against Key Vault's 300 secret writes per vault
+                                       per 10 s: paced to stay under it */
 };
 
 /*
