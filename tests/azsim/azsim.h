@@ -96,6 +96,7 @@ typedef struct azsim_kv_version {
     EVP_PKEY *pkey;     /* keys */
     char *kty;          /* keys: "RSA", "RSA-HSM", "EC", "EC-HSM" */
     json_t *key_ops;    /* keys: array, owned */
+    json_t *x5c;        /* certificates: array of base64 DER, leaf first, owned */
 } azsim_kv_version;
 
 typedef struct azsim_kv_object {
@@ -104,6 +105,8 @@ typedef struct azsim_kv_object {
     int deleted;
     int64_t deleted_date, purge_date;
     json_t *rotation_policy; /* keys: owned, NULL = default policy */
+    json_t *cert_policy;     /* certificates: owned, without its "id" */
+    int managed;             /* a key or secret owned by the certificate of the same name */
 } azsim_kv_object;
 
 typedef struct azsim_vault {
@@ -119,6 +122,7 @@ typedef struct azsim_vault {
     int64_t created, deleted_date, purge_date;
     azsim_vec keys;    /* azsim_kv_object* */
     azsim_vec secrets; /* azsim_kv_object* */
+    azsim_vec certs;   /* azsim_kv_object*; each owns a managed key and secret of its name */
     /* throttling: 10-second window of the simulated clock */
     int64_t window_start;
     double used_key_create, used_key_other, used_secret_create, used_other;
@@ -157,6 +161,7 @@ typedef struct azsim_state {
     int port;
     int rbac_delay;
     int throttle;
+    int lazy_save; /* --durable off: save only on clean shutdown, not per mutation */
     int latency_ms;
     int seeded;
     uint64_t rng;
@@ -214,6 +219,22 @@ json_t *azsim_jwk_public(EVP_PKEY *pkey, const char *kid);
 int azsim_backup_key_load(azsim_state *st);
 char *azsim_seal(azsim_state *st, const char *plain, size_t len);
 int azsim_unseal(char **out, size_t *out_len, azsim_state *st, const char *blob);
+
+/* ---- azsim_certs.c: X.509 material of Key Vault certificates (no HTTP here) ---- */
+/* Parses an import value: PEM text (pem != 0) holding a PKCS#8 key and the certificates, or
+ * base64 PKCS#12 opened with pwd (NULL = none). On success *out_pkey and *out_x5c (array of base64
+ * DER, leaf first) are the caller's; on failure *why is a static message for a 400 reply. */
+int azsim_cert_parse(EVP_PKEY **out_pkey, json_t **out_x5c, const char *value, const char *pwd,
+                     int pem, const char **why);
+/* The managed secret's value: base64 PKCS#12 without password, or PEM (key first, then the
+ * chain); pkey NULL leaves the private key out. Returns a string to free with azsim_secret_free. */
+char *azsim_cert_secret_value(json_t *x5c, EVP_PKEY *pkey, int pem);
+/* Facts of the leaf certificate x5c[0]: validity, base64url SHA-1 thumbprint, and the
+ * x509_props object of a policy (subject, sans, ekus, key_usage, validity_months; new ref). */
+int azsim_cert_info(json_t *x5c, int64_t *out_nbf, int64_t *out_exp, char **out_x5t,
+                    json_t **out_x509_props);
+/* The Azure geography of a location ("westeurope" -> "europe"); unknown ones are their own. */
+const char *azsim_geography(const char *location);
 
 /* ---- azsim_server.c: one request and its reply ---- */
 typedef struct azsim_req {

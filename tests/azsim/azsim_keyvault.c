@@ -2,10 +2,12 @@
  * azsim_keyvault.c - NAME.vault.localhost, the Key Vault data plane of one simulated vault. It
  * speaks the 7.x wire format: the 401 bearer challenge, keys with real RSA/EC material from OpenSSL
  * (create, versions, rotate, rotation policy, wrap/unwrap and encrypt/decrypt with RSA-OAEP,
- * RSA-OAEP-256 and RSA1_5), secrets, soft delete with recover/purge and purge protection, sealed
- * backup/restore, paging with nextLink, the service's error codes, RBAC by data action or access
- * policies, and per-vault throttling at the published limits. Times are integer Unix seconds of
- * the simulated clock, so tests can age keys, expire them and reach purge dates.
+ * RSA-OAEP-256 and RSA1_5), secrets, certificates (imported PFX or PEM, each owning a managed key
+ * and secret of its name and version; the X.509 work is in azsim_certs.c), soft delete with
+ * recover/purge and purge protection, sealed backup/restore (same subscription and geography),
+ * paging with nextLink, the service's error codes, RBAC by data action or access policies, and
+ * per-vault throttling at the published limits. Times are integer Unix seconds of the simulated
+ * clock, so tests can age keys, expire them and reach purge dates.
  */
 #include "azsim.h"
 
@@ -26,7 +28,7 @@
 
 #define PAGE_MAX 25
 
-enum kind { KEY, SECRET };
+enum kind { KEY, SECRET, CERT };
 
 typedef struct kv_ctx {
     azsim_req *r;
@@ -45,6 +47,7 @@ static void version_free(azsim_kv_version *ver)
         return;
     json_decref(ver->tags);
     json_decref(ver->key_ops);
+    json_decref(ver->x5c);
     free(ver->content_type);
     azsim_secret_free(ver->value);
     EVP_PKEY_free(ver->pkey);
@@ -60,6 +63,7 @@ static void object_free(azsim_kv_object *o)
         version_free(o->versions.items[i]);
     free(o->versions.items);
     json_decref(o->rotation_policy);
+    json_decref(o->cert_policy);
     free(o->name);
     free(o);
 }
@@ -72,8 +76,11 @@ void azsim_vault_free(azsim_vault *v)
         object_free(v->keys.items[i]);
     for (size_t i = 0; i < v->secrets.n; i++)
         object_free(v->secrets.items[i]);
+    for (size_t i = 0; i < v->certs.n; i++)
+        object_free(v->certs.items[i]);
     free(v->keys.items);
     free(v->secrets.items);
+    free(v->certs.items);
     json_decref(v->props);
     json_decref(v->tags);
     free(v->name);
@@ -95,7 +102,7 @@ azsim_vault *azsim_vault_find(azsim_state *st, const char *name)
 
 static azsim_vec *objects(azsim_vault *v, enum kind k)
 {
-    return k == KEY ? &v->keys : &v->secrets;
+    return k == KEY ? &v->keys : k == SECRET ? &v->secrets : &v->certs;
 }
 
 static azsim_kv_object *object_find(azsim_vault *v, enum kind k, const char *name, size_t *idx)
@@ -149,10 +156,25 @@ static int kv_error(kv_ctx *c, unsigned status, const char *code, const char *in
     return azsim_reply_json(c->r, status, json_pack("{s:o}", "error", err));
 }
 
+static const char *kind_word(enum kind k)
+{
+    return k == KEY ? "key" : k == SECRET ? "secret" : "certificate";
+}
+
+static const char *kind_coll(enum kind k)
+{
+    return k == KEY ? "keys" : k == SECRET ? "secrets" : "certificates";
+}
+
+static const char *not_found_code(enum kind k)
+{
+    return k == KEY ? "KeyNotFound" : k == SECRET ? "SecretNotFound" : "CertificateNotFound";
+}
+
 static int not_found(kv_ctx *c, enum kind k, const char *name)
 {
-    const char *what = k == KEY ? "key" : "secret";
-    return kv_error(c, 404, k == KEY ? "KeyNotFound" : "SecretNotFound", NULL,
+    const char *what = kind_word(k);
+    return kv_error(c, 404, not_found_code(k), NULL,
                     "A %s with (name/id) %s was not found in this key vault. If you recently "
                     "deleted this %s you may be able to recover it using the correct recovery "
                     "command. For help resolving this issue, please see "
@@ -162,8 +184,10 @@ static int not_found(kv_ctx *c, enum kind k, const char *name)
 
 static int deleted_not_found(kv_ctx *c, enum kind k)
 {
-    return kv_error(c, 404, k == KEY ? "KeyNotFound" : "SecretNotFound", NULL,
-                    "Deleted %s not found", k == KEY ? "Key" : "Secret");
+    return kv_error(c, 404, not_found_code(k), NULL, "Deleted %s not found",
+                    k == KEY      ? "Key"
+                    : k == SECRET ? "Secret"
+                                  : "Certificate");
 }
 
 static int bad_param(kv_ctx *c, const char *msg)
@@ -202,7 +226,7 @@ static json_t *attributes(kv_ctx *c, azsim_kv_version *ver, enum kind k)
 
 static char *object_url(kv_ctx *c, enum kind k, const char *name, const char *version)
 {
-    const char *coll = k == KEY ? "keys" : "secrets";
+    const char *coll = kind_coll(k);
     if (version)
         return azsim_printf("%s/%s/%s/%s", c->base, coll, name, version);
     return azsim_printf("%s/%s/%s", c->base, coll, name);
@@ -210,17 +234,23 @@ static char *object_url(kv_ctx *c, enum kind k, const char *name, const char *ve
 
 static void add_deleted_fields(kv_ctx *c, json_t *j, azsim_kv_object *o, enum kind k)
 {
-    char *rid =
-        azsim_printf("%s/%s/%s", c->base, k == KEY ? "deletedkeys" : "deletedsecrets", o->name);
+    char *rid = azsim_printf("%s/deleted%s/%s", c->base, kind_coll(k), o->name);
     json_object_set_new(j, "recoveryId", json_string(rid ? rid : ""));
     json_object_set_new(j, "deletedDate", json_integer(o->deleted_date));
     json_object_set_new(j, "scheduledPurgeDate", json_integer(o->purge_date));
     free(rid);
 }
 
+static json_t *cert_bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver);
+static char *cert_x5t(azsim_kv_version *ver);
+static int cert_add_managed(kv_ctx *c, azsim_kv_object *co);
+static void cert_drop_managed(kv_ctx *c, const char *name);
+
 static json_t *bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
                       int with_value)
 {
+    if (k == CERT)
+        return cert_bundle(c, o, ver);
     json_t *j = json_object();
     char *url = object_url(c, k, o->name, ver->id);
     if (!j || !url) {
@@ -237,12 +267,21 @@ static json_t *bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum
             json_object_set(jwk, "key_ops", ver->key_ops);
         }
         json_object_set_new(j, "key", jwk ? jwk : json_object());
+        if (o->managed)
+            json_object_set_new(j, "managed", json_true());
     } else {
         if (with_value)
             json_object_set_new(j, "value", json_string(ver->value));
         if (ver->content_type)
             json_object_set_new(j, "contentType", json_string(ver->content_type));
         json_object_set_new(j, "id", json_string(url));
+        if (o->managed) {
+            /* the secret of a certificate names its key, as Key Vault does */
+            char *kid = object_url(c, KEY, o->name, ver->id);
+            json_object_set_new(j, "kid", json_string(kid ? kid : ""));
+            json_object_set_new(j, "managed", json_true());
+            free(kid);
+        }
     }
     json_object_set_new(j, "attributes", attributes(c, ver, k));
     if (ver->tags && json_object_size(ver->tags) > 0)
@@ -259,11 +298,19 @@ static json_t *item(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum k
     if (o->deleted && c->v->soft_delete)
         add_deleted_fields(c, j, o, k);
     json_object_set_new(j, k == KEY ? "kid" : "id", json_string(url ? url : ""));
+    if (k == CERT) {
+        char *x5t = cert_x5t(ver);
+        if (x5t)
+            json_object_set_new(j, "x5t", json_string(x5t));
+        free(x5t);
+    }
     json_object_set_new(j, "attributes", attributes(c, ver, k));
     if (ver->tags && json_object_size(ver->tags) > 0)
         json_object_set(j, "tags", ver->tags);
     if (k == SECRET && ver->content_type)
         json_object_set_new(j, "contentType", json_string(ver->content_type));
+    if (o->managed)
+        json_object_set_new(j, "managed", json_true());
     free(url);
     return j;
 }
@@ -348,8 +395,8 @@ static int list_objects(kv_ctx *c, enum kind k, int deleted)
             json_array_append_new(all, item(c, o, latest(o), k, 0));
     }
     free(sorted);
-    const char *path = k == KEY ? (deleted ? "/deletedkeys" : "/keys")
-                                : (deleted ? "/deletedsecrets" : "/secrets");
+    char path[32];
+    snprintf(path, sizeof(path), "/%s%s", deleted ? "deleted" : "", kind_coll(k));
     return reply_page(c, all, path, max, skip);
 }
 
@@ -365,7 +412,7 @@ static int list_versions(kv_ctx *c, enum kind k, azsim_kv_object *o)
     }
     for (size_t i = 0; i < o->versions.n; i++)
         json_array_append_new(all, item(c, o, o->versions.items[i], k, 1));
-    path = azsim_printf("/%s/%s/versions", k == KEY ? "keys" : "secrets", o->name);
+    path = azsim_printf("/%s/%s/versions", kind_coll(k), o->name);
     if (!path) {
         json_decref(all);
         return AZSIM_ENOMEM;
@@ -446,8 +493,8 @@ static azsim_kv_object *object_for_write(kv_ctx *c, enum kind k, const char *nam
 {
     azsim_kv_object *o = object_find(c->v, k, name, NULL);
     if (o && o->deleted) {
-        const char *what = k == KEY ? "Key" : "Secret";
-        const char *lw = k == KEY ? "key" : "secret";
+        const char *what = k == KEY ? "Key" : k == SECRET ? "Secret" : "Certificate";
+        const char *lw = kind_word(k);
         kv_error(c, 409, "Conflict", "ObjectIsDeletedButRecoverable",
                  "%s %s is currently in a deleted but recoverable state, and its name cannot be "
                  "reused; in this state, the %s can only be recovered or purged.",
@@ -1132,7 +1179,7 @@ static json_t *version_dump(azsim_kv_version *ver, enum kind k)
         json_object_set_new(jv, "nbf", json_integer(ver->nbf));
     if (ver->has_exp)
         json_object_set_new(jv, "exp", json_integer(ver->exp));
-    if (k == KEY) {
+    if (k == KEY || k == CERT) {
         char *pem = pkey_pem(ver->pkey);
         if (!pem) {
             json_decref(jv);
@@ -1140,7 +1187,13 @@ static json_t *version_dump(azsim_kv_version *ver, enum kind k)
         }
         json_object_set_new(jv, "pem", json_string(pem));
         json_object_set_new(jv, "kty", json_string(ver->kty));
-        json_object_set(jv, "key_ops", ver->key_ops);
+        json_object_set_new(jv, "exportable", json_boolean(ver->exportable));
+        if (k == KEY)
+            json_object_set(jv, "key_ops", ver->key_ops);
+        else
+            json_object_set(jv, "x5c", ver->x5c);
+        if (k == CERT && ver->content_type)
+            json_object_set_new(jv, "contentType", json_string(ver->content_type));
         azsim_secret_free(pem);
     } else {
         json_object_set_new(jv, "value", json_string(ver->value));
@@ -1171,15 +1224,25 @@ static azsim_kv_version *version_load(json_t *jv, enum kind k)
         ver->has_exp = 1;
         ver->exp = json_integer_value(json_object_get(jv, "exp"));
     }
-    if (k == KEY) {
+    if (k == KEY || k == CERT) {
         const char *pem = json_string_value(json_object_get(jv, "pem"));
         BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
         ver->pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
         BIO_free(b);
         ver->kty = azsim_strdup(json_string_value(json_object_get(jv, "kty")));
-        ver->key_ops = json_deep_copy(json_object_get(jv, "key_ops"));
-        if (!ver->pkey || !ver->kty || !json_is_array(ver->key_ops))
+        ver->exportable = json_is_true(json_object_get(jv, "exportable"));
+        if (!ver->pkey || !ver->kty)
             goto fail;
+        if (k == KEY) {
+            ver->key_ops = json_deep_copy(json_object_get(jv, "key_ops"));
+            if (!json_is_array(ver->key_ops))
+                goto fail;
+        } else {
+            ver->x5c = json_deep_copy(json_object_get(jv, "x5c"));
+            ver->content_type = azsim_strdup(json_string_value(json_object_get(jv, "contentType")));
+            if (json_array_size(ver->x5c) == 0 || !ver->content_type)
+                goto fail;
+        }
     } else {
         ver->value = azsim_strdup(json_string_value(json_object_get(jv, "value")));
         ver->content_type = azsim_strdup(json_string_value(json_object_get(jv, "contentType")));
@@ -1203,7 +1266,12 @@ static json_t *object_dump(azsim_kv_object *o, enum kind k)
         }
         json_array_append_new(vers, jv);
     }
-    return json_pack("{s:s,s:o}", "name", o->name, "versions", vers);
+    json_t *jo = json_pack("{s:s,s:o}", "name", o->name, "versions", vers);
+    if (jo && o->managed)
+        json_object_set_new(jo, "managed", json_true());
+    if (jo && o->cert_policy)
+        json_object_set(jo, "certPolicy", o->cert_policy);
+    return jo;
 }
 
 static azsim_kv_object *object_load(json_t *jo, enum kind k)
@@ -1224,6 +1292,12 @@ static azsim_kv_object *object_load(json_t *jo, enum kind k)
     }
     if (o->versions.n == 0)
         goto fail;
+    o->managed = json_is_true(json_object_get(jo, "managed"));
+    if (k == CERT) {
+        json_t *pol = json_object_get(jo, "certPolicy");
+        if (!json_is_object(pol) || !(o->cert_policy = json_deep_copy(pol)))
+            goto fail;
+    }
     return o;
 fail:
     object_free(o);
@@ -1240,8 +1314,8 @@ static int backup(kv_ctx *c, enum kind k, azsim_kv_object *o)
         goto done;
     }
     /* the rotation policy is deliberately not part of a backup, as on the real service */
-    doc = json_pack("{s:s,s:s,s:o}", "kind", k == KEY ? "key" : "secret", "sub", c->v->sub,
-                    "object", object_dump(o, k));
+    doc = json_pack("{s:s,s:s,s:s,s:o}", "kind", kind_word(k), "sub", c->v->sub, "geo",
+                    azsim_geography(c->v->location), "object", object_dump(o, k));
     plain = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     blob = plain ? azsim_seal(c->st, plain, strlen(plain)) : NULL;
     if (!blob)
@@ -1271,12 +1345,14 @@ static int restore(kv_ctx *c, enum kind k)
     if (azsim_unseal(&plain, &plen, c->st, value) == AZSIM_OK)
         doc = json_loadb(plain, plen, 0, NULL);
     kind = json_string_value(json_object_get(doc, "kind"));
-    if (!kind || strcmp(kind, k == KEY ? "key" : "secret") != 0) {
+    if (!kind || strcmp(kind, kind_word(k)) != 0) {
         rc = bad_param(c, "The backup blob is invalid or corrupt.");
         goto done;
     }
     const char *sub = json_string_value(json_object_get(doc, "sub"));
-    if (!sub || strcmp(sub, c->v->sub) != 0) {
+    const char *geo = json_string_value(json_object_get(doc, "geo"));
+    if (!sub || strcmp(sub, c->v->sub) != 0 ||
+        (geo && !azsim_streq_ci(geo, azsim_geography(c->v->location)))) {
         rc = kv_error(c, 403, "Forbidden", NULL,
                       "The backup blob can only be restored into a vault in the same "
                       "subscription and geography.");
@@ -1287,14 +1363,24 @@ static int restore(kv_ctx *c, enum kind k)
         rc = bad_param(c, "The backup blob is invalid or corrupt.");
         goto done;
     }
-    if (object_find(c->v, k, o->name, NULL)) {
+    /* a certificate needs its name free for its managed key and secret too */
+    if (object_find(c->v, k, o->name, NULL) ||
+        (k == CERT &&
+         (object_find(c->v, KEY, o->name, NULL) || object_find(c->v, SECRET, o->name, NULL)))) {
         rc = kv_error(c, 409, "Conflict", NULL,
                       "There was a conflict restoring the %s '%s'. The name is already in use "
                       "by an active or soft-deleted object.",
-                      k == KEY ? "key" : "secret", o->name);
+                      kind_word(k), o->name);
         goto done;
     }
+    if (k == CERT) {
+        rc = cert_add_managed(c, o);
+        if (rc != AZSIM_OK)
+            goto done;
+    }
     if (azsim_vec_push(objects(c->v, k), o) != AZSIM_OK) {
+        if (k == CERT)
+            cert_drop_managed(c, o->name);
         rc = AZSIM_ENOMEM;
         goto done;
     }
@@ -1323,12 +1409,14 @@ json_t *azsim_vault_dump(azsim_vault *v)
                   v->purge_protection, "retentionDays", v->retention_days, "deleted", v->deleted,
                   "created", (json_int_t)v->created, "deletedDate", (json_int_t)v->deleted_date,
                   "purgeDate", (json_int_t)v->purge_date, "keys", "secrets");
-    if (!j)
+    if (!j || json_object_set_new(j, "certs", json_array()) != 0) {
+        json_decref(j);
         return NULL;
-    for (int kk = 0; kk < 2; kk++) {
-        enum kind k = kk ? SECRET : KEY;
+    }
+    for (int kk = 0; kk < 3; kk++) {
+        enum kind k = kk == 0 ? KEY : kk == 1 ? SECRET : CERT;
         azsim_vec *vec = objects(v, k);
-        json_t *arr = json_object_get(j, kk ? "secrets" : "keys");
+        json_t *arr = json_object_get(j, kk == 0 ? "keys" : kk == 1 ? "secrets" : "certs");
         for (size_t i = 0; i < vec->n; i++) {
             azsim_kv_object *o = vec->items[i];
             json_t *jo = object_dump(o, k);
@@ -1369,11 +1457,14 @@ azsim_vault *azsim_vault_load(json_t *j)
     v->created = json_integer_value(json_object_get(j, "created"));
     v->deleted_date = json_integer_value(json_object_get(j, "deletedDate"));
     v->purge_date = json_integer_value(json_object_get(j, "purgeDate"));
-    for (int kk = 0; kk < 2; kk++) {
-        enum kind k = kk ? SECRET : KEY;
+    for (int kk = 0; kk < 3; kk++) {
+        enum kind k = kk == 0 ? KEY : kk == 1 ? SECRET : CERT;
         size_t i;
         json_t *jo;
-        json_array_foreach(json_object_get(j, kk ? "secrets" : "keys"), i, jo)
+        json_array_foreach(json_object_get(j, kk == 0   ? "keys"
+                                              : kk == 1 ? "secrets"
+                                                        : "certs"),
+                           i, jo)
         {
             azsim_kv_object *o = object_load(jo, k);
             if (!o || azsim_vec_push(objects(v, k), o) != AZSIM_OK) {
@@ -1444,24 +1535,517 @@ done:
     return rc;
 }
 
+/* ---------- certificates ---------- */
+
+#define PEM_CT "application/x-pem-file"
+#define PFX_CT "application/x-pkcs12"
+
+static void remove_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    size_t idx;
+    if (o && object_find(c->v, k, o->name, &idx) == o) {
+        azsim_vec_remove(objects(c->v, k), idx);
+        object_free(o);
+    }
+}
+
+/* The managed key and secret of certificate `name` (NULL where there is none). */
+static void cert_siblings(kv_ctx *c, const char *name, azsim_kv_object **out_key,
+                          azsim_kv_object **out_secret)
+{
+    azsim_kv_object *k = object_find(c->v, KEY, name, NULL);
+    azsim_kv_object *s = object_find(c->v, SECRET, name, NULL);
+    *out_key = k && k->managed ? k : NULL;
+    *out_secret = s && s->managed ? s : NULL;
+}
+
+static void cert_drop_managed(kv_ctx *c, const char *name)
+{
+    azsim_kv_object *ko, *so;
+    cert_siblings(c, name, &ko, &so);
+    remove_object(c, KEY, ko);
+    remove_object(c, SECRET, so);
+}
+
+static char *cert_x5t(azsim_kv_version *ver)
+{
+    char *x5t = NULL;
+    if (azsim_cert_info(ver->x5c, NULL, NULL, &x5t, NULL) != AZSIM_OK)
+        return NULL;
+    return x5t;
+}
+
+static json_t *cert_policy_json(kv_ctx *c, azsim_kv_object *o)
+{
+    char *id = azsim_printf("%s/certificates/%s/policy", c->base, o->name);
+    json_t *p = json_pack("{s:s}", "id", id ? id : "");
+    free(id);
+    if (p && o->cert_policy)
+        json_object_update(p, o->cert_policy);
+    return p;
+}
+
+static json_t *cert_bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver)
+{
+    json_t *j = json_object();
+    char *id = object_url(c, CERT, o->name, ver->id);
+    char *kid = object_url(c, KEY, o->name, ver->id);
+    char *sid = object_url(c, SECRET, o->name, ver->id);
+    char *x5t = cert_x5t(ver);
+    if (!j || !id || !kid || !sid || !x5t) {
+        json_decref(j);
+        j = NULL;
+        goto done;
+    }
+    if (o->deleted && c->v->soft_delete)
+        add_deleted_fields(c, j, o, CERT);
+    json_object_set_new(j, "id", json_string(id));
+    json_object_set_new(j, "kid", json_string(kid));
+    json_object_set_new(j, "sid", json_string(sid));
+    json_object_set_new(j, "x5t", json_string(x5t));
+    json_object_set(j, "cer", json_array_get(ver->x5c, 0));
+    json_object_set_new(j, "attributes", attributes(c, ver, CERT));
+    json_object_set_new(j, "policy", cert_policy_json(c, o));
+    if (ver->content_type)
+        json_object_set_new(j, "contentType", json_string(ver->content_type));
+    if (ver->tags && json_object_size(ver->tags) > 0)
+        json_object_set(j, "tags", ver->tags);
+done:
+    free(id);
+    free(kid);
+    free(sid);
+    free(x5t);
+    return j;
+}
+
+/* The managed key and secret versions of certificate version cv: same id, dates and state. The
+ * secret carries no private key when the policy made the key non-exportable, as Key Vault does. */
+static int managed_versions(azsim_kv_version **out_key, azsim_kv_version **out_secret,
+                            azsim_kv_version *cv)
+{
+    azsim_kv_version *kv = calloc(1, sizeof(*kv)), *sv = calloc(1, sizeof(*sv));
+    *out_key = *out_secret = NULL;
+    if (!kv || !sv)
+        goto fail;
+    for (int i = 0; i < 2; i++) {
+        azsim_kv_version *m = i ? sv : kv;
+        memcpy(m->id, cv->id, sizeof(m->id));
+        m->created = cv->created;
+        m->updated = cv->updated;
+        m->enabled = cv->enabled;
+        m->has_nbf = cv->has_nbf;
+        m->nbf = cv->nbf;
+        m->has_exp = cv->has_exp;
+        m->exp = cv->exp;
+        m->tags = json_object();
+        if (!m->tags)
+            goto fail;
+    }
+    if (EVP_PKEY_up_ref(cv->pkey) != 1)
+        goto fail;
+    kv->pkey = cv->pkey;
+    kv->kty = strdup(cv->kty);
+    kv->exportable = cv->exportable;
+    if (EVP_PKEY_is_a(cv->pkey, "RSA"))
+        kv->key_ops = json_pack("[s,s,s,s,s,s]", "sign", "verify", "wrapKey", "unwrapKey",
+                                "encrypt", "decrypt");
+    else
+        kv->key_ops = json_pack("[s,s]", "sign", "verify");
+    sv->content_type = strdup(cv->content_type);
+    sv->value = azsim_cert_secret_value(cv->x5c, cv->exportable ? cv->pkey : NULL,
+                                        strcmp(cv->content_type, PEM_CT) == 0);
+    if (!kv->kty || !kv->key_ops || !sv->content_type || !sv->value)
+        goto fail;
+    *out_key = kv;
+    *out_secret = sv;
+    return AZSIM_OK;
+fail:
+    version_free(kv);
+    version_free(sv);
+    return AZSIM_ENOMEM;
+}
+
+static azsim_kv_object *managed_object_new(const char *name)
+{
+    azsim_kv_object *o = calloc(1, sizeof(*o));
+    if (!o || !(o->name = strdup(name))) {
+        free(o);
+        return NULL;
+    }
+    o->managed = 1;
+    return o;
+}
+
+/* Creates the managed key and secret of a restored certificate, one version per certificate
+ * version, and adds them to the vault; 0, or a reply was sent / AZSIM_ENOMEM. */
+static int cert_add_managed(kv_ctx *c, azsim_kv_object *co)
+{
+    azsim_kv_object *ko = managed_object_new(co->name), *so = managed_object_new(co->name);
+    int rc = AZSIM_ENOMEM;
+    if (!ko || !so)
+        goto done;
+    ko->deleted = so->deleted = co->deleted;
+    ko->deleted_date = so->deleted_date = co->deleted_date;
+    ko->purge_date = so->purge_date = co->purge_date;
+    for (size_t i = 0; i < co->versions.n; i++) {
+        azsim_kv_version *kv, *sv;
+        if (managed_versions(&kv, &sv, co->versions.items[i]) != AZSIM_OK)
+            goto done;
+        if (azsim_vec_push(&ko->versions, kv) != AZSIM_OK) {
+            version_free(kv);
+            version_free(sv);
+            goto done;
+        }
+        if (azsim_vec_push(&so->versions, sv) != AZSIM_OK) {
+            version_free(sv);
+            goto done;
+        }
+    }
+    if (azsim_vec_push(&c->v->keys, ko) != AZSIM_OK)
+        goto done;
+    if (azsim_vec_push(&c->v->secrets, so) != AZSIM_OK) {
+        c->v->keys.n--;
+        goto done;
+    }
+    ko = so = NULL;
+    rc = AZSIM_OK;
+done:
+    object_free(ko);
+    object_free(so);
+    return rc;
+}
+
+/* The policy a certificate gets from an import: key and secret properties as requested (the key
+ * type and size as found in the certificate), x509_props read from the certificate, issuer
+ * Unknown and Key Vault's default lifetime action unless the request names others. */
+static json_t *cert_policy_new(azsim_kv_object *old, json_t *req, const char *kty, EVP_PKEY *pkey,
+                               int exportable, int reuse_key, const char *ct, json_t *x509,
+                               int64_t now)
+{
+    json_t *p = json_object();
+    json_t *kp =
+        json_pack("{s:b,s:s,s:b}", "exportable", exportable, "kty", kty, "reuse_key", reuse_key);
+    json_t *old_attrs =
+        old && old->cert_policy ? json_object_get(old->cert_policy, "attributes") : NULL;
+    json_t *created = json_object_get(old_attrs, "created");
+    json_t *la = json_object_get(req, "lifetime_actions");
+    json_t *issuer = json_object_get(req, "issuer");
+    if (!p || !kp) {
+        json_decref(p);
+        json_decref(kp);
+        json_decref(x509);
+        return NULL;
+    }
+    if (EVP_PKEY_is_a(pkey, "RSA"))
+        json_object_set_new(kp, "key_size", json_integer(rsa_bits(pkey)));
+    else
+        json_object_set_new(kp, "crv", json_string(ec_crv(pkey)));
+    json_object_set_new(p, "key_props", kp);
+    json_object_set_new(p, "secret_props", json_pack("{s:s}", "contentType", ct));
+    json_object_set_new(p, "x509_props", x509);
+    if (json_is_array(la))
+        json_object_set(p, "lifetime_actions", la);
+    else
+        json_object_set_new(p, "lifetime_actions",
+                            json_pack("[{s:{s:i},s:{s:s}}]", "trigger", "lifetime_percentage", 80,
+                                      "action", "action_type", "EmailContacts"));
+    if (json_is_object(issuer) && json_is_string(json_object_get(issuer, "name")))
+        json_object_set_new(p, "issuer", json_deep_copy(issuer));
+    else
+        json_object_set_new(p, "issuer", json_pack("{s:s}", "name", "Unknown"));
+    json_object_set_new(p, "attributes",
+                        json_pack("{s:b,s:I,s:I}", "enabled", 1, "created",
+                                  created ? json_integer_value(created) : (json_int_t)now,
+                                  "updated", (json_int_t)now));
+    return p;
+}
+
+/* POST /certificates/{name}/import: PFX or PEM with its private key; a new version of the
+ * certificate and of its managed key and secret. */
+static int cert_import(kv_ctx *c, const char *name)
+{
+    json_t *body = azsim_body_json(c->r);
+    json_t *x5c = NULL, *x509 = NULL, *policy = NULL;
+    EVP_PKEY *pkey = NULL;
+    azsim_kv_version *ver = NULL, *kver = NULL, *sver = NULL;
+    azsim_kv_object *o = NULL, *ko = NULL, *so = NULL, *new_ko = NULL, *new_so = NULL;
+    char *x5t = NULL;
+    const char *why = "The specified certificate is invalid.";
+    int rc = AZSIM_OK, exportable = 1, reuse_key = 0;
+    int64_t nbf = 0, exp = 0;
+
+    if (!json_is_object(body)) {
+        rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    const char *value = json_string_value(json_object_get(body, "value"));
+    json_t *jpwd = json_object_get(body, "pwd");
+    json_t *jpol = json_object_get(body, "policy");
+    if (!value || !*value) {
+        rc = bad_param(c, "The parameter value is required: the base64 encoded PFX or the PEM "
+                          "content of the certificate with its private key.");
+        goto done;
+    }
+    if ((jpwd && !json_is_string(jpwd) && !json_is_null(jpwd)) ||
+        (jpol && !json_is_object(jpol) && !json_is_null(jpol))) {
+        rc = bad_param(c, "The parameters pwd and policy are invalid.");
+        goto done;
+    }
+    json_t *kp = json_object_get(jpol, "key_props");
+    json_t *sp = json_object_get(jpol, "secret_props");
+    json_t *jct = json_object_get(sp, "contentType");
+    json_t *jexp = json_object_get(kp, "exportable");
+    json_t *jreuse = json_object_get(kp, "reuse_key");
+    const char *ct = json_is_string(jct) ? json_string_value(jct) : PFX_CT;
+    if (strcmp(ct, PFX_CT) != 0 && strcmp(ct, PEM_CT) != 0) {
+        rc = bad_param(c, "The secret content type must be application/x-pkcs12 or "
+                          "application/x-pem-file.");
+        goto done;
+    }
+    if ((jexp && !json_is_boolean(jexp) && !json_is_null(jexp)) ||
+        (jreuse && !json_is_boolean(jreuse) && !json_is_null(jreuse))) {
+        rc = bad_param(c, "The key properties exportable and reuse_key must be booleans.");
+        goto done;
+    }
+    if (json_is_boolean(jexp))
+        exportable = json_is_true(jexp);
+    reuse_key = json_is_true(jreuse);
+
+    /* the name is also the name of the managed key and secret */
+    azsim_kv_object *kx = object_find(c->v, KEY, name, NULL);
+    azsim_kv_object *sx = object_find(c->v, SECRET, name, NULL);
+    if ((kx && !kx->managed) || (sx && !sx->managed)) {
+        rc = kv_error(c, 409, "Conflict", NULL,
+                      "A key or secret named %s already exists in this vault (it may be "
+                      "soft-deleted); a certificate needs its name for its managed key and "
+                      "secret.",
+                      name);
+        goto done;
+    }
+
+    int prc = azsim_cert_parse(&pkey, &x5c, value, json_string_value(jpwd), strcmp(ct, PEM_CT) == 0,
+                               &why);
+    if (prc == AZSIM_EINVAL) {
+        rc = bad_param(c, why);
+        goto done;
+    }
+    if (prc != AZSIM_OK) {
+        rc = prc;
+        goto done;
+    }
+    int rsa = EVP_PKEY_is_a(pkey, "RSA");
+    if (!rsa && !EVP_PKEY_is_a(pkey, "EC")) {
+        rc = bad_param(c, "The key of the certificate is not supported: Key Vault certificates "
+                          "have RSA or EC keys.");
+        goto done;
+    }
+    long bits = rsa_bits(pkey);
+    if (rsa && bits != 2048 && bits != 3072 && bits != 4096) {
+        rc = bad_param(c, "The key size is not supported. RSA keys must be 2048, 3072 or 4096 "
+                          "bits.");
+        goto done;
+    }
+    const char *kty = json_string_value(json_object_get(kp, "kty"));
+    if (!kty)
+        kty = rsa ? "RSA" : "EC";
+    if (rsa ? (strcmp(kty, "RSA") && strcmp(kty, "RSA-HSM"))
+            : (strcmp(kty, "EC") && strcmp(kty, "EC-HSM"))) {
+        rc = bad_param(c, "The key type in the policy does not match the key of the certificate.");
+        goto done;
+    }
+    json_t *jsize = json_object_get(kp, "key_size");
+    const char *crv = json_string_value(json_object_get(kp, "crv"));
+    if ((rsa && json_is_integer(jsize) && json_integer_value(jsize) != bits) ||
+        (!rsa && crv && strcmp(crv, ec_crv(pkey)) != 0)) {
+        rc = bad_param(c, "The key size or curve in the policy does not match the key of the "
+                          "certificate.");
+        goto done;
+    }
+    if (strstr(kty, "HSM") && !azsim_streq_ci(json_string_value(json_object_get(
+                                                  json_object_get(c->v->props, "sku"), "name")),
+                                              "premium")) {
+        rc = kv_error(c, 403, "Forbidden", NULL,
+                      "Key type %s is not allowed for vault SKU standard.", kty);
+        goto done;
+    }
+    if (azsim_cert_info(x5c, &nbf, &exp, &x5t, &x509) != AZSIM_OK) {
+        rc = bad_param(c, "The specified certificate is invalid.");
+        goto done;
+    }
+    ver = version_new(c);
+    if (!ver) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (apply_attributes(c, ver, body) != AZSIM_OK)
+        goto done;
+    /* a certificate's validity is the certificate's, whatever the request said */
+    ver->has_nbf = ver->has_exp = 1;
+    ver->nbf = nbf;
+    ver->exp = exp;
+    ver->x5c = x5c;
+    ver->pkey = pkey;
+    x5c = NULL;
+    pkey = NULL;
+    ver->kty = strdup(kty);
+    ver->content_type = strdup(ct);
+    ver->exportable = exportable;
+    if (!ver->kty || !ver->content_type || managed_versions(&kver, &sver, ver) != AZSIM_OK) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    o = object_for_write(c, CERT, name);
+    if (!o)
+        goto done;
+    policy =
+        cert_policy_new(o, jpol, kty, ver->pkey, exportable, reuse_key, ct, x509, azsim_now(c->st));
+    x509 = NULL;
+    cert_siblings(c, name, &ko, &so);
+    if (!ko)
+        ko = new_ko = managed_object_new(name);
+    if (!so)
+        so = new_so = managed_object_new(name);
+    if (!policy || !ko || !so) {
+        drop_if_empty(c, CERT, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+        drop_if_empty(c, CERT, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (azsim_vec_push(&ko->versions, kver) != AZSIM_OK) {
+        o->versions.n--;
+        drop_if_empty(c, CERT, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    kver = NULL;
+    if (azsim_vec_push(&so->versions, sver) != AZSIM_OK ||
+        (new_ko && azsim_vec_push(&c->v->keys, new_ko) != AZSIM_OK)) {
+        /* put everything back as it was */
+        version_free(ko->versions.items[--ko->versions.n]);
+        if (so->versions.n && so->versions.items[so->versions.n - 1] == sver)
+            so->versions.n--;
+        o->versions.n--;
+        drop_if_empty(c, CERT, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    sver = NULL;
+    new_ko = NULL;
+    if (new_so && azsim_vec_push(&c->v->secrets, new_so) != AZSIM_OK) {
+        /* the key object is in the vault now; keep the three in step by dropping this version */
+        version_free(ko->versions.items[--ko->versions.n]);
+        drop_if_empty(c, KEY, ko);
+        o->versions.n--;
+        drop_if_empty(c, CERT, o);
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    new_so = NULL;
+    json_decref(o->cert_policy);
+    o->cert_policy = policy;
+    policy = NULL;
+    azsim_kv_version *added = ver;
+    ver = NULL;
+    rc = azsim_reply_json(c->r, 200, cert_bundle(c, o, added));
+done:
+    version_free(ver);
+    version_free(kver);
+    version_free(sver);
+    object_free(new_ko);
+    object_free(new_so);
+    json_decref(policy);
+    json_decref(x5c);
+    json_decref(x509);
+    EVP_PKEY_free(pkey);
+    free(x5t);
+    json_decref(body);
+    return rc;
+}
+
+/* PATCH /certificates/{name}[/{version}]: enabled and tags; the managed key and secret version
+ * follow the enabled state. nbf/exp stay those of the certificate. */
+static int cert_update(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver)
+{
+    json_t *body = azsim_body_json(c->r);
+    azsim_kv_version tmp = *ver;
+    azsim_kv_object *ko, *so;
+    int rc = AZSIM_OK;
+    if (!json_is_object(body)) {
+        rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    json_t *pol = json_object_get(body, "policy");
+    if (pol && !json_is_null(pol)) {
+        rc = bad_param(c, "azsim does not implement policy changes through the certificate "
+                          "update operation; send attributes and tags only.");
+        goto done;
+    }
+    tmp.tags = json_incref(ver->tags);
+    if (apply_attributes(c, &tmp, body) != AZSIM_OK) {
+        json_decref(tmp.tags);
+        goto done;
+    }
+    json_decref(ver->tags);
+    ver->tags = tmp.tags;
+    ver->enabled = tmp.enabled;
+    ver->updated = azsim_now(c->st);
+    cert_siblings(c, o->name, &ko, &so);
+    for (int i = 0; i < 2; i++) {
+        azsim_kv_object *m = i ? so : ko;
+        azsim_kv_version *mv = m ? version_find(m, ver->id) : NULL;
+        if (mv) {
+            mv->enabled = ver->enabled;
+            mv->updated = ver->updated;
+        }
+    }
+    rc = azsim_reply_json(c->r, 200, cert_bundle(c, o, ver));
+done:
+    json_decref(body);
+    return rc;
+}
+
 /* ---------- delete / recover / purge ---------- */
 
+/* A certificate takes its managed key and secret along: deleted, recovered and purged with it. */
 static int delete_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
 {
     int64_t now = azsim_now(c->st);
+    azsim_kv_object *ko = NULL, *so = NULL;
     json_t *b;
-    o->deleted = 1;
-    o->deleted_date = now;
-    o->purge_date = now + (int64_t)c->v->retention_days * 86400;
+    if (k == CERT)
+        cert_siblings(c, o->name, &ko, &so);
+    for (int i = 0; i < 3; i++) {
+        azsim_kv_object *d = i == 0 ? o : i == 1 ? ko : so;
+        if (!d)
+            continue;
+        d->deleted = 1;
+        d->deleted_date = now;
+        d->purge_date = now + (int64_t)c->v->retention_days * 86400;
+    }
     b = bundle(c, o, latest(o), k, 0);
     if (!c->v->soft_delete) {
-        size_t idx;
-        if (object_find(c->v, k, o->name, &idx) == o) {
-            azsim_vec_remove(objects(c->v, k), idx);
-            object_free(o);
-        }
+        remove_object(c, KEY, ko);
+        remove_object(c, SECRET, so);
+        remove_object(c, k, o);
     }
     return azsim_reply_json(c->r, 200, b);
+}
+
+static int recover_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
+{
+    azsim_kv_object *ko = NULL, *so = NULL;
+    if (k == CERT)
+        cert_siblings(c, o->name, &ko, &so);
+    o->deleted = 0;
+    if (ko)
+        ko->deleted = 0;
+    if (so)
+        so->deleted = 0;
+    return azsim_reply_json(c->r, 200, bundle(c, o, latest(o), k, 0));
 }
 
 static int purge_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
@@ -1472,6 +2056,8 @@ static int purge_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
                         "Operation \"purge\" is not allowed because purge protection is enabled "
                         "for this vault. Key Vault service will automatically purge it after the "
                         "retention period has passed.");
+    if (k == CERT)
+        cert_drop_managed(c, o->name);
     if (object_find(c->v, k, o->name, &idx) == o) {
         azsim_vec_remove(objects(c->v, k), idx);
         object_free(o);
@@ -1495,9 +2081,9 @@ static int authorized(kv_ctx *c, const op_info *op, enum kind k, const char *nam
     int rc = AZSIM_OK;
 
     resource = azsim_printf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/"
-                            "vaults/%s%s%s",
-                            v->sub, v->rg, v->name, name ? (k == KEY ? "/keys/" : "/secrets/") : "",
-                            name ? name : "");
+                            "vaults/%s%s%s%s%s",
+                            v->sub, v->rg, v->name, name ? "/" : "", name ? kind_coll(k) : "",
+                            name ? "/" : "", name ? name : "");
     if (!resource)
         return AZSIM_ENOMEM;
     if (v->rbac) {
@@ -1568,7 +2154,10 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
         azsim_kv_version *ver = o ? latest(o) : NULL;
         long bits = ver && ver->pkey ? rsa_bits(ver->pkey) : 0;
         weight = bits >= 4096 ? 8 : bits >= 3072 ? 4 : 1;
-    } else if (strcmp(op->stat, "kv.secrets.set") == 0) {
+    } else if (strcmp(op->stat, "kv.secrets.set") == 0 ||
+               strcmp(op->stat, "kv.certificates.import") == 0) {
+        /* an import writes a secret version (the certificate's); the published limits have no
+         * row of their own for certificates, so it counts as a secret CREATE */
         bucket = &v->used_secret_create;
         limit = 300;
     } else {
@@ -1646,6 +2235,8 @@ static int route(kv_ctx *c)
         k = KEY;
     else if (strcmp(s[0], "secrets") == 0 || strcmp(s[0], "deletedsecrets") == 0)
         k = SECRET;
+    else if (strcmp(s[0], "certificates") == 0 || strcmp(s[0], "deletedcertificates") == 0)
+        k = CERT;
     else
         goto unknown;
     deleted_coll = strncmp(s[0], "deleted", 7) == 0;
@@ -1657,7 +2248,7 @@ static int route(kv_ctx *c)
     do {                                                                                           \
         op.stat = st_;                                                                             \
         op.data_action = act_;                                                                     \
-        op.perm_kind = k == KEY ? "keys" : "secrets";                                              \
+        op.perm_kind = kind_coll(k);                                                               \
         op.perm = perm_;                                                                           \
     } while (0)
 #define OP2(a, b, c_, d, e, f)                                                                     \
@@ -1669,6 +2260,7 @@ static int route(kv_ctx *c)
     } while (0)
 #define KA "Microsoft.KeyVault/vaults/keys/"
 #define SA "Microsoft.KeyVault/vaults/secrets/"
+#define CA "Microsoft.KeyVault/vaults/certificates/"
 
     /* identify the operation first: authorization happens before existence checks */
     const char *sub = n >= 3 ? s[2] : NULL;
@@ -1681,7 +2273,39 @@ static int route(kv_ctx *c)
         sub = "";
         n = 4;
     }
-    if (!deleted_coll) {
+    if (k == CERT && !deleted_coll) {
+        if (n == 1 && get)
+            OP("kv.certificates.list", CA "read", "list");
+        else if (n == 2 && post && strcmp(s[1], "restore") == 0)
+            OP("kv.certificates.restore", CA "restore/action", "restore");
+        else if (n == 3 && post && strcmp(sub, "import") == 0)
+            OP("kv.certificates.import", CA "import/action", "import");
+        else if (n == 3 && post && strcmp(sub, "backup") == 0)
+            OP("kv.certificates.backup", CA "backup/action", "backup");
+        else if (n == 3 && get && strcmp(sub, "versions") == 0)
+            OP("kv.certificates.versions", CA "read", "list");
+        else if (n == 3 && get && strcmp(sub, "policy") == 0)
+            OP("kv.certificates.getpolicy", CA "read", "get");
+        else if ((n == 2 || n == 3) && get)
+            OP("kv.certificates.get", CA "read", "get");
+        else if ((n == 2 || n == 3) && patch)
+            OP("kv.certificates.update", CA "update/action", "update");
+        else if (n == 2 && del)
+            OP("kv.certificates.delete", CA "delete", "delete");
+        else
+            goto unknown;
+    } else if (k == CERT) {
+        if (n == 1 && get)
+            OP("kv.deletedcertificates.list", CA "read", "list");
+        else if (n == 2 && get)
+            OP("kv.deletedcertificates.get", CA "read", "get");
+        else if (n == 2 && del)
+            OP("kv.deletedcertificates.purge", CA "purge/action", "purge");
+        else if (n == 3 && post && strcmp(sub, "recover") == 0)
+            OP("kv.deletedcertificates.recover", CA "recover/action", "recover");
+        else
+            goto unknown;
+    } else if (!deleted_coll) {
         if (n == 1 && get)
             OP2("kv.keys.list", KA "read", "list", "kv.secrets.list", SA "readMetadata/action",
                 "list");
@@ -1755,6 +2379,22 @@ static int route(kv_ctx *c)
         o = object_find(c->v, k, name, NULL);
     if (throttled(c, &op, o))
         return AZSIM_OK;
+    /* the key and secret of a certificate are read-only: only the certificate changes them */
+    if (o && o->managed &&
+        (put || patch || del ||
+         (post && n == 3 && !deleted_coll &&
+          (strcmp(sub, "create") == 0 || strcmp(sub, "rotate") == 0 ||
+           strcmp(sub, "backup") == 0)) ||
+         (post && deleted_coll))) {
+        const char *verb = put     ? (k == KEY ? "import" : "set")
+                           : patch ? "update"
+                           : del   ? (deleted_coll ? "purge" : "delete")
+                                   : sub;
+        return kv_error(c, 403, "Forbidden", NULL,
+                        "Operation %s is not allowed on a managed %s. The %s belongs to the "
+                        "certificate %s; use the certificate operations instead.",
+                        verb, kind_word(k), kind_word(k), o->name);
+    }
 
     if (n == 1)
         return list_objects(c, k, deleted_coll);
@@ -1767,9 +2407,10 @@ static int route(kv_ctx *c)
             return azsim_reply_json(r, 200, bundle(c, o, latest(o), k, 0));
         if (n == 2 && del)
             return purge_object(c, k, o);
-        o->deleted = 0;
-        return azsim_reply_json(r, 200, bundle(c, o, latest(o), k, 0));
+        return recover_object(c, k, o);
     }
+    if (k == CERT && n == 3 && post && strcmp(sub, "import") == 0)
+        return cert_import(c, name);
     if (k == KEY && n == 2 && put)
         return key_import(c, name);
     if (k == KEY && n == 3 && strcmp(sub, "create") == 0)
@@ -1780,6 +2421,8 @@ static int route(kv_ctx *c)
         return not_found(c, k, name);
     if (n == 3 && get && strcmp(sub, "versions") == 0)
         return list_versions(c, k, o);
+    if (k == CERT && n == 3 && get && strcmp(sub, "policy") == 0)
+        return azsim_reply_json(r, 200, cert_policy_json(c, o));
     if (k == KEY && n == 3 && strcmp(sub, "rotationpolicy") == 0) {
         if (put)
             return policy_set(c, o);
@@ -1811,7 +2454,7 @@ static int route(kv_ctx *c)
         return azsim_reply_json(r, 200, bundle(c, o, ver, k, k == SECRET));
     }
     if (patch)
-        return update_version(c, k, o, ver);
+        return k == CERT ? cert_update(c, o, ver) : update_version(c, k, o, ver);
     return crypto_op(c, o, ver, tail);
 
 unknown:
@@ -1822,6 +2465,7 @@ unknown:
 #undef OP2
 #undef KA
 #undef SA
+#undef CA
 }
 
 int azsim_kv_handle(azsim_req *r, const char *vault_name)
@@ -1893,8 +2537,8 @@ void azsim_kv_sweep(azsim_state *st)
             continue;
         }
         i++;
-        for (int kk = 0; kk < 2; kk++) {
-            azsim_vec *vec = objects(v, kk ? SECRET : KEY);
+        for (int kk = 0; kk < 3; kk++) {
+            azsim_vec *vec = objects(v, kk == 0 ? KEY : kk == 1 ? SECRET : CERT);
             for (size_t j = 0; j < vec->n;) {
                 azsim_kv_object *o = vec->items[j];
                 if (o->deleted && o->purge_date <= now) {

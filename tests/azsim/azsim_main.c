@@ -17,7 +17,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: azsim --data DIR [--port N] [--rbac-delay SECONDS] [--throttle on|off]\n"
-               "             [--data-keys N] [--rewrap-rate N] [--subscription GUID]\n"
+               "             [--durable on|off] [--data-keys N] [--rewrap-rate N]\n"
+               "             [--subscription GUID]\n"
                "             [--latency-ms N] [--seed N] [--fault-rate P] [--fault-kinds LIST]\n"
                "             [--stall-ms N]\n");
 }
@@ -114,6 +115,16 @@ int main(int argc, char **argv)
                 st.throttle = 0;
             } else {
                 fprintf(stderr, "azsim: invalid throttle '%s' (expected 'on' or 'off')\n", v);
+                goto done;
+            }
+        } else if (strcmp(a, "--durable") == 0) {
+            /* off: bulk seeding, where a save per mutation (O(state) each) would not finish */
+            if (strcmp(v, "on") == 0) {
+                st.lazy_save = 0;
+            } else if (strcmp(v, "off") == 0) {
+                st.lazy_save = 1;
+            } else {
+                fprintf(stderr, "azsim: invalid durable '%s' (expected 'on' or 'off')\n", v);
                 goto done;
             }
         } else if (strcmp(a, "--data-keys") == 0) {

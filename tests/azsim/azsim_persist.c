@@ -2,9 +2,10 @@
  * azsim_persist.c - keeps the simulated estate across restarts and crashes. After every
  * acknowledged mutating request (before its reply goes out) and on a clean shutdown the whole state
  * - tenant and subscription ids, the clock offset, applications with their credentials, service
- * principals, role assignments, resource groups and vaults with every key and secret version - is
- * written to DIR/state.sealed, sealed with the AES-GCM key of DIR/backup.key because it holds
- * secrets and private keys; startup loads it back, so azsim.env and every identifier stay the same.
+ * principals, role assignments, resource groups and vaults with every key, secret and certificate
+ * version (certificates with their managed keys and secrets) - is written to DIR/state.sealed,
+ * sealed with the AES-GCM key of DIR/backup.key because it holds secrets and private keys; startup
+ * loads it back, so azsim.env and every identifier stay the same.
  * The file is replaced atomically and durably (azsim_write_file), so a kill -9 loses nothing azsim
  * acknowledged; only what the clock did by itself since the last save.
  */

@@ -289,8 +289,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                          json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
                                    "azsim internal error"));
     }
-    /* durable before it is acknowledged: a kill -9 after the reply loses nothing */
-    if (!r.drop && r.status >= 200 && r.status < 300 && mutating(&r) &&
+    /* durable before it is acknowledged: a kill -9 after the reply loses nothing (unless
+     * --durable off asked to save only on a clean shutdown) */
+    if (!r.drop && r.status >= 200 && r.status < 300 && mutating(&r) && !st->lazy_save &&
         azsim_state_save(st) != AZSIM_OK) {
         free(r.resp_body);
         r.resp_body = NULL;

@@ -6,7 +6,11 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import dns from "node:dns";
-import { randomBytes } from "node:crypto";
+import { randomBytes, createHash, X509Certificate } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 // Names under .localhost are loopback (RFC 6761); glibc's resolver does not know that, so the
 // test process says it: every *.localhost name resolves to 127.0.0.1, nothing else changes.
@@ -24,6 +28,7 @@ dns.lookup = function (host, options, callback) {
 const { ClientSecretCredential } = await import("@azure/identity");
 const { KeyClient, CryptographyClient } = await import("@azure/keyvault-keys");
 const { SecretClient } = await import("@azure/keyvault-secrets");
+const { CertificateClient } = await import("@azure/keyvault-certificates");
 const { KeyVaultManagementClient } = await import("@azure/arm-keyvault");
 const { ResourceManagementClient } = await import("@azure/arm-resources");
 
@@ -173,4 +178,65 @@ test("keyvault-keys/secrets: backups restore into another vault of the same subs
   const back = await s2.restoreSecretBackup(blob3);
   assert.equal(back.name, "conf-secret-3");
   assert.equal((await s2.getSecret("conf-secret-3")).value, "v3");
+});
+
+// Certificates: a PFX made by the openssl command at test time, imported with CertificateClient;
+// its managed secret is read with SecretClient and opened again with openssl.
+test("keyvault-certificates: importCertificate (PFX), getCertificate, listPropertiesOfCertificates", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "azsim-conf-"));
+  try {
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"),
+      "-out", join(dir, "c.pem"), "-days", "30", "-subj", "/CN=conf-cert"], { stdio: "ignore" });
+    execFileSync("openssl", ["pkcs12", "-export", "-inkey", join(dir, "k.pem"), "-in", join(dir, "c.pem"),
+      "-passout", "pass:conf-pw", "-out", join(dir, "c.pfx")], { stdio: "ignore" });
+    const x509 = new X509Certificate(readFileSync(join(dir, "c.pem")));
+    const pfx = readFileSync(join(dir, "c.pfx"));
+    const certs = new CertificateClient(vaultUrl, credential);
+    const imported = await certs.importCertificate("conf-cert", pfx, { password: "conf-pw", tags: { use: "tls" } });
+    assert.equal(imported.name, "conf-cert");
+    assert.deepEqual(Buffer.from(imported.cer), x509.raw);
+    assert.deepEqual(Buffer.from(imported.properties.x509Thumbprint), createHash("sha1").update(x509.raw).digest());
+    assert.equal(imported.policy.subject, "CN=conf-cert");
+    assert.equal(imported.policy.contentType, "application/x-pkcs12");
+    assert.equal(imported.properties.expiresOn.getTime(), new Date(x509.validTo).getTime());
+    const got = await certs.getCertificate("conf-cert");
+    assert.equal(got.properties.version, imported.properties.version);
+    assert.deepEqual(got.properties.tags, { use: "tls" });
+    assert.equal(got.secretId, `${vaultUrl}/secrets/conf-cert/${imported.properties.version}`);
+    const names = [];
+    for await (const p of certs.listPropertiesOfCertificates()) names.push(p.name);
+    assert.deepEqual(names, ["conf-cert"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("keyvault-certificates: the certificate's secret read with SecretClient is its PFX", async () => {
+  const certs = new CertificateClient(vaultUrl, credential);
+  const cert = await certs.getCertificate("conf-cert");
+  const s = await secrets.getSecret("conf-cert");
+  assert.equal(s.properties.managed, true);
+  assert.equal(s.properties.contentType, "application/x-pkcs12");
+  assert.equal(s.properties.version, cert.properties.version);
+  assert.equal(s.properties.certificateKeyId, cert.keyId);
+  const pem = execFileSync("openssl", ["pkcs12", "-passin", "pass:", "-nodes"], { input: Buffer.from(s.value, "base64") }).toString();
+  assert.ok(pem.includes("PRIVATE KEY"), "the PFX holds the private key");
+  const inner = new X509Certificate(pem.slice(pem.indexOf("-----BEGIN CERTIFICATE-----")));
+  assert.deepEqual(inner.raw, Buffer.from(cert.cer));
+  const managedKeys = [];
+  for await (const p of keys.listPropertiesOfKeys()) if (p.managed) managedKeys.push(p.name);
+  assert.deepEqual(managedKeys, ["conf-cert"]);
+});
+
+test("keyvault-certificates: beginDeleteCertificate poller", async () => {
+  const certs = new CertificateClient(vaultUrl, credential);
+  const poller = await certs.beginDeleteCertificate("conf-cert");
+  const deleted = await poller.pollUntilDone();
+  assert.equal(deleted.name, "conf-cert");
+  assert.equal(deleted.recoveryId, `${vaultUrl}/deletedcertificates/conf-cert`);
+  assert.ok(deleted.scheduledPurgeDate > deleted.deletedOn);
+  const d = await certs.getDeletedCertificate("conf-cert");
+  assert.equal(d.properties.version, deleted.properties.version);
+  await assert.rejects(certs.getCertificate("conf-cert"), (e) => e.statusCode === 404 && e.code === "CertificateNotFound");
+  await assert.rejects(secrets.getSecret("conf-cert"), (e) => e.statusCode === 404);
 });
