@@ -366,13 +366,13 @@ static int secret_put(ctxt *c, const char *vault, const char *name, const unsign
     json_t *body = json_object(), *v = json_stringn((const char *)value, len);
     int rc;
     snprintf(object, sizeof(object), "%s/%s", vault, name);
-    if (!base || !body || !v || !(url = prov_fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
-        json_decref(v);
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    if (!v && body) { /* jansson refuses text that is not UTF-8 */
+        rc = kvr_error_set(err, KVR_EINVAL, "the value of secret '%s' is not valid UTF-8", object);
         goto done;
     }
-    if (!v) {
-        rc = kvr_error_set(err, KVR_EINVAL, "the value of secret '%s' is not valid UTF-8", object);
+    if (!base || !body || !(url = prov_fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
+        json_decref(v);
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
         goto done;
     }
     json_object_set_new(body, "value", v);
@@ -380,7 +380,8 @@ static int secret_put(ctxt *c, const char *vault, const char *name, const unsign
         json_object_set_new(body, "contentType", json_string(content_type));
     if (tags)
         json_object_set(body, "tags", tags);
-    rc = call(c, NULL, "PUT", url, body, 0, OK200, "set secret", object, NULL, NULL, err);
+    rc = call(c, NULL, "PUT", url, body, KVR_HTTP_SECRET_WRITE, OK200, "set secret", object, NULL,
+              NULL, err);
     wipe_str(json_string_value(v));
 done:
     json_decref(body);
@@ -802,6 +803,84 @@ static int secret_copy(ctxt *c, const kvr_step *s, kvr_error *err)
     return rc;
 }
 
+/* ---- certificates ------------------------------------------------------------------------- */
+
+/* The parts of a certificate policy that an import takes (the rest comes from the certificate). */
+static json_t *import_policy(const json_t *policy)
+{
+    static const char *const kept[] = {"key_props", "secret_props", "lifetime_actions", "issuer"};
+    json_t *p = json_object();
+    for (size_t i = 0; p && i < sizeof(kept) / sizeof(kept[0]); i++) {
+        json_t *v = json_object_get(policy, kept[i]);
+        if (v && json_object_set_new(p, kept[i], json_deep_copy(v)) < 0) {
+            json_decref(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+/*
+ * A relocation copy of a certificate. Keys are never copied between vaults, but a certificate's
+ * private key travels inside it: Key Vault keeps the whole certificate (PFX or PEM, by the
+ * policy's content type) in the certificate's managed secret, so the copy reads that secret and
+ * imports it into the new vault with the source's policy and tags. Backup/restore would not do:
+ * blobs restore only within the same geography, which a relocation usually leaves. A certificate
+ * whose key is not exportable cannot leave its vault; the error says what to do instead.
+ */
+static int cert_copy(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    char *src = vault_base(c, s->extra, err), *dst = vault_base(c, s->vault, err), *url = NULL;
+    char object[300];
+    json_t *cert = NULL, *policy, *body = NULL, *v = NULL;
+    kvr_value value = {0};
+    int rc;
+
+    snprintf(object, sizeof(object), "%s/%s", s->extra, s->name);
+    url = src && dst ? prov_fmt(err, "%s/certificates/%s/?api-version=" KV_API, src, s->name) : NULL;
+    rc = url ? call(c, NULL, "GET", url, NULL, 0, OK200, "get certificate", object, &cert, NULL, err)
+             : KVR_ENOMEM;
+    policy = json_object_get(cert, "policy");
+    if (!rc && !json_is_object(policy))
+        rc = kvr_error_set(err, KVR_EPROTO, "get certificate '%s': no policy in the response",
+                           object);
+    if (!rc && json_is_false(json_object_get(json_object_get(policy, "key_props"), "exportable")))
+        rc = kvr_error_set(err, KVR_EINVAL,
+                           "certificate '%s' has a private key that is not exportable, so it "
+                           "cannot be copied to vault '%s'; issue a new certificate there (or "
+                           "set 'copyFrom.certificates: false') and run again",
+                           object, s->vault);
+    if (!rc)
+        rc = secret_get(c, s->extra, s->name, NULL, &value, NULL, err);
+    if (!rc) {
+        v = json_stringn((const char *)value.data, value.len);
+        body = json_object();
+        if (!v || !body || json_object_set(body, "value", v) < 0 ||
+            json_object_set_new(body, "policy", import_policy(policy)) < 0 ||
+            json_object_set_new(body, "attributes", json_pack("{s:b}", "enabled", 1)) < 0)
+            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        if (!rc && json_is_object(json_object_get(cert, "tags")))
+            json_object_set(body, "tags", json_object_get(cert, "tags"));
+    }
+    if (!rc) {
+        free(url);
+        snprintf(object, sizeof(object), "%s/%s", s->vault, s->name);
+        url = prov_fmt(err, "%s/certificates/%s/import?api-version=" KV_API, dst, s->name);
+        rc = url ? call(c, NULL, "POST", url, body, KVR_HTTP_SECRET_WRITE, OK200,
+                        "import certificate", object, NULL, NULL, err)
+                 : KVR_ENOMEM;
+    }
+    wipe_str(json_string_value(v));
+    json_decref(v);
+    json_decref(body);
+    json_decref(cert);
+    kvr_value_release(&value);
+    free(src);
+    free(dst);
+    free(url);
+    return rc;
+}
+
 /* ---- profiles ----------------------------------------------------------------------------- */
 
 static char *profiles_scope(ctxt *c, kvr_error *err)
@@ -1050,10 +1129,7 @@ int kvr_step_run(const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
            while a copy differs, so reaching it with copies still pending is an error. */
         return 0;
     case KVR_STEP_CERT_COPY:
-        return kvr_error_set(err, KVR_EINVAL,
-                             "copying certificate '%s' is not supported yet; copy it by hand and "
-                             "run again",
-                             s->name);
+        return cert_copy(c, s, err);
     case KVR_STEP_PROFILE_CREATE:
         return profile_write(c, s, true, err);
     case KVR_STEP_PROFILE_SET_CREDENTIALS:
