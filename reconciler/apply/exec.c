@@ -183,7 +183,9 @@ static int probe(run *r, const kvr_step_ctx *c, const kvr_step *s, kvr_error *er
         int rc = kvr_access_probe(c, p->app, p->credential, p->vault, p->key, err);
         if (rc == 0)
             return 0;
-        if (rc != KVR_EFORBIDDEN && rc != KVR_EAUTH)
+        /* refused (not propagated yet) or a transient failure: the gate stays closed */
+        if (rc != KVR_EFORBIDDEN && rc != KVR_EAUTH && rc != KVR_ETHROTTLED && rc != KVR_EHTTP &&
+            rc != KVR_ETIMEOUT && rc != KVR_EAZURE)
             return rc;
         if (mono() + wait > until)
             return 1;
@@ -237,6 +239,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
     kvr_step_ctx ctx;
     char *tenant = NULL, last[600] = "", reasons[1024];
     int rc, repeats = 0;
+    size_t budget = 0; /* steps this run may do: from its first plan */
     double deadline = r.start + (double)o->wait_seconds;
 
     *out = KVR_APPLY_CONVERGED;
@@ -303,6 +306,17 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             size_t total = r.done + plan->nsteps;
             int pr;
             ctx = c;
+            if (!budget)
+                budget = 4 * plan->nsteps + 16;
+            if (r.done >= budget) {
+                /* each step must bring the estate closer: a run that keeps finding new work is
+                   in a cycle with something else (another writer, a bug), not converging */
+                rc = kvr_error_set(err, KVR_EINVAL,
+                                   "%zu steps done and the plan still has %zu: the live state is "
+                                   "not converging (is another writer changing it?); stopping",
+                                   r.done, plan->nsteps);
+                goto round_done;
+            }
             snprintf(key, sizeof(key), "%d|%s|%s|%s", (int)next->kind,
                      next->vault ? next->vault : "", next->name ? next->name : "",
                      next->version ? next->version : "");

@@ -163,14 +163,31 @@ void kvr_plan_pass_vaults(pb *b)
 
 /* ---- apps and credentials ----------------------------------------------------------------- */
 
-static const kvr_live_credential *live_cred(const kvr_live_app *la, const char *name)
+static bool is_cred(const kvr_live_credential *lc, const char *name)
 {
-    char want[160];
-    snprintf(want, sizeof(want), KVR_CRED_PREFIX "%s", name);
-    for (size_t i = 0; la && i < la->ncreds; i++)
-        if (la->creds[i].display_name && strcmp(la->creds[i].display_name, want) == 0)
+    size_t n = strlen(KVR_CRED_PREFIX);
+    return lc->display_name && strncmp(lc->display_name, KVR_CRED_PREFIX, n) == 0 &&
+           strcmp(lc->display_name + n, name) == 0;
+}
+
+/*
+ * The app's client secret of generation `name`. A crash between adding and storing, a create
+ * that timed out but was done, or two runs at once can leave several: the one with a stored copy
+ * is the generation's (the others were never handed to anyone), else the first.
+ */
+static const kvr_live_credential *live_cred(const kvr_live_app *la, const char *name,
+                                            const char *stored_id)
+{
+    const kvr_live_credential *first = NULL;
+    for (size_t i = 0; la && i < la->ncreds; i++) {
+        if (!is_cred(&la->creds[i], name))
+            continue;
+        if (stored_id && strcmp(la->creds[i].key_id, stored_id) == 0)
             return &la->creds[i];
-    return NULL;
+        if (!first)
+            first = &la->creds[i];
+    }
+    return first;
 }
 
 /* Is a profile in Applying or Used signed in with this app credential? */
@@ -207,17 +224,29 @@ void kvr_plan_pass_apps(pb *b)
         }
         for (size_t c = 0; c < a->ncreds; c++) {
             const kvr_credential *cr = &a->creds[c];
-            const kvr_live_credential *lc = live_cred(la, cr->name);
             const kvr_live_secret *stored =
                 kvr_live_secret_get(b->l, cr->store_vault, cr->store_secret);
             const char *stored_id = stored ? kvr_tags_get(&stored->tags, KVR_TAG_CREDENTIAL) : NULL;
+            const kvr_live_credential *lc = live_cred(la, cr->name, stored_id);
             char object[200];
             size_t s;
             snprintf(object, sizeof(object), "app '%s' credential '%s'", a->name, cr->name);
             if (vault_pending(b, cr->store_vault))
                 continue;
-            if (lc && stored_id && strcmp(stored_id, lc->key_id) == 0)
-                continue; /* made and stored: nothing to do */
+            if (lc && stored_id && strcmp(stored_id, lc->key_id) == 0) {
+                /* made and stored; extra ones of the same generation were never stored */
+                for (size_t x = 0; x < la->ncreds; x++) {
+                    if (&la->creds[x] == lc || !is_cred(&la->creds[x], cr->name))
+                        continue;
+                    s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_CHANGE, cr->store_vault,
+                                cr->pos, object,
+                                "remove an extra client secret of this generation that was never "
+                                "stored (key id %s)",
+                                la->creds[x].key_id);
+                    pb_name(b, s, cr->name, la->creds[x].key_id, a->name);
+                }
+                continue;
+            }
             if (lc) {
                 const kvr_live_profile *user = cred_in_use(b, la, cr->name);
                 if (user) {
