@@ -9,6 +9,20 @@
 #   azsim_advance SECONDS            move azsim's clock
 #   azsim_lost                       the consuming service's unrecoverable data keys
 #   e2e_finish                       print the tally, exit 1 on any failure
+#
+# For the reliability suites (crash, faults, restart, concurrent):
+#   azsim_kill / azsim_stop          SIGKILL / SIGTERM azsim (its --data dir stays)
+#   azsim_restart AZSIM [OPTIONS...] start it again on the same --data dir and port
+#   azsim_faults                     /stats "faults" into $faults ("kind=N ...") and $faults_total
+#   kvr_apply NAME ALLOWED ARGS...   one kvreconcile apply (output in out.N/err.N, exit in $rc),
+#                                    checked against ALLOWED exits and the consumer's lost keys;
+#                                    killed after $kvr_run_s s (KVR_RUN_TIMEOUT, default 300)
+#   kvr_plan_empty DESIRED           check that plan --detailed-exitcode exits 0
+#   e2e_estate_snapshot DIR...       record what must survive (estate.py snapshot)
+#   e2e_estate_check FINAL [DIR...]  check the estate's invariants (estate.py check)
+#   e2e_secret_scan DIR...           no secret value of the estate in any out.*/err.*/log.*
+#   e2e_sanitizer_scan               no ASan/UBSan/LSan report in any output (azsim's too)
+#   e2e_ms                           monotonic-enough wall clock in milliseconds
 
 e2e_init() {
     work=$(mktemp -d)
@@ -32,10 +46,11 @@ e2e_cleanup() {
 azsim_start() {
     local bin=$1
     shift
-    "$bin" --data "$work/sim" --port 0 "$@" >"$work/azsim.out" 2>"$work/azsim.err" &
+    "$bin" --data "$work/sim" --port "${E2E_AZSIM_PORT:-0}" "$@" >"$work/azsim.out" 2>"$work/azsim.err" &
     AZSIM_PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do # a loaded machine with sanitizers: up to a minute
         grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break
+        kill -0 "$AZSIM_PID" 2>/dev/null || break
         sleep 0.1
     done
     if ! grep -q '^azsim ready' "$work/azsim.out"; then
@@ -76,4 +91,100 @@ azsim_lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["un
 e2e_finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
+}
+
+# ---- reliability suites ------------------------------------------------------------------------
+
+e2e_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+e2e_restarts=0
+
+e2e_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+azsim_kill() {
+    kill -KILL "$AZSIM_PID" 2>/dev/null || true
+    wait "$AZSIM_PID" 2>/dev/null || true
+    AZSIM_PID=
+}
+
+azsim_stop() {
+    kill -TERM "$AZSIM_PID" 2>/dev/null || true
+    wait "$AZSIM_PID" 2>/dev/null || true
+    AZSIM_PID=
+}
+
+# Same --data dir, same port (kvreconcile's endpoints name it); the previous stderr is kept.
+azsim_restart() {
+    local bin=$1
+    shift
+    e2e_restarts=$((e2e_restarts + 1))
+    mv "$work/azsim.err" "$work/azsim.err.$e2e_restarts" 2>/dev/null || true
+    E2E_AZSIM_PORT=$AZSIM_PORT azsim_start "$bin" "$@"
+}
+
+azsim_faults() { # sets $faults ("500=N 503=N ...") and $faults_total
+    local st
+    st=$(curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats")
+    faults_total=$(echo "$st" | json 'sum(d["faults"].values())')
+    faults=$(echo "$st" | json '" ".join("%s=%d" % kv for kv in d["faults"].items())')
+}
+
+kvr_n=0
+kvr_run_s=${KVR_RUN_TIMEOUT:-300} # no single apply may take longer (they all use --wait <= 2m)
+kvr_apply() { # name allowed-exits args...
+    local name=$1 want=$2
+    shift 2
+    kvr_n=$((kvr_n + 1))
+    set +e
+    timeout -s KILL "$kvr_run_s" "$kvr" apply "$@" >"$work/out.$kvr_n" 2>"$work/err.$kvr_n"
+    rc=$?
+    [[ $rc != 137 ]] || echo "$name: killed after ${kvr_run_s} s (KVR_RUN_TIMEOUT): the run did not end"
+    set -e
+    check "$name: exit $rc (allowed: $want)" "$([[ " $want " == *" $rc "* ]]; echo $?)"
+    [[ " $want " == *" $rc "* ]] || tail -20 "$work/err.$kvr_n"
+    check "$name: no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
+}
+
+kvr_plan_empty() {
+    local prc
+    kvr_n=$((kvr_n + 1))
+    set +e
+    "$kvr" plan -f "$1" --detailed-exitcode >"$work/out.$kvr_n" 2>"$work/err.$kvr_n"
+    prc=$?
+    set -e
+    check "converged: plan of ${1#"$root"/} is empty (exit $prc)" "$([[ $prc == 0 ]]; echo $?)"
+    [[ $prc == 0 ]] || cat "$work/out.$kvr_n" "$work/err.$kvr_n"
+}
+
+# estate.py prints "ok   ..." / "FAIL ..." lines: each becomes one check
+e2e_checks_from() {
+    local status msg any=1
+    while read -r status msg; do
+        case $status in
+        ok) check "$msg" 0 ;;
+        FAIL) check "$msg" 1 ;;
+        *) echo "$status $msg" ;;
+        esac
+        any=0
+    done
+    return $any
+}
+
+e2e_estate_snapshot() { /usr/bin/python3 "$e2e_dir/estate.py" snapshot "$work/snapshot.json" "$@"; }
+
+e2e_estate_check() {
+    /usr/bin/python3 "$e2e_dir/estate.py" check "$work/snapshot.json" "$@" >"$work/estate.check" 2>&1 || true
+    e2e_checks_from <"$work/estate.check" || check "estate check ran" 1
+}
+
+e2e_secret_scan() {
+    /usr/bin/python3 "$e2e_dir/estate.py" scan "$work" "$@" >"$work/estate.scan" 2>&1 || true
+    e2e_checks_from <"$work/estate.scan" || check "secret scan ran" 1
+}
+
+e2e_sanitizer_scan() {
+    local hits
+    hits=$(grep -lE 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|SUMMARY: [A-Za-z]+Sanitizer' \
+        "$work"/out.* "$work"/err.* "$work"/log.* "$work"/*/out.* "$work"/*/err.* "$work"/azsim.err* 2>/dev/null || true)
+    check "no sanitizer report in any output" "$([[ -z $hits ]]; echo $?)"
+    [[ -z $hits ]] || { echo "sanitizer reports in: $hits"; grep -hE -A15 'Sanitizer|runtime error:' $hits | head -60; }
 }

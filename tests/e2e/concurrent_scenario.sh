@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Concurrent runs, for one example scenario: two kvreconcile apply processes with the same desired
+# state run at once against the same estate, at every stage: before/ on an empty estate, after/
+# up to its gates, and after/ again at 8, 32 and 92 days (the retirements). Each run may finish,
+# block at a gate (3) or fail cleanly (1: the other one changed the estate under it); a single
+# apply afterwards must converge. Together they must not corrupt anything: one app registration
+# and one service principal, one key version per generation, client secrets exactly the desired
+# ones and each with its stored copy, no duplicate role assignment, no data key lost, nothing kept
+# deleted, plan empty, no secret value in any output, no sanitizer report.
+# The runs log with --log-format json (log.*); what raced is reported from azsim's /stats.
+# usage: concurrent_scenario.sh KVRECONCILE AZSIM EXAMPLE
+set -euo pipefail
+kvr=$(realpath "$1")
+azsim=$(realpath "$2")
+example=$3
+root=$(cd "$(dirname "$0")/../.." && pwd)
+B="$root/examples/$example/before"
+A="$root/examples/$example/after"
+. "$(dirname "$0")/lib.sh"
+e2e_init
+sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
+azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10
+t0=$(e2e_ms)
+pairs=0 exits= stuck=0
+kvr_run_s=${KVR_RUN_TIMEOUT:-150} # a pair ends in well under a minute; a run that does not is stuck
+
+# the creations that two runs could both make, as counted by azsim so far
+creations() {
+    curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json '" ".join("%s=%d" % (op.split(".", 1)[1], n)
+        for op, n in sorted(d["requests"].items()) if op in ("graph.applications.create",
+        "graph.servicePrincipals.create", "graph.applications.addPassword", "graph.applications.removePassword",
+        "kv.keys.create", "kv.secrets.set", "arm.vaults.put", "arm.roleAssignments.put", "profiles.create",
+        "profiles.apply", "profiles.delete"))'
+}
+
+# Two applies at once; each must end with 0, 3, or a clean 1 (an error message, no crash).
+pair() { # name args...
+    local name=$1 p1 p2 r1 r2 i deadline
+    shift
+    pairs=$((pairs + 1))
+    "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}a" 2>"$work/log.p${pairs}a" &
+    p1=$!
+    "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}b" 2>"$work/log.p${pairs}b" &
+    p2=$!
+    E2E_PIDS="$p1 $p2"
+    # bounded: a run that does not end (a livelock) is killed and fails the test (exit 137)
+    deadline=$(($(e2e_ms) + kvr_run_s * 1000))
+    while { kill -0 "$p1" || kill -0 "$p2"; } 2>/dev/null && [[ $(e2e_ms) -lt $deadline ]]; do sleep 0.2; done
+    for i in "$p1" "$p2"; do
+        kill -0 "$i" 2>/dev/null && { echo "$name: a run still going after ${kvr_run_s} s: killed"; kill -KILL "$i"; stuck=1; }
+    done
+    set +e; wait "$p1"; r1=$?; wait "$p2"; r2=$?; set -e
+    E2E_PIDS=
+    exits="$exits $name:$r1/$r2"
+    for i in a:$r1 b:$r2; do
+        local who=${i%%:*} r=${i#*:}
+        if [[ $r == 1 ]]; then
+            check "$name: run $who failed cleanly (exit 1): $(grep -m1 -o '"message":"[^"]*"' "$work/log.p$pairs$who" | cut -c1-220)" \
+                "$(grep -q '"error"\|error' "$work/log.p$pairs$who"; echo $?)"
+        else
+            check "$name: run $who exit $r (0, 3, or a clean 1)" "$([[ $r == 0 || $r == 3 ]]; echo $?)"
+            [[ $r == 0 || $r == 3 ]] || tail -20 "$work/log.p$pairs$who"
+        fi
+    done
+    check "$name: no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
+    echo "  after '$name': $(creations)"
+}
+
+pair "before/ x2" -f "$B" --wait 2m
+kvr_apply "before/: a single apply afterwards converges" 0 -f "$B" --wait 2m
+e2e_estate_check "$B"
+cp "$work/estate.check" "$work/estate.check.before"
+e2e_estate_snapshot "$B" "$A"
+
+# a stuck run (it never ends) fails the test at once: the later stages would only wait for it
+[[ $stuck == 1 ]] || pair "after/ x2" -f "$A" --wait 1m
+[[ $stuck == 1 ]] || kvr_apply "after/: a single apply afterwards reaches the gates" "0 3" -f "$A" --wait 1m
+for days in 8 32 92; do
+    [[ $stuck == 1 ]] && break
+    azsim_advance $((days * 86400))
+    pair "after/ x2, $days days later" -f "$A" --wait 1m
+done
+check "no run had to be killed (stuck)" "$stuck"
+[[ $stuck == 1 ]] || kvr_apply "after/: a single apply afterwards converges" 0 -f "$A" --wait 1m
+[[ $stuck == 1 ]] || kvr_plan_empty "$A"
+e2e_estate_check "$A" "$B"
+e2e_secret_scan "$B" "$A"
+azsim_stop
+e2e_sanitizer_scan
+# evidence for a failure: which of the runs created what (their json progress lines)
+if [[ $failed -gt 0 ]]; then
+    for f in "$work"/log.p*; do
+        grep -hE '"event":"step"' "$f" | grep -iE 'create|add client secret|new version' |
+            sed "s|^|  ${f##*/}: |" | cut -c1-260 || true
+    done
+fi
+echo "$example: exits$exits; creations $(creations 2>/dev/null || true); wall $(($(e2e_ms) - t0)) ms"
+e2e_finish
