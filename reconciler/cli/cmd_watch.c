@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEBOUNCE_MS 300
+#define DEBOUNCE_MS 50
 #define MAX_WATCHES 4096
 
 static volatile int stop_requested;
@@ -264,7 +264,8 @@ int kvr_cmd_watch(int argc, char **argv)
         int timeout_ms;
         if (debounce_at > 0 && debounce_at < wake)
             wake = debounce_at;
-        timeout_ms = wake <= t ? 0 : (int)((wake - t) * 1000) + 1;
+        /* a resync weeks away would overflow poll's int: wake up at least daily */
+        timeout_ms = wake <= t ? 0 : wake - t > 86400 ? 86400 * 1000 : (int)((wake - t) * 1000) + 1;
         if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR)
             break;
         if (pfd[1].revents & POLLIN) {
