@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Estate-scale benchmarks (issue #8): kvreconcile plan and a no-op apply on a large converged
+# estate, the same reads with Azure's JavaScript SDKs, azsim's fastest rate on that state, and a
+# relocation copy under the throttle limits. Builds a release tree in build-C/, prints the
+# figures and the machine. Not a test. Figures and how to read them: tests/bench/RESULTS.md.
+#
+# usage: tests/bench/run_estate.sh
+# environment (defaults):
+#   VAULTS=200 KEYS=50 VERSIONS=3 SECRETS=200 ROLES=50   the estate (ROLES per vault)
+#   LATENCY=20                 azsim --latency-ms for the measured runs (throttling on)
+#   SDK_VAULTS=20              vaults the SDK reads (then extrapolated linearly to VAULTS)
+#   RELOC_SECRETS=1000         secrets copied by the relocation
+#   RELOC_TIMEOUT=600          seconds the relocation apply may run before it is stopped
+#   PHASES="estate reloc"      which parts to run
+#   BUILD=build-C              the build tree
+#   SKIP_BUILD=1               use the binaries already in BUILD (e.g. while azsim is mid-change)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+VAULTS=${VAULTS:-200} KEYS=${KEYS:-50} VERSIONS=${VERSIONS:-3} SECRETS=${SECRETS:-200}
+ROLES=${ROLES:-50} LATENCY=${LATENCY:-20} SDK_VAULTS=${SDK_VAULTS:-20}
+RELOC_SECRETS=${RELOC_SECRETS:-1000} RELOC_TIMEOUT=${RELOC_TIMEOUT:-600}
+PHASES=${PHASES:-"estate reloc"} BUILD=${BUILD:-build-C}
+py=/usr/bin/python3
+gen="$py $root/tests/bench/estate_gen.py"
+
+# sanitizers off explicitly: a cached KVR_SANITIZE=ON would measure ASan
+if [ -z "${SKIP_BUILD:-}" ]; then
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKVR_BENCH=ON -DKVR_SANITIZE=OFF >/dev/null
+    cmake --build "$BUILD" -j"$(nproc)" --target azsim kvreconcile bench_azsim >/dev/null
+fi
+bin=$root/$BUILD/bin
+
+work=$(mktemp -d /tmp/bench-C-estate.XXXXXX)
+pid=
+stop_azsim() {
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    pid=
+}
+trap 'stop_azsim; rm -rf "$work"' EXIT
+
+# start_azsim DATA_DIR OPTIONS...: start, wait for ready, export its azsim.env
+start_azsim() {
+    local data=$1
+    shift
+    mkdir -p "$(dirname "$data")"
+    "$bin/azsim" --data "$data" --port 0 "$@" >"$work/azsim.out" 2>"$work/azsim.err" &
+    pid=$!
+    for _ in $(seq 1 300); do
+        grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q '^azsim ready' "$work/azsim.out" || { cat "$work/azsim.err"; exit 1; }
+    set -a
+    . "$data/azsim.env"
+    set +a
+}
+
+stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats"; }
+
+# delta BEFORE.json AFTER.json: requests (minus the admin /stats calls) and 429s between them,
+# then the count of each kind, largest first
+delta() {
+    $py - "$1" "$2" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+ops = {k: v - a["requests"].get(k, 0) for k, v in b["requests"].items() if not k.startswith("admin.")}
+ops = {k: v for k, v in ops.items() if v}
+print("requests %d  throttled(429) %d" % (sum(ops.values()), b["throttled"] - a["throttled"]))
+print("  by kind: " + ", ".join("%s %d" % kv for kv in sorted(ops.items(), key=lambda kv: -kv[1])))
+EOF
+}
+
+# timed NAME CMD...: runs CMD under /usr/bin/time -v, prints wall time and peak RSS
+timed() {
+    local name=$1
+    shift
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/time -v -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || true
+    t1=$(date +%s.%N)
+    printf '%s: wall %.2f s, user CPU %s s, peak RSS %s kB, exit %s\n' "$name" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
+        "$(awk -F': ' '/User time/ {print $2}' "$work/$name.time")" \
+        "$(awk -F': ' '/Maximum resident/ {print $2}' "$work/$name.time")" \
+        "$(awk -F': ' '/Exit status/ {print $2}' "$work/$name.time")"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')," \
+    "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)," \
+    "load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
+
+if [[ " $PHASES " == *" estate "* ]]; then
+    est=$work/estate
+    echo "== estate: $VAULTS vaults x ($KEYS keys x $VERSIONS versions, $SECRETS secrets," \
+        "$ROLES role assignments), 5 apps, 3 profiles"
+    # 1. seed fast: no throttling, no per-mutation save, no latency
+    start_azsim "$est/sim" --throttle off --durable off --rbac-delay 1
+    t0=$(date +%s)
+    $gen yaml "$est" --vaults "$VAULTS" --keys "$KEYS" --secrets "$SECRETS" --roles "$ROLES"
+    $gen seed --vaults "$VAULTS" --keys "$KEYS" --versions "$VERSIONS" --secrets "$SECRETS"
+    "$bin/kvreconcile" apply -q -f "$est/bootstrap.yaml" --wait 5m
+    $gen roles --vaults "$VAULTS" --keys "$KEYS" --roles "$ROLES"
+    stop_azsim # saves the state
+    echo "seeded in $(($(date +%s) - t0)) s"
+
+    # 2. azsim's fastest rate on this state (a copy: the probe secret must not join the estate)
+    cp -a "$est/sim" "$work/rate"
+    start_azsim "$work/rate" --throttle off
+    tok=$($py -c 'import sys; sys.path.insert(0, sys.argv[1]); import estate_gen as g; print(g.token(sys.argv[2]))' \
+        "$root/tests/bench" "https://vault.localhost:$AZSIM_PORT")
+    export BENCH_VAULT_URL="https://kv-b000.vault.localhost:$AZSIM_PORT"
+    curl -sS --cacert "$AZSIM_CA" -X PUT "$BENCH_VAULT_URL/secrets/bench?api-version=7.5" \
+        -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' -d '{"value":"b"}' >/dev/null
+    echo "azsim rate on this state (authenticated GETs, throttling off, libkvr client):"
+    # (not `tee /dev/stderr`: reopening a redirected stderr truncates the caller's log file)
+    bench=$("$bin/bench_azsim" 20000 16)
+    echo "$bench"
+    rate16=$(sed -n 's/.*requests per second: \([0-9.]*\).*/\1/p' <<<"$bench")
+    stop_azsim
+    rm -rf "$work/rate"
+
+    # 3. the measured runs: latency and throttling on
+    start_azsim "$est/sim" --latency-ms "$LATENCY"
+    stats >"$work/s0.json"
+    timed plan "$bin/kvreconcile" plan -f "$est/estate.yaml"
+    stats >"$work/s1.json"
+    delta "$work/s0.json" "$work/s1.json" | tee "$work/plan.delta"
+    head -3 "$work/plan.out" | sed 's/^/  plan says: /'
+    grep -v '^$' "$work/plan.err" | head -3 | sed 's/^/  plan stderr: /' || true
+
+    timed noop-apply "$bin/kvreconcile" apply -f "$est/estate.yaml"
+    stats >"$work/s2.json"
+    delta "$work/s1.json" "$work/s2.json"
+    tail -2 "$work/noop-apply.err" | sed 's/^/  apply says: /'
+
+    # 4. the lower bounds
+    reqs=$(awk '/^requests/ {print $2}' "$work/plan.delta")
+    $py - "$reqs" "${rate16:-0}" "$LATENCY" "$KEYS" "$VERSIONS" "$SECRETS" "$ROLES" "$VAULTS" <<'EOF'
+import math, sys
+reqs, rate, lat = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+keys, versions, secrets, roles, vaults = map(int, sys.argv[4:9])
+page = 25  # Key Vault maxresults ceiling
+# what must happen one after another for one vault: the challenge probe, the token, then the
+# list pages (each nextLink is only known from the page before), then a key's own reads
+chain_secrets = 2 + math.ceil(secrets / page)
+chain_keys = 2 + math.ceil(keys / page) + math.ceil(versions / page)
+chain_arm = 2  # token, then one list (or get) per vault
+chain = max(chain_secrets, chain_keys, chain_arm)
+a = chain * lat / 1000
+b = reqs / rate if rate else float("nan")
+arm_reads = 2 * vaults  # kvreconcile: GET vault + list role assignments, per vault
+arm_floor = max(0, arm_reads - 250) / 25.0
+print("lower bound (a) dependent chain: %d requests x %g ms = %.2f s "
+      "(secrets: probe, token, %d pages; keys: probe, token, %d pages, versions)"
+      % (chain, lat, a, math.ceil(secrets / page), math.ceil(keys / page)))
+print("lower bound (b) requests / azsim rate: %d / %.0f per s = %.2f s" % (reqs, rate, b))
+print("ARM read bucket (250, +25/s) for kvreconcile's %d ARM reads: >= %.1f s" % (arm_reads, arm_floor))
+print("target (2 x max(a, b)): %.2f s" % (2 * max(a, b)))
+EOF
+
+    # 5. the SDK, sequential awaits, on SDK_VAULTS vaults, extrapolated
+    if [ ! -d tests/bench/sdk/node_modules/@azure/keyvault-keys ] ||
+        [ tests/bench/sdk/package-lock.json -nt tests/bench/sdk/node_modules/.package-lock.json ]; then
+        (cd tests/bench/sdk && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+    stats >"$work/s3.json"
+    (cd tests/bench/sdk && NODE_EXTRA_CA_CERTS="$AZSIM_CA" timed sdk node read_estate.mjs rg-bench "$SDK_VAULTS")
+    stats >"$work/s4.json"
+    cat "$work/sdk.out"
+    delta "$work/s3.json" "$work/s4.json"
+    $py - "$work/sdk.out" "$VAULTS" "$work/plan.time" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+vaults = int(sys.argv[2])
+wall = [l.split(": ", 1)[1] for l in open(sys.argv[3]) if "Elapsed (wall clock)" in l][0]
+parts = [float(p) for p in wall.split(":")]
+plan_s = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+ext = r["seconds"] * vaults / r["vaults"]
+print("SDK: %d vaults in %.1f s -> %d vaults extrapolated linearly: %.0f s; kvreconcile plan %.1f s;"
+      " ratio %.2fx" % (r["vaults"], r["seconds"], vaults, ext, plan_s, ext / plan_s))
+EOF
+    stop_azsim
+fi
+
+if [[ " $PHASES " == *" reloc "* ]]; then
+    rel=$work/reloc
+    echo "== relocation: copy $RELOC_SECRETS secrets to a new vault, throttling on (secret set 300/10 s)"
+    start_azsim "$rel/sim" --throttle off --durable off
+    $gen reloc "$rel" --secrets "$RELOC_SECRETS"
+    stop_azsim
+    start_azsim "$rel/sim"
+    stats >"$work/r0.json"
+    timed reloc timeout "$RELOC_TIMEOUT" "$bin/kvreconcile" apply -f "$rel/reloc.yaml" --wait 2h
+    stats >"$work/r1.json"
+    delta "$work/r0.json" "$work/r1.json"
+    secs=$(awk -F': ' '/Elapsed/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$work/reloc.time")
+    $py - "$work/r0.json" "$work/r1.json" "$secs" "$RELOC_SECRETS" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+secs, n = float(sys.argv[3]), int(sys.argv[4])
+sets = b["requests"].get("kv.secrets.set", 0) - a["requests"].get("kv.secrets.set", 0)
+print("copied (secret sets) %d of %d in %.1f s: %.2f per s (ceiling 30/s); %s"
+      % (sets, n, secs, sets / secs, "finished" if sets >= n else "stopped by RELOC_TIMEOUT"))
+EOF
+    tail -3 "$work/reloc.err" | sed 's/^/  apply says: /'
+    stop_azsim
+fi
