@@ -513,91 +513,81 @@ void kvr_auth_invalidate(kvr_auth *a, const char *tenant, const char *scope)
         drop_token(t);
 }
 
+/* Gives every request of a batch the same failure. */
+static int fail_all(int *codes, kvr_error *errs, size_t n, int rc, const kvr_error *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        codes[i] = rc;
+        if (errs)
+            errs[i] = *e;
+    }
+    return rc;
+}
+
 int kvr_auth_send_batch(kvr_http_response *out, int *codes, kvr_auth *a, const char *scope,
                         const kvr_http_request *reqs, size_t n, kvr_error *errs)
 {
     kvr_http_request *batch = NULL;
+    kvr_http_response *resp = NULL;
+    kvr_error *berr = NULL, e;
+    int *bcodes = NULL;
+    size_t *idx = NULL, m = n;
     char *tok = NULL;
-    size_t *idx = NULL, total = n;
     int rc = 0;
 
     if (n == 0)
         return 0;
-    if (!(batch = calloc(n, sizeof(*batch))) || !(idx = calloc(n, sizeof(*idx)))) {
-        rc = KVR_ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-            codes[i] = rc;
-            if (errs)
-                kvr_error_set(&errs[i], rc, "out of memory");
-        }
+    if (!(batch = calloc(n, sizeof(*batch))) || !(resp = calloc(n, sizeof(*resp))) ||
+        !(berr = calloc(n, sizeof(*berr))) || !(bcodes = calloc(n, sizeof(*bcodes))) ||
+        !(idx = calloc(n, sizeof(*idx)))) {
+        kvr_error_set(&e, KVR_ENOMEM, "out of memory");
+        rc = fail_all(codes, errs, n, KVR_ENOMEM, &e);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         codes[i] = 0;
         idx[i] = i;
     }
-    /* everything with the cached token; what it refused with 401, once more with a fresh one */
-    for (int attempt = 0; attempt < 2 && n; attempt++) {
-        kvr_error e;
-        size_t m = 0;
+    /* everything with the cached token; what it refused with 401, once more with a fresh one.
+       idx[0..m) are the requests of this attempt; their answers move to their own places. */
+    for (int attempt = 0; attempt < 2 && m; attempt++) {
+        size_t again = 0;
         if ((rc = kvr_auth_token(&tok, a, NULL, scope, &e)) < 0) {
-            for (size_t k = 0; k < n; k++) {
-                codes[idx[k]] = rc;
-                if (errs)
-                    errs[idx[k]] = e;
-            }
+            for (size_t k = 0; k < m; k++)
+                fail_all(&codes[idx[k]], errs ? &errs[idx[k]] : NULL, 1, rc, &e);
             goto done;
         }
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0; k < m; k++) {
             batch[k] = reqs[idx[k]];
             batch[k].bearer = tok;
+            kvr_http_response_init(&resp[k]);
         }
-        /* the batch fills out[] in order: give it a dense view, then move the answers back */
-        kvr_http_response *view = out;
-        kvr_http_response *dense = attempt ? calloc(n, sizeof(*dense)) : NULL;
-        int *dcodes = attempt ? calloc(n, sizeof(*dcodes)) : NULL;
-        kvr_error *derrs = attempt && errs ? calloc(n, sizeof(*derrs)) : NULL;
-        if (attempt && (!dense || !dcodes || (errs && !derrs))) {
-            free(dense);
-            free(dcodes);
-            free(derrs);
-            rc = KVR_ENOMEM;
-            goto done;
+        kvr_http_send_batch(resp, bcodes, a->http, batch, m, berr);
+        for (size_t k = 0; k < m; k++) {
+            size_t i = idx[k];
+            kvr_http_response_release(&out[i]);
+            out[i] = resp[k];
+            codes[i] = bcodes[k];
+            if (errs)
+                errs[i] = berr[k];
+            if (codes[i] == 0 && out[i].status == 401)
+                idx[again++] = i;
         }
-        if (attempt) {
-            for (size_t k = 0; k < n; k++)
-                kvr_http_response_init(&dense[k]);
-            view = dense;
-        }
-        kvr_http_send_batch(view, attempt ? dcodes : codes, a->http, batch, n,
-                            attempt ? derrs : errs);
-        if (attempt) {
-            for (size_t k = 0; k < n; k++) {
-                kvr_http_response_release(&out[idx[k]]);
-                out[idx[k]] = dense[k];
-                codes[idx[k]] = dcodes[k];
-                if (errs)
-                    errs[idx[k]] = derrs[k];
-            }
-            free(dense);
-            free(dcodes);
-            free(derrs);
-        }
-        for (size_t k = 0; k < n; k++)
-            if (codes[idx[k]] == 0 && out[idx[k]].status == 401)
-                idx[m++] = idx[k];
-        n = m;
-        if (n)
+        m = again;
+        if (m)
             kvr_auth_invalidate(a, NULL, scope);
         kvr_azure_secret_free(tok);
         tok = NULL;
     }
-    for (size_t i = 0; i < total && rc == 0; i++)
+    for (size_t i = 0; i < n && rc == 0; i++)
         if (codes[i] < 0)
             rc = codes[i];
 done:
     kvr_azure_secret_free(tok);
     free(batch);
+    free(resp);
+    free(berr);
+    free(bcodes);
     free(idx);
     return rc;
 }
@@ -672,12 +662,9 @@ int kvr_auth_send_kv(kvr_http_response *out, int *codes, kvr_auth *a, const kvr_
         !(toks = calloc(n, sizeof(*toks))) || !(idx = calloc(n, sizeof(*idx))) ||
         !(st = calloc(n, sizeof(*st))) || !(bcodes = calloc(n, sizeof(*bcodes))) ||
         !(berr = calloc(n, sizeof(*berr)))) {
-        rc = KVR_ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-            codes[i] = rc;
-            if (errs)
-                kvr_error_set(&errs[i], rc, "out of memory");
-        }
+        kvr_error oom;
+        kvr_error_set(&oom, KVR_ENOMEM, "out of memory");
+        rc = fail_all(codes, errs, n, KVR_ENOMEM, &oom);
         goto done;
     }
 

@@ -341,76 +341,64 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     return enqueue(r, f);
 }
 
-/* Sends one round: the Key Vault requests together, the others together per token scope. */
-static void send_round(reader *r, fetch **round, size_t n, kvr_http_request *reqs,
-                       kvr_http_response *resp, int *codes, kvr_error *errs, size_t *idx)
+static bool same_scope(const char *x, const char *y)
 {
-    bool *sent = calloc(n, sizeof(*sent));
+    return x == y || (x && y && strcmp(x, y) == 0);
+}
+
+/*
+ * Sends one round: the Key Vault requests together through the challenge flow, the others
+ * together per token scope. The round is first put in groups, stably (so its order stays a
+ * function of the queue), which lets each group go out as one contiguous batch.
+ */
+static void send_round(reader *r, fetch **round, size_t n, fetch **spare, kvr_http_request *reqs,
+                       kvr_http_response *resp, int *codes, kvr_error *errs)
+{
+    size_t m = 0, j;
+    for (size_t i = 0; i < n; i++) {
+        const char *scope;
+        if (!round[i])
+            continue;
+        scope = round[i]->scope;
+        for (size_t k = i; k < n; k++)
+            if (round[k] && same_scope(round[k]->scope, scope)) {
+                spare[m++] = round[k];
+                round[k] = NULL;
+            }
+    }
+    memcpy(round, spare, n * sizeof(*round));
     for (size_t i = 0; i < n; i++) {
         reqs[i] = (kvr_http_request){.method = "GET", .url = round[i]->url};
         kvr_http_response_init(&resp[i]);
-        codes[i] = KVR_ENOMEM;
-        kvr_error_set(&errs[i], KVR_ENOMEM, "out of memory");
     }
-    if (!sent)
-        return;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i = j) {
         const char *scope = round[i]->scope;
-        size_t m = 0;
-        if (sent[i])
-            continue;
-        for (size_t k = i; k < n; k++)
-            if (!sent[k] && (round[k]->scope == scope ||
-                             (scope && round[k]->scope && strcmp(round[k]->scope, scope) == 0))) {
-                sent[k] = true;
-                idx[m++] = k;
-            }
-        /* gather the group densely, send it, and put the answers back in their places */
-        kvr_http_request *gr = calloc(m, sizeof(*gr));
-        kvr_http_response *gresp = calloc(m, sizeof(*gresp));
-        int *gcodes = calloc(m, sizeof(*gcodes));
-        kvr_error *gerrs = calloc(m, sizeof(*gerrs));
-        if (gr && gresp && gcodes && gerrs) {
-            for (size_t k = 0; k < m; k++) {
-                gr[k] = reqs[idx[k]];
-                kvr_http_response_init(&gresp[k]);
-            }
-            if (scope)
-                kvr_auth_send_batch(gresp, gcodes, r->a, scope, gr, m, gerrs);
-            else
-                kvr_auth_send_kv(gresp, gcodes, r->a, gr, m, gerrs);
-            for (size_t k = 0; k < m; k++) {
-                resp[idx[k]] = gresp[k];
-                codes[idx[k]] = gcodes[k];
-                errs[idx[k]] = gerrs[k];
-            }
-        }
-        free(gr);
-        free(gresp);
-        free(gcodes);
-        free(gerrs);
+        for (j = i + 1; j < n && same_scope(round[j]->scope, scope); j++)
+            ;
+        if (scope)
+            kvr_auth_send_batch(resp + i, codes + i, r->a, scope, reqs + i, j - i, errs + i);
+        else
+            kvr_auth_send_kv(resp + i, codes + i, r->a, reqs + i, j - i, errs + i);
     }
-    free(sent);
 }
 
 /* Runs the queue until it is empty (0) or a read fails (the first failure, in queue order). */
 static int run_queue(reader *r)
 {
-    fetch *round[ROUND_MAX];
+    fetch *round[ROUND_MAX], *spare[ROUND_MAX];
     kvr_http_request *reqs = calloc(ROUND_MAX, sizeof(*reqs));
     kvr_http_response *resp = calloc(ROUND_MAX, sizeof(*resp));
     int *codes = calloc(ROUND_MAX, sizeof(*codes));
     kvr_error *errs = calloc(ROUND_MAX, sizeof(*errs));
-    size_t *idx = calloc(ROUND_MAX, sizeof(*idx));
     int rc = 0;
 
-    if (!reqs || !resp || !codes || !errs || !idx)
+    if (!reqs || !resp || !codes || !errs)
         rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
     while (!rc && r->head < r->n) {
         size_t n = r->n - r->head < ROUND_MAX ? r->n - r->head : ROUND_MAX;
         memcpy(round, r->q + r->head, n * sizeof(*round));
         r->head += n;
-        send_round(r, round, n, reqs, resp, codes, errs, idx);
+        send_round(r, round, n, spare, reqs, resp, codes, errs);
         for (size_t i = 0; i < n; i++) {
             bool again = false;
             if (!rc && codes[i] < 0) {
@@ -431,7 +419,6 @@ static int run_queue(reader *r)
     free(resp);
     free(codes);
     free(errs);
-    free(idx);
     return rc;
 }
 
