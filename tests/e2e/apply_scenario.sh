@@ -5,15 +5,8 @@
 # unrecoverable count must be 0, and no secret value of the estate may appear in any output.
 # usage: apply_scenario.sh KVRECONCILE AZSIM EXAMPLE
 set -euo pipefail
-kvr=$(realpath "$1")
-azsim=$(realpath "$2")
-example=$3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-B="$root/examples/$example/before"
-A="$root/examples/$example/after"
 . "$(dirname "$0")/lib.sh"
-e2e_init
-sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
+scenario_init "$@"
 azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10
 n=0
 apply() { # name allowed-exits args...

@@ -16,20 +16,13 @@
 # relocate-region: runs as is once azsim serves certificates (add it to the ctest list); the
 # retired vault (retire: true in after/) is then not among the objects that must survive.
 set -euo pipefail
-kvr=$(realpath "$1")
-azsim=$(realpath "$2")
-example=$3
 kills=${4:-${KVR_CRASH_POINTS:-18}}
 seed=${5:-${KVR_CRASH_SEED:-4242}}
 max_ms=${KVR_CRASH_MAX_MS:-2000}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-B="$root/examples/$example/before"
-A="$root/examples/$example/after"
 . "$(dirname "$0")/lib.sh"
-e2e_init
+scenario_init "$@"
 # one stream of instants per scenario, reproducible from the seed
 RANDOM=$(((seed + $(printf '%s' "$example" | cksum | cut -d' ' -f1)) % 32768))
-sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
 azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 2 --data-keys 20 --rewrap-rate 20
 t0=$(e2e_ms)
 landed=0 finished=0 k=0

@@ -26,14 +26,8 @@
 # one minute.
 # usage: faults_scenario.sh KVRECONCILE AZSIM EXAMPLE
 set -euo pipefail
-kvr=$(realpath "$1")
-azsim=$(realpath "$2")
-example=$3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-B="$root/examples/$example/before"
-A="$root/examples/$example/after"
 . "$(dirname "$0")/lib.sh"
-e2e_init
+scenario_init "$@"
 case $example in rotate-key) dseed=1 ;; rotate-app-credentials) dseed=2 ;; *) dseed=3 ;; esac
 seed=${KVR_FAULT_SEED:-$dseed}
 rate=${KVR_FAULT_RATE:-0.1}
@@ -41,7 +35,6 @@ kinds=${KVR_FAULT_KINDS:-500,503,429,reset,stall,reset-after-commit}
 stall_ms=${KVR_FAULT_STALL_MS:-2500}
 max_runs=${KVR_FAULT_MAX_RUNS:-6}
 wall_s=${KVR_FAULT_WALL_S:-600}
-sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
 azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10 \
     --seed "$seed" --fault-rate "$rate" --fault-kinds "$kinds" --stall-ms "$stall_ms"
 echo "azsim: --seed $seed --fault-rate $rate --fault-kinds $kinds --stall-ms $stall_ms"

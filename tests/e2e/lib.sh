@@ -2,6 +2,8 @@
 # a few REST helpers, and the "N passed, N failed" bookkeeping.
 #
 #   e2e_init                         scratch dir in $work, cleanup on exit (also of $E2E_PIDS)
+#   scenario_init KVR AZSIM EXAMPLE  e2e_init, and $kvr, $azsim, $example, $root, $B (before/),
+#                                    $A (after/), $sub (the example's subscription)
 #   azsim_start AZSIM [OPTIONS...]   start azsim, wait until ready, export its azsim.env
 #   check NAME STATUS                record one check (STATUS 0 = ok)
 #   json EXPR                        evaluate a Python expression over JSON on stdin (d)
@@ -30,6 +32,17 @@ e2e_init() {
     passed=0
     failed=0
     trap e2e_cleanup EXIT
+}
+
+scenario_init() {
+    kvr=$(realpath "$1")
+    azsim=$(realpath "$2")
+    example=$3
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    B="$root/examples/$example/before"
+    A="$root/examples/$example/after"
+    e2e_init
+    sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
 }
 
 e2e_cleanup() {

@@ -9,15 +9,8 @@
 # plan empty), no secret value in any output.
 # usage: restart_scenario.sh KVRECONCILE AZSIM EXAMPLE
 set -euo pipefail
-kvr=$(realpath "$1")
-azsim=$(realpath "$2")
-example=$3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-B="$root/examples/$example/before"
-A="$root/examples/$example/after"
 . "$(dirname "$0")/lib.sh"
-e2e_init
-sub=$(sed -n 's/^subscription: *//p' "$B"/*.yaml | head -1)
+scenario_init "$@"
 opts=(${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10)
 azsim_start "$azsim" "${opts[@]}"
 t0=$(e2e_ms)
