@@ -51,20 +51,6 @@ GRAPH=$KVR_GRAPH_ENDPOINT/v1.0
 VAULT_RES="https://vault.localhost:$P"
 SUB="$ARM/subscriptions/$AZURE_SUBSCRIPTION_ID"
 
-# req METHOD URL [BODY] [TOKEN] [extra curl args...]: sets STATUS; body in $WORK/body, headers in $WORK/headers
-req() {
-    local method=$1 url=$2 body=${3:-} token=${4:-}
-    shift 4 2>/dev/null || shift $#
-    local args=(-sS --cacert "$AZSIM_CA" -X "$method" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}')
-    [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
-    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
-    STATUS=$(curl "${args[@]}" "$@" "$url" 2>>"$WORK/curl.err") || STATUS=000
-}
-# j EXPR: evaluates a Python expression over the last body parsed as JSON, bound to `b`
-j() { "$PY" -c 'import json,sys; b=json.load(open(sys.argv[1])); r=eval(sys.argv[2]); print(r if not isinstance(r,(dict,list,bool)) or r is None else json.dumps(r))' "$WORK/body" "$1" 2>/dev/null || echo "<error>"; }
-is() { [ "$STATUS" = "$1" ]; }
-has() { [ "$(j "$1")" = "$2" ]; }
-header() { tr -d '\r' <"$WORK/headers" | grep -i "^$1:" | head -1 | cut -d' ' -f2-; }
 
 token_for() { # token_for CLIENT_ID SECRET RESOURCE
     curl -sS --cacert "$AZSIM_CA" -o "$WORK/body" -w '%{http_code}' -X POST \

@@ -45,24 +45,12 @@ VAULT_RES="https://vault.localhost:$PORT"
 SUB="$ARM/subscriptions/$AZURE_SUBSCRIPTION_ID"
 A="api-version=7.5"
 
-# req METHOD URL [BODY] [TOKEN] [extra curl args...]: sets STATUS; body in $WORK/body
-req() {
-    local method=$1 url=$2 body=${3:-} token=${4:-}
-    shift 4 2>/dev/null || shift $#
-    local args=(-sS --cacert "$AZSIM_CA" -X "$method" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}')
-    [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
-    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
-    STATUS=$(curl "${args[@]}" "$@" "$url" 2>>"$WORK/curl.err") || STATUS=000
-}
 # reqf METHOD URL FILE TOKEN: like req, with the body read from FILE
 reqf() {
     STATUS=$(curl -sS --cacert "$AZSIM_CA" -X "$1" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' \
         -H "Authorization: Bearer $4" -H 'Content-Type: application/json' --data-binary "@$3" "$2" \
         2>>"$WORK/curl.err") || STATUS=000
 }
-j() { "$PY" -c 'import json,sys; b=json.load(open(sys.argv[1])); r=eval(sys.argv[2]); print(r if not isinstance(r,(dict,list,bool)) or r is None else json.dumps(r))' "$WORK/body" "$1" 2>/dev/null || echo "<error>"; }
-is() { [ "$STATUS" = "$1" ]; }
-has() { [ "$(j "$1")" = "$2" ]; }
 token_for() { # token_for CLIENT_ID SECRET RESOURCE
     curl -sS --cacert "$AZSIM_CA" -o "$WORK/tok" -X POST "$AZURE_AUTHORITY_HOST/$AZURE_TENANT_ID/oauth2/v2.0/token" \
         -d grant_type=client_credentials --data-urlencode "client_id=$1" --data-urlencode "client_secret=$2" \

@@ -64,10 +64,6 @@ req() {
     [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
     STATUS=$(curl "${args[@]}" "$url" 2>>"$WORK/curl.err") || STATUS=000
 }
-j() { "$PY" -c 'import json,sys; b=json.load(open(sys.argv[1])); r=eval(sys.argv[2]); print(r if not isinstance(r,(dict,list,bool)) or r is None else json.dumps(r))' "$WORK/body" "$1" 2>/dev/null || echo "<error>"; }
-is() { [ "$STATUS" = "$1" ]; }
-has() { [ "$(j "$1")" = "$2" ]; }
-header() { tr -d '\r' <"$WORK/headers" | grep -i "^$1:" | head -1 | cut -d' ' -f2-; }
 token_for() { # token_for RESOURCE, as the bootstrap principal
     curl -sS --cacert "$AZSIM_CA" -o "$WORK/body" -X POST \
         "$AZURE_AUTHORITY_HOST/$AZURE_TENANT_ID/oauth2/v2.0/token" -d grant_type=client_credentials \

@@ -2,6 +2,10 @@
 # directory removed on exit, and the pass/fail tally. Set AZSIM_PID once azsim runs.
 #   azsim_test_setup PREFIX   DATA (scratch), WORK (DATA/work), cleanup trap
 #   ok NAME / fail NAME [DETAIL]
+#   req METHOD URL [BODY] [TOKEN] [curl args...]   sets STATUS; body in $WORK/body, headers in
+#                             $WORK/headers (a script may define its own req after sourcing this)
+#   j EXPR                    a Python expression over the last body as JSON, bound to `b` ($PY)
+#   is STATUS / has EXPR VALUE / header NAME
 
 azsim_test_setup() {
     DATA=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
@@ -23,3 +27,16 @@ azsim_test_cleanup() {
 
 ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1${2:+: $2}"; }
+
+req() {
+    local method=$1 url=$2 body=${3:-} token=${4:-}
+    shift 4 2>/dev/null || shift $#
+    local args=(-sS --cacert "$AZSIM_CA" -X "$method" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}')
+    [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
+    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+    STATUS=$(curl "${args[@]}" "$@" "$url" 2>>"$WORK/curl.err") || STATUS=000
+}
+j() { "$PY" -c 'import json,sys; b=json.load(open(sys.argv[1])); r=eval(sys.argv[2]); print(r if not isinstance(r,(dict,list,bool)) or r is None else json.dumps(r))' "$WORK/body" "$1" 2>/dev/null || echo "<error>"; }
+is() { [ "$STATUS" = "$1" ]; }
+has() { [ "$(j "$1")" = "$2" ]; }
+header() { tr -d '\r' <"$WORK/headers" | grep -i "^$1:" | head -1 | cut -d' ' -f2-; }
