@@ -32,17 +32,22 @@ static void wipe_str(const char *s)
         OPENSSL_cleanse((void *)s, strlen(s));
 }
 
+/* call()'s own flag, above the engine's: send `Prefer: create-if-missing` (a Graph upsert) */
+#define CALL_UPSERT (1u << 24)
+
 /*
  * One call. scope NULL: Key Vault (challenge flow). `body` is borrowed and may hold a secret:
  * its serialisation is wiped. `ok` lists accepted statuses (0-terminated); *out (optional) gets
- * the parsed response body.
+ * the parsed response body. `flags`: the engine's KVR_HTTP_* and CALL_UPSERT.
  */
 static int call(ctxt *c, const char *scope, const char *method, const char *url, json_t *body,
                 unsigned flags, const long *ok, const char *op, const char *object, json_t **out,
                 long *status, kvr_error *err)
 {
     static const char *const json_hdr[] = {"Content-Type: application/json", NULL};
-    kvr_http_request req = {.method = method, .url = url, .flags = flags};
+    static const char *const upsert_hdr[] = {"Content-Type: application/json",
+                                             "Prefer: create-if-missing", NULL};
+    kvr_http_request req = {.method = method, .url = url, .flags = flags & ~CALL_UPSERT};
     kvr_http_response resp;
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     int rc, code = 0;
@@ -55,7 +60,7 @@ static int call(ctxt *c, const char *scope, const char *method, const char *url,
     if (text) {
         req.body = text;
         req.body_len = strlen(text);
-        req.headers = json_hdr;
+        req.headers = flags & CALL_UPSERT ? upsert_hdr : json_hdr;
     }
     kvr_http_response_init(&resp);
     rc = scope ? kvr_auth_send(&resp, c->auth, scope, &req, err)
@@ -308,34 +313,77 @@ static const kvr_live_app *live_app(ctxt *c, const char *app_name)
     return a ? kvr_live_app_get(c->l, a->display_name) : NULL;
 }
 
+/*
+ * The app's uniqueName, Graph's client-provided alternate key: "kvr-" and 32 hex digits of the
+ * SHA-256 of its display name, lowercased (apps are found by display name, which Graph compares
+ * without case). Derived, not random, so that every run and every machine names the same app.
+ */
+static int app_unique_name(char out[37], const char *display_name, kvr_error *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char *lower = strdup(display_name);
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    int ok = lower && h;
+    for (char *p = lower; ok && *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    ok = ok && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1 &&
+         EVP_DigestUpdate(h, lower, strlen(lower)) == 1 && EVP_DigestFinal_ex(h, md, &mdlen) == 1;
+    EVP_MD_CTX_free(h);
+    free(lower);
+    if (!ok)
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    memcpy(out, "kvr-", 4);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 4 + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/*
+ * Creates the app as an upsert on its uniqueName (`PATCH /applications(uniqueName='…')` with
+ * `Prefer: create-if-missing`): two runs that both find the app missing make one app between
+ * them (201 for the first, an update and 204 for the other), and a retry after a lost answer is
+ * harmless, where a POST would register a second app of the same name.
+ */
 static int app_create(ctxt *c, const kvr_step *s, kvr_error *err)
 {
     const kvr_app *a = kvr_estate_app(c->d, s->name);
-    char *scope = graph_scope(c, err), *url = prov_fmt(err, "%s/v1.0/applications", c->ep->graph);
-    json_t *body = a ? json_pack("{s:s,s:s}", "displayName", a->display_name, "signInAudience",
-                                 a->sign_in_audience)
-                     : NULL;
-    int rc = scope && url && body ? call(c, scope, "POST", url, body, KVR_HTTP_NOT_IDEMPOTENT, OK2XX,
-                                         "create app", a->display_name, NULL, NULL, err)
-                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    char unique[37];
+    char *scope = NULL, *url = NULL;
+    json_t *body = NULL;
+    int rc;
+    if (!a)
+        return kvr_error_set(err, KVR_ENOTFOUND, "app '%s' is not declared", s->name);
+    if ((rc = app_unique_name(unique, a->display_name, err)) < 0)
+        return rc;
+    scope = graph_scope(c, err);
+    url = prov_fmt(err, "%s/v1.0/applications(uniqueName='%s')", c->ep->graph, unique);
+    body = json_pack("{s:s,s:s}", "displayName", a->display_name, "signInAudience",
+                     a->sign_in_audience);
+    rc = scope && url && body ? call(c, scope, "PATCH", url, body, CALL_UPSERT, OK2XX, "create app",
+                                     a->display_name, NULL, NULL, err)
+                              : kvr_error_set(err, KVR_ENOMEM, "out of memory");
     json_decref(body);
     free(scope);
     free(url);
     return rc;
 }
 
+/* An upsert on the app's appId, for the same reasons as app_create. */
 static int sp_create(ctxt *c, const kvr_step *s, kvr_error *err)
 {
     const kvr_live_app *la = live_app(c, s->name);
-    char *scope = graph_scope(c, err), *url = prov_fmt(err, "%s/v1.0/servicePrincipals", c->ep->graph);
-    json_t *body = la ? json_pack("{s:s}", "appId", la->app_id) : NULL;
+    char *scope = graph_scope(c, err);
+    char *url = la ? prov_fmt(err, "%s/v1.0/servicePrincipals(appId='%s')", c->ep->graph,
+                              la->app_id)
+                   : NULL;
+    json_t *body = json_object();
     int rc;
     if (!la)
         rc = kvr_error_set(err, KVR_ENOTFOUND, "app '%s' does not exist yet", s->name);
     else
-        rc = scope && url && body ? call(c, scope, "POST", url, body, KVR_HTTP_NOT_IDEMPOTENT,
-                                         OK2XX, "create service principal", s->name, NULL, NULL,
-                                         err)
+        rc = scope && url && body ? call(c, scope, "PATCH", url, body, CALL_UPSERT, OK2XX,
+                                         "create service principal", s->name, NULL, NULL, err)
                                   : kvr_error_set(err, KVR_ENOMEM, "out of memory");
     json_decref(body);
     free(scope);

@@ -60,6 +60,7 @@ typedef struct azsim_app {
     char app_id[AZSIM_GUID_LEN + 1]; /* client id */
     char *display_name;
     char *sign_in_audience;
+    char *unique_name;   /* client-provided alternate key, immutable; NULL if none */
     azsim_vec passwords; /* azsim_password* */
     azsim_vec keys;      /* azsim_keycred* (certificate credentials) */
     int64_t created;

@@ -301,6 +301,7 @@ void azsim_app_free(azsim_app *app)
     free(app->keys.items);
     free(app->display_name);
     free(app->sign_in_audience);
+    free(app->unique_name);
     free(app);
 }
 

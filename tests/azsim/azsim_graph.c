@@ -1,7 +1,10 @@
 /*
  * azsim_graph.c - graph.localhost, the Microsoft Graph v1.0 directory calls kvreconcile makes to
- * rotate app credentials: applications (create, get by object id or appId, list with $filter,
- * delete), addPassword/removePassword, and service principals (create, get, list, delete). A
+ * rotate app credentials: applications (create, get by object id, appId or uniqueName, list with
+ * $filter, update, delete, upsert by uniqueName), addPassword/removePassword, and service
+ * principals (create, get, list, delete, upsert by appId). An upsert is a PATCH to the alternate
+ * key with `Prefer: create-if-missing`: 201 and the new object if none had the key, else an
+ * update and 204; without the header a missing key is 404. A
  * client secret's text is returned once, by addPassword, and never again; later reads show only
  * its hint. The apps created here can sign in at login.localhost at once.
  */
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -76,10 +80,13 @@ static json_t *app_json(azsim_app *a)
         json_array_append_new(pws, password_json(a->passwords.items[i], 0));
     for (size_t i = 0; i < a->keys.n; i++)
         json_array_append_new(keys, keycred_json(a->keys.items[i]));
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:[],s:o,s:o}", "id", a->id, "appId", a->app_id,
-                     "displayName", a->display_name, "signInAudience", a->sign_in_audience,
-                     "createdDateTime", created, "publisherDomain", "azsim.onmicrosoft.com",
-                     "identifierUris", "tags", "keyCredentials", keys, "passwordCredentials", pws);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:[],s:o,s:o}", "id", a->id, "appId",
+                          a->app_id, "displayName", a->display_name, "signInAudience",
+                          a->sign_in_audience, "createdDateTime", created, "publisherDomain",
+                          "azsim.onmicrosoft.com", "identifierUris", "tags", "keyCredentials",
+                          keys, "passwordCredentials", pws);
+    json_object_set_new(j, "uniqueName", a->unique_name ? json_string(a->unique_name) : json_null());
+    return j;
 }
 
 static int64_t asn1_time(const ASN1_TIME *t)
@@ -199,22 +206,79 @@ static json_t *with_context(graph_ctx *c, json_t *j, const char *ctx)
     return out;
 }
 
-/* "applications(appId='X')" -> X; "applications" -> NULL with *plain = 1. */
-static char *key_segment(const char *seg, const char *coll, int *plain)
+/*
+ * An alternate key: "applications(appId='X')", "applications(uniqueName='X')" or
+ * "servicePrincipals(appId='X')" -> X, the OData literal unquoted ('' is one '), with *prop the
+ * key's property; "applications" -> NULL with *plain = 1; anything else -> NULL.
+ */
+static char *key_segment(const char *seg, const char *coll, const char **prop, int *plain)
 {
+    static const char *const props[] = {"appId", "uniqueName", NULL};
     size_t n = strlen(coll);
     *plain = 0;
     if (strcmp(seg, coll) == 0) {
         *plain = 1;
         return NULL;
     }
-    if (strncmp(seg, coll, n) != 0 || strncmp(seg + n, "(appId='", 8) != 0)
+    if (strncmp(seg, coll, n) != 0 || seg[n] != '(')
         return NULL;
-    const char *v = seg + n + 8;
-    const char *end = strstr(v, "')");
-    if (!end || end[2] != '\0')
-        return NULL;
-    return strndup(v, (size_t)(end - v));
+    for (size_t i = 0; props[i]; i++) {
+        size_t pn = strlen(props[i]);
+        const char *v = seg + n + 1;
+        char *out, *o;
+        if (strncmp(v, props[i], pn) != 0 || strncmp(v + pn, "='", 2) != 0)
+            continue;
+        if (i == 1 && strcmp(coll, "applications") != 0)
+            return NULL; /* uniqueName keys applications only */
+        v += pn + 2;
+        if (!(out = o = malloc(strlen(v) + 1)))
+            return NULL;
+        for (; *v; v++) {
+            if (*v == '\'' && v[1] == '\'') {
+                *o++ = *v++;
+            } else if (*v == '\'') {
+                break;
+            } else {
+                *o++ = *v;
+            }
+        }
+        *o = '\0';
+        if (strcmp(v, "')") != 0) {
+            free(out);
+            return NULL;
+        }
+        *prop = props[i];
+        return out;
+    }
+    return NULL;
+}
+
+static azsim_app *app_by_unique_name(azsim_state *st, const char *name)
+{
+    for (size_t i = 0; i < st->apps.n; i++) {
+        azsim_app *a = st->apps.items[i];
+        if (a->unique_name && azsim_streq_ci(a->unique_name, name))
+            return a;
+    }
+    return NULL;
+}
+
+/* Does the request carry the `create-if-missing` preference (RFC 7240: a list of tokens)? */
+static int prefers_create(graph_ctx *c)
+{
+    const char *p = azsim_header(c->r, "Prefer");
+    static const char tok[] = "create-if-missing";
+    while (p && *p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",;");
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n == sizeof(tok) - 1 && strncasecmp(p, tok, n) == 0)
+            return 1;
+        p = strchr(p, ',');
+    }
+    return 0;
 }
 
 /* Parses "$filter=appId eq 'X'" or "displayName eq 'X'"; field gets "appId" or "displayName". */
@@ -235,13 +299,29 @@ static char *parse_filter(const char *filter, const char **field)
     return NULL;
 }
 
-static int app_create(graph_ctx *c)
+/* POST /applications, or an upsert by uniqueName (`unique`) that found none. */
+static int app_create(graph_ctx *c, const char *unique)
 {
     json_t *body = azsim_body_json(c->r);
     azsim_app *a = NULL;
     int rc;
     const char *name = json_string_value(json_object_get(body, "displayName"));
     const char *aud = json_string_value(json_object_get(body, "signInAudience"));
+    json_t *un = json_object_get(body, "uniqueName");
+    if (!unique && json_is_string(un))
+        unique = json_string_value(un);
+    if ((un && !json_is_string(un) && !json_is_null(un)) || (unique && !*unique)) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "Invalid value specified for property 'uniqueName' of resource "
+                         "'Application'.");
+        goto done;
+    }
+    if (unique && app_by_unique_name(c->st, unique)) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "Another object with the same value for property uniqueName already "
+                         "exists.");
+        goto done;
+    }
     if (!name || !*name) {
         rc = graph_error(
             c, 400, "Request_BadRequest",
@@ -271,8 +351,10 @@ static int app_create(graph_ctx *c)
     azsim_guid(c->st, a->app_id);
     a->display_name = strdup(name);
     a->sign_in_audience = strdup(aud ? aud : "AzureADMyOrg");
+    a->unique_name = unique ? strdup(unique) : NULL;
     a->created = azsim_now(c->st);
-    if (!a->display_name || !a->sign_in_audience || azsim_vec_push(&c->st->apps, a) != AZSIM_OK) {
+    if (!a->display_name || !a->sign_in_audience || (unique && !a->unique_name) ||
+        azsim_vec_push(&c->st->apps, a) != AZSIM_OK) {
         azsim_app_free(a);
         rc = AZSIM_ENOMEM;
         goto done;
@@ -342,10 +424,11 @@ done:
     return rc;
 }
 
-static int sp_create(graph_ctx *c)
+/* POST /servicePrincipals, or an upsert by appId (`key`) that found none. */
+static int sp_create(graph_ctx *c, const char *key)
 {
     json_t *body = azsim_body_json(c->r);
-    const char *app_id = json_string_value(json_object_get(body, "appId"));
+    const char *app_id = key ? key : json_string_value(json_object_get(body, "appId"));
     azsim_sp *sp = NULL;
     int rc;
     azsim_app *a = app_id ? azsim_app_by_appid(c->st, app_id) : NULL;
@@ -380,6 +463,29 @@ static int sp_create(graph_ctx *c)
     rc = azsim_reply_json(c->r, 201,
                           with_context(c, sp_json(c->st, sp), "servicePrincipals/$entity"));
 done:
+    json_decref(body);
+    return rc;
+}
+
+/* PATCH /servicePrincipals/{id}: displayName only. */
+static int sp_patch(graph_ctx *c, azsim_sp *sp)
+{
+    json_t *body = azsim_body_json(c->r);
+    json_t *dn = json_object_get(body, "displayName");
+    char *name = NULL;
+    int rc;
+    if (!json_is_object(body) || (dn && !json_is_string(dn))) {
+        rc = graph_error(c, 400, "Request_BadRequest",
+                         "The request body is not a valid service principal update.");
+    } else if (dn && !(name = strdup(json_string_value(dn)))) {
+        rc = AZSIM_ENOMEM;
+    } else {
+        if (name) {
+            free(sp->display_name);
+            sp->display_name = name;
+        }
+        rc = azsim_reply_empty(c->r, 204);
+    }
     json_decref(body);
     return rc;
 }
@@ -507,6 +613,7 @@ static int route(graph_ctx *c)
     const char *m = r->method;
     int plain = 0;
     char *key = NULL;
+    const char *prop = NULL;
     int rc = AZSIM_OK;
 
     while (n > 0 && s[n - 1][0] == '\0')
@@ -517,7 +624,7 @@ static int route(graph_ctx *c)
     int sps = strncmp(s[1], "servicePrincipals", 17) == 0;
     if (!apps && !sps)
         goto unknown;
-    key = key_segment(s[1], apps ? "applications" : "servicePrincipals", &plain);
+    key = key_segment(s[1], apps ? "applications" : "servicePrincipals", &prop, &plain);
     if (!key && !plain)
         goto unknown;
     if (plain && n == 2) {
@@ -526,7 +633,7 @@ static int route(graph_ctx *c)
             rc = list(c, apps);
         } else if (strcmp(m, "POST") == 0) {
             r->op = apps ? "graph.applications.create" : "graph.servicePrincipals.create";
-            rc = apps ? app_create(c) : sp_create(c);
+            rc = apps ? app_create(c, NULL) : sp_create(c, NULL);
         } else {
             goto unknown;
         }
@@ -537,9 +644,17 @@ static int route(graph_ctx *c)
     if (!id || n > rest + 1)
         goto unknown;
     const char *action = n == rest + 1 ? s[rest] : NULL;
+    int upsert = !plain && !action && strcmp(m, "PATCH") == 0 && prefers_create(c);
     if (apps) {
-        azsim_app *a = plain ? azsim_app_by_id(c->st, id) : azsim_app_by_appid(c->st, id);
+        azsim_app *a = plain                            ? azsim_app_by_id(c->st, id)
+                       : strcmp(prop, "uniqueName") == 0 ? app_by_unique_name(c->st, id)
+                                                         : azsim_app_by_appid(c->st, id);
         r->op = "graph.applications.get";
+        if (!a && upsert && strcmp(prop, "uniqueName") == 0) {
+            r->op = "graph.applications.create";
+            rc = app_create(c, id);
+            goto done;
+        }
         if (!a) {
             rc =
                 graph_error(c, 404, "Request_ResourceNotFound",
@@ -586,6 +701,11 @@ static int route(graph_ctx *c)
     }
     azsim_sp *sp = plain ? azsim_sp_by_id(c->st, id) : azsim_sp_by_app(c->st, id);
     r->op = "graph.servicePrincipals.get";
+    if (!sp && upsert) {
+        r->op = "graph.servicePrincipals.create";
+        rc = sp_create(c, id);
+        goto done;
+    }
     if (!sp) {
         rc = graph_error(c, 404, "Request_ResourceNotFound",
                          "Resource '%s' does not exist or one of its queried reference-property "
@@ -596,6 +716,9 @@ static int route(graph_ctx *c)
     if (!action && strcmp(m, "GET") == 0) {
         rc = azsim_reply_json(r, 200,
                               with_context(c, sp_json(c->st, sp), "servicePrincipals/$entity"));
+    } else if (!action && strcmp(m, "PATCH") == 0) {
+        r->op = "graph.servicePrincipals.update";
+        rc = sp_patch(c, sp);
     } else if (!action && strcmp(m, "DELETE") == 0) {
         r->op = "graph.servicePrincipals.delete";
         for (size_t i = 0; i < c->st->sps.n; i++)

@@ -69,9 +69,10 @@ static json_t *apps_dump(azsim_state *st)
             free(sha256);
         }
         json_array_append_new(
-            apps, json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "id", a->id, "appId", a->app_id,
-                            "displayName", a->display_name, "signInAudience", a->sign_in_audience,
-                            "created", (json_int_t)a->created, "passwords", pws, "keys", keys));
+            apps, json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:o,s:o}", "id", a->id, "appId",
+                            a->app_id, "displayName", a->display_name, "signInAudience",
+                            a->sign_in_audience, "uniqueName", a->unique_name, "created",
+                            (json_int_t)a->created, "passwords", pws, "keys", keys));
     }
     return apps;
 }
@@ -170,6 +171,9 @@ static int load_apps(azsim_state *st, json_t *apps)
         a->created = json_integer_value(json_object_get(ja, "created"));
         if (!a->display_name || !a->sign_in_audience)
             return AZSIM_EINVAL;
+        if (json_is_string(json_object_get(ja, "uniqueName")) &&
+            !(a->unique_name = strdup(json_string_value(json_object_get(ja, "uniqueName")))))
+            return AZSIM_ENOMEM;
         size_t k;
         json_t *jp;
         json_array_foreach(json_object_get(ja, "passwords"), k, jp)

@@ -363,6 +363,28 @@ check "token: app without service principal is refused" is 400
 req POST "$GRAPH/servicePrincipals" "{\"appId\":\"$APP_ID\"}" "$GT"
 check "graph: create service principal (201)" is 201
 SP_OID=$(j 'b["id"]')
+# upserts by alternate key (Prefer: create-if-missing): the first creates, the next updates
+UP="$GRAPH/applications(uniqueName='kvr-upsert-o''brien')"
+req PATCH "$UP" '{"displayName":"upserted"}' "$GT"
+check "graph: PATCH by unknown uniqueName without Prefer is 404" is 404
+req PATCH "$UP" '{"displayName":"upserted"}' "$GT" -H 'Prefer: return=minimal, create-if-missing'
+check "graph: upsert by uniqueName creates (201)" is 201
+check "graph: the created app has the uniqueName" has '[b["displayName"], b["uniqueName"]]' '["upserted", "kvr-upsert-o'"'"'brien"]'
+UP_APP=$(j 'b["appId"]')
+req PATCH "$UP" '{"displayName":"upserted 2"}' "$GT" -H 'Prefer: create-if-missing'
+check "graph: upsert of an existing uniqueName updates (204)" is 204
+req GET "$UP" "" "$GT"
+check "graph: get by uniqueName, one app, renamed" has '[b["appId"], b["displayName"]]' "[\"$UP_APP\", \"upserted 2\"]"
+req GET "$GRAPH/applications?\$filter=displayName%20eq%20'upserted%202'" "" "$GT"
+check "graph: the upserts made one app" has 'len(b["value"])' 1
+req POST "$GRAPH/applications" '{"displayName":"dup","uniqueName":"kvr-upsert-o'"'"'brien"}' "$GT"
+check "graph: POST with a uniqueName in use is 400" has 'b["error"]["code"]' Request_BadRequest
+req PATCH "$GRAPH/servicePrincipals(appId='$UP_APP')" '{}' "$GT" -H 'Prefer: create-if-missing'
+check "graph: service principal upsert by appId creates (201)" has 'b["appId"]' "$UP_APP"
+req PATCH "$GRAPH/servicePrincipals(appId='$UP_APP')" '{}' "$GT" -H 'Prefer: create-if-missing'
+check "graph: service principal upsert again updates (204)" is 204
+req PATCH "$GRAPH/servicePrincipals(appId='00000000-0000-0000-0000-0000000000ff')" '{}' "$GT" -H 'Prefer: create-if-missing'
+check "graph: service principal upsert for an unknown app is 400" is 400
 UT=$(token_for "$APP_ID" "$APP_SECRET" "$VAULT_RES")
 STATUS=$(cat "$WORK/status")
 check "token: new app signs in" is 200
