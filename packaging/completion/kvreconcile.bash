@@ -74,7 +74,7 @@ _kvreconcile_reply()
     case $cmd in
     validate) opts="--file -f --quiet -q --help -h" ;;
     plan) opts="--file -f --output -o --detailed-exitcode --no-color --help -h" ;;
-    apply) opts="--file -f --wait --quiet -q --log-format --help -h" ;;
+    apply) opts="--file -f --wait --lock-timeout --quiet -q --log-format --help -h" ;;
     watch) opts="--interval --once --status-file --quiet -q --log-format --help -h" ;;
     help)
         [ "$COMP_CWORD" -eq 2 ] && _kvreconcile_words "$commands" "$cur"
@@ -100,7 +100,7 @@ _kvreconcile_reply()
         _kvreconcile_paths "$cur" any
         return 0
         ;;
-    --wait | --interval)
+    --wait | --interval | --lock-timeout)
         return 0 # a duration: 30s, 10m, 2h, 1d
         ;;
     esac

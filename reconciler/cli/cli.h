@@ -19,6 +19,10 @@ int kvr_cmd_help(int argc, char **argv);
 
 #include "kvr/providers.h"
 
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 /* What plan and apply share: the desired state, and a connection to the clouds it names. */
 typedef struct cli_session {
     kvr_estate *e;
@@ -38,6 +42,28 @@ void cli_session_close(cli_session *s);
 
 /* --log-format for apply and watch: "text" or "json". 0, or -1 after printing why. */
 int cli_log_format(bool *json, const char *arg);
+
+/*
+ * A progress line on stderr, for apply and watch: "kvreconcile: TEXT", or with `json` one JSON
+ * object {"event": EVENT, "time": …, FIELDS…} as apply's own lines are. Nothing when `quiet`.
+ * `fields` (may be NULL) is taken.
+ */
+void cli_progress(bool json, bool quiet, const char *event, json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/*
+ * The estate lock (lock.c): one run that changes the estate at a time on this machine. Taken
+ * after the session is open (it names the estate by ARM endpoint and subscription); waits up to
+ * `timeout_s` seconds (0: not at all) or until *stop. 0, or -1 after printing why.
+ */
+typedef struct cli_lock {
+    int fd;
+    char *path;
+} cli_lock;
+
+int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_t timeout_s,
+                  bool quiet, bool json, volatile int *stop);
+void cli_lock_release(cli_lock *l);
 
 /* Prints "kvreconcile: error: MSG" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

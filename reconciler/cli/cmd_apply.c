@@ -1,7 +1,8 @@
 /*
- * `kvreconcile apply -f PATH... [--wait DURATION]`: makes the live estate match the desired
- * state, step by step, in the plan's order, never forcing a gate. Exit 0 when converged, 3 when
- * only closed gates remain ("come back later"), 1 on error.
+ * `kvreconcile apply -f PATH... [--wait DURATION] [--lock-timeout DURATION]`: makes the live
+ * estate match the desired state, step by step, in the plan's order, never forcing a gate, with
+ * the estate's lock held (lock.c). Exit 0 when converged, 3 when only closed gates remain ("come
+ * back later"), 1 on error.
  */
 #include "cli.h"
 
@@ -15,17 +16,24 @@
 static void apply_usage(FILE *out)
 {
     fprintf(out,
-            "usage: kvreconcile apply -f PATH... [--wait DURATION] [-q] [--log-format text|json]\n\n"
+            "usage: kvreconcile apply -f PATH... [--wait DURATION] [--lock-timeout DURATION]\n"
+            "                         [-q] [--log-format text|json]\n\n"
             "Runs the steps 'plan' shows, in order, reading the live estate again after each.\n"
             "A step held by a closed gate (profile Used, retention, role assignment effective,\n"
             "copy verified) is never forced: without --wait, apply stops when only those remain.\n\n"
             "options:\n"
             "  -f, --file PATH         desired state: a file or directory; repeat, or list several\n"
             "      --wait DURATION     keep going as gates open, up to DURATION (e.g. 10m, 2h)\n"
+            "      --lock-timeout DURATION\n"
+            "                          wait up to DURATION for the estate's lock, held by another\n"
+            "                          run on this machine (default 0: fail at once)\n"
             "  -q, --quiet             no progress lines\n"
             "      --log-format FORMAT progress as text (default) or json lines, on stderr\n"
             "  -h, --help              show this help\n\n"
             "credentials and endpoints: as for 'kvreconcile plan' (see its --help)\n\n"
+            "One run at a time changes an estate: apply and watch take a lock on this machine\n"
+            "(a file in $KVR_LOCK_DIR, default /run/lock); runs on several machines need the\n"
+            "pipeline's own serialisation (see the README).\n\n"
             "exit status: 0 converged, 1 error (also when a change the desired state asks for is\n"
             "held back because it can never be done safely), 3 blocked: done what could be done,\n"
             "a gate is still closed\n");
@@ -35,6 +43,7 @@ int kvr_cmd_apply(int argc, char **argv)
 {
     static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
                                          {"wait", required_argument, NULL, 'w'},
+                                         {"lock-timeout", required_argument, NULL, 'T'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"log-format", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
@@ -44,6 +53,8 @@ int kvr_cmd_apply(int argc, char **argv)
     kvr_apply_options ao;
     kvr_apply_result result;
     cli_session s = {0};
+    cli_lock lock = {-1, NULL};
+    int64_t lock_timeout = 0;
     kvr_error err;
     int opt, status = KVR_EXIT_ERROR;
 
@@ -66,6 +77,14 @@ int kvr_cmd_apply(int argc, char **argv)
             kvr_error derr;
             if (kvr_duration_parse(&ao.wait_seconds, optarg, &derr) < 0) {
                 cli_error("--wait: %s", derr.message);
+                goto done;
+            }
+            break;
+        }
+        case 'T': {
+            kvr_error derr;
+            if (kvr_duration_parse(&lock_timeout, optarg, &derr) < 0) {
+                cli_error("--lock-timeout: %s", derr.message);
                 goto done;
             }
             break;
@@ -93,7 +112,8 @@ int kvr_cmd_apply(int argc, char **argv)
         cli_error("no input; give files or directories with -f");
         goto done;
     }
-    if (cli_session_open(&s, paths, npaths, "nothing was changed") < 0)
+    if (cli_session_open(&s, paths, npaths, "nothing was changed") < 0 ||
+        cli_lock_take(&lock, &s, "apply", lock_timeout, ao.quiet, ao.json_log, NULL) < 0)
         goto done;
     if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, &ao, &err) < 0) {
         cli_error("%s", err.message);
@@ -101,6 +121,7 @@ int kvr_cmd_apply(int argc, char **argv)
     }
     status = result == KVR_APPLY_BLOCKED ? KVR_EXIT_BLOCKED : KVR_EXIT_OK;
 done:
+    cli_lock_release(&lock);
     cli_session_close(&s);
     free(paths);
     return status;

@@ -137,15 +137,22 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
 {
     const char *paths[1] = {dir};
     cli_session s;
+    cli_lock lock = {-1, NULL};
     kvr_apply_result result;
     kvr_error err;
     char reason[1024] = "";
     int status;
 
-    if (!ao->quiet)
-        fprintf(stderr, "kvreconcile: watch: run started\n");
+    cli_progress(ao->json_log, ao->quiet, "run-started", NULL, "watch: run started");
     if (cli_session_open(&s, paths, 1, "nothing was applied; waiting for a valid change") < 0) {
         write_status(status_file, "invalid", NULL, interval);
+        return KVR_EXIT_ERROR;
+    }
+    /* a manual apply holds the estate: wait for it, but not past the next resync */
+    if (cli_lock_take(&lock, &s, "watch", (int64_t)interval, ao->quiet, ao->json_log,
+                      &stop_requested) < 0) {
+        write_status(status_file, "error", NULL, interval);
+        cli_session_close(&s);
         return KVR_EXIT_ERROR;
     }
     ao->reason = reason;
@@ -161,6 +168,7 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
         write_status(status_file, "converged", NULL, interval);
         status = KVR_EXIT_OK;
     }
+    cli_lock_release(&lock);
     cli_session_close(&s);
     return status;
 }
@@ -310,8 +318,7 @@ int kvr_cmd_watch(int argc, char **argv)
         }
     }
     status = KVR_EXIT_OK;
-    if (!ao.quiet)
-        fprintf(stderr, "kvreconcile: watch: stopped\n");
+    cli_progress(ao.json_log, ao.quiet, "stopped", NULL, "watch: stopped");
 done:
     if (fd >= 0)
         close(fd);

@@ -5,8 +5,11 @@
  */
 #include "cli.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
                      const char *unchanged)
@@ -56,4 +59,33 @@ int cli_log_format(bool *json, const char *arg)
     }
     cli_error("unknown log format '%s' (text or json)", arg);
     return -1;
+}
+
+void cli_progress(bool json, bool quiet, const char *event, json_t *fields, const char *fmt, ...)
+{
+    va_list ap;
+    if (quiet) {
+        json_decref(fields);
+        return;
+    }
+    if (json) {
+        char now[KVR_TIME_ISO_MAX], *line;
+        json_t *j = fields ? fields : json_object();
+        kvr_time_iso(now, sizeof(now), (int64_t)time(NULL));
+        json_object_set_new(j, "time", json_string(now));
+        json_object_set_new(j, "event", json_string(event));
+        if ((line = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS))) {
+            fprintf(stderr, "%s\n", line);
+            free(line);
+        }
+        json_decref(j);
+    } else {
+        json_decref(fields);
+        fputs("kvreconcile: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+    fflush(stderr);
 }

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Concurrent runs, for one example scenario: two kvreconcile apply processes with the same desired
 # state run at once against the same estate, at every stage: before/ on an empty estate, after/
-# up to its gates, and after/ again at 8, 32 and 92 days (the retirements). Each run may finish,
-# block at a gate (3) or fail cleanly (1: the other one changed the estate under it); a single
-# apply afterwards must converge. Together they must not corrupt anything: one app registration
-# and one service principal, one key version per generation, client secrets exactly the desired
-# ones and each with its stored copy, no duplicate role assignment, no data key lost, nothing kept
-# deleted, plan empty, no secret value in any output, no sanitizer report.
+# up to its gates, and after/ again at 8, 32 and 92 days (the retirements).
+#   - The first pair runs with the default --lock-timeout 0: one run holds the estate's lock and
+#     the other must stop at once, exit 1, saying who holds it, having changed nothing.
+#   - The later pairs give --lock-timeout: the second waits for the first (a "lock-wait" line),
+#     then does what is left. Each run finishes or blocks at a gate (0 or 3).
+# A single apply afterwards must converge. Together they must not corrupt anything: one app
+# registration and one service principal, one key version per generation, client secrets exactly
+# the desired ones and each with its stored copy, no duplicate role assignment, no data key lost,
+# nothing kept deleted, plan empty, no secret value in any output, no sanitizer report.
+# KVR_CONCURRENT_NOLOCK=1 gives each run its own lock directory, as two machines would have (on
+# demand only: the lock is what makes concurrent runs safe; see README "Running more than one").
 # The runs log with --log-format json (log.*); what raced is reported from azsim's /stats.
 # usage: concurrent_scenario.sh KVRECONCILE AZSIM EXAMPLE
 set -euo pipefail
@@ -15,7 +20,7 @@ scenario_init "$@"
 azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10
 t0=$(e2e_ms)
 pairs=0 exits= stuck=0
-kvr_run_s=${KVR_RUN_TIMEOUT:-150} # a pair ends in well under a minute; a run that does not is stuck
+kvr_run_s=${KVR_RUN_TIMEOUT:-300} # a pair ends in well under two minutes (the second waits for the first); a run that does not is stuck
 
 # the creations that two runs could both make, as counted by azsim so far
 creations() {
@@ -26,14 +31,20 @@ creations() {
         "profiles.apply", "profiles.delete"))'
 }
 
-# Two applies at once; each must end with 0, 3, or a clean 1 (an error message, no crash).
-pair() { # name args...
-    local name=$1 p1 p2 r1 r2 i deadline
-    shift
+nolock=${KVR_CONCURRENT_NOLOCK:-}
+mkdir -p "$work/lock.a" "$work/lock.b"
+export KVR_LOCK_DIR=$work/lock.a # this test's own lock directory, shared by both runs
+
+# Two applies at once. MODE "exclusive" (no --lock-timeout): one 0 or 3, the other a clean 1
+# that names the lock. MODE "wait" (--lock-timeout given): each 0 or 3.
+pair() { # name mode args...
+    local name=$1 mode=$2 p1 p2 r1 r2 i deadline
+    shift 2
     pairs=$((pairs + 1))
     "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}a" 2>"$work/log.p${pairs}a" &
     p1=$!
-    "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}b" 2>"$work/log.p${pairs}b" &
+    KVR_LOCK_DIR=$work/lock.$([[ -n $nolock ]] && echo b || echo a) \
+        "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}b" 2>"$work/log.p${pairs}b" &
     p2=$!
     E2E_PIDS="$p1 $p2"
     # bounded: a run that does not end (a livelock) is killed and fails the test (exit 137)
@@ -45,33 +56,40 @@ pair() { # name args...
     set +e; wait "$p1"; r1=$?; wait "$p2"; r2=$?; set -e
     E2E_PIDS=
     exits="$exits $name:$r1/$r2"
-    for i in a:$r1 b:$r2; do
-        local who=${i%%:*} r=${i#*:}
-        if [[ $r == 1 ]]; then
-            check "$name: run $who failed cleanly (exit 1): $(grep -m1 -o '"message":"[^"]*"' "$work/log.p$pairs$who" | cut -c1-220)" \
-                "$(grep -q '"error"\|error' "$work/log.p$pairs$who"; echo $?)"
-        else
-            check "$name: run $who exit $r (0, 3, or a clean 1)" "$([[ $r == 0 || $r == 3 ]]; echo $?)"
+    if [[ $mode == exclusive && -z $nolock ]]; then
+        local loser=b winner=$r1
+        [[ $r1 == 1 ]] && loser=a winner=$r2
+        check "$name: one run went ahead (exit $winner)" "$([[ $winner == 0 || $winner == 3 ]]; echo $?)"
+        check "$name: the other stopped at once, exit 1, naming the lock: $(grep -m1 -o 'another kvreconcile run.\{0,120\}' "$work/log.p$pairs$loser")" \
+            "$([[ $r1 == 1 || $r2 == 1 ]] && grep -q 'another kvreconcile run is changing this estate (pid [0-9]* on .*kvreconcile apply, since .*; lock .*kvreconcile-[0-9a-f]\{16\}\.lock); nothing was changed' "$work/log.p$pairs$loser"; echo $?)"
+        check "$name: ... and made no request that changes anything" \
+            "$(grep -q '"event":"step"' "$work/log.p$pairs$loser" && echo 1 || echo 0)"
+    else
+        for i in a:$r1 b:$r2; do
+            local who=${i%%:*} r=${i#*:}
+            check "$name: run $who exit $r (0 or 3)" "$([[ $r == 0 || $r == 3 ]]; echo $?)"
             [[ $r == 0 || $r == 3 ]] || tail -20 "$work/log.p$pairs$who"
-        fi
-    done
+        done
+        [[ -n $nolock ]] || check "$name: one run waited for the other's lock" \
+            "$(cat "$work/log.p${pairs}a" "$work/log.p${pairs}b" | grep -c '"event":"lock-wait"' | grep -qx 1; echo $?)"
+    fi
     check "$name: no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
     echo "  after '$name': $(creations)"
 }
 
-pair "before/ x2" -f "$B" --wait 2m
+pair "before/ x2" exclusive -f "$B" --wait 2m
 kvr_apply "before/: a single apply afterwards converges" 0 -f "$B" --wait 2m
 e2e_estate_check "$B"
 cp "$work/estate.check" "$work/estate.check.before"
 e2e_estate_snapshot "$B" "$A"
 
 # a stuck run (it never ends) fails the test at once: the later stages would only wait for it
-[[ $stuck == 1 ]] || pair "after/ x2" -f "$A" --wait 1m
+[[ $stuck == 1 ]] || pair "after/ x2" wait -f "$A" --wait 1m --lock-timeout 3m
 [[ $stuck == 1 ]] || kvr_apply "after/: a single apply afterwards reaches the gates" "0 3" -f "$A" --wait 1m
 for days in 8 32 92; do
     [[ $stuck == 1 ]] && break
     azsim_advance $((days * 86400))
-    pair "after/ x2, $days days later" -f "$A" --wait 1m
+    pair "after/ x2, $days days later" wait -f "$A" --wait 1m --lock-timeout 3m
 done
 check "no run had to be killed (stuck)" "$stuck"
 [[ $stuck == 1 ]] || kvr_apply "after/: a single apply afterwards converges" 0 -f "$A" --wait 1m
