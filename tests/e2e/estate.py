@@ -223,8 +223,22 @@ def check(snap_file, final_dir, other_dirs):
             ok(any(app["id"] == old for app in found),
                "app '%s': the registration made first (%s) still exists" % (a["displayName"], old))
 
+    # a vault the final state retires may be gone (soft-deleted, so still recoverable): what it
+    # held is then checked only for that
+    sub = final["subscription"]
+    dv = get_all(ARM + "/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults?%s" % (sub, ARM_VAULTS), ARM)
+    deleted_vaults = {x.get("name") for x in dv or []}
+    retired_gone = set()
+    for v in final["vaults"]:
+        if v.get("retire") and not vault_exists(v["name"]):
+            ok(v["name"] in deleted_vaults,
+               "vault %s: retired as declared, soft-deleted and recoverable (not purged)" % v["name"])
+            retired_gone.add(v["name"])
+
     # keys: exactly one version per generation the scenario went through, none deleted
     for k in final["keys"]:
+        if k["vault"] in retired_gone:
+            continue
         ref = "%s/%s" % (k["vault"], k["name"])
         gens = set()
         for s in states:
@@ -237,9 +251,6 @@ def check(snap_file, final_dir, other_dirs):
         ok(not lost, "key %s: every earlier version still exists (%d lost)" % (ref, len(lost)))
 
     # nothing the final desired state keeps was deleted
-    sub = final["subscription"]
-    dv = get_all(ARM + "/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults?%s" % (sub, ARM_VAULTS), ARM)
-    deleted_vaults = {x.get("name") for x in dv or []}
     for v in final["vaults"]:
         if v.get("retire"):
             continue
@@ -257,6 +268,8 @@ def check(snap_file, final_dir, other_dirs):
             if st:
                 kept.setdefault(st["vault"], {"keys": set(), "secrets": set()})["secrets"].add(st["secret"])
     for v, objs in sorted(kept.items()):
+        if v in retired_gone:
+            continue
         if not vault_exists(v):
             ok(False, "vault %s answers" % v)
             continue
@@ -269,7 +282,7 @@ def check(snap_file, final_dir, other_dirs):
            % (v, len(objs["keys"]), len(objs["secrets"]), miss))
     for ref, dg in sorted(snap["generated"].items()):
         v, n = ref.split("/", 1)
-        if not any(s["vault"] == v and s["name"] == n for s in final["secrets"]):
+        if v in retired_gone or not any(s["vault"] == v and s["name"] == n for s in final["secrets"]):
             continue
         d = latest_secret(v, n)
         ok(d is not None and digest(d.get("value") or "") == dg, "secret %s: generated value unchanged" % ref)
