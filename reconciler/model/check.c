@@ -30,11 +30,12 @@ static void check_vaults(ctx *c)
         const kvr_vault *v = &e->vaults[i];
         if (!v->name)
             continue;
-        for (size_t j = 0; j < i; j++)
-            if (e->vaults[j].name && kvr_str_ieq(e->vaults[j].name, v->name)) {
-                dup(c, v->pos, e->vaults[j].pos, "vault", v->name);
-                break;
-            }
+        {
+            /* the first declaration of the name (lookups return the first) */
+            const kvr_vault *first = kvr_estate_vault(e, v->name);
+            if (first && first != v)
+                dup(c, v->pos, first->pos, "vault", v->name);
+        }
         if (v->copy_from.vault) {
             const kvr_vault *src = kvr_estate_vault(e, v->copy_from.vault);
             if (!src)
@@ -61,11 +62,11 @@ static void check_apps(ctx *c)
         const kvr_app *a = &e->apps[i];
         if (!a->name)
             continue;
-        for (size_t j = 0; j < i; j++)
-            if (e->apps[j].name && strcmp(e->apps[j].name, a->name) == 0) {
-                dup(c, a->pos, e->apps[j].pos, "app", a->name);
-                break;
-            }
+        {
+            const kvr_app *first = kvr_estate_app(e, a->name);
+            if (first && first != a)
+                dup(c, a->pos, first->pos, "app", a->name);
+        }
         for (size_t k = 0; k < a->ncreds; k++) {
             const kvr_credential *cr = &a->creds[k];
             if (!cr->name)
@@ -91,11 +92,24 @@ typedef struct slot {
     kvr_pos pos;
 } slot;
 
+typedef struct slot_probe {
+    const slot *slots;
+    const slot *want;
+} slot_probe;
+
+static bool slot_match(const void *arg, size_t j)
+{
+    const slot_probe *p = arg;
+    return kvr_str_ieq(p->slots[j].vault, p->want->vault) &&
+           kvr_str_ieq(p->slots[j].name, p->want->name);
+}
+
 static void check_secrets(ctx *c)
 {
     const kvr_estate *e = c->e;
     slot *slots = NULL;
     size_t n = 0, cap = 0;
+    kvr_index ix = {0};
 
     for (size_t i = 0; i < e->napps; i++)
         for (size_t k = 0; k < e->apps[i].ncreds; k++) {
@@ -124,18 +138,26 @@ static void check_secrets(ctx *c)
             goto oom;
         slots[n++] = (slot){s->vault, s->name, s->pos};
     }
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < i; j++)
-            if (kvr_str_ieq(slots[i].vault, slots[j].vault) &&
-                kvr_str_ieq(slots[i].name, slots[j].name)) {
-                char what[160];
-                snprintf(what, sizeof(what), "secret '%.64s' in vault", slots[i].name);
-                dup(c, slots[i].pos, slots[j].pos, what, slots[i].vault);
-                break;
-            }
+    if (kvr_index_reserve(&ix, n) < 0)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        slot_probe p = {slots, &slots[i]};
+        uint64_t h = kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, slots[i].vault), slots[i].name);
+        size_t j = kvr_index_first(&ix, h, slot_match, &p);
+        if (j != KVR_INDEX_NONE) {
+            /* the earliest slot with this name: ids go in in order, so j < i */
+            char what[160];
+            snprintf(what, sizeof(what), "secret '%.64s' in vault", slots[i].name);
+            dup(c, slots[i].pos, slots[j].pos, what, slots[i].vault);
+        }
+        if (kvr_index_put(&ix, h, i) < 0)
+            goto oom;
+    }
+    kvr_index_release(&ix);
     free(slots);
     return;
 oom:
+    kvr_index_release(&ix);
     free(slots);
     cx_oom(c);
 }
@@ -184,14 +206,14 @@ static void check_keys(ctx *c)
         check_rotation(c, k);
         if (!k->vault || !k->name)
             continue;
-        for (size_t j = 0; j < i; j++)
-            if (e->keys[j].vault && e->keys[j].name && kvr_str_ieq(e->keys[j].vault, k->vault) &&
-                kvr_str_ieq(e->keys[j].name, k->name)) {
+        {
+            const kvr_key *first = kvr_estate_key(e, k->vault, k->name);
+            if (first && first != k) {
                 char what[160];
                 snprintf(what, sizeof(what), "key '%.64s' in vault", k->name);
-                dup(c, k->pos, e->keys[j].pos, what, k->vault);
-                break;
+                dup(c, k->pos, first->pos, what, k->vault);
             }
+        }
         v = kvr_estate_vault(e, k->vault);
         if (!v)
             unknown(c, k->pos, "vault", k->vault, NULL);
@@ -204,9 +226,25 @@ static void check_keys(ctx *c)
     }
 }
 
+/* Only complete assignments go in the index. */
+typedef struct role_probe {
+    const kvr_role_assignment *roles;
+    const kvr_role_assignment *want;
+} role_probe;
+
+static bool same_role(const void *arg, size_t j)
+{
+    const role_probe *p = arg;
+    const kvr_role_assignment *r = p->want, *o = &p->roles[j];
+    return strcmp(o->app, r->app) == 0 && kvr_str_ieq(o->vault, r->vault) &&
+           strcmp(o->role_id, r->role_id) == 0 &&
+           ((!o->key && !r->key) || (o->key && r->key && kvr_str_ieq(o->key, r->key)));
+}
+
 static void check_roles(ctx *c)
 {
     const kvr_estate *e = c->e;
+    kvr_index ix = {0};
     for (size_t i = 0; i < e->nroles; i++) {
         const kvr_role_assignment *r = &e->roles[i];
         const kvr_vault *v = NULL;
@@ -224,18 +262,25 @@ static void check_roles(ctx *c)
                          v->name);
         if (!r->app || !r->vault || !r->role_id)
             continue;
-        for (size_t j = 0; j < i; j++) {
-            const kvr_role_assignment *o = &e->roles[j];
-            if (o->app && o->vault && o->role_id && strcmp(o->app, r->app) == 0 &&
-                kvr_str_ieq(o->vault, r->vault) && strcmp(o->role_id, r->role_id) == 0 &&
-                ((!o->key && !r->key) || (o->key && r->key && kvr_str_ieq(o->key, r->key)))) {
+        {
+            uint64_t h = kvr_hash_ci(
+                kvr_hash_ci(kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, r->app), r->vault), r->role_id),
+                r->key);
+            role_probe p = {e->roles, r};
+            size_t j = kvr_index_first(&ix, h, same_role, &p);
+            if (j != KVR_INDEX_NONE) {
+                /* the earliest equal assignment: ids go in in order, so j < i */
                 char what[200];
                 snprintf(what, sizeof(what), "role assignment of '%.64s' to app", r->role);
-                dup(c, r->pos, o->pos, what, r->app);
+                dup(c, r->pos, e->roles[j].pos, what, r->app);
+            }
+            if (kvr_index_put(&ix, h, i) < 0) {
+                cx_oom(c);
                 break;
             }
         }
     }
+    kvr_index_release(&ix);
 }
 
 /* Built-in roles whose data actions include wrapKey and unwrapKey. */
@@ -311,11 +356,11 @@ static void check_profiles(ctx *c)
         const kvr_app *a = NULL;
         if (!p->name)
             continue;
-        for (size_t j = 0; j < i; j++)
-            if (e->profiles[j].name && strcmp(e->profiles[j].name, p->name) == 0) {
-                dup(c, p->pos, e->profiles[j].pos, "profile", p->name);
-                break;
-            }
+        {
+            const kvr_profile *first = kvr_estate_profile(e, p->name);
+            if (first && first != p)
+                dup(c, p->pos, first->pos, "profile", p->name);
+        }
         if (p->vault && !kvr_estate_vault(e, p->vault))
             unknown(c, p->pos, "vault", p->vault, NULL);
         else if (p->vault && p->key && !kvr_estate_key(e, p->vault, p->key))

@@ -70,35 +70,197 @@ const char *kvr_key_type_name(kvr_key_type t)
     return "?";
 }
 
+/*
+ * The estate's lookup tables: one hash index per kind of object, keyed as Azure compares
+ * (vault, key and secret names without case; app and profile names exactly, hashed folded).
+ * A lookup returns the first declaration, as the linear search it replaces did.
+ */
+struct kvr_estate_index {
+    kvr_index vaults, apps, keys, secrets, profiles;
+};
+
+typedef struct probe {
+    const kvr_estate *e;
+    const char *vault, *name;
+} probe;
+
+static uint64_t hash2(const char *a, const char *b)
+{
+    return kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, a), b);
+}
+
+static bool vault_is(const kvr_estate *e, size_t i, const char *name)
+{
+    return e->vaults[i].name && kvr_str_ieq(e->vaults[i].name, name);
+}
+
+static bool app_is(const kvr_estate *e, size_t i, const char *name)
+{
+    return e->apps[i].name && strcmp(e->apps[i].name, name) == 0;
+}
+
+static bool key_is(const kvr_estate *e, size_t i, const char *vault, const char *name)
+{
+    return e->keys[i].vault && e->keys[i].name && kvr_str_ieq(e->keys[i].vault, vault) &&
+           kvr_str_ieq(e->keys[i].name, name);
+}
+
+static bool secret_is(const kvr_estate *e, size_t i, const char *vault, const char *name)
+{
+    return e->secrets[i].vault && e->secrets[i].name && kvr_str_ieq(e->secrets[i].vault, vault) &&
+           kvr_str_ieq(e->secrets[i].name, name);
+}
+
+static bool profile_is(const kvr_estate *e, size_t i, const char *name)
+{
+    return e->profiles[i].name && strcmp(e->profiles[i].name, name) == 0;
+}
+
+static bool match_vault(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    return vault_is(p->e, i, p->name);
+}
+
+static bool match_app(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    return app_is(p->e, i, p->name);
+}
+
+static bool match_key(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    return key_is(p->e, i, p->vault, p->name);
+}
+
+static bool match_secret(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    return secret_is(p->e, i, p->vault, p->name);
+}
+
+static bool match_profile(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    return profile_is(p->e, i, p->name);
+}
+
+static void index_free(struct kvr_estate_index *x)
+{
+    if (!x)
+        return;
+    kvr_index_release(&x->vaults);
+    kvr_index_release(&x->apps);
+    kvr_index_release(&x->keys);
+    kvr_index_release(&x->secrets);
+    kvr_index_release(&x->profiles);
+    free(x);
+}
+
+int kvr_estate_index_build(kvr_estate *e)
+{
+    struct kvr_estate_index *x = calloc(1, sizeof(*x));
+    int rc = 0;
+    if (!x)
+        return KVR_ENOMEM;
+    for (size_t i = 0; i < e->nvaults && !rc; i++)
+        if (e->vaults[i].name)
+            rc = kvr_index_put(&x->vaults, kvr_hash_ci(KVR_HASH_SEED, e->vaults[i].name), i);
+    for (size_t i = 0; i < e->napps && !rc; i++)
+        if (e->apps[i].name)
+            rc = kvr_index_put(&x->apps, kvr_hash_ci(KVR_HASH_SEED, e->apps[i].name), i);
+    if (!rc)
+        rc = kvr_index_reserve(&x->keys, e->nkeys);
+    for (size_t i = 0; i < e->nkeys && !rc; i++)
+        if (e->keys[i].vault && e->keys[i].name)
+            rc = kvr_index_put(&x->keys, hash2(e->keys[i].vault, e->keys[i].name), i);
+    if (!rc)
+        rc = kvr_index_reserve(&x->secrets, e->nsecrets);
+    for (size_t i = 0; i < e->nsecrets && !rc; i++)
+        if (e->secrets[i].vault && e->secrets[i].name)
+            rc = kvr_index_put(&x->secrets, hash2(e->secrets[i].vault, e->secrets[i].name), i);
+    for (size_t i = 0; i < e->nprofiles && !rc; i++)
+        if (e->profiles[i].name)
+            rc = kvr_index_put(&x->profiles, kvr_hash_ci(KVR_HASH_SEED, e->profiles[i].name), i);
+    if (rc) {
+        index_free(x);
+        return rc;
+    }
+    index_free(e->index);
+    e->index = x;
+    return 0;
+}
+
 const kvr_vault *kvr_estate_vault(const kvr_estate *e, const char *name)
 {
+    if (e->index) {
+        probe p = {e, NULL, name};
+        size_t i = name ? kvr_index_first(&e->index->vaults, kvr_hash_ci(KVR_HASH_SEED, name),
+                                          match_vault, &p)
+                        : KVR_INDEX_NONE;
+        return i == KVR_INDEX_NONE ? NULL : &e->vaults[i];
+    }
     for (size_t i = 0; i < e->nvaults; i++)
-        if (e->vaults[i].name && kvr_str_ieq(e->vaults[i].name, name))
+        if (vault_is(e, i, name))
             return &e->vaults[i];
     return NULL;
 }
 
 const kvr_app *kvr_estate_app(const kvr_estate *e, const char *name)
 {
+    if (e->index) {
+        probe p = {e, NULL, name};
+        size_t i =
+            kvr_index_first(&e->index->apps, kvr_hash_ci(KVR_HASH_SEED, name), match_app, &p);
+        return i == KVR_INDEX_NONE ? NULL : &e->apps[i];
+    }
     for (size_t i = 0; i < e->napps; i++)
-        if (e->apps[i].name && strcmp(e->apps[i].name, name) == 0)
+        if (app_is(e, i, name))
             return &e->apps[i];
     return NULL;
 }
 
 const kvr_key *kvr_estate_key(const kvr_estate *e, const char *vault, const char *name)
 {
+    if (e->index) {
+        probe p = {e, vault, name};
+        size_t i = vault && name
+                       ? kvr_index_first(&e->index->keys, hash2(vault, name), match_key, &p)
+                       : KVR_INDEX_NONE;
+        return i == KVR_INDEX_NONE ? NULL : &e->keys[i];
+    }
     for (size_t i = 0; i < e->nkeys; i++)
-        if (e->keys[i].vault && e->keys[i].name && kvr_str_ieq(e->keys[i].vault, vault) &&
-            kvr_str_ieq(e->keys[i].name, name))
+        if (key_is(e, i, vault, name))
             return &e->keys[i];
+    return NULL;
+}
+
+const kvr_secret *kvr_estate_secret(const kvr_estate *e, const char *vault, const char *name)
+{
+    if (e->index) {
+        probe p = {e, vault, name};
+        size_t i = vault && name
+                       ? kvr_index_first(&e->index->secrets, hash2(vault, name), match_secret, &p)
+                       : KVR_INDEX_NONE;
+        return i == KVR_INDEX_NONE ? NULL : &e->secrets[i];
+    }
+    for (size_t i = 0; i < e->nsecrets; i++)
+        if (secret_is(e, i, vault, name))
+            return &e->secrets[i];
     return NULL;
 }
 
 const kvr_profile *kvr_estate_profile(const kvr_estate *e, const char *name)
 {
+    if (e->index) {
+        probe p = {e, NULL, name};
+        size_t i = kvr_index_first(&e->index->profiles, kvr_hash_ci(KVR_HASH_SEED, name),
+                                   match_profile, &p);
+        return i == KVR_INDEX_NONE ? NULL : &e->profiles[i];
+    }
     for (size_t i = 0; i < e->nprofiles; i++)
-        if (e->profiles[i].name && strcmp(e->profiles[i].name, name) == 0)
+        if (profile_is(e, i, name))
             return &e->profiles[i];
     return NULL;
 }
@@ -165,8 +327,75 @@ static void app_release(kvr_app *a)
     free(a->creds);
 }
 
+static void role_release(kvr_role_assignment *r)
+{
+    free(r->app);
+    free(r->role);
+    free(r->role_id);
+    free(r->vault);
+    free(r->key);
+}
+
+static void key_release(kvr_key *k)
+{
+    free(k->vault);
+    free(k->name);
+    free(k->curve);
+    free(k->generation);
+    kvr_tags_release(&k->tags);
+}
+
+static void secret_release(kvr_secret *s)
+{
+    free(s->vault);
+    free(s->name);
+    free(s->content_type);
+    kvr_tags_release(&s->tags);
+    free(s->env_name);
+    free(s->file_path);
+    free(s->app);
+    free(s->credential);
+}
+
+static void profile_release(kvr_profile *p)
+{
+    free(p->name);
+    free(p->vault);
+    free(p->key);
+    free(p->key_version);
+    free(p->app);
+    free(p->credential);
+}
+
+void kvr_estate_lens_get(const kvr_estate *e, kvr_estate_lens *out)
+{
+    out->vaults = e->nvaults;
+    out->apps = e->napps;
+    out->roles = e->nroles;
+    out->keys = e->nkeys;
+    out->secrets = e->nsecrets;
+    out->profiles = e->nprofiles;
+}
+
+void kvr_estate_truncate(kvr_estate *e, const kvr_estate_lens *to)
+{
+    while (e->nvaults > to->vaults)
+        vault_release(&e->vaults[--e->nvaults]);
+    while (e->napps > to->apps)
+        app_release(&e->apps[--e->napps]);
+    while (e->nroles > to->roles)
+        role_release(&e->roles[--e->nroles]);
+    while (e->nkeys > to->keys)
+        key_release(&e->keys[--e->nkeys]);
+    while (e->nsecrets > to->secrets)
+        secret_release(&e->secrets[--e->nsecrets]);
+    while (e->nprofiles > to->profiles)
+        profile_release(&e->profiles[--e->nprofiles]);
+}
+
 void kvr_estate_free(kvr_estate *e)
 {
+    kvr_estate_lens none = {0};
     if (!e)
         return;
     free(e->subscription);
@@ -176,51 +405,15 @@ void kvr_estate_free(kvr_estate *e)
     free(e->cloud.graph);
     free(e->cloud.vault_suffix);
     free(e->cloud.profile_service);
-    for (size_t i = 0; i < e->nvaults; i++)
-        vault_release(&e->vaults[i]);
+    kvr_estate_truncate(e, &none);
     free(e->vaults);
-    for (size_t i = 0; i < e->napps; i++)
-        app_release(&e->apps[i]);
     free(e->apps);
-    for (size_t i = 0; i < e->nroles; i++) {
-        free(e->roles[i].app);
-        free(e->roles[i].role);
-        free(e->roles[i].role_id);
-        free(e->roles[i].vault);
-        free(e->roles[i].key);
-    }
     free(e->roles);
-    for (size_t i = 0; i < e->nkeys; i++) {
-        free(e->keys[i].vault);
-        free(e->keys[i].name);
-        free(e->keys[i].curve);
-        free(e->keys[i].generation);
-        kvr_tags_release(&e->keys[i].tags);
-    }
     free(e->keys);
-    for (size_t i = 0; i < e->nsecrets; i++) {
-        kvr_secret *s = &e->secrets[i];
-        free(s->vault);
-        free(s->name);
-        free(s->content_type);
-        kvr_tags_release(&s->tags);
-        free(s->env_name);
-        free(s->file_path);
-        free(s->app);
-        free(s->credential);
-    }
     free(e->secrets);
-    for (size_t i = 0; i < e->nprofiles; i++) {
-        kvr_profile *p = &e->profiles[i];
-        free(p->name);
-        free(p->vault);
-        free(p->key);
-        free(p->key_version);
-        free(p->app);
-        free(p->credential);
-    }
     free(e->profiles);
     free(e->active);
     kvr_strlist_release(&e->files);
+    index_free(e->index);
     free(e);
 }

@@ -22,7 +22,17 @@ typedef struct ctx {
     bool bad;         /* any problem reported */
     /* values that may be given once in the whole estate */
     single subscription, cloud, active, ret_keys, ret_profiles, ret_app_secrets, ret_vaults;
+    bool stream_off; /* lists of the rest of this file go through the tree (load.c) */
 } ctx;
+
+/* Lengths of the estate's arrays, to undo a file's conversion (estate.c). */
+typedef struct kvr_estate_lens {
+    size_t vaults, apps, roles, keys, secrets, profiles;
+} kvr_estate_lens;
+
+void kvr_estate_lens_get(const kvr_estate *e, kvr_estate_lens *out);
+/* Releases the elements past `to` (the arrays keep their memory). */
+void kvr_estate_truncate(kvr_estate *e, const kvr_estate_lens *to);
 
 void cx_error(ctx *c, const yt_node *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cx_error_pos(ctx *c, kvr_pos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -48,6 +58,9 @@ bool kvr_is_vault_name(const char *s);
 bool kvr_is_object_name(const char *s);
 
 void kvr_model_check(ctx *c);
+
+/* Builds e->index, the tables behind the kvr_estate_* lookups (estate.c). 0 or KVR_ENOMEM. */
+int kvr_estate_index_build(kvr_estate *e);
 
 /* Built-in role names, NULL-terminated (estate.c). */
 extern const char *const kvr_model_role_names[];

@@ -794,6 +794,56 @@ static bool is_utf16_or_32(const char *data, size_t size)
     return size >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF));
 }
 
+/* ---- streaming the big lists ---------------------------------------------------------------- */
+
+/*
+ * A 5 MB estate file is mostly its lists of keys, secrets and role assignments. Kept as a tree
+ * they cost ten times the file; converted item by item as the parser completes them, almost
+ * nothing. Conversion order must not change: the estate's arrays keep declaration order (it
+ * decides which duplicate is "first" and the order of the plan). So a list streams only when
+ * parse_document would convert it at all (a valid apiVersion came first in the document, and
+ * it is the key's first occurrence); once a list must wait for its document, the rest of the
+ * file waits too, so that no later list overtakes it.
+ */
+static const struct {
+    const char *field;
+    void (*parse)(ctx *c, const yt_node *n);
+} LISTS[] = {{"vaults", parse_vault}, {"apps", parse_app},       {"roleAssignments", parse_role},
+             {"keys", parse_key},     {"secrets", parse_secret}, {"profiles", parse_profile}};
+
+static bool stream_want(void *arg, const char *key, yt_node *const *pairs, size_t npairs)
+{
+    ctx *c = arg;
+    const yt_node *api = NULL;
+    bool list = false, repeated = false;
+    for (size_t i = 0; i < sizeof(LISTS) / sizeof(LISTS[0]); i++)
+        list |= strcmp(LISTS[i].field, key) == 0;
+    if (!list || c->stream_off)
+        return false;
+    for (size_t i = 0; i < npairs; i++) {
+        const yt_node *k = pairs[2 * i];
+        if (k->kind != YT_SCALAR)
+            continue;
+        if (strcmp(k->text, key) == 0)
+            repeated = true; /* parse_document reads the first occurrence only */
+        else if (!api && strcmp(k->text, "apiVersion") == 0)
+            api = pairs[2 * i + 1];
+    }
+    if (repeated || !api || api->kind != YT_SCALAR || strcmp(api->text, "kvreconcile/v1") != 0) {
+        c->stream_off = true;
+        return false;
+    }
+    return true;
+}
+
+static void stream_item(void *arg, const char *key, const yt_node *item)
+{
+    ctx *c = arg;
+    for (size_t i = 0; i < sizeof(LISTS) / sizeof(LISTS[0]); i++)
+        if (strcmp(LISTS[i].field, key) == 0)
+            LISTS[i].parse(c, item);
+}
+
 /* Parses one file's text. `name` must already be in e->files. */
 static void load_text(ctx *c, const char *name, const char *data, size_t size)
 {
@@ -801,6 +851,10 @@ static void load_text(ctx *c, const char *name, const char *data, size_t size)
     size_t used = 0;
     const char *nul;
     const char *slash;
+    yt_hooks hooks = {stream_want, stream_item, c};
+    kvr_diags streamed, *diags = c->diags;
+    kvr_estate_lens lens;
+    int rc;
 
     c->file = name;
     free(c->dir);
@@ -827,12 +881,32 @@ static void load_text(ctx *c, const char *name, const char *data, size_t size)
                      (size_t)(nul - data));
         return;
     }
-    if (yt_parse(&st, name, data, size, c->diags) < 0) {
+    /* What the streamed items report waits in `streamed`: if the file turns out not to be
+       YAML, only the YAML errors are reported, as for any file that does not parse. */
+    kvr_diags_init(&streamed);
+    streamed.limit = diags->limit;
+    kvr_estate_lens_get(c->e, &lens);
+    c->stream_off = false;
+    c->diags = &streamed;
+    rc = yt_parse(&st, name, data, size, diags, &hooks);
+    c->diags = diags;
+    if (rc < 0) {
+        bool oom = diags->oom || streamed.oom || c->rc == KVR_ENOMEM;
+        kvr_estate_truncate(c->e, &lens);
+        kvr_diags_release(&streamed);
         c->bad = true;
-        if (c->diags->oom)
+        if (oom) {
+            c->rc = 0; /* an allocation failure in a streamed item: say it once, here */
             cx_oom(c);
+        }
         return;
     }
+    for (size_t i = 0; i < streamed.len; i++)
+        kvr_diags_add(diags, streamed.items[i].file, streamed.items[i].line, streamed.items[i].col,
+                      "%s", streamed.items[i].msg);
+    diags->dropped += streamed.dropped;
+    diags->oom |= streamed.oom;
+    kvr_diags_release(&streamed);
     for (size_t i = 0; i < st.ndocs; i++) {
         if (!st.docs[i].root ||
             (st.docs[i].root->kind == YT_SCALAR && yt_scalar_type(st.docs[i].root) == YT_T_NULL))
@@ -896,7 +970,7 @@ static void load_file(walk *w, const char *path, const struct stat *st)
     ctx *c = w->c;
     const char *name;
     char *data = NULL;
-    size_t len = 0;
+    size_t len = 0, cap;
     int fd = -1;
 
     if (seen(&w->files, &w->nfiles, &w->files_cap, st, c))
@@ -921,14 +995,28 @@ static void load_file(walk *w, const char *path, const struct stat *st)
         cx_error_pos(c, (kvr_pos){name, 0, 0}, "cannot open: %s", strerror(errno));
         return;
     }
-    data = malloc(KVR_MODEL_MAX_FILE_BYTES + 1);
+    /* Read until EOF into a buffer of the size stat gave (plus one byte, to see growth at
+       once), growing it if the file grew, and refusing a file that grew past the limit. */
+    cap = (size_t)st->st_size + 1;
+    data = malloc(cap);
     if (!data) {
         cx_oom(c);
         goto done;
     }
-    /* Read until EOF, refusing a file that grew past the limit since fstat. */
     for (;;) {
-        ssize_t r = read(fd, data + len, KVR_MODEL_MAX_FILE_BYTES + 1 - len);
+        ssize_t r;
+        if (len == cap) {
+            size_t ncap =
+                cap * 2 > KVR_MODEL_MAX_FILE_BYTES + 1 ? KVR_MODEL_MAX_FILE_BYTES + 1 : cap * 2;
+            char *bigger = realloc(data, ncap);
+            if (!bigger) {
+                cx_oom(c);
+                goto done;
+            }
+            data = bigger;
+            cap = ncap;
+        }
+        r = read(fd, data + len, cap - len);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -1078,6 +1166,8 @@ static void ctx_init(ctx *c, kvr_estate *e, kvr_diags *diags)
 static int finish(ctx *c, kvr_estate **out, kvr_estate *e)
 {
     int rc;
+    if (!c->rc && kvr_estate_index_build(e) < 0)
+        cx_oom(c);
     if (!c->rc)
         kvr_model_check(c);
     free(c->dir);

@@ -5,9 +5,16 @@
  * bombs and offers no hook for depth: those are exactly the hostile-input classes a GitOps
  * tool must survive, since anyone who can open a pull request can write the YAML. So the tree
  * is built here, event by event, with every limit checked as it grows.
+ *
+ * Memory: nodes, texts and item arrays are bump-allocated in chunks (no per-node malloc), a
+ * container's children wait on one shared stack until it closes and then get an array of
+ * exactly their number, and the items of the big top-level lists can be handed to the caller
+ * one by one and their memory reused at once (yt_hooks), so an estate file costs about its own
+ * size to load, not ten times that.
  */
 #include "yamltree.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -17,14 +24,42 @@ typedef struct anchor {
     yt_node *node;
 } anchor;
 
+struct yt_chunk {
+    yt_chunk *prev;
+    size_t used, size;
+    max_align_t data[];
+};
+
+#define CHUNK_BYTES (64u << 10)
+
+/* A position in the arena, to roll back to. */
+typedef struct mark {
+    yt_chunk *chunk;
+    size_t used;
+} mark;
+
+/* An open sequence or mapping. */
+typedef struct frame {
+    yt_node *node;
+    size_t base;     /* its children so far are kids[base..] */
+    const char *key; /* a streamed list: its key; items go to the hook, not to the tree */
+    bool item;       /* an item of a streamed list: memory from `m` on is freed after the hook */
+    mark m;
+    size_t nanchors; /* anchors defined before it (an anchor inside keeps its memory) */
+} frame;
+
 typedef struct builder {
     const char *file;
     const char *data;
     size_t size;
     kvr_diags *diags;
     yt_stream *out;
-    yt_node *stack[YT_MAX_DEPTH + 1];
+    const yt_hooks *hooks;
+    frame stack[YT_MAX_DEPTH + 1];
     size_t depth;
+    yt_node **kids; /* children of the open containers, innermost last */
+    size_t nkids, kids_cap;
+    yt_chunk *spare; /* a chunk kept from the last roll-back */
     anchor *anchors;
     size_t nanchors, anchors_cap;
     unsigned long long alias_expansion;
@@ -44,19 +79,67 @@ static void fail(builder *b, unsigned line, unsigned col, int rc, const char *fm
         b->rc = rc;
 }
 
+/* ---- the arena: nodes, texts and item arrays, bump-allocated in chunks ------------------- */
+
+static void *arena_alloc(builder *b, size_t n)
+{
+    yt_chunk *c = b->out->arena;
+    void *p;
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (!c || c->size - c->used < n) {
+        size_t size = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+        if (b->spare && b->spare->size >= size) {
+            c = b->spare;
+            b->spare = NULL;
+        } else {
+            c = malloc(sizeof(*c) + size);
+            if (!c) {
+                fail(b, 0, 0, KVR_ENOMEM, "out of memory");
+                return NULL;
+            }
+            c->size = size;
+        }
+        c->used = 0;
+        c->prev = b->out->arena;
+        b->out->arena = c;
+    }
+    p = (unsigned char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static mark arena_mark(const builder *b)
+{
+    mark m = {b->out->arena, b->out->arena ? b->out->arena->used : 0};
+    return m;
+}
+
+static void arena_release(builder *b, mark m)
+{
+    while (b->out->arena && b->out->arena != m.chunk) {
+        yt_chunk *c = b->out->arena;
+        b->out->arena = c->prev;
+        if (!b->spare || c->size > b->spare->size) {
+            free(b->spare);
+            b->spare = c;
+        } else {
+            free(c);
+        }
+    }
+    if (m.chunk)
+        m.chunk->used = m.used;
+}
+
 static yt_node *node_new(builder *b, yt_kind kind, const yaml_mark_t *m)
 {
-    yt_node *n = calloc(1, sizeof(*n));
-    if (!n) {
-        fail(b, 0, 0, KVR_ENOMEM, "out of memory");
+    yt_node *n = arena_alloc(b, sizeof(*n));
+    if (!n)
         return NULL;
-    }
+    memset(n, 0, sizeof(*n));
     n->kind = kind;
     n->line = (unsigned)m->line + 1;
     n->col = (unsigned)m->column + 1;
     n->weight = 1;
-    n->next_alloc = b->out->all;
-    b->out->all = n;
     return n;
 }
 
@@ -67,33 +150,29 @@ static unsigned long long sat_add(unsigned long long a, unsigned long long b)
 
 static int attach(builder *b, yt_node *child)
 {
+    frame *f;
     yt_node *parent;
     if (b->depth == 0) {
         b->out->docs[b->out->ndocs - 1].root = child;
         return 0;
     }
-    parent = b->stack[b->depth - 1];
-    if (parent->kind == YT_MAP && (parent->cap & 1) == 0 && child->kind != YT_SCALAR) {
+    f = &b->stack[b->depth - 1];
+    parent = f->node;
+    if (parent->kind == YT_MAP && ((b->nkids - f->base) & 1) == 0 && child->kind != YT_SCALAR) {
         /* An even slot in a mapping is a key: only scalars make sense as field names. */
         fail(b, child->line, child->col, KVR_ECONFIG,
              "mapping keys must be plain strings, not %s", yt_describe(child));
     }
-    /* While a mapping is built, `cap` counts its filled slots (keys and values). */
-    {
-        size_t count = parent->kind == YT_MAP ? parent->cap : parent->n;
-        yt_node **items = realloc(parent->items, (count + 1) * sizeof(*items));
-        if (!items) {
-            fail(b, 0, 0, KVR_ENOMEM, "out of memory");
-            return -1;
-        }
-        parent->items = items;
-        items[count] = child;
-        if (parent->kind == YT_MAP)
-            parent->cap++;
-        else
-            parent->n++;
-    }
     parent->weight = sat_add(parent->weight, child->weight);
+    if (f->key) {
+        b->hooks->item(b->hooks->arg, f->key, child);
+        return 0;
+    }
+    if (kvr_grow((void **)&b->kids, &b->kids_cap, b->nkids + 1, sizeof(*b->kids)) < 0) {
+        fail(b, 0, 0, KVR_ENOMEM, "out of memory");
+        return -1;
+    }
+    b->kids[b->nkids++] = child;
     return 0;
 }
 
@@ -175,13 +254,11 @@ static int key_cmp(const void *pa, const void *pb)
     return a->col < b->col ? -1 : a->col > b->col;
 }
 
-/* Called when a mapping is complete: pairs are final, duplicates are reported. */
+/* Called when a mapping is complete: duplicates are reported. */
 static void finish_map(builder *b, yt_node *m)
 {
     yt_node **keys;
-    size_t n = m->cap / 2;
-    m->n = n;
-    m->cap = 0;
+    size_t n = m->n;
     if (n < 2)
         return;
     keys = malloc(n * sizeof(*keys));
@@ -241,7 +318,7 @@ static void clear_anchors(builder *b)
 static bool is_open(const builder *b, const yt_node *n)
 {
     for (size_t i = 0; i < b->depth; i++)
-        if (b->stack[i] == n)
+        if (b->stack[i].node == n)
             return true;
     return false;
 }
@@ -265,10 +342,53 @@ static bool tag_allowed(builder *b, const yaml_char_t *tag, const yaml_mark_t *m
     return false;
 }
 
+/* Is the sequence starting now, under the root mapping, a list the caller takes item by item? */
+static const char *stream_key(builder *b, const yaml_char_t *anchor_name)
+{
+    const frame *root;
+    const yt_node *key;
+    size_t filled;
+    if (!b->hooks || b->depth != 1 || anchor_name)
+        return NULL; /* an anchored list may be aliased whole: keep it */
+    root = &b->stack[0];
+    filled = b->nkids - root->base;
+    if (root->node->kind != YT_MAP || (filled & 1) == 0)
+        return NULL;
+    key = b->kids[b->nkids - 1];
+    if (key->kind != YT_SCALAR ||
+        !b->hooks->want(b->hooks->arg, key->text, &b->kids[root->base], filled / 2))
+        return NULL;
+    return key->text;
+}
+
+/* Closes the innermost container: its children move from the stack to an exact-size array. */
+static void close_node(builder *b)
+{
+    frame f = b->stack[--b->depth];
+    yt_node *n = f.node;
+    size_t count = b->nkids - f.base;
+    if (count) {
+        n->items = arena_alloc(b, count * sizeof(*n->items));
+        if (!n->items)
+            return;
+        memcpy(n->items, &b->kids[f.base], count * sizeof(*n->items));
+    }
+    b->nkids = f.base;
+    n->n = n->kind == YT_MAP ? count / 2 : count;
+    if (n->kind == YT_MAP)
+        finish_map(b, n);
+    attach(b, n);
+    if (f.item && b->nanchors == f.nanchors && !b->rc)
+        arena_release(b, f.m); /* handed over, and nothing can refer to it any more */
+}
+
 static void handle_event(builder *b, const yaml_event_t *ev)
 {
     yt_node *n = NULL;
     bool is_str;
+    bool item = b->depth > 0 && b->stack[b->depth - 1].key;
+    mark m = arena_mark(b);
+    size_t nanchors = b->nanchors;
 
     switch (ev->type) {
     case YAML_DOCUMENT_START_EVENT:
@@ -291,17 +411,17 @@ static void handle_event(builder *b, const yaml_event_t *ev)
         if (!n)
             return;
         n->len = ev->data.scalar.length;
-        n->text = malloc(n->len + 1);
-        if (!n->text) {
-            fail(b, 0, 0, KVR_ENOMEM, "out of memory");
+        n->text = arena_alloc(b, n->len + 1);
+        if (!n->text)
             return;
-        }
         memcpy(n->text, ev->data.scalar.value, n->len);
         n->text[n->len] = '\0';
         n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !is_str;
         if (add_anchor(b, ev->data.scalar.anchor, n) < 0)
             return;
         attach(b, n);
+        if (item && b->nanchors == nanchors && !b->rc)
+            arena_release(b, m);
         return;
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
@@ -309,6 +429,7 @@ static void handle_event(builder *b, const yaml_event_t *ev)
         const yaml_char_t *tag = seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag;
         const yaml_char_t *anc =
             seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
+        frame *f;
         if (!tag_allowed(b, tag, &ev->start_mark, &is_str))
             return;
         if (b->depth >= YT_MAX_DEPTH) {
@@ -319,15 +440,20 @@ static void handle_event(builder *b, const yaml_event_t *ev)
         n = node_new(b, seq ? YT_SEQ : YT_MAP, &ev->start_mark);
         if (!n || add_anchor(b, anc, n) < 0)
             return;
-        b->stack[b->depth++] = n;
+        f = &b->stack[b->depth];
+        memset(f, 0, sizeof(*f));
+        f->node = n;
+        f->base = b->nkids;
+        f->item = item;
+        f->m = m;
+        f->nanchors = nanchors;
+        f->key = seq ? stream_key(b, anc) : NULL;
+        b->depth++;
         return;
     }
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
-        n = b->stack[--b->depth];
-        if (n->kind == YT_MAP)
-            finish_map(b, n);
-        attach(b, n);
+        close_node(b);
         return;
     case YAML_ALIAS_EVENT: {
         const char *name = (const char *)ev->data.alias.anchor;
@@ -358,7 +484,8 @@ static void handle_event(builder *b, const yaml_event_t *ev)
     }
 }
 
-int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kvr_diags *diags)
+int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kvr_diags *diags,
+             const yt_hooks *hooks)
 {
     yaml_parser_t parser;
     builder b;
@@ -371,6 +498,7 @@ int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kv
     b.size = size;
     b.diags = diags;
     b.out = out;
+    b.hooks = hooks && hooks->want && hooks->item ? hooks : NULL;
 
     if (!yaml_parser_initialize(&parser)) {
         kvr_diags_add(diags, file, 0, 0, "out of memory");
@@ -390,8 +518,10 @@ int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kv
     yaml_parser_delete(&parser);
     clear_anchors(&b);
     free(b.anchors);
+    free(b.kids);
+    free(b.spare);
     if (b.rc) {
-        /* Nodes still on the stack are in out->all and freed with it. */
+        /* Nodes still on the stack are in the arena and freed with it. */
         yt_stream_release(out);
         return b.rc;
     }
@@ -400,13 +530,11 @@ int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kv
 
 void yt_stream_release(yt_stream *s)
 {
-    yt_node *n = s->all;
-    while (n) {
-        yt_node *next = n->next_alloc;
-        free(n->text);
-        free(n->items);
-        free(n);
-        n = next;
+    yt_chunk *c = s->arena;
+    while (c) {
+        yt_chunk *prev = c->prev;
+        free(c);
+        c = prev;
     }
     free(s->docs);
     memset(s, 0, sizeof(*s));

@@ -16,16 +16,14 @@ typedef enum yt_kind { YT_SCALAR, YT_SEQ, YT_MAP } yt_kind;
 typedef struct yt_node {
     yt_kind kind;
     unsigned line, col; /* 1-based */
+    bool plain;         /* scalar: unquoted and untagged, subject to null/bool/int resolution */
     /* scalar */
     char *text;
     size_t len;
-    bool plain; /* unquoted and untagged: subject to null/bool/int resolution */
     /* sequence: items[i]; mapping: items[2i] is a key (scalar), items[2i+1] its value */
     struct yt_node **items;
-    size_t n; /* number of items (sequence) or pairs (mapping) */
-    size_t cap;
+    size_t n;                  /* number of items (sequence) or pairs (mapping) */
     unsigned long long weight; /* nodes this one expands to, aliases included (saturating) */
-    struct yt_node *next_alloc;
 } yt_node;
 
 typedef struct yt_doc {
@@ -33,12 +31,30 @@ typedef struct yt_doc {
     unsigned line, col;
 } yt_doc;
 
+/* Nodes, texts and item arrays live in chunks, freed together (or rolled back, see below). */
+typedef struct yt_chunk yt_chunk;
+
 typedef struct yt_stream {
     yt_doc *docs;
     size_t ndocs;
     size_t cap;
-    yt_node *all; /* every node, for freeing */
+    yt_chunk *arena;
 } yt_stream;
+
+/*
+ * Streaming: a document's big lists need not be kept as a tree. For each sequence that is the
+ * value of a key of a document's root mapping, yt_parse asks want(arg, key, pairs, npairs),
+ * with the root's key/value pairs so far (pairs[2i] key, pairs[2i+1] value); if it says yes,
+ * every item of that list is handed to item(arg, key, node) as soon as it is complete, and the
+ * tree keeps neither the item nor its memory (unless an anchor inside it may still be aliased).
+ * The list itself stays in the tree, empty. Callbacks run in document order; on a parse error
+ * yt_parse still returns an error, so the caller must undo what its callbacks did.
+ */
+typedef struct yt_hooks {
+    bool (*want)(void *arg, const char *key, yt_node *const *pairs, size_t npairs);
+    void (*item)(void *arg, const char *key, const yt_node *item);
+    void *arg;
+} yt_hooks;
 
 /* Limits. */
 #define YT_MAX_DEPTH 64u
@@ -47,8 +63,10 @@ typedef struct yt_stream {
 /*
  * Parses `data` (a whole file). On success returns 0 and fills *out. Problems are added to
  * diags under `file`; then it returns KVR_ECONFIG (or KVR_ENOMEM) and *out is released.
+ * `hooks` may be NULL (the whole tree is kept).
  */
-int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kvr_diags *diags);
+int yt_parse(yt_stream *out, const char *file, const char *data, size_t size, kvr_diags *diags,
+             const yt_hooks *hooks);
 
 void yt_stream_release(yt_stream *s);
 

@@ -315,6 +315,122 @@ static void test_model__api_version(void **state)
     expect_error("- a\n- b\n", "a kvreconcile document must be a mapping");
 }
 
+static void test_model__duplicate_key_in_list_item(void **state)
+{
+    (void)state;
+    /* inside an item of a list converted as it is parsed: the second occurrence's position */
+    expect_error("apiVersion: kvreconcile/v1\n"
+                 "vaults:\n"
+                 "  - name: v-one\n"
+                 "    resourceGroup: rg\n"
+                 "    location: westeurope\n"
+                 "    name: v-two\n",
+                 "t.yaml:6:5: error: duplicate key 'name' (first at line 3, column 5)");
+    expect_error("apiVersion: kvreconcile/v1\n"
+                 "secrets:\n"
+                 "  - {vault: v, name: a, fromEnv: A, name: b}\n",
+                 "t.yaml:3:37: error: duplicate key 'name' (first at line 3, column 16)");
+}
+
+/* The names of the estate's vaults, keys and secrets in array order, one string. */
+static char *names_of(const kvr_estate *e)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    for (size_t i = 0; i < e->nvaults; i++)
+        fprintf(f, "v:%s:%u ", e->vaults[i].name, e->vaults[i].pos.line);
+    for (size_t i = 0; i < e->nkeys; i++)
+        fprintf(f, "k:%s/%s:%u ", e->keys[i].vault, e->keys[i].name, e->keys[i].pos.line);
+    for (size_t i = 0; i < e->nsecrets; i++)
+        fprintf(f, "s:%s/%s:%u ", e->secrets[i].vault, e->secrets[i].name, e->secrets[i].pos.line);
+    fclose(f);
+    return buf;
+}
+
+static void test_model__streamed_lists_keep_order(void **state)
+{
+    /* The same declarations, once with apiVersion first (lists convert while parsing) and once
+       with it last in the first document (lists wait for their document): the same estate. */
+    static const char streamed[] =
+        "apiVersion: kvreconcile/v1\n"
+        "vaults: [{name: v-a, resourceGroup: rg, location: westeurope}]\n"
+        "keys: [{vault: v-a, name: k1, type: RSA}]\n"
+        "---\n"
+        "apiVersion: kvreconcile/v1\n"
+        "vaults: [{name: v-b, resourceGroup: rg, location: westeurope}]\n"
+        "keys: [{vault: v-b, name: k2, type: RSA}, {vault: v-a, name: k3, type: RSA}]\n"
+        "secrets: [{vault: v-b, name: s1, generate: {}}]\n";
+    static const char waiting[] =
+        "vaults: [{name: v-a, resourceGroup: rg, location: westeurope}]\n"
+        "keys: [{vault: v-a, name: k1, type: RSA}]\n"
+        "apiVersion: kvreconcile/v1\n"
+        "---\n"
+        "apiVersion: kvreconcile/v1\n"
+        "vaults: [{name: v-b, resourceGroup: rg, location: westeurope}]\n"
+        "keys: [{vault: v-b, name: k2, type: RSA}, {vault: v-a, name: k3, type: RSA}]\n"
+        "secrets: [{vault: v-b, name: s1, generate: {}}]\n";
+    kvr_estate *a = NULL, *b = NULL;
+    char *na, *nb;
+    (void)state;
+    assert_null(load_errors(streamed, &a));
+    assert_null(load_errors(waiting, &b));
+    na = names_of(a);
+    nb = names_of(b);
+    assert_string_equal(na, "v:v-a:2 v:v-b:6 k:v-a/k1:3 k:v-b/k2:7 k:v-a/k3:7 s:v-b/s1:8 ");
+    assert_string_equal(nb, "v:v-a:1 v:v-b:6 k:v-a/k1:2 k:v-b/k2:7 k:v-a/k3:7 s:v-b/s1:8 ");
+    /* lookups on the loaded estate are case-insensitive where Azure is */
+    assert_ptr_equal(kvr_estate_key(a, "V-A", "K3"), &a->keys[2]);
+    assert_ptr_equal(kvr_estate_secret(a, "v-B", "S1"), &a->secrets[0]);
+    assert_null(kvr_estate_secret(a, "v-a", "s1"));
+    free(na);
+    free(nb);
+    kvr_estate_free(a);
+    kvr_estate_free(b);
+    /* a repeated list key is reported, and only its first occurrence is read */
+    expect_error("apiVersion: kvreconcile/v1\n"
+                 "vaults: [{name: v-a, resourceGroup: rg, location: westeurope}]\n"
+                 "vaults: [{name: v-a, resourceGroup: rg, location: westeurope}]\n",
+                 "t.yaml:3:1: error: duplicate key 'vaults' (first at line 2, column 1)");
+}
+
+static void test_model__streamed_items_and_anchors(void **state)
+{
+    kvr_estate *e = NULL;
+    char *got;
+    (void)state;
+    /* an anchor inside a converted item stays valid for later aliases */
+    assert_null(
+        load_errors("apiVersion: kvreconcile/v1\n"
+                    "vaults: [{name: &v v-a, resourceGroup: &rg rg, location: westeurope}]\n"
+                    "keys: [{vault: *v, name: k1, type: RSA}]\n"
+                    "secrets:\n"
+                    "  - &s {vault: *v, name: s1, generate: {}}\n"
+                    "  - {vault: *v, name: s2, generate: {}}\n",
+                    &e));
+    assert_int_equal(e->nsecrets, 2);
+    assert_string_equal(e->keys[0].vault, "v-a");
+    assert_string_equal(e->secrets[1].vault, "v-a");
+    kvr_estate_free(e);
+    /* an alias to a whole item declares it twice */
+    expect_error("apiVersion: kvreconcile/v1\n"
+                 "vaults: [{name: v-a, resourceGroup: rg, location: westeurope}]\n"
+                 "secrets: [&s {vault: v-a, name: s1, generate: {}}, *s]\n",
+                 "duplicate secret 's1' in vault 'v-a'");
+    /* when the file is not YAML after all, only the YAML error is reported, not what the items
+       converted before it said */
+    got = load_errors("apiVersion: kvreconcile/v1\n"
+                      "vaults: [{name: BAD_NAME!, resourceGroup: rg, location: westeurope}]\n"
+                      "keys: [\n",
+                      NULL);
+    assert_non_null(got);
+    assert_non_null(strstr(got, "invalid YAML"));
+    assert_null(strstr(got, "invalid vault name"));
+    assert_int_equal(strchr(got, '\n') - got + 1, (long)strlen(got)); /* one line */
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +447,9 @@ int main(void)
         cmocka_unit_test(test_model__hostile_yaml),
         cmocka_unit_test(test_model__binary_input),
         cmocka_unit_test(test_model__api_version),
+        cmocka_unit_test(test_model__duplicate_key_in_list_item),
+        cmocka_unit_test(test_model__streamed_lists_keep_order),
+        cmocka_unit_test(test_model__streamed_items_and_anchors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -118,6 +119,134 @@ static void test_util__strerror_covers_codes(void **state)
     assert_string_equal(kvr_strerror(-999), "unknown error");
 }
 
+/* ---- hash index ------------------------------------------------------------------------- */
+
+/* Names for the growth test; an index holds ids, the caller compares. */
+static char util_names[20000][16];
+
+static bool name_is(const void *arg, size_t id)
+{
+    const char *const *want = arg;
+    return kvr_str_ieq(util_names[id], *want);
+}
+
+static bool match_all(const void *arg, size_t id)
+{
+    (void)arg;
+    (void)id;
+    return true;
+}
+
+static bool match_odd(const void *arg, size_t id)
+{
+    (void)arg;
+    return id % 2 == 1;
+}
+
+static void test_util__hash_folds_case(void **state)
+{
+    (void)state;
+    assert_true(kvr_hash_ci(KVR_HASH_SEED, "KV-Bench-01") ==
+                kvr_hash_ci(KVR_HASH_SEED, "kv-bench-01"));
+    assert_true(kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, "Vault"), "Key") ==
+                kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, "vAULT"), "kEY"));
+    assert_true(kvr_hash_ci(KVR_HASH_SEED, "kv-bench-01") !=
+                kvr_hash_ci(KVR_HASH_SEED, "kv-bench-02"));
+    /* parts are delimited, and NULL is not "" */
+    assert_true(kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, "ab"), "c") !=
+                kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, "a"), "bc"));
+    assert_true(kvr_hash_ci(KVR_HASH_SEED, NULL) != kvr_hash_ci(KVR_HASH_SEED, ""));
+}
+
+static void test_util__index_empty(void **state)
+{
+    kvr_index ix = {0};
+    kvr_index_iter it;
+    size_t id;
+    (void)state;
+    kvr_index_find(&ix, 42, &it);
+    assert_false(kvr_index_next(&ix, &it, &id));
+    assert_int_equal(kvr_index_first(&ix, 42, match_all, NULL), KVR_INDEX_NONE);
+    assert_int_equal(kvr_index_put(&ix, 1, KVR_INDEX_NONE), KVR_EINVAL);
+    kvr_index_release(&ix);
+    kvr_index_release(&ix); /* released twice: still empty */
+    assert_null(ix.slots);
+}
+
+static void test_util__index_collisions(void **state)
+{
+    kvr_index ix;
+    kvr_index_iter it;
+    size_t id, count = 0;
+    bool got[200] = {false};
+    (void)state;
+    kvr_index_init(&ix);
+    /* 100 ids under one hash, in descending order, interleaved with 100 under other hashes */
+    for (size_t i = 0; i < 100; i++) {
+        assert_int_equal(kvr_index_put(&ix, 7, 199 - i), 0);
+        assert_int_equal(kvr_index_put(&ix, 1000 + i, i), 0);
+    }
+    assert_int_equal(ix.len, 200);
+    kvr_index_find(&ix, 7, &it);
+    while (kvr_index_next(&ix, &it, &id)) {
+        assert_true(id >= 100 && id < 200);
+        assert_false(got[id]);
+        got[id] = true;
+        count++;
+    }
+    assert_int_equal(count, 100);
+    /* the smallest matching id wins, whatever the order it went in */
+    assert_int_equal(kvr_index_first(&ix, 7, match_all, NULL), 100);
+    assert_int_equal(kvr_index_first(&ix, 7, match_odd, NULL), 101);
+    /* other hashes hold exactly their own id */
+    for (size_t i = 0; i < 100; i++) {
+        count = 0;
+        kvr_index_find(&ix, 1000 + i, &it);
+        while (kvr_index_next(&ix, &it, &id)) {
+            assert_int_equal(id, i);
+            count++;
+        }
+        assert_int_equal(count, 1);
+    }
+    assert_int_equal(kvr_index_first(&ix, 6, match_all, NULL), KVR_INDEX_NONE);
+    kvr_index_release(&ix);
+}
+
+static void test_util__index_grows(void **state)
+{
+    kvr_index ix = {0};
+    size_t n = sizeof(util_names) / sizeof(util_names[0]);
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(util_names[i], sizeof(util_names[i]), "Kv-%05zu", i);
+        assert_int_equal(kvr_index_put(&ix, kvr_hash_ci(KVR_HASH_SEED, util_names[i]), i), 0);
+    }
+    assert_int_equal(ix.len, n);
+    assert_true(ix.cap >= n + n / 3);           /* at most 3/4 full */
+    assert_int_equal(ix.cap & (ix.cap - 1), 0); /* a power of two */
+    for (size_t i = 0; i < n; i += 7) {
+        char upper[16];
+        const char *want = upper;
+        snprintf(upper, sizeof(upper), "KV-%05zu", i);
+        assert_int_equal(kvr_index_first(&ix, kvr_hash_ci(KVR_HASH_SEED, upper), name_is, &want),
+                         i);
+    }
+    {
+        const char *want = "kv-99999";
+        assert_int_equal(kvr_index_first(&ix, kvr_hash_ci(KVR_HASH_SEED, want), name_is, &want),
+                         KVR_INDEX_NONE);
+    }
+    /* reserving less than there is changes nothing; more keeps every id */
+    assert_int_equal(kvr_index_reserve(&ix, 10), 0);
+    assert_int_equal(kvr_index_reserve(&ix, 4 * n), 0);
+    assert_int_equal(ix.len, n);
+    for (size_t i = 0; i < n; i += 13) {
+        const char *want = util_names[i];
+        assert_int_equal(kvr_index_first(&ix, kvr_hash_ci(KVR_HASH_SEED, want), name_is, &want), i);
+    }
+    kvr_index_release(&ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -128,6 +257,10 @@ int main(void)
         cmocka_unit_test(test_util__suggest),
         cmocka_unit_test(test_util__diags_sorted_and_limited),
         cmocka_unit_test(test_util__strerror_covers_codes),
+        cmocka_unit_test(test_util__hash_folds_case),
+        cmocka_unit_test(test_util__index_empty),
+        cmocka_unit_test(test_util__index_collisions),
+        cmocka_unit_test(test_util__index_grows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

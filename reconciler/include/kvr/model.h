@@ -225,6 +225,9 @@ typedef struct kvr_estate {
     kvr_pos active_pos;
     kvr_retention retention;
     kvr_strlist files; /* every file that was read, in order */
+    /* Lookup tables of the kvr_estate_* functions, built by the loader; NULL: they search
+       linearly. Internal to the model module. */
+    struct kvr_estate_index *index;
 } kvr_estate;
 
 /* Hard limits on input, so that hostile files cannot take unbounded time or memory. */
@@ -252,10 +255,12 @@ int kvr_model_load_buffer(kvr_estate **out, const char *name, const char *data, 
 
 void kvr_estate_free(kvr_estate *e);
 
-/* Lookups by name (case-insensitive where Azure is). Borrowed pointers, or NULL. */
+/* Lookups by name (case-insensitive where Azure is). Borrowed pointers, or NULL; the first
+   declaration when a name is declared twice. O(1) on an estate from the loader. */
 const kvr_vault *kvr_estate_vault(const kvr_estate *e, const char *name);
 const kvr_app *kvr_estate_app(const kvr_estate *e, const char *name);
 const kvr_key *kvr_estate_key(const kvr_estate *e, const char *vault, const char *name);
+const kvr_secret *kvr_estate_secret(const kvr_estate *e, const char *vault, const char *name);
 const kvr_profile *kvr_estate_profile(const kvr_estate *e, const char *name);
 const kvr_credential *kvr_app_credential(const kvr_app *app, const char *name);
 

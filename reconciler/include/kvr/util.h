@@ -123,4 +123,53 @@ void kvr_memwipe(void *p, size_t n);
 /* Grows *items (elements of `elem` bytes) so that it holds at least `need`. 0 or KVR_ENOMEM. */
 int kvr_grow(void **items, size_t *cap, size_t need, size_t elem);
 
+/* ---- hash index -------------------------------------------------------------------------- */
+
+/*
+ * Lookups by name in O(1): an open-addressing table from a caller-computed hash to the ids
+ * (array positions) of the elements it was computed from. It holds no keys: a lookup visits
+ * the ids stored under a hash, and the caller compares each with its own element. Several ids
+ * may share a hash (equal keys, or collisions); kvr_index_first returns the smallest id that
+ * matches, so a lookup finds the first element in array order, whatever the table's layout.
+ * Zero-initialise (or kvr_index_init); kvr_index_release frees the table.
+ */
+typedef struct kvr_index_slot {
+    uint64_t hash;
+    size_t id; /* SIZE_MAX: empty */
+} kvr_index_slot;
+
+typedef struct kvr_index {
+    kvr_index_slot *slots;
+    size_t cap; /* 0 or a power of two */
+    size_t len;
+} kvr_index;
+
+typedef struct kvr_index_iter {
+    uint64_t hash;
+    size_t pos;
+    size_t steps;
+} kvr_index_iter;
+
+#define KVR_INDEX_NONE SIZE_MAX
+#define KVR_HASH_SEED 0xcbf29ce484222325ull
+
+/* Extends hash `h` (start with KVR_HASH_SEED) by string `s` (NULL allowed), folding ASCII case
+   as kvr_str_ieq does: strings that kvr_str_ieq calls equal hash equal. */
+uint64_t kvr_hash_ci(uint64_t h, const char *s);
+/* A bit mixer (for bucket indices; also usable to combine integers into a hash). */
+uint64_t kvr_hash_mix(uint64_t h);
+
+void kvr_index_init(kvr_index *ix);
+void kvr_index_release(kvr_index *ix);
+/* Makes room for `n` ids without rehashing. 0 or KVR_ENOMEM. */
+int kvr_index_reserve(kvr_index *ix, size_t n);
+/* Adds `id` (not SIZE_MAX) under `hash`; duplicates are kept. 0, KVR_ENOMEM or KVR_EINVAL. */
+int kvr_index_put(kvr_index *ix, uint64_t hash, size_t id);
+/* Iterates the ids stored under `hash` (a superset of the matches: the caller compares). */
+void kvr_index_find(const kvr_index *ix, uint64_t hash, kvr_index_iter *it);
+bool kvr_index_next(const kvr_index *ix, kvr_index_iter *it, size_t *id);
+/* The smallest id under `hash` for which match(ctx, id) is true, or KVR_INDEX_NONE. */
+typedef bool (*kvr_index_match)(const void *ctx, size_t id);
+size_t kvr_index_first(const kvr_index *ix, uint64_t hash, kvr_index_match match, const void *ctx);
+
 #endif
