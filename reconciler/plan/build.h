@@ -18,6 +18,12 @@ typedef struct pb {
     int64_t now;
     int rc;
     kvr_error *err;
+    /* Lookup tables over the inputs, and over the steps made so far (by kind, vault and name),
+       so that no pass is quadratic at estate scale (plan.c). Lookups return the first match in
+       array order, so the plan does not depend on hash order. */
+    kvr_index live_vaults, live_keys, live_secrets, live_deleted, live_roles, live_certs;
+    kvr_index digests, steps;
+    size_t active_apply; /* the active profile's apply step, or NONE (retire.c) */
 } pb;
 
 size_t pb_step(pb *b, kvr_step_kind kind, kvr_action action, const char *vault, kvr_pos pos,
@@ -33,6 +39,19 @@ void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
 /* The step of `kind` acting on (vault, name), or NONE. */
 size_t pb_find(const pb *b, kvr_step_kind kind, const char *vault, const char *name);
 char *pb_printf(pb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Indexed forms of the kvr_live_*_get lookups (same results). */
+const kvr_live_vault *pb_live_vault(const pb *b, const char *name);
+const kvr_live_key *pb_live_key(const pb *b, const char *vault, const char *name);
+const kvr_live_secret *pb_live_secret(const pb *b, const char *vault, const char *name);
+const kvr_live_deleted *pb_live_deleted(const pb *b, const char *vault, const char *kind,
+                                        const char *name);
+/* Is there a live role assignment of role_id to principal at scope (names without case)? */
+bool pb_live_role(const pb *b, const char *scope, const char *role_id, const char *principal);
+/* Is there a live certificate `name` in `vault` with thumbprint x5t (not NULL)? */
+bool pb_live_cert(const pb *b, const char *vault, const char *name, const char *x5t);
+/* The desired value marker of secret (vault, name), or NULL. */
+const char *pb_digest(const pb *b, const char *vault, const char *name);
 void pb_oom(pb *b);
 
 /* Retention gate: open when `since` + `period` has passed; since 0: not started, it starts

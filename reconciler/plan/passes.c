@@ -7,6 +7,7 @@
 #include "build.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *sku_name(kvr_sku s)
@@ -45,7 +46,7 @@ static bool vault_pending(const pb *b, const char *name)
     if (pb_find(b, KVR_STEP_VAULT_RECOVER, name, name) != NONE)
         return true;
     v = kvr_estate_vault(b->d, name);
-    return v && !kvr_live_vault_get(b->l, name) &&
+    return v && !pb_live_vault(b, name) &&
            pb_find(b, KVR_STEP_VAULT_CREATE, name, name) == NONE;
 }
 
@@ -151,7 +152,7 @@ void kvr_plan_pass_vaults(pb *b)
 {
     for (size_t i = 0; i < b->d->nvaults; i++) {
         const kvr_vault *v = &b->d->vaults[i];
-        const kvr_live_vault *lv = kvr_live_vault_get(b->l, v->name);
+        const kvr_live_vault *lv = pb_live_vault(b, v->name);
         if (!lv) {
             if (!v->retire)
                 vault_create(b, v);
@@ -225,7 +226,7 @@ void kvr_plan_pass_apps(pb *b)
         for (size_t c = 0; c < a->ncreds; c++) {
             const kvr_credential *cr = &a->creds[c];
             const kvr_live_secret *stored =
-                kvr_live_secret_get(b->l, cr->store_vault, cr->store_secret);
+                pb_live_secret(b, cr->store_vault, cr->store_secret);
             const char *stored_id = stored ? kvr_tags_get(&stored->tags, KVR_TAG_CREDENTIAL) : NULL;
             const kvr_live_credential *lc = live_cred(la, cr->name, stored_id);
             char object[200];
@@ -295,18 +296,11 @@ void kvr_plan_pass_roles(pb *b)
         const char *principal = kvr_plan_app_principal(b, r->app);
         const char *role_name = kvr_model_role_name(r->role_id);
         char scope[512], object[256];
-        bool found = false;
         size_t s;
         if (!v || vault_pending(b, v->name))
             continue;
         kvr_plan_scope(scope, sizeof(scope), sub, v->resource_group, v->name, r->key);
-        for (size_t j = 0; principal && j < b->l->nroles; j++) {
-            const kvr_live_role *lr = &b->l->roles[j];
-            if (kvr_str_ieq(lr->scope, scope) && kvr_str_ieq(lr->role_id, r->role_id) &&
-                kvr_str_ieq(lr->principal_id, principal))
-                found = true;
-        }
-        if (found)
+        if (principal && pb_live_role(b, scope, r->role_id, principal))
             continue;
         snprintf(object, sizeof(object), "role '%s' for app '%s'", role_name ? role_name : r->role,
                  r->app);
@@ -352,7 +346,7 @@ void kvr_plan_pass_keys(pb *b)
     for (size_t i = 0; i < b->d->nkeys; i++) {
         const kvr_key *k = &b->d->keys[i];
         const kvr_vault *v = kvr_estate_vault(b->d, k->vault);
-        const kvr_live_key *lk = kvr_live_key_get(b->l, k->vault, k->name);
+        const kvr_live_key *lk = pb_live_key(b, k->vault, k->name);
         const char *type = kvr_key_type_name(k->type);
         char want[64], have[64];
         size_t s;
@@ -360,7 +354,7 @@ void kvr_plan_pass_keys(pb *b)
             continue;
         key_shape(want, sizeof(want), type, k->size, k->curve);
         if (!lk) {
-            if (kvr_live_deleted_get(b->l, k->vault, "key", k->name)) {
+            if (pb_live_deleted(b, k->vault, "key", k->name)) {
                 s = pb_step(b, KVR_STEP_KEY_RECOVER, KVR_ACTION_CREATE, k->vault, k->pos,
                             obj("key", k->name), "recover the soft-deleted key (its name is held "
                                                  "until it is purged)");
@@ -423,11 +417,7 @@ void kvr_plan_pass_keys(pb *b)
 
 static const char *desired_digest(const pb *b, const kvr_secret *s)
 {
-    for (size_t i = 0; i < b->in->ndigests; i++)
-        if (kvr_str_ieq(b->in->digests[i].vault, s->vault) &&
-            kvr_str_ieq(b->in->digests[i].name, s->name))
-            return b->in->digests[i].digest;
-    return NULL;
+    return pb_digest(b, s->vault, s->name);
 }
 
 /* The step of this plan that adds (or replaces) an app credential, or NONE. */
@@ -447,7 +437,7 @@ static const kvr_live_secret *credential_store(const pb *b, const kvr_secret *s)
 {
     const kvr_app *a = kvr_estate_app(b->d, s->app);
     const kvr_credential *cr = a ? kvr_app_credential(a, s->credential) : NULL;
-    return cr ? kvr_live_secret_get(b->l, cr->store_vault, cr->store_secret) : NULL;
+    return cr ? pb_live_secret(b, cr->store_vault, cr->store_secret) : NULL;
 }
 
 void kvr_plan_pass_secrets(pb *b)
@@ -455,7 +445,7 @@ void kvr_plan_pass_secrets(pb *b)
     for (size_t i = 0; i < b->d->nsecrets; i++) {
         const kvr_secret *s = &b->d->secrets[i];
         const kvr_vault *v = kvr_estate_vault(b->d, s->vault);
-        const kvr_live_secret *ls = kvr_live_secret_get(b->l, s->vault, s->name);
+        const kvr_live_secret *ls = pb_live_secret(b, s->vault, s->name);
         const char *want = NULL;
         size_t st;
         if (!v || v->retire || vault_pending(b, v->name))
@@ -469,7 +459,7 @@ void kvr_plan_pass_secrets(pb *b)
         } else if (s->source != KVR_SECRET_GENERATE) {
             want = desired_digest(b, s);
         }
-        if (!ls && kvr_live_deleted_get(b->l, s->vault, "secret", s->name)) {
+        if (!ls && pb_live_deleted(b, s->vault, "secret", s->name)) {
             st = pb_step(b, KVR_STEP_SECRET_RECOVER, KVR_ACTION_CREATE, s->vault, s->pos,
                          obj("secret", s->name), "recover the soft-deleted secret (its name is "
                                                  "held until it is purged)");
@@ -511,10 +501,7 @@ void kvr_plan_pass_secrets(pb *b)
 /* The declared secret `name` of vault `vault`, or NULL. */
 static const kvr_secret *declared_secret(const pb *b, const char *vault, const char *name)
 {
-    for (size_t i = 0; i < b->d->nsecrets; i++)
-        if (kvr_str_ieq(b->d->secrets[i].vault, vault) && kvr_str_ieq(b->d->secrets[i].name, name))
-            return &b->d->secrets[i];
-    return NULL;
+    return kvr_estate_secret(b->d, vault, name);
 }
 
 /*
@@ -533,30 +520,26 @@ static bool copied(const pb *b, const kvr_vault *dst, const kvr_live_secret *ls)
     return !d || d->source == KVR_SECRET_GENERATE;
 }
 
-static bool cert_present(const kvr_live *l, const char *vault, const kvr_live_cert *c)
+static bool cert_present(const pb *b, const char *vault, const kvr_live_cert *c)
 {
-    for (size_t t = 0; t < l->ncerts; t++)
-        if (kvr_str_ieq(l->certs[t].vault, vault) && kvr_str_ieq(l->certs[t].name, c->name) &&
-            l->certs[t].x5t && c->x5t && strcmp(l->certs[t].x5t, c->x5t) == 0)
-            return true;
-    return false;
+    return pb_live_cert(b, vault, c->name, c->x5t);
 }
 
 bool kvr_plan_copy_complete(const pb *b, const kvr_vault *dst)
 {
-    if (!kvr_live_vault_get(b->l, dst->name))
+    if (!pb_live_vault(b, dst->name))
         return false;
     for (size_t j = 0; dst->copy_from.secrets != KVR_COPY_NONE && j < b->l->nsecrets; j++) {
         const kvr_live_secret *ls = &b->l->secrets[j], *to;
         if (!copied(b, dst, ls))
             continue;
-        to = kvr_live_secret_get(b->l, dst->name, ls->name);
+        to = pb_live_secret(b, dst->name, ls->name);
         if (!to || !to->digest || !ls->digest || strcmp(to->digest, ls->digest) != 0)
             return false;
     }
     for (size_t j = 0; dst->copy_from.certificates && j < b->l->ncerts; j++)
         if (kvr_str_ieq(b->l->certs[j].vault, dst->copy_from.vault) &&
-            !cert_present(b->l, dst->name, &b->l->certs[j]))
+            !cert_present(b, dst->name, &b->l->certs[j]))
             return false;
     return true;
 }
@@ -567,7 +550,7 @@ void kvr_plan_pass_copies(pb *b)
         const kvr_vault *v = &b->d->vaults[i];
         const char *src = v->copy_from.vault;
         size_t verify = NONE, ncopies = 0, first = b->p->nsteps;
-        if (!src || !kvr_live_vault_get(b->l, src) || vault_pending(b, v->name))
+        if (!src || !pb_live_vault(b, src) || vault_pending(b, v->name))
             continue;
         for (size_t j = 0; v->copy_from.secrets != KVR_COPY_NONE && j < b->l->nsecrets; j++) {
             const kvr_live_secret *ls = &b->l->secrets[j];
@@ -575,7 +558,7 @@ void kvr_plan_pass_copies(pb *b)
             size_t s;
             if (!copied(b, v, ls))
                 continue;
-            to = kvr_live_secret_get(b->l, v->name, ls->name);
+            to = pb_live_secret(b, v->name, ls->name);
             if (to && to->digest && ls->digest && strcmp(to->digest, ls->digest) == 0)
                 continue;
             s = pb_step(b, KVR_STEP_SECRET_COPY, to ? KVR_ACTION_CHANGE : KVR_ACTION_CREATE,
@@ -591,7 +574,7 @@ void kvr_plan_pass_copies(pb *b)
         for (size_t j = 0; v->copy_from.certificates && j < b->l->ncerts; j++) {
             const kvr_live_cert *lc = &b->l->certs[j];
             size_t s;
-            if (!kvr_str_ieq(lc->vault, src) || cert_present(b->l, v->name, lc))
+            if (!kvr_str_ieq(lc->vault, src) || cert_present(b, v->name, lc))
                 continue;
             s = pb_step(b, KVR_STEP_CERT_COPY, KVR_ACTION_CREATE, v->name, v->copy_from.pos,
                         obj("certificate", lc->name), "copy from vault '%s' (with its key)", src);
@@ -646,7 +629,7 @@ void kvr_plan_pass_profiles(pb *b)
         if (vault_pending(b, p->vault))
             continue;
         if (!lp) {
-            const kvr_live_key *lk = kvr_live_key_get(b->l, p->vault, p->key);
+            const kvr_live_key *lk = pb_live_key(b, p->vault, p->key);
             size_t kstep = pb_find(b, KVR_STEP_KEY_NEW_VERSION, p->vault, p->key);
             const char *version = p->key_version;
             if (kstep == NONE)

@@ -1,10 +1,13 @@
 /*
- * The plan builder's frame: step, gate and change bookkeeping, the entry point that runs the
- * passes in order, and freeing. The passes themselves live in passes.c and retire.c; each is
- * small and looks at one kind of object, in the manner of Terraform's graph builder.
+ * The plan builder's frame: step, gate and change bookkeeping, hash-indexed lookups over the
+ * inputs and the steps made so far (an estate has tens of thousands of objects: no pass may
+ * search linearly per object), the entry point that runs the passes in order, and freeing.
+ * The passes themselves live in passes.c and retire.c; each is small and looks at one kind of
+ * object, in the manner of Terraform's graph builder.
  */
 #include "build.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,15 +67,23 @@ size_t pb_step(pb *b, kvr_step_kind kind, kvr_action action, const char *vault, 
     return b->p->nsteps++;
 }
 
+static uint64_t step_hash(kvr_step_kind kind, const char *vault, const char *name)
+{
+    return kvr_hash_ci(kvr_hash_ci(kvr_hash_mix((uint64_t)kind + 1), vault), name);
+}
+
 void pb_name(pb *b, size_t s, const char *name, const char *version, const char *extra)
 {
     kvr_step *st;
     if (s == NONE || b->rc)
         return;
     st = &b->p->steps[s];
+    assert(!st->name); /* the step index keys on the first name */
     st->name = dup_or_null(b, name);
     st->version = dup_or_null(b, version);
     st->extra = dup_or_null(b, extra);
+    if (st->name && kvr_index_put(&b->steps, step_hash(st->kind, st->vault, st->name), s) < 0)
+        pb_oom(b);
 }
 
 void pb_dep(pb *b, size_t s, size_t dep)
@@ -163,19 +174,215 @@ void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
     h->reason = dup_or_null(b, buf);
 }
 
+typedef struct step_probe {
+    const pb *b;
+    kvr_step_kind kind;
+    const char *vault, *name;
+} step_probe;
+
+static bool step_is(const void *arg, size_t i)
+{
+    const step_probe *p = arg;
+    const kvr_step *s = &p->b->p->steps[i];
+    if (s->kind != p->kind || !s->name || !kvr_str_ieq(s->name, p->name))
+        return false;
+    if ((p->vault == NULL) != (s->vault == NULL))
+        return false;
+    return !p->vault || kvr_str_ieq(p->vault, s->vault);
+}
+
 size_t pb_find(const pb *b, kvr_step_kind kind, const char *vault, const char *name)
 {
-    for (size_t i = 0; i < b->p->nsteps; i++) {
-        const kvr_step *s = &b->p->steps[i];
-        if (s->kind != kind || !s->name || !kvr_str_ieq(s->name, name))
-            continue;
-        if ((vault == NULL) != (s->vault == NULL))
-            continue;
-        if (vault && !kvr_str_ieq(vault, s->vault))
-            continue;
-        return i;
-    }
-    return NONE;
+    step_probe p = {b, kind, vault, name};
+    size_t i;
+    if (!name)
+        return NONE;
+    i = kvr_index_first(&b->steps, step_hash(kind, vault, name), step_is, &p);
+    return i == KVR_INDEX_NONE ? NONE : i;
+}
+
+/* ---- lookups over the inputs -------------------------------------------------------------- */
+
+typedef struct probe {
+    const pb *b;
+    const char *a, *c, *d;
+} probe;
+
+static uint64_t hash3(const char *a, const char *c, const char *d)
+{
+    return kvr_hash_ci(kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, a), c), d);
+}
+
+static bool live_vault_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    return kvr_str_ieq(p->b->l->vaults[i].name, p->a);
+}
+
+static bool live_key_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_live_key *k = &p->b->l->keys[i];
+    return kvr_str_ieq(k->vault, p->a) && kvr_str_ieq(k->name, p->c);
+}
+
+static bool live_secret_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_live_secret *s = &p->b->l->secrets[i];
+    return kvr_str_ieq(s->vault, p->a) && kvr_str_ieq(s->name, p->c);
+}
+
+static bool live_deleted_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_live_deleted *d = &p->b->l->deleted[i];
+    /* kind compares exactly; the hash folds it, which only widens the candidates */
+    return kvr_str_ieq(d->vault, p->a) && d->kind && p->c && strcmp(d->kind, p->c) == 0 &&
+           kvr_str_ieq(d->name, p->d);
+}
+
+static bool live_role_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_live_role *r = &p->b->l->roles[i];
+    return kvr_str_ieq(r->scope, p->a) && kvr_str_ieq(r->role_id, p->c) &&
+           kvr_str_ieq(r->principal_id, p->d);
+}
+
+static bool live_cert_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_live_cert *c = &p->b->l->certs[i];
+    return kvr_str_ieq(c->vault, p->a) && kvr_str_ieq(c->name, p->c) && c->x5t &&
+           strcmp(c->x5t, p->d) == 0;
+}
+
+static bool digest_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_value_digest *d = &p->b->in->digests[i];
+    return kvr_str_ieq(d->vault, p->a) && kvr_str_ieq(d->name, p->c);
+}
+
+const kvr_live_vault *pb_live_vault(const pb *b, const char *name)
+{
+    probe p = {b, name, NULL, NULL};
+    size_t i =
+        name ? kvr_index_first(&b->live_vaults, kvr_hash_ci(KVR_HASH_SEED, name), live_vault_is, &p)
+             : KVR_INDEX_NONE;
+    return i == KVR_INDEX_NONE ? NULL : &b->l->vaults[i];
+}
+
+const kvr_live_key *pb_live_key(const pb *b, const char *vault, const char *name)
+{
+    probe p = {b, vault, name, NULL};
+    size_t i = vault && name
+                   ? kvr_index_first(&b->live_keys, hash3(vault, name, NULL), live_key_is, &p)
+                   : KVR_INDEX_NONE;
+    return i == KVR_INDEX_NONE ? NULL : &b->l->keys[i];
+}
+
+const kvr_live_secret *pb_live_secret(const pb *b, const char *vault, const char *name)
+{
+    probe p = {b, vault, name, NULL};
+    size_t i = vault && name
+                   ? kvr_index_first(&b->live_secrets, hash3(vault, name, NULL), live_secret_is, &p)
+                   : KVR_INDEX_NONE;
+    return i == KVR_INDEX_NONE ? NULL : &b->l->secrets[i];
+}
+
+const kvr_live_deleted *pb_live_deleted(const pb *b, const char *vault, const char *kind,
+                                        const char *name)
+{
+    probe p = {b, vault, kind, name};
+    size_t i = vault && kind && name ? kvr_index_first(&b->live_deleted, hash3(vault, kind, name),
+                                                       live_deleted_is, &p)
+                                     : KVR_INDEX_NONE;
+    return i == KVR_INDEX_NONE ? NULL : &b->l->deleted[i];
+}
+
+bool pb_live_role(const pb *b, const char *scope, const char *role_id, const char *principal)
+{
+    probe p = {b, scope, role_id, principal};
+    if (!scope || !role_id || !principal)
+        return false;
+    return kvr_index_first(&b->live_roles, hash3(scope, role_id, principal), live_role_is, &p) !=
+           KVR_INDEX_NONE;
+}
+
+bool pb_live_cert(const pb *b, const char *vault, const char *name, const char *x5t)
+{
+    probe p = {b, vault, name, x5t};
+    if (!vault || !name || !x5t)
+        return false;
+    return kvr_index_first(&b->live_certs, hash3(vault, name, NULL), live_cert_is, &p) !=
+           KVR_INDEX_NONE;
+}
+
+const char *pb_digest(const pb *b, const char *vault, const char *name)
+{
+    probe p = {b, vault, name, NULL};
+    size_t i = vault && name ? kvr_index_first(&b->digests, hash3(vault, name, NULL), digest_is, &p)
+                             : KVR_INDEX_NONE;
+    return i == KVR_INDEX_NONE ? NULL : b->in->digests[i].digest;
+}
+
+/* Fills the tables over the inputs. Elements missing a key part are left out: the linear
+   lookups could never match them either. */
+static int index_inputs(pb *b)
+{
+    const kvr_live *l = b->l;
+    int rc = 0;
+    rc |= kvr_index_reserve(&b->live_vaults, l->nvaults);
+    rc |= kvr_index_reserve(&b->live_keys, l->nkeys);
+    rc |= kvr_index_reserve(&b->live_secrets, l->nsecrets);
+    rc |= kvr_index_reserve(&b->live_deleted, l->ndeleted);
+    rc |= kvr_index_reserve(&b->live_roles, l->nroles);
+    rc |= kvr_index_reserve(&b->live_certs, l->ncerts);
+    rc |= kvr_index_reserve(&b->digests, b->in->ndigests);
+    for (size_t i = 0; i < l->nvaults && !rc; i++)
+        if (l->vaults[i].name)
+            rc = kvr_index_put(&b->live_vaults, kvr_hash_ci(KVR_HASH_SEED, l->vaults[i].name), i);
+    for (size_t i = 0; i < l->nkeys && !rc; i++)
+        if (l->keys[i].vault && l->keys[i].name)
+            rc = kvr_index_put(&b->live_keys, hash3(l->keys[i].vault, l->keys[i].name, NULL), i);
+    for (size_t i = 0; i < l->nsecrets && !rc; i++)
+        if (l->secrets[i].vault && l->secrets[i].name)
+            rc = kvr_index_put(&b->live_secrets,
+                               hash3(l->secrets[i].vault, l->secrets[i].name, NULL), i);
+    for (size_t i = 0; i < l->ndeleted && !rc; i++)
+        if (l->deleted[i].vault && l->deleted[i].kind && l->deleted[i].name)
+            rc = kvr_index_put(&b->live_deleted,
+                               hash3(l->deleted[i].vault, l->deleted[i].kind, l->deleted[i].name),
+                               i);
+    for (size_t i = 0; i < l->nroles && !rc; i++)
+        if (l->roles[i].scope && l->roles[i].role_id && l->roles[i].principal_id)
+            rc = kvr_index_put(
+                &b->live_roles,
+                hash3(l->roles[i].scope, l->roles[i].role_id, l->roles[i].principal_id), i);
+    for (size_t i = 0; i < l->ncerts && !rc; i++)
+        if (l->certs[i].vault && l->certs[i].name)
+            rc = kvr_index_put(&b->live_certs, hash3(l->certs[i].vault, l->certs[i].name, NULL), i);
+    for (size_t i = 0; i < b->in->ndigests && !rc; i++)
+        if (b->in->digests[i].vault && b->in->digests[i].name)
+            rc = kvr_index_put(&b->digests,
+                               hash3(b->in->digests[i].vault, b->in->digests[i].name, NULL), i);
+    if (rc)
+        return kvr_error_set(b->err, KVR_ENOMEM, "out of memory while planning");
+    return 0;
+}
+
+static void index_release(pb *b)
+{
+    kvr_index_release(&b->live_vaults);
+    kvr_index_release(&b->live_keys);
+    kvr_index_release(&b->live_secrets);
+    kvr_index_release(&b->live_deleted);
+    kvr_index_release(&b->live_roles);
+    kvr_index_release(&b->live_certs);
+    kvr_index_release(&b->digests);
+    kvr_index_release(&b->steps);
 }
 
 void pb_retention_gate(pb *b, size_t s, int64_t since, int64_t period, const char *start_event)
@@ -248,14 +455,18 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
     b.err = err;
     b.p->now = b.now;
 
-    kvr_plan_pass_vaults(&b);
-    kvr_plan_pass_copies(&b);
-    kvr_plan_pass_apps(&b);
-    kvr_plan_pass_keys(&b);
-    kvr_plan_pass_roles(&b);
-    kvr_plan_pass_secrets(&b);
-    kvr_plan_pass_profiles(&b);
-    kvr_plan_pass_retire(&b);
+    b.rc = index_inputs(&b);
+    if (!b.rc) {
+        kvr_plan_pass_vaults(&b);
+        kvr_plan_pass_copies(&b);
+        kvr_plan_pass_apps(&b);
+        kvr_plan_pass_keys(&b);
+        kvr_plan_pass_roles(&b);
+        kvr_plan_pass_secrets(&b);
+        kvr_plan_pass_profiles(&b);
+        kvr_plan_pass_retire(&b);
+    }
+    index_release(&b); /* ordering renumbers the steps: pb_find is over */
     if (!b.rc)
         b.rc = kvr_plan_order(&b);
     if (b.rc) {

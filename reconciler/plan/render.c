@@ -43,26 +43,72 @@ static const char *color_of(const kvr_step *s)
     return "";
 }
 
-/* Groups: steps without a vault first ("directory"), then each vault in order of first use. */
-static size_t groups(const kvr_plan *p, const char **names, size_t max)
+/*
+ * Groups: steps without a vault first ("directory"), then each vault in order of first use
+ * (names without case). Fills names[] (the group's vault, NULL for the directory) and order[],
+ * the step indices group by group, each group in step order; returns the number of groups, or
+ * KVR_INDEX_NONE when out of memory. Linear in the steps: an estate has hundreds of vaults.
+ */
+typedef struct group_probe {
+    const char **names;
+    const char *vault;
+} group_probe;
+
+static bool group_is(const void *arg, size_t g)
 {
-    size_t n = 0;
+    const group_probe *gp = arg;
+    return gp->names[g] && kvr_str_ieq(gp->names[g], gp->vault);
+}
+
+static size_t groups(const kvr_plan *p, const char **names, size_t *order)
+{
+    size_t n = 0, *group_of = NULL, *start = NULL;
     bool directory = false;
+    kvr_index ix = {0};
+
+    group_of = malloc((p->nsteps + 1) * sizeof(*group_of));
+    start = calloc(p->nsteps + 2, sizeof(*start));
+    if (!group_of || !start)
+        goto oom;
     for (size_t i = 0; i < p->nsteps; i++)
         directory |= p->steps[i].vault == NULL;
-    if (directory && n < max)
+    if (directory)
         names[n++] = NULL;
     for (size_t i = 0; i < p->nsteps; i++) {
         const char *v = p->steps[i].vault;
-        bool seen = false;
-        if (!v)
+        group_probe gp = {names, v};
+        uint64_t h;
+        size_t g;
+        if (!v) {
+            group_of[i] = 0;
             continue;
-        for (size_t j = 0; j < n; j++)
-            seen |= names[j] && kvr_str_ieq(names[j], v);
-        if (!seen && n < max)
-            names[n++] = v;
+        }
+        h = kvr_hash_ci(KVR_HASH_SEED, v);
+        g = kvr_index_first(&ix, h, group_is, &gp);
+        if (g == KVR_INDEX_NONE) {
+            g = n++;
+            names[g] = v;
+            if (kvr_index_put(&ix, h, g) < 0)
+                goto oom;
+        }
+        group_of[i] = g;
     }
+    /* a counting sort of the steps by group, stable */
+    for (size_t i = 0; i < p->nsteps; i++)
+        start[group_of[i] + 1]++;
+    for (size_t g = 0; g < n; g++)
+        start[g + 1] += start[g];
+    for (size_t i = 0; i < p->nsteps; i++)
+        order[start[group_of[i]]++] = i;
+    kvr_index_release(&ix);
+    free(group_of);
+    free(start);
     return n;
+oom:
+    kvr_index_release(&ix);
+    free(group_of);
+    free(start);
+    return KVR_INDEX_NONE;
 }
 
 static bool in_group(const kvr_step *s, const char *g)
@@ -106,8 +152,8 @@ static void text_step(const kvr_step *s, FILE *out, bool color, const char *inde
 
 int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
 {
-    const char *names[256];
-    size_t ng = groups(p, names, 256);
+    const char **names = NULL;
+    size_t ng, next = 0, *order = NULL;
     kvr_plan_summary sum;
     char now[KVR_TIME_ISO_MAX];
 
@@ -116,16 +162,25 @@ int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
         fprintf(out, "No changes: the estate matches the desired state (service time %s).\n", now);
         return 0;
     }
+    names = malloc((p->nsteps + 1) * sizeof(*names));
+    order = malloc((p->nsteps + 1) * sizeof(*order));
+    ng = names && order ? groups(p, names, order) : KVR_INDEX_NONE;
+    if (ng == KVR_INDEX_NONE) {
+        free(names);
+        free(order);
+        return KVR_ENOMEM;
+    }
     fprintf(out, "kvreconcile plan (service time %s)\n", now);
     for (size_t g = 0; g < ng; g++) {
         if (names[g])
             fprintf(out, "\nvault '%s'\n", names[g]);
         else
             fprintf(out, "\ndirectory (Entra ID)\n");
-        for (size_t i = 0; i < p->nsteps; i++)
-            if (in_group(&p->steps[i], names[g]))
-                text_step(&p->steps[i], out, color, "");
+        for (; next < p->nsteps && in_group(&p->steps[order[next]], names[g]); next++)
+            text_step(&p->steps[order[next]], out, color, "");
     }
+    free(names);
+    free(order);
     if (p->nholds) {
         fprintf(out, "\nheld back (never done, whatever the YAML says):\n");
         for (size_t i = 0; i < p->nholds; i++) {

@@ -64,7 +64,8 @@ static size_t find_by_name(const pb *b, kvr_step_kind kind, const char *name)
 
 static size_t active_apply(const pb *b)
 {
-    return b->d->active ? find_by_name(b, KVR_STEP_PROFILE_APPLY, b->d->active) : NONE;
+    /* found once per plan: the profile pass, which makes it, has run; this pass adds none */
+    return b->active_apply;
 }
 
 /* The gate that waits for the active profile to be Used, if it is not yet. */
@@ -353,7 +354,7 @@ static void retire_vaults(pb *b)
 {
     for (size_t i = 0; i < b->d->nvaults; i++) {
         const kvr_vault *v = &b->d->vaults[i];
-        const kvr_live_vault *lv = kvr_live_vault_get(b->l, v->name);
+        const kvr_live_vault *lv = pb_live_vault(b, v->name);
         const kvr_live_profile *au, *any;
         int64_t since;
         size_t s, mark = NONE;
@@ -387,7 +388,7 @@ static void retire_vaults(pb *b)
                 continue;
             verify = pb_find(b, KVR_STEP_COPY_VERIFY, t->name, t->name);
             pb_dep(b, s, verify);
-            if (!kvr_live_vault_get(b->l, t->name))
+            if (!pb_live_vault(b, t->name))
                 pb_gate(b, s, KVR_GATE_COPY_VERIFIED, false, 0, "vault '%s' to be created and "
                                                                 "hold a verified copy",
                         t->name);
@@ -409,11 +410,12 @@ static void retire_vaults(pb *b)
 
 void kvr_plan_pass_retire(pb *b)
 {
+    b->active_apply = b->d->active ? find_by_name(b, KVR_STEP_PROFILE_APPLY, b->d->active) : NONE;
     retire_profiles(b);
     for (size_t i = 0; i < b->d->nkeys; i++) {
         const kvr_key *k = &b->d->keys[i];
         const kvr_vault *v = kvr_estate_vault(b->d, k->vault);
-        const kvr_live_key *lk = kvr_live_key_get(b->l, k->vault, k->name);
+        const kvr_live_key *lk = pb_live_key(b, k->vault, k->name);
         if (lk && v && !v->retire)
             retire_versions(b, k, lk);
     }

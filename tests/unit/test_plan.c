@@ -123,6 +123,55 @@ static void run_case(void **state)
     kvr_diags_release(&d);
 }
 
+/* Text rendering groups steps by vault, names without case: every step shows, however many
+   vaults the plan touches (it once stopped at 256 groups). */
+static void test_plan__render_text_many_vaults(void **state)
+{
+    enum { NV = 300 };
+    kvr_plan p;
+    kvr_step steps[NV + 2];
+    char vaults[NV + 2][16], objects[NV + 2][32], summary[] = "s", *got = NULL, line[64];
+    size_t len = 0;
+    const char *at, *v7;
+    FILE *f;
+    (void)state;
+    memset(&p, 0, sizeof(p));
+    memset(steps, 0, sizeof(steps));
+    for (size_t i = 0; i < NV + 2; i++) {
+        /* the last two: a directory step, and a step in vault 'V007' (group of 'v007') */
+        snprintf(vaults[i], sizeof(vaults[i]), i == NV + 1 ? "V007" : "v%03zu", i);
+        snprintf(objects[i], sizeof(objects[i]), "object %zu", i);
+        steps[i].id = i + 1;
+        steps[i].kind = KVR_STEP_VAULT_UPDATE;
+        steps[i].action = KVR_ACTION_CHANGE;
+        steps[i].vault = i == NV ? NULL : vaults[i];
+        steps[i].object = objects[i];
+        steps[i].summary = summary;
+    }
+    p.steps = steps;
+    p.nsteps = NV + 2;
+    f = open_memstream(&got, &len);
+    assert_non_null(f);
+    assert_int_equal(kvr_plan_render_text(&p, f, false), 0);
+    fclose(f);
+    for (size_t i = 0; i < NV + 2; i++) {
+        snprintf(line, sizeof(line), "%3zu ~ object %zu: s\n", i + 1, i);
+        if (!strstr(got, line))
+            fail_msg("step %zu is missing from the text plan", i + 1);
+    }
+    /* the directory group comes first; 'V007' is shown under vault 'v007', right after it */
+    at = strstr(got, "\ndirectory (Entra ID)\n");
+    assert_non_null(at);
+    assert_true(at < strstr(got, "\nvault 'v000'\n"));
+    assert_null(strstr(got, "vault 'V007'"));
+    v7 = strstr(got, "\nvault 'v007'\n");
+    assert_non_null(v7);
+    assert_non_null(strstr(v7, "  8 ~ object 7: s\n"));
+    assert_ptr_equal(strstr(v7, "302 ~ object 301: s\n"),
+                     strstr(v7, "  8 ~ object 7: s\n") + strlen("  8 ~ object 7: s\n"));
+    free(got);
+}
+
 static int name_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -162,13 +211,15 @@ int main(void)
     }
     closedir(dir);
     qsort(names, n, sizeof(*names), name_cmp);
-    tests = calloc(n + 1, sizeof(*tests));
+    tests = calloc(n + 2, sizeof(*tests));
     for (size_t i = 0; i < n; i++) {
         tests[i].name = strrchr(names[i], '/') + 1;
         tests[i].test_func = run_case;
         tests[i].initial_state = names[i];
     }
-    rc = _cmocka_run_group_tests("test_plan", tests, n, NULL, NULL);
+    tests[n].name = "test_plan__render_text_many_vaults";
+    tests[n].test_func = test_plan__render_text_many_vaults;
+    rc = _cmocka_run_group_tests("test_plan", tests, n + 1, NULL, NULL);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
