@@ -62,4 +62,57 @@ int kvr_az_has_iprefix(const char *s, const char *prefix);
 /* A random 32-bit value (OpenSSL RAND; falls back to the clock if that fails). */
 uint32_t kvr_az_random32(void);
 
+/* ---- ARM long-running operations (lro.c) ------------------------------------------------- */
+
+typedef enum kvr_lro_state {
+    KVR_LRO_RUNNING = 0,
+    KVR_LRO_SUCCEEDED,
+    KVR_LRO_FAILED,
+    KVR_LRO_CANCELED,
+} kvr_lro_state;
+
+/* An operation status or provisioningState, case-insensitively: absent or empty is Succeeded
+   (ARM: no provisioningState means done), Failed, Canceled (or Cancelled), anything else
+   (InProgress, Accepted, RegisteringDns, ...) is still running. */
+kvr_lro_state kvr_lro_state_of(const char *status);
+
+/* How a write's first response says to wait for it. */
+typedef enum kvr_lro_kind {
+    KVR_LRO_DONE = 0,        /* finished in the response itself */
+    KVR_LRO_ENDED_BADLY,     /* the body's provisioningState is Failed or Canceled */
+    KVR_LRO_ASYNC_OPERATION, /* poll the Azure-AsyncOperation URL */
+    KVR_LRO_LOCATION,        /* poll the Location URL: 202 running, 200/204 done */
+    KVR_LRO_RESOURCE,        /* GET the resource until its provisioningState is terminal */
+} kvr_lro_kind;
+
+/* Pure: the kind of wait for `method` ("PUT", ...) given its (accepted) first response. Polling is
+   needed after 201/202 or a body whose provisioningState is not terminal. */
+kvr_lro_kind kvr_lro_plan(const char *method, const kvr_http_response *initial);
+
+/* 0 when `url` is https on the same host and port as `arm_endpoint`, else KVR_EINSECURE (or
+   KVR_EPROTO for something that is not a URL): a poll carries the ARM token. */
+int kvr_lro_check_url(const char *url, const char *arm_endpoint, kvr_error *err);
+
+typedef struct kvr_lro_config {
+    long default_wait_ms; /* between polls when no Retry-After is given: 2000 */
+    long max_wait_ms;     /* cap of one wait, whatever Retry-After says: 60000 */
+    long timeout_ms;      /* overall: 30 min, or $KVR_LRO_TIMEOUT seconds */
+} kvr_lro_config;
+
+void kvr_lro_config_init(kvr_lro_config *cfg);
+
+/*
+ * Waits until the ARM write that got `initial` (already checked to be an accepted status) has
+ * finished. Polls with kvr_auth_send and `scope` (so the engine's retries on 429/5xx apply), only
+ * on `arm_endpoint`. After a PUT or PATCH whose status URL says Succeeded, reads `resource_url`
+ * until its provisioningState is terminal, as the SDKs read the final resource. cfg NULL:
+ * defaults. *out (optional) gets the final resource body when one was read (caller's reference),
+ * else NULL. Errors: KVR_EAZURE "OP 'OBJECT': the long-running operation failed: CODE: MESSAGE"
+ * for Failed/Canceled; KVR_ETIMEOUT; KVR_EINSECURE for a poll URL off the ARM endpoint; as
+ * kvr_http_error for a poll answered with an error status.
+ */
+int kvr_lro_wait(json_t **out, kvr_auth *a, const char *scope, const char *arm_endpoint,
+                 const char *method, const char *resource_url, const kvr_http_response *initial,
+                 const char *op, const char *object, const kvr_lro_config *cfg, kvr_error *err);
+
 #endif

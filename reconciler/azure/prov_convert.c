@@ -161,6 +161,43 @@ static char *rg_of(const char *id)
     return NULL;
 }
 
+/* A permission list (keys, secrets, certificates) of an access policy entry. */
+static int perms_from(kvr_strlist *out, const json_t *arr)
+{
+    size_t n = json_array_size(arr);
+    out->items = calloc(n + 1, sizeof(*out->items));
+    if (!out->items)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = json_string_value(json_array_get(arr, i));
+        if (p && !(out->items[out->len++] = strdup(p)))
+            return -1;
+    }
+    return 0;
+}
+
+/* properties.accessPolicies: who may do what (compared by the plan on access-policy vaults). */
+static int policies_from(kvr_live_vault *v, const json_t *list)
+{
+    size_t n = json_array_size(list);
+    v->policies = calloc(n + 1, sizeof(*v->policies));
+    if (!v->policies)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(list, i), *perms = json_object_get(e, "permissions");
+        kvr_live_policy *p = &v->policies[v->npolicies];
+        if (!jstr(e, "objectId"))
+            continue;
+        v->npolicies++;
+        if (!(p->object_id = dup(jstr(e, "objectId"))) ||
+            perms_from(&p->keys, json_object_get(perms, "keys")) < 0 ||
+            perms_from(&p->secrets, json_object_get(perms, "secrets")) < 0 ||
+            perms_from(&p->certificates, json_object_get(perms, "certificates")) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
 {
     const json_t *props = json_object_get(vault, "properties"), *sku, *acls;
@@ -185,7 +222,8 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
     v->purge_protection = json_is_true(json_object_get(props, "enablePurgeProtection"));
     acls = json_object_get(props, "networkAcls");
     v->default_action = dup(jstr(acls, "defaultAction"));
-    if (!v->name || !v->location || tags_from(&v->tags, json_object_get(vault, "tags")) < 0)
+    if (!v->name || !v->location || tags_from(&v->tags, json_object_get(vault, "tags")) < 0 ||
+        policies_from(v, json_object_get(props, "accessPolicies")) < 0)
         return oom(err);
     if (!v->resource_group)
         return kvr_error_set(err, KVR_EPROTO,

@@ -12,17 +12,22 @@
 #include "kvr/plan.h"
 #include "kvr/providers.h"
 #include "prov_internal.h"
+#include "azinternal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 
 typedef const kvr_step_ctx ctxt;
+
+static int arm_claim(char **out, kvr_auth *a, const kvr_endpoints *ep, const char *claim,
+                     kvr_error *err);
 
 
 /* Wipes a string that held a secret (jansson dumps, JSON string values) in place. */
@@ -95,6 +100,61 @@ done:
 
 static const long OK200[] = {200, 0};
 static const long OK2XX[] = {200, 201, 202, 204, 0};
+
+/*
+ * An ARM write that may be a long-running operation (a vault PUT answers 201 while the vault's
+ * DNS name is registered): sent as call() does, then waited for until it has finished, so the
+ * next step never meets a vault that is not there yet. `resource_url` is what to read to see the
+ * resource's provisioningState (NULL: only the status URLs). *out (optional): the final body.
+ */
+static int call_arm(ctxt *c, const char *method, const char *url, const char *resource_url,
+                    json_t *body, const long *ok, const char *op, const char *object, json_t **out,
+                    long *status, kvr_error *err)
+{
+    static const char *const json_hdr[] = {"Content-Type: application/json", NULL};
+    kvr_http_request req = {.method = method, .url = url};
+    kvr_http_response resp;
+    char *scope = prov_fmt(err, "%s/.default", c->ep->arm);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    bool accepted = false;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    kvr_http_response_init(&resp);
+    if (!scope || (body && !text)) {
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (text) {
+        req.body = text;
+        req.body_len = strlen(text);
+        req.headers = json_hdr;
+    }
+    if ((rc = kvr_auth_send(&resp, c->auth, scope, &req, err)) < 0)
+        goto done;
+    if (status)
+        *status = resp.status;
+    for (const long *s = ok; *s; s++)
+        accepted |= resp.status == *s;
+    if (!accepted || resp.status >= 300) {
+        if (!accepted)
+            rc = kvr_http_error(err, &resp, op, object);
+        else if (out && resp.body_len) /* an accepted error status (409): the caller looks */
+            *out = json_loadb(resp.body, resp.body_len, 0, NULL);
+        goto done;
+    }
+    rc = kvr_lro_wait(out, c->auth, scope, c->ep->arm, method, resource_url, &resp, op, object,
+                      NULL, err);
+done:
+    if (text) {
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    free(scope);
+    kvr_http_response_release(&resp);
+    return rc;
+}
 
 static char *arm_scope(ctxt *c, kvr_error *err)
 {
@@ -172,29 +232,37 @@ static json_t *vault_properties(ctxt *c, const kvr_vault *v)
     return p;
 }
 
-static int wait_provisioned(ctxt *c, const char *url, const char *name, kvr_error *err)
+/*
+ * On an access-policy vault, data-plane access comes only from its policies, and ARM gives the
+ * creator none: without an entry of its own, kvreconcile could not read or make the vault's keys
+ * and secrets. The entry of the identity it runs as (the "oid" of its ARM token) is added at
+ * creation, with what its steps use (no purge), unless the desired state already gives that
+ * principal one. The plan manages declared apps' entries only, so this one is never taken away.
+ */
+static int self_policy(ctxt *c, json_t *list, kvr_error *err)
 {
-    char *scope = arm_scope(c, err);
-    int rc = scope ? 0 : KVR_ENOMEM;
-    for (int i = 0; !rc && i < 60; i++) {
-        json_t *v = NULL;
-        const char *state;
-        rc = call(c, scope, "GET", url, NULL, 0, OK200, "get vault", name, &v, NULL, err);
-        state = json_string_value(json_object_get(json_object_get(v, "properties"),
-                                                  "provisioningState"));
-        if (!rc && (!state || strcmp(state, "Succeeded") == 0)) {
-            json_decref(v);
-            break;
-        }
-        if (!rc && state && (!strcmp(state, "Failed") || !strcmp(state, "Canceled")))
-            rc = kvr_error_set(err, KVR_EAZURE, "create vault '%s': provisioning %s", name, state);
-        json_decref(v);
-        if (!rc) {
-            struct timespec ts = {1, 0};
-            nanosleep(&ts, NULL);
-        }
+    char *oid = NULL;
+    size_t i;
+    json_t *e;
+    int rc = arm_claim(&oid, c->auth, c->ep, "oid", err);
+    if (rc < 0)
+        return rc;
+    json_array_foreach(list, i, e)
+    {
+        const char *have = json_string_value(json_object_get(e, "objectId"));
+        if (have && strcasecmp(have, oid) == 0)
+            goto done;
     }
-    free(scope);
+    e = json_pack("{s:s,s:s,s:{s:[ssssssssssss],s:[sssssss],s:[sssssssss]}}", "tenantId", c->tenant,
+                  "objectId", oid, "permissions", "keys", "get", "list", "create", "update",
+                  "import", "delete", "recover", "backup", "restore", "rotate", "getrotationpolicy",
+                  "setrotationpolicy", "secrets", "get", "list", "set", "delete", "recover",
+                  "backup", "restore", "certificates", "get", "list", "create", "import", "update",
+                  "delete", "recover", "backup", "restore");
+    rc = e && json_array_append_new(list, e) == 0 ? 0
+                                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+done:
+    free(oid);
     return rc;
 }
 
@@ -220,8 +288,8 @@ static int vault_put(ctxt *c, const kvr_step *s, bool recover, kvr_error *err)
                   NULL, &st, err);
         if (!rc && st == 404) {
             json_t *g = json_pack("{s:s}", "location", v->location);
-            rc = call(c, scope, "PUT", rg, g, 0, OK2XX, "create resource group",
-                      v->resource_group, NULL, NULL, err);
+            rc = call_arm(c, "PUT", rg, rg, g, OK2XX, "create resource group",
+                          v->resource_group, NULL, NULL, err);
             json_decref(g);
         }
         if (rc)
@@ -235,17 +303,128 @@ static int vault_put(ctxt *c, const kvr_step *s, bool recover, kvr_error *err)
     else
         body = json_pack("{s:s,s:o,s:o}", "location", v->location, "tags", tags_json(&v->tags),
                          "properties", vault_properties(c, v));
-    rc = body ? call(c, scope, "PUT", url, body, 0, OK2XX, recover ? "recover vault"
-                                                                   : "create vault",
-                     v->name, NULL, NULL, err)
+    if (body && !recover && !v->rbac &&
+        (rc = self_policy(c, json_object_get(json_object_get(body, "properties"), "accessPolicies"),
+                          err)) < 0)
+        goto done;
+    /* Vaults_CreateOrUpdate is a long-running operation (201, provisioningState RegisteringDns
+       until the vault's name resolves): wait for it before anything uses the vault. */
+    rc = body ? call_arm(c, "PUT", url, url, body, OK2XX,
+                         recover ? "recover vault" : "create vault", v->name, NULL, NULL, err)
               : kvr_error_set(err, KVR_ENOMEM, "out of memory");
-    if (!rc)
-        rc = wait_provisioned(c, url, v->name, err);
 done:
     json_decref(body);
     free(scope);
     free(rg);
     free(url);
+    return rc;
+}
+
+/* ---- access policies ---- */
+
+/* Appends to arr the names of `a` that neither `b` nor arr has (case-insensitive). */
+static void perms_minus(json_t *arr, const kvr_strlist *a, const kvr_strlist *b)
+{
+    for (size_t i = 0; arr && a && i < a->len; i++) {
+        bool found = false;
+        for (size_t j = 0; b && j < b->len && !found; j++)
+            found = strcasecmp(a->items[i], b->items[j]) == 0;
+        for (size_t j = 0; j < json_array_size(arr) && !found; j++)
+            found = strcasecmp(a->items[i], json_string_value(json_array_get(arr, j))) == 0;
+        if (!found)
+            json_array_append_new(arr, json_string(a->items[i]));
+    }
+}
+
+/* An entry for `oid` with the permissions (keys, secrets, certificates) of `a` minus those of
+   `b`; appended to list unless it would grant or take nothing. */
+static void policy_delta(json_t *list, ctxt *c, const char *oid, const kvr_strlist *const a[3],
+                         const kvr_strlist *const b[3])
+{
+    json_t *perm = json_pack("{s:[],s:[],s:[]}", "keys", "secrets", "certificates");
+    static const char *const fam[3] = {"keys", "secrets", "certificates"};
+    size_t n = 0;
+    for (int f = 0; perm && f < 3; f++) {
+        perms_minus(json_object_get(perm, fam[f]), a[f], b ? b[f] : NULL);
+        n += json_array_size(json_object_get(perm, fam[f]));
+    }
+    if (perm && n)
+        json_array_append_new(list, json_pack("{s:s,s:s,s:o}", "tenantId", c->tenant, "objectId",
+                                              oid, "permissions", perm));
+    else
+        json_decref(perm);
+}
+
+/* PUT {V}/accessPolicies/{kind} with the entries of list, 16 at a time (the endpoint's limit). */
+static int policies_put(ctxt *c, const char *id, const char *kind, json_t *list, const char *vault,
+                        kvr_error *err)
+{
+    static const long ok[] = {200, 201, 0};
+    char *url = prov_fmt(err, "%s/accessPolicies/%s?api-version=" ARM_VAULTS_API, id, kind);
+    int rc = url ? 0 : KVR_ENOMEM;
+    for (size_t i = 0; !rc && i < json_array_size(list); i += 16) {
+        json_t *part = json_array(), *body;
+        for (size_t j = i; part && j < json_array_size(list) && j < i + 16; j++)
+            json_array_append(part, json_array_get(list, j));
+        body = part ? json_pack("{s:{s:o}}", "properties", "accessPolicies", part) : NULL;
+        rc = body ? call_arm(c, "PUT", url, NULL, body, ok,
+                             strcmp(kind, "add") == 0 ? "grant access policy permissions"
+                                                      : "remove access policy permissions",
+                             vault, NULL, NULL, err)
+                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        json_decref(body);
+    }
+    free(url);
+    return rc;
+}
+
+/*
+ * Makes the access-policy entries of the declared apps what the desired state says, as the plan
+ * compared them (kvr_plan_policy_canon): first what is missing is added, then what is too much
+ * is removed ("add" and "remove" change only the entries and permissions they name, so an entry
+ * never disappears on the way, and entries of other principals, the identity kvreconcile runs
+ * as among them, are never touched).
+ */
+static int policies_sync(ctxt *c, const kvr_vault *v, const kvr_live_vault *lv, const char *id,
+                         kvr_error *err)
+{
+    json_t *add = json_array(), *rem = json_array();
+    int rc = add && rem ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < c->d->napps; i++) {
+        const kvr_app *a = &c->d->apps[i];
+        const kvr_live_app *la = kvr_live_app_get(c->l, a->display_name);
+        const kvr_access_policy *ap = NULL;
+        const kvr_live_policy *lp = NULL;
+        char want[512] = "none", have[512] = "none";
+        if (!la || !la->sp_id)
+            continue; /* no service principal yet: a later run grants it */
+        for (size_t j = 0; j < v->npolicies; j++)
+            if (strcmp(v->policies[j].app, a->name) == 0)
+                ap = &v->policies[j];
+        for (size_t j = 0; j < lv->npolicies; j++)
+            if (strcasecmp(lv->policies[j].object_id, la->sp_id) == 0)
+                lp = &lv->policies[j];
+        if (ap)
+            kvr_plan_policy_canon(want, sizeof(want), &ap->keys, &ap->secrets, &ap->certificates);
+        if (lp)
+            kvr_plan_policy_canon(have, sizeof(have), &lp->keys, &lp->secrets, &lp->certificates);
+        if (strcmp(want, have) == 0)
+            continue;
+        {
+            const kvr_strlist *w[3] = {ap ? &ap->keys : NULL, ap ? &ap->secrets : NULL,
+                                       ap ? &ap->certificates : NULL};
+            const kvr_strlist *h[3] = {lp ? &lp->keys : NULL, lp ? &lp->secrets : NULL,
+                                       lp ? &lp->certificates : NULL};
+            policy_delta(add, c, la->sp_id, w, h);
+            policy_delta(rem, c, la->sp_id, h, w);
+        }
+    }
+    if (!rc)
+        rc = policies_put(c, id, "add", add, v->name, err);
+    if (!rc)
+        rc = policies_put(c, id, "remove", rem, v->name, err);
+    json_decref(add);
+    json_decref(rem);
     return rc;
 }
 
@@ -275,9 +454,11 @@ static int vault_patch(ctxt *c, const kvr_step *s, const char *extra_tag, const 
         json_object_del(props, "enableSoftDelete");
     }
     body = json_pack("{s:o,s:o}", "tags", tags, "properties", props);
-    rc = url && body ? call(c, scope, "PATCH", url, body, 0, OK2XX, "update vault", v->name, NULL,
-                            NULL, err)
+    rc = url && body ? call_arm(c, "PATCH", url, url, body, OK2XX, "update vault", v->name, NULL,
+                                NULL, err)
                      : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    if (!rc && !extra_tag && !v->rbac) /* a planned update: the access policies too */
+        rc = policies_sync(c, v, lv, id, err);
 done:
     json_decref(body);
     free(scope);
@@ -292,8 +473,8 @@ static int vault_delete(ctxt *c, const kvr_step *s, kvr_error *err)
     char *scope = arm_scope(c, err), *id = v ? vault_id(c, v, err) : NULL, *url = NULL;
     int rc = KVR_ENOMEM;
     if (v && scope && id && (url = prov_fmt(err, "%s?api-version=" ARM_VAULTS_API, id)))
-        rc = call(c, scope, "DELETE", url, NULL, 0, OK2XX, "delete vault", v->name, NULL, NULL,
-                  err);
+        rc = call_arm(c, "DELETE", url, url, NULL, OK2XX, "delete vault", v->name, NULL, NULL,
+                      err);
     free(scope);
     free(id);
     free(url);
@@ -1256,6 +1437,13 @@ done:
 
 int kvr_tenant_of(char **out, kvr_auth *a, const kvr_endpoints *ep, kvr_error *err)
 {
+    return arm_claim(out, a, ep, "tid", err);
+}
+
+/* A string claim ("tid", "oid") of the ARM token of the credential in use. */
+static int arm_claim(char **out, kvr_auth *a, const kvr_endpoints *ep, const char *claim,
+                     kvr_error *err)
+{
     char *scope = prov_fmt(err, "%s/.default", ep->arm), *token = NULL, *dot1, *dot2, *claims;
     unsigned char *raw = NULL;
     json_t *j = NULL;
@@ -1301,11 +1489,11 @@ int kvr_tenant_of(char **out, kvr_auth *a, const kvr_endpoints *ep, kvr_error *e
             dec--;
         j = json_loadb((const char *)raw, (size_t)dec, 0, NULL);
     }
-    if (!json_is_string(json_object_get(j, "tid"))) {
-        rc = kvr_error_set(err, KVR_EPROTO, "the access token names no tenant (tid)");
+    if (!json_is_string(json_object_get(j, claim))) {
+        rc = kvr_error_set(err, KVR_EPROTO, "the access token has no '%s' claim", claim);
         goto done;
     }
-    *out = strdup(json_string_value(json_object_get(j, "tid")));
+    *out = strdup(json_string_value(json_object_get(j, claim)));
     rc = *out ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
 done:
     json_decref(j);

@@ -96,6 +96,13 @@ static void tags_free(kvr_tags *t)
     free(t->items);
 }
 
+static void strlist_free(kvr_strlist *sl)
+{
+    for (size_t i = 0; i < sl->len; i++)
+        free(sl->items[i]);
+    free(sl->items);
+}
+
 void kvr_live_free(kvr_live *l)
 {
     if (!l)
@@ -106,6 +113,14 @@ void kvr_live_free(kvr_live *l)
         free(l->vaults[i].location);
         free(l->vaults[i].default_action);
         tags_free(&l->vaults[i].tags);
+        for (size_t j = 0; j < l->vaults[i].npolicies; j++) {
+            kvr_live_policy *p = &l->vaults[i].policies[j];
+            free(p->object_id);
+            strlist_free(&p->keys);
+            strlist_free(&p->secrets);
+            strlist_free(&p->certificates);
+        }
+        free(l->vaults[i].policies);
     }
     free(l->vaults);
     for (size_t i = 0; i < l->ndeleted_vaults; i++) {
@@ -325,6 +340,59 @@ static bool rd_elem(rd *r, json_t *arr, const char *name, size_t i, json_t **out
     return true;
 }
 
+/* A member holding an array of strings (absent: empty). */
+static void rd_strlist(rd *r, json_t *obj, const char *k, kvr_strlist *out)
+{
+    json_t *v = json_object_get(obj, k);
+    if (!v)
+        return;
+    if (!json_is_array(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "'%s' must be an array of strings", k);
+        rd_fail(r, msg);
+        return;
+    }
+    out->items = calloc(json_array_size(v) + 1, sizeof(*out->items));
+    if (!out->items) {
+        rd_fail(r, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e)) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "'%s' must be an array of strings", k);
+            rd_fail(r, msg);
+            return;
+        }
+        if (!(out->items[out->len] = strdup(json_string_value(e)))) {
+            rd_fail(r, "out of memory");
+            return;
+        }
+        out->len++;
+    }
+}
+
+/* "accessPolicies": [{"objectId", "keys", "secrets", "certificates"}] of a vault. */
+static void rd_policies(rd *r, json_t *vault, kvr_live_vault *v)
+{
+    static const char *const pm[] = {"objectId", "keys", "secrets", "certificates", NULL};
+    json_t *arr = rd_array(r, vault, "accessPolicies", (void **)&v->policies, &v->npolicies,
+                           sizeof(*v->policies)),
+           *o;
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_policy *p = &v->policies[i];
+        if (!rd_elem(r, arr, "accessPolicies", i, &o))
+            return;
+        v->npolicies = i + 1;
+        rd_members(r, o, pm);
+        p->object_id = rd_str(r, o, "objectId", true);
+        rd_strlist(r, o, "keys", &p->keys);
+        rd_strlist(r, o, "secrets", &p->secrets);
+        rd_strlist(r, o, "certificates", &p->certificates);
+    }
+}
+
 static const char *const OPS[] = {"encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey",
                                   NULL};
 
@@ -471,7 +539,8 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
 {
     static const char *const vm[] = {"name",           "resourceGroup",   "location",
                                      "sku",            "rbac",            "softDeleteDays",
-                                     "purgeProtection", "defaultAction", "tags", NULL};
+                                     "purgeProtection", "defaultAction", "tags",
+                                     "accessPolicies", NULL};
     static const char *const dvm[] = {"name", "location", "deleted", "purgeAt", "purgeProtection",
                                       NULL};
     static const char *const sm[] = {"vault", "name", "contentType", "enabled", "tags", "digest",
@@ -500,6 +569,7 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
         v->purge_protection = rd_bool(r, o, "purgeProtection", false);
         v->default_action = rd_str(r, o, "defaultAction", false);
         rd_tags(r, o, "tags", &v->tags);
+        rd_policies(r, o, v);
     }
     arr = rd_array(r, root, "deletedVaults", (void **)&l->deleted_vaults, &l->ndeleted_vaults,
                    sizeof(*l->deleted_vaults));

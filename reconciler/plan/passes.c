@@ -105,6 +105,129 @@ static void vault_create(pb *b, const kvr_vault *v)
                   v->network.default_action ? v->network.default_action : "Allow", false);
 }
 
+/* ---- access policies ---- */
+
+/* Every permission of each family (2024-11-01 spec, Permissions), for "all" spelled out. */
+static const char *const KEY_PERMS[] = {"encrypt",
+                                        "decrypt",
+                                        "wrapkey",
+                                        "unwrapkey",
+                                        "sign",
+                                        "verify",
+                                        "get",
+                                        "list",
+                                        "create",
+                                        "update",
+                                        "import",
+                                        "delete",
+                                        "backup",
+                                        "restore",
+                                        "recover",
+                                        "purge",
+                                        "release",
+                                        "rotate",
+                                        "getrotationpolicy",
+                                        "setrotationpolicy",
+                                        NULL};
+static const char *const SECRET_PERMS[] = {"get",     "list",    "set",   "delete", "backup",
+                                           "restore", "recover", "purge", NULL};
+static const char *const CERT_PERMS[] = {
+    "get",         "list",       "delete",         "create",
+    "import",      "update",     "managecontacts", "getissuers",
+    "listissuers", "setissuers", "deleteissuers",  "manageissuers",
+    "recover",     "purge",      "backup",         "restore",
+    NULL};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends s to the string in out (size > 0), truncating. */
+static void cat(char *out, size_t size, const char *s)
+{
+    size_t o = strlen(out);
+    if (o + 1 < size)
+        snprintf(out + o, size - o, "%s", s);
+}
+
+/* Appends " FAMILY=a,b" (or "=all") to out; nothing for an empty family. */
+static void family_canon(char *out, size_t size, const char *family, const kvr_strlist *l,
+                         const char *const *every)
+{
+    char names[64][32];
+    char *sorted[64];
+    size_t n = 0;
+    bool all = false, full = true;
+    for (size_t i = 0; l && i < l->len && n < 64; i++) {
+        size_t k = 0;
+        bool dup = false;
+        for (; l->items[i][k] && k + 1 < sizeof(names[n]); k++)
+            names[n][k] =
+                (char)(l->items[i][k] >= 'A' && l->items[i][k] <= 'Z' ? l->items[i][k] - 'A' + 'a'
+                                                                      : l->items[i][k]);
+        names[n][k] = '\0';
+        all |= strcmp(names[n], "all") == 0;
+        for (size_t j = 0; j < n; j++)
+            dup |= strcmp(sorted[j], names[n]) == 0;
+        if (!dup) {
+            sorted[n] = names[n];
+            n++;
+        }
+    }
+    if (n == 0)
+        return;
+    for (size_t e = 0; every[e] && !all; e++) {
+        bool have = false;
+        for (size_t j = 0; j < n; j++)
+            have |= strcmp(sorted[j], every[e]) == 0;
+        full &= have;
+    }
+    qsort(sorted, n, sizeof(*sorted), cmp_str);
+    if (out[0])
+        cat(out, size, " ");
+    cat(out, size, family);
+    cat(out, size, "=");
+    if (all || full) {
+        cat(out, size, "all");
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (j)
+            cat(out, size, ",");
+        cat(out, size, sorted[j]);
+    }
+}
+
+void kvr_plan_policy_canon(char *out, size_t size, const kvr_strlist *keys,
+                           const kvr_strlist *secrets, const kvr_strlist *certificates)
+{
+    if (!size)
+        return;
+    out[0] = '\0';
+    family_canon(out, size, "keys", keys, KEY_PERMS);
+    family_canon(out, size, "secrets", secrets, SECRET_PERMS);
+    family_canon(out, size, "certificates", certificates, CERT_PERMS);
+    if (!out[0])
+        snprintf(out, size, "none");
+}
+
+static const kvr_live_policy *live_policy(const kvr_live_vault *lv, const char *object_id)
+{
+    for (size_t i = 0; i < lv->npolicies; i++)
+        if (kvr_str_ieq(lv->policies[i].object_id, object_id))
+            return &lv->policies[i];
+    return NULL;
+}
+
+static bool declares_policy(const kvr_vault *v, const char *app)
+{
+    for (size_t i = 0; i < v->npolicies; i++)
+        if (strcmp(v->policies[i].app, app) == 0)
+            return true;
+    return false;
+}
+
 static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
 {
     size_t s = NONE;
@@ -144,6 +267,41 @@ static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
         snprintf(from, sizeof(from), "%zu tags", lv->tags.len);
         snprintf(to, sizeof(to), "%zu tags", v->tags.len);
         CHANGE("tags", from, to);
+    }
+    /* Access policies (access-policy vaults only): the entries of declared apps, compared as
+       sets. Entries of other principals (people, other services, the identity kvreconcile itself
+       runs as) are never planned away: they are not the estate's, and removing the wrong one
+       locks its owner (or this tool) out of the vault. An app without a service principal yet
+       gets its entry in a later run, once it has one. */
+    for (size_t i = 0; !v->rbac && i < v->npolicies; i++) {
+        const kvr_access_policy *ap = &v->policies[i];
+        const char *sp = kvr_plan_app_principal(b, ap->app);
+        const kvr_live_policy *lp = sp ? live_policy(lv, sp) : NULL;
+        char want[512], have[512], field[160];
+        if (!sp)
+            continue;
+        kvr_plan_policy_canon(want, sizeof(want), &ap->keys, &ap->secrets, &ap->certificates);
+        if (lp)
+            kvr_plan_policy_canon(have, sizeof(have), &lp->keys, &lp->secrets, &lp->certificates);
+        else
+            snprintf(have, sizeof(have), "none");
+        if (strcmp(want, have) != 0) {
+            snprintf(field, sizeof(field), "accessPolicies[%s]", ap->app);
+            CHANGE(field, have, want);
+        }
+    }
+    for (size_t i = 0; !v->rbac && i < b->d->napps; i++) {
+        const char *app = b->d->apps[i].name;
+        const char *sp = kvr_plan_app_principal(b, app);
+        const kvr_live_policy *lp = sp ? live_policy(lv, sp) : NULL;
+        char have[512], field[160];
+        if (!lp || declares_policy(v, app))
+            continue;
+        kvr_plan_policy_canon(have, sizeof(have), &lp->keys, &lp->secrets, &lp->certificates);
+        if (strcmp(have, "none") == 0)
+            continue;
+        snprintf(field, sizeof(field), "accessPolicies[%s]", app);
+        CHANGE(field, have, "none");
     }
 #undef CHANGE
 }

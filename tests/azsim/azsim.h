@@ -121,6 +121,8 @@ typedef struct azsim_vault {
     int retention_days;
     int deleted;
     int64_t created, deleted_date, purge_date;
+    int provisioning; /* an async PUT (--arm-async) not finished: provisioningState RegisteringDns */
+    int unresolved;   /* created or recovered by that PUT: its data-plane name does not resolve */
     azsim_vec keys;    /* azsim_kv_object* */
     azsim_vec secrets; /* azsim_kv_object* */
     azsim_vec certs;   /* azsim_kv_object*; each owns a managed key and secret of its name */
@@ -187,6 +189,11 @@ typedef struct azsim_state {
     /* ARM throttling */
     azsim_arm_bucket arm_buckets[AZSIM_ARM_BUCKETS];
     size_t arm_nbuckets;
+    /* ARM long-running operations (--arm-async N): polls a vault PUT stays InProgress; 0: sync */
+    int arm_async;
+    int arm_async_headers; /* 0: Azure-AsyncOperation + Location, 1: Location only, 2: none (poll
+                              the vault), 3: Azure-AsyncOperation on a foreign host (tests) */
+    azsim_vec operations; /* azsim_arm.c's operation records (not saved: a restart ends them) */
 } azsim_state;
 
 /* ---- azsim_util.c ---- */
@@ -308,6 +315,7 @@ int azsim_arm_throttle(azsim_req *r, const char *subscription);
 int azsim_login_handle(azsim_req *r);
 int azsim_kv_handle(azsim_req *r, const char *vault_name);
 int azsim_arm_handle(azsim_req *r);
+void azsim_arm_operations_free(azsim_state *st);
 int azsim_graph_handle(azsim_req *r);
 int azsim_admin_handle(azsim_req *r);
 

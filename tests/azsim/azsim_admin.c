@@ -2,7 +2,8 @@
  * azsim_admin.c - azsim.localhost, the simulator's own test-only API (no Azure counterpart, no
  * token needed: it listens on loopback only). Tests use it to move the simulated clock that every
  * service reads (HTTP Date, token expiry, purge dates, RBAC propagation, auto-rotation) and to
- * read request counters, so they can assert on what a client actually sent.
+ * read request counters, so they can assert on what a client actually sent, and to make vault
+ * PUTs long-running operations (/arm/async) for tests of the clients' polling.
  */
 #include "azsim.h"
 
@@ -37,9 +38,44 @@ static int clock_advance(azsim_req *r)
     return rc;
 }
 
+/*
+ * POST /arm/async {"polls":N, "headers":H}: what --arm-async N sets, at run time (0: vault PUTs
+ * are sync). H says where clients are told to poll: "both" (default: Azure-AsyncOperation and
+ * Location), "location" (Location only), "none" (no header: poll the vault), "foreign"
+ * (Azure-AsyncOperation on another host, which a client must refuse to send its token to).
+ */
+static int arm_async(azsim_req *r)
+{
+    static const char *const kinds[] = {"both", "location", "none", "foreign", NULL};
+    json_t *body = azsim_body_json(r);
+    json_t *polls = json_object_get(body, "polls");
+    const char *h = json_string_value(json_object_get(body, "headers"));
+    int kind = -1;
+    r->op = "admin.arm.async";
+    for (int i = 0; kinds[i]; i++)
+        if (strcmp(h ? h : "both", kinds[i]) == 0)
+            kind = i;
+    if (!json_is_integer(polls) || json_integer_value(polls) < 0 ||
+        json_integer_value(polls) > 1000 || kind < 0) {
+        json_decref(body);
+        return admin_error(r, 400, "BadRequest",
+                           "body must be {\"polls\":N} with 0 <= N <= 1000, and optionally "
+                           "\"headers\": both, location, none or foreign");
+    }
+    r->st->arm_async = (int)json_integer_value(polls);
+    r->st->arm_async_headers = kind;
+    json_decref(body);
+    return azsim_reply_json(r, 200,
+                            json_pack("{s:i,s:s}", "polls", r->st->arm_async, "headers",
+                                      kinds[kind]));
+}
+
 int azsim_admin_handle(azsim_req *r)
 {
     const char *m = r->method;
+    if (r->nsegs == 2 && strcmp(r->segs[0], "arm") == 0 && strcmp(r->segs[1], "async") == 0 &&
+        strcmp(m, "POST") == 0)
+        return arm_async(r);
     if (r->nsegs == 2 && strcmp(r->segs[0], "clock") == 0 && strcmp(r->segs[1], "advance") == 0 &&
         strcmp(m, "POST") == 0)
         return clock_advance(r);

@@ -5,7 +5,9 @@
  * role assignments (put/get/delete/list with atScope() and principalId filters). Every call needs a
  * management token and an api-version, answers with ARM's error shape, and is authorized by the
  * same RBAC engine as the data plane. A vault created here is immediately served at
- * NAME.vault.localhost.
+ * NAME.vault.localhost, unless --arm-async N makes a vault PUT a long-running operation as Key
+ * Vault's is: 201 with provisioningState RegisteringDns, Azure-AsyncOperation and Location URLs
+ * that answer InProgress for N polls, and a vault host that does not resolve until then.
  */
 #include "azsim.h"
 
@@ -182,7 +184,8 @@ static json_t *vault_json(arm_ctx *c, azsim_vault *v)
     json_t *props = json_deep_copy(v->props);
     char *uri = azsim_printf("https://%s.vault.localhost:%d/", v->name, c->st->port);
     json_object_set_new(props, "vaultUri", json_string(uri ? uri : ""));
-    json_object_set_new(props, "provisioningState", json_string("Succeeded"));
+    json_object_set_new(props, "provisioningState",
+                        json_string(v->provisioning ? "RegisteringDns" : "Succeeded"));
     azsim_iso8601(created, v->created);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:O,s:{s:s,s:s,s:s,s:s,s:s,s:s},s:o}", "id",
                           id ? id : "", "name", v->name, "type", "Microsoft.KeyVault/vaults",
@@ -213,14 +216,204 @@ static int bool_prop(json_t *props, const char *name, int dflt)
     return json_is_boolean(b) ? json_is_true(b) : dflt;
 }
 
-/* Create or update from a full vault definition (body borrowed); PUT and PATCH both end here. */
+/* ---------- long-running operations (--arm-async) ---------- */
+
+/* Vault names with this prefix end their long-running PUT Failed (tests of the failure path). */
+#define LRO_FAIL_PREFIX "lrofail"
+
+typedef struct arm_operation {
+    char id[AZSIM_GUID_LEN + 1];
+    char *vault;
+    char *location;
+    int left;    /* polls still answered InProgress */
+    int fail;    /* ends Failed */
+    int outcome; /* 0 running, 1 Succeeded, 2 Failed */
+    int created; /* the PUT made the vault (create or recover): a failure takes it away */
+    int64_t start, end;
+} arm_operation;
+
+void azsim_arm_operations_free(azsim_state *st)
+{
+    for (size_t i = 0; i < st->operations.n; i++) {
+        arm_operation *o = st->operations.items[i];
+        free(o->vault);
+        free(o->location);
+        free(o);
+    }
+    free(st->operations.items);
+    memset(&st->operations, 0, sizeof(st->operations));
+}
+
+static arm_operation *op_find(azsim_state *st, const char *id)
+{
+    for (size_t i = 0; i < st->operations.n; i++) {
+        arm_operation *o = st->operations.items[i];
+        if (azsim_streq_ci(o->id, id))
+            return o;
+    }
+    return NULL;
+}
+
+/* The running operation of vault `name` (the latest), or NULL. */
+static arm_operation *op_of_vault(azsim_state *st, const char *name)
+{
+    for (size_t i = st->operations.n; i-- > 0;) {
+        arm_operation *o = st->operations.items[i];
+        if (!o->outcome && azsim_streq_ci(o->vault, name))
+            return o;
+    }
+    return NULL;
+}
+
+static void op_finish(azsim_state *st, arm_operation *o)
+{
+    azsim_vault *v = azsim_vault_find(st, o->vault);
+    o->outcome = o->fail ? 2 : 1;
+    o->end = azsim_now(st);
+    if (!v)
+        return;
+    v->provisioning = 0;
+    if (!o->fail || !o->created) {
+        v->unresolved = 0;
+        return;
+    }
+    for (size_t i = 0; i < st->vaults.n; i++) /* a failed create leaves no vault behind */
+        if (st->vaults.items[i] == v) {
+            azsim_vec_remove(&st->vaults, i);
+            azsim_vault_free(v);
+            break;
+        }
+}
+
+/* One look at a running operation (a status poll, or a GET of its vault): time passes. */
+static void op_tick(azsim_state *st, arm_operation *o)
+{
+    if (!o || o->outcome)
+        return;
+    if (o->left > 0)
+        o->left--;
+    else
+        op_finish(st, o);
+}
+
+static char *op_url(arm_ctx *c, const char *sub, const arm_operation *o, const char *kind)
+{
+    char *base = azsim_resource(c->st, "management.localhost");
+    const char *api = azsim_query(c->r, "api-version");
+    char *u = base ? azsim_printf("%s/subscriptions/%s/providers/Microsoft.KeyVault/locations/%s/"
+                                  "%s/%s?api-version=%s",
+                                  base, sub, o->location, kind, o->id, api ? api : "")
+                   : NULL;
+    free(base);
+    return u;
+}
+
+/* Answers a vault PUT as a running operation: 201, RegisteringDns, where to poll. */
+static int reply_async(arm_ctx *c, const char *sub, azsim_vault *v, int created)
+{
+    azsim_state *st = c->st;
+    arm_operation *o = calloc(1, sizeof(*o));
+    char *ao = NULL, *loc = NULL;
+    int rc = AZSIM_ENOMEM;
+    if (!o)
+        return AZSIM_ENOMEM;
+    azsim_guid(st, o->id);
+    o->vault = strdup(v->name);
+    o->location = strdup(v->location);
+    o->left = st->arm_async;
+    o->fail = strncasecmp(v->name, LRO_FAIL_PREFIX, strlen(LRO_FAIL_PREFIX)) == 0;
+    o->created = created;
+    o->start = azsim_now(st);
+    if (!o->vault || !o->location || azsim_vec_push(&st->operations, o) != AZSIM_OK) {
+        free(o->vault);
+        free(o->location);
+        free(o);
+        return AZSIM_ENOMEM;
+    }
+    v->provisioning = 1;
+    if (created)
+        v->unresolved = 1;
+    ao = op_url(c, sub, o, "operationStatuses");
+    loc = op_url(c, sub, o, "operationResults");
+    if (ao && loc) {
+        if (st->arm_async_headers == 0 || st->arm_async_headers == 3) {
+            char *foreign = st->arm_async_headers == 3
+                                ? azsim_printf("https://attacker.localhost:%d%s", st->port,
+                                               strstr(ao, "/subscriptions/"))
+                                : NULL;
+            azsim_set_header(c->r, "Azure-AsyncOperation", foreign ? foreign : ao);
+            free(foreign);
+        }
+        if (st->arm_async_headers <= 1)
+            azsim_set_header(c->r, "Location", loc);
+        azsim_set_header(c->r, "Retry-After", "1");
+        rc = azsim_reply_json(c->r, 201, vault_json(c, v));
+    }
+    free(ao);
+    free(loc);
+    return rc;
+}
+
+/*
+ * GET .../locations/{loc}/operationStatuses/{id}: the Azure-AsyncOperation resource, 200 with
+ * status InProgress, Succeeded or Failed (with error). GET .../operationResults/{id}: the
+ * Location protocol, 202 while running, then 200 with the vault, or the error status and body.
+ */
+static int op_get(arm_ctx *c, const char *location, const char *kind, const char *id)
+{
+    azsim_state *st = c->st;
+    arm_operation *o = op_find(st, id);
+    char start[32], end[32];
+    json_t *j;
+    if (!o || !azsim_streq_ci(o->location, location))
+        return arm_error(c, 404, "ResourceNotFound", "The operation '%s' was not found.", id);
+    op_tick(st, o);
+    if (azsim_streq_ci(kind, "operationResults")) {
+        azsim_vault *v = azsim_vault_find(st, o->vault);
+        if (!o->outcome) {
+            char *self = op_url(c, st->subscription, o, "operationResults");
+            if (self)
+                azsim_set_header(c->r, "Location", self);
+            free(self);
+            azsim_set_header(c->r, "Retry-After", "1");
+            return azsim_reply_empty(c->r, 202);
+        }
+        if (o->outcome == 2)
+            return arm_error(c, 400, "VaultProvisioningFailed",
+                             "The provisioning of vault '%s' failed (azsim: its name starts with "
+                             "'" LRO_FAIL_PREFIX "').",
+                             o->vault);
+        return v && !v->deleted ? azsim_reply_json(c->r, 200, vault_json(c, v))
+                                : azsim_reply_empty(c->r, 204);
+    }
+    azsim_iso8601(start, o->start);
+    azsim_iso8601(end, o->end);
+    j = json_pack("{s:s,s:s,s:s,s:s}", "id", c->r->path, "name", o->id, "status",
+                  o->outcome == 0   ? "InProgress"
+                  : o->outcome == 1 ? "Succeeded"
+                                    : "Failed",
+                  "startTime", start);
+    if (j && o->outcome)
+        json_object_set_new(j, "endTime", json_string(end));
+    if (j && o->outcome == 2)
+        json_object_set_new(j, "error",
+                            json_pack("{s:s,s:s}", "code", "VaultProvisioningFailed", "message",
+                                      "The provisioning of the vault failed (azsim: its name "
+                                      "starts with '" LRO_FAIL_PREFIX "')."));
+    if (!o->outcome)
+        azsim_set_header(c->r, "Retry-After", "1");
+    return azsim_reply_json(c->r, 200, j);
+}
+
+/* Create or update from a full vault definition (body borrowed); PUT and PATCH both end here.
+   `wire_put`: a PUT from the wire, which --arm-async makes a long-running operation. */
 static int vault_put(arm_ctx *c, const char *sub, const char *rgname, const char *name,
-                     json_t *body)
+                     json_t *body, int wire_put)
 {
     azsim_state *st = c->st;
     json_t *props_out = NULL;
     azsim_vault *v = azsim_vault_find(st, name), *nv = NULL;
-    int rc = AZSIM_OK;
+    int rc = AZSIM_OK, created = 0;
     int64_t now = azsim_now(st);
 
     if (!valid_vault_name(name)) {
@@ -273,7 +466,8 @@ static int vault_put(arm_ctx *c, const char *sub, const char *rgname, const char
         v->deleted = 0;
         free(v->rg);
         v->rg = strdup(rgname);
-        rc = azsim_reply_json(c->r, 200, vault_json(c, v));
+        rc = wire_put && st->arm_async > 0 ? reply_async(c, sub, v, 1)
+                                           : azsim_reply_json(c->r, 200, vault_json(c, v));
         goto done;
     }
     if (recover) {
@@ -388,6 +582,7 @@ static int vault_put(arm_ctx *c, const char *sub, const char *rgname, const char
         }
         v = nv;
         nv = NULL;
+        created = 1;
     } else if (!azsim_streq_ci(v->location, loc)) {
         rc = arm_error(c, 400, "BadRequest",
                        "The location of an existing vault cannot be changed (it is in '%s').",
@@ -405,7 +600,8 @@ static int vault_put(arm_ctx *c, const char *sub, const char *rgname, const char
     v->soft_delete = soft;
     v->purge_protection = purge;
     v->retention_days = days;
-    rc = azsim_reply_json(c->r, 200, vault_json(c, v));
+    rc = wire_put && st->arm_async > 0 ? reply_async(c, sub, v, created)
+                                       : azsim_reply_json(c->r, 200, vault_json(c, v));
 done:
     if (nv)
         azsim_vault_free(nv);
@@ -433,7 +629,7 @@ static int vault_patch(arm_ctx *c, azsim_vault *v)
     full = json_pack("{s:s,s:O,s:o}", "location", v->location, "tags",
                      json_is_object(tags) ? tags : v->tags, "properties", props);
     char *sub = strdup(v->sub), *rg = strdup(v->rg), *name = strdup(v->name);
-    rc = sub && rg && name && full ? vault_put(c, sub, rg, name, full) : AZSIM_ENOMEM;
+    rc = sub && rg && name && full ? vault_put(c, sub, rg, name, full, 0) : AZSIM_ENOMEM;
     free(sub);
     free(rg);
     free(name);
@@ -1050,7 +1246,7 @@ int azsim_arm_handle(azsim_req *r)
             r->op = "arm.vaults.put";
             if (authorize(&c, scope, "Microsoft.KeyVault/vaults/write") == AZSIM_OK) {
                 json_t *body = azsim_body_json(r);
-                rc = vault_put(&c, sub, s[3], s[7], body);
+                rc = vault_put(&c, sub, s[3], s[7], body, 1);
                 json_decref(body);
             }
         } else if (strcmp(m, "PATCH") == 0) {
@@ -1066,6 +1262,11 @@ int azsim_arm_handle(azsim_req *r)
             r->op = "arm.vaults.get";
             if (authorize(&c, scope, "Microsoft.KeyVault/vaults/read") != AZSIM_OK)
                 goto done;
+            if (here && v->provisioning) { /* looking at it lets the simulated time pass */
+                op_tick(r->st, op_of_vault(r->st, v->name));
+                v = azsim_vault_find(r->st, s[7]);
+                here = v && !v->deleted && azsim_streq_ci(v->rg, s[3]);
+            }
             rc = here ? azsim_reply_json(r, 200, vault_json(&c, v))
                       : arm_error(&c, 404, "ResourceNotFound",
                                   "The Resource 'Microsoft.KeyVault/vaults/%s' under resource "
@@ -1145,6 +1346,17 @@ int azsim_arm_handle(azsim_req *r)
                     json_array_append_new(value, deleted_vault_json(v));
             }
             rc = azsim_reply_json(r, 200, json_pack("{s:o}", "value", value));
+            goto done;
+        }
+        if (n == 8 && azsim_streq_ci(s[4], "locations") &&
+            (azsim_streq_ci(s[6], "operationStatuses") ||
+             azsim_streq_ci(s[6], "operationResults")) &&
+            strcmp(m, "GET") == 0) {
+            r->op = azsim_streq_ci(s[6], "operationStatuses") ? "arm.operationStatuses.get"
+                                                              : "arm.operationResults.get";
+            if (authorize(&c, scope, "Microsoft.KeyVault/locations/operationResults/read") ==
+                AZSIM_OK)
+                rc = op_get(&c, s[5], s[6], s[7]);
             goto done;
         }
         if ((n == 8 || n == 9) && azsim_streq_ci(s[4], "locations") &&

@@ -2484,6 +2484,11 @@ int azsim_kv_handle(azsim_req *r, const char *vault_name)
         r->drop = 1; /* the name does not resolve: there is no such vault */
         return AZSIM_OK;
     }
+    if (c.v->unresolved) {
+        r->op = "kv.vault-registering-dns";
+        r->drop = 1; /* created by an async PUT still running: its DNS name is not there yet */
+        return AZSIM_OK;
+    }
     c.base = azsim_printf("https://%s.vault.localhost:%d", c.v->name, r->st->port);
     if (!c.base)
         return AZSIM_ENOMEM;

@@ -20,7 +20,7 @@ static void usage(FILE *f)
                "             [--durable on|off] [--data-keys N] [--rewrap-rate N]\n"
                "             [--subscription GUID]\n"
                "             [--latency-ms N] [--seed N] [--fault-rate P] [--fault-kinds LIST]\n"
-               "             [--stall-ms N]\n");
+               "             [--stall-ms N] [--arm-async N]\n");
 }
 
 static int parse_long(long *out, const char *s, long min, long max)
@@ -55,6 +55,7 @@ void azsim_state_release(azsim_state *st)
     }
     for (size_t i = 0; i < st->vaults.n; i++)
         azsim_vault_free(st->vaults.items[i]);
+    azsim_arm_operations_free(st);
     free(st->apps.items);
     free(st->sps.items);
     free(st->assignments.items);
@@ -169,6 +170,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "azsim: invalid stall '%s'\n", v);
                 goto done;
             }
+        } else if (strcmp(a, "--arm-async") == 0) {
+            long polls = 0;
+            if (parse_long(&polls, v, 0, 1000) != AZSIM_OK) {
+                fprintf(stderr, "azsim: invalid arm-async poll count '%s'\n", v);
+                goto done;
+            }
+            st.arm_async = (int)polls;
         } else if (strcmp(a, "--seed") == 0) {
             if (parse_long(&seed, v, 0, 0x7fffffffL) != AZSIM_OK) {
                 fprintf(stderr, "azsim: invalid seed '%s'\n", v);

@@ -1044,6 +1044,148 @@ static void test_azure__auth_setup(void **state)
     kvr_http_free(h);
 }
 
+/* ---- ARM long-running operations ----------------------------------------------------------- */
+
+static void test_azure__lro_state(void **state)
+{
+    (void)state;
+    assert_int_equal(kvr_lro_state_of(NULL), KVR_LRO_SUCCEEDED); /* absent: done */
+    assert_int_equal(kvr_lro_state_of(""), KVR_LRO_SUCCEEDED);
+    assert_int_equal(kvr_lro_state_of("Succeeded"), KVR_LRO_SUCCEEDED);
+    assert_int_equal(kvr_lro_state_of("succeeded"), KVR_LRO_SUCCEEDED);
+    assert_int_equal(kvr_lro_state_of("Failed"), KVR_LRO_FAILED);
+    assert_int_equal(kvr_lro_state_of("Canceled"), KVR_LRO_CANCELED);
+    assert_int_equal(kvr_lro_state_of("Cancelled"), KVR_LRO_CANCELED);
+    assert_int_equal(kvr_lro_state_of("InProgress"), KVR_LRO_RUNNING);
+    assert_int_equal(kvr_lro_state_of("RegisteringDns"), KVR_LRO_RUNNING);
+    assert_int_equal(kvr_lro_state_of("Accepted"), KVR_LRO_RUNNING);
+}
+
+static kvr_lro_kind lro_plan(const char *method, long status, const char *body, const char *ao,
+                             const char *loc)
+{
+    kvr_http_response r;
+    kvr_http_response_init(&r);
+    r.status = status;
+    r.body = (char *)body;
+    r.body_len = body ? strlen(body) : 0;
+    r.azure_async_operation = (char *)ao;
+    r.location = (char *)loc;
+    return kvr_lro_plan(method, &r);
+}
+
+static void test_azure__lro_plan(void **state)
+{
+    static const char reg[] = "{\"properties\":{\"provisioningState\":\"RegisteringDns\"}}";
+    static const char ok[] = "{\"properties\":{\"provisioningState\":\"Succeeded\"}}";
+    static const char bad[] = "{\"properties\":{\"provisioningState\":\"Failed\"}}";
+    const char *ao = "https://management.azure.com/subscriptions/s/providers/Microsoft.KeyVault/"
+                     "locations/westeurope/operationStatuses/1?api-version=2024-11-01";
+    const char *loc = "https://management.azure.com/subscriptions/s/providers/Microsoft.KeyVault/"
+                      "locations/westeurope/operationResults/1?api-version=2024-11-01";
+    (void)state;
+    /* done in the answer itself */
+    assert_int_equal(lro_plan("PUT", 200, ok, NULL, NULL), KVR_LRO_DONE);
+    assert_int_equal(lro_plan("PUT", 200, "{\"properties\":{}}", NULL, NULL), KVR_LRO_DONE);
+    assert_int_equal(lro_plan("PUT", 201, ok, NULL, NULL), KVR_LRO_DONE);
+    assert_int_equal(lro_plan("PUT", 200, ok, ao, NULL), KVR_LRO_DONE);
+    assert_int_equal(lro_plan("DELETE", 200, NULL, NULL, NULL), KVR_LRO_DONE);
+    assert_int_equal(lro_plan("DELETE", 204, NULL, NULL, NULL), KVR_LRO_DONE);
+    assert_int_equal(lro_plan("POST", 202, NULL, NULL, NULL), KVR_LRO_DONE); /* nothing to poll */
+    /* Azure-AsyncOperation first, then Location, then the resource */
+    assert_int_equal(lro_plan("PUT", 201, reg, ao, loc), KVR_LRO_ASYNC_OPERATION);
+    assert_int_equal(lro_plan("PUT", 201, ok, ao, NULL), KVR_LRO_ASYNC_OPERATION);
+    assert_int_equal(lro_plan("POST", 202, NULL, NULL, loc), KVR_LRO_LOCATION);
+    assert_int_equal(lro_plan("DELETE", 202, NULL, ao, loc), KVR_LRO_ASYNC_OPERATION);
+    assert_int_equal(lro_plan("PUT", 201, reg, NULL, NULL), KVR_LRO_RESOURCE);
+    assert_int_equal(lro_plan("PUT", 200, reg, NULL, NULL), KVR_LRO_RESOURCE);
+    assert_int_equal(lro_plan("PATCH", 202, NULL, NULL, NULL), KVR_LRO_RESOURCE);
+    assert_int_equal(lro_plan("DELETE", 202, NULL, NULL, NULL), KVR_LRO_RESOURCE);
+    /* a terminal failure in the first answer */
+    assert_int_equal(lro_plan("PUT", 200, bad, NULL, NULL), KVR_LRO_ENDED_BADLY);
+    assert_int_equal(lro_plan("PUT", 201, bad, ao, NULL), KVR_LRO_ENDED_BADLY);
+    /* a body that is not JSON says nothing about the state */
+    assert_int_equal(lro_plan("PUT", 201, "<html>", ao, NULL), KVR_LRO_ASYNC_OPERATION);
+}
+
+static void test_azure__lro_check_url(void **state)
+{
+    const char *arm = "https://management.azure.com";
+    kvr_error err;
+    (void)state;
+    assert_int_equal(kvr_lro_check_url("https://management.azure.com/subscriptions/s/providers/"
+                                       "Microsoft.KeyVault/locations/x/operationResults/1",
+                                       arm, &err),
+                     0);
+    assert_int_equal(kvr_lro_check_url("https://MANAGEMENT.azure.com:443/x", arm, &err), 0);
+    assert_int_equal(kvr_lro_check_url("https://management.localhost:8443/x",
+                                       "https://management.localhost:8443", &err),
+                     0);
+    /* refused: the ARM token would go elsewhere */
+    assert_int_equal(kvr_lro_check_url("https://evil.example/x", arm, &err), KVR_EINSECURE);
+    assert_non_null(strstr(err.message, "refusing to poll 'https://evil.example/x'"));
+    assert_int_equal(kvr_lro_check_url("http://management.azure.com/x", arm, &err),
+                     KVR_EINSECURE);
+    assert_int_equal(kvr_lro_check_url("https://management.azure.com:8443/x", arm, &err),
+                     KVR_EINSECURE);
+    assert_int_equal(kvr_lro_check_url("https://management.azure.com.evil.example/x", arm, &err),
+                     KVR_EINSECURE);
+    assert_int_equal(kvr_lro_check_url("https://management.azure.com@evil.example/x", arm, &err),
+                     KVR_EINSECURE);
+    assert_int_equal(kvr_lro_check_url("https://management.localhost:8444/x",
+                                       "https://management.localhost:8443", &err),
+                     KVR_EINSECURE);
+    assert_int_equal(kvr_lro_check_url("/subscriptions/s/operationResults/1", arm, &err),
+                     KVR_EPROTO);
+    assert_int_equal(kvr_lro_check_url(NULL, arm, &err), KVR_EPROTO);
+}
+
+static void test_azure__lro_wait_refuses(void **state)
+{
+    kvr_http_response r;
+    kvr_lro_config cfg = {.default_wait_ms = 0, .max_wait_ms = 0, .timeout_ms = 1000};
+    kvr_error err;
+    json_t *out = (json_t *)&err; /* must come back NULL */
+    (void)state;
+    kvr_http_response_init(&r);
+    r.status = 201;
+    r.azure_async_operation = (char *)"https://attacker.example/operationStatuses/1";
+    r.retry_after = (char *)"0";
+    /* no auth handle: the refusal must come before any request is made */
+    assert_int_equal(kvr_lro_wait(&out, NULL, "https://management.azure.com/.default",
+                                  "https://management.azure.com", "PUT",
+                                  "https://management.azure.com/subscriptions/s/x", &r,
+                                  "create vault", "kv1", &cfg, &err),
+                     KVR_EINSECURE);
+    assert_null(out);
+    assert_non_null(strstr(err.message, "attacker.example"));
+    /* Location on another host, too */
+    r.azure_async_operation = NULL;
+    r.location = (char *)"https://attacker.example/operationResults/1";
+    assert_int_equal(kvr_lro_wait(NULL, NULL, "s", "https://management.azure.com", "POST", NULL,
+                                  &r, "purge vault", "kv1", &cfg, &err),
+                     KVR_EINSECURE);
+    /* Failed in the first answer: Azure's code and message, no poll */
+    r.location = NULL;
+    r.status = 200;
+    r.body = (char *)"{\"properties\":{\"provisioningState\":\"Failed\"},"
+                     "\"error\":{\"code\":\"VaultProvisioningFailed\",\"message\":\"no dns\"}}";
+    r.body_len = strlen(r.body);
+    assert_int_equal(kvr_lro_wait(NULL, NULL, "s", "https://management.azure.com", "PUT", NULL, &r,
+                                  "create vault", "kv1", &cfg, &err),
+                     KVR_EAZURE);
+    assert_string_equal(err.message, "create vault 'kv1': the long-running operation failed: "
+                                     "VaultProvisioningFailed: no dns");
+    /* finished in the first answer: its body comes back */
+    r.body = (char *)"{\"name\":\"kv1\",\"properties\":{\"provisioningState\":\"Succeeded\"}}";
+    r.body_len = strlen(r.body);
+    assert_int_equal(kvr_lro_wait(&out, NULL, "s", "https://management.azure.com", "PUT", NULL, &r,
+                                  "create vault", "kv1", &cfg, &err),
+                     0);
+    assert_string_equal(json_string_value(json_object_get(out, "name")), "kv1");
+    json_decref(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1069,6 +1211,10 @@ int main(void)
         cmocka_unit_test(test_azure__private_file),
         cmocka_unit_test(test_azure__http_refusals),
         cmocka_unit_test(test_azure__auth_setup),
+        cmocka_unit_test(test_azure__lro_state),
+        cmocka_unit_test(test_azure__lro_plan),
+        cmocka_unit_test(test_azure__lro_check_url),
+        cmocka_unit_test(test_azure__lro_wait_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,9 +10,11 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvr/plan.h"
 #include "kvr/providers.h"
 
 static json_t *J(const char *text)
@@ -69,6 +71,70 @@ static void test_providers__vault(void **state)
     json_decref(v);
     json_decref(bad);
     kvr_live_free(l);
+}
+
+static void canon(char *out, size_t size, const char *keys, const char *secrets, const char *certs)
+{
+    /* comma-separated lists, NULL for none */
+    char buf[3][512];
+    char *items[3][32];
+    kvr_strlist l[3];
+    const char *src[3] = {keys, secrets, certs};
+    for (int f = 0; f < 3; f++) {
+        l[f].items = items[f];
+        l[f].len = 0;
+        if (!src[f])
+            continue;
+        snprintf(buf[f], sizeof(buf[f]), "%s", src[f]);
+        for (char *t = strtok(buf[f], ","); t && l[f].len < 32; t = strtok(NULL, ","))
+            items[f][l[f].len++] = t;
+    }
+    kvr_plan_policy_canon(out, size, &l[0], &l[1], &l[2]);
+}
+
+static void test_providers__vault_access_policies(void **state)
+{
+    kvr_live *l = calloc(1, sizeof(*l));
+    kvr_error err;
+    char c[512], d[512];
+    json_t *v = J("{\"id\":\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/"
+                  "vaults/kv1\",\"name\":\"kv1\",\"location\":\"westeurope\",\"properties\":{"
+                  "\"enableRbacAuthorization\":false,\"accessPolicies\":["
+                  "{\"tenantId\":\"t\",\"objectId\":\"OID-1\",\"permissions\":{\"keys\":[\"Get\","
+                  "\"WrapKey\"],\"secrets\":[],\"storage\":[\"get\"]}},"
+                  "{\"tenantId\":\"t\",\"permissions\":{}},"
+                  "{\"tenantId\":\"t\",\"objectId\":\"oid-2\",\"permissions\":{\"certificates\":"
+                  "[\"all\"]}}]}}");
+    (void)state;
+    assert_int_equal(kvr_live_add_vault(l, v, &err), 0);
+    assert_int_equal(l->vaults[0].npolicies, 2); /* the entry without objectId is skipped */
+    assert_string_equal(l->vaults[0].policies[0].object_id, "OID-1");
+    assert_int_equal(l->vaults[0].policies[0].keys.len, 2);
+    assert_string_equal(l->vaults[0].policies[0].keys.items[1], "WrapKey");
+    assert_int_equal(l->vaults[0].policies[0].secrets.len, 0);
+    assert_int_equal(l->vaults[0].policies[1].certificates.len, 1);
+    json_decref(v);
+    kvr_live_free(l);
+
+    /* the canonical form: case, order and duplicates do not matter; "all" is the whole family */
+    canon(c, sizeof(c), "Get,wrapKey,get", NULL, NULL);
+    assert_string_equal(c, "keys=get,wrapkey");
+    canon(d, sizeof(d), "wrapkey,GET", "", NULL);
+    assert_string_equal(c, d);
+    canon(c, sizeof(c), NULL, NULL, NULL);
+    assert_string_equal(c, "none");
+    canon(c, sizeof(c), "all", "get,list", "All");
+    assert_string_equal(c, "keys=all secrets=get,list certificates=all");
+    canon(d, sizeof(d),
+          "encrypt,decrypt,wrapKey,unwrapKey,sign,verify,get,list,create,update,import,delete,"
+          "backup,restore,recover,purge,release,rotate,getrotationpolicy,setrotationpolicy",
+          "list,get", "get,list,delete,create,import,update,managecontacts,getissuers,"
+          "listissuers,setissuers,deleteissuers,manageissuers,recover,purge,backup,restore");
+    assert_string_equal(c, d);
+    canon(c, sizeof(c), "get,list,create", NULL, NULL); /* a subset is not "all" */
+    assert_string_equal(c, "keys=create,get,list");
+    canon(c, 12, "get,list,create", NULL, NULL); /* truncated, terminated */
+    assert_string_equal(c, "keys=create");
 }
 
 static void test_providers__role_assignment(void **state)
@@ -246,6 +312,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_providers__times),
         cmocka_unit_test(test_providers__vault),
+        cmocka_unit_test(test_providers__vault_access_policies),
         cmocka_unit_test(test_providers__role_assignment),
         cmocka_unit_test(test_providers__app),
         cmocka_unit_test(test_providers__key),

@@ -59,6 +59,14 @@ typedef struct kvr_live_deleted {
     int64_t purge_at;
 } kvr_live_deleted;
 
+/* An access policy entry of a vault: whose, and its permission names as Azure returned them. */
+typedef struct kvr_live_policy {
+    char *object_id;
+    kvr_strlist keys;
+    kvr_strlist secrets;
+    kvr_strlist certificates;
+} kvr_live_policy;
+
 typedef struct kvr_live_vault {
     char *name;
     char *resource_group;
@@ -69,6 +77,8 @@ typedef struct kvr_live_vault {
     bool purge_protection;
     char *default_action; /* NULL: Allow */
     kvr_tags tags;
+    kvr_live_policy *policies; /* properties.accessPolicies (Azure ignores them on RBAC vaults) */
+    size_t npolicies;
 } kvr_live_vault;
 
 typedef struct kvr_live_deleted_vault {

@@ -146,6 +146,15 @@ void kvr_plan_scope(char *buf, size_t size, const char *sub, const char *rg, con
                     const char *key);
 const char *kvr_gate_kind_name(kvr_gate_kind k);
 
+/*
+ * The canonical form of an access policy's permissions, for comparing a desired policy with a
+ * live one: per family, names lowercased, sorted and without duplicates, and "all" when the
+ * family is granted in full (Azure's "all", or every permission of the family named):
+ * "keys=get,unwrapkey,wrapkey secrets=all". "none" for no permission at all. Truncated to size.
+ */
+void kvr_plan_policy_canon(char *out, size_t size, const kvr_strlist *keys,
+                           const kvr_strlist *secrets, const kvr_strlist *certificates);
+
 /* Renderers. `color` adds ANSI colours (callers decide: TTY and no NO_COLOR). */
 int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color);
 int kvr_plan_render_markdown(const kvr_plan *p, FILE *out);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import dns from "node:dns";
 import { randomBytes, createHash, X509Certificate } from "node:crypto";
 import { execFileSync } from "node:child_process";
+import https from "node:https";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -239,4 +240,45 @@ test("keyvault-certificates: beginDeleteCertificate poller", async () => {
   assert.equal(d.properties.version, deleted.properties.version);
   await assert.rejects(certs.getCertificate("conf-cert"), (e) => e.statusCode === 404 && e.code === "CertificateNotFound");
   await assert.rejects(secrets.getSecret("conf-cert"), (e) => e.statusCode === 404);
+});
+
+// azsim's admin API (azsim.localhost, no token): straight to loopback, SNI and Host as azsim's.
+function admin(method, path, body) {
+  const u = new URL(env.AZSIM_URL);
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: "127.0.0.1", port: u.port, path, method, servername: u.hostname,
+      headers: { Host: u.host, "Content-Type": "application/json" }, ca: readFileSync(env.AZSIM_CA) }, (res) => {
+      let data = "";
+      res.on("data", (c) => { data += c; });
+      res.on("end", () => resolve({ status: res.statusCode, body: data ? JSON.parse(data) : null }));
+    });
+    req.on("error", reject);
+    if (body) req.write(JSON.stringify(body));
+    req.end();
+  });
+}
+
+test("arm-keyvault: a vault PUT that is a long-running operation (azsim --arm-async) is polled to Succeeded, and a failed one rejects", async () => {
+  const client = new KeyVaultManagementClient(credential, env.AZURE_SUBSCRIPTION_ID, armOptions);
+  const polls = async () => (await admin("GET", "/stats")).body.requests["arm.operationStatuses.get"] ?? 0;
+  const params = {
+    location: "westeurope",
+    properties: { tenantId: env.AZURE_TENANT_ID, sku: { family: "A", name: "standard" },
+                  enableRbacAuthorization: true, softDeleteRetentionInDays: 7, accessPolicies: [] },
+  };
+  assert.equal((await admin("POST", "/arm/async", { polls: 2 })).status, 200);
+  try {
+    const before = await polls();
+    const name = `conf3-${suffix}`;
+    const v = await client.vaults.beginCreateOrUpdateAndWait(rg, name, params);
+    assert.equal(v.name, name);
+    assert.equal(v.properties.provisioningState, "Succeeded");
+    assert.ok((await polls()) - before >= 3, "the SDK followed Azure-AsyncOperation until Succeeded");
+    const s = await new SecretClient(`https://${name}.${env.KVR_VAULT_SUFFIX}`, credential).setSecret("after-lro", "x");
+    assert.equal(s.name, "after-lro");
+    await assert.rejects(client.vaults.beginCreateOrUpdateAndWait(rg, `lrofail-${suffix}`, params),
+      (e) => /VaultProvisioningFailed/.test(`${e.code} ${e.message}`));
+  } finally {
+    await admin("POST", "/arm/async", { polls: 0 });
+  }
 });
