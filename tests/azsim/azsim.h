@@ -180,6 +180,8 @@ typedef struct azsim_state {
     json_t *stats; /* op -> count */
     azsim_consumer *consumer; /* the profile service and its data keys */
     long throttled, total;
+    /* azsim_kv_sweep has nothing to do before this time (0: unknown, after a mutation) */
+    int64_t sweep_due;
     /* fault injection: a request's fate is a function of the seed and its arrival number */
     double fault_rate;
     int stall_ms;

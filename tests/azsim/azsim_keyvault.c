@@ -2530,10 +2530,15 @@ done:
     return rc;
 }
 
-/* Runs under the state lock before every request: the clock may have moved. */
+/*
+ * Runs under the state lock before a request when something may be due (the clock may have
+ * moved): purges what is past its purge date and runs due auto-rotations. Leaves in
+ * st->sweep_due the earliest time anything left is due, so that requests before then (and
+ * before the next mutation) need not walk the state again.
+ */
 void azsim_kv_sweep(azsim_state *st)
 {
-    int64_t now = azsim_now(st);
+    int64_t now = azsim_now(st), next = INT64_MAX;
     for (size_t i = 0; i < st->vaults.n;) {
         azsim_vault *v = st->vaults.items[i];
         if (v->deleted && v->purge_date <= now) {
@@ -2541,6 +2546,8 @@ void azsim_kv_sweep(azsim_state *st)
             azsim_vault_free(v);
             continue;
         }
+        if (v->deleted && v->purge_date < next)
+            next = v->purge_date;
         i++;
         for (int kk = 0; kk < 3; kk++) {
             azsim_vec *vec = objects(v, kk == 0 ? KEY : kk == 1 ? SECRET : CERT);
@@ -2551,6 +2558,8 @@ void azsim_kv_sweep(azsim_state *st)
                     object_free(o);
                     continue;
                 }
+                if (o->deleted && o->purge_date < next)
+                    next = o->purge_date;
                 j++;
                 if (kk || o->deleted || !o->rotation_policy || v->deleted)
                     continue;
@@ -2566,7 +2575,8 @@ void azsim_kv_sweep(azsim_state *st)
                     json_t *trig = json_object_get(la, "trigger");
                     const char *tac = json_string_value(json_object_get(trig, "timeAfterCreate"));
                     const char *tbe = json_string_value(json_object_get(trig, "timeBeforeExpiry"));
-                    for (int guard = 0; guard < 64; guard++) {
+                    int guard;
+                    for (guard = 0; guard < 64; guard++) {
                         azsim_kv_version *cur = latest(o);
                         int64_t d = 0, due;
                         if (tac && azsim_parse_duration(&d, tac) == AZSIM_OK)
@@ -2575,22 +2585,30 @@ void azsim_kv_sweep(azsim_state *st)
                             due = cur->exp - d;
                         else
                             break;
-                        if (now < due)
+                        if (now < due) {
+                            if (due < next)
+                                next = due;
                             break;
+                        }
                         kv_ctx c;
                         memset(&c, 0, sizeof(c));
                         c.st = st;
                         c.v = v;
                         azsim_kv_version *nv = rotate_version(&c, o);
-                        if (!nv)
+                        if (!nv) {
+                            next = now; /* tried again on the next request, as before */
                             break;
+                        }
                         /* the rotation happened when it was due, not when we noticed */
                         nv->created = nv->updated = due > cur->created ? due : cur->created + 1;
                         if (nv->has_exp)
                             nv->exp = nv->created + policy_expiry(o);
                     }
+                    if (guard == 64)
+                        next = now; /* more are due: the next request goes on */
                 }
             }
         }
     }
+    st->sweep_due = next > now ? next : 0; /* 0: more to do on the next request */
 }

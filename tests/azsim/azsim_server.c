@@ -272,7 +272,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         sleep_ms(st->stall_ms);
         pthread_mutex_lock(&st->lock);
     }
-    azsim_kv_sweep(st);
+    /* purges and auto-rotations: the sweep walks every object, so it runs only when one is due
+       or a mutation may have scheduled one (a whole-state walk per request made azsim's rate
+       fall with the size of the estate) */
+    if (st->sweep_due == 0 || azsim_now(st) >= st->sweep_due)
+        azsim_kv_sweep(st);
     azsim_consumer_tick(st);
     if (fault == AZSIM_FAULT_RESET) {
         r.op = "fault.reset";
@@ -301,6 +305,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                          json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
                                    "azsim could not save its state"));
     }
+    if (mutating(&r))
+        st->sweep_due = 0; /* it may have deleted, restored or given a rotation policy */
     if (fault == AZSIM_FAULT_RESET_AFTER_COMMIT)
         r.drop = 1; /* applied and saved, but the client never hears of it */
     count_op(st, r.op ? r.op : "other");
