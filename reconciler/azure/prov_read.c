@@ -16,6 +16,10 @@
 #include <string.h>
 #include <strings.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <ctype.h>
+#include <assert.h>
+#include <limits.h>
 
 #include <openssl/crypto.h>
 
@@ -174,15 +178,91 @@ static char *odata_literal(const char *v, kvr_error *err)
  * it is listed). So the number of rounds is the longest chain of dependent requests, not the
  * number of objects, and independent objects are read at once within the HTTP engine's limits
  * (connections per host, per-host rate). A round holds at most ROUND_MAX requests, which bounds
- * the responses held in memory at once. The result does not depend on timing: handlers run in
- * queue order, and the live model is put in a canonical order at the end.
+ * the responses held in memory at once.
+ *
+ * Which requests make a round matters as much as how many: each vault is its own host, and a
+ * TLS connection to it costs a handshake on both sides. So a round takes ARM, Graph and profile
+ * reads first, then vaults in the estate's order, each vault's reads in queue order, until the
+ * connections the round wants reach ROUND_CONNS (the engine's transfers; a host with n requests
+ * in the round wants min(n, ROUND_HOST_CONNS) connections). A vault's reads thus run in one
+ * stretch of consecutive rounds on the same few connections, and the next vaults come in as the
+ * first ones finish, instead of every vault being visited in every round (which made the engine
+ * close idle connections to open others: thousands of handshakes on a 200-vault estate). A
+ * vault's share of a round shrinks as more vaults wait (never below 2, never above
+ * ROUND_PER_HOST), so a large estate spreads over many vaults at a connection or two each and a
+ * single vault still gets all of its host's connections.
+ *
+ * The result does not depend on timing: rounds are a function of the queue, handlers run in round
+ * order, and the live model is put in a canonical order at the end.
  */
-#define ROUND_MAX 256
+#define ROUND_MAX 1024
+#define ROUND_PER_HOST 48
+#define ROUND_HOST_CONNS 6 /* the engine's connections per host (kvr_http_config) */
+#define ROUND_CONNS 256    /* the engine's transfers (kvr_http_config) */
+#define ROUND_HOSTS 512    /* > ROUND_CONNS: the host table of a round never fills */
 #define LIST_PAGES_MAX 10000
 #define LIST_ITEMS_MAX 1000000
 
 typedef struct reader reader;
 typedef struct fetch fetch;
+
+/*
+ * What the desired state says about each vault's objects, looked up per listed item. Built once
+ * per read: the listings hold tens of thousands of items, and scanning the declarations for each
+ * of them made the reader quadratic in the estate. Names compare as Azure compares them, ASCII
+ * case-insensitively (kvr_str_ieq); the first declaration wins, as with kvr_estate_key.
+ */
+enum ix_kind { IX_VAULT, IX_KEY, IX_SECRET, IX_RG, IX_RG_APP };
+
+typedef struct ix_entry {
+    const char *vault, *name; /* borrowed from the estate; NULL: a free slot */
+    unsigned char kind;       /* enum ix_kind */
+    bool declared;            /* a key or secret the estate declares */
+    bool value;               /* a secret whose value the plan compares */
+    unsigned stamp;           /* the last listing that named it (declared_missing) */
+    size_t vault_ix;          /* index of its vault in the estate; IX_RG: of the group */
+    const kvr_key *key;       /* IX_KEY: the declaration */
+} ix_entry;
+
+typedef struct vault_ix {
+    size_t nkeys, nsecrets; /* distinct declared keys and secrets */
+    bool reloc;             /* a relocation's source or target: every secret value is compared */
+    bool certs;             /* certificates matter (a relocation that copies them) */
+    bool roles;             /* the estate declares role assignments on it (or its keys) */
+    bool seen;              /* found in its resource group's vault list */
+    size_t rg;              /* its resource group (rg_ix) */
+} vault_ix;
+
+/*
+ * A resource group of the declared vaults, and how its ARM reads are made. ARM limits reads per
+ * subscription (a bucket of 250, refilled at 25/s), so a large estate must not spend one GET per
+ * vault and one role-assignment list per vault; but a list returns everything in the group, so
+ * it only pays when the estate declares enough of the group. The rules, per group:
+ *
+ * - Vaults: one declared vault is one GET. Two or more are one paged list of the group's vaults,
+ *   cut short once it has cost as many pages as there are declared vaults; the declared vaults
+ *   it has not shown by then are fetched with a GET each. So a group costs at most twice the
+ *   GETs (a YAML naming 2 vaults of a group of 500 pays 2 pages and 2 GETs, never 20 pages),
+ *   and a group listed in a few pages costs those pages.
+ * - Role assignments: the plan only looks for the declared ones (exact scope, role, principal),
+ *   so only vaults with declared assignments are read. Either one list per such vault (no
+ *   filter: at, above and below the vault, which takes in the key-scoped ones), or, when the
+ *   group's declared assignments name fewer principals than vaults, one list per principal at
+ *   the group's scope with `$filter=principalId eq '{id}'` (at, above and below the group, for
+ *   that principal only: what is returned is bounded by what that principal holds, not by the
+ *   group's size). `atScope()` would not do: it returns nothing below the scope.
+ *
+ * A caller may hold rights on some vaults and not on their group: a group-scope list it is
+ * refused (403) falls back to the per-vault reads, which need only the vaults' own rights.
+ */
+typedef struct rg_ix {
+    const char *name; /* borrowed from the estate */
+    size_t *vaults;   /* declared vaults (first declaration of each name), estate order */
+    size_t nvaults;
+    size_t nrole_vaults, napps; /* vaults with declared role assignments; their distinct apps */
+    bool by_principal;          /* role assignments: one list per principal at the group */
+    bool refused;               /* a group-scope list was refused (403): per vault instead */
+} rg_ix;
 
 /* Parts of a key read together: the latest version, every version, the rotation policy. */
 typedef struct key_read {
@@ -211,6 +291,12 @@ struct fetch {
     key_read *key;      /* a key part */
     enum key_part part; /* which one */
     json_t *aux;        /* a secret item awaiting its value, an app awaiting its principal */
+    const kvr_app *app; /* the app being found */
+    size_t rg;          /* a resource group's vault list: which group */
+    int page_cap;       /* a list: stop after this many pages (0: all), and say so */
+    size_t order;       /* a Key Vault read: its vault's index + 1; 0: ARM, Graph, profiles */
+    bool truncated;     /* the list stopped at page_cap with pages left, or was refused */
+    bool forbidden_ok;  /* a 403 means: read the group's vaults one by one (done gets NULL) */
 };
 
 struct reader {
@@ -225,6 +311,14 @@ struct reader {
     fetch **q; /* FIFO: q[head..n) are waiting */
     size_t head, n, cap;
     bool deleted_vaults_queued;
+    ix_entry *ix; /* open addressing, ixcap a power of two */
+    size_t ixcap;
+    vault_ix *vix; /* per declared vault, same order as the estate's */
+    rg_ix *rgs;
+    size_t nrgs;
+    unsigned stamp;
+    fetch **sorted; /* take_round's scratch, cap entries */
+    size_t *counts; /* take_round's scratch, nvaults + 2 entries */
 };
 
 static void key_read_drop(key_read *k)
@@ -256,9 +350,13 @@ static int enqueue(reader *r, fetch *f)
         r->n -= r->head;
         r->head = 0;
     }
-    if (kvr_grow((void **)&r->q, &r->cap, r->n + 1, sizeof(*r->q)) < 0) {
-        fetch_free(f);
-        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    if (r->n == r->cap) {
+        size_t cap = r->cap;
+        if (kvr_grow((void **)&r->q, &r->cap, r->n + 1, sizeof(*r->q)) < 0 ||
+            kvr_grow((void **)&r->sorted, &cap, r->cap, sizeof(*r->sorted)) < 0) {
+            fetch_free(f);
+            return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        }
     }
     r->q[r->n++] = f;
     return 0;
@@ -304,6 +402,10 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
         kvr_time_parse_http(&r->l->now, resp->date);
     if (resp->status == 404 && f->missing_ok)
         return f->done(r, f, NULL);
+    if (resp->status == 403 && f->forbidden_ok) {
+        f->truncated = true;
+        return f->done(r, f, NULL);
+    }
     if (resp->status != 200)
         return kvr_http_error(r->err, resp, f->op, f->object[0] ? f->object : NULL);
     body = json_loadb(resp->body, resp->body_len, 0, &jerr);
@@ -329,6 +431,11 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     json_decref(body);
     if (rc < 0)
         return rc;
+    if (next && f->page_cap > 0 && f->pages + 1 >= f->page_cap) {
+        free(next);
+        next = NULL;
+        f->truncated = true;
+    }
     if (!next)
         return f->done(r, f, f->items);
     if (++f->pages >= LIST_PAGES_MAX) {
@@ -382,22 +489,89 @@ static void send_round(reader *r, fetch **round, size_t n, fetch **spare, kvr_ht
     }
 }
 
-/* Runs the queue until it is empty (0) or a read fails (the first failure, in queue order). */
+/* The host of an https URL (its bytes and length), for a round's per-host share. */
+static const char *url_host(const char *url, size_t *len)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    *len = strcspn(h, "/?#");
+    return h;
+}
+
+typedef struct round_host {
+    const char *host; /* into a queued fetch's URL; NULL: free */
+    size_t len;
+    int n;
+} round_host;
+
+/*
+ * Moves the next round out of the queue into `round` (see above); what does not fit waits, in
+ * order. Returns how many.
+ */
+static size_t take_round(reader *r, fetch **round, round_host *hosts)
+{
+    size_t n = 0, kept = r->head, nb = r->d->nvaults + 2, waiting = 0;
+    int conns = 0, share;
+    /* a stable counting sort of the queue by order: ARM, Graph, profiles, then vault by vault */
+    memset(r->counts, 0, nb * sizeof(*r->counts));
+    for (size_t i = r->head; i < r->n; i++)
+        waiting += r->counts[r->q[i]->order + 1]++ == 0 && r->q[i]->order;
+    for (size_t b = 1; b < nb; b++)
+        r->counts[b] += r->counts[b - 1];
+    for (size_t i = r->head; i < r->n; i++)
+        r->sorted[r->counts[r->q[i]->order]++] = r->q[i];
+    memcpy(r->q + r->head, r->sorted, (r->n - r->head) * sizeof(*r->q));
+    /* the vaults waiting share the connections; one vault alone gets its host's all */
+    share = waiting ? ROUND_CONNS / (int)(waiting < ROUND_CONNS ? waiting : ROUND_CONNS)
+                    : ROUND_PER_HOST;
+    share = share < 2 ? 2 : share > ROUND_PER_HOST ? ROUND_PER_HOST : share;
+
+    memset(hosts, 0, ROUND_HOSTS * sizeof(*hosts));
+    for (size_t i = r->head; i < r->n; i++) {
+        fetch *f = r->q[i];
+        size_t len, h;
+        const char *host;
+        uint64_t hash = 1469598103934665603u;
+        if (n == ROUND_MAX || conns >= ROUND_CONNS) {
+            r->q[kept++] = f; /* full: the rest waits, in order */
+            continue;
+        }
+        host = url_host(f->url, &len);
+        for (size_t k = 0; k < len; k++)
+            hash = (hash ^ (unsigned char)host[k]) * 1099511628211u;
+        for (h = (size_t)hash & (ROUND_HOSTS - 1);
+             hosts[h].host && !(hosts[h].len == len && memcmp(hosts[h].host, host, len) == 0);
+             h = (h + 1) & (ROUND_HOSTS - 1))
+            ;
+        if (hosts[h].n < (f->order ? share : ROUND_PER_HOST)) {
+            conns += hosts[h].n < ROUND_HOST_CONNS;
+            hosts[h].host = host;
+            hosts[h].len = len;
+            hosts[h].n++;
+            round[n++] = f;
+        } else {
+            r->q[kept++] = f;
+        }
+    }
+    r->n = kept;
+    return n;
+}
+
+/* Runs the queue until it is empty (0) or a read fails (the first failure, in round order). */
 static int run_queue(reader *r)
 {
-    fetch *round[ROUND_MAX], *spare[ROUND_MAX];
+    fetch **round = calloc(ROUND_MAX, sizeof(*round)), **spare = calloc(ROUND_MAX, sizeof(*spare));
+    round_host *hosts = calloc(ROUND_HOSTS, sizeof(*hosts));
     kvr_http_request *reqs = calloc(ROUND_MAX, sizeof(*reqs));
     kvr_http_response *resp = calloc(ROUND_MAX, sizeof(*resp));
     int *codes = calloc(ROUND_MAX, sizeof(*codes));
     kvr_error *errs = calloc(ROUND_MAX, sizeof(*errs));
     int rc = 0;
 
-    if (!reqs || !resp || !codes || !errs)
+    if (!reqs || !resp || !codes || !errs || !round || !spare || !hosts)
         rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
     while (!rc && r->head < r->n) {
-        size_t n = r->n - r->head < ROUND_MAX ? r->n - r->head : ROUND_MAX;
-        memcpy(round, r->q + r->head, n * sizeof(*round));
-        r->head += n;
+        size_t n = take_round(r, round, hosts);
         send_round(r, round, n, spare, reqs, resp, codes, errs);
         for (size_t i = 0; i < n; i++) {
             bool again = false;
@@ -419,6 +593,9 @@ static int run_queue(reader *r)
     free(resp);
     free(codes);
     free(errs);
+    free(round);
+    free(spare);
+    free(hosts);
     return rc;
 }
 
@@ -427,13 +604,188 @@ static char *vault_url(reader *r, const char *vault)
     return prov_fmt(r->err, "https://%s.%s", vault, r->ep->vault_suffix);
 }
 
+/* ---- the declaration index ---------------------------------------------------------------- */
+
+static uint64_t ix_hash(unsigned kind, const char *vault, const char *name)
+{
+    uint64_t h = 1469598103934665603u ^ kind; /* FNV-1a over the lowercased names */
+    for (const char *p = vault; *p; p++)
+        h = (h ^ (unsigned char)tolower((unsigned char)*p)) * 1099511628211u;
+    h = (h ^ '/') * 1099511628211u;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)tolower((unsigned char)*p)) * 1099511628211u;
+    return h;
+}
+
+/* The entry for (kind, vault, name), or the free slot where it would go. */
+static ix_entry *ix_slot(const reader *r, unsigned kind, const char *vault, const char *name)
+{
+    size_t i = (size_t)ix_hash(kind, vault, name) & (r->ixcap - 1);
+    for (;; i = (i + 1) & (r->ixcap - 1)) {
+        ix_entry *e = &r->ix[i];
+        if (!e->name ||
+            (e->kind == kind && kvr_str_ieq(e->vault, vault) && kvr_str_ieq(e->name, name)))
+            return e;
+    }
+}
+
+static const ix_entry *ix_get(const reader *r, unsigned kind, const char *vault, const char *name)
+{
+    const ix_entry *e = vault && name ? ix_slot(r, kind, vault, name) : NULL;
+    return e && e->name ? e : NULL;
+}
+
+/* Adds (kind, vault, name) if new; the entry either way, NULL when vault or name is missing. */
+static ix_entry *ix_add(reader *r, unsigned kind, const char *vault, const char *name)
+{
+    ix_entry *e;
+    if (!vault || !name)
+        return NULL;
+    e = ix_slot(r, kind, vault, name);
+    if (!e->name) {
+        e->kind = (unsigned char)kind;
+        e->vault = vault;
+        e->name = name;
+        e->vault_ix = SIZE_MAX;
+    }
+    return e;
+}
+
+/* The declared vault's index, SIZE_MAX if the estate does not declare it. */
+static size_t vault_index(const reader *r, const char *vault)
+{
+    const ix_entry *e = ix_get(r, IX_VAULT, "", vault);
+    return e ? e->vault_ix : SIZE_MAX;
+}
+
+static int index_build(reader *r)
+{
+    const kvr_estate *d = r->d;
+    size_t want = 2 * (d->nvaults + d->nkeys + d->nsecrets + d->nprofiles + 1);
+    want += 2 * (d->nvaults + d->nroles);
+    for (size_t i = 0; i < d->napps; i++)
+        want += 2 * d->apps[i].ncreds;
+    for (r->ixcap = 64; r->ixcap < want; r->ixcap *= 2)
+        ;
+    r->ix = calloc(r->ixcap, sizeof(*r->ix));
+    r->vix = calloc(d->nvaults + 1, sizeof(*r->vix));
+    r->rgs = calloc(d->nvaults + 1, sizeof(*r->rgs));
+    r->counts = calloc(d->nvaults + 2, sizeof(*r->counts));
+    if (!r->ix || !r->vix || !r->rgs || !r->counts)
+        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    for (size_t i = 0; i < d->nvaults; i++) {
+        ix_entry *e = ix_add(r, IX_VAULT, "", d->vaults[i].name), *g;
+        rg_ix *rg;
+        if (!e || e->vault_ix != SIZE_MAX)
+            continue; /* a name declared twice: the first declaration is the one read */
+        e->vault_ix = i;
+        if (!(g = ix_add(r, IX_RG, "", d->vaults[i].resource_group)))
+            return kvr_error_set(r->err, KVR_EINVAL, "vault '%s' has no resource group",
+                                 d->vaults[i].name);
+        if (g->vault_ix == SIZE_MAX) {
+            g->vault_ix = r->nrgs++;
+            r->rgs[g->vault_ix].name = d->vaults[i].resource_group;
+        }
+        rg = &r->rgs[g->vault_ix];
+        if (!(rg->vaults = realloc(rg->vaults, (rg->nvaults + 1) * sizeof(*rg->vaults))))
+            return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        rg->vaults[rg->nvaults++] = i;
+        r->vix[i].rg = g->vault_ix;
+    }
+    for (size_t i = 0; i < d->nroles; i++) {
+        size_t vi = vault_index(r, d->roles[i].vault);
+        rg_ix *rg;
+        ix_entry *e;
+        if (vi == SIZE_MAX)
+            continue; /* the plan skips it too */
+        rg = &r->rgs[r->vix[vi].rg];
+        if (!r->vix[vi].roles) {
+            r->vix[vi].roles = true;
+            rg->nrole_vaults++;
+        }
+        if ((e = ix_add(r, IX_RG_APP, rg->name, d->roles[i].app)) && !e->declared) {
+            e->declared = true;
+            rg->napps++;
+        }
+    }
+    for (size_t i = 0; i < r->nrgs; i++)
+        r->rgs[i].by_principal = r->rgs[i].napps < r->rgs[i].nrole_vaults;
+    for (size_t i = 0; i < d->nvaults; i++) {
+        const kvr_vault *v = &d->vaults[i];
+        size_t self = vault_index(r, v->name), src;
+        if (!v->copy_from.vault)
+            continue;
+        src = vault_index(r, v->copy_from.vault);
+        r->vix[self].reloc = true; /* a relocation target: compared with its source */
+        if (v->copy_from.certificates)
+            r->vix[self].certs = true;
+        if (src != SIZE_MAX) {
+            r->vix[src].reloc = true; /* a relocation source */
+            if (v->copy_from.certificates)
+                r->vix[src].certs = true;
+        }
+    }
+    for (size_t i = 0; i < d->nkeys; i++) {
+        const kvr_key *k = &d->keys[i];
+        ix_entry *e = ix_add(r, IX_KEY, k->vault, k->name);
+        if (e && !e->declared) {
+            e->declared = true;
+            e->key = k;
+            if ((e->vault_ix = vault_index(r, k->vault)) != SIZE_MAX)
+                r->vix[e->vault_ix].nkeys++;
+        }
+    }
+    for (size_t i = 0; i < d->nsecrets; i++) {
+        const kvr_secret *sc = &d->secrets[i];
+        ix_entry *e = ix_add(r, IX_SECRET, sc->vault, sc->name);
+        if (!e)
+            continue;
+        if (!e->declared) {
+            e->declared = true;
+            if ((e->vault_ix = vault_index(r, sc->vault)) != SIZE_MAX)
+                r->vix[e->vault_ix].nsecrets++;
+        }
+        if (sc->source != KVR_SECRET_GENERATE)
+            e->value = true;
+    }
+    for (size_t i = 0; i < d->napps; i++)
+        for (size_t c = 0; c < d->apps[i].ncreds; c++) {
+            ix_entry *e = ix_add(r, IX_SECRET, d->apps[i].creds[c].store_vault,
+                                 d->apps[i].creds[c].store_secret);
+            if (e)
+                e->value = true; /* a credential's stored copy */
+        }
+    return 0;
+}
+
+/* The index's record of a declared vault (by name: the first declaration, as kvr_estate_vault). */
+static vault_ix *vinfo(const reader *r, const kvr_vault *v)
+{
+    size_t i = vault_index(r, v->name);
+    assert(i != SIZE_MAX); /* every vault read is a declared one */
+    return &r->vix[i];
+}
+
 /* ---- ARM ---------------------------------------------------------------------------------- */
 
 static int queue_vault_contents(reader *r, const kvr_vault *v);
 
+static int queue_vault_roles(reader *r, const kvr_vault *v);
+
 static int roles_done(reader *r, fetch *f, json_t *items)
 {
-    (void)f;
+    if (f->truncated) {
+        /* a group-scope list refused: each of the group's vaults with declared ones, once */
+        rg_ix *rg = &r->rgs[f->rg];
+        if (rg->refused)
+            return 0;
+        rg->refused = true;
+        for (size_t i = 0; i < rg->nvaults; i++)
+            if (r->vix[rg->vaults[i]].roles &&
+                queue_vault_roles(r, &r->d->vaults[rg->vaults[i]]) < 0)
+                return r->err->code;
+        return 0;
+    }
     for (size_t i = 0; i < json_array_size(items); i++)
         if (kvr_live_add_role(r->l, json_array_get(items, i), r->err) < 0)
             return r->err->code;
@@ -455,50 +807,112 @@ static int deleted_vaults_done(reader *r, fetch *f, json_t *items)
     return 0;
 }
 
-static int vault_done(reader *r, fetch *f, json_t *body)
+/* A declared vault that does not exist (or not in its group): look for it among the deleted. */
+static int vault_missing(reader *r)
 {
-    const kvr_vault *v = f->vault;
     fetch *g;
-    if (!body) {
-        if (r->deleted_vaults_queued)
-            return 0;
-        r->deleted_vaults_queued = true;
-        g = fetch_new(r, r->arm_scope,
-                      prov_fmt(r->err,
-                               "%s/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults"
-                               "?api-version=" ARM_VAULTS_API,
-                               r->ep->arm, r->sub),
-                      true, deleted_vaults_done, NULL, "list deleted vaults");
-        return g ? enqueue(r, g) : r->err->code;
-    }
-    if (kvr_live_add_vault(r->l, body, r->err) < 0)
-        return r->err->code;
+    if (r->deleted_vaults_queued)
+        return 0;
+    r->deleted_vaults_queued = true;
     g = fetch_new(r, r->arm_scope,
                   prov_fmt(r->err,
-                           "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/"
-                           "vaults/%s/providers/Microsoft.Authorization/roleAssignments"
-                           "?api-version=" ARM_ROLES_API,
+                           "%s/subscriptions/%s/providers/Microsoft.KeyVault/deletedVaults"
+                           "?api-version=" ARM_VAULTS_API,
+                           r->ep->arm, r->sub),
+                  true, deleted_vaults_done, NULL, "list deleted vaults");
+    return g ? enqueue(r, g) : r->err->code;
+}
+
+static int vault_found(reader *r, const kvr_vault *v, const json_t *body)
+{
+    if (kvr_live_add_vault(r->l, body, r->err) < 0)
+        return r->err->code;
+    if (vinfo(r, v)->roles && !r->rgs[vinfo(r, v)->rg].by_principal)
+        return queue_vault_roles(r, v) < 0 ? r->err->code : queue_vault_contents(r, v);
+    return queue_vault_contents(r, v);
+}
+
+/* The role assignments at, above and below one vault (missing_ok: a vault not there has none). */
+static int queue_vault_roles(reader *r, const kvr_vault *v)
+{
+    fetch *g =
+        fetch_new(r, r->arm_scope,
+                  prov_fmt(r->err,
+                           "%s/subscriptions/%s/resourceGroups/%s/providers/"
+                           "Microsoft.KeyVault/vaults/%s/providers/"
+                           "Microsoft.Authorization/roleAssignments?api-version=" ARM_ROLES_API,
                            r->ep->arm, r->sub, v->resource_group, v->name),
                   true, roles_done, NULL, "list role assignments of vault '%s'", v->name);
-    if (!g || enqueue(r, g) < 0)
+    if (!g)
         return r->err->code;
-    return queue_vault_contents(r, v);
+    g->missing_ok = true;
+    return enqueue(r, g);
+}
+
+static int vault_done(reader *r, fetch *f, json_t *body)
+{
+    return body ? vault_found(r, f->vault, body) : vault_missing(r);
+}
+
+static int queue_vault_get(reader *r, const kvr_vault *v)
+{
+    fetch *f = fetch_new(r, r->arm_scope,
+                         prov_fmt(r->err,
+                                  "%s/subscriptions/%s/resourceGroups/%s/providers/"
+                                  "Microsoft.KeyVault/vaults/%s?api-version=" ARM_VAULTS_API,
+                                  r->ep->arm, r->sub, v->resource_group, v->name),
+                         false, vault_done, v->name, "get vault");
+    if (!f)
+        return r->err->code;
+    f->missing_ok = true;
+    f->vault = v;
+    return enqueue(r, f);
+}
+
+/* A resource group's vaults, listed (items NULL: the group does not exist). */
+static int vaults_listed(reader *r, fetch *f, json_t *items)
+{
+    const rg_ix *rg = &r->rgs[f->rg];
+    int rc = 0;
+    for (size_t i = 0; !rc && i < json_array_size(items); i++) {
+        const json_t *it = json_array_get(items, i);
+        const char *name = json_string_value(json_object_get(it, "name"));
+        size_t vi = name ? vault_index(r, name) : SIZE_MAX;
+        if (vi == SIZE_MAX || r->vix[vi].rg != f->rg || r->vix[vi].seen)
+            continue; /* not declared, or declared in another group */
+        r->vix[vi].seen = true;
+        rc = vault_found(r, &r->d->vaults[vi], it);
+    }
+    for (size_t i = 0; !rc && i < rg->nvaults; i++) {
+        if (r->vix[rg->vaults[i]].seen)
+            continue;
+        rc = f->truncated ? queue_vault_get(r, &r->d->vaults[rg->vaults[i]]) : vault_missing(r);
+    }
+    return rc;
 }
 
 static int queue_vaults(reader *r)
 {
-    for (size_t i = 0; i < r->d->nvaults; i++) {
-        const kvr_vault *v = &r->d->vaults[i];
-        fetch *f = fetch_new(r, r->arm_scope,
-                             prov_fmt(r->err,
-                                      "%s/subscriptions/%s/resourceGroups/%s/providers/"
-                                      "Microsoft.KeyVault/vaults/%s?api-version=" ARM_VAULTS_API,
-                                      r->ep->arm, r->sub, v->resource_group, v->name),
-                             false, vault_done, v->name, "get vault");
+    for (size_t g = 0; g < r->nrgs; g++) {
+        const rg_ix *rg = &r->rgs[g];
+        fetch *f;
+        if (rg->nvaults == 1) {
+            if (queue_vault_get(r, &r->d->vaults[rg->vaults[0]]) < 0)
+                return r->err->code;
+            continue;
+        }
+        f = fetch_new(r, r->arm_scope,
+                      prov_fmt(r->err,
+                               "%s/subscriptions/%s/resourceGroups/%s/providers/"
+                               "Microsoft.KeyVault/vaults?api-version=" ARM_VAULTS_API,
+                               r->ep->arm, r->sub, rg->name),
+                      true, vaults_listed, NULL, "list vaults of resource group '%s'", rg->name);
         if (!f)
             return r->err->code;
         f->missing_ok = true;
-        f->vault = v;
+        f->forbidden_ok = true;
+        f->rg = g;
+        f->page_cap = rg->nvaults > INT_MAX ? INT_MAX : (int)rg->nvaults;
         if (enqueue(r, f) < 0)
             return r->err->code;
     }
@@ -509,7 +923,36 @@ static int queue_vaults(reader *r)
 
 static int principal_done(reader *r, fetch *f, json_t *items)
 {
-    return kvr_live_add_app(r->l, f->aux, json_array_get(items, 0), r->err);
+    const char *sp = json_string_value(json_object_get(json_array_get(items, 0), "id"));
+    if (kvr_live_add_app(r->l, f->aux, json_array_get(items, 0), r->err) < 0)
+        return r->err->code;
+    /* the groups whose role assignments are read per principal (see rg_ix) */
+    for (size_t g = 0; sp && f->app && g < r->nrgs; g++) {
+        char *lit;
+        fetch *h;
+        if (!r->rgs[g].by_principal || !ix_get(r, IX_RG_APP, r->rgs[g].name, f->app->name))
+            continue;
+        if (!(lit = odata_literal(sp, r->err)))
+            return KVR_ENOMEM;
+        h = fetch_new(r, r->arm_scope,
+                      prov_fmt(r->err,
+                               "%s/subscriptions/%s/resourceGroups/%s/providers/"
+                               "Microsoft.Authorization/roleAssignments?$filter=principalId%%20eq"
+                               "%%20%s&api-version=" ARM_ROLES_API,
+                               r->ep->arm, r->sub, r->rgs[g].name, lit),
+                      true, roles_done, NULL,
+                      "list role assignments of app '%s' in resource group '%s'",
+                      f->app->display_name, r->rgs[g].name);
+        free(lit);
+        if (!h)
+            return r->err->code;
+        h->missing_ok = true; /* no such group: none of its vaults exists either */
+        h->forbidden_ok = true;
+        h->rg = g;
+        if (enqueue(r, h) < 0)
+            return r->err->code;
+    }
+    return 0;
 }
 
 static int app_done(reader *r, fetch *f, json_t *items)
@@ -535,6 +978,7 @@ static int app_done(reader *r, fetch *f, json_t *items)
     if (!g)
         return r->err->code;
     g->aux = json_incref((json_t *)app);
+    g->app = f->app;
     return enqueue(r, g);
 }
 
@@ -551,7 +995,10 @@ static int queue_apps(reader *r)
                                r->ep->graph, lit),
                       true, app_done, a->display_name, "find app '%s'", a->display_name);
         free(lit);
-        if (!f || enqueue(r, f) < 0)
+        if (!f)
+            return r->err->code;
+        f->app = a;
+        if (enqueue(r, f) < 0)
             return r->err->code;
     }
     return 0;
@@ -560,49 +1007,34 @@ static int queue_apps(reader *r)
 /* ---- Key Vault ---------------------------------------------------------------------------- */
 
 /* Does the plan compare this secret's value? */
-static bool value_needed(const reader *r, const char *vault, const char *name)
+static bool value_needed(const reader *r, const kvr_vault *v, const char *name)
 {
-    const kvr_vault *v = kvr_estate_vault(r->d, vault);
-    for (size_t i = 0; i < r->d->nsecrets; i++) {
-        const kvr_secret *s = &r->d->secrets[i];
-        if (s->source != KVR_SECRET_GENERATE && kvr_str_ieq(s->vault, vault) &&
-            kvr_str_ieq(s->name, name))
-            return true;
-    }
-    for (size_t i = 0; i < r->d->napps; i++)
-        for (size_t c = 0; c < r->d->apps[i].ncreds; c++)
-            if (kvr_str_ieq(r->d->apps[i].creds[c].store_vault, vault) &&
-                kvr_str_ieq(r->d->apps[i].creds[c].store_secret, name))
-                return true;
-    if (v && v->copy_from.vault)
-        return true; /* a relocation target: compared with its source */
-    for (size_t i = 0; i < r->d->nvaults; i++)
-        if (r->d->vaults[i].copy_from.vault && kvr_str_ieq(r->d->vaults[i].copy_from.vault, vault))
-            return true; /* a relocation source */
-    return false;
+    const ix_entry *e = ix_get(r, IX_SECRET, v->name, name);
+    return vinfo(r, v)->reloc || (e && e->value);
 }
 
 /* Is a declared object of this vault absent from the listed items? */
-static bool declared_missing(const reader *r, const kvr_vault *v, bool keys, json_t *items)
+static bool declared_missing(reader *r, const kvr_vault *v, bool keys, json_t *items)
 {
-    size_t n = keys ? r->d->nkeys : r->d->nsecrets;
-    for (size_t i = 0; i < n; i++) {
-        const char *vault = keys ? r->d->keys[i].vault : r->d->secrets[i].vault;
-        const char *name = keys ? r->d->keys[i].name : r->d->secrets[i].name;
-        bool found = false;
-        if (!kvr_str_ieq(vault, v->name))
+    size_t want = keys ? vinfo(r, v)->nkeys : vinfo(r, v)->nsecrets;
+    size_t found = 0;
+    if (want == 0)
+        return false;
+    r->stamp++; /* each declaration counts once, however often the listing names it */
+    for (size_t k = 0; k < json_array_size(items); k++) {
+        char have[160];
+        const json_t *it = json_array_get(items, k);
+        ix_entry *e;
+        if (!kvr_id_last(json_string_value(json_object_get(it, keys ? "kid" : "id")), have,
+                         sizeof(have)))
             continue;
-        for (size_t k = 0; k < json_array_size(items) && !found; k++) {
-            char have[160];
-            const json_t *it = json_array_get(items, k);
-            found = kvr_id_last(json_string_value(json_object_get(it, keys ? "kid" : "id")), have,
-                                sizeof(have)) &&
-                    kvr_str_ieq(have, name);
+        e = ix_slot(r, keys ? IX_KEY : IX_SECRET, v->name, have);
+        if (e->name && e->declared && e->stamp != r->stamp) {
+            e->stamp = r->stamp;
+            found++;
         }
-        if (!found)
-            return true;
     }
-    return false;
+    return found < want;
 }
 
 static int deleted_done(reader *r, fetch *f, json_t *items)
@@ -637,6 +1069,7 @@ static int queue_list(reader *r, const kvr_vault *v, const char *path, fetch_fn 
         return r->err->code;
     f->vault = v;
     f->kind = kind;
+    f->order = vault_index(r, v->name) + 1;
     return enqueue(r, f);
 }
 
@@ -656,7 +1089,8 @@ static int key_part_done(reader *r, fetch *f, json_t *body)
 
 static int queue_key(reader *r, const kvr_vault *v, const char *base, const char *name)
 {
-    const kvr_key *dk = kvr_estate_key(r->d, v->name, name);
+    const ix_entry *e = ix_get(r, IX_KEY, v->name, name);
+    const kvr_key *dk = e ? e->key : NULL;
     static const char *const parts[] = {"/", "/versions", "/rotationpolicy"};
     key_read *k = calloc(1, sizeof(*k));
     char object[300];
@@ -684,6 +1118,7 @@ static int queue_key(reader *r, const kvr_vault *v, const char *base, const char
         }
         f->missing_ok = p != KEY_VERSIONS;
         f->key = k;
+        f->order = vault_index(r, v->name) + 1;
         f->part = (enum key_part)p;
         k->pending++;
         rc = enqueue(r, f);
@@ -739,7 +1174,7 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
             continue;
         if (json_is_true(json_object_get(it, "managed")))
             continue; /* the secret half of a certificate: copied with the certificate */
-        if (!value_needed(r, v->name, name)) {
+        if (!value_needed(r, v, name)) {
             rc = kvr_live_add_secret(r->l, v->name, it, NULL, r->err);
             continue;
         }
@@ -752,6 +1187,7 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
         }
         g->missing_ok = true;
         g->vault = v;
+        g->order = vault_index(r, v->name) + 1;
         g->aux = json_incref(it);
         rc = enqueue(r, g);
     }
@@ -763,14 +1199,9 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
 
 static int queue_vault_contents(reader *r, const kvr_vault *v)
 {
-    bool certs = v->copy_from.vault && v->copy_from.certificates;
-    int rc;
     /* certificates matter only to a relocation that copies them, on either side */
-    for (size_t i = 0; i < r->d->nvaults; i++)
-        if (r->d->vaults[i].copy_from.vault && r->d->vaults[i].copy_from.certificates &&
-            kvr_str_ieq(r->d->vaults[i].copy_from.vault, v->name))
-            certs = true;
-    rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
+    bool certs = vinfo(r, v)->certs;
+    int rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
     if (!rc)
         rc = queue_list(r, v, "secrets", secrets_done, NULL, "list secrets");
     if (!rc && certs)
@@ -897,6 +1328,8 @@ int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kv
         rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
         goto done;
     }
+    if ((rc = index_build(&r)) < 0)
+        goto done;
     /* the roots; everything else is queued by the handlers as what it depends on arrives */
     if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
         (rc = queue_profiles(&r)) < 0)
@@ -912,6 +1345,13 @@ done:
     for (size_t i = r.head; i < r.n; i++)
         fetch_free(r.q[i]);
     free(r.q);
+    free(r.ix);
+    free(r.vix);
+    free(r.sorted);
+    free(r.counts);
+    for (size_t i = 0; i < r.nrgs; i++)
+        free(r.rgs[i].vaults);
+    free(r.rgs);
     free(r.arm_scope);
     free(r.graph_scope);
     free(r.profiles_scope);

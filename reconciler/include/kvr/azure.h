@@ -53,7 +53,7 @@ typedef struct kvr_http kvr_http;
 typedef struct kvr_http_config {
     long connect_timeout_ms; /* 10000 */
     long timeout_ms;         /* one attempt, headers to last body byte: 60000 */
-    int max_transfers;       /* concurrent transfers overall: 16 */
+    int max_transfers;       /* concurrent transfers overall: 256 */
     int max_per_host;        /* concurrent transfers (and connections) per host: 6 */
     int max_attempts;        /* tries per request including the first: 6 */
     long retry_budget_ms;    /* no retry starts later than this after the first try: 120000 */
