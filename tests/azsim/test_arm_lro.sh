@@ -15,11 +15,18 @@ stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests']
 kv_total() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" |
     json "sum(n for k, n in d['requests'].items() if k.startswith('kv.'))"; }
 
+# kvr NAME ARGS...: runs kvreconcile, stdout to $work/out.NAME, stderr to $work/err.NAME; sets rc
+kvr() {
+    local name=$1
+    shift
+    set +e
+    "$kvr" "$@" >"$work/out.$name" 2>"$work/err.$name"
+    rc=$?
+    set -e
+}
+
 # 1. the example's before/ converges, every vault Succeeded before its first data-plane call
-set +e
-"$kvr" apply -f "$B" --wait 2m >"$work/out.1" 2>"$work/err.1"
-rc=$?
-set -e
+kvr 1 apply -f "$B" --wait 2m
 check "apply before/ with async vault creation: exit $rc" "$([[ $rc == 0 ]]; echo $?)"
 [[ $rc == 0 ]] || tail -20 "$work/err.1"
 polls=$(stats arm.operationStatuses.get)
@@ -33,20 +40,14 @@ state=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $tok" \
     "$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-contoso-backup-weu/providers/Microsoft.KeyVault/vaults/kv-contoso-bkp-weu?api-version=2024-11-01" |
     json 'd["properties"]["provisioningState"]')
 check "the vault is Succeeded ($state)" "$([[ $state == Succeeded ]]; echo $?)"
-set +e
-"$kvr" plan -f "$B" --detailed-exitcode >"$work/out.2" 2>&1
-rc=$?
-set -e
+kvr 2 plan -f "$B" --detailed-exitcode
 check "converged: plan of before/ is empty (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
 
 # 2. recover (createMode: recover) is the same long-running PUT: deleted by hand, brought back
 vault_url="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-contoso-backup-weu/providers/Microsoft.KeyVault/vaults/kv-contoso-bkp-weu?api-version=2024-11-01"
 curl -sS --cacert "$AZSIM_CA" -X DELETE -H "Authorization: Bearer $tok" "$vault_url" >/dev/null
 polls=$(stats arm.operationStatuses.get)
-set +e
-"$kvr" apply -f "$B" --wait 2m >"$work/out.4" 2>"$work/err.4"
-rc=$?
-set -e
+kvr 4 apply -f "$B" --wait 2m
 check "apply after the vault was deleted: recovered, exit $rc" "$([[ $rc == 0 ]]; echo $?)"
 [[ $rc == 0 ]] || tail -20 "$work/err.4"
 check "the recover was polled too" "$(grep -q 'recover the soft-deleted vault' "$work/err.4" &&
@@ -73,10 +74,7 @@ keys:
 EOF
 kv_before=$(kv_total)
 puts_before=$(stats arm.vaults.put)
-set +e
-"$kvr" apply -f "$work/fail" --wait 1m >"$work/out.3" 2>"$work/err.3"
-rc=$?
-set -e
+kvr 3 apply -f "$work/fail" --wait 1m
 check "apply of a vault whose creation fails: exit $rc" "$([[ $rc == 1 ]]; echo $?)"
 check "the error names the operation, the vault and Azure's code and message" \
     "$(grep -q "create vault 'lrofail-vault': the long-running operation failed: VaultProvisioningFailed: The provisioning" "$work/err.3"; echo $?)"
@@ -111,10 +109,7 @@ for m in location:arm.operationResults.get none:arm.vaults.get; do
     mode "$headers"
     small "$work/$headers" "kv-lro-$headers"
     before=$(stats "$counter")
-    set +e
-    "$kvr" apply -f "$work/$headers" --wait 1m >"$work/out.$headers" 2>"$work/err.$headers"
-    rc=$?
-    set -e
+    kvr $headers apply -f "$work/$headers" --wait 1m
     check "headers '$headers': apply exit $rc, polled with $counter ($(($(stats "$counter") - before)))" \
         "$([[ $rc == 0 && $(stats "$counter") -ge $((before + 3)) ]]; echo $?)"
     [[ $rc == 0 ]] || tail -20 "$work/err.$headers"
@@ -123,10 +118,7 @@ check "no data-plane call to a vault registering its DNS name in any mode" \
     "$([[ $(stats kv.vault-registering-dns) == 0 ]]; echo $?)"
 mode foreign
 small "$work/foreign" kv-lro-foreign
-set +e
-"$kvr" apply -f "$work/foreign" --wait 1m >"$work/out.foreign" 2>"$work/err.foreign"
-rc=$?
-set -e
+kvr foreign apply -f "$work/foreign" --wait 1m
 check "a poll URL on another host: exit $rc" "$([[ $rc == 1 ]]; echo $?)"
 check "... refused, naming the URL and the ARM endpoint" \
     "$(grep -q "refusing to poll 'https://attacker.localhost:$AZSIM_PORT/subscriptions/.*': it is not on the ARM endpoint" "$work/err.foreign"; echo $?)"
