@@ -297,6 +297,14 @@ struct fetch {
     size_t order;       /* a Key Vault read: its vault's index + 1; 0: ARM, Graph, profiles */
     bool truncated;     /* the list stopped at page_cap with pages left, or was refused */
     bool forbidden_ok;  /* a 403 means: read the group's vaults one by one (done gets NULL) */
+    /* A streamed list (a vault's keys, secrets, ...): `done` gets each page's items as the page
+       arrives, `last` set with the last one, so that no vault's listing is held whole while
+       the rounds interleave hundreds of vaults. */
+    bool stream;
+    bool last;
+    size_t nitems;  /* items so far (LIST_ITEMS_MAX) */
+    unsigned stamp; /* declared_missing: this listing's mark on the declarations it named */
+    size_t found;   /* declared_missing: how many declarations it named so far */
 };
 
 struct reader {
@@ -422,15 +430,23 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     if (!json_is_array(value))
         rc = kvr_error_set(r->err, KVR_EPROTO, "%s: page %d has no value array", f->op,
                            f->pages + 1);
-    else if (json_array_size(f->items) + json_array_size(value) > LIST_ITEMS_MAX)
+    else if ((f->nitems += json_array_size(value)) > LIST_ITEMS_MAX)
         rc = kvr_error_set(r->err, KVR_ETOOBIG, "%s: more than %d items", f->op, LIST_ITEMS_MAX);
-    else if (json_array_extend(f->items, value) < 0)
+    else if (!f->stream && json_array_extend(f->items, value) < 0)
         rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
     else
         rc = kvr_http_next_link(&next, f->url, body, r->err);
+    if (rc == 0 && f->stream) {
+        f->last = !next;
+        rc = f->done(r, f, value);
+    }
     json_decref(body);
-    if (rc < 0)
+    if (rc < 0) {
+        free(next);
         return rc;
+    }
+    if (f->stream && !next)
+        return 0;
     if (next && f->page_cap > 0 && f->pages + 1 >= f->page_cap) {
         free(next);
         next = NULL;
@@ -1013,14 +1029,18 @@ static bool value_needed(const reader *r, const kvr_vault *v, const char *name)
     return vinfo(r, v)->reloc || (e && e->value);
 }
 
-/* Is a declared object of this vault absent from the listed items? */
-static bool declared_missing(reader *r, const kvr_vault *v, bool keys, json_t *items)
+/*
+ * Is a declared object of this vault absent from its listing? Called with each page of the
+ * streamed listing `f`; the answer is known with the last page (before it: false).
+ */
+static bool declared_missing(reader *r, fetch *f, bool keys, json_t *items)
 {
+    const kvr_vault *v = f->vault;
     size_t want = keys ? vinfo(r, v)->nkeys : vinfo(r, v)->nsecrets;
-    size_t found = 0;
     if (want == 0)
         return false;
-    r->stamp++; /* each declaration counts once, however often the listing names it */
+    if (!f->stamp)
+        f->stamp = ++r->stamp; /* each declaration counts once, however often it is named */
     for (size_t k = 0; k < json_array_size(items); k++) {
         char have[160];
         const json_t *it = json_array_get(items, k);
@@ -1029,12 +1049,12 @@ static bool declared_missing(reader *r, const kvr_vault *v, bool keys, json_t *i
                          sizeof(have)))
             continue;
         e = ix_slot(r, keys ? IX_KEY : IX_SECRET, v->name, have);
-        if (e->name && e->declared && e->stamp != r->stamp) {
-            e->stamp = r->stamp;
-            found++;
+        if (e->name && e->declared && e->stamp != f->stamp) {
+            e->stamp = f->stamp;
+            f->found++;
         }
     }
-    return found < want;
+    return f->last && f->found < want;
 }
 
 static int deleted_done(reader *r, fetch *f, json_t *items)
@@ -1054,7 +1074,8 @@ static int certs_done(reader *r, fetch *f, json_t *items)
     return 0;
 }
 
-/* Queues a list of the vault's `path` (keys, secrets, deletedkeys, ...). */
+/* Queues a list of the vault's `path` (keys, secrets, deletedkeys, ...), streamed: `done` gets
+   each page's items. */
 static int queue_list(reader *r, const kvr_vault *v, const char *path, fetch_fn done,
                       const char *kind, const char *what)
 {
@@ -1070,6 +1091,7 @@ static int queue_list(reader *r, const kvr_vault *v, const char *path, fetch_fn 
     f->vault = v;
     f->kind = kind;
     f->order = vault_index(r, v->name) + 1;
+    f->stream = true; /* every handler of a vault's listing takes its items page by page */
     return enqueue(r, f);
 }
 
@@ -1142,7 +1164,7 @@ static int keys_done(reader *r, fetch *f, json_t *items)
         rc = queue_key(r, v, base, name);
     }
     free(base);
-    if (!rc && declared_missing(r, v, true, items))
+    if (!rc && declared_missing(r, f, true, items))
         rc = queue_list(r, v, "deletedkeys", deleted_done, "key", "list deleted keys");
     return rc;
 }
@@ -1192,7 +1214,7 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
         rc = enqueue(r, g);
     }
     free(base);
-    if (!rc && declared_missing(r, v, false, items))
+    if (!rc && declared_missing(r, f, false, items))
         rc = queue_list(r, v, "deletedsecrets", deleted_done, "secret", "list deleted secrets");
     return rc;
 }
