@@ -13,8 +13,10 @@
 #   KILLS (or KVR_CRASH_POINTS): kill points for this scenario, default 18, split 1/4 before/,
 #   1/2 after/, 1/4 retirements; SEED (or KVR_CRASH_SEED): default 4242; KVR_CRASH_MAX_MS: the
 #   latest instant of a kill after the start of a run, default 2000.
-# relocate-region: runs as is once azsim serves certificates (add it to the ctest list); the
-# retired vault (retire: true in after/) is then not among the objects that must survive.
+# A kill point is a SIGKILL that lands in a running apply. Once a phase's work is mostly done its
+# runs get short, and a kill drawn from the whole window often comes after the run has ended:
+# then the window shrinks to that run's length and the kill is drawn again (at most 4 draws per
+# kill point), so that every scenario reaches its kill points however fast the runs are.
 set -euo pipefail
 kills=${4:-${KVR_CRASH_POINTS:-18}}
 seed=${5:-${KVR_CRASH_SEED:-4242}}
@@ -28,23 +30,31 @@ t0=$(e2e_ms)
 landed=0 finished=0 k=0
 
 crash_phase() { # count desired-dir apply-args...
-    local count=$1 dir=$2 i delay_ms p st
+    local count=$1 dir=$2 got=0 tries=0 window=$max_ms delay_ms p st t1
     shift 2
-    for i in $(seq 1 "$count"); do
-        k=$((k + 1))
-        delay_ms=$((RANDOM % max_ms))
+    while [[ $got -lt $count && $tries -lt $((4 * count)) ]]; do
+        k=$((k + 1)) tries=$((tries + 1))
+        delay_ms=$((RANDOM % window))
+        t1=$(e2e_ms)
         "$kvr" apply -f "$dir" "$@" >"$work/out.k$k" 2>"$work/err.k$k" &
         p=$!
         sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
         kill -KILL "$p" 2>/dev/null || true
         set +e; wait "$p" 2>/dev/null; st=$?; set -e
-        if [[ $st == 137 ]]; then landed=$((landed + 1)); else finished=$((finished + 1)); fi
+        if [[ $st == 137 ]]; then
+            landed=$((landed + 1)) got=$((got + 1))
+        else # it ended first: aim within a run as long as that one
+            finished=$((finished + 1))
+            window=$(($(e2e_ms) - t1))
+            [[ $window -ge 20 ]] || window=20
+        fi
         if [[ $(azsim_lost) != 0 ]]; then
             check "kill $k (${delay_ms} ms into ${dir#"$root"/}): no data key lost" 1
             return
         fi
     done
-    check "${dir#"$root"/}: $count kills, no data key lost" 0
+    check "${dir#"$root"/}: $got of $count kill points landed in a running apply, no data key lost" \
+        "$([[ $got == "$count" ]]; echo $?)"
 }
 
 nb=$((kills / 4)) na=$((kills / 2))
@@ -75,7 +85,5 @@ kvr_plan_empty "$A"; echo "t=$(($(e2e_ms) - t0)) ms"
 e2e_estate_check "$A" "$B"; echo "t=$(($(e2e_ms) - t0)) ms"
 e2e_secret_scan "$B" "$A"
 e2e_sanitizer_scan
-check "at least one kill per phase landed in a running apply ($landed landed, $finished ran out)" \
-    "$([[ $landed -ge 3 ]]; echo $?)"
 echo "$example: kill points survived: $landed (of $k kills; $finished runs had ended first), seed $seed, wall $(($(e2e_ms) - t0)) ms"
 e2e_finish
