@@ -8,8 +8,11 @@
                                              secrets over REST, in parallel (azsim started with
                                              --throttle off --durable off)
   estate_gen.py roles [--vaults N ...]       the role assignments, once the apps exist
-  estate_gen.py reloc DIR --secrets N        a relocation: source vault with N secrets, and
-                                             DIR/reloc.yaml that copies them to a new vault
+  estate_gen.py reloc DIR --secrets N [--certificates M]
+                                             a relocation: source vault with N secrets and M
+                                             certificates (self-signed EC P-256, exportable, PEM;
+                                             made with the openssl command), and DIR/reloc.yaml
+                                             that copies them to a new vault
 
 The environment is azsim's azsim.env. Everything the generator writes matches what kvreconcile
 compares (vault properties, key shape and ops, secret content type and tags, role scope, role
@@ -22,6 +25,7 @@ import os
 import queue
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import urllib.parse
@@ -60,6 +64,7 @@ def opts(argv):
     p.add_argument("--secrets", type=int, default=200)
     p.add_argument("--roles", type=int, default=50, help="role assignments per vault")
     p.add_argument("--threads", type=int, default=12)
+    p.add_argument("--certificates", type=int, default=0, help="reloc: certificates to copy")
     return p.parse_args(argv)
 
 
@@ -306,10 +311,30 @@ def reloc(o):
                {"value": uuid.uuid4().hex, "contentType": "text/plain"}, kv, (200,))
               for j in range(o.secrets)], o.threads)
     os.makedirs(o.dir, exist_ok=True)
+    jobs = []
+    for j in range(o.certificates):
+        name = "cert-%04d" % j
+        key, crt = os.path.join(o.dir, name + ".key"), os.path.join(o.dir, name + ".crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=%s.bench.example" % name,
+                        "-days", "400", "-keyout", key, "-out", crt], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(key) as k, open(crt) as c:
+            pem = k.read() + c.read()
+        os.remove(key)
+        os.remove(crt)
+        jobs.append(("POST", f"{vault_url('kv-src')}/certificates/{name}/import?api-version=7.5",
+                     {"value": pem,
+                      "policy": {"key_props": {"exportable": True, "kty": "EC", "crv": "P-256",
+                                               "reuse_key": False},
+                                 "secret_props": {"contentType": "application/x-pem-file"}}},
+                     kv, (200,)))
+    parallel(jobs, o.threads)
     with open(os.path.join(o.dir, "reloc.yaml"), "w") as f:
         f.write("apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n" % ENV[SUB_ENV])
         f.write(vault_yaml("kv-src"))
-        f.write(vault_yaml("kv-dst", "    copyFrom: {vault: kv-src, secrets: latest}\n"))
+        f.write(vault_yaml("kv-dst", "    copyFrom: {vault: kv-src, secrets: latest%s}\n"
+                           % (", certificates: true" if o.certificates else "")))
 
 
 def main():

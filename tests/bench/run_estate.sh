@@ -10,6 +10,7 @@
 #   LATENCY=20                 azsim --latency-ms for the measured runs (throttling on)
 #   SDK_VAULTS=20              vaults the SDK reads (then extrapolated linearly to VAULTS)
 #   RELOC_SECRETS=1000         secrets copied by the relocation
+#   RELOC_CERTS=20             certificates copied by the relocation (made with openssl)
 #   RELOC_TIMEOUT=600          seconds the relocation apply may run before it is stopped
 #   PHASES="estate reloc"      which parts to run
 #   BUILD=build-C              the build tree
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 VAULTS=${VAULTS:-200} KEYS=${KEYS:-50} VERSIONS=${VERSIONS:-3} SECRETS=${SECRETS:-200}
 ROLES=${ROLES:-50} LATENCY=${LATENCY:-20} SDK_VAULTS=${SDK_VAULTS:-20}
-RELOC_SECRETS=${RELOC_SECRETS:-1000} RELOC_TIMEOUT=${RELOC_TIMEOUT:-600}
+RELOC_SECRETS=${RELOC_SECRETS:-1000} RELOC_CERTS=${RELOC_CERTS:-20} RELOC_TIMEOUT=${RELOC_TIMEOUT:-600}
 PHASES=${PHASES:-"estate reloc"} BUILD=${BUILD:-build-C}
 py=/usr/bin/python3
 gen="$py $root/tests/bench/estate_gen.py"
@@ -199,9 +200,9 @@ fi
 
 if [[ " $PHASES " == *" reloc "* ]]; then
     rel=$work/reloc
-    echo "== relocation: copy $RELOC_SECRETS secrets to a new vault, throttling on (secret set 300/10 s)"
+    echo "== relocation: copy $RELOC_SECRETS secrets and $RELOC_CERTS certificates to a new vault, throttling on (secret set 300/10 s)"
     start_azsim "$rel/sim" --throttle off --durable off
-    $gen reloc "$rel" --secrets "$RELOC_SECRETS"
+    $gen reloc "$rel" --secrets "$RELOC_SECRETS" --certificates "$RELOC_CERTS"
     stop_azsim
     start_azsim "$rel/sim"
     stats >"$work/r0.json"
@@ -209,13 +210,18 @@ if [[ " $PHASES " == *" reloc "* ]]; then
     stats >"$work/r1.json"
     delta "$work/r0.json" "$work/r1.json"
     secs=$(awk -F': ' '/Elapsed/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$work/reloc.time")
-    $py - "$work/r0.json" "$work/r1.json" "$secs" "$RELOC_SECRETS" <<'EOF'
+    $py - "$work/r0.json" "$work/r1.json" "$secs" "$RELOC_SECRETS" "$RELOC_CERTS" <<'EOF'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
-secs, n = float(sys.argv[3]), int(sys.argv[4])
-sets = b["requests"].get("kv.secrets.set", 0) - a["requests"].get("kv.secrets.set", 0)
-print("copied (secret sets) %d of %d in %.1f s: %.2f per s (ceiling 30/s); %s"
-      % (sets, n, secs, sets / secs, "finished" if sets >= n else "stopped by RELOC_TIMEOUT"))
+secs, n, m = float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+d = lambda k: b["requests"].get(k, 0) - a["requests"].get(k, 0)
+sets, imports = d("kv.secrets.set"), d("kv.certificates.import")
+# both count in the 300 per 10 s bucket: the ceiling is 30 writes per second
+print("copied %d of %d secrets and %d of %d certificates in %.1f s: %.2f writes per s "
+      "(ceiling 30/s, %.0f %%); %d requests, %d x 429; %s"
+      % (sets, n, imports, m, secs, (sets + imports) / secs, 100 * (sets + imports) / secs / 30,
+         sum(b["requests"].values()) - sum(a["requests"].values()), b.get("throttled", 0) - a.get("throttled", 0),
+         "finished" if sets >= n and imports >= m else "stopped by RELOC_TIMEOUT"))
 EOF
     tail -3 "$work/reloc.err" | sed 's/^/  apply says: /'
     stop_azsim
