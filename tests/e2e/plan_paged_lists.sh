@@ -26,7 +26,16 @@ rest() { # METHOD PATH [BODY]
         -H 'Content-Type: application/json' ${3:+-d "$3"} >/dev/null
 }
 for i in $(seq -w 1 40); do rest PUT "/secrets/zz-extra-$i" '{"value":"paged-extra"}'; done
-for i in $(seq -w 1 30); do rest POST "/keys/zz-extra-$i/create" '{"kty":"EC","crv":"P-256"}'; done
+# Key Vault allows 20 software key creations per 10 s per vault (azsim too): wait out the 429s
+for i in $(seq -w 1 30); do
+    for _ in $(seq 1 40); do
+        code=$(curl -sS --cacert "$AZSIM_CA" -o /dev/null -w '%{http_code}' -X POST \
+            "$V/keys/zz-extra-$i/create?api-version=7.5" -H "Authorization: Bearer $kv" \
+            -H 'Content-Type: application/json' -d '{"kty":"EC","crv":"P-256"}')
+        [[ $code == 429 ]] || break
+        sleep 0.5
+    done
+done
 stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('$1', 0)"; }
 
 nkeys=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$V/keys?api-version=7.5&maxresults=25" |
