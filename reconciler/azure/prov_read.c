@@ -17,7 +17,6 @@
 #include <strings.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <ctype.h>
 #include <assert.h>
 #include <limits.h>
 
@@ -622,15 +621,10 @@ static char *vault_url(reader *r, const char *vault)
 
 /* ---- the declaration index ---------------------------------------------------------------- */
 
+/* kvr_hash_ci folds case as kvr_str_ieq compares; kvr_hash_mix makes the low bits usable. */
 static uint64_t ix_hash(unsigned kind, const char *vault, const char *name)
 {
-    uint64_t h = 1469598103934665603u ^ kind; /* FNV-1a over the lowercased names */
-    for (const char *p = vault; *p; p++)
-        h = (h ^ (unsigned char)tolower((unsigned char)*p)) * 1099511628211u;
-    h = (h ^ '/') * 1099511628211u;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)tolower((unsigned char)*p)) * 1099511628211u;
-    return h;
+    return kvr_hash_mix(kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED ^ kind, vault), name));
 }
 
 /* The entry for (kind, vault, name), or the free slot where it would go. */

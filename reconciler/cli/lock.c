@@ -31,17 +31,6 @@
 
 #define POLL_MS 100
 
-/* FNV-1a over the lowercased text: a name for the estate, not a secret. */
-static uint64_t fnv1a_ci(uint64_t h, const char *s)
-{
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        h ^= c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static const char *lock_dir(void)
 {
     const char *d = getenv("KVR_LOCK_DIR");
@@ -112,13 +101,13 @@ static double mono_s(void)
 int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_t timeout_s,
                   bool quiet, bool json, volatile int *stop)
 {
-    uint64_t h = fnv1a_ci(fnv1a_ci(0xcbf29ce484222325ULL, s->ep.arm), "|");
+    /* a name for the estate, not a secret: its ARM endpoint and subscription, without case */
+    uint64_t h = kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, s->ep.arm), s->subscription);
     const char *dir = lock_dir();
     char holder[300];
     double deadline;
     bool told = false;
 
-    h = fnv1a_ci(h, s->subscription ? s->subscription : "");
     l->fd = -1;
     size_t n = strlen(dir) + sizeof("/kvreconcile-0123456789abcdef.lock");
     if (!(l->path = malloc(n))) {
