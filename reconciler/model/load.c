@@ -60,14 +60,14 @@ static const char *const CLOUDS[] = {"AzurePublicCloud", "AzureUSGovernment", "A
 static const char *const DEFAULT_ACTIONS[] = {"Allow", "Deny", NULL};
 static const char *const BYPASSES[] = {"AzureServices", "None", NULL};
 static const char *const PUBLIC_ACCESS[] = {"Enabled", "Disabled", NULL};
-static const char *const KEY_PERMS[] = {
+const char *const kvr_key_permissions[] = {
     "get",     "list",    "create",  "update",  "import", "delete", "backup",
     "restore", "recover", "purge",   "encrypt", "decrypt", "wrapKey", "unwrapKey",
     "sign",    "verify",  "release", "rotate",  "getrotationpolicy", "setrotationpolicy",
     "all",     NULL};
-static const char *const SECRET_PERMS[] = {"get",     "list",    "set",   "delete", "backup",
-                                           "restore", "recover", "purge", "all",    NULL};
-static const char *const CERT_PERMS[] = {
+const char *const kvr_secret_permissions[] = {"get",     "list",    "set",   "delete", "backup",
+                                              "restore", "recover", "purge", "all",    NULL};
+const char *const kvr_certificate_permissions[] = {
     "get",           "list",       "delete",       "create",      "import",        "update",
     "managecontacts", "getissuers", "listissuers", "setissuers",  "deleteissuers", "manageissuers",
     "recover",       "purge",      "backup",       "restore",     "all",           NULL};
@@ -125,7 +125,8 @@ static void parse_policy(ctx *c, kvr_vault *v, const yt_node *n)
     kvr_access_policy *p;
     const kvr_strlist *lists[3];
     static const char *const names[] = {"keys", "secrets", "certificates"};
-    const char *const *perms[] = {KEY_PERMS, SECRET_PERMS, CERT_PERMS};
+    const char *const *perms[] = {kvr_key_permissions, kvr_secret_permissions,
+                                  kvr_certificate_permissions};
 
     if (!cx_is_map(c, n, "an access policy"))
         return;

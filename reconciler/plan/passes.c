@@ -107,37 +107,6 @@ static void vault_create(pb *b, const kvr_vault *v)
 
 /* ---- access policies ---- */
 
-/* Every permission of each family (2024-11-01 spec, Permissions), for "all" spelled out. */
-static const char *const KEY_PERMS[] = {"encrypt",
-                                        "decrypt",
-                                        "wrapkey",
-                                        "unwrapkey",
-                                        "sign",
-                                        "verify",
-                                        "get",
-                                        "list",
-                                        "create",
-                                        "update",
-                                        "import",
-                                        "delete",
-                                        "backup",
-                                        "restore",
-                                        "recover",
-                                        "purge",
-                                        "release",
-                                        "rotate",
-                                        "getrotationpolicy",
-                                        "setrotationpolicy",
-                                        NULL};
-static const char *const SECRET_PERMS[] = {"get",     "list",    "set",   "delete", "backup",
-                                           "restore", "recover", "purge", NULL};
-static const char *const CERT_PERMS[] = {
-    "get",         "list",       "delete",         "create",
-    "import",      "update",     "managecontacts", "getissuers",
-    "listissuers", "setissuers", "deleteissuers",  "manageissuers",
-    "recover",     "purge",      "backup",         "restore",
-    NULL};
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -177,10 +146,10 @@ static void family_canon(char *out, size_t size, const char *family, const kvr_s
     }
     if (n == 0)
         return;
-    for (size_t e = 0; every[e] && !all; e++) {
-        bool have = false;
+    for (size_t e = 0; every[e] && !all; e++) { /* the model's list: "all" spelled out */
+        bool have = strcmp(every[e], "all") == 0;
         for (size_t j = 0; j < n; j++)
-            have |= strcmp(sorted[j], every[e]) == 0;
+            have |= kvr_str_ieq(sorted[j], every[e]);
         full &= have;
     }
     qsort(sorted, n, sizeof(*sorted), cmp_str);
@@ -205,9 +174,9 @@ void kvr_plan_policy_canon(char *out, size_t size, const kvr_strlist *keys,
     if (!size)
         return;
     out[0] = '\0';
-    family_canon(out, size, "keys", keys, KEY_PERMS);
-    family_canon(out, size, "secrets", secrets, SECRET_PERMS);
-    family_canon(out, size, "certificates", certificates, CERT_PERMS);
+    family_canon(out, size, "keys", keys, kvr_key_permissions);
+    family_canon(out, size, "secrets", secrets, kvr_secret_permissions);
+    family_canon(out, size, "certificates", certificates, kvr_certificate_permissions);
     if (!out[0])
         snprintf(out, size, "none");
 }

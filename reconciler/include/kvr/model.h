@@ -38,6 +38,13 @@ typedef struct kvr_strlist {
 
 typedef enum kvr_sku { KVR_SKU_STANDARD = 0, KVR_SKU_PREMIUM } kvr_sku;
 
+/* The access-policy permissions of each family as Azure spells them (2024-11-01 spec,
+   Permissions), "all" last; NULL-terminated. The loader accepts these, the plan compares with
+   them. */
+extern const char *const kvr_key_permissions[];
+extern const char *const kvr_secret_permissions[];
+extern const char *const kvr_certificate_permissions[];
+
 typedef struct kvr_access_policy {
     kvr_pos pos;
     char *app;
