@@ -41,25 +41,25 @@ static void wipe_str(const char *s)
 #define CALL_UPSERT (1u << 24)
 
 /*
- * One call. scope NULL: Key Vault (challenge flow). `body` is borrowed and may hold a secret:
- * its serialisation is wiped. `ok` lists accepted statuses (0-terminated); *out (optional) gets
- * the parsed response body. `flags`: the engine's KVR_HTTP_* and CALL_UPSERT.
+ * Sends one request and checks its status: what call() and call_arm() share. scope NULL: Key
+ * Vault (challenge flow). `body` is borrowed and may hold a secret: its serialisation is wiped.
+ * `ok` lists accepted statuses (0-terminated); any other is an error from Azure's answer.
+ * `flags`: the engine's KVR_HTTP_* and CALL_UPSERT. The response is left in *resp (initialised
+ * by the caller, who releases it).
  */
-static int call(ctxt *c, const char *scope, const char *method, const char *url, json_t *body,
-                unsigned flags, const long *ok, const char *op, const char *object, json_t **out,
-                long *status, kvr_error *err)
+static int send_checked(ctxt *c, const char *scope, const char *method, const char *url,
+                        json_t *body, unsigned flags, const long *ok, const char *op,
+                        const char *object, kvr_http_response *resp, long *status,
+                        kvr_error *err)
 {
     static const char *const json_hdr[] = {"Content-Type: application/json", NULL};
     static const char *const upsert_hdr[] = {"Content-Type: application/json",
                                              "Prefer: create-if-missing", NULL};
     kvr_http_request req = {.method = method, .url = url, .flags = flags & ~CALL_UPSERT};
-    kvr_http_response resp;
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     int rc, code = 0;
     bool accepted = false;
 
-    if (out)
-        *out = NULL;
     if (body && !text)
         return kvr_error_set(err, KVR_ENOMEM, "out of memory");
     if (text) {
@@ -67,9 +67,8 @@ static int call(ctxt *c, const char *scope, const char *method, const char *url,
         req.body_len = strlen(text);
         req.headers = flags & CALL_UPSERT ? upsert_hdr : json_hdr;
     }
-    kvr_http_response_init(&resp);
-    rc = scope ? kvr_auth_send(&resp, c->auth, scope, &req, err)
-               : kvr_auth_send_kv(&resp, &code, c->auth, &req, 1, err);
+    rc = scope ? kvr_auth_send(resp, c->auth, scope, &req, err)
+               : kvr_auth_send_kv(resp, &code, c->auth, &req, 1, err);
     if (!rc && !scope)
         rc = code;
     if (text) {
@@ -77,29 +76,44 @@ static int call(ctxt *c, const char *scope, const char *method, const char *url,
         free(text);
     }
     if (rc < 0)
-        goto done;
+        return rc;
     if (status)
-        *status = resp.status;
+        *status = resp->status;
     for (const long *s = ok; *s; s++)
-        accepted |= resp.status == *s;
-    if (!accepted) {
-        rc = kvr_http_error(err, &resp, op, object);
-        goto done;
-    }
-    if (out && resp.body_len) {
+        accepted |= resp->status == *s;
+    return accepted ? 0 : kvr_http_error(err, resp, op, object);
+}
+
+/* One call, as send_checked() makes it; *out (optional) gets the parsed response body. */
+static int call(ctxt *c, const char *scope, const char *method, const char *url, json_t *body,
+                unsigned flags, const long *ok, const char *op, const char *object, json_t **out,
+                long *status, kvr_error *err)
+{
+    kvr_http_response resp;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    kvr_http_response_init(&resp);
+    rc = send_checked(c, scope, method, url, body, flags, ok, op, object, &resp, status, err);
+    if (!rc && out && resp.body_len) {
         json_error_t jerr;
         *out = json_loadb(resp.body, resp.body_len, 0, &jerr);
         if (!*out)
             rc = kvr_error_set(err, KVR_EPROTO, "%s '%s': the response is not JSON", op,
                                object ? object : "");
     }
-done:
     kvr_http_response_release(&resp);
     return rc;
 }
 
 static const long OK200[] = {200, 0};
 static const long OK2XX[] = {200, 201, 202, 204, 0};
+
+static char *arm_scope(ctxt *c, kvr_error *err)
+{
+    return prov_fmt(err, "%s/.default", c->ep->arm);
+}
 
 /*
  * An ARM write that may be a long-running operation (a vault PUT answers 201 while the vault's
@@ -111,54 +125,25 @@ static int call_arm(ctxt *c, const char *method, const char *url, const char *re
                     json_t *body, const long *ok, const char *op, const char *object, json_t **out,
                     long *status, kvr_error *err)
 {
-    static const char *const json_hdr[] = {"Content-Type: application/json", NULL};
-    kvr_http_request req = {.method = method, .url = url};
     kvr_http_response resp;
-    char *scope = prov_fmt(err, "%s/.default", c->ep->arm);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    bool accepted = false;
+    char *scope = arm_scope(c, err);
     int rc;
 
     if (out)
         *out = NULL;
     kvr_http_response_init(&resp);
-    if (!scope || (body && !text)) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
-        goto done;
-    }
-    if (text) {
-        req.body = text;
-        req.body_len = strlen(text);
-        req.headers = json_hdr;
-    }
-    if ((rc = kvr_auth_send(&resp, c->auth, scope, &req, err)) < 0)
-        goto done;
-    if (status)
-        *status = resp.status;
-    for (const long *s = ok; *s; s++)
-        accepted |= resp.status == *s;
-    if (!accepted || resp.status >= 300) {
-        if (!accepted)
-            rc = kvr_http_error(err, &resp, op, object);
-        else if (out && resp.body_len) /* an accepted error status (409): the caller looks */
+    rc = scope ? send_checked(c, scope, method, url, body, 0, ok, op, object, &resp, status, err)
+               : KVR_ENOMEM;
+    if (rc == 0 && resp.status >= 300) {
+        if (out && resp.body_len) /* an accepted error status (409): the caller looks */
             *out = json_loadb(resp.body, resp.body_len, 0, NULL);
-        goto done;
-    }
-    rc = kvr_lro_wait(out, c->auth, scope, c->ep->arm, method, resource_url, &resp, op, object,
-                      NULL, err);
-done:
-    if (text) {
-        OPENSSL_cleanse(text, strlen(text));
-        free(text);
+    } else if (rc == 0) {
+        rc = kvr_lro_wait(out, c->auth, scope, c->ep->arm, method, resource_url, &resp, op, object,
+                          NULL, err);
     }
     free(scope);
     kvr_http_response_release(&resp);
     return rc;
-}
-
-static char *arm_scope(ctxt *c, kvr_error *err)
-{
-    return prov_fmt(err, "%s/.default", c->ep->arm);
 }
 
 static char *vault_base(ctxt *c, const char *vault, kvr_error *err)
