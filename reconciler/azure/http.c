@@ -872,8 +872,11 @@ static int run(kvr_http *h, job *jobs, size_t n)
             host_state *hs = &h->hosts[j->host];
             if (j->not_before < hs->hold_until)
                 j->not_before = hs->hold_until;
+            int per_host = j->req->host_conns > 0 && j->req->host_conns < h->cfg.max_per_host
+                               ? j->req->host_conns
+                               : h->cfg.max_per_host;
             if (j->not_before <= now && h->inflight < h->cfg.max_transfers &&
-                hs->inflight < h->cfg.max_per_host) {
+                hs->inflight < per_host) {
                 bool write = j->req->flags & KVR_HTTP_SECRET_WRITE;
                 double wait = write ? kvr_window_wait(&hs->writes, WRITE_LIMIT, WRITE_WINDOW_MS, now) : 0;
                 if (wait <= 0)

@@ -182,14 +182,18 @@ static char *odata_literal(const char *v, kvr_error *err)
  * Which requests make a round matters as much as how many: each vault is its own host, and a
  * TLS connection to it costs a handshake on both sides. So a round takes ARM, Graph and profile
  * reads first, then vaults in the estate's order, each vault's reads in queue order, until the
- * connections the round wants reach ROUND_CONNS (the engine's transfers; a host with n requests
- * in the round wants min(n, ROUND_HOST_CONNS) connections). A vault's reads thus run in one
- * stretch of consecutive rounds on the same few connections, and the next vaults come in as the
- * first ones finish, instead of every vault being visited in every round (which made the engine
- * close idle connections to open others: thousands of handshakes on a 200-vault estate). A
- * vault's share of a round shrinks as more vaults wait (never below 2, never above
- * ROUND_PER_HOST), so a large estate spreads over many vaults at a connection or two each and a
- * single vault still gets all of its host's connections.
+ * connections the round wants reach ROUND_CONNS (the engine's transfers). A vault's reads thus
+ * run in one stretch of consecutive rounds on the same few connections, and the next vaults come
+ * in as the first ones finish, instead of every vault being visited in every round (which made
+ * the engine close idle connections to open others: thousands of handshakes on a 200-vault
+ * estate). The vaults waiting share the connections: each gets ROUND_CONNS / (vaults waiting) of
+ * them, at least 1 and at most ROUND_HOST_CONNS, and the engine is told so per request
+ * (host_conns); a single vault gets all of its host's connections. Each connection carries
+ * ROUND_DEPTH requests of the round one after the other (ROUND_PER_HOST at most per vault):
+ * with one request per connection, every round of the 200-vault bench estate waited a full
+ * latency for 256 requests (100 rounds); with two, the rounds are fewer and fuller, and with
+ * more, the responses held at once grow the peak memory for no gain in time
+ * (tests/bench/RESULTS.md).
  *
  * The result does not depend on timing: rounds are a function of the queue, handlers run in round
  * order, and the live model is put in a canonical order at the end.
@@ -197,6 +201,7 @@ static char *odata_literal(const char *v, kvr_error *err)
 #define ROUND_MAX 1024
 #define ROUND_PER_HOST 48
 #define ROUND_HOST_CONNS 6 /* the engine's connections per host (kvr_http_config) */
+#define ROUND_DEPTH 2      /* a vault's requests per connection in a round */
 #define ROUND_CONNS 256    /* the engine's transfers (kvr_http_config) */
 #define ROUND_HOSTS 512    /* > ROUND_CONNS: the host table of a round never fills */
 #define LIST_PAGES_MAX 10000
@@ -324,6 +329,7 @@ struct reader {
     rg_ix *rgs;
     size_t nrgs;
     unsigned stamp;
+    int round_conns; /* connections per vault in this round (take_round) */
     fetch **sorted; /* take_round's scratch, cap entries */
     size_t *counts; /* take_round's scratch, nvaults + 2 entries */
 };
@@ -491,6 +497,8 @@ static void send_round(reader *r, fetch **round, size_t n, fetch **spare, kvr_ht
     memcpy(round, spare, n * sizeof(*round));
     for (size_t i = 0; i < n; i++) {
         reqs[i] = (kvr_http_request){.method = "GET", .url = round[i]->url};
+        if (round[i]->order)
+            reqs[i].host_conns = r->round_conns;
         kvr_http_response_init(&resp[i]);
     }
     for (size_t i = 0; i < n; i = j) {
@@ -537,9 +545,13 @@ static size_t take_round(reader *r, fetch **round, round_host *hosts)
         r->sorted[r->counts[r->q[i]->order]++] = r->q[i];
     memcpy(r->q + r->head, r->sorted, (r->n - r->head) * sizeof(*r->q));
     /* the vaults waiting share the connections; one vault alone gets its host's all */
-    share = waiting ? ROUND_CONNS / (int)(waiting < ROUND_CONNS ? waiting : ROUND_CONNS)
-                    : ROUND_PER_HOST;
-    share = share < 2 ? 2 : share > ROUND_PER_HOST ? ROUND_PER_HOST : share;
+    r->round_conns = waiting ? ROUND_CONNS / (int)(waiting < ROUND_CONNS ? waiting : ROUND_CONNS)
+                             : ROUND_HOST_CONNS;
+    r->round_conns = r->round_conns < 1                  ? 1
+                     : r->round_conns > ROUND_HOST_CONNS ? ROUND_HOST_CONNS
+                                                         : r->round_conns;
+    share = r->round_conns * ROUND_DEPTH;
+    share = share > ROUND_PER_HOST ? ROUND_PER_HOST : share;
 
     memset(hosts, 0, ROUND_HOSTS * sizeof(*hosts));
     for (size_t i = r->head; i < r->n; i++) {
@@ -559,7 +571,7 @@ static size_t take_round(reader *r, fetch **round, round_host *hosts)
              h = (h + 1) & (ROUND_HOSTS - 1))
             ;
         if (hosts[h].n < (f->order ? share : ROUND_PER_HOST)) {
-            conns += hosts[h].n < ROUND_HOST_CONNS;
+            conns += hosts[h].n < (f->order ? r->round_conns : ROUND_HOST_CONNS);
             hosts[h].host = host;
             hosts[h].len = len;
             hosts[h].n++;

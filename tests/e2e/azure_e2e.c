@@ -111,8 +111,11 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* 12 requests, each answered after 200 ms, with at most `per_host` at a time: elapsed ms. */
-static double timed_batch(int per_host, kvr_http_stats *out_stats)
+/*
+ * 12 requests, each answered after 200 ms, with at most `per_host` at a time (the engine's limit)
+ * and each request asking for at most `host_conns` (0: no ask): elapsed ms.
+ */
+static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stats)
 {
     enum { M = 12 };
     kvr_http_config hc;
@@ -127,7 +130,7 @@ static double timed_batch(int per_host, kvr_http_stats *out_stats)
     int rc = kvr_http_new(&h, &hc, &err);
     CHECK(rc == 0, "%s", err.message);
     for (int i = 0; i < M; i++) {
-        reqs[i] = (kvr_http_request){.method = "GET", .url = url};
+        reqs[i] = (kvr_http_request){.method = "GET", .url = url, .host_conns = host_conns};
         kvr_http_response_init(&resps[i]);
     }
     double t0 = now_ms();
@@ -147,17 +150,30 @@ static double timed_batch(int per_host, kvr_http_stats *out_stats)
 static int latency_mode(void)
 {
     kvr_http_stats st;
-    double t4 = timed_batch(4, &st);
+    double t4 = timed_batch(4, 0, &st);
     printf("azure_e2e: 12 requests of 200 ms, 4 per host: %.0f ms over %llu connections\n", t4,
            (unsigned long long)st.connections);
     /* 3 rounds, not 12 and not 1 */
     CHECK(t4 >= 590 && t4 < 1800, "per-host cap of 4 took %.0f ms", t4);
     CHECK(st.connections <= 4, "%llu connections for a cap of 4",
           (unsigned long long)st.connections);
-    double t12 = timed_batch(12, &st);
+    double t12 = timed_batch(12, 0, &st);
     printf("azure_e2e: 12 requests of 200 ms, 12 per host: %.0f ms over %llu connections\n", t12,
            (unsigned long long)st.connections);
     CHECK(t12 >= 190 && t12 < 1000, "12 concurrent requests took %.0f ms", t12);
+    /* a request's own cap, under the engine's: 6 rounds on 2 connections */
+    double t2 = timed_batch(12, 2, &st);
+    printf("azure_e2e: 12 requests of 200 ms, 12 per host, 2 asked: %.0f ms over %llu "
+           "connections\n",
+           t2, (unsigned long long)st.connections);
+    CHECK(t2 >= 1190 && t2 < 3000, "a cap of 2 per request took %.0f ms", t2);
+    CHECK(st.connections <= 2, "%llu connections for a cap of 2",
+          (unsigned long long)st.connections);
+    /* asking for more than the engine allows gets the engine's limit */
+    double t8 = timed_batch(4, 8, &st);
+    CHECK(t8 >= 590 && t8 < 1800, "asking 8 under a limit of 4 took %.0f ms", t8);
+    CHECK(st.connections <= 4, "%llu connections asking 8 under a limit of 4",
+          (unsigned long long)st.connections);
     printf("azure_e2e: %d checks passed\n", checks);
     return 0;
 }

@@ -105,6 +105,7 @@ typedef struct kvr_http_request {
     const char *body;
     size_t body_len;
     unsigned flags;
+    int host_conns; /* at most this many transfers to its host at once; 0: the engine's limit */
 } kvr_http_request;
 
 /*
