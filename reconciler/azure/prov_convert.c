@@ -29,9 +29,10 @@ static const char *jstr(const json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static char *dup(const char *s)
+/* Live strings are the live model's pool's (kvr_live_free frees them together). */
+static char *dup(kvr_live *l, const char *s)
 {
-    return s ? strdup(s) : NULL;
+    return kvr_strpool_dup(&l->strings, s);
 }
 
 static int oom(kvr_error *err)
@@ -116,7 +117,7 @@ static int64_t jtime_iso(const json_t *o, const char *k)
     return t;
 }
 
-static int tags_from(kvr_tags *out, const json_t *tags)
+static int tags_from(kvr_live *l, kvr_tags *out, const json_t *tags)
 {
     const char *key;
     json_t *v;
@@ -129,13 +130,10 @@ static int tags_from(kvr_tags *out, const json_t *tags)
     {
         if (!json_is_string(v))
             continue;
-        out->items[out->len].key = strdup(key);
-        out->items[out->len].value = strdup(json_string_value(v));
-        if (!out->items[out->len].key || !out->items[out->len].value) {
-            free(out->items[out->len].key);
-            free(out->items[out->len].value);
+        out->items[out->len].key = dup(l, key);
+        out->items[out->len].value = dup(l, json_string_value(v));
+        if (!out->items[out->len].key || !out->items[out->len].value)
             return KVR_ENOMEM;
-        }
         out->len++;
     }
     return 0;
@@ -143,7 +141,7 @@ static int tags_from(kvr_tags *out, const json_t *tags)
 
 /* ---- ARM ---------------------------------------------------------------------------------- */
 
-static char *rg_of(const char *id)
+static char *rg_of(kvr_live *l, const char *id)
 {
     /* "/subscriptions/S/resourceGroups/RG/providers/..." (segment names in any case) */
     const char *p = id;
@@ -154,7 +152,8 @@ static char *rg_of(const char *id)
         seg++;
         if (strncasecmp(seg, "resourceGroups/", 15) == 0) {
             const char *start = seg + 15, *end = strchr(start, '/');
-            return end ? strndup(start, (size_t)(end - start)) : strdup(start);
+            return end ? kvr_strpool_ndup(&l->strings, start, (size_t)(end - start))
+                       : dup(l, start);
         }
         p = seg;
     }
@@ -162,7 +161,7 @@ static char *rg_of(const char *id)
 }
 
 /* A permission list (keys, secrets, certificates) of an access policy entry. */
-static int perms_from(kvr_strlist *out, const json_t *arr)
+static int perms_from(kvr_live *l, kvr_strlist *out, const json_t *arr)
 {
     size_t n = json_array_size(arr);
     out->items = calloc(n + 1, sizeof(*out->items));
@@ -170,14 +169,14 @@ static int perms_from(kvr_strlist *out, const json_t *arr)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const char *p = json_string_value(json_array_get(arr, i));
-        if (p && !(out->items[out->len++] = strdup(p)))
+        if (p && !(out->items[out->len++] = dup(l, p)))
             return -1;
     }
     return 0;
 }
 
 /* properties.accessPolicies: who may do what (compared by the plan on access-policy vaults). */
-static int policies_from(kvr_live_vault *v, const json_t *list)
+static int policies_from(kvr_live *l, kvr_live_vault *v, const json_t *list)
 {
     size_t n = json_array_size(list);
     v->policies = calloc(n + 1, sizeof(*v->policies));
@@ -189,10 +188,10 @@ static int policies_from(kvr_live_vault *v, const json_t *list)
         if (!jstr(e, "objectId"))
             continue;
         v->npolicies++;
-        if (!(p->object_id = dup(jstr(e, "objectId"))) ||
-            perms_from(&p->keys, json_object_get(perms, "keys")) < 0 ||
-            perms_from(&p->secrets, json_object_get(perms, "secrets")) < 0 ||
-            perms_from(&p->certificates, json_object_get(perms, "certificates")) < 0)
+        if (!(p->object_id = dup(l, jstr(e, "objectId"))) ||
+            perms_from(l, &p->keys, json_object_get(perms, "keys")) < 0 ||
+            perms_from(l, &p->secrets, json_object_get(perms, "secrets")) < 0 ||
+            perms_from(l, &p->certificates, json_object_get(perms, "certificates")) < 0)
             return -1;
     }
     return 0;
@@ -208,9 +207,9 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
     v = append((void **)&l->vaults, &l->nvaults, sizeof(*v));
     if (!v)
         return oom(err);
-    v->name = dup(name);
-    v->resource_group = rg_of(id);
-    v->location = dup(jstr(vault, "location"));
+    v->name = dup(l, name);
+    v->resource_group = rg_of(l, id);
+    v->location = dup(l, jstr(vault, "location"));
     sku = json_object_get(props, "sku");
     v->sku = jstr(sku, "name") && strcasecmp(jstr(sku, "name"), "premium") == 0 ? KVR_SKU_PREMIUM
                                                                                 : KVR_SKU_STANDARD;
@@ -221,9 +220,9 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
             : 90;
     v->purge_protection = json_is_true(json_object_get(props, "enablePurgeProtection"));
     acls = json_object_get(props, "networkAcls");
-    v->default_action = dup(jstr(acls, "defaultAction"));
-    if (!v->name || !v->location || tags_from(&v->tags, json_object_get(vault, "tags")) < 0 ||
-        policies_from(v, json_object_get(props, "accessPolicies")) < 0)
+    v->default_action = dup(l, jstr(acls, "defaultAction"));
+    if (!v->name || !v->location || tags_from(l, &v->tags, json_object_get(vault, "tags")) < 0 ||
+        policies_from(l, v, json_object_get(props, "accessPolicies")) < 0)
         return oom(err);
     if (!v->resource_group)
         return kvr_error_set(err, KVR_EPROTO,
@@ -243,8 +242,8 @@ int kvr_live_add_deleted_vault(kvr_live *l, const json_t *deleted, kvr_error *er
     v = append((void **)&l->deleted_vaults, &l->ndeleted_vaults, sizeof(*v));
     if (!v)
         return oom(err);
-    v->name = dup(name);
-    v->location = dup(jstr(props, "location") ? jstr(props, "location") : "");
+    v->name = dup(l, name);
+    v->location = dup(l, jstr(props, "location") ? jstr(props, "location") : "");
     v->deleted = jtime_iso(props, "deletionDate");
     v->purge_at = jtime_iso(props, "scheduledPurgeDate");
     v->purge_protection = json_is_true(json_object_get(props, "purgeProtectionEnabled"));
@@ -272,10 +271,10 @@ int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err)
     r = append((void **)&l->roles, &l->nroles, sizeof(*r));
     if (!r)
         return oom(err);
-    r->name = dup(name);
-    r->scope = dup(scope);
-    r->role_id = dup(guid);
-    r->principal_id = dup(principal);
+    r->name = dup(l, name);
+    r->scope = dup(l, scope);
+    r->role_id = dup(l, guid);
+    r->principal_id = dup(l, principal);
     return r->name && r->scope && r->role_id && r->principal_id ? 0 : oom(err);
 }
 
@@ -292,11 +291,11 @@ int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error
     a = append((void **)&l->apps, &l->napps, sizeof(*a));
     if (!a)
         return oom(err);
-    a->display_name = dup(name);
-    a->app_id = dup(app_id);
-    a->object_id = dup(id);
-    a->audience = dup(jstr(app, "signInAudience"));
-    a->sp_id = sp ? dup(jstr(sp, "id")) : NULL;
+    a->display_name = dup(l, name);
+    a->app_id = dup(l, app_id);
+    a->object_id = dup(l, id);
+    a->audience = dup(l, jstr(app, "signInAudience"));
+    a->sp_id = sp ? dup(l, jstr(sp, "id")) : NULL;
     if (!a->display_name || !a->app_id || !a->object_id)
         return oom(err);
     for (size_t i = 0; json_is_array(creds) && i < json_array_size(creds); i++) {
@@ -307,8 +306,8 @@ int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error
         lc = append((void **)&a->creds, &a->ncreds, sizeof(*lc));
         if (!lc)
             return oom(err);
-        lc->key_id = dup(jstr(c, "keyId"));
-        lc->display_name = dup(jstr(c, "displayName"));
+        lc->key_id = dup(l, jstr(c, "keyId"));
+        lc->display_name = dup(l, jstr(c, "displayName"));
         lc->start = jtime_iso(c, "startDateTime");
         lc->end = jtime_iso(c, "endDateTime");
         if (!lc->key_id)
@@ -384,10 +383,10 @@ int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const
     k = append((void **)&l->keys, &l->nkeys, sizeof(*k));
     if (!k)
         return oom(err);
-    k->vault = dup(vault);
-    k->name = dup(name);
-    k->kty = dup(jstr(jwk, "kty"));
-    k->crv = dup(jstr(jwk, "crv"));
+    k->vault = dup(l, vault);
+    k->name = dup(l, name);
+    k->kty = dup(l, jstr(jwk, "kty"));
+    k->crv = dup(l, jstr(jwk, "crv"));
     if (!k->vault || !k->name || !k->kty)
         return oom(err);
     if ((n = jstr(jwk, "n"))) {
@@ -409,11 +408,11 @@ int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const
         v = append((void **)&k->versions, &k->nversions, sizeof(*v));
         if (!v)
             return oom(err);
-        v->id = dup(ver);
+        v->id = dup(l, ver);
         v->enabled = !json_is_false(json_object_get(attrs, "enabled"));
         v->created = jint(attrs, "created");
         v->exp = jint(attrs, "exp");
-        if (!v->id || tags_from(&v->tags, json_object_get(it, "tags")) < 0)
+        if (!v->id || tags_from(l, &v->tags, json_object_get(it, "tags")) < 0)
             return oom(err);
     }
     if (k->nversions > 1)
@@ -455,12 +454,12 @@ int kvr_live_add_secret(kvr_live *l, const char *vault, const json_t *item, cons
     s = append((void **)&l->secrets, &l->nsecrets, sizeof(*s));
     if (!s)
         return oom(err);
-    s->vault = dup(vault);
-    s->name = dup(name);
-    s->content_type = dup(jstr(item, "contentType"));
+    s->vault = dup(l, vault);
+    s->name = dup(l, name);
+    s->content_type = dup(l, jstr(item, "contentType"));
     s->enabled = !json_is_false(json_object_get(json_object_get(item, "attributes"), "enabled"));
-    s->digest = dup(marker);
-    if (!s->vault || !s->name || tags_from(&s->tags, json_object_get(item, "tags")) < 0)
+    s->digest = dup(l, marker);
+    if (!s->vault || !s->name || tags_from(l, &s->tags, json_object_get(item, "tags")) < 0)
         return oom(err);
     return 0;
 }
@@ -474,9 +473,9 @@ int kvr_live_add_certificate(kvr_live *l, const char *vault, const json_t *item,
     c = append((void **)&l->certs, &l->ncerts, sizeof(*c));
     if (!c)
         return oom(err);
-    c->vault = dup(vault);
-    c->name = dup(name);
-    c->x5t = dup(jstr(item, "x5t"));
+    c->vault = dup(l, vault);
+    c->name = dup(l, name);
+    c->x5t = dup(l, jstr(item, "x5t"));
     return c->vault && c->name ? 0 : oom(err);
 }
 
@@ -490,9 +489,9 @@ int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const
     d = append((void **)&l->deleted, &l->ndeleted, sizeof(*d));
     if (!d)
         return oom(err);
-    d->vault = dup(vault);
-    d->kind = dup(kind);
-    d->name = dup(name);
+    d->vault = dup(l, vault);
+    d->kind = dup(l, kind);
+    d->name = dup(l, name);
     d->deleted = jint(item, "deletedDate");
     d->purge_at = jint(item, "scheduledPurgeDate");
     return d->vault && d->kind && d->name ? 0 : oom(err);
@@ -525,12 +524,12 @@ int kvr_live_add_profile(kvr_live *l, const json_t *profile, kvr_error *err)
     p = append((void **)&l->profiles, &l->nprofiles, sizeof(*p));
     if (!p)
         return oom(err);
-    p->name = dup(name);
-    p->vault = dup(jstr(profile, "vault"));
-    p->key = dup(jstr(profile, "key"));
-    p->key_version = dup(jstr(profile, "keyVersion"));
-    p->client_id = dup(jstr(profile, "clientId"));
-    p->credential = dup(jstr(json_object_get(profile, "metadata"), "kvr-credential"));
+    p->name = dup(l, name);
+    p->vault = dup(l, jstr(profile, "vault"));
+    p->key = dup(l, jstr(profile, "key"));
+    p->key_version = dup(l, jstr(profile, "keyVersion"));
+    p->client_id = dup(l, jstr(profile, "clientId"));
+    p->credential = dup(l, jstr(json_object_get(profile, "metadata"), "kvr-credential"));
     p->status = (kvr_profile_status)s;
     p->status_since = jtime_iso(profile, "statusChangedAt");
     return p->name && p->vault && p->key && p->key_version ? 0 : oom(err);

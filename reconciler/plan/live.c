@@ -87,111 +87,41 @@ const kvr_live_deleted *kvr_live_deleted_get(const kvr_live *l, const char *vaul
     return NULL;
 }
 
-static void tags_free(kvr_tags *t)
-{
-    for (size_t i = 0; i < t->len; i++) {
-        free(t->items[i].key);
-        free(t->items[i].value);
-    }
-    free(t->items);
-}
-
-static void strlist_free(kvr_strlist *sl)
-{
-    for (size_t i = 0; i < sl->len; i++)
-        free(sl->items[i]);
-    free(sl->items);
-}
-
 void kvr_live_free(kvr_live *l)
 {
     if (!l)
         return;
+    /* the strings are the pool's; what is freed here are the arrays that point to them */
     for (size_t i = 0; i < l->nvaults; i++) {
-        free(l->vaults[i].name);
-        free(l->vaults[i].resource_group);
-        free(l->vaults[i].location);
-        free(l->vaults[i].default_action);
-        tags_free(&l->vaults[i].tags);
+        free(l->vaults[i].tags.items);
         for (size_t j = 0; j < l->vaults[i].npolicies; j++) {
             kvr_live_policy *p = &l->vaults[i].policies[j];
-            free(p->object_id);
-            strlist_free(&p->keys);
-            strlist_free(&p->secrets);
-            strlist_free(&p->certificates);
+            free(p->keys.items);
+            free(p->secrets.items);
+            free(p->certificates.items);
         }
         free(l->vaults[i].policies);
     }
     free(l->vaults);
-    for (size_t i = 0; i < l->ndeleted_vaults; i++) {
-        free(l->deleted_vaults[i].name);
-        free(l->deleted_vaults[i].location);
-    }
     free(l->deleted_vaults);
     for (size_t i = 0; i < l->nkeys; i++) {
         kvr_live_key *k = &l->keys[i];
-        free(k->vault);
-        free(k->name);
-        free(k->kty);
-        free(k->crv);
-        for (size_t v = 0; v < k->nversions; v++) {
-            free(k->versions[v].id);
-            tags_free(&k->versions[v].tags);
-        }
+        for (size_t v = 0; v < k->nversions; v++)
+            free(k->versions[v].tags.items);
         free(k->versions);
     }
     free(l->keys);
-    for (size_t i = 0; i < l->nsecrets; i++) {
-        free(l->secrets[i].vault);
-        free(l->secrets[i].name);
-        free(l->secrets[i].content_type);
-        free(l->secrets[i].digest);
-        tags_free(&l->secrets[i].tags);
-    }
+    for (size_t i = 0; i < l->nsecrets; i++)
+        free(l->secrets[i].tags.items);
     free(l->secrets);
-    for (size_t i = 0; i < l->ncerts; i++) {
-        free(l->certs[i].vault);
-        free(l->certs[i].name);
-        free(l->certs[i].x5t);
-    }
     free(l->certs);
-    for (size_t i = 0; i < l->ndeleted; i++) {
-        free(l->deleted[i].vault);
-        free(l->deleted[i].kind);
-        free(l->deleted[i].name);
-    }
     free(l->deleted);
-    for (size_t i = 0; i < l->napps; i++) {
-        kvr_live_app *a = &l->apps[i];
-        free(a->display_name);
-        free(a->app_id);
-        free(a->object_id);
-        free(a->sp_id);
-        free(a->audience);
-        for (size_t c = 0; c < a->ncreds; c++) {
-            free(a->creds[c].key_id);
-            free(a->creds[c].display_name);
-        }
-        free(a->creds);
-    }
+    for (size_t i = 0; i < l->napps; i++)
+        free(l->apps[i].creds);
     free(l->apps);
-    for (size_t i = 0; i < l->nroles; i++) {
-        free(l->roles[i].name);
-        free(l->roles[i].scope);
-        free(l->roles[i].role_id);
-        free(l->roles[i].principal_id);
-    }
     free(l->roles);
-    for (size_t i = 0; i < l->nprofiles; i++) {
-        kvr_live_profile *p = &l->profiles[i];
-        free(p->name);
-        free(p->vault);
-        free(p->key);
-        free(p->key_version);
-        free(p->client_id);
-        free(p->credential);
-    }
     free(l->profiles);
+    kvr_strpool_release(&l->strings);
     free(l);
 }
 
@@ -199,6 +129,7 @@ void kvr_live_free(kvr_live *l)
 
 typedef struct rd {
     kvr_error *err;
+    kvr_strpool *strings; /* the live model's */
     char path[256];
     bool failed;
 } rd;
@@ -247,7 +178,7 @@ static char *rd_str(rd *r, json_t *obj, const char *k, bool required)
         rd_fail(r, msg);
         return NULL;
     }
-    s = strdup(json_string_value(v));
+    s = kvr_strpool_dup(r->strings, json_string_value(v));
     if (!s)
         rd_fail(r, "out of memory");
     return s;
@@ -302,8 +233,12 @@ static void rd_tags(rd *r, json_t *obj, const char *k, kvr_tags *out)
             rd_fail(r, "tag values must be strings");
             return;
         }
-        out->items[out->len].key = strdup(key);
-        out->items[out->len].value = strdup(json_string_value(val));
+        out->items[out->len].key = kvr_strpool_dup(r->strings, key);
+        out->items[out->len].value = kvr_strpool_dup(r->strings, json_string_value(val));
+        if (!out->items[out->len].key || !out->items[out->len].value) {
+            rd_fail(r, "out of memory");
+            return;
+        }
         out->len++;
     }
 }
@@ -365,7 +300,7 @@ static void rd_strlist(rd *r, json_t *obj, const char *k, kvr_strlist *out)
             rd_fail(r, msg);
             return;
         }
-        if (!(out->items[out->len] = strdup(json_string_value(e)))) {
+        if (!(out->items[out->len] = kvr_strpool_dup(r->strings, json_string_value(e)))) {
             rd_fail(r, "out of memory");
             return;
         }
@@ -495,7 +430,6 @@ static void rd_profiles(rd *r, json_t *root, kvr_live *l)
             }
         if (status && !known)
             rd_fail(r, "unknown profile status");
-        free(status);
     }
 }
 
@@ -563,7 +497,6 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
         v->location = rd_str(r, o, "location", true);
         sku = rd_str(r, o, "sku", false);
         v->sku = sku && strcmp(sku, "premium") == 0 ? KVR_SKU_PREMIUM : KVR_SKU_STANDARD;
-        free(sku);
         v->rbac = rd_bool(r, o, "rbac", true);
         v->soft_delete_days = (int)rd_int(r, o, "softDeleteDays", 90);
         v->purge_protection = rd_bool(r, o, "purgeProtection", false);
@@ -658,6 +591,7 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
         json_decref(root);
         return kvr_error_set(err, KVR_ENOMEM, "out of memory");
     }
+    r.strings = &l->strings;
     snprintf(r.path, sizeof(r.path), "$");
     if (!json_is_object(root)) {
         rd_fail(&r, "expected an object");

@@ -139,3 +139,59 @@ int kvr_grow(void **items, size_t *cap, size_t need, size_t elem)
     *cap = ncap;
     return 0;
 }
+
+/* ---- string pool ------------------------------------------------------------------------- */
+
+#define STRPOOL_BLOCK 65536
+
+struct kvr_strpool_block {
+    struct kvr_strpool_block *next;
+    char data[];
+};
+
+char *kvr_strpool_ndup(kvr_strpool *p, const char *s, size_t n)
+{
+    struct kvr_strpool_block *b;
+    char *out;
+    if (n >= SIZE_MAX - sizeof(*b) - STRPOOL_BLOCK)
+        return NULL;
+    if (n + 1 > p->cap - p->used) {
+        /* a long string gets a block of its own, behind the one being filled */
+        bool own = n + 1 > STRPOOL_BLOCK / 4;
+        size_t size = own ? n + 1 : STRPOOL_BLOCK;
+        if (!(b = malloc(sizeof(*b) + size)))
+            return NULL;
+        if (own && p->head) {
+            b->next = p->head->next;
+            p->head->next = b;
+            memcpy(b->data, s, n);
+            b->data[n] = '\0';
+            return b->data;
+        }
+        b->next = p->head;
+        p->head = b;
+        p->used = 0;
+        p->cap = size;
+    }
+    out = p->head->data + p->used;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    p->used += n + 1;
+    return out;
+}
+
+char *kvr_strpool_dup(kvr_strpool *p, const char *s)
+{
+    return s ? kvr_strpool_ndup(p, s, strlen(s)) : NULL;
+}
+
+void kvr_strpool_release(kvr_strpool *p)
+{
+    struct kvr_strpool_block *b = p->head;
+    while (b) {
+        struct kvr_strpool_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    memset(p, 0, sizeof(*p));
+}

@@ -247,6 +247,41 @@ static void test_util__index_grows(void **state)
     kvr_index_release(&ix);
 }
 
+/* Many short strings share blocks, a long one gets its own, and every copy stays intact. */
+static void test_util__strpool(void **state)
+{
+    kvr_strpool p = {0};
+    char *copies[3000], *big, *after;
+    char longtext[40000];
+    (void)state;
+    assert_null(kvr_strpool_dup(&p, NULL));
+    for (size_t i = 0; i < 3000; i++) {
+        char name[40];
+        snprintf(name, sizeof(name), "kv-%04zu/secret-%zu", i, i * 7);
+        assert_non_null(copies[i] = kvr_strpool_dup(&p, name));
+    }
+    memset(longtext, 'x', sizeof(longtext) - 1);
+    longtext[sizeof(longtext) - 1] = '\0';
+    assert_non_null(big = kvr_strpool_dup(&p, longtext));
+    /* the long string did not end the block being filled: the next short one follows the last */
+    assert_non_null(after = kvr_strpool_dup(&p, "after"));
+    assert_ptr_equal(after, copies[2999] + strlen(copies[2999]) + 1);
+    assert_string_equal(big, longtext);
+    for (size_t i = 0; i < 3000; i += 17) {
+        char name[40];
+        snprintf(name, sizeof(name), "kv-%04zu/secret-%zu", i, i * 7);
+        assert_string_equal(copies[i], name);
+    }
+    {
+        char *part = kvr_strpool_ndup(&p, "resourceGroups/rg-1/providers", 18);
+        assert_string_equal(part, "resourceGroups/rg-");
+        assert_string_equal(kvr_strpool_ndup(&p, "", 0), "");
+    }
+    kvr_strpool_release(&p); /* ASan: nothing leaks, nothing is freed twice */
+    assert_null(p.head);
+    kvr_strpool_release(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_util__index_empty),
         cmocka_unit_test(test_util__index_collisions),
         cmocka_unit_test(test_util__index_grows),
+        cmocka_unit_test(test_util__strpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,6 +152,7 @@ typedef struct kvr_live {
     size_t nroles;
     kvr_live_profile *profiles;
     size_t nprofiles;
+    kvr_strpool strings; /* every string above (kvr_live_free frees them with the pool) */
 } kvr_live;
 
 /*

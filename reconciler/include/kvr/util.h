@@ -123,6 +123,25 @@ void kvr_memwipe(void *p, size_t n);
 /* Grows *items (elements of `elem` bytes) so that it holds at least `need`. 0 or KVR_ENOMEM. */
 int kvr_grow(void **items, size_t *cap, size_t need, size_t elem);
 
+/* ---- string pool ------------------------------------------------------------------------- */
+
+/*
+ * Strings that live and die together, packed into large blocks: one allocation per block instead
+ * of one per string. A 200-vault estate's live model holds about 300,000 strings; malloc spends a
+ * header and some rounding on each, and response buffers freed between them fragment the heap.
+ * Zero-initialise; kvr_strpool_release frees every string at once (never free() one of them).
+ */
+typedef struct kvr_strpool {
+    struct kvr_strpool_block *head; /* the block being filled; older ones follow */
+    size_t used, cap;               /* bytes of head */
+} kvr_strpool;
+
+/* A copy of `s` in the pool; NULL if s is NULL or memory ran out. */
+char *kvr_strpool_dup(kvr_strpool *p, const char *s);
+/* A copy of the first n bytes of s, NUL-terminated; NULL if memory ran out. */
+char *kvr_strpool_ndup(kvr_strpool *p, const char *s, size_t n);
+void kvr_strpool_release(kvr_strpool *p);
+
 /* ---- hash index -------------------------------------------------------------------------- */
 
 /*
