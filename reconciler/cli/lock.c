@@ -76,6 +76,17 @@ static void read_holder(int fd, char *out, size_t size)
             *p = '?'; /* the file is writable by all: never echo control characters */
 }
 
+/* The holder writes its line just after it takes the lock: a reader in between finds the file
+   empty, so an empty line is read again for up to half a second before it counts as unknown. */
+static void read_holder_settled(int fd, char *out, size_t size)
+{
+    read_holder(fd, out, size);
+    for (int i = 0; !out[0] && i < 10; i++) {
+        usleep(50 * 1000);
+        read_holder(fd, out, size);
+    }
+}
+
 static void write_holder(int fd, const char *command)
 {
     char host[256] = "", since[32], line[400];
@@ -127,7 +138,7 @@ int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_
             cli_error("cannot lock %s: %s; nothing was changed", l->path, strerror(errno));
             goto fail;
         }
-        read_holder(l->fd, holder, sizeof(holder));
+        read_holder_settled(l->fd, holder, sizeof(holder));
         if (mono_s() >= deadline || (stop && *stop)) {
             cli_error("another kvreconcile run is changing this estate (%s; lock %s); nothing "
                       "was changed. Let it finish, or give --lock-timeout DURATION to wait for it",

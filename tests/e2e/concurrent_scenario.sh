@@ -17,7 +17,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 scenario_init "$@"
-azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10
+# 20 ms a request, as across a network: each run lasts long enough for the other to meet its lock
+azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 3 --data-keys 20 --rewrap-rate 10 \
+    --latency-ms 20
 t0=$(e2e_ms)
 pairs=0 exits= stuck=0
 kvr_run_s=${KVR_RUN_TIMEOUT:-300} # a pair ends in well under two minutes (the second waits for the first); a run that does not is stuck
@@ -43,6 +45,14 @@ pair() { # name mode args...
     pairs=$((pairs + 1))
     "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}a" 2>"$work/log.p${pairs}a" &
     p1=$!
+    # With the lock, the second run starts once the first holds it (its line is in the lock
+    # file): started together, a loaded machine could let the first finish before the second
+    # got as far as the lock, and there would be nothing to wait for.
+    if [[ -z $nolock ]]; then
+        deadline=$(($(e2e_ms) + 20000))
+        until cat "$KVR_LOCK_DIR"/kvreconcile-*.lock 2>/dev/null | grep -q 'pid' ||
+            ! kill -0 "$p1" 2>/dev/null || [[ $(e2e_ms) -gt $deadline ]]; do sleep 0.02; done
+    fi
     KVR_LOCK_DIR=$work/lock.$([[ -n $nolock ]] && echo b || echo a) \
         "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}b" 2>"$work/log.p${pairs}b" &
     p2=$!
@@ -83,6 +93,18 @@ pair() { # name mode args...
 }
 
 pair "before/ x2" exclusive -f "$B" --wait 2m
+
+# A run that has just taken the lock has not written its line yet: a run refused in that moment
+# still names it (it reads the line again for a while). Here util-linux's flock holds the lock
+# and writes the line 0.2 s later.
+lockf=$(ls "$KVR_LOCK_DIR"/kvreconcile-*.lock)
+flock "$lockf" bash -c 'sleep 0.2; echo "pid 4242 on lock-test, kvreconcile apply, since 2026-01-01T00:00:00Z" >"$0"; sleep 2; : >"$0"' "$lockf" &
+holder=$!
+sleep 0.05
+set +e; "$kvr" apply -f "$B" >/dev/null 2>"$work/log.early"; r=$?; set -e
+wait "$holder"
+check "a run refused before the holder wrote its line still names it: $(grep -m1 -o 'another kvreconcile run.\{0,80\}' "$work/log.early")" \
+    "$([[ $r == 1 ]] && grep -q '(pid 4242 on lock-test, kvreconcile apply' "$work/log.early"; echo $?)"
 kvr_apply "before/: a single apply afterwards converges" 0 -f "$B" --wait 2m
 e2e_estate_check "$B"
 cp "$work/estate.check" "$work/estate.check.before"
