@@ -3,7 +3,8 @@
  * group), their keys, secrets and certificates, its apps, the role assignments on its vaults,
  * and the profile service. Nothing else is listed or fetched, and secret values are fetched only
  * where the plan must compare them (sources, credential copies, relocations); each is turned
- * into a keyed marker at once and its bytes wiped.
+ * into a keyed marker at once and its bytes wiped. A relocation compares a secret only where both
+ * its source and its target hold it, so the values of those two vaults wait for both listings.
  *
  * The service's clock is taken from the responses' Date header, so retention is measured on
  * Azure's time, not the runner's.
@@ -235,11 +236,18 @@ typedef struct ix_entry {
 
 typedef struct vault_ix {
     size_t nkeys, nsecrets; /* distinct declared keys and secrets */
-    bool reloc;             /* a relocation's source or target: every secret value is compared */
+    bool reloc;             /* a relocation's source or target: its values may be compared */
     bool certs;             /* certificates matter (a relocation that copies them) */
     bool roles;             /* the estate declares role assignments on it (or its keys) */
     bool seen;              /* found in its resource group's vault list */
     size_t rg;              /* its resource group (rg_ix) */
+    size_t copy_src;        /* the vault it copies from (its index), SIZE_MAX: none */
+    /* A relocation's vault: the names its secret listing holds (sorted once `listed`), and the
+       items whose value waits until the vaults it pairs with are listed too (see held_resolve) */
+    char **names;
+    size_t nnames, names_cap;
+    json_t *held;
+    bool listed, resolved;
 } vault_ix;
 
 /*
@@ -605,6 +613,8 @@ static size_t take_round(reader *r, fetch **round, round_host *hosts)
 }
 
 /* Runs the queue until it is empty (0) or a read fails (the first failure, in round order). */
+static int held_resolve_all(reader *r);
+
 static int run_queue(reader *r)
 {
     fetch **round = calloc(ROUND_MAX, sizeof(*round)), **spare = calloc(ROUND_MAX, sizeof(*spare));
@@ -617,8 +627,13 @@ static int run_queue(reader *r)
 
     if (!reqs || !resp || !codes || !errs || !round || !spare || !hosts)
         rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
-    while (!rc && r->head < r->n) {
-        size_t n = take_round(r, round, hosts);
+    for (;;) {
+        size_t n;
+        if (!rc && r->head == r->n) /* drained: settle the relocations' held values */
+            rc = held_resolve_all(r);
+        if (rc || r->head == r->n)
+            break;
+        n = take_round(r, round, hosts);
         send_round(r, round, n, spare, reqs, resp, codes, errs);
         for (size_t i = 0; i < n; i++) {
             bool again = false;
@@ -773,6 +788,8 @@ static int index_build(reader *r)
     }
     for (size_t i = 0; i < r->nrgs; i++)
         r->rgs[i].by_principal = r->rgs[i].napps < r->rgs[i].nrole_vaults;
+    for (size_t i = 0; i < d->nvaults; i++)
+        r->vix[i].copy_src = SIZE_MAX;
     for (size_t i = 0; i < d->nvaults; i++) {
         const kvr_vault *v = &d->vaults[i];
         size_t self = vault_index(r, v->name), src;
@@ -780,6 +797,7 @@ static int index_build(reader *r)
             continue;
         src = vault_index(r, v->copy_from.vault);
         r->vix[self].reloc = true; /* a relocation target: compared with its source */
+        r->vix[self].copy_src = src;
         if (v->copy_from.certificates)
             r->vix[self].certs = true;
         if (src != SIZE_MAX) {
@@ -1070,11 +1088,123 @@ static int queue_apps(reader *r)
 
 /* ---- Key Vault ---------------------------------------------------------------------------- */
 
-/* Does the plan compare this secret's value? */
-static bool value_needed(const reader *r, const kvr_vault *v, const char *name)
+static int secret_value_done(reader *r, fetch *f, json_t *body);
+
+/* Does the plan compare this secret's value, whatever other vaults hold? */
+static bool value_declared(const reader *r, const kvr_vault *v, const char *name)
 {
     const ix_entry *e = ix_get(r, IX_SECRET, v->name, name);
-    return vinfo(r, v)->reloc || (e && e->value);
+    return e && e->value;
+}
+
+/*
+ * Relocations. The plan compares a secret of a relocation's source with the target's secret of
+ * the same name (kvr_plan_pass_copies, kvr_plan_copy_complete); where the target lacks it, the
+ * listing alone says "copy", and the copy step reads the source value itself. So the value of a
+ * secret of a relocation's vault (not otherwise compared) is read only when a vault it pairs with
+ * (its copy source, or a vault copying from it) lists the same name. Until those listings are
+ * complete, its listing items are held; a paired vault that is never listed (not created yet)
+ * holds nothing, which the end of the queue settles (held_resolve_all).
+ */
+static int names_cmp(const void *a, const void *b)
+{
+    return strcasecmp(*(char *const *)a, *(char *const *)b); /* Azure's names: ASCII, any case */
+}
+
+static bool paired(const reader *r, size_t a, size_t b)
+{
+    return a != b && (r->vix[a].copy_src == b || r->vix[b].copy_src == a);
+}
+
+/* Does a vault paired with `vi` list `name`? (Paired vaults not listed hold nothing.) */
+static bool pair_lists(const reader *r, size_t vi, const char *name)
+{
+    const char *key = name;
+    for (size_t j = 0; j < r->d->nvaults; j++)
+        if (paired(r, vi, j) && r->vix[j].listed && r->vix[j].nnames &&
+            bsearch(&key, r->vix[j].names, r->vix[j].nnames, sizeof(char *), names_cmp))
+            return true;
+    return false;
+}
+
+/* Queues the GET of a listed secret's value (its item is kept for secret_value_done). */
+static int queue_value(reader *r, const kvr_vault *v, const char *base, const char *name,
+                       json_t *it)
+{
+    char object[300];
+    fetch *g;
+    snprintf(object, sizeof(object), "%s/%s", v->name, name);
+    g = fetch_new(r, NULL, prov_fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name),
+                  false, secret_value_done, object, "get secret");
+    if (!g)
+        return r->err->code;
+    g->missing_ok = true;
+    g->vault = v;
+    g->order = vault_index(r, v->name) + 1;
+    g->aux = json_incref(it);
+    return enqueue(r, g);
+}
+
+/* Settles the held items of vault `vi`: a value GET where a paired vault lists the name. */
+static int held_resolve(reader *r, size_t vi)
+{
+    vault_ix *x = &r->vix[vi];
+    const kvr_vault *v = &r->d->vaults[vi];
+    char *base = NULL;
+    int rc = 0;
+    x->resolved = true;
+    for (size_t i = 0; !rc && i < json_array_size(x->held); i++) {
+        json_t *it = json_array_get(x->held, i);
+        char name[160];
+        if (!kvr_id_last(json_string_value(json_object_get(it, "id")), name, sizeof(name)))
+            continue;
+        if (!pair_lists(r, vi, name)) {
+            rc = kvr_live_add_secret(r->l, v->name, it, NULL, r->err);
+            continue;
+        }
+        if (!base && !(base = vault_url(r, v->name)))
+            rc = KVR_ENOMEM;
+        else
+            rc = queue_value(r, v, base, name, it);
+    }
+    json_decref(x->held);
+    x->held = NULL;
+    free(base);
+    return rc;
+}
+
+/* Settles vault `vi` if it and every vault paired with it are listed. */
+static int held_try(reader *r, size_t vi)
+{
+    if (!r->vix[vi].listed || r->vix[vi].resolved)
+        return 0;
+    for (size_t j = 0; j < r->d->nvaults; j++)
+        if (paired(r, vi, j) && !r->vix[j].listed)
+            return 0;
+    return held_resolve(r, vi);
+}
+
+/* The queue is empty, so every listing this read makes is in: settles what is still held. */
+static int held_resolve_all(reader *r)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && r->vix && i < r->d->nvaults; i++)
+        if (r->vix[i].listed && !r->vix[i].resolved)
+            rc = held_resolve(r, i);
+    return rc;
+}
+
+/* Records a listed name of a relocation's vault `vi`. */
+static int note_name(reader *r, size_t vi, const char *name)
+{
+    vault_ix *x = &r->vix[vi];
+    if (x->nnames == x->names_cap &&
+        kvr_grow((void **)&x->names, &x->names_cap, x->nnames + 1, sizeof(*x->names)) < 0)
+        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    if (!(x->names[x->nnames] = strdup(name)))
+        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+    x->nnames++;
+    return 0;
 }
 
 /*
@@ -1234,36 +1364,44 @@ static int secret_value_done(reader *r, fetch *f, json_t *body)
 static int secrets_done(reader *r, fetch *f, json_t *items)
 {
     const kvr_vault *v = f->vault;
+    size_t vi = vault_index(r, v->name);
+    bool reloc = vinfo(r, v)->reloc;
     char *base = vault_url(r, v->name);
     int rc = base ? 0 : KVR_ENOMEM;
     for (size_t i = 0; !rc && i < json_array_size(items); i++) {
         json_t *it = json_array_get(items, i);
-        char name[160], object[300];
-        fetch *g;
+        char name[160];
         if (!kvr_id_last(json_string_value(json_object_get(it, "id")), name, sizeof(name)))
             continue;
         if (json_is_true(json_object_get(it, "managed")))
             continue; /* the secret half of a certificate: copied with the certificate */
-        if (!value_needed(r, v, name)) {
-            rc = kvr_live_add_secret(r->l, v->name, it, NULL, r->err);
-            continue;
-        }
-        snprintf(object, sizeof(object), "%s/%s", v->name, name);
-        g = fetch_new(r, NULL, prov_fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name),
-                      false, secret_value_done, object, "get secret");
-        if (!g) {
-            rc = r->err->code;
+        if (reloc && (rc = note_name(r, vi, name)) < 0)
             break;
+        if (value_declared(r, v, name)) {
+            rc = queue_value(r, v, base, name, it);
+        } else if (reloc) {
+            /* compared only if a paired vault holds it too: wait for their listings */
+            if (!r->vix[vi].held && !(r->vix[vi].held = json_array()))
+                rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+            else if (json_array_append(r->vix[vi].held, it) < 0)
+                rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        } else {
+            rc = kvr_live_add_secret(r->l, v->name, it, NULL, r->err);
         }
-        g->missing_ok = true;
-        g->vault = v;
-        g->order = vault_index(r, v->name) + 1;
-        g->aux = json_incref(it);
-        rc = enqueue(r, g);
     }
     free(base);
     if (!rc && declared_missing(r, f, false, items))
         rc = queue_list(r, v, "deletedsecrets", deleted_done, "secret", "list deleted secrets");
+    if (!rc && reloc && f->last) {
+        vault_ix *x = &r->vix[vi];
+        if (x->nnames > 1)
+            qsort(x->names, x->nnames, sizeof(*x->names), names_cmp);
+        x->listed = true;
+        rc = held_try(r, vi);
+        for (size_t j = 0; !rc && j < r->d->nvaults; j++)
+            if (paired(r, vi, j))
+                rc = held_try(r, j);
+    }
     return rc;
 }
 
@@ -1417,6 +1555,12 @@ done:
     free(r.q);
     free(r.ix);
     free(r.slots);
+    for (size_t i = 0; r.vix && i < d->nvaults; i++) {
+        for (size_t k = 0; k < r.vix[i].nnames; k++)
+            free(r.vix[i].names[k]);
+        free(r.vix[i].names);
+        json_decref(r.vix[i].held);
+    }
     free(r.vix);
     free(r.sorted);
     free(r.counts);
@@ -1433,3 +1577,4 @@ done:
     *out = r.l;
     return 0;
 }
+

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# What a relocation reads (issue #8). The plan compares a source secret's value only with the
+# target's secret of the same name, so the reads fetch values only where both vaults hold the
+# name: none while the target does not exist, and the verification after the copies still reads
+# back every copied secret on both sides. Counted with azsim's /stats (kv.secrets.get).
+# usage: apply_reloc_reads.sh KVRECONCILE AZSIM
+set -euo pipefail
+kvr=$(realpath "$1")
+azsim=$(realpath "$2")
+root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
+e2e_init
+azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43
+D="$root/tests/fixtures/e2e/reloc-reads"
+arm=$(azsim_token "$KVR_ARM_ENDPOINT")
+kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
+rg="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-rr"
+curl -sS --cacert "$AZSIM_CA" -X PUT "$rg?api-version=2021-04-01" -H "Authorization: Bearer $arm" \
+    -H 'Content-Type: application/json' -d '{"location":"westeurope"}' >/dev/null
+mkvault() {
+    curl -sS --cacert "$AZSIM_CA" -X PUT "$rg/providers/Microsoft.KeyVault/vaults/$1?api-version=2024-11-01" \
+        -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
+        -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
+}
+SRC="https://kv-rr-src.vault.localhost:$AZSIM_PORT"
+DST="https://kv-rr-dst.vault.localhost:$AZSIM_PORT"
+put() { curl -sS --cacert "$AZSIM_CA" -X PUT "$1/secrets/$2?api-version=7.5" -H "Authorization: Bearer $kv" \
+    -H 'Content-Type: application/json' -d "{\"value\":\"$3\",\"contentType\":\"text/plain\"}" >/dev/null; }
+value() { curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$1/secrets/$2/?api-version=7.5" | json 'd["value"]'; }
+gets() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('kv.secrets.get', 0)"; }
+mkvault kv-rr-src
+n=12
+for i in $(seq -w 1 $n); do put "$SRC" "s$i" "Reloc-Canary-$i"; done
+
+# 1. the target does not exist yet: every source secret is a copy, no value is compared
+g0=$(gets)
+set +e; "$kvr" plan -f "$D" >"$work/plan1" 2>&1; rc=$?; set -e
+g1=$(gets)
+check "plan before the target exists (exit 0)" "$([[ $rc == 0 ]]; echo $?)"
+check "it plans the $n copies: $(grep -c 'copy from vault' "$work/plan1" || true)" \
+    "$([[ $(grep -c 'copy from vault' "$work/plan1" || true) == "$n" ]]; echo $?)"
+check "and reads no secret value ($((g1 - g0)) GETs)" "$([[ $((g1 - g0)) == 0 ]]; echo $?)"
+
+# 2. a target that holds two equal copies, one different value and a secret of its own: only
+#    the three names both vaults hold are compared, on both sides
+mkvault kv-rr-dst
+put "$DST" s01 Reloc-Canary-01
+put "$DST" s02 Reloc-Canary-02
+put "$DST" s03 Reloc-Canary-stale
+put "$DST" only-here Reloc-Canary-own
+g0=$(gets)
+set +e; "$kvr" plan -f "$D" >"$work/plan2" 2>&1; rc=$?; set -e
+g1=$(gets)
+check "plan with a partial target (exit 0)" "$([[ $rc == 0 ]]; echo $?)"
+check "it plans $((n - 2)) copies: $(grep -c 'copy from vault' "$work/plan2" || true)" \
+    "$([[ $(grep -c 'copy from vault' "$work/plan2" || true) == $((n - 2)) ]]; echo $?)"
+check "and reads the 3 shared names in both vaults ($((g1 - g0)) GETs; every value would be $((n + 4)))" \
+    "$([[ $((g1 - g0)) == 6 ]]; echo $?)"
+
+# 3. apply: the read before the copies (6), the copies (each GETs its source: n - 2), the
+#    read that verifies them (every copied name on both sides: 2n)
+g0=$(gets)
+set +e; "$kvr" apply -f "$D" --wait 1m >"$work/out" 2>"$work/err"; rc=$?; set -e
+g1=$(gets)
+check "apply copies and converges (exit 0)" "$([[ $rc == 0 ]]; echo $?)"
+[[ $rc == 0 ]] || cat "$work/err"
+check "apply reads $((6 + n - 2 + 2 * n)) values ($((g1 - g0)) GETs)" \
+    "$([[ $((g1 - g0)) == $((6 + n - 2 + 2 * n)) ]]; echo $?)"
+ok=0
+for i in $(seq -w 1 $n); do [[ $(value "$DST" "s$i") == "Reloc-Canary-$i" ]] || ok=1; done
+check "every secret copied, the stale one replaced" "$ok"
+check "the target's own secret untouched" "$([[ $(value "$DST" only-here) == Reloc-Canary-own ]]; echo $?)"
+
+# 4. the verification is not weakened: a plan afterwards compares every copy on both sides
+g0=$(gets)
+set +e; "$kvr" plan -f "$D" --detailed-exitcode >"$work/plan3" 2>&1; rc=$?; set -e
+g1=$(gets)
+check "plan is empty afterwards" "$([[ $rc == 0 ]]; echo $?)"
+check "it compared all $n copies on both sides ($((g1 - g0)) GETs)" "$([[ $((g1 - g0)) == $((2 * n)) ]]; echo $?)"
+# a copy changed behind kvreconcile's back is found again
+put "$DST" s07 Reloc-Canary-tampered
+set +e; "$kvr" plan -f "$D" --detailed-exitcode >"$work/plan4" 2>&1; rc=$?; set -e
+check "a tampered copy is planned again (exit 2)" "$([[ $rc == 2 ]]; echo $?)"
+check "no value in any output" \
+    "$(! grep -q 'Reloc-Canary' "$work/out" "$work/err" "$work"/plan*; echo $?)"
+e2e_finish
