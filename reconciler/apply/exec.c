@@ -8,6 +8,12 @@
  * Before a profile starts to depend on a new role assignment, the grant is proven: the app signs
  * in with its own client secret and reads its key. Role assignments take time to propagate, and
  * the service must not be handed credentials that do not work yet.
+ *
+ * A relocation's wave of copies spends most of its time waiting for Key Vault's secret write
+ * limit (300 per vault per 10 s). While the next write waits, the copies already made are read
+ * back, on both sides, into the run's value memo; the read after the wave then fetches only the
+ * values that changed since or were not read back (kvr_value_memo), and compares every copy with
+ * its source as before.
  */
 #include "kvr/apply.h"
 
@@ -164,6 +170,146 @@ static bool can_open_by(const kvr_plan *p, int64_t until)
     return false;
 }
 
+/* ---- reading copies back while the write limit holds the next write ----------------------- */
+
+#define WRITE_LIMIT 300    /* Key Vault's secret writes per vault per 10 s, as http.c keeps it */
+#define WRITE_WINDOW 10.25 /* s: http.c's window, with its margin for the service's clock */
+#define READBACK_AFTER 3.1 /* s after a copy: its `updated` is > 2 s before a read's Date */
+#define READBACK_BATCH 32  /* copies per read back: 64 GETs, a fraction of a second */
+#define READBACK_MIN 0.3   /* s: a shorter wait for the window is not worth a read back */
+#define WINDOWS_MAX 8
+
+/*
+ * When the last WRITE_LIMIT secret writes to one vault were sent, as far as steps tell: a step's
+ * write is its last request, and http.c may have held it inside the step, so the end of the step
+ * stands for it (a few ms late: a window predicted to open that much late).
+ */
+typedef struct write_window {
+    const char *vault; /* borrowed from the plan */
+    double starts[WRITE_LIMIT];
+    size_t n, next;
+} write_window;
+
+/* A copy made in this wave, not read back yet (names borrowed from the plan). */
+typedef struct copy_made {
+    const char *vault, *source, *name;
+    double at;
+} copy_made;
+
+typedef struct wave {
+    write_window *w;
+    size_t nw;
+    copy_made *c;
+    size_t nc, cap, head; /* c[head..nc): to read back, oldest first */
+    size_t read_back;     /* copies read back in this wave */
+} wave;
+
+/*
+ * Steps that write exactly one secret version to s->vault (a copy of all versions may write none
+ * or many: not counted). Counting fewer writes than were made only loses pauses; counting more
+ * would read back while the write could have gone.
+ */
+static bool writes_secret(const kvr_estate *d, const kvr_step *s)
+{
+    const kvr_vault *v;
+    if (s->kind == KVR_STEP_CERT_COPY || s->kind == KVR_STEP_SECRET_SET)
+        return true;
+    if (s->kind != KVR_STEP_SECRET_COPY)
+        return false;
+    v = kvr_estate_vault(d, s->vault);
+    return v && v->copy_from.secrets == KVR_COPY_LATEST;
+}
+
+static write_window *window_of(wave *w, const char *vault, bool add)
+{
+    for (size_t i = 0; i < w->nw; i++)
+        if (kvr_str_ieq(w->w[i].vault, vault))
+            return &w->w[i];
+    if (!add || w->nw == WINDOWS_MAX)
+        return NULL;
+    if (!w->w && !(w->w = calloc(WINDOWS_MAX, sizeof(*w->w))))
+        return NULL;
+    w->w[w->nw].vault = vault;
+    return &w->w[w->nw++];
+}
+
+static void wave_release(wave *w)
+{
+    free(w->w);
+    free(w->c);
+    memset(w, 0, sizeof(*w));
+}
+
+/* Records step s, just done: its write, and a copy to read back. */
+static void wave_note(wave *w, const kvr_estate *d, const kvr_step *s)
+{
+    write_window *win;
+    double now = mono();
+    if (s->vault && writes_secret(d, s) && (win = window_of(w, s->vault, true))) {
+        win->starts[win->next] = now;
+        win->next = (win->next + 1) % WRITE_LIMIT;
+        if (win->n < WRITE_LIMIT)
+            win->n++;
+    }
+    if (s->kind != KVR_STEP_SECRET_COPY || !s->extra)
+        return;
+    if (w->nc == w->cap && kvr_grow((void **)&w->c, &w->cap, w->nc + 1, sizeof(*w->c)) < 0)
+        return; /* not read back: the next read fetches it */
+    w->c[w->nc++] = (copy_made){s->vault, s->extra, s->name, now};
+}
+
+/*
+ * Step s is next. If it is a secret write that Key Vault's limit will hold for a while, reads
+ * back the copies made at least READBACK_AFTER ago until the window opens: the wait is spent
+ * anyway, and the read after the wave then has those values (kvr_value_memo). Best effort: what
+ * is not read back here is read there.
+ */
+static void use_pause(run *r, const kvr_step_ctx *c, wave *w, const kvr_step *s,
+                      kvr_value_memo *memo, const kvr_marker_key *mk)
+{
+    write_window *win =
+        memo && s->vault && writes_secret(c->d, s) ? window_of(w, s->vault, false) : NULL;
+    const char *vaults[2 * READBACK_BATCH], *names[2 * READBACK_BATCH];
+    double open_at, t0 = mono();
+    size_t before = w->read_back;
+
+    if (!win || win->n < WRITE_LIMIT)
+        return;
+    open_at = win->starts[win->next] + WRITE_WINDOW;
+    while (!(r->o->stop && *r->o->stop)) {
+        double now = mono();
+        size_t k = 0;
+        kvr_error err;
+        if (open_at - now < READBACK_MIN || w->head == w->nc)
+            break;
+        while (w->head < w->nc && k < READBACK_BATCH && w->c[w->head].at + READBACK_AFTER <= now) {
+            const copy_made *m = &w->c[w->head++];
+            vaults[2 * k] = m->vault;
+            vaults[2 * k + 1] = m->source;
+            names[2 * k] = names[2 * k + 1] = m->name;
+            k++;
+        }
+        if (k) {
+            if (kvr_value_memo_read(memo, c->auth, c->ep, vaults, names, 2 * k, mk, &err) < 0)
+                break;
+            w->read_back += k;
+            continue;
+        }
+        /* the oldest copy is too recent: wait for it, if the window is still closed then */
+        if (w->c[w->head].at + READBACK_AFTER > open_at - READBACK_MIN)
+            break;
+        nap(w->c[w->head].at + READBACK_AFTER - now);
+    }
+    if (w->read_back == before)
+        return;
+    if (r->o->json_log)
+        json_line(r, "readBack",
+                  json_pack("{s:I,s:f}", "copies", (json_int_t)(w->read_back - before), "seconds",
+                            mono() - t0));
+    say(r, "read back %zu copies while Key Vault holds the next write (%.1fs)",
+        w->read_back - before, mono() - t0);
+}
+
 /* ---- the loop ----------------------------------------------------------------------------- */
 
 static bool needs_probe(const kvr_step *s)
@@ -237,6 +383,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
 {
     run r = {o, mono(), 0};
     kvr_step_ctx ctx;
+    kvr_marker_key mk; /* one per run: the value memo's markers compare with each read's */
+    kvr_value_memo *memo = NULL;
     char *tenant = NULL, last[600] = "", reasons[1024];
     int rc, repeats = 0;
     size_t budget = 0; /* steps this run may do: from its first plan */
@@ -245,8 +393,18 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
     *out = KVR_APPLY_CONVERGED;
     if ((rc = kvr_tenant_of(&tenant, a, ep, err)) < 0)
         return rc;
+    if ((rc = kvr_marker_key_init(&mk, err)) < 0) {
+        free(tenant);
+        return rc;
+    }
+    {
+        kvr_error lost;
+        if (kvr_value_memo_new(&memo, &lost) < 0)
+            memo = NULL; /* no read back: every read fetches every value it compares */
+    }
     for (;;) {
-        kvr_marker_key mk;
+        wave w;
+        memset(&w, 0, sizeof(w));
         if (o->stop && *o->stop) {
             say(&r, "stopping on request: %zu step%s done", r.done, r.done == 1 ? "" : "s");
             *out = KVR_APPLY_BLOCKED;
@@ -260,10 +418,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         const kvr_step *next = NULL;
         char key[600];
 
-        if ((rc = kvr_marker_key_init(&mk, err)) < 0 ||
-            (rc = kvr_live_read(&live, a, ep, d, subscription, &mk, err)) < 0 ||
+        if ((rc = kvr_live_read_memo(&live, a, ep, d, subscription, &mk, memo, err)) < 0 ||
             (rc = kvr_apply_markers(&dig, &ndig, d, &mk, r.done ? NULL : o->log)) < 0) {
-            kvr_marker_key_wipe(&mk);
             kvr_live_free(live);
             kvr_apply_markers_free(dig, ndig);
             break;
@@ -342,6 +498,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             }
             if ((rc = run_step(&r, &ctx, next, total, err)) < 0)
                 goto round_done;
+            wave_note(&w, d, next);
             /* Creations and changes that are ready run together in this wave; anything that
                retires is done alone, right after the read that opened its gates. */
             for (size_t i = 0; batchable(next) && i < plan->nsteps; i++) {
@@ -350,8 +507,10 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                     continue;
                 if (o->stop && *o->stop)
                     break;
+                use_pause(&r, &ctx, &w, s, memo, &mk);
                 if ((rc = run_step(&r, &ctx, s, total, err)) < 0)
                     goto round_done;
+                wave_note(&w, d, s);
             }
             goto round_done;
         }
@@ -382,13 +541,15 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         *out = KVR_APPLY_BLOCKED;
         rc = 1;
     round_done:
+        wave_release(&w);
         kvr_plan_free(plan);
         kvr_live_free(live);
         kvr_apply_markers_free(dig, ndig);
-        kvr_marker_key_wipe(&mk);
         if (rc != 0)
             break;
     }
+    kvr_value_memo_free(memo);
+    kvr_marker_key_wipe(&mk);
     free(tenant);
     return rc < 0 ? rc : 0;
 }

@@ -5,6 +5,8 @@
  * where the plan must compare them (sources, credential copies, relocations); each is turned
  * into a keyed marker at once and its bytes wiped. A relocation compares a secret only where both
  * its source and its target hold it, so the values of those two vaults wait for both listings.
+ * A run's value memo (kvr_value_memo: copies the executor read back while Key Vault's write
+ * limit held it) stands in for a GET only where the listing proves the value unchanged since.
  *
  * The service's clock is taken from the responses' Date header, so retention is measured on
  * Azure's time, not the runner's.
@@ -333,6 +335,7 @@ struct reader {
     const kvr_estate *d;
     const char *sub;
     const kvr_marker_key *mk;
+    const kvr_value_memo *memo; /* values this run read back; NULL: none */
     kvr_live *l;
     char *arm_scope, *graph_scope, *profiles_scope;
     kvr_error *err;
@@ -1127,12 +1130,18 @@ static bool pair_lists(const reader *r, size_t vi, const char *name)
     return false;
 }
 
-/* Queues the GET of a listed secret's value (its item is kept for secret_value_done). */
+/*
+ * Queues the GET of a listed secret's value (its item is kept for secret_value_done), unless
+ * this run already read back the version the listing shows (kvr_value_memo).
+ */
 static int queue_value(reader *r, const kvr_vault *v, const char *base, const char *name,
                        json_t *it)
 {
+    const char *known = kvr_value_memo_current(r->memo, v->name, name, it);
     char object[300];
     fetch *g;
+    if (known)
+        return kvr_live_add_secret(r->l, v->name, it, known, r->err);
     snprintf(object, sizeof(object), "%s/%s", v->name, name);
     g = fetch_new(r, NULL, prov_fmt(r->err, "%s/secrets/%s/?api-version=" KV_API, base, name),
                   false, secret_value_done, object, "get secret");
@@ -1510,6 +1519,13 @@ static void canonical_order(kvr_live *l)
 int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
                   const char *subscription, const kvr_marker_key *mk, kvr_error *err)
 {
+    return kvr_live_read_memo(out, a, ep, d, subscription, mk, NULL, err);
+}
+
+int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                       const char *subscription, const kvr_marker_key *mk,
+                       const kvr_value_memo *memo, kvr_error *err)
+{
     reader r;
     kvr_error local;
     int rc;
@@ -1525,6 +1541,7 @@ int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kv
     r.d = d;
     r.sub = subscription;
     r.mk = mk;
+    r.memo = memo;
     r.err = err ? err : &local;
     r.err->code = 0;
     r.err->message[0] = '\0';
@@ -1578,3 +1595,166 @@ done:
     return 0;
 }
 
+/* ---- values read back within a run -------------------------------------------------------- */
+
+/*
+ * Seconds between a version's `updated` and the Date of the read that saw it before the memo
+ * vouches for it: Key Vault's front ends (Date) and the store (`updated`) keep NTP time, and a
+ * change made after the read must carry an `updated` later than the one read.
+ */
+#define MEMO_SKEW_S 2
+
+typedef struct memo_entry {
+    char *vault, *name;
+    char marker[KVR_MARKER_LEN + 1];
+    int64_t updated; /* the `updated` of the version read */
+    int64_t read_at; /* the Date of the read */
+} memo_entry;
+
+struct kvr_value_memo {
+    memo_entry *e;
+    size_t n, cap;
+    kvr_index ix;
+};
+
+typedef struct memo_key {
+    const kvr_value_memo *m;
+    const char *vault, *name;
+} memo_key;
+
+static uint64_t memo_hash(const char *vault, const char *name)
+{
+    return kvr_hash_ci(kvr_hash_ci(KVR_HASH_SEED, vault) ^ 0x2f, name);
+}
+
+static bool memo_is(const void *arg, size_t i)
+{
+    const memo_key *k = arg;
+    return kvr_str_ieq(k->m->e[i].vault, k->vault) && kvr_str_ieq(k->m->e[i].name, k->name);
+}
+
+static memo_entry *memo_get(const kvr_value_memo *m, const char *vault, const char *name)
+{
+    memo_key k = {m, vault, name};
+    size_t i = m && vault && name ? kvr_index_first(&m->ix, memo_hash(vault, name), memo_is, &k)
+                                  : KVR_INDEX_NONE;
+    return i == KVR_INDEX_NONE ? NULL : &m->e[i];
+}
+
+const char *kvr_value_memo_current(const kvr_value_memo *m, const char *vault, const char *name,
+                                   const json_t *item)
+{
+    const memo_entry *e = memo_get(m, vault, name);
+    const json_t *up = json_object_get(json_object_get(item, "attributes"), "updated");
+    if (!e || !json_is_integer(up) || json_integer_value(up) != e->updated)
+        return NULL;
+    return e->updated + MEMO_SKEW_S < e->read_at ? e->marker : NULL;
+}
+
+int kvr_value_memo_new(kvr_value_memo **out, kvr_error *err)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+}
+
+void kvr_value_memo_free(kvr_value_memo *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->e[i].vault);
+        free(m->e[i].name);
+        OPENSSL_cleanse(m->e[i].marker, sizeof(m->e[i].marker));
+    }
+    free(m->e);
+    kvr_index_release(&m->ix);
+    free(m);
+}
+
+int kvr_value_memo_put(kvr_value_memo *m, const char *vault, const char *name, const char *marker,
+                       int64_t updated, int64_t read_at)
+{
+    memo_entry *e = memo_get(m, vault, name);
+    if (!e) {
+        if (m->n == m->cap && kvr_grow((void **)&m->e, &m->cap, m->n + 1, sizeof(*m->e)) < 0)
+            return KVR_ENOMEM;
+        e = &m->e[m->n];
+        memset(e, 0, sizeof(*e));
+        if (!(e->vault = strdup(vault)) || !(e->name = strdup(name)) ||
+            kvr_index_put(&m->ix, memo_hash(vault, name), m->n) < 0) {
+            free(e->vault);
+            free(e->name);
+            return KVR_ENOMEM;
+        }
+        m->n++;
+    }
+    snprintf(e->marker, sizeof(e->marker), "%s", marker);
+    e->updated = updated;
+    e->read_at = read_at;
+    return 0;
+}
+
+int kvr_value_memo_read(kvr_value_memo *m, kvr_auth *a, const kvr_endpoints *ep,
+                        const char *const *vaults, const char *const *names, size_t n,
+                        const kvr_marker_key *mk, kvr_error *err)
+{
+    kvr_http_request *reqs = calloc(n + 1, sizeof(*reqs));
+    kvr_http_response *resp = calloc(n + 1, sizeof(*resp));
+    int *codes = calloc(n + 1, sizeof(*codes));
+    kvr_error *errs = calloc(n + 1, sizeof(*errs));
+    char **urls = calloc(n + 1, sizeof(*urls));
+    int rc = 0, recorded = 0;
+
+    if (!reqs || !resp || !codes || !errs || !urls) {
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        urls[i] = prov_fmt(err, "https://%s.%s/secrets/%s/?api-version=" KV_API, vaults[i],
+                           ep->vault_suffix, names[i]);
+        if (!urls[i]) {
+            rc = KVR_ENOMEM;
+            goto done;
+        }
+        /* one try: whatever does not answer now is read by the next read of the estate */
+        reqs[i] = (kvr_http_request){.method = "GET", .url = urls[i], .flags = KVR_HTTP_NO_RETRY};
+        kvr_http_response_init(&resp[i]);
+    }
+    if (n)
+        kvr_auth_send_kv(resp, codes, a, reqs, n, errs);
+    for (size_t i = 0; i < n && !rc; i++) {
+        json_t *body, *v, *up;
+        int64_t date = 0;
+        if (codes[i] < 0 || resp[i].status != 200 || !resp[i].date ||
+            kvr_time_parse_http(&date, resp[i].date) < 0)
+            continue;
+        body = json_loadb(resp[i].body, resp[i].body_len, 0, NULL);
+        v = json_object_get(body, "value");
+        up = json_object_get(json_object_get(body, "attributes"), "updated");
+        if (json_is_string(v) && json_is_integer(up)) {
+            char marker[KVR_MARKER_LEN + 1];
+            char *text = (char *)json_string_value(v);
+            size_t len = json_string_length(v);
+            kvr_marker(marker, mk, (const unsigned char *)text, len);
+            OPENSSL_cleanse(text, len);
+            int64_t updated = json_integer_value(up);
+            if (kvr_value_memo_put(m, vaults[i], names[i], marker, updated, date) < 0)
+                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            else
+                recorded++;
+            OPENSSL_cleanse(marker, sizeof(marker));
+        }
+        json_decref(body);
+    }
+done:
+    for (size_t i = 0; resp && i < n; i++)
+        kvr_http_response_release(&resp[i]);
+    for (size_t i = 0; urls && i < n; i++)
+        free(urls[i]);
+    free(urls);
+    free(reqs);
+    free(resp);
+    free(codes);
+    free(errs);
+    return rc < 0 ? rc : recorded;
+}

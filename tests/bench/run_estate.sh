@@ -206,23 +206,69 @@ if [[ " $PHASES " == *" reloc "* ]]; then
     stop_azsim
     start_azsim "$rel/sim"
     stats >"$work/r0.json"
-    timed reloc timeout "$RELOC_TIMEOUT" "$bin/kvreconcile" apply -f "$rel/reloc.yaml" --wait 2h
+    timed reloc timeout "$RELOC_TIMEOUT" "$bin/kvreconcile" apply -f "$rel/reloc.yaml" --wait 2h \
+        --log-format json
     stats >"$work/r1.json"
     delta "$work/r0.json" "$work/r1.json"
     secs=$(awk -F': ' '/Elapsed/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$work/reloc.time")
-    $py - "$work/r0.json" "$work/r1.json" "$secs" "$RELOC_SECRETS" "$RELOC_CERTS" <<'EOF'
+    # the whole apply, then its parts from the progress lines (--log-format json: each step's
+    # end as "elapsed" seconds since the start, and its own "seconds"): the copy phase from the
+    # start of the first copy step to the end of the last (every write of the relocation is in
+    # it), before it the reads and the vault's creation, after it the read that verifies the
+    # copies (each compared with its source: read back from the target there, or earlier, in a
+    # pause of the copy phase, "readBack") up to "converged"
+    $py - "$work/r0.json" "$work/r1.json" "$secs" "$RELOC_SECRETS" "$RELOC_CERTS" "$work/reloc.err" <<'EOF'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 secs, n, m = float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 d = lambda k: b["requests"].get(k, 0) - a["requests"].get(k, 0)
 sets, imports = d("kv.secrets.set"), d("kv.certificates.import")
+writes = sets + imports
+reqs = sum(d(k) for k in b["requests"] if not k.startswith("admin."))
 # both count in the 300 per 10 s bucket: the ceiling is 30 writes per second
-print("copied %d of %d secrets and %d of %d certificates in %.1f s: %.2f writes per s "
-      "(ceiling 30/s, %.0f %%); %d requests, %d x 429; %s"
-      % (sets, n, imports, m, secs, (sets + imports) / secs, 100 * (sets + imports) / secs / 30,
-         sum(b["requests"].values()) - sum(a["requests"].values()), b.get("throttled", 0) - a.get("throttled", 0),
+print("whole apply: copied %d of %d secrets and %d of %d certificates in %.1f s: %.2f writes per s "
+      "(ceiling 30/s, %.0f %%); %d requests (%d kv.secrets.get), %d x 429; %s"
+      % (sets, n, imports, m, secs, writes / secs, 100 * writes / secs / 30, reqs,
+         d("kv.secrets.get"), b.get("throttled", 0) - a.get("throttled", 0),
          "finished" if sets >= n and imports >= m else "stopped by RELOC_TIMEOUT"))
+lines = []
+for l in open(sys.argv[6]):
+    try:
+        lines.append(json.loads(l))
+    except ValueError:
+        pass
+copies = [l for l in lines if l.get("event") == "step"
+          and l.get("kind") in ("secret.copy", "certificate.copy")]
+failed = [l for l in lines if l.get("event") == "step" and l.get("result") != "done"]
+end = [l["elapsed"] for l in lines if l.get("event") in ("converged", "blocked")]
+if copies:
+    first = min(l["elapsed"] - l["seconds"] for l in copies)
+    last = max(l["elapsed"] for l in copies)
+    span = last - first
+    print("  before the copies (reads, vault creation): %.1f s" % first)
+    # the window starts empty: the first 300 writes go at once, so N writes need only
+    # ceil(N / 300) - 1 full windows, and writes per s over a copy phase can pass 30
+    full = max(0, -(-writes // 300) - 1)
+    print("  the write limit alone: %d writes need %d full windows (%d s), then the last %d writes"
+          % (writes, full, 10 * full, writes - 300 * full))
+    print("  copy phase (first copy start to last copy end): %d copy steps, %d writes in %.1f s: "
+          "%.2f writes per s (ceiling 30/s, %.0f %%)"
+          % (len(copies), writes, span, writes / span if span else 0,
+             100 * writes / span / 30 if span else 0))
+    rb = [l for l in lines if l.get("event") == "readBack"]
+    print("  read back during the copy phase, while the write limit held the next write: %d copies"
+          " in %d pauses, %.1f s (inside the copy phase)"
+          % (sum(l["copies"] for l in rb), len(rb), sum(l["seconds"] for l in rb)))
+    if end:
+        print("  verification after the copies (the read after the last copy, up to converged): "
+              "%.1f s" % (end[-1] - last))
+else:
+    print("  no copy step in the progress lines")
+print("  failed steps: %d" % len(failed))
+for l in lines:
+    if l.get("event") in ("converged", "blocked"):
+        print("  apply says: %s after %.1f s, %s steps" % (l["event"], l["elapsed"], l.get("steps")))
 EOF
-    tail -3 "$work/reloc.err" | sed 's/^/  apply says: /'
+    grep -v '^{' "$work/reloc.err" | tail -3 | sed 's/^/  apply says: /' || true
     stop_azsim
 fi

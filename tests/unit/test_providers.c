@@ -274,6 +274,48 @@ static void test_providers__profile(void **state)
     kvr_live_free(l);
 }
 
+/* A value read back is vouched for only while the listing shows the version read, and only when
+   that version's `updated` second lies more than 2 s before the read (clock skew): a change made
+   after the read carries a later `updated`. */
+static void test_providers__value_memo(void **state)
+{
+    kvr_value_memo *m = NULL;
+    kvr_error err;
+    json_t *same = J("{\"id\":\"https://kv1.vault.azure.net/secrets/db\","
+                     "\"attributes\":{\"enabled\":true,\"updated\":1000}}");
+    json_t *later = J("{\"id\":\"https://kv1.vault.azure.net/secrets/db\","
+                      "\"attributes\":{\"enabled\":true,\"updated\":1004}}");
+    json_t *bare = J("{\"id\":\"https://kv1.vault.azure.net/secrets/db\"}");
+    (void)state;
+    assert_null(kvr_value_memo_current(NULL, "kv1", "db", same));
+    assert_int_equal(kvr_value_memo_new(&m, &err), 0);
+    assert_null(kvr_value_memo_current(m, "kv1", "db", same)); /* nothing read back */
+    assert_int_equal(kvr_value_memo_put(m, "kv1", "db", "m-1000", 1000, 1003), 0);
+    assert_string_equal(kvr_value_memo_current(m, "KV1", "DB", same), "m-1000"); /* any case */
+    assert_null(kvr_value_memo_current(m, "kv1", "db", later)); /* changed since: fetch again */
+    assert_null(kvr_value_memo_current(m, "kv1", "db", bare));  /* no `updated`: fetch */
+    assert_null(kvr_value_memo_current(m, "kv2", "db", same));  /* another vault */
+    assert_null(kvr_value_memo_current(m, "kv1", "api", same)); /* another secret */
+    /* read within the skew of its `updated`: a change in the same seconds could look the same */
+    assert_int_equal(kvr_value_memo_put(m, "kv1", "db", "m-1000b", 1000, 1002), 0);
+    assert_null(kvr_value_memo_current(m, "kv1", "db", same));
+    /* a later read back replaces the record */
+    assert_int_equal(kvr_value_memo_put(m, "kv1", "db", "m-1004", 1004, 1010), 0);
+    assert_string_equal(kvr_value_memo_current(m, "kv1", "db", later), "m-1004");
+    assert_null(kvr_value_memo_current(m, "kv1", "db", same));
+    for (int i = 0; i < 200; i++) { /* grows */
+        char name[16];
+        snprintf(name, sizeof(name), "s%03d", i);
+        assert_int_equal(kvr_value_memo_put(m, "kv1", name, name, 1000, 1003), 0);
+    }
+    assert_string_equal(kvr_value_memo_current(m, "kv1", "db", later), "m-1004");
+    kvr_value_memo_free(m);
+    kvr_value_memo_free(NULL);
+    json_decref(same);
+    json_decref(later);
+    json_decref(bare);
+}
+
 static void test_providers__endpoints(void **state)
 {
     kvr_endpoints ep;
@@ -319,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_providers__secrets_certs_deleted),
         cmocka_unit_test(test_providers__profile),
         cmocka_unit_test(test_providers__endpoints),
+        cmocka_unit_test(test_providers__value_memo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,43 @@ void kvr_endpoints_release(kvr_endpoints *ep);
 int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
                   const char *subscription, const kvr_marker_key *mk, kvr_error *err);
 
+/*
+ * Secret values one run has read back (a relocation's copies, read while Key Vault holds the
+ * next writes), as markers under that run's marker key, so that the run's next read of the
+ * estate need not fetch them again while they are provably current: the listing shows the same
+ * `updated` second as the version read back, and that second lies more than 2 s (the service's
+ * clock skew) before the Date of the read back. A value changed after the read back carries a
+ * later `updated`, so it is fetched again. The memo belongs to one run and one marker key.
+ */
+typedef struct kvr_value_memo kvr_value_memo;
+
+int kvr_value_memo_new(kvr_value_memo **out, kvr_error *err);
+void kvr_value_memo_free(kvr_value_memo *m); /* NULL: no-op; markers wiped */
+
+/*
+ * Reads the latest values of the n secrets (vaults[i], names[i]) at once, one try each, and
+ * records their markers under `mk`. Returns how many were recorded (whatever did not answer 200
+ * is left to the next read of the estate), or KVR_ENOMEM. Values are wiped at once.
+ */
+int kvr_value_memo_read(kvr_value_memo *m, kvr_auth *a, const kvr_endpoints *ep,
+                        const char *const *vaults, const char *const *names, size_t n,
+                        const kvr_marker_key *mk, kvr_error *err);
+
+/* Records the marker of (vault, name) as read at service time `read_at` (the read's Date), the
+   version read being `updated`; replaces an earlier record. 0 or KVR_ENOMEM. */
+int kvr_value_memo_put(kvr_value_memo *m, const char *vault, const char *name, const char *marker,
+                       int64_t updated, int64_t read_at);
+
+/* The recorded marker of (vault, name) if it is provably that of the version listing `item`
+   (a SecretItem, borrowed) stands for, else NULL (m may be NULL). Borrowed from m. */
+const char *kvr_value_memo_current(const kvr_value_memo *m, const char *vault, const char *name,
+                                   const json_t *item);
+
+/* kvr_live_read, taking from `memo` (NULL: none) the values it holds current versions of. */
+int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                       const char *subscription, const kvr_marker_key *mk,
+                       const kvr_value_memo *memo, kvr_error *err);
+
 /* "Mon, 23 Nov 2026 10:00:00 GMT" -> Unix seconds; KVR_EINVAL when malformed. */
 int kvr_time_parse_http(int64_t *out, const char *text);
 
