@@ -10,6 +10,7 @@ packages=(
     libcmocka-dev python3 python3-jsonschema python3-yaml        # tests
     clang libclang-rt-14-dev                                     # fuzzing (libFuzzer)
     curl util-linux ca-certificates                              # test drivers
+    time openssl                                                 # benchmarks (tests/bench)
     dpkg-dev file groff-base man-db zsh systemd                  # packaging test
 )
 # azsim's conformance tests drive it with Azure's JavaScript SDKs: node and npm (any node >= 18).
