@@ -11,14 +11,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 e2e_init
 azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43
 D="$root/tests/fixtures/e2e/copy-all-versions"
-arm=$(azsim_token "$KVR_ARM_ENDPOINT")
 kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
-rg="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-copy"
-curl -sS --cacert "$AZSIM_CA" -X PUT "$rg?api-version=2021-04-01" -H "Authorization: Bearer $arm" \
-    -H 'Content-Type: application/json' -d '{"location":"westeurope"}' >/dev/null
-curl -sS --cacert "$AZSIM_CA" -X PUT "$rg/providers/Microsoft.KeyVault/vaults/kv-copy-src?api-version=2024-11-01" \
-    -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
-    -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
+azsim_vault rg-copy kv-copy-src
 SRC="https://kv-copy-src.vault.localhost:$AZSIM_PORT"
 DST="https://kv-copy-dst.vault.localhost:$AZSIM_PORT"
 put() { curl -sS --cacert "$AZSIM_CA" -X PUT "$SRC/secrets/$1?api-version=7.5" -H "Authorization: Bearer $kv" \

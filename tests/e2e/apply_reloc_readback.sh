@@ -19,14 +19,8 @@ D="$root/tests/fixtures/e2e/reloc-reads" # kv-rr-src copied to kv-rr-dst, latest
 n=${RELOC_READBACK_SECRETS:-480}          # 300 in the first window, the rest after its pause
 # seed without throttling, then measure with it
 azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --throttle off
-arm=$(azsim_token "$KVR_ARM_ENDPOINT")
 kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
-rg="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-rr"
-curl -sS --cacert "$AZSIM_CA" -X PUT "$rg?api-version=2021-04-01" -H "Authorization: Bearer $arm" \
-    -H 'Content-Type: application/json' -d '{"location":"westeurope"}' >/dev/null
-curl -sS --cacert "$AZSIM_CA" -X PUT "$rg/providers/Microsoft.KeyVault/vaults/kv-rr-src?api-version=2024-11-01" \
-    -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
-    -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
+azsim_vault rg-rr kv-rr-src
 SRC="https://kv-rr-src.vault.localhost:$AZSIM_PORT"
 DST="https://kv-rr-dst.vault.localhost:$AZSIM_PORT"
 # one connection for all the seeding PUTs

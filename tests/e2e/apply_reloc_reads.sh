@@ -12,23 +12,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 e2e_init
 azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43
 D="$root/tests/fixtures/e2e/reloc-reads"
-arm=$(azsim_token "$KVR_ARM_ENDPOINT")
 kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
-rg="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-rr"
-curl -sS --cacert "$AZSIM_CA" -X PUT "$rg?api-version=2021-04-01" -H "Authorization: Bearer $arm" \
-    -H 'Content-Type: application/json' -d '{"location":"westeurope"}' >/dev/null
-mkvault() {
-    curl -sS --cacert "$AZSIM_CA" -X PUT "$rg/providers/Microsoft.KeyVault/vaults/$1?api-version=2024-11-01" \
-        -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
-        -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
-}
 SRC="https://kv-rr-src.vault.localhost:$AZSIM_PORT"
 DST="https://kv-rr-dst.vault.localhost:$AZSIM_PORT"
 put() { curl -sS --cacert "$AZSIM_CA" -X PUT "$1/secrets/$2?api-version=7.5" -H "Authorization: Bearer $kv" \
     -H 'Content-Type: application/json' -d "{\"value\":\"$3\",\"contentType\":\"text/plain\"}" >/dev/null; }
 value() { curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$1/secrets/$2/?api-version=7.5" | json 'd["value"]'; }
 gets() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('kv.secrets.get', 0)"; }
-mkvault kv-rr-src
+azsim_vault rg-rr kv-rr-src
 n=12
 for i in $(seq -w 1 $n); do put "$SRC" "s$i" "Reloc-Canary-$i"; done
 
@@ -43,7 +34,7 @@ check "and reads no secret value ($((g1 - g0)) GETs)" "$([[ $((g1 - g0)) == 0 ]]
 
 # 2. a target that holds two equal copies, one different value and a secret of its own: only
 #    the three names both vaults hold are compared, on both sides
-mkvault kv-rr-dst
+azsim_vault rg-rr kv-rr-dst
 put "$DST" s01 Reloc-Canary-01
 put "$DST" s02 Reloc-Canary-02
 put "$DST" s03 Reloc-Canary-stale

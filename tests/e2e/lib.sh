@@ -9,6 +9,7 @@
 #   json EXPR                        evaluate a Python expression over JSON on stdin (d)
 #   azsim_token RESOURCE             bearer token of the bootstrap principal for RESOURCE
 #   azsim_advance SECONDS            move azsim's clock
+#   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
 #   azsim_lost                       the consuming service's unrecoverable data keys
 #   e2e_finish                       print the tally, exit 1 on any failure
 #
@@ -97,6 +98,17 @@ azsim_token() {
 
 azsim_advance() {
     curl -sS --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null
+}
+
+azsim_vault() {
+    local arm rg
+    arm=$(azsim_token "$KVR_ARM_ENDPOINT")
+    rg="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/$1"
+    curl -sS --cacert "$AZSIM_CA" -X PUT "$rg?api-version=2021-04-01" -H "Authorization: Bearer $arm" \
+        -H 'Content-Type: application/json' -d '{"location":"westeurope"}' >/dev/null
+    curl -sS --cacert "$AZSIM_CA" -X PUT "$rg/providers/Microsoft.KeyVault/vaults/$2?api-version=2024-11-01" \
+        -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
+        -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
 }
 
 azsim_lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["unrecoverable"]'; }
