@@ -22,22 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap(double seconds)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)seconds;
-    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 int kvr_apply_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
                       const kvr_marker_key *mk, FILE *warn)
 {
@@ -96,7 +80,7 @@ static void json_line(run *r, const char *event, json_t *fields)
     kvr_time_iso(now, sizeof(now), (int64_t)time(NULL));
     json_object_set_new(fields, "time", json_string(now));
     json_object_set_new(fields, "event", json_string(event));
-    json_object_set_new(fields, "elapsed", json_real(mono() - r->start));
+    json_object_set_new(fields, "elapsed", json_real(kvr_mono_s() - r->start));
     line = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS);
     if (line) {
         fprintf(r->o->log, "%s\n", line);
@@ -112,7 +96,7 @@ static void say(run *r, const char *fmt, ...)
     va_list ap;
     if (r->o->quiet || r->o->json_log)
         return;
-    fprintf(r->o->log, "kvreconcile: [%6.1fs] ", mono() - r->start);
+    fprintf(r->o->log, "kvreconcile: [%6.1fs] ", kvr_mono_s() - r->start);
     va_start(ap, fmt);
     vfprintf(r->o->log, fmt, ap);
     va_end(ap);
@@ -244,7 +228,7 @@ static void wave_release(wave *w)
 static void wave_note(wave *w, const kvr_estate *d, const kvr_step *s)
 {
     write_window *win;
-    double now = mono();
+    double now = kvr_mono_s();
     if (s->vault && writes_secret(d, s) && (win = window_of(w, s->vault, true))) {
         win->starts[win->next] = now;
         win->next = (win->next + 1) % WRITE_LIMIT;
@@ -270,14 +254,14 @@ static void use_pause(run *r, const kvr_step_ctx *c, wave *w, const kvr_step *s,
     write_window *win =
         memo && s->vault && writes_secret(c->d, s) ? window_of(w, s->vault, false) : NULL;
     const char *vaults[2 * READBACK_BATCH], *names[2 * READBACK_BATCH];
-    double open_at, t0 = mono();
+    double open_at, t0 = kvr_mono_s();
     size_t before = w->read_back;
 
     if (!win || win->n < WRITE_LIMIT)
         return;
     open_at = win->starts[win->next] + WRITE_WINDOW;
     while (!(r->o->stop && *r->o->stop)) {
-        double now = mono();
+        double now = kvr_mono_s();
         size_t k = 0;
         kvr_error err;
         if (open_at - now < READBACK_MIN || w->head == w->nc)
@@ -298,16 +282,16 @@ static void use_pause(run *r, const kvr_step_ctx *c, wave *w, const kvr_step *s,
         /* the oldest copy is too recent: wait for it, if the window is still closed then */
         if (w->c[w->head].at + READBACK_AFTER > open_at - READBACK_MIN)
             break;
-        nap(w->c[w->head].at + READBACK_AFTER - now);
+        kvr_sleep_s(w->c[w->head].at + READBACK_AFTER - now);
     }
     if (w->read_back == before)
         return;
     if (r->o->json_log)
         json_line(r, "readBack",
                   json_pack("{s:I,s:f}", "copies", (json_int_t)(w->read_back - before), "seconds",
-                            mono() - t0));
+                            kvr_mono_s() - t0));
     say(r, "read back %zu copies while Key Vault holds the next write (%.1fs)",
-        w->read_back - before, mono() - t0);
+        w->read_back - before, kvr_mono_s() - t0);
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */
@@ -322,7 +306,7 @@ static bool needs_probe(const kvr_step *s)
 static int probe(run *r, const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
 {
     const kvr_profile *p = kvr_estate_profile(c->d, s->name);
-    double until = mono() + (r->o->probe_seconds > 0 ? r->o->probe_seconds : 120), wait = 1;
+    double until = kvr_mono_s() + (r->o->probe_seconds > 0 ? r->o->probe_seconds : 120), wait = 1;
     if (!p)
         return 0;
     for (;;) {
@@ -333,12 +317,12 @@ static int probe(run *r, const kvr_step_ctx *c, const kvr_step *s, kvr_error *er
         if (rc != KVR_EFORBIDDEN && rc != KVR_EAUTH && rc != KVR_ETHROTTLED && rc != KVR_EHTTP &&
             rc != KVR_ETIMEOUT && rc != KVR_EAZURE)
             return rc;
-        if (mono() + wait > until)
+        if (kvr_mono_s() + wait > until)
             return 1;
         say(r, "waiting for app '%s' to be allowed to use key '%s' (role assignments take time "
                "to propagate)",
             p->app, p->key);
-        nap(wait);
+        kvr_sleep_s(wait);
         wait = wait * 2 > 15 ? 15 : wait * 2;
     }
 }
@@ -356,7 +340,7 @@ static bool batchable(const kvr_step *s)
 /* Runs one step with its progress lines; `total` counts this run's steps done and planned. */
 static int run_step(run *r, const kvr_step_ctx *c, const kvr_step *s, size_t total, kvr_error *err)
 {
-    double t0 = mono();
+    double t0 = kvr_mono_s();
     int rc;
     say(r, "step %zu of %zu: %s %s: %s", r->done + 1, total, mark(s), s->object ? s->object : "",
         s->summary);
@@ -366,7 +350,7 @@ static int run_step(run *r, const kvr_step_ctx *c, const kvr_step *s, size_t tot
                   json_pack("{s:I,s:I,s:s,s:s,s:s?,s:s,s:s,s:f}", "step", (json_int_t)(r->done + 1),
                             "of", (json_int_t)total, "kind", kvr_step_kind_name(s->kind), "action",
                             mark(s), "object", s->object, "summary", s->summary, "result",
-                            rc < 0 ? "failed" : "done", "seconds", mono() - t0));
+                            rc < 0 ? "failed" : "done", "seconds", kvr_mono_s() - t0));
     if (rc < 0) {
         char msg[KVR_ERROR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s", err->message);
@@ -374,14 +358,14 @@ static int run_step(run *r, const kvr_step_ctx *c, const kvr_step *s, size_t tot
                              s->object ? s->object : "", s->summary, msg);
     }
     r->done++;
-    say(r, "  done in %.1fs", mono() - t0);
+    say(r, "  done in %.1fs", kvr_mono_s() - t0);
     return 0;
 }
 
 int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
               const char *subscription, const kvr_apply_options *o, kvr_error *err)
 {
-    run r = {o, mono(), 0};
+    run r = {o, kvr_mono_s(), 0};
     kvr_step_ctx ctx;
     kvr_marker_key mk; /* one per run: the value memo's markers compare with each read's */
     kvr_value_memo *memo = NULL;
@@ -515,17 +499,17 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             goto round_done;
         }
         waiting_for(reasons, sizeof(reasons), plan);
-        if (!can_open_by(plan, live->now + (int64_t)(deadline - mono())))
+        if (!can_open_by(plan, live->now + (int64_t)(deadline - kvr_mono_s())))
             goto block; /* nothing can open within --wait: say so now rather than sleep */
     wait_or_block:
-        if (mono() + (o->poll_seconds > 0 ? o->poll_seconds : 5) <= deadline) {
+        if (kvr_mono_s() + (o->poll_seconds > 0 ? o->poll_seconds : 5) <= deadline) {
             if (o->json_log)
                 json_line(&r, "waiting", json_pack("{s:s}", "for", reasons));
             say(&r, "waiting for: %s", reasons);
             for (int t = 0; t < (o->poll_seconds > 0 ? o->poll_seconds : 5) * 10; t++) {
                 if (o->stop && *o->stop)
                     break;
-                nap(0.1);
+                kvr_sleep_s(0.1);
             }
             rc = 0;
             goto round_done;

@@ -52,13 +52,6 @@ struct kvr_auth {
     bool imds_seen; /* IMDS has answered once: from now on, retry it patiently */
 };
 
-static time_t mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
-
 static const char *env(const char *name)
 {
     const char *v = getenv(name);
@@ -427,7 +420,7 @@ static int acquire(char **out, time_t *out_expires, kvr_auth *a, const char *ten
         goto done;
     }
     rc = kvr_auth_parse_token(out, out_expires, resp.body, resp.body_len,
-                              a->kind == KVR_AUTH_MANAGED, mono_s(), err);
+                              a->kind == KVR_AUTH_MANAGED, (time_t)kvr_mono_s(), err);
 done:
     kvr_http_response_release(&resp);
     kvr_azure_secret_free(form);
@@ -466,7 +459,7 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
                              "AZURE_ADDITIONALLY_ALLOWED_TENANTS to allow it",
                              tenant, a->tenant);
     cached_token *t = find_token(a, tenant, scope);
-    if (t && t->refresh_at > mono_s()) {
+    if (t && t->refresh_at > (time_t)kvr_mono_s()) {
         if (!(*out = strdup(t->token)))
             return kvr_error_set(err, KVR_ENOMEM, "out of memory");
         return 0;
@@ -488,8 +481,8 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
         }
     }
     drop_token(t);
-    time_t life = expires - mono_s();
-    t->refresh_at = mono_s() + (life > 2 * REFRESH_MARGIN ? life - REFRESH_MARGIN : life / 2);
+    time_t now = (time_t)kvr_mono_s(), life = expires - now;
+    t->refresh_at = now + (life > 2 * REFRESH_MARGIN ? life - REFRESH_MARGIN : life / 2);
     if (!(t->tenant = strdup(tenant)) || !(t->scope = strdup(scope)) || !(*out = strdup(tok))) {
         drop_token(t);
         kvr_azure_secret_free(*out);

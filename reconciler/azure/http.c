@@ -105,9 +105,7 @@ typedef struct job {
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+    return kvr_mono_s() * 1000.0; /* the engine counts in ms */
 }
 
 void kvr_http_config_init(kvr_http_config *cfg)

@@ -88,20 +88,6 @@ void kvr_lro_config_init(kvr_lro_config *cfg)
     }
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (ms > 0 && nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 /* The wait the last response asks for, within the configured bounds. */
 static long next_wait(const kvr_lro_config *cfg, const kvr_http_response *r)
 {
@@ -175,7 +161,7 @@ int kvr_lro_wait(json_t **out, kvr_auth *a, const char *scope, const char *arm_e
                  : 0; /* nothing to poll: the caller gave no resource URL */
         goto done;
     }
-    deadline = now_ms() + (double)cfg->timeout_ms;
+    deadline = kvr_mono_s() * 1000.0 + (double)cfg->timeout_ms;
     wait = next_wait(cfg, initial);
     for (;;) {
         kvr_http_request req = {.method = "GET", .url = url};
@@ -185,14 +171,14 @@ int kvr_lro_wait(json_t **out, kvr_auth *a, const char *scope, const char *arm_e
 
         if ((rc = kvr_lro_check_url(url, arm_endpoint, err)) < 0)
             goto done;
-        if (now_ms() + (double)wait > deadline) {
+        if (kvr_mono_s() * 1000.0 + (double)wait > deadline) {
             rc = kvr_error_set(err, KVR_ETIMEOUT,
                                "%s '%s': the long-running operation is still running after %ld s "
                                "(%d polls); it may still finish: the next run will see",
                                op, object ? object : "", cfg->timeout_ms / 1000, polls);
             goto done;
         }
-        sleep_ms(wait);
+        kvr_sleep_s((double)wait / 1000.0);
         kvr_http_response_release(&resp);
         kvr_http_response_init(&resp);
         polls++;

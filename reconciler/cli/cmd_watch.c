@@ -46,13 +46,6 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void watch_usage(FILE *out)
 {
     fprintf(out,
@@ -265,10 +258,10 @@ int kvr_cmd_watch(int argc, char **argv)
         goto done;
     }
     add_tree(fd, dir, 0);
-    next_resync = now_s();
+    next_resync = kvr_mono_s();
     while (!stop_requested) {
         struct pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
-        double t = now_s(), wake = next_resync;
+        double t = kvr_mono_s(), wake = next_resync;
         int timeout_ms;
         if (debounce_at > 0 && debounce_at < wake)
             wake = debounce_at;
@@ -298,13 +291,13 @@ int kvr_cmd_watch(int argc, char **argv)
             if (new_dir)
                 add_tree(fd, dir, 0); /* watching twice is harmless: inotify merges */
             if (any)
-                debounce_at = now_s() + DEBOUNCE_MS / 1000.0; /* one save, one run */
+                debounce_at = kvr_mono_s() + DEBOUNCE_MS / 1000.0; /* one save, one run */
         }
         if (hup_requested) {
             hup_requested = 0;
             dirty = true;
         }
-        t = now_s();
+        t = kvr_mono_s();
         if (debounce_at > 0 && t >= debounce_at) {
             debounce_at = 0;
             dirty = true;
@@ -314,7 +307,7 @@ int kvr_cmd_watch(int argc, char **argv)
         if (dirty && !stop_requested) {
             dirty = false;
             run_once(dir, &ao, status_file, (double)interval);
-            next_resync = now_s() + (double)interval;
+            next_resync = kvr_mono_s() + (double)interval;
         }
     }
     status = KVR_EXIT_OK;

@@ -102,13 +102,6 @@ static void write_holder(int fd, const char *command)
     }
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_t timeout_s,
                   bool quiet, bool json, volatile int *stop)
 {
@@ -132,14 +125,14 @@ int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_
                   l->path, strerror(errno));
         goto fail;
     }
-    deadline = mono_s() + (double)timeout_s;
+    deadline = kvr_mono_s() + (double)timeout_s;
     while (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno != EWOULDBLOCK && errno != EINTR) {
             cli_error("cannot lock %s: %s; nothing was changed", l->path, strerror(errno));
             goto fail;
         }
         read_holder_settled(l->fd, holder, sizeof(holder));
-        if (mono_s() >= deadline || (stop && *stop)) {
+        if (kvr_mono_s() >= deadline || (stop && *stop)) {
             cli_error("another kvreconcile run is changing this estate (%s; lock %s); nothing "
                       "was changed. Let it finish, or give --lock-timeout DURATION to wait for it",
                       holder[0] ? holder : "holder unknown", l->path);

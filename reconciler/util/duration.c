@@ -1,13 +1,16 @@
 /*
  * Durations as people write them in configuration ("90d", "1d12h") and as Azure writes them
  * (ISO 8601 "P90D"). Retention, lifetimes and rotation policies are all durations; they are
- * held as seconds so that comparisons with the service's clock are plain arithmetic.
+ * held as seconds so that comparisons with the service's clock are plain arithmetic. Also the
+ * monotonic clock and a sleep, for the intervals the tool waits and measures itself.
  */
 #include "kvr/util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define MINUTE 60LL
 #define HOUR (60 * MINUTE)
@@ -197,4 +200,22 @@ void kvr_time_iso(char *buf, size_t size, int64_t t)
     y += m <= 2;
     snprintf(buf, size, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, (int)m, (int)d,
              (int)(rem / 3600), (int)(rem % 3600 / 60), (int)(rem % 60));
+}
+
+double kvr_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void kvr_sleep_s(double seconds)
+{
+    struct timespec ts;
+    if (!(seconds > 0))
+        return;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }

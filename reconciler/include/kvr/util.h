@@ -99,6 +99,11 @@ void kvr_duration_iso(char *buf, size_t size, int64_t seconds);
 #define KVR_TIME_ISO_MAX 48
 void kvr_time_iso(char *buf, size_t size, int64_t t);
 
+/* Seconds on the monotonic clock: for measuring intervals and deadlines, never a date. */
+double kvr_mono_s(void);
+/* Sleeps `seconds` (none when <= 0); a signal does not cut it short. */
+void kvr_sleep_s(double seconds);
+
 /* ---- strings ----------------------------------------------------------------------------- */
 
 /* Edit distance (Damerau-Levenshtein, optimal string alignment), ASCII case-insensitive. */
