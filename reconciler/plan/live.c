@@ -77,16 +77,6 @@ const kvr_live_profile *kvr_live_profile_get(const kvr_live *l, const char *name
     return NULL;
 }
 
-const kvr_live_deleted *kvr_live_deleted_get(const kvr_live *l, const char *vault,
-                                             const char *kind, const char *name)
-{
-    for (size_t i = 0; i < l->ndeleted; i++)
-        if (kvr_str_ieq(l->deleted[i].vault, vault) && strcmp(l->deleted[i].kind, kind) == 0 &&
-            kvr_str_ieq(l->deleted[i].name, name))
-            return &l->deleted[i];
-    return NULL;
-}
-
 void kvr_live_free(kvr_live *l)
 {
     if (!l)

@@ -46,11 +46,10 @@ int kvr_plan_order(pb *b)
     size_t *indeg = calloc(n + 1, sizeof(size_t)), *order = calloc(n + 1, sizeof(size_t));
     size_t *newid = calloc(n + 1, sizeof(size_t)), *ready = calloc(n + 1, sizeof(size_t));
     size_t *first = calloc(n + 2, sizeof(size_t)), *users = NULL;
-    bool *emitted = calloc(n + 1, sizeof(bool));
     kvr_step *sorted = NULL;
     int rc = 0;
 
-    if (!indeg || !order || !newid || !ready || !first || !emitted) {
+    if (!indeg || !order || !newid || !ready || !first) {
         rc = kvr_error_set(b->err, KVR_ENOMEM, "out of memory while ordering the plan");
         goto done;
     }
@@ -84,7 +83,7 @@ int kvr_plan_order(pb *b)
             char list[400] = "";
             size_t len = 0;
             for (size_t i = 0; i < n && len < sizeof(list) - 80; i++)
-                if (!emitted[i])
+                if (!newid[i]) /* not ordered yet */
                     len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s: %s",
                                             len ? "; " : "", b->p->steps[i].object,
                                             b->p->steps[i].summary);
@@ -93,7 +92,6 @@ int kvr_plan_order(pb *b)
             goto done;
         }
         pick = heap_pop(ready, &nready);
-        emitted[pick] = true;
         newid[pick] = done + 1;
         order[done++] = pick;
         for (size_t u = first[pick]; u < first[pick + 1]; u++)
@@ -128,6 +126,5 @@ done:
     free(ready);
     free(first);
     free(users);
-    free(emitted);
     return rc;
 }

@@ -171,8 +171,6 @@ const kvr_live_key *kvr_live_key_get(const kvr_live *l, const char *vault, const
 const kvr_live_secret *kvr_live_secret_get(const kvr_live *l, const char *vault, const char *name);
 const kvr_live_app *kvr_live_app_get(const kvr_live *l, const char *display_name);
 const kvr_live_profile *kvr_live_profile_get(const kvr_live *l, const char *name);
-const kvr_live_deleted *kvr_live_deleted_get(const kvr_live *l, const char *vault,
-                                             const char *kind, const char *name);
 
 /* The value of tag `key`, or NULL. */
 const char *kvr_tags_get(const kvr_tags *t, const char *key);
