@@ -7,23 +7,11 @@ cd "$(dirname "$0")/../.."
 # sanitizers off explicitly: a cached KVR_SANITIZE=ON would measure ASan, not azsim
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DKVR_BENCH=ON -DKVR_SANITIZE=OFF >/dev/null
 cmake --build build-bench -j"$(nproc)" --target azsim bench_azsim >/dev/null
-data=$(mktemp -d)
-build-bench/bin/azsim --data "$data" --port 0 --throttle off >"$data/out" 2>"$data/err" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do grep -q '^azsim ready' "$data/out" 2>/dev/null && break; sleep 0.1; done
-set -a; . "$data/azsim.env"; set +a
-tok() { curl -sS --cacert "$AZSIM_CA" "https://login.localhost:$AZSIM_PORT/$AZURE_TENANT_ID/oauth2/v2.0/token" \
-    --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
-    --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" --data-urlencode "scope=$1/.default" |
-    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'; }
-arm=$(tok "$KVR_ARM_ENDPOINT"); kv=$(tok "https://vault.localhost:$AZSIM_PORT")
-base="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-bench"
-curl -sS --cacert "$AZSIM_CA" -X PUT "$base?api-version=2021-04-01" -H "Authorization: Bearer $arm" \
-    -H 'Content-Type: application/json' -d '{"location":"westeurope"}' >/dev/null
-curl -sS --cacert "$AZSIM_CA" -X PUT "$base/providers/Microsoft.KeyVault/vaults/kv-bench?api-version=2024-11-01" \
-    -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
-    -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true}}" >/dev/null
+. tests/e2e/lib.sh # azsim on a free port (stopped on exit), tokens, a vault
+e2e_init
+azsim_start build-bench/bin/azsim --throttle off
+kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
+azsim_vault rg-bench kv-bench
 export BENCH_VAULT_URL="https://kv-bench.vault.localhost:$AZSIM_PORT"
 curl -sS --cacert "$AZSIM_CA" -X PUT "$BENCH_VAULT_URL/secrets/bench?api-version=7.5" -H "Authorization: Bearer $kv" \
     -H 'Content-Type: application/json' -d '{"value":"bench"}' >/dev/null
