@@ -829,8 +829,8 @@ static int index_build(reader *r)
             if ((e->vault_ix = vault_index(r, sc->vault)) != SIZE_MAX)
                 r->vix[e->vault_ix].nsecrets++;
         }
-        if (sc->source != KVR_SECRET_GENERATE)
-            e->value = true;
+        if (sc->source != KVR_SECRET_GENERATE && sc->source != KVR_SECRET_EXTERNAL)
+            e->value = true; /* an external value is never read */
     }
     for (size_t i = 0; i < d->napps; i++)
         for (size_t c = 0; c < d->apps[i].ncreds; c++) {

@@ -33,9 +33,9 @@ static const char *const KEY_FIELDS[] = {"vault",    "name",       "type", "size
                                          "rotation", "generation", "tags", NULL};
 static const char *const ROTATION_FIELDS[] = {"every", "beforeExpiry", "expiresAfter",
                                               "notifyBefore", NULL};
-static const char *const SECRET_FIELDS[] = {"vault",   "name",    "contentType",
-                                            "tags",    "generate", "fromEnv",
-                                            "fromFile", "fromAppCredential", NULL};
+static const char *const SECRET_FIELDS[] = {"vault",    "name",    "contentType",
+                                            "tags",     "generate", "fromEnv",
+                                            "fromFile", "fromAppCredential", "external", NULL};
 static const char *const GENERATE_FIELDS[] = {"length", "charset", NULL};
 static const char *const APPCRED_FIELDS[] = {"app", "credential", NULL};
 static const char *const PROFILE_FIELDS[] = {"name", "vault",      "key", "keyVersion",
@@ -544,8 +544,9 @@ static char *resolve_path(ctx *c, const char *p)
 
 static void parse_secret(ctx *c, const yt_node *n)
 {
-    static const char *const sources[] = {"generate", "fromEnv", "fromFile", "fromAppCredential",
-                                          NULL};
+    /* in the order of kvr_secret_source */
+    static const char *const sources[] = {"generate",          "fromEnv",  "fromFile",
+                                          "fromAppCredential", "external", NULL};
     kvr_secret *s;
     const yt_node *x, *value;
     const char *first = NULL;
@@ -562,14 +563,15 @@ static void parse_secret(ctx *c, const yt_node *n)
                 k = n->items[2 * j];
         cx_error(c, k ? k : value,
                  "secrets must not hold a literal 'value': everyone who can read this "
-                 "repository could read it; use 'generate', 'fromEnv', 'fromFile' or "
-                 "'fromAppCredential'");
+                 "repository could read it; use 'generate', 'fromEnv', 'fromFile', "
+                 "'fromAppCredential' or 'external: true'");
     }
     {
         /* Report unknown fields, but not 'value' twice. */
-        static const char *const with_value[] = {"vault",    "name",    "contentType",
+        static const char *const with_value[] = {"vault",    "name",     "contentType",
                                                  "tags",     "generate", "fromEnv",
-                                                 "fromFile", "fromAppCredential", "value", NULL};
+                                                 "fromFile", "fromAppCredential", "external",
+                                                 "value",    NULL};
         cx_fields(c, n, "secret", value ? with_value : SECRET_FIELDS);
     }
     s = push(c, (void **)&c->e->secrets, &c->e->nsecrets, sizeof(*s));
@@ -597,8 +599,8 @@ static void parse_secret(ctx *c, const yt_node *n)
     }
     if (nsources == 0 && !value)
         cx_error(c, n,
-                 "secret needs a value source: one of 'generate', 'fromEnv', 'fromFile' or "
-                 "'fromAppCredential'");
+                 "secret needs a value source: one of 'generate', 'fromEnv', 'fromFile', "
+                 "'fromAppCredential' or 'external: true'");
     s->gen_length = 32;
     if ((x = yt_map_get(n, "generate"))) {
         if (x->kind == YT_MAP) {
@@ -632,6 +634,15 @@ static void parse_secret(ctx *c, const yt_node *n)
         cx_fields(c, x, "fromAppCredential", APPCRED_FIELDS);
         cx_str(c, x, "app", true, "'fromAppCredential'", &s->app);
         cx_str(c, x, "credential", true, "'fromAppCredential'", &s->credential);
+    }
+    if (yt_map_get(n, "external")) {
+        /* `external: false` would say nothing about where the value comes from */
+        bool on = false;
+        if (cx_bool(c, n, "external", &on) && !on)
+            cx_error(c, yt_map_get(n, "external"),
+                     "'external' can only be true (the value is managed outside this "
+                     "repository); for a value kvreconcile manages, give 'generate', 'fromEnv', "
+                     "'fromFile' or 'fromAppCredential' instead");
     }
 }
 

@@ -83,6 +83,27 @@ static void expect_error(const char *text, const char *message)
     free(got);
 }
 
+/* `external: true`: a value source of its own, exclusive with the others, never false. */
+static void test_model__external_value_source(void **state)
+{
+    static const char head[] = "apiVersion: kvreconcile/v1\n"
+                               "vaults: [{name: v-one, resourceGroup: rg, location: westeurope}]\n";
+    char text[512];
+    kvr_estate *e = NULL;
+    (void)state;
+    snprintf(text, sizeof(text), "%ssecrets: [{vault: v-one, name: s, external: true}]\n", head);
+    assert_null(load_errors(text, &e));
+    assert_int_equal(e->secrets[0].source, KVR_SECRET_EXTERNAL);
+    kvr_estate_free(e);
+    snprintf(text, sizeof(text), "%ssecrets: [{vault: v-one, name: s, external: false}]\n", head);
+    expect_error(text, "t.yaml:3:45: error: 'external' can only be true");
+    snprintf(text, sizeof(text),
+             "%ssecrets: [{vault: v-one, name: s, generate: {}, external: true}]\n", head);
+    expect_error(text, "secret has both 'generate' and 'external'");
+    snprintf(text, sizeof(text), "%ssecrets: [{vault: v-one, name: s}]\n", head);
+    expect_error(text, "'fromAppCredential' or 'external: true'");
+}
+
 static void test_model__good_estate_parses(void **state)
 {
     kvr_estate *e = NULL;
@@ -450,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_model__duplicate_key_in_list_item),
         cmocka_unit_test(test_model__streamed_lists_keep_order),
         cmocka_unit_test(test_model__streamed_items_and_anchors),
+        cmocka_unit_test(test_model__external_value_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

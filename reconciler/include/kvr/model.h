@@ -163,6 +163,8 @@ typedef enum kvr_secret_source {
     KVR_SECRET_FROM_ENV,
     KVR_SECRET_FROM_FILE,
     KVR_SECRET_FROM_APP_CREDENTIAL,
+    KVR_SECRET_EXTERNAL, /* `external: true`: the value is managed outside this repository; it
+                            is never read, compared or written */
 } kvr_secret_source;
 
 typedef enum kvr_charset {
