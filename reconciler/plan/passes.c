@@ -583,7 +583,7 @@ void kvr_plan_pass_secrets(pb *b)
             /* Nothing to copy from yet, and no step of this plan makes it: leave it be. */
             if (!want && ls && credential_step(b, s->app, s->credential) == NONE)
                 continue;
-        } else if (s->source != KVR_SECRET_GENERATE) {
+        } else if (s->source != KVR_SECRET_GENERATE && s->source != KVR_SECRET_EXTERNAL) {
             want = desired_digest(b, s);
         }
         if (!ls && pb_live_deleted(b, s->vault, "secret", s->name)) {
@@ -596,11 +596,18 @@ void kvr_plan_pass_secrets(pb *b)
         }
         if (!ls && pb_find(b, KVR_STEP_SECRET_COPY, s->vault, s->name) != NONE)
             continue; /* a relocation copies it: "generate" keeps the value it already has */
+        if (!ls && s->source == KVR_SECRET_EXTERNAL) {
+            /* its value is made elsewhere: kvreconcile has none to give it */
+            pb_hold(b, s->vault, obj("secret", s->name),
+                    "the secret does not exist and its value is managed outside this repository "
+                    "('external: true'); create it there first");
+            continue;
+        }
         if (!ls || (want && (!ls->digest || strcmp(ls->digest, want) != 0)) ||
             (s->source == KVR_SECRET_FROM_APP_CREDENTIAL &&
              credential_step(b, s->app, s->credential) != NONE)) {
             static const char *const how[] = {"generate", "from the environment", "from a file",
-                                              "copy of an app credential"};
+                                              "copy of an app credential", "external"};
             char from[40], to[40];
             st = pb_step(b, KVR_STEP_SECRET_SET, ls ? KVR_ACTION_CHANGE : KVR_ACTION_CREATE,
                          s->vault, s->pos, obj("secret", s->name), "%s value (%s)",
@@ -635,7 +642,7 @@ static const kvr_secret *declared_secret(const pb *b, const char *vault, const c
  * Which source secrets a relocation copies: every enabled one, except the stored copies of app
  * credentials (their lifecycle is the credential's) and secrets the target declares with a
  * source of their own (fromEnv, fromFile, fromAppCredential: their own step sets them). A
- * declared `generate` secret is copied: "make once, keep" must survive a move.
+ * declared `generate` or `external` secret is copied: "make once, keep" must survive a move.
  */
 static bool copied(const pb *b, const kvr_vault *dst, const kvr_live_secret *ls)
 {
@@ -644,7 +651,7 @@ static bool copied(const pb *b, const kvr_vault *dst, const kvr_live_secret *ls)
         kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL))
         return false;
     d = declared_secret(b, dst->name, ls->name);
-    return !d || d->source == KVR_SECRET_GENERATE;
+    return !d || d->source == KVR_SECRET_GENERATE || d->source == KVR_SECRET_EXTERNAL;
 }
 
 static bool cert_present(const pb *b, const char *vault, const kvr_live_cert *c)
