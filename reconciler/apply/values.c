@@ -46,51 +46,43 @@ int kvr_file_check_private(int fd, const char *path, kvr_error *err)
 
 static int read_file(kvr_value *out, const char *path, kvr_error *err)
 {
-    unsigned char *buf = NULL;
+    struct stat st;
+    char *buf = NULL;
     size_t len = 0;
-    int fd, rc = 0;
+    int fd = -1, rc = 0;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return kvr_error_set(err, errno == ENOENT ? KVR_ENOTFOUND : KVR_EIO,
-                             "cannot open secret file '%s': %s", path, strerror(errno));
+    /* The model resolved the path and checked it inside the repository (or an allowed
+       directory): a symbolic link in its place now is refused, and so is anything that is
+       not a regular file (a FIFO would block the read forever). */
+    if ((rc = kvr_file_open(&fd, &st, path, 0, KVR_FILE_NOFOLLOW, err)) < 0) {
+        if (rc == KVR_ENOTFOUND || rc == KVR_EIO)
+            kvr_error_set(err, rc, "secret file: %s", err->message);
+        return rc;
+    }
     if ((rc = kvr_file_check_private(fd, path, err)) < 0)
         goto done;
-    buf = malloc(KVR_VALUE_MAX + 1);
-    if (!buf) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    if ((size_t)st.st_size > KVR_VALUE_MAX) {
+        rc = KVR_ETOOBIG;
         goto done;
     }
-    for (;;) {
-        ssize_t r = read(fd, buf + len, KVR_VALUE_MAX + 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = kvr_error_set(err, KVR_EIO, "cannot read secret file '%s': %s", path,
-                               strerror(errno));
-            goto done;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len > KVR_VALUE_MAX) {
-            rc = kvr_error_set(err, KVR_ETOOBIG,
-                               "secret file '%s' is larger than Key Vault's limit for a secret "
-                               "value (%d bytes)",
-                               path, KVR_VALUE_MAX);
-            goto done;
-        }
-    }
+    rc = kvr_file_read_fd(&buf, &len, fd, path, (size_t)st.st_size, KVR_VALUE_MAX, err);
+    if (rc < 0)
+        goto done;
     if (len == 0) {
         rc = kvr_error_set(err, KVR_EINVAL, "secret file '%s' is empty", path);
         goto done;
     }
-    out->data = buf;
+    out->data = (unsigned char *)buf;
     out->len = len;
     buf = NULL;
 done:
+    if (rc == KVR_ETOOBIG)
+        kvr_error_set(err, KVR_ETOOBIG,
+                      "secret file '%s' is too large: over Key Vault's limit for a secret value "
+                      "(%d bytes)",
+                      path, KVR_VALUE_MAX);
     if (buf) {
-        OPENSSL_cleanse(buf, KVR_VALUE_MAX + 1);
+        OPENSSL_cleanse(buf, len);
         free(buf);
     }
     close(fd);

@@ -160,34 +160,6 @@ void kvr_http_response_release(kvr_http_response *r)
     r->status = 0;
 }
 
-/* Reads a whole file of at most `max` bytes. */
-static int slurp(char **out, size_t *out_len, const char *path, size_t max)
-{
-    FILE *f = fopen(path, "rb");
-    kvr_sbuf b = {0};
-    char chunk[8192];
-    size_t n;
-    int rc = 0;
-
-    *out = NULL;
-    b.max = max;
-    if (!f)
-        return KVR_EIO;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if ((rc = kvr_sbuf_add(&b, chunk, n)) < 0)
-            goto done;
-    if (ferror(f)) {
-        rc = KVR_EIO;
-        goto done;
-    }
-    *out_len = b.len;
-    rc = kvr_sbuf_take(out, &b);
-done:
-    fclose(f);
-    kvr_sbuf_release(&b);
-    return rc;
-}
-
 /*
  * The trust bundle: the system's, plus `extra` (may be NULL) appended. Without an extra file and
  * without a readable system bundle nothing is set and libcurl keeps its defaults.
@@ -200,9 +172,10 @@ static int load_ca(kvr_http *h, const char *extra, kvr_error *err)
     int rc = 0;
 
     if (extra) {
-        if ((rc = slurp(&add, &add_len, extra, CA_FILE_MAX)) < 0) {
-            rc = rc == KVR_ETOOBIG ? rc : KVR_EIO;
-            kvr_error_set(err, rc, "cannot read ca file '%s'", extra);
+        kvr_error ferr;
+        if ((rc = kvr_file_read(&add, &add_len, extra, CA_FILE_MAX, 0, &ferr)) < 0) {
+            rc = rc == KVR_ETOOBIG || rc == KVR_ENOMEM ? rc : KVR_EIO;
+            kvr_error_set(err, rc, "cannot read ca file: %s", ferr.message);
             goto done;
         }
         if (!strstr(add, "-----BEGIN CERTIFICATE-----")) {
@@ -212,7 +185,7 @@ static int load_ca(kvr_http *h, const char *extra, kvr_error *err)
     }
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
     const char *sys_path = vi->cainfo ? vi->cainfo : SYSTEM_CA_BUNDLE;
-    if (slurp(&sys, &sys_len, sys_path, CA_FILE_MAX) < 0)
+    if (kvr_file_read(&sys, &sys_len, sys_path, CA_FILE_MAX, 0, NULL) < 0)
         sys_len = 0; /* no system bundle: the extra CA alone */
     if (sys_len == 0 && !add)
         goto done;

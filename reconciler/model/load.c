@@ -977,12 +977,34 @@ static const char *remember_file(ctx *c, const char *path)
     return copy;
 }
 
+/*
+ * A file error of util's without the quoted path, which the position already gives:
+ * "cannot open 'P': Permission denied" -> "cannot open: Permission denied",
+ * "'P' is a FIFO, not a regular file" -> "file is a FIFO, not a regular file". Edits in place.
+ */
+static const char *unquote_path(char *msg, const char *path)
+{
+    size_t n = strlen(path);
+    char *q = strchr(msg, '\'');
+    if (!q || strncmp(q + 1, path, n) != 0 || q[n + 1] != '\'')
+        return msg;
+    if (q == msg && n >= 2) {
+        memmove(msg + 4, q + n + 2, strlen(q + n + 2) + 1);
+        memcpy(msg, "file", 4);
+    } else if (q > msg && q[-1] == ' ') {
+        memmove(q - 1, q + n + 2, strlen(q + n + 2) + 1);
+    }
+    return msg;
+}
+
 static void load_file(walk *w, const char *path, const struct stat *st)
 {
     ctx *c = w->c;
     const char *name;
     char *data = NULL;
-    size_t len = 0, cap;
+    size_t len = 0;
+    struct stat fst;
+    kvr_error err;
     int fd = -1;
 
     if (seen(&w->files, &w->nfiles, &w->files_cap, st, c))
@@ -1002,47 +1024,19 @@ static void load_file(walk *w, const char *path, const struct stat *st)
                      KVR_MODEL_MAX_FILE_BYTES >> 20);
         return;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        cx_error_pos(c, (kvr_pos){name, 0, 0}, "cannot open: %s", strerror(errno));
-        return;
-    }
-    /* Read until EOF into a buffer of the size stat gave (plus one byte, to see growth at
-       once), growing it if the file grew, and refusing a file that grew past the limit. */
-    cap = (size_t)st->st_size + 1;
-    data = malloc(cap);
-    if (!data) {
-        cx_oom(c);
-        goto done;
-    }
-    for (;;) {
-        ssize_t r;
-        if (len == cap) {
-            size_t ncap =
-                cap * 2 > KVR_MODEL_MAX_FILE_BYTES + 1 ? KVR_MODEL_MAX_FILE_BYTES + 1 : cap * 2;
-            char *bigger = realloc(data, ncap);
-            if (!bigger) {
-                cx_oom(c);
-                goto done;
-            }
-            data = bigger;
-            cap = ncap;
-        }
-        r = read(fd, data + len, cap - len);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            cx_error_pos(c, (kvr_pos){name, 0, 0}, "cannot read: %s", strerror(errno));
-            goto done;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len > KVR_MODEL_MAX_FILE_BYTES) {
+    /* Opened non-blocking and checked on the descriptor: the file stat saw may have been
+       swapped for a FIFO or a device since, and reading one must not hang the loader. */
+    if (kvr_file_open(&fd, &fst, path, KVR_MODEL_MAX_FILE_BYTES, 0, &err) < 0 ||
+        kvr_file_read_fd(&data, &len, fd, path, (size_t)fst.st_size, KVR_MODEL_MAX_FILE_BYTES,
+                         &err) < 0) {
+        if (err.code == KVR_ENOMEM)
+            cx_oom(c);
+        else if (err.code == KVR_ETOOBIG)
             cx_error_pos(c, (kvr_pos){name, 0, 0}, "file is too large (the limit is %u MiB)",
                          KVR_MODEL_MAX_FILE_BYTES >> 20);
-            goto done;
-        }
+        else
+            cx_error_pos(c, (kvr_pos){name, 0, 0}, "%s", unquote_path(err.message, path));
+        goto done;
     }
     w->total_bytes += len;
     if (w->total_bytes > KVR_MODEL_MAX_TOTAL_BYTES) {

@@ -320,6 +320,9 @@ int azsim_arm_handle(azsim_req *r);
 void azsim_arm_operations_free(azsim_state *st);
 int azsim_graph_handle(azsim_req *r);
 int azsim_admin_handle(azsim_req *r);
+/* Holds the answer of a request that matches a test's hold until the test releases it (called
+   after the request is carried out, without the state lock held). */
+void azsim_hold_point(azsim_req *r);
 
 /* ---- azsim_profiles.c: the consuming service ---- */
 int azsim_profiles_handle(azsim_req *r);

@@ -4,10 +4,20 @@
  * service reads (HTTP Date, token expiry, purge dates, RBAC propagation, auto-rotation) and to
  * read request counters, so they can assert on what a client actually sent, and to make vault
  * PUTs long-running operations (/arm/async) for tests of the clients' polling.
+ *
+ * Holds (/holds) let a test act at an exact point of a client's run instead of racing it: the
+ * next request that matches a hold is carried out and its answer computed, then the answer is
+ * held back until the test releases it. While it is held, the test knows precisely what the
+ * client has and has not seen, and can change the state under it (an out-of-band write between
+ * a client's read and its next step) without depending on how fast either side runs.
  */
 #include "azsim.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int admin_error(azsim_req *r, unsigned status, const char *code, const char *msg)
 {
@@ -70,9 +80,157 @@ static int arm_async(azsim_req *r)
                                       kinds[kind]));
 }
 
+/* ---- holds -------------------------------------------------------------------------------- */
+
+#define HOLDS_MAX 16
+#define HOLD_MAX_SECONDS 300 /* a forgotten hold ends by itself (the test died) */
+
+enum { HOLD_ARMED = 0, HOLD_HOLDING, HOLD_RELEASED };
+static const char *const hold_states[] = {"armed", "holding", "released"};
+
+typedef struct hold {
+    int id;
+    int state;
+    char method[16];
+    char host[256];
+    char path[512];
+} hold;
+
+/* Guarded by st->lock; one simulator per process. */
+static hold holds[HOLDS_MAX];
+static int nholds, hold_ids;
+static pthread_cond_t hold_changed = PTHREAD_COND_INITIALIZER;
+
+/* Path equality that ignores trailing slashes ("/secrets/a/" is "/secrets/a"). */
+static int same_path(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/')
+        la--;
+    while (lb > 1 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && memcmp(a, b, la) == 0;
+}
+
+static hold *hold_get(azsim_req *r)
+{
+    char *end;
+    long id;
+    if (r->nsegs != 2)
+        return NULL;
+    errno = 0;
+    id = strtol(r->segs[1], &end, 10);
+    if (errno || *end || end == r->segs[1])
+        return NULL;
+    for (int i = 0; i < nholds; i++)
+        if (holds[i].id == id)
+            return &holds[i];
+    return NULL;
+}
+
+static int hold_reply(azsim_req *r, unsigned status, const hold *h)
+{
+    return azsim_reply_json(r, status,
+                            json_pack("{s:i,s:s,s:s,s:s,s:s}", "id", h->id, "state",
+                                      hold_states[h->state], "method", h->method, "host", h->host,
+                                      "path", h->path));
+}
+
+/* POST /holds {"method","host","path"}: hold the answer to the next matching request. */
+static int hold_add(azsim_req *r)
+{
+    json_t *body = azsim_body_json(r);
+    const char *m = json_string_value(json_object_get(body, "method"));
+    const char *h = json_string_value(json_object_get(body, "host"));
+    const char *p = json_string_value(json_object_get(body, "path"));
+    hold *x;
+    int rc;
+    r->op = "admin.holds.add";
+    if (!m || !h || !p || strlen(m) >= sizeof(x->method) || strlen(h) >= sizeof(x->host) ||
+        strlen(p) >= sizeof(x->path) || p[0] != '/') {
+        json_decref(body);
+        return admin_error(r, 400, "BadRequest",
+                           "body must be {\"method\":M,\"host\":H,\"path\":\"/...\"}");
+    }
+    if (nholds == HOLDS_MAX) { /* reuse a released one */
+        int k = 0;
+        for (int i = 0; i < nholds; i++)
+            if (holds[i].state != HOLD_RELEASED)
+                holds[k++] = holds[i];
+        nholds = k;
+    }
+    if (nholds == HOLDS_MAX) {
+        json_decref(body);
+        return admin_error(r, 409, "Conflict", "too many holds in use");
+    }
+    x = &holds[nholds++];
+    memset(x, 0, sizeof(*x));
+    x->id = ++hold_ids;
+    x->state = HOLD_ARMED;
+    snprintf(x->method, sizeof(x->method), "%s", m);
+    for (size_t i = 0; h[i]; i++) /* hosts are matched as the server sees them: lowercase */
+        x->host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] - 'A' + 'a' : h[i]);
+    snprintf(x->path, sizeof(x->path), "%s", p);
+    json_decref(body);
+    rc = hold_reply(r, 201, x);
+    return rc;
+}
+
+void azsim_hold_point(azsim_req *r)
+{
+    azsim_state *st = r->st;
+    hold *h = NULL;
+    struct timespec until;
+    if (strcmp(r->host, "azsim.localhost") == 0)
+        return;
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < nholds && !h; i++)
+        if (holds[i].state == HOLD_ARMED && strcmp(holds[i].method, r->method) == 0 &&
+            strcmp(holds[i].host, r->host) == 0 && same_path(holds[i].path, r->path))
+            h = &holds[i];
+    if (h) {
+        int id = h->id;
+        h->state = HOLD_HOLDING;
+        pthread_cond_broadcast(&hold_changed);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += HOLD_MAX_SECONDS;
+        /* the array may be compacted meanwhile: look the hold up by id after each wake-up */
+        for (;;) {
+            hold *cur = NULL;
+            for (int i = 0; i < nholds; i++)
+                if (holds[i].id == id)
+                    cur = &holds[i];
+            if (!cur || cur->state != HOLD_HOLDING)
+                break;
+            if (pthread_cond_timedwait(&hold_changed, &st->lock, &until) == ETIMEDOUT) {
+                cur->state = HOLD_RELEASED;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
 int azsim_admin_handle(azsim_req *r)
 {
     const char *m = r->method;
+    if (r->nsegs >= 1 && strcmp(r->segs[0], "holds") == 0) {
+        hold *h;
+        if (r->nsegs == 1 && strcmp(m, "POST") == 0)
+            return hold_add(r);
+        h = hold_get(r);
+        r->op = "admin.holds";
+        if (!h)
+            return admin_error(r, 404, "NotFound", "no such hold");
+        if (strcmp(m, "GET") == 0)
+            return hold_reply(r, 200, h);
+        if (strcmp(m, "DELETE") == 0) {
+            h->state = HOLD_RELEASED;
+            pthread_cond_broadcast(&hold_changed);
+            return hold_reply(r, 200, h);
+        }
+        return admin_error(r, 405, "MethodNotAllowed", "holds take GET and DELETE");
+    }
     if (r->nsegs == 2 && strcmp(r->segs[0], "arm") == 0 && strcmp(r->segs[1], "async") == 0 &&
         strcmp(m, "POST") == 0)
         return arm_async(r);

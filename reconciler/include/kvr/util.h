@@ -128,6 +128,46 @@ void kvr_memwipe(void *p, size_t n);
 /* Grows *items (elements of `elem` bytes) so that it holds at least `need`. 0 or KVR_ENOMEM. */
 int kvr_grow(void **items, size_t *cap, size_t need, size_t elem);
 
+/* ---- files ------------------------------------------------------------------------------- */
+
+struct stat;
+
+/* kvr_file_open flags. */
+#define KVR_FILE_NOFOLLOW 1u /* refuse a final symbolic link (O_NOFOLLOW) */
+
+/*
+ * Opens a file the user named, for reading: O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_NOCTTY (and
+ * O_NOFOLLOW with KVR_FILE_NOFOLLOW), then checks on the descriptor that it is a regular file of
+ * at most `max` bytes (0: no limit). A FIFO, socket, directory or device is refused at once
+ * ("'PATH' is a FIFO, not a regular file"), never waited on. *out is the descriptor (the
+ * caller closes it) and *st (may be NULL) its fstat. KVR_ENOTFOUND, KVR_EIO or KVR_ETOOBIG
+ * ("'PATH' is too large (N bytes; the limit is M)") with a message naming the path.
+ */
+int kvr_file_open(int *out, struct stat *st, const char *path, size_t max, unsigned flags,
+                  kvr_error *err);
+
+/*
+ * Reads `fd` to its end into a new NUL-terminated buffer (*out, the caller's; *out_len without
+ * the NUL). `hint` is the expected size (from fstat). More than `max` bytes is KVR_ETOOBIG
+ * ("'PATH' is too large"). Every buffer given up on the way is wiped first, so the contents may
+ * be a secret (the caller wipes *out).
+ */
+int kvr_file_read_fd(char **out, size_t *out_len, int fd, const char *path, size_t hint,
+                     size_t max, kvr_error *err);
+
+/* kvr_file_open and kvr_file_read_fd together. */
+int kvr_file_read(char **out, size_t *out_len, const char *path, size_t max, unsigned flags,
+                  kvr_error *err);
+
+/*
+ * Replaces `path` with `data`: writes a new file created by mkstemp (O_CREAT|O_EXCL, an
+ * unpredictable name) in the same directory, with `mode`, fsyncs it and renames it over
+ * `path`. A symbolic link planted at any predictable name is never followed. 0 or KVR_EIO /
+ * KVR_ENOMEM with a message; on failure nothing is left behind.
+ */
+int kvr_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                          kvr_error *err);
+
 /* ---- string pool ------------------------------------------------------------------------- */
 
 /*
