@@ -280,4 +280,39 @@ const char *kvr_model_role_name(const char *guid);
 
 const char *kvr_key_type_name(kvr_key_type t);
 
+/* ---- the other direction: an estate written as YAML (export) ----------------------------- */
+
+/* What a rendering holds; an estate is usually written as several files. */
+enum {
+    KVR_YAML_TOP = 1 << 0, /* subscription, cloud, retention */
+    KVR_YAML_VAULTS = 1 << 1,
+    KVR_YAML_APPS = 1 << 2,
+    KVR_YAML_ROLES = 1 << 3,
+    KVR_YAML_KEYS = 1 << 4,
+    KVR_YAML_SECRETS = 1 << 5,
+    KVR_YAML_PROFILES = 1 << 6, /* with `active` */
+};
+
+/* A comment in a rendering: `text` (lines separated by '\n', without '#') before item `index`
+   of list `section` ("vaults", "apps", "roleAssignments", "keys", "secrets", "profiles"), or
+   after its last item with index SIZE_MAX; section "active" index 0 precedes `active`, section
+   "" index SIZE_MAX ends the file. Borrowed. */
+typedef struct kvr_yaml_note {
+    const char *section;
+    size_t index;
+    const char *text;
+} kvr_yaml_note;
+
+/*
+ * Writes the chosen sections of `e` as one YAML document, after `preamble` (written as is, may
+ * be NULL): objects in the estate's order, strings quoted wherever the loader would read them
+ * otherwise, durations as the loader reads them. Loading the text gives the same model. Pure:
+ * the same input gives the same bytes. *out is the caller's (free); 0 or KVR_ENOMEM.
+ */
+int kvr_model_write_yaml(char **out, const kvr_estate *e, unsigned sections, const char *preamble,
+                         const kvr_yaml_note *notes, size_t nnotes);
+
+/* A duration as the writer puts it: the largest of d, h, m, s that divides it ("90d"). */
+void kvr_model_duration_text(char *buf, size_t size, int64_t seconds);
+
 #endif
