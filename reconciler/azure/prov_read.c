@@ -336,6 +336,7 @@ struct reader {
     const char *sub;
     const kvr_marker_key *mk;
     const kvr_value_memo *memo; /* values this run read back; NULL: none */
+    bool everything; /* export: every key's rotation policy, every vault's certificates */
     kvr_live *l;
     char *arm_scope, *graph_scope, *profiles_scope;
     kvr_error *err;
@@ -1311,7 +1312,7 @@ static int queue_key(reader *r, const kvr_vault *v, const char *base, const char
     snprintf(object, sizeof(object), "%s/%s", v->name, name);
     for (int p = KEY_BUNDLE; !rc && p <= KEY_POLICY; p++) {
         fetch *f;
-        if (p == KEY_POLICY && !(dk && dk->rotation.set))
+        if (p == KEY_POLICY && !(dk && dk->rotation.set) && !r->everything)
             continue;
         f = fetch_new(r, NULL,
                       prov_fmt(r->err, "%s/keys/%s%s?api-version=" KV_API "%s", base, name,
@@ -1417,7 +1418,7 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
 static int queue_vault_contents(reader *r, const kvr_vault *v)
 {
     /* certificates matter only to a relocation that copies them, on either side */
-    bool certs = vinfo(r, v)->certs;
+    bool certs = vinfo(r, v)->certs || r->everything;
     int rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
     if (!rc)
         rc = queue_list(r, v, "secrets", secrets_done, NULL, "list secrets");
@@ -1522,9 +1523,26 @@ int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kv
     return kvr_live_read_memo(out, a, ep, d, subscription, mk, NULL, err);
 }
 
+static int read_live(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                     const char *subscription, const kvr_marker_key *mk,
+                     const kvr_value_memo *memo, bool everything, kvr_error *err);
+
 int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
                        const char *subscription, const kvr_marker_key *mk,
                        const kvr_value_memo *memo, kvr_error *err)
+{
+    return read_live(out, a, ep, d, subscription, mk, memo, false, err);
+}
+
+int kvr_live_read_all(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                      const char *subscription, const kvr_marker_key *mk, kvr_error *err)
+{
+    return read_live(out, a, ep, d, subscription, mk, NULL, true, err);
+}
+
+static int read_live(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                     const char *subscription, const kvr_marker_key *mk,
+                     const kvr_value_memo *memo, bool everything, kvr_error *err)
 {
     reader r;
     kvr_error local;
@@ -1542,6 +1560,7 @@ int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, con
     r.sub = subscription;
     r.mk = mk;
     r.memo = memo;
+    r.everything = everything;
     r.err = err ? err : &local;
     r.err->code = 0;
     r.err->message[0] = '\0';

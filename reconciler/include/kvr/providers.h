@@ -84,6 +84,15 @@ int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, con
                        const char *subscription, const kvr_marker_key *mk,
                        const kvr_value_memo *memo, kvr_error *err);
 
+/*
+ * kvr_live_read for `export`: also every key's rotation policy and every vault's certificates,
+ * which a plan reads only where the desired state needs them. `d` names the vaults (by name and
+ * resource group), the apps (by display name) and, with any profile, asks for the profiles;
+ * no secret value is read unless `d` declares a secret with a source that has one.
+ */
+int kvr_live_read_all(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
+                      const char *subscription, const kvr_marker_key *mk, kvr_error *err);
+
 /* "Mon, 23 Nov 2026 10:00:00 GMT" -> Unix seconds; KVR_EINVAL when malformed. */
 int kvr_time_parse_http(int64_t *out, const char *text);
 
