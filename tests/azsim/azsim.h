@@ -163,6 +163,8 @@ typedef struct azsim_state {
     char *data_dir;
     int port;
     int rbac_delay;
+    /* refuse api-versions newer than azsim_apiversions.c lists (--strict-api-versions) */
+    int strict_api_versions;
     int throttle;
     int lazy_save; /* --durable off: save only on clean shutdown, not per mutation */
     int latency_ms;
@@ -217,6 +219,20 @@ char *azsim_form_get(const char *body, size_t len, const char *name);
 void azsim_secret_free(char *s);
 int azsim_read_file(char **out, size_t *out_len, const char *path);
 int azsim_write_file(const char *path, const void *data, size_t len, int mode);
+
+/* ---- azsim_apiversions.c: the api-versions of each service, from Azure's REST specs ---- */
+enum {
+    AZSIM_API_RESOURCE_GROUPS,
+    AZSIM_API_VAULTS,
+    AZSIM_API_ROLE_ASSIGNMENTS,
+    AZSIM_API_KEYVAULT,
+    AZSIM_API_SUBSCRIPTIONS,
+    AZSIM_API_KINDS
+};
+enum { AZSIM_API_UNKNOWN, AZSIM_API_KNOWN, AZSIM_API_NEWER };
+int azsim_api_version_check(const azsim_state *st, int api, const char *v); /* AZSIM_API_* */
+char *azsim_api_version_list(int api, const char *sep); /* newest first; the caller frees */
+const char *azsim_api_version_latest_stable(int api);
 
 /* ---- azsim_pki.c ---- */
 int azsim_pki_setup(char **out_cert_pem, char **out_key_pem, const char *data_dir);
