@@ -18,28 +18,6 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const API_RG[] = {"2019-10-01", "2020-06-01", "2020-10-01", "2021-01-01",
-                                     "2021-04-01", "2022-09-01", "2023-07-01", "2024-03-01",
-                                     "2024-07-01", "2024-11-01", "2025-03-01", "2025-04-01",
-                                     NULL};
-static const char *const API_KV[] = {"2016-10-01",         "2018-02-14",         "2019-09-01",
-                                     "2021-04-01-preview", "2021-06-01-preview", "2021-10-01",
-                                     "2021-11-01-preview", "2022-02-01-preview", "2022-07-01",
-                                     "2022-11-01",         "2023-02-01",         "2023-07-01",
-                                     "2023-08-01-preview", "2024-04-01-preview", "2024-11-01",
-                                     "2024-12-01-preview", "2025-05-01",         NULL};
-static const char *const API_RA[] = {"2015-07-01",
-                                     "2018-01-01-preview",
-                                     "2018-09-01-preview",
-                                     "2020-03-01-preview",
-                                     "2020-04-01-preview",
-                                     "2020-08-01-preview",
-                                     "2020-10-01-preview",
-                                     "2021-04-01-preview",
-                                     "2022-01-01-preview",
-                                     "2022-04-01",
-                                     NULL};
-
 typedef struct arm_ctx {
     azsim_req *r;
     azsim_state *st;
@@ -61,28 +39,24 @@ static int arm_error(arm_ctx *c, unsigned status, const char *code, const char *
                             json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
 
-static int check_api(arm_ctx *c, const char *const *versions)
+/* The api-version against azsim_apiversions.c's list for this service; Azure's 400 when it is
+ * missing or unknown (the supported versions newest first, as ARM lists them). */
+static int check_api(arm_ctx *c, int api)
 {
     const char *v = azsim_query(c->r, "api-version");
-    char list[1024];
-    size_t o = 0;
     if (!v || !*v) {
         arm_error(c, 400, "MissingApiVersionParameter",
                   "The api-version query parameter (?api-version=) is required for all requests.");
         return AZSIM_EINVAL;
     }
-    for (size_t i = 0; versions[i]; i++)
-        if (strcmp(versions[i], v) == 0)
-            return AZSIM_OK;
-    list[0] = '\0';
-    for (size_t i = 0; versions[i]; i++) {
-        int n = snprintf(list + o, sizeof(list) - o, "%s%s", i ? "," : "", versions[i]);
-        if (n < 0 || (size_t)n >= sizeof(list) - o)
-            break;
-        o += (size_t)n;
-    }
+    if (azsim_api_version_check(c->st, api, v) != AZSIM_API_UNKNOWN)
+        return AZSIM_OK;
+    char *list = azsim_api_version_list(api, ",");
+    if (!list)
+        return AZSIM_ENOMEM;
     arm_error(c, 400, "InvalidApiVersionParameter",
               "The api-version '%s' is invalid. The supported versions are '%s'.", v, list);
+    free(list);
     return AZSIM_EINVAL;
 }
 
@@ -1010,7 +984,7 @@ static int role_assignments(arm_ctx *c, size_t at)
     int rc = AZSIM_OK;
 
     r->op = "arm.roleAssignments";
-    if (check_api(c, API_RA) != AZSIM_OK)
+    if (check_api(c, AZSIM_API_ROLE_ASSIGNMENTS) != AZSIM_OK)
         return AZSIM_OK;
     for (size_t i = 0; i < at; i++)
         len += strlen(s[i]) + 1;
@@ -1157,7 +1131,7 @@ int azsim_arm_handle(azsim_req *r)
     /* resource groups */
     if (n == 4 && azsim_streq_ci(s[2], "resourceGroups")) {
         r->op = "arm.resourceGroups";
-        if (check_api(&c, API_RG) != AZSIM_OK)
+        if (check_api(&c, AZSIM_API_RESOURCE_GROUPS) != AZSIM_OK)
             goto done;
         scope = azsim_printf("/subscriptions/%s/resourceGroups/%s", sub, s[3]);
         if (!scope) {
@@ -1188,7 +1162,7 @@ int azsim_arm_handle(azsim_req *r)
     if (n >= 7 && azsim_streq_ci(s[2], "resourceGroups") && azsim_streq_ci(s[4], "providers") &&
         azsim_streq_ci(s[5], "Microsoft.KeyVault") && azsim_streq_ci(s[6], "vaults")) {
         r->op = "arm.vaults";
-        if (check_api(&c, API_KV) != AZSIM_OK)
+        if (check_api(&c, AZSIM_API_VAULTS) != AZSIM_OK)
             goto done;
         if (n == 7 && strcmp(m, "GET") == 0) {
             r->op = "arm.vaults.list";
@@ -1286,7 +1260,7 @@ int azsim_arm_handle(azsim_req *r)
     /* deleted vaults */
     if (n >= 5 && azsim_streq_ci(s[2], "providers") && azsim_streq_ci(s[3], "Microsoft.KeyVault")) {
         r->op = "arm.deletedVaults";
-        if (check_api(&c, API_KV) != AZSIM_OK)
+        if (check_api(&c, AZSIM_API_VAULTS) != AZSIM_OK)
             goto done;
         scope = azsim_printf("/subscriptions/%s", sub);
         if (!scope) {

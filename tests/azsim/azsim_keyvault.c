@@ -2177,18 +2177,6 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
 
 /* ---------- routing ---------- */
 
-static int api_version_ok(const char *v)
-{
-    static const char *const known[] = {"2016-10-01", "7.0", "7.1", "7.2",        "7.3",
-                                        "7.4",        "7.5", "7.6", "2025-07-01", NULL};
-    for (size_t i = 0; known[i]; i++) {
-        size_t n = strlen(known[i]);
-        if (strncmp(v, known[i], n) == 0 && (v[n] == '\0' || strncmp(v + n, "-preview", 8) == 0))
-            return 1;
-    }
-    return 0;
-}
-
 static int challenge(kv_ctx *c, const char *why)
 {
     char hdr[512];
@@ -2516,12 +2504,12 @@ int azsim_kv_handle(azsim_req *r, const char *vault_name)
                       "requests.");
         goto done;
     }
-    if (!api_version_ok(c.api)) {
+    if (azsim_api_version_check(c.st, AZSIM_API_KEYVAULT, c.api) == AZSIM_API_UNKNOWN) {
         r->op = "kv.bad-api-version";
         rc = kv_error(&c, 400, "BadParameter", NULL,
                       "The specified version (%s) is not recognized. Consider using the latest "
-                      "supported version (7.6).",
-                      c.api);
+                      "supported version (%s).",
+                      c.api, azsim_api_version_latest_stable(AZSIM_API_KEYVAULT));
         goto done;
     }
     rc = route(&c);

@@ -20,7 +20,7 @@ static void usage(FILE *f)
                "             [--durable on|off] [--data-keys N] [--rewrap-rate N]\n"
                "             [--subscription GUID]\n"
                "             [--latency-ms N] [--seed N] [--fault-rate P] [--fault-kinds LIST]\n"
-               "             [--stall-ms N] [--arm-async N]\n");
+               "             [--stall-ms N] [--arm-async N] [--strict-api-versions]\n");
 }
 
 static int parse_long(long *out, const char *s, long min, long max)
@@ -90,6 +90,10 @@ int main(int argc, char **argv)
             usage(stdout);
             rc = 0;
             goto done;
+        }
+        if (strcmp(a, "--strict-api-versions") == 0) {
+            st.strict_api_versions = 1;
+            continue;
         }
         if (!v) {
             fprintf(stderr, "azsim: option '%s' needs a value\n", a);
