@@ -104,23 +104,22 @@ static bool relevant(const struct inotify_event *ev)
 static void write_status(const char *path, const char *result, const char *waiting,
                          double next_in)
 {
-    char tmp[4096], now[KVR_TIME_ISO_MAX], next[KVR_TIME_ISO_MAX];
+    char now[KVR_TIME_ISO_MAX], next[KVR_TIME_ISO_MAX], *text = NULL, *line = NULL;
+    kvr_error err;
     json_t *j;
-    FILE *f;
     if (!path)
         return;
     kvr_time_iso(now, sizeof(now), (int64_t)time(NULL));
     kvr_time_iso(next, sizeof(next), (int64_t)time(NULL) + (int64_t)next_in);
     j = json_pack("{s:s,s:s,s:s?,s:s}", "time", now, "result", result, "waitingFor",
                   waiting && *waiting ? waiting : NULL, "nextRun", next);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (j && f) {
-        json_dumpf(j, f, JSON_INDENT(2));
-        fputc('\n', f);
-    }
-    if (f && fclose(f) == 0)
-        rename(tmp, path); /* readers see the old or the new file, never half of one */
+    /* Through a fresh file with an unpredictable name, renamed into place: readers see the
+       old or the new file, and a link planted next to it is never followed (util/file.c). */
+    if (j && (text = json_dumps(j, JSON_INDENT(2))) && (line = kvr_asprintf("%s\n", text)) &&
+        kvr_file_write_atomic(path, line, strlen(line), 0644, &err) < 0)
+        cli_error("status file: %s", err.message);
+    free(line);
+    free(text);
     json_decref(j);
 }
 

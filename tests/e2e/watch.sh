@@ -26,10 +26,15 @@ wait_for() { # seconds condition... (prints 0 when it became true, 1 when it did
 }
 is_status() { [ "$(status)" = "$1" ]; }
 
+# a link planted at the temporary name an older watch used (issue #18) must not be followed
+echo precious >"$work/victim"
+ln -s "$work/victim" "$work/status.json.tmp"
 "$kvr" watch "$cfg" --interval 10m --status-file "$work/status.json" >/dev/null 2>"$work/watch.log" &
 wpid=$!
 E2E_PIDS=$wpid
 check "first run converges before/" "$(wait_for 60 is_status converged)"
+check "the status file is written through no predictable name" \
+    "$([ "$(cat "$work/victim")" = precious ] && [ ! -L "$work/status.json" ]; echo $?)"
 r0=$(runs)
 sleep 1
 cp "$cfg/vaults.yaml" "$cfg/.vaults.yaml.swp"
