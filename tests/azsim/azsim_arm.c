@@ -82,6 +82,59 @@ static azsim_rg *rg_find(azsim_state *st, const char *sub, const char *name)
     return NULL;
 }
 
+/*
+ * Subscriptions_List and Subscriptions_Get (Microsoft.Resources subscriptions.json; the shape of
+ * its 2019-11-01 example). azsim has one subscription; like Azure (authorizationSource
+ * "RoleBased") it shows it to a caller holding a role assignment at it or anywhere below it.
+ */
+static int sub_visible(azsim_state *st, const char *oid)
+{
+    size_t n = strlen("/subscriptions/") + strlen(st->subscription);
+    for (size_t i = 0; i < st->assignments.n; i++) {
+        azsim_role_assignment *ra = st->assignments.items[i];
+        const char *sc = ra->scope;
+        if (!azsim_streq_ci(ra->principal, oid))
+            continue;
+        if (strcmp(sc, "/") == 0 ||
+            (strncasecmp(sc, "/subscriptions/", 15) == 0 && strlen(sc) >= n &&
+             strncasecmp(sc + 15, st->subscription, n - 15) == 0 &&
+             (sc[n] == '\0' || sc[n] == '/')))
+            return 1;
+    }
+    return 0;
+}
+
+static int subscriptions(arm_ctx *c, const char *id)
+{
+    azsim_state *st = c->st;
+    azsim_req *r = c->r;
+    int visible = sub_visible(st, c->caller.oid);
+    json_t *sub = NULL;
+
+    r->op = id ? "arm.subscriptions.get" : "arm.subscriptions.list";
+    if (check_api(c, AZSIM_API_SUBSCRIPTIONS) != AZSIM_OK)
+        return AZSIM_OK;
+    if (strcmp(r->method, "GET") != 0)
+        return arm_error(c, 405, "MethodNotAllowed", "azsim does not support %s on subscriptions.",
+                         r->method);
+    if (id && (!visible || !azsim_streq_ci(id, st->subscription)))
+        return arm_error(c, 404, "SubscriptionNotFound",
+                         "The subscription '%s' could not be found.", id);
+    if (visible)
+        sub = json_pack("{s:s+,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s},s:s,s:[]}", "id", "/subscriptions/",
+                        st->subscription, "subscriptionId", st->subscription, "tenantId",
+                        st->tenant, "displayName", "azsim", "state", "Enabled",
+                        "subscriptionPolicies", "locationPlacementId", "Public_2014-09-01",
+                        "quotaId", "PayAsYouGo_2014-09-01", "spendingLimit", "Off",
+                        "authorizationSource", "RoleBased", "managedByTenants");
+    if (visible && !sub)
+        return AZSIM_ENOMEM;
+    if (id)
+        return azsim_reply_json(r, 200, sub);
+    return azsim_reply_json(
+        r, 200, json_pack("{s:o}", "value", sub ? json_pack("[o]", sub) : json_array()));
+}
+
 static json_t *rg_json(azsim_rg *rg)
 {
     char *id = azsim_printf("/subscriptions/%s/resourceGroups/%s", rg->sub, rg->name);
@@ -1115,6 +1168,10 @@ int azsim_arm_handle(azsim_req *r)
             rc = role_assignments(&c, i);
             goto done;
         }
+    if (n >= 1 && n <= 2 && azsim_streq_ci(s[0], "subscriptions")) {
+        rc = subscriptions(&c, n == 2 ? s[1] : NULL);
+        goto done;
+    }
     if (n < 2 || !azsim_streq_ci(s[0], "subscriptions")) {
         r->op = "arm.unknown";
         rc = arm_error(&c, 404, "NotFound",

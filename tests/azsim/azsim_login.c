@@ -4,7 +4,9 @@
  * that every other simulated service verifies, publishes the OpenID configuration and the JWKS so
  * clients can verify them too, and answers failures with Entra's error body (error,
  * error_description with the AADSTS number, error_codes, timestamp, trace_id, correlation_id) and
- * status codes.
+ * status codes. The same directory also answers at AD FS's paths (/adfs/...): MSAL, and so the
+ * Azure CLI, reaches a custom cloud's authority without Microsoft's instance discovery only in
+ * AD FS form, so that is how the CLI signs in to azsim. Those tokens are the tenant's own.
  */
 #include "azsim.h"
 
@@ -83,7 +85,8 @@ static int known_resource(azsim_state *st, const char *resource)
  * x5t#S256 (PS256, current docs) or x5t (RS256, older docs) names the certificate; aud must be
  * this token endpoint; iss and sub the client id. 0, or AZSIM_EINVAL with the error reply sent.
  */
-static int check_assertion(azsim_req *r, azsim_app *app, const char *assertion, int64_t now)
+static int check_assertion(azsim_req *r, azsim_app *app, const char *assertion, int64_t now,
+                           int adfs)
 {
     azsim_state *st = r->st;
     json_t *hdr = NULL, *claims = NULL;
@@ -137,7 +140,9 @@ static int check_assertion(azsim_req *r, azsim_app *app, const char *assertion, 
                     NULL, NULL);
         goto done;
     }
-    aud = azsim_printf("https://login.localhost:%d/%s/oauth2/v2.0/token", st->port, st->tenant);
+    aud = adfs ? azsim_printf("https://login.localhost:%d/adfs/oauth2/token/", st->port)
+               : azsim_printf("https://login.localhost:%d/%s/oauth2/v2.0/token", st->port,
+                              st->tenant);
     if (!aud || !caud || strcmp(caud, aud) != 0) {
         entra_error(r, 401, "invalid_client", 700027,
                     "Client assertion contains an invalid audience claim; expected '%s'.", aud,
@@ -166,6 +171,7 @@ done:
     return rc;
 }
 
+/* The token endpoint; tenant is the path's, or NULL at AD FS's (which names none). */
 static int token(azsim_req *r, const char *tenant)
 {
     azsim_state *st = r->st;
@@ -177,14 +183,14 @@ static int token(azsim_req *r, const char *tenant)
     size_t basic_len = 0;
     json_t *claims = NULL;
 
-    r->op = "login.token";
+    r->op = tenant ? "login.token" : "login.adfs.token";
     if (strcmp(r->method, "POST") != 0) {
         rc = entra_error(r, 400, "invalid_request", 900561,
                          "The endpoint only accepts POST requests. Received a %s request.",
                          r->method, NULL);
         goto done;
     }
-    if (strcmp(tenant, st->tenant) != 0) {
+    if (tenant && strcmp(tenant, st->tenant) != 0) {
         rc = entra_error(r, 400, "invalid_tenant", 90002,
                          "Tenant '%s' not found. Check to make sure you have the correct tenant "
                          "ID and are signing into the correct cloud.",
@@ -286,7 +292,7 @@ static int token(azsim_req *r, const char *tenant)
                              JWT_BEARER, NULL);
             goto done;
         }
-        if (check_assertion(r, app, assertion, now) != AZSIM_OK)
+        if (check_assertion(r, app, assertion, now, !tenant) != AZSIM_OK)
             goto done; /* the error reply was sent */
     } else if (!secret) {
         rc = entra_error(r, 401, "invalid_client", 7000218,
@@ -412,6 +418,49 @@ done:
     return rc;
 }
 
+/*
+ * AD FS's discovery document (AD FS 2016 and later: endpoints under /adfs/ with a trailing
+ * slash, access_token_issuer beside issuer). Only what azsim does is announced: the client
+ * credentials grant with a secret or a signed assertion. access_token_issuer names the issuer
+ * its access tokens really carry, the tenant's.
+ */
+static int adfs_config(azsim_req *r)
+{
+    azsim_state *st = r->st;
+    char *base = azsim_base_url(r, "login.localhost");
+    int rc = AZSIM_ENOMEM;
+    char *iss = NULL, *tok = NULL, *keys = NULL, *authz = NULL, *at_iss = NULL;
+
+    r->op = "login.adfs.openid-configuration";
+    if (!base)
+        return rc;
+    iss = azsim_printf("%s/adfs", base);
+    tok = azsim_printf("%s/adfs/oauth2/token/", base);
+    keys = azsim_printf("%s/adfs/discovery/keys", base);
+    authz = azsim_printf("%s/adfs/oauth2/authorize/", base);
+    at_iss = azsim_printf("%s/%s/v2.0", base, st->tenant);
+    if (!iss || !tok || !keys || !authz || !at_iss)
+        goto done;
+    rc = azsim_reply_json(
+        r, 200,
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s,s,s],s:[s],s:[s],s:[s],s:[s],s:[s],s:[s]}", "issuer",
+                  iss, "authorization_endpoint", authz, "token_endpoint", tok, "jwks_uri", keys,
+                  "access_token_issuer", at_iss, "token_endpoint_auth_methods_supported",
+                  "client_secret_post", "client_secret_basic", "private_key_jwt",
+                  "grant_types_supported", "client_credentials", "response_types_supported",
+                  "token", "response_modes_supported", "form_post", "subject_types_supported",
+                  "pairwise", "id_token_signing_alg_values_supported", "RS256",
+                  "token_endpoint_auth_signing_alg_values_supported", "RS256"));
+done:
+    free(base);
+    free(iss);
+    free(tok);
+    free(keys);
+    free(authz);
+    free(at_iss);
+    return rc;
+}
+
 static int jwks(azsim_req *r)
 {
     json_t *key = azsim_jwk_public(r->st->sign_key, r->st->sign_kid);
@@ -429,6 +478,15 @@ int azsim_login_handle(azsim_req *r)
     char **s = r->segs;
     size_t n = r->nsegs;
 
+    if (n >= 1 && strcmp(s[0], "adfs") == 0) {      /* AD FS, as a custom cloud's authority */
+        size_t m = n > 1 && !*s[n - 1] ? n - 1 : n; /* AD FS's URLs end in a slash */
+        if (m == 3 && strcmp(s[1], "oauth2") == 0 && strcmp(s[2], "token") == 0)
+            return token(r, NULL);
+        if (m == 3 && strcmp(s[1], ".well-known") == 0 && strcmp(s[2], "openid-configuration") == 0)
+            return adfs_config(r);
+        if (m == 3 && strcmp(s[1], "discovery") == 0 && strcmp(s[2], "keys") == 0)
+            return jwks(r);
+    }
     if (n == 4 && strcmp(s[1], "oauth2") == 0 && strcmp(s[2], "v2.0") == 0 &&
         strcmp(s[3], "token") == 0)
         return token(r, s[0]);
