@@ -5,8 +5,10 @@
  * wrong types are errors naming the JSON path, so a fixture cannot silently mean something else.
  */
 #include "kvr/live.h"
+#include "kvr/plan.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -602,4 +604,288 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
     }
     *out = l;
     return 0;
+}
+
+/* ---- the JSON writer: the same format, for offline plans (--save-live) --------------------- */
+
+static void put_str(json_t *o, const char *k, const char *v)
+{
+    if (v)
+        json_object_set_new(o, k, json_string(v));
+}
+
+static json_t *tags_json(const kvr_tags *t)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < t->len; i++)
+        json_object_set_new(o, t->items[i].key, json_string(t->items[i].value));
+    return o;
+}
+
+static json_t *strlist_json(const kvr_strlist *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->len; i++)
+        json_array_append_new(a, json_string(l->items[i]));
+    return a;
+}
+
+static json_t *policy_json(const kvr_rotation *p)
+{
+    static const char *const m[] = {"every", "beforeExpiry", "expiresAfter", "notifyBefore"};
+    const int64_t v[] = {p->every, p->before_expiry, p->expires_after, p->notify_before};
+    json_t *o = json_object();
+    for (int i = 0; o && i < 4; i++)
+        if (v[i]) {
+            char d[32];
+            kvr_duration_iso(d, sizeof(d), v[i]);
+            json_object_set_new(o, m[i], json_string(d));
+        }
+    return o;
+}
+
+static json_t *vaults_json(const kvr_live *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->nvaults; i++) {
+        const kvr_live_vault *v = &l->vaults[i];
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:b}", "name", v->name, "resourceGroup",
+                              v->resource_group, "location", v->location, "sku",
+                              v->sku == KVR_SKU_PREMIUM ? "premium" : "standard", "rbac", v->rbac,
+                              "softDeleteDays", v->soft_delete_days, "purgeProtection",
+                              v->purge_protection);
+        json_t *pol = json_array();
+        if (!o || !pol) {
+            json_decref(o);
+            json_decref(pol);
+            json_decref(a);
+            return NULL;
+        }
+        put_str(o, "defaultAction", v->default_action);
+        json_object_set_new(o, "tags", tags_json(&v->tags));
+        for (size_t p = 0; p < v->npolicies; p++) {
+            const kvr_live_policy *lp = &v->policies[p];
+            json_array_append_new(pol, json_pack("{s:s,s:o,s:o,s:o}", "objectId", lp->object_id,
+                                                 "keys", strlist_json(&lp->keys), "secrets",
+                                                 strlist_json(&lp->secrets), "certificates",
+                                                 strlist_json(&lp->certificates)));
+        }
+        json_object_set_new(o, "accessPolicies", pol);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *keys_json(const kvr_live *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->nkeys; i++) {
+        const kvr_live_key *k = &l->keys[i];
+        json_t *o = json_pack("{s:s,s:s,s:s}", "vault", k->vault, "name", k->name, "kty", k->kty),
+               *ops = json_array(), *vers = json_array();
+        if (!o || !ops || !vers) {
+            json_decref(o);
+            json_decref(ops);
+            json_decref(vers);
+            json_decref(a);
+            return NULL;
+        }
+        if (k->size)
+            json_object_set_new(o, "size", json_integer(k->size));
+        put_str(o, "crv", k->crv);
+        for (int b = 0; OPS[b]; b++)
+            if (k->ops & (1u << b))
+                json_array_append_new(ops, json_string(OPS[b]));
+        json_object_set_new(o, "ops", ops);
+        if (k->has_policy)
+            json_object_set_new(o, "rotationPolicy", policy_json(&k->policy));
+        for (size_t j = 0; j < k->nversions; j++) {
+            const kvr_live_version *v = &k->versions[j];
+            json_t *vo = json_pack("{s:s,s:b,s:I}", "id", v->id, "enabled", v->enabled, "created",
+                                   (json_int_t)v->created);
+            if (vo && v->exp)
+                json_object_set_new(vo, "exp", json_integer(v->exp));
+            if (vo)
+                json_object_set_new(vo, "tags", tags_json(&v->tags));
+            json_array_append_new(vers, vo);
+        }
+        json_object_set_new(o, "versions", vers);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *apps_json(const kvr_live *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->napps; i++) {
+        const kvr_live_app *ap = &l->apps[i];
+        json_t *o = json_pack("{s:s,s:s,s:s}", "displayName", ap->display_name, "appId",
+                              ap->app_id, "objectId", ap->object_id),
+               *creds = json_array();
+        if (!o || !creds) {
+            json_decref(o);
+            json_decref(creds);
+            json_decref(a);
+            return NULL;
+        }
+        put_str(o, "servicePrincipalId", ap->sp_id);
+        put_str(o, "signInAudience", ap->audience);
+        for (size_t j = 0; j < ap->ncreds; j++) {
+            const kvr_live_credential *c = &ap->creds[j];
+            json_t *co = json_pack("{s:s,s:I,s:I}", "keyId", c->key_id, "start",
+                                   (json_int_t)c->start, "end", (json_int_t)c->end);
+            if (co)
+                put_str(co, "displayName", c->display_name);
+            json_array_append_new(creds, co);
+        }
+        json_object_set_new(o, "passwordCredentials", creds);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *rest_json(const kvr_live *l, json_t *root)
+{
+    json_t *dv = json_array(), *sec = json_array(), *certs = json_array(), *del = json_array(),
+           *roles = json_array(), *prof = json_array();
+    json_object_set_new(root, "deletedVaults", dv);
+    json_object_set_new(root, "secrets", sec);
+    json_object_set_new(root, "certificates", certs);
+    json_object_set_new(root, "deleted", del);
+    json_object_set_new(root, "roleAssignments", roles);
+    json_object_set_new(root, "profiles", prof);
+    if (!dv || !sec || !certs || !del || !roles || !prof)
+        return NULL;
+    for (size_t i = 0; i < l->ndeleted_vaults; i++) {
+        const kvr_live_deleted_vault *v = &l->deleted_vaults[i];
+        json_array_append_new(dv, json_pack("{s:s,s:s,s:I,s:I,s:b}", "name", v->name, "location",
+                                            v->location, "deleted", (json_int_t)v->deleted,
+                                            "purgeAt", (json_int_t)v->purge_at, "purgeProtection",
+                                            v->purge_protection));
+    }
+    for (size_t i = 0; i < l->nsecrets; i++) {
+        const kvr_live_secret *s = &l->secrets[i];
+        json_t *o = json_pack("{s:s,s:s,s:b}", "vault", s->vault, "name", s->name, "enabled",
+                              s->enabled);
+        if (o) {
+            put_str(o, "contentType", s->content_type);
+            put_str(o, "digest", s->digest); /* a keyed marker, never the value */
+            json_object_set_new(o, "tags", tags_json(&s->tags));
+        }
+        json_array_append_new(sec, o);
+    }
+    for (size_t i = 0; i < l->ncerts; i++) {
+        json_t *o = json_pack("{s:s,s:s}", "vault", l->certs[i].vault, "name", l->certs[i].name);
+        if (o)
+            put_str(o, "x5t", l->certs[i].x5t);
+        json_array_append_new(certs, o);
+    }
+    for (size_t i = 0; i < l->ndeleted; i++) {
+        const kvr_live_deleted *d = &l->deleted[i];
+        json_array_append_new(del, json_pack("{s:s,s:s,s:s,s:I,s:I}", "vault", d->vault, "kind",
+                                             d->kind, "name", d->name, "deleted",
+                                             (json_int_t)d->deleted, "purgeAt",
+                                             (json_int_t)d->purge_at));
+    }
+    for (size_t i = 0; i < l->nroles; i++) {
+        const kvr_live_role *r = &l->roles[i];
+        json_array_append_new(roles, json_pack("{s:s,s:s,s:s,s:s}", "name", r->name, "scope",
+                                               r->scope, "roleDefinitionId", r->role_id,
+                                               "principalId", r->principal_id));
+    }
+    for (size_t i = 0; i < l->nprofiles; i++) {
+        const kvr_live_profile *p = &l->profiles[i];
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "name", p->name, "vault", p->vault,
+                              "key", p->key, "keyVersion", p->key_version, "status",
+                              kvr_profile_status_name(p->status), "statusSince",
+                              (json_int_t)p->status_since);
+        if (o) {
+            put_str(o, "clientId", p->client_id);
+            put_str(o, "credential", p->credential);
+        }
+        json_array_append_new(prof, o);
+    }
+    return root;
+}
+
+static json_t *live_json(const kvr_live *l)
+{
+    json_t *root = json_object();
+    if (!root)
+        return NULL;
+    json_object_set_new(root, "now", json_integer(l->now));
+    json_object_set_new(root, "vaults", vaults_json(l));
+    json_object_set_new(root, "keys", keys_json(l));
+    json_object_set_new(root, "apps", apps_json(l));
+    if (!rest_json(l, root) || json_object_size(root) != 10) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+int kvr_live_to_json(char **out, const kvr_live *l, kvr_error *err)
+{
+    json_t *root = live_json(l);
+    *out = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(root);
+    if (!*out)
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    return 0;
+}
+
+/*
+ * The live state as a saved plan's digest sees it. Markers are keyed with a key that lives for
+ * one run, so two runs never share one; what a plan depends on is which values are equal to
+ * which (a copy to its source, a stored value to the declared one), so each marker becomes the
+ * number of its class of equal markers, numbered in order of first appearance over the live
+ * secrets and then the desired values. The clock (`now`) is left out: gates are evaluated again
+ * when the plan runs.
+ */
+int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, size_t nd,
+                   kvr_error *err)
+{
+    json_t *root = live_json(l), *secrets, *desired = json_array();
+    const char **seen = calloc(l->nsecrets + nd + 1, sizeof(*seen));
+    size_t nseen = 0;
+    int rc = 0;
+
+    *out = NULL;
+    if (!root || !desired || !seen) {
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        goto done;
+    }
+    json_object_del(root, "now");
+    secrets = json_object_get(root, "secrets");
+    for (size_t i = 0; i < l->nsecrets + nd; i++) {
+        const char *m = i < l->nsecrets ? l->secrets[i].digest : d[i - l->nsecrets].digest;
+        size_t c = 0;
+        char cls[32];
+        if (m) {
+            while (c < nseen && strcmp(seen[c], m) != 0)
+                c++;
+            if (c == nseen)
+                seen[nseen++] = m;
+            snprintf(cls, sizeof(cls), "v%zu", c + 1);
+        }
+        if (i < l->nsecrets) {
+            if (m)
+                json_object_set_new(json_array_get(secrets, i), "digest", json_string(cls));
+        } else {
+            json_array_append_new(desired,
+                                  json_pack("{s:s,s:s,s:s?}", "vault", d[i - l->nsecrets].vault,
+                                            "name", d[i - l->nsecrets].name, "digest",
+                                            m ? cls : NULL));
+        }
+    }
+    json_object_set(root, "desiredValues", desired);
+    *out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!*out)
+        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+done:
+    free(seen);
+    json_decref(desired);
+    json_decref(root);
+    return rc;
 }

@@ -99,6 +99,34 @@ static void run_case(void **state)
     want = slurp("expected-plan.txt", NULL);
     assert_int_equal(chdir(cwd), 0);
     {
+        /* Offline plans (--save-live, --live): the live state written and read back plans the
+           same, and writing it again gives the same bytes. */
+        char *w1 = NULL, *w2 = NULL, *again = NULL;
+        size_t again_len = 0;
+        kvr_live *l2 = NULL;
+        kvr_plan *p2 = NULL;
+        assert_int_equal(kvr_live_to_json(&w1, l, &err), 0);
+        if (kvr_live_from_json(&l2, w1, strlen(w1), &err) < 0)
+            fail_msg("%s: the written live state does not read back: %s", dir, err.message);
+        assert_int_equal(kvr_live_to_json(&w2, l2, &err), 0);
+        assert_string_equal(w1, w2);
+        in.live = l2;
+        assert_int_equal(kvr_plan_build(&p2, &in, &err), 0);
+        f = open_memstream(&again, &again_len);
+        assert_non_null(f);
+        assert_int_equal(kvr_plan_render_text(p2, f, false), 0);
+        fclose(f);
+        if (strcmp(again, got) != 0)
+            fail_msg("%s: the plan against the written live state differs.\n--- from live.json\n"
+                     "%s\n--- from the written copy\n%s",
+                     dir, got, again);
+        free(again);
+        free(w1);
+        free(w2);
+        kvr_plan_free(p2);
+        kvr_live_free(l2);
+    }
+    {
         /* The JSON form, for tests/schema/plan_json.sh to validate against plan.schema.json. */
         char out[PATH_MAX + 300];
         const char *base = strrchr(dir, '/'), *outdir = getenv("KVR_PLAN_JSON_OUT");
@@ -177,6 +205,36 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A saved plan's live digest: markers of two runs (different keys) that stand in the same
+   relations give the same canonical text; a changed relation gives another. */
+static void test_plan__live_canon_marker_classes(void **state)
+{
+#define CANON_FMT                                                                                  \
+    "{\"now\": %d, \"secrets\": [{\"vault\": \"a\", \"name\": \"s\", \"digest\": \"%s\"},"            \
+    "{\"vault\": \"b\", \"name\": \"s\", \"digest\": \"%s\"}]}"
+    const char *runs[][3] = {{"aaaa", "aaaa", "cccc"}, {"1111", "1111", "3333"},
+                             {"1111", "2222", "3333"}, {"1111", "1111", "1111"}};
+    char *canon[4];
+    kvr_error err;
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        char text[512];
+        kvr_live *l = NULL;
+        kvr_value_digest d = {"b", "s", runs[i][2]};
+        snprintf(text, sizeof(text), CANON_FMT, 1000 + i, runs[i][0], runs[i][1]);
+        assert_int_equal(kvr_live_from_json(&l, text, strlen(text), &err), 0);
+        assert_int_equal(kvr_live_canon(&canon[i], l, &d, 1, &err), 0);
+        assert_null(strstr(canon[i], runs[i][0])); /* no marker, and no clock */
+        assert_null(strstr(canon[i], "100"));
+        kvr_live_free(l);
+    }
+    assert_string_equal(canon[0], canon[1]);
+    assert_string_not_equal(canon[1], canon[2]); /* the copy no longer equals its source */
+    assert_string_not_equal(canon[1], canon[3]); /* the declared value is now the live one */
+    for (int i = 0; i < 4; i++)
+        free(canon[i]);
+}
+
 int main(void)
 {
     const char *root = getenv("KVR_FIXTURES");
@@ -211,7 +269,7 @@ int main(void)
     }
     closedir(dir);
     qsort(names, n, sizeof(*names), name_cmp);
-    tests = calloc(n + 2, sizeof(*tests));
+    tests = calloc(n + 3, sizeof(*tests));
     for (size_t i = 0; i < n; i++) {
         tests[i].name = strrchr(names[i], '/') + 1;
         tests[i].test_func = run_case;
@@ -219,7 +277,9 @@ int main(void)
     }
     tests[n].name = "test_plan__render_text_many_vaults";
     tests[n].test_func = test_plan__render_text_many_vaults;
-    rc = _cmocka_run_group_tests("test_plan", tests, n + 1, NULL, NULL);
+    tests[n + 1].name = "test_plan__live_canon_marker_classes";
+    tests[n + 1].test_func = test_plan__live_canon_marker_classes;
+    rc = _cmocka_run_group_tests("test_plan", tests, n + 2, NULL, NULL);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);

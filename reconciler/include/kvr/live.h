@@ -163,6 +163,13 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
 
 void kvr_live_free(kvr_live *l);
 
+/*
+ * Writes the live state in the format kvr_live_from_json reads (keys sorted, indented), for
+ * offline plans (`plan --save-live`). The model holds no secret value, only keyed markers.
+ * *out is the caller's (free); KVR_ENOMEM.
+ */
+int kvr_live_to_json(char **out, const kvr_live *l, kvr_error *err);
+
 const char *kvr_profile_status_name(kvr_profile_status s);
 
 /* Lookups (case-insensitive names, as in Azure). Borrowed, or NULL. */

@@ -129,6 +129,15 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err);
 
 void kvr_plan_free(kvr_plan *p);
 
+/*
+ * The canonical text a saved plan's live-state digest is taken over: the live state without
+ * the clock, each value marker replaced by its class of equal markers among the live secrets
+ * and the desired values `d` (markers of one run cannot be compared with another's; which
+ * values are equal is what a plan depends on). *out is the caller's (free); KVR_ENOMEM.
+ */
+int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, size_t nd,
+                   kvr_error *err);
+
 /* Counts for the summary line. */
 typedef struct kvr_plan_summary {
     size_t create, change, retire, waiting;
