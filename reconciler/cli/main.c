@@ -9,7 +9,10 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 struct cmd {
     const char *name;
@@ -23,6 +26,7 @@ static const struct cmd COMMANDS[] = {
     {"plan", kvr_cmd_plan, "show what apply would do: ordered steps and the gates that hold them"},
     {"apply", kvr_cmd_apply, "make the live estate match: run the steps, wait at the gates"},
     {"watch", kvr_cmd_watch, "apply on every change of a directory and every few minutes"},
+    {"export", kvr_cmd_export, "write the desired-state repository of an existing estate"},
 #endif
     {"version", kvr_cmd_version, "print the version"},
     {"help", kvr_cmd_help, "show help for kvreconcile or one command"},
@@ -93,11 +97,32 @@ int kvr_cmd_help(int argc, char **argv)
     return c->fn(2, help_argv);
 }
 
+/*
+ * A core file of a running plan holds AZURE_CLIENT_SECRET, bearer tokens and secret values:
+ * none is written, and no other process of the same user may attach to read the memory
+ * (PR_SET_DUMPABLE 0 also closes ptrace and /proc/PID/mem to it). KVR_ALLOW_CORE_DUMPS=1 lets a
+ * developer debug a crash; it is documented in kvreconcile(1), ENVIRONMENT.
+ */
+static int no_core_dumps(void)
+{
+    const char *allow = getenv("KVR_ALLOW_CORE_DUMPS");
+    struct rlimit none = {0, 0};
+    if (allow && strcmp(allow, "1") == 0)
+        return 0;
+    if (setrlimit(RLIMIT_CORE, &none) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        cli_error("cannot turn off core dumps; set KVR_ALLOW_CORE_DUMPS=1 to run anyway");
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct cmd *c;
     const char *names[NCOMMANDS + 1];
 
+    if (no_core_dumps() < 0)
+        return KVR_EXIT_ERROR;
     if (argc < 2) {
         usage(stderr);
         return KVR_EXIT_ERROR;
