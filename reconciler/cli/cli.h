@@ -38,6 +38,9 @@ typedef struct cli_session {
  */
 int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
                      const char *unchanged);
+/* The desired state alone, with no connection (offline plans): as cli_session_open otherwise. */
+int cli_session_load(cli_session *s, const char *const *paths, size_t npaths,
+                     const char *unchanged);
 void cli_session_close(cli_session *s);
 
 /* --log-format for apply and watch: "text" or "json". 0, or -1 after printing why. */

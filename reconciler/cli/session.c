@@ -11,12 +11,10 @@
 #include <string.h>
 #include <time.h>
 
-int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
+int cli_session_load(cli_session *s, const char *const *paths, size_t npaths,
                      const char *unchanged)
 {
     kvr_diags diags;
-    kvr_auth_config acfg;
-    kvr_error err;
     int rc = -1;
 
     memset(s, 0, sizeof(*s));
@@ -28,18 +26,30 @@ int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
         goto done;
     }
     s->subscription = s->e->subscription ? s->e->subscription : getenv("AZURE_SUBSCRIPTION_ID");
-    kvr_auth_config_from_env(&acfg);
-    if (kvr_endpoints_resolve(&s->ep, &s->e->cloud, &err) < 0 ||
-        kvr_http_new(&s->http, NULL, &err) < 0 || kvr_auth_new(&s->auth, s->http, &acfg, &err) < 0) {
-        cli_error("%s", err.message);
-        goto done;
-    }
     rc = 0;
 done:
     kvr_diags_release(&diags);
     if (rc < 0)
         cli_session_close(s);
     return rc;
+}
+
+int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
+                     const char *unchanged)
+{
+    kvr_auth_config acfg;
+    kvr_error err;
+
+    if (cli_session_load(s, paths, npaths, unchanged) < 0)
+        return -1;
+    kvr_auth_config_from_env(&acfg);
+    if (kvr_endpoints_resolve(&s->ep, &s->e->cloud, &err) < 0 ||
+        kvr_http_new(&s->http, NULL, &err) < 0 || kvr_auth_new(&s->auth, s->http, &acfg, &err) < 0) {
+        cli_error("%s", err.message);
+        cli_session_close(s);
+        return -1;
+    }
+    return 0;
 }
 
 void cli_session_close(cli_session *s)
