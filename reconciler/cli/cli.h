@@ -14,6 +14,7 @@ int kvr_cmd_validate(int argc, char **argv);
 int kvr_cmd_plan(int argc, char **argv);
 int kvr_cmd_apply(int argc, char **argv);
 int kvr_cmd_watch(int argc, char **argv);
+int kvr_cmd_export(int argc, char **argv);
 int kvr_cmd_version(int argc, char **argv);
 int kvr_cmd_help(int argc, char **argv);
 

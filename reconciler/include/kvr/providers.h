@@ -93,6 +93,57 @@ int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, con
 int kvr_live_read_all(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
                       const char *subscription, const kvr_marker_key *mk, kvr_error *err);
 
+/* ---- discovery: the live estate with no desired state (export) ----------------------------- */
+
+/* What to export: every vault of the subscription, or of these resource groups, or these vaults
+   (all borrowed); the encryption profiles too with `profiles`. */
+typedef struct kvr_export_filter {
+    const char *const *groups;
+    size_t ngroups;
+    const char *const *vaults;
+    size_t nvaults;
+    bool profiles;
+} kvr_export_filter;
+
+/* Told after each share of vaults read: `done` of `total` (first with done 0). */
+typedef void (*kvr_progress_fn)(void *arg, size_t done, size_t total);
+
+/* A vault found: what the live model does not keep of it (all owned). */
+typedef struct kvr_found_vault {
+    char *name;
+    kvr_network network; /* properties.networkAcls and publicNetworkAccess; set: any given */
+    size_t part;         /* the part of the discovery that holds its live state */
+} kvr_found_vault;
+
+/* A principal named by a role assignment on a found vault or by its access policies. */
+typedef struct kvr_found_principal {
+    char *object_id;
+    char *app_id;       /* the application's, when it is an application's service principal */
+    char *display_name; /* the application's display name, or the principal's; NULL: not found */
+    char *type;         /* servicePrincipalType; NULL: no service principal (a user, a group) */
+} kvr_found_principal;
+
+typedef struct kvr_discovery {
+    kvr_live **parts;  /* live states; the last one holds the apps, profiles, role assignments */
+    size_t nparts;
+    kvr_found_vault *vaults; /* sorted by name, case-insensitively */
+    size_t nvaults;
+    kvr_found_principal *principals; /* sorted by object id */
+    size_t nprincipals;
+} kvr_discovery;
+
+/*
+ * Finds the vaults `f` selects, the role assignments on them and their keys, the principals
+ * those and the vaults' access policies name, then reads them with the plan's reader
+ * (kvr_live_read_all): keys with versions and rotation policies, secrets (never values),
+ * certificates, the applications of those principals with their service principals and password
+ * credentials, and with f->profiles every encryption profile. On failure *out is released and
+ * err names the request.
+ */
+int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const char *sub,
+                 const kvr_export_filter *f, kvr_progress_fn progress, void *arg, kvr_error *err);
+void kvr_discovery_release(kvr_discovery *d);
+
 /* "Mon, 23 Nov 2026 10:00:00 GMT" -> Unix seconds; KVR_EINVAL when malformed. */
 int kvr_time_parse_http(int64_t *out, const char *text);
 
