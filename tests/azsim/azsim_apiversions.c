@@ -53,7 +53,9 @@ static const char *const ROLE_ASSIGNMENTS[] = {
  * 7.6-preview.2; preview/7.1 is 7.1-preview), then the per-surface folders
  * data-plane/{Keys,Secrets,Certificates}/{stable,preview}/ (readme.md tags: 7.5, 7.6,
  * 2025-06-01-preview, 2025-07-01, and for Keys and Secrets 2026-01-01-preview and
- * 2026-03-01-preview, for Secrets 2026-05-01-preview and 2026-07-01-preview). */
+ * 2026-03-01-preview, for Secrets 2026-05-01-preview and 2026-07-01-preview) and the TypeSpec
+ * enums Versions of data-plane/{Secrets,Certificates}/main.tsp, with Keys/stable/2026-04-01/ and
+ * Secrets/stable/2026-04-01/ (what @azure/keyvault-secrets 4.12.0 sends). */
 static const char *const KEYVAULT[] = {"2015-06-01",
                                        "2016-10-01",
                                        "7.0-preview",
@@ -75,6 +77,7 @@ static const char *const KEYVAULT[] = {"2015-06-01",
                                        "2025-07-01",
                                        "2026-01-01-preview",
                                        "2026-03-01-preview",
+                                       "2026-04-01",
                                        "2026-05-01-preview",
                                        "2026-07-01-preview",
                                        NULL};

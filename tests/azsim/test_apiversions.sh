@@ -102,7 +102,7 @@ req GET "$SUB/resourcegroups/rg1" "" "$MT"
 is 400 && [ "$(j 'b["error"]["code"]')" = MissingApiVersionParameter ] && ok "resource groups: missing version is 400 MissingApiVersionParameter" || fail "missing version" "$STATUS"
 req GET "$KV/secrets?api-version=7.7" "" "$VT"
 is 400 && [ "$(j 'b["error"]["code"]')" = BadParameter ] &&
-    [ "$(j 'b["error"]["message"]')" = "The specified version (7.7) is not recognized. Consider using the latest supported version (2025-07-01)." ] &&
+    [ "$(j 'b["error"]["message"]')" = "The specified version (7.7) is not recognized. Consider using the latest supported version (2026-04-01)." ] &&
     ok "key vault: unknown version is 400 BadParameter naming the latest stable version" ||
     fail "key vault: unknown version" "$STATUS $(head -c 300 "$WORK/body")"
 req GET "$KV/secrets?api-version=2025-06-01" "" "$VT"

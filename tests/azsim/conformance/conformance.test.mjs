@@ -40,7 +40,10 @@ for (const v of ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "A
 
 const credential = new ClientSecretCredential(env.AZURE_TENANT_ID, env.AZURE_CLIENT_ID, env.AZURE_CLIENT_SECRET,
   { authorityHost: env.AZURE_AUTHORITY_HOST, disableInstanceDiscovery: true });
-const armOptions = { endpoint: env.KVR_ARM_ENDPOINT, credentialScopes: [`${env.KVR_ARM_ENDPOINT}/.default`] };
+// credentialScopes is the option of the AutoRest-generated SDKs, credentials.scopes that of the
+// TypeSpec-generated majors (@azure/arm-resources 8, @azure/arm-keyvault 5); each ignores the other.
+const armScopes = [`${env.KVR_ARM_ENDPOINT}/.default`];
+const armOptions = { endpoint: env.KVR_ARM_ENDPOINT, credentialScopes: armScopes, credentials: { scopes: armScopes } };
 const suffix = randomBytes(3).toString("hex");
 const vaultName = `conf-${suffix}`;
 const rg = `rg-conformance-${suffix}`;
