@@ -70,6 +70,7 @@ typedef struct azsim_sp {
     char id[AZSIM_GUID_LEN + 1];
     char app_id[AZSIM_GUID_LEN + 1];
     char *display_name;
+    int64_t created; /* simulated time; role assignments see it after --directory-delay */
 } azsim_sp;
 
 typedef struct azsim_role_assignment {
@@ -163,6 +164,8 @@ typedef struct azsim_state {
     char *data_dir;
     int port;
     int rbac_delay;
+    /* seconds before a new service principal is known to roleAssignments (--directory-delay) */
+    int directory_delay;
     /* refuse api-versions newer than azsim_apiversions.c lists (--strict-api-versions) */
     int strict_api_versions;
     int throttle;

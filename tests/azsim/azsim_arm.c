@@ -949,14 +949,26 @@ static int ra_put(arm_ctx *c, const char *scope, const char *name)
                        "The specified role definition with ID '%s' does not exist.", role);
         goto done;
     }
-    if (!azsim_sp_by_id(st, pid) && !(ptype && strcmp(ptype, "ServicePrincipal") == 0)) {
+    /* A principal the directory does not hold, or one created less than --directory-delay ago
+     * (replication), is refused even with principalType set: Azure documents principalType as a
+     * way around the delay, but real runs still meet the error (azure-docs#103085). Azure names
+     * the principal without its dashes. */
+    azsim_sp *sp = azsim_sp_by_id(st, pid);
+    if (!sp || (st->directory_delay && azsim_now(st) < sp->created + st->directory_delay)) {
+        char bare[AZSIM_GUID_LEN + 1];
+        size_t o = 0;
+        for (const char *q = pid; *q && o < sizeof(bare) - 1; q++)
+            if (*q != '-')
+                bare[o++] = *q;
+        bare[o] = '\0';
         rc = arm_error(c, 400, "PrincipalNotFound",
                        "Principal %s does not exist in the directory %s. Check that you have the "
                        "correct principal ID. If you are creating this principal and then "
                        "immediately assigning a role, this error might be related to a "
                        "replication delay. In this case, set the role assignment principalType "
-                       "property to a value, such as ServicePrincipal, User, or Group.",
-                       pid, st->tenant);
+                       "property to a value, such as ServicePrincipal, User, or Group.  See "
+                       "https://aka.ms/docs-principaltype",
+                       bare, st->tenant);
         goto done;
     }
     for (size_t i = 0; i < st->assignments.n; i++) {

@@ -484,6 +484,7 @@ static int sp_patch(graph_ctx *c, azsim_sp *sp)
             free(sp->display_name);
             sp->display_name = name;
         }
+    sp->created = azsim_now(c->st);
         rc = azsim_reply_empty(c->r, 204);
     }
     json_decref(body);

@@ -20,7 +20,8 @@ static void usage(FILE *f)
                "             [--durable on|off] [--data-keys N] [--rewrap-rate N]\n"
                "             [--subscription GUID]\n"
                "             [--latency-ms N] [--seed N] [--fault-rate P] [--fault-kinds LIST]\n"
-               "             [--stall-ms N] [--arm-async N] [--strict-api-versions]\n");
+               "             [--stall-ms N] [--arm-async N] [--strict-api-versions]\n"
+               "             [--directory-delay SECONDS]\n");
 }
 
 static int parse_long(long *out, const char *s, long min, long max)
@@ -113,6 +114,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "azsim: invalid rbac delay '%s'\n", v);
                 goto done;
             }
+        } else if (strcmp(a, "--directory-delay") == 0) {
+            long d = 0;
+            if (parse_long(&d, v, 0, 86400) != AZSIM_OK) {
+                fprintf(stderr, "azsim: invalid directory delay '%s'\n", v);
+                goto done;
+            }
+            st.directory_delay = (int)d;
         } else if (strcmp(a, "--throttle") == 0) {
             if (strcmp(v, "on") == 0) {
                 st.throttle = 1;
