@@ -10,6 +10,7 @@
 #define ARM_VAULTS_API "2024-11-01"
 #define ARM_RG_API "2021-04-01"
 #define ARM_ROLES_API "2022-04-01"
+#define ARM_SUBS_API "2022-12-01"
 #define KV_API "7.5"
 #define PROFILES_API "2026-01-01"
 

@@ -1454,6 +1454,27 @@ static int queue_profiles(reader *r)
     return f ? enqueue(r, f) : r->err->code;
 }
 
+/* ---- an estate that names nothing -------------------------------------------------------- */
+
+static int clock_done(reader *r, fetch *f, json_t *body)
+{
+    (void)r;
+    (void)f;
+    (void)body;
+    return 0; /* complete() took the Date: that is all this read is for */
+}
+
+/* An empty desired state still needs the service's clock (and a subscription that exists): one
+   GET of the subscription. */
+static int queue_clock(reader *r)
+{
+    fetch *f = fetch_new(r, r->arm_scope,
+                         prov_fmt(r->err, "%s/subscriptions/%s?api-version=" ARM_SUBS_API,
+                                  r->ep->arm, r->sub),
+                         false, clock_done, r->sub, "get subscription");
+    return f ? enqueue(r, f) : r->err->code;
+}
+
 /* ---- canonical order ---------------------------------------------------------------------- */
 
 static int by_vault_name(const char *va, const char *na, const char *vb, const char *nb)
@@ -1576,7 +1597,7 @@ static int read_live(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const
         goto done;
     /* the roots; everything else is queued by the handlers as what it depends on arrives */
     if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
-        (rc = queue_profiles(&r)) < 0)
+        (rc = queue_profiles(&r)) < 0 || (r.n == 0 && (rc = queue_clock(&r)) < 0))
         goto done;
     if ((rc = run_queue(&r)) < 0)
         goto done;
