@@ -72,10 +72,10 @@ _kvreconcile_reply()
     cmd=${COMP_WORDS[1]}
 
     case $cmd in
-    validate) opts="--file -f --quiet -q --help -h" ;;
-    plan) opts="--file -f --output -o --detailed-exitcode --no-color --help -h" ;;
-    apply) opts="--file -f --wait --lock-timeout --quiet -q --log-format --help -h" ;;
-    watch) opts="--interval --once --status-file --quiet -q --log-format --help -h" ;;
+    validate) opts="--file -f --quiet -q --allow-files-under --help -h" ;;
+    plan) opts="--file -f --output -o --detailed-exitcode --no-color --allow-files-under --help -h" ;;
+    apply) opts="--file -f --wait --lock-timeout --quiet -q --log-format --allow-files-under --help -h" ;;
+    watch) opts="--interval --once --status-file --quiet -q --log-format --allow-files-under --help -h" ;;
     help)
         [ "$COMP_CWORD" -eq 2 ] && _kvreconcile_words "$commands" "$cur"
         return 0
@@ -100,6 +100,10 @@ _kvreconcile_reply()
         _kvreconcile_paths "$cur" any
         return 0
         ;;
+    --allow-files-under)
+        _kvreconcile_paths "$cur" dirs
+        return 0
+        ;;
     --wait | --interval | --lock-timeout)
         return 0 # a duration: 30s, 10m, 2h, 1d
         ;;
@@ -113,7 +117,7 @@ _kvreconcile_reply()
         # exactly one directory
         for ((i = 2; i < COMP_CWORD; i++)); do
             case ${COMP_WORDS[i]} in
-            --interval | --status-file | --log-format)
+            --interval | --status-file | --log-format | --allow-files-under)
                 [ "${COMP_WORDS[i + 1]:-}" = "=" ] && ((i++))
                 ((i++))
                 ;;

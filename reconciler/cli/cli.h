@@ -69,6 +69,24 @@ int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_
                   bool quiet, bool json, volatile int *stop);
 void cli_lock_release(cli_lock *l);
 
+/*
+ * --allow-files-under DIR, repeatable, for validate, plan, apply and watch: a directory outside
+ * the repository where a secret's 'fromFile' may point (a mounted secrets volume). A command
+ * puts CLI_LONGOPT_ALLOW_FILES_UNDER in its option table and passes optarg of
+ * CLI_OPT_ALLOW_FILES_UNDER to cli_allow_files_under (0, or -1 after printing why); the loader
+ * gets them through cli_model_options (main.c).
+ */
+#define CLI_OPT_ALLOW_FILES_UNDER 0x100
+#define CLI_LONGOPT_ALLOW_FILES_UNDER                                                             \
+    {                                                                                             \
+        "allow-files-under", required_argument, NULL, CLI_OPT_ALLOW_FILES_UNDER                   \
+    }
+#define CLI_USAGE_ALLOW_FILES_UNDER                                                               \
+    "      --allow-files-under DIR  secrets' fromFile may also name files under DIR "             \
+    "(repeatable)\n"
+int cli_allow_files_under(const char *dir);
+const kvr_model_options *cli_model_options(void);
+
 /* Prints "kvreconcile: error: MSG" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

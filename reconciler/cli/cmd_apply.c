@@ -29,6 +29,7 @@ static void apply_usage(FILE *out)
             "                          run on this machine (default 0: fail at once)\n"
             "  -q, --quiet             no progress lines\n"
             "      --log-format FORMAT progress as text (default) or json lines, on stderr\n"
+            CLI_USAGE_ALLOW_FILES_UNDER
             "  -h, --help              show this help\n\n"
             "credentials and endpoints: as for 'kvreconcile plan' (see its --help)\n\n"
             "One run at a time changes an estate: apply and watch take a lock on this machine\n"
@@ -47,6 +48,7 @@ int kvr_cmd_apply(int argc, char **argv)
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"log-format", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
+                                         CLI_LONGOPT_ALLOW_FILES_UNDER,
                                          {NULL, 0, NULL, 0}};
     const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
     size_t npaths = 0;
@@ -94,6 +96,10 @@ int kvr_cmd_apply(int argc, char **argv)
             break;
         case 'L':
             if (cli_log_format(&ao.json_log, optarg) < 0)
+                goto done;
+            break;
+        case CLI_OPT_ALLOW_FILES_UNDER:
+            if (cli_allow_files_under(optarg) < 0)
                 goto done;
             break;
         case 'h':

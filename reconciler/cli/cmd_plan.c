@@ -30,6 +30,7 @@ static void plan_usage(FILE *out)
             "      --detailed-exitcode  exit 2 when the plan is not empty\n"
             "      --no-color         no colour (also when NO_COLOR is set or stdout is not a "
             "terminal)\n"
+            CLI_USAGE_ALLOW_FILES_UNDER
             "  -h, --help             show this help\n\n"
             "credentials: AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET,\n"
             "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE; else managed identity.\n"
@@ -47,6 +48,7 @@ int kvr_cmd_plan(int argc, char **argv)
                                          {"detailed-exitcode", no_argument, NULL, 'D'},
                                          {"no-color", no_argument, NULL, 'C'},
                                          {"help", no_argument, NULL, 'h'},
+                                         CLI_LONGOPT_ALLOW_FILES_UNDER,
                                          {NULL, 0, NULL, 0}};
     const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
     const char *format = "text";
@@ -81,6 +83,10 @@ int kvr_cmd_plan(int argc, char **argv)
             break;
         case 'C':
             no_color = true;
+            break;
+        case CLI_OPT_ALLOW_FILES_UNDER:
+            if (cli_allow_files_under(optarg) < 0)
+                goto done;
             break;
         case 'h':
             plan_usage(stdout);

@@ -13,13 +13,14 @@
 
 static void validate_usage(FILE *out)
 {
-    fprintf(out, "usage: kvreconcile validate -f PATH... [-q]\n\n"
+    fprintf(out, "usage: kvreconcile validate -f PATH... [-q] [--allow-files-under DIR]\n\n"
                  "Checks desired-state YAML (files, or directories walked for *.yaml and *.yml)\n"
                  "against schema v1 and its cross-references. Nothing in Azure is read or "
                  "changed.\n\n"
                  "options:\n"
                  "  -f, --file PATH   a file or directory; repeat, or list several after -f\n"
                  "  -q, --quiet       print nothing on success\n"
+                 CLI_USAGE_ALLOW_FILES_UNDER
                  "  -h, --help        show this help\n\n"
                  "exit status: 0 valid, 1 invalid (errors on stderr as FILE:LINE:COL: error: ...)\n");
 }
@@ -34,6 +35,7 @@ int kvr_cmd_validate(int argc, char **argv)
     static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
+                                         CLI_LONGOPT_ALLOW_FILES_UNDER,
                                          {NULL, 0, NULL, 0}};
     const char **paths = NULL;
     size_t npaths = 0;
@@ -57,6 +59,10 @@ int kvr_cmd_validate(int argc, char **argv)
             break;
         case 'q':
             quiet = true;
+            break;
+        case CLI_OPT_ALLOW_FILES_UNDER:
+            if (cli_allow_files_under(optarg) < 0)
+                goto done;
             break;
         case 'h':
             validate_usage(stdout);
@@ -84,7 +90,7 @@ int kvr_cmd_validate(int argc, char **argv)
         goto done;
     }
 
-    rc = kvr_model_load(&e, paths, npaths, &diags);
+    rc = kvr_model_load_with(&e, paths, npaths, cli_model_options(), &diags);
     if (rc < 0) {
         kvr_diags_print(&diags, stderr);
         fprintf(stderr, "%zu %s; the desired state is not valid\n",

@@ -50,7 +50,7 @@ static void watch_usage(FILE *out)
 {
     fprintf(out,
             "usage: kvreconcile watch DIR [--interval DURATION] [--once] [--status-file FILE]\n"
-            "                         [-q] [--log-format text|json]\n\n"
+            "                         [-q] [--log-format text|json] [--allow-files-under DIR]\n\n"
             "Applies the desired state in DIR now, again whenever a YAML file under it changes\n"
             "(one run per save), and every --interval (default 5m) so that drift and gates are\n"
             "noticed without a change. An invalid configuration is reported and nothing is\n"
@@ -60,7 +60,9 @@ static void watch_usage(FILE *out)
             "  --interval DURATION   resync period (e.g. 5m, 1h)\n"
             "  --once                one run, then exit with apply's status (for cron)\n"
             "  --status-file FILE    after each run, write {time, result, waitingFor, nextRun}\n"
-            "  -q, --log-format      as for apply\n");
+            "  -q, --log-format      as for apply\n"
+            "  --allow-files-under DIR  secrets' fromFile may also name files under DIR "
+            "(repeatable)\n");
 }
 
 /* Watches DIR and every subdirectory (hidden ones skipped). */
@@ -173,6 +175,7 @@ int kvr_cmd_watch(int argc, char **argv)
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"log-format", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
+                                         CLI_LONGOPT_ALLOW_FILES_UNDER,
                                          {NULL, 0, NULL, 0}};
     const char *dir, *status_file = NULL;
     int64_t interval = 300;
@@ -212,6 +215,10 @@ int kvr_cmd_watch(int argc, char **argv)
             break;
         case 'L':
             if (cli_log_format(&ao.json_log, optarg) < 0)
+                return KVR_EXIT_ERROR;
+            break;
+        case CLI_OPT_ALLOW_FILES_UNDER:
+            if (cli_allow_files_under(optarg) < 0)
                 return KVR_EXIT_ERROR;
             break;
         case 'h':

@@ -44,6 +44,29 @@ void cli_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+#define ALLOW_MAX 32
+static const char *allow_dirs[ALLOW_MAX];
+static kvr_model_options model_options = {allow_dirs, 0};
+
+int cli_allow_files_under(const char *dir)
+{
+    if (!*dir) {
+        cli_error("--allow-files-under needs a directory");
+        return -1;
+    }
+    if (model_options.nallow_dirs == ALLOW_MAX) {
+        cli_error("--allow-files-under is given more than %d times", ALLOW_MAX);
+        return -1;
+    }
+    allow_dirs[model_options.nallow_dirs++] = dir;
+    return 0;
+}
+
+const kvr_model_options *cli_model_options(void)
+{
+    return &model_options;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kvreconcile <command> [options]\n\n"

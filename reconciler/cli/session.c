@@ -19,7 +19,7 @@ int cli_session_load(cli_session *s, const char *const *paths, size_t npaths,
 
     memset(s, 0, sizeof(*s));
     kvr_diags_init(&diags);
-    if (kvr_model_load(&s->e, paths, npaths, &diags) < 0) {
+    if (kvr_model_load_with(&s->e, paths, npaths, cli_model_options(), &diags) < 0) {
         kvr_diags_print(&diags, stderr);
         fprintf(stderr, "%zu %s; %s\n", diags.len + diags.dropped,
                 diags.len + diags.dropped == 1 ? "error" : "errors", unchanged);

@@ -23,6 +23,10 @@ typedef struct ctx {
     /* values that may be given once in the whole estate */
     single subscription, cloud, active, ret_keys, ret_profiles, ret_app_secrets, ret_vaults;
     bool stream_off; /* lists of the rest of this file go through the tree (load.c) */
+    /* where 'fromFile' may point: the repository root, then the --allow-files-under
+       directories, all canonical (realpath); none: unconfined (kvr_model_load_buffer) */
+    char **roots;
+    size_t nroots;
 } ctx;
 
 /* Lengths of the estate's arrays, to undo a file's conversion (estate.c). */

@@ -542,6 +542,107 @@ static char *resolve_path(ctx *c, const char *p)
     return out;
 }
 
+/*
+ * The canonical absolute form of `path`, also when its last components do not exist yet (a
+ * secret file that CI writes later): realpath of the longest existing prefix, then the rest
+ * ('.' and '..' in the rest applied by hand: none of it exists, so none of it is a link). A
+ * dangling symbolic link is refused (errno ENOENT): where it points could appear later. NULL
+ * with errno set on failure.
+ */
+static char *resolve_loose(const char *path, unsigned depth)
+{
+    struct stat st;
+    char *r = realpath(path, NULL), *copy = NULL, *parent = NULL, *out = NULL, *slash;
+    const char *base;
+    size_t n;
+
+    if (r || (errno != ENOENT && errno != ENOTDIR) || depth > 255)
+        return r;
+    if (lstat(path, &st) == 0) {
+        errno = ENOENT; /* exists, yet realpath failed: a dangling link */
+        return NULL;
+    }
+    if (!(copy = strdup(path)))
+        return NULL;
+    n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/')
+        copy[--n] = '\0';
+    slash = strrchr(copy, '/');
+    if (!slash) {
+        parent = resolve_loose(".", depth + 1);
+        base = copy;
+    } else {
+        base = slash + 1;
+        if (slash == copy) {
+            parent = strdup("/");
+        } else {
+            *slash = '\0';
+            parent = resolve_loose(copy, depth + 1);
+        }
+    }
+    if (!parent)
+        goto done;
+    if (!*base || strcmp(base, ".") == 0) {
+        out = parent;
+        parent = NULL;
+    } else if (strcmp(base, "..") == 0) {
+        char *last = strrchr(parent, '/');
+        if (last == parent)
+            last[1] = '\0';
+        else if (last)
+            *last = '\0';
+        out = parent;
+        parent = NULL;
+    } else {
+        out = kvr_asprintf("%s%s%s", parent, strcmp(parent, "/") ? "/" : "", base);
+    }
+done:
+    free(parent);
+    free(copy);
+    return out;
+}
+
+static bool inside(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+    if (strcmp(root, "/") == 0)
+        return true;
+    return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/*
+ * A secret's 'fromFile', confined: a pull request must not be able to copy any file the runner
+ * can read (its federated token, a deploy key) into a vault by naming it with an absolute
+ * path, '..' or a symbolic link out of the repository (Argo CD's out-of-bounds symlinks). The
+ * result is the resolved path, which the executor opens with O_NOFOLLOW.
+ */
+static char *confine_path(ctx *c, const yt_node *at, const char *raw, char *joined)
+{
+    char *real;
+    if (!joined || c->nroots == 0)
+        return joined;
+    real = resolve_loose(joined, 0);
+    if (!real) {
+        if (errno == ENOMEM)
+            cx_oom(c);
+        else
+            cx_error(c, at, "cannot resolve 'fromFile' path '%s': %s", raw,
+                     errno == ENOENT ? "a symbolic link that points nowhere" : strerror(errno));
+        free(joined);
+        return NULL;
+    }
+    free(joined);
+    for (size_t i = 0; i < c->nroots; i++)
+        if (inside(real, c->roots[i]))
+            return real;
+    cx_error(c, at,
+             "'fromFile' path '%s' leads outside the repository; keep the file in it, or admit "
+             "its directory with --allow-files-under DIR",
+             raw);
+    free(real);
+    return NULL;
+}
+
 static void parse_secret(ctx *c, const yt_node *n)
 {
     /* in the order of kvr_secret_source */
@@ -627,7 +728,7 @@ static void parse_secret(ctx *c, const yt_node *n)
     if (yt_map_get(n, "fromFile")) {
         char *raw = NULL;
         if (cx_str(c, n, "fromFile", false, "secret", &raw))
-            s->file_path = resolve_path(c, raw);
+            s->file_path = confine_path(c, yt_map_get(n, "fromFile"), raw, resolve_path(c, raw));
         free(raw);
     }
     if ((x = yt_map_get(n, "fromAppCredential")) && cx_is_map(c, x, "'fromAppCredential'")) {
@@ -1177,6 +1278,9 @@ static int finish(ctx *c, kvr_estate **out, kvr_estate *e)
     if (!c->rc)
         kvr_model_check(c);
     free(c->dir);
+    for (size_t i = 0; i < c->nroots; i++)
+        free(c->roots[i]);
+    free(c->roots);
     kvr_diags_sort(c->diags);
     rc = c->rc ? c->rc : (c->bad || c->diags->len ? KVR_ECONFIG : 0);
     if (rc < 0) {
@@ -1187,7 +1291,84 @@ static int finish(ctx *c, kvr_estate **out, kvr_estate *e)
     return 0;
 }
 
+/* The deepest common directory of a and b (both canonical), in place in a. */
+static void common_dir(char *a, const char *b)
+{
+    size_t i = 0, last = 0;
+    while (a[i] && a[i] == b[i]) {
+        i++;
+        if (a[i] == '/' || a[i] == '\0')
+            last = i;
+    }
+    if ((a[i] == '\0' || a[i] == '/') && (b[i] == '\0' || b[i] == '/'))
+        last = i;
+    if (last == 0)
+        last = 1; /* "/" */
+    a[last] = '\0';
+}
+
+/* c->roots: the repository root (the common directory of the paths given; of a file, its
+   directory), then the allowed directories. A path that cannot be resolved is left to the
+   walk to report. */
+static void set_roots(ctx *c, const char *const *paths, size_t npaths,
+                      const kvr_model_options *opts)
+{
+    size_t nallow = opts ? opts->nallow_dirs : 0;
+    char *repo = NULL;
+
+    if (!(c->roots = calloc(nallow + 1, sizeof(*c->roots)))) {
+        cx_oom(c);
+        return;
+    }
+    for (size_t i = 0; i < npaths; i++) {
+        struct stat st;
+        char *dir, *real, *slash;
+        if (!(dir = strdup(paths[i]))) {
+            cx_oom(c);
+            return;
+        }
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            slash = strrchr(dir, '/');
+            if (!slash)
+                strcpy(dir, ".");
+            else if (slash == dir)
+                dir[1] = '\0';
+            else
+                *slash = '\0';
+        }
+        real = realpath(dir, NULL);
+        free(dir);
+        if (!real)
+            continue;
+        if (!repo) {
+            repo = real;
+        } else {
+            common_dir(repo, real);
+            free(real);
+        }
+    }
+    if (repo)
+        c->roots[c->nroots++] = repo;
+    for (size_t i = 0; i < nallow; i++) {
+        char *real = realpath(opts->allow_dirs[i], NULL);
+        struct stat st;
+        if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            cx_error_pos(c, (kvr_pos){"--allow-files-under", 0, 0}, "'%s' is not a directory%s%s",
+                         opts->allow_dirs[i], real ? "" : ": ", real ? "" : strerror(errno));
+            free(real);
+            continue;
+        }
+        c->roots[c->nroots++] = real;
+    }
+}
+
 int kvr_model_load(kvr_estate **out, const char *const *paths, size_t npaths, kvr_diags *diags)
+{
+    return kvr_model_load_with(out, paths, npaths, NULL, diags);
+}
+
+int kvr_model_load_with(kvr_estate **out, const char *const *paths, size_t npaths,
+                        const kvr_model_options *opts, kvr_diags *diags)
 {
     kvr_estate *e;
     ctx c;
@@ -1204,6 +1385,7 @@ int kvr_model_load(kvr_estate **out, const char *const *paths, size_t npaths, kv
     w.c = &c;
     if (npaths == 0)
         kvr_diags_add(diags, "kvreconcile", 0, 0, "no input: give files or directories with -f");
+    set_roots(&c, paths, npaths, opts);
     for (size_t i = 0; i < npaths && !c.rc; i++)
         visit(&w, paths[i], true, 0);
     free(w.files);

@@ -255,9 +255,29 @@ typedef struct kvr_estate {
  */
 int kvr_model_load(kvr_estate **out, const char *const *paths, size_t npaths, kvr_diags *diags);
 
+/* Options of kvr_model_load_with. Zero-initialise. */
+typedef struct kvr_model_options {
+    /* Directories besides the repository where a secret's 'fromFile' may point (a mounted
+       secrets volume): --allow-files-under. Borrowed. */
+    const char *const *allow_dirs;
+    size_t nallow_dirs;
+} kvr_model_options;
+
+/*
+ * kvr_model_load with options (`opts` may be NULL). A secret's 'fromFile' must resolve (through
+ * '..', absolute paths and symbolic links, with realpath) to a file inside the repository root
+ * (the directory given, or the deepest directory holding every path given) or inside one of
+ * opts->allow_dirs; otherwise it is a positioned error. On success each secret's file_path is
+ * the resolved absolute path, which the executor opens with O_NOFOLLOW. kvr_model_load is this
+ * with no options.
+ */
+int kvr_model_load_with(kvr_estate **out, const char *const *paths, size_t npaths,
+                        const kvr_model_options *opts, kvr_diags *diags);
+
 /*
  * Loads one in-memory YAML text as if it were the file `name` (for tests and fuzzing).
- * Relative paths in it resolve against the current directory.
+ * Relative paths in it resolve against the current directory; 'fromFile' is not confined
+ * (a buffer has no repository).
  */
 int kvr_model_load_buffer(kvr_estate **out, const char *name, const char *data, size_t size,
                           kvr_diags *diags);
