@@ -145,6 +145,63 @@ static json_t *rg_json(azsim_rg *rg)
     return j;
 }
 
+/*
+ * Resources_List (resources.json): GET /subscriptions/{sub}/resources, the generic view (id, name,
+ * type, location, tags) of every resource the caller may read; azsim's only resources are vaults.
+ * `az keyvault list` and `az keyvault show -n` without a group find vaults this way. $filter:
+ * only "resourceType eq '...'" (a 400 for any other, rather than an unfiltered answer).
+ */
+static int resources_list(arm_ctx *c, const char *sub)
+{
+    azsim_req *r = c->r;
+    const char *filter = azsim_query(r, "$filter");
+    static const char eq[] = "resourceType eq '";
+    char *type = NULL;
+    int rc = AZSIM_OK;
+
+    r->op = "arm.resources.list";
+    if (check_api(c, AZSIM_API_RESOURCE_GROUPS) != AZSIM_OK)
+        return AZSIM_OK;
+    if (strcmp(r->method, "GET") != 0)
+        return arm_error(c, 405, "MethodNotAllowed", "azsim does not support %s on resources.",
+                         r->method);
+    if (filter) {
+        size_t n = strlen(filter);
+        if (strncasecmp(filter, eq, sizeof(eq) - 1) != 0 || n < sizeof(eq) || filter[n - 1] != '\'')
+            return arm_error(c, 400, "InvalidFilterInQueryString",
+                             "azsim supports only $filter=resourceType eq '...' here, not '%s'.",
+                             filter);
+        type = strndup(filter + sizeof(eq) - 1, n - sizeof(eq));
+        if (!type)
+            return AZSIM_ENOMEM;
+    }
+    json_t *value = json_array();
+    for (size_t i = 0; value && i < c->st->vaults.n; i++) {
+        azsim_vault *v = c->st->vaults.items[i];
+        if (v->deleted || !azsim_streq_ci(v->sub, sub) ||
+            (type && !azsim_streq_ci(type, "Microsoft.KeyVault/vaults")))
+            continue;
+        char *id = azsim_printf(
+            "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s", v->sub,
+            v->rg, v->name);
+        if (!id) {
+            rc = AZSIM_ENOMEM;
+            break;
+        }
+        if (azsim_rbac_allows(c->st, c->caller.oid, id, "Microsoft.KeyVault/vaults/read", 0, 1))
+            json_array_append_new(value, json_pack("{s:s,s:s,s:s,s:s,s:O}", "id", id, "name",
+                                                   v->name, "type", "Microsoft.KeyVault/vaults",
+                                                   "location", v->location, "tags", v->tags));
+        free(id);
+    }
+    free(type);
+    if (!value || rc != AZSIM_OK) {
+        json_decref(value);
+        return AZSIM_ENOMEM;
+    }
+    return azsim_reply_json(r, 200, json_pack("{s:o}", "value", value));
+}
+
 static int rg_put(arm_ctx *c, const char *sub, const char *name)
 {
     json_t *body = azsim_body_json(c->r);
@@ -961,6 +1018,7 @@ static int ra_put(arm_ctx *c, const char *scope, const char *name)
             if (*q != '-')
                 bare[o++] = *q;
         bare[o] = '\0';
+        c->r->op = "arm.roleAssignments.principal-not-found";
         rc = arm_error(c, 400, "PrincipalNotFound",
                        "Principal %s does not exist in the directory %s. Check that you have the "
                        "correct principal ID. If you are creating this principal and then "
@@ -1197,6 +1255,10 @@ int azsim_arm_handle(azsim_req *r)
         goto done;
     }
     const char *sub = r->st->subscription;
+    if (n == 3 && azsim_streq_ci(s[2], "resources")) {
+        rc = resources_list(&c, sub);
+        goto done;
+    }
     /* resource groups */
     if (n == 4 && azsim_streq_ci(s[2], "resourceGroups")) {
         r->op = "arm.resourceGroups";

@@ -281,10 +281,40 @@ static int prefers_create(graph_ctx *c)
     return 0;
 }
 
-/* Parses "$filter=appId eq 'X'" or "displayName eq 'X'"; field gets "appId" or "displayName". */
+/*
+ * Parses "$filter=appId eq 'X'", "displayName eq 'X'" or, on service principals, the lambda
+ * "servicePrincipalNames/any(c:c eq 'X')" (what `az ad sp show --id` sends), and
+ * "startswith(displayName,'X')" (case-insensitive, as Graph's startswith); field gets "appId",
+ * "displayName", "servicePrincipalNames" or "startswith".
+ */
 static char *parse_filter(const char *filter, const char **field)
 {
     static const char *const fields[] = {"appId", "displayName", NULL};
+    static const char any[] = "servicePrincipalNames/any(";
+    static const char sw[] = "startswith(displayName,'";
+    if (strncmp(filter, sw, sizeof(sw) - 1) == 0) { /* what `az ad app create` sends */
+        const char *v = filter + sizeof(sw) - 1;
+        size_t n = strlen(v);
+        if (n < 2 || strcmp(v + n - 2, "')") != 0)
+            return NULL;
+        *field = "startswith";
+        return strndup(v, n - 2);
+    }
+    if (strncmp(filter, any, sizeof(any) - 1) == 0) {
+        const char *v = filter + sizeof(any) - 1, *var = v;
+        size_t vl = 0;
+        while (isalpha((unsigned char)v[vl]))
+            vl++;
+        if (vl == 0 || v[vl] != ':' || strncmp(v + vl + 1, var, vl) != 0 ||
+            strncmp(v + 2 * vl + 1, " eq '", 5) != 0)
+            return NULL;
+        v += 2 * vl + 6;
+        size_t n = strlen(v);
+        if (n < 2 || strcmp(v + n - 2, "')") != 0)
+            return NULL;
+        *field = "servicePrincipalNames";
+        return strndup(v, n - 2);
+    }
     for (size_t i = 0; fields[i]; i++) {
         size_t n = strlen(fields[i]);
         if (strncmp(filter, fields[i], n) == 0 && strncmp(filter + n, " eq '", 5) == 0) {
@@ -552,6 +582,10 @@ static int list(graph_ctx *c, int apps)
     value = json_array();
     if (filter) {
         want = parse_filter(filter, &field);
+        if (want && apps && strcmp(field, "servicePrincipalNames") == 0) {
+            free(want);
+            want = NULL;
+        }
         if (!want) {
             json_decref(value);
             return graph_error(c, 400, "Request_UnsupportedQuery",
@@ -573,7 +607,14 @@ static int list(graph_ctx *c, int apps)
             name = sp->display_name;
             j = sp_json(c->st, sp);
         }
-        if (want && strcmp(field, "appId") == 0 && !azsim_streq_ci(want, app_id)) {
+        /* a service principal's only servicePrincipalNames entry is its appId */
+        if (want && strcmp(field, "startswith") == 0 &&
+            strncasecmp(name, want, strlen(want)) != 0) {
+            json_decref(j);
+            continue;
+        }
+        if (want && strcmp(field, "displayName") != 0 && strcmp(field, "startswith") != 0 &&
+            !azsim_streq_ci(want, app_id)) {
             json_decref(j);
             continue;
         }
