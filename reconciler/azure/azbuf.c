@@ -135,14 +135,7 @@ done:
 
 void kvr_az_copy_clean(char *dst, size_t size, const char *s)
 {
-    size_t i = 0;
-    if (s) {
-        for (; s[i] && i + 1 < size; i++) {
-            unsigned char c = (unsigned char)s[i];
-            dst[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-        }
-    }
-    dst[i] = '\0';
+    kvr_str_clean(dst, size, s);
 }
 
 int kvr_az_has_iprefix(const char *s, const char *prefix)

@@ -53,7 +53,8 @@ double kvr_window_wait(const kvr_window *w, size_t limit, double span_ms, double
 /* Counts a start at now_ms. */
 void kvr_window_note(kvr_window *w, size_t limit, double now_ms);
 
-/* Copies s into dst (size > 0), truncating; replaces control characters with spaces. */
+/* Copies s into dst (size > 0), truncating, made safe for a terminal (kvr_str_clean: control
+   characters become spaces, bidi overrides are dropped, invalid UTF-8 becomes '?'). */
 void kvr_az_copy_clean(char *dst, size_t size, const char *s);
 
 /* Case-insensitive ASCII prefix test. */

@@ -218,7 +218,13 @@ int kvr_auth_parse_token(char **out_token, time_t *out_expires, const char *body
 
     *out_token = NULL;
     *out_expires = 0;
-    if (body && len > 0 && len <= TOKEN_BODY_MAX)
+    if (len > TOKEN_BODY_MAX) {
+        rc = kvr_error_set(err, KVR_ETOOBIG,
+                           "token response is too large (%zu bytes; the limit is %d MiB)", len,
+                           TOKEN_BODY_MAX >> 20);
+        goto done;
+    }
+    if (body && len > 0)
         root = json_loadb(body, len, 0, NULL);
     if (!json_is_object(root)) {
         rc = kvr_error_set(err, KVR_EPROTO, "token response is not a json object");

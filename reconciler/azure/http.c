@@ -774,7 +774,8 @@ static void job_attempt_done(kvr_http *h, job *j, CURLcode res)
                                              j->resp->date, time(NULL)) < 0)
             wait = -1;
     } else if (res == CURLE_WRITE_ERROR && j->too_big) {
-        job_finish(j, kvr_error_set(&j->err, KVR_ETOOBIG, "response from '%s' exceeds %zu bytes",
+        job_finish(j, kvr_error_set(&j->err, KVR_ETOOBIG,
+                                    "response from '%s' is too large (over %zu bytes)",
                                     j->url.host_port, h->cfg.max_body));
         return;
     } else {

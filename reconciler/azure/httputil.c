@@ -66,7 +66,7 @@ int kvr_http_retry_after_ms(long *out, const char *retry_after, const char *retr
     if (base < 0)
         base = now;
     if (when <= base)
-        return 0;
+        return KVR_ENOTFOUND; /* a date in the past says nothing: the usual backoff applies */
     double ms = difftime(when, base) * 1000.0;
     *out = ms > (double)RETRY_AFTER_MAX_MS ? RETRY_AFTER_MAX_MS : (long)ms;
     return 0;
@@ -89,6 +89,15 @@ bool kvr_http_status_retryable(long status)
     return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
+/* "malformed url 'URL'", the url cleaned and shortened: the message names what was wrong. */
+static int malformed(kvr_error *err, int rc, const char *url)
+{
+    char shown[160];
+    kvr_az_copy_clean(shown, sizeof(shown), url);
+    return kvr_error_set(err, rc, "malformed url '%s%s'", shown,
+                         strlen(url) >= sizeof(shown) - 1 ? "..." : "");
+}
+
 int kvr_http_url_info(kvr_url_info *out, const char *url, kvr_error *err)
 {
     CURLU *u = NULL;
@@ -107,12 +116,12 @@ int kvr_http_url_info(kvr_url_info *out, const char *url, kvr_error *err)
     if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        kvr_error_set(err, rc, "malformed url");
+        malformed(err, rc, url);
         goto done;
     }
     if (strlen(scheme) >= sizeof(out->scheme) || strlen(host) >= sizeof(out->host) ||
         host[0] == '\0') {
-        kvr_error_set(err, rc, "malformed url");
+        malformed(err, rc, url);
         goto done;
     }
     for (char *p = host; *p; p++)
@@ -123,7 +132,7 @@ int kvr_http_url_info(kvr_url_info *out, const char *url, kvr_error *err)
         char *end = NULL;
         long p = strtol(port, &end, 10);
         if (*end || p <= 0 || p > 65535) {
-            kvr_error_set(err, rc, "malformed url");
+            malformed(err, rc, url);
             goto done;
         }
         out->port = (int)p;
@@ -187,6 +196,7 @@ done:
 int kvr_http_next_link(char **out, const char *current_url, const json_t *page, kvr_error *err)
 {
     kvr_url_info cur, next;
+    kvr_error bad;
     const json_t *link = NULL;
     int rc = 0;
 
@@ -205,8 +215,9 @@ int kvr_http_next_link(char **out, const char *current_url, const json_t *page, 
         return 0;
     if ((rc = kvr_http_url_info(&cur, current_url, err)) < 0)
         return rc;
-    if (kvr_http_url_info(&next, s, err) < 0)
-        return kvr_error_set(err, KVR_EPROTO, "list response has a malformed next link");
+    if (kvr_http_url_info(&next, s, &bad) < 0)
+        return kvr_error_set(err, KVR_EPROTO, "list response has a %s as its next link",
+                             bad.message);
     if (strcmp(next.scheme, "https") != 0 || strcmp(next.scheme, cur.scheme) != 0 ||
         strcmp(next.host, cur.host) != 0 || next.port != cur.port)
         return kvr_error_set(err, KVR_EINSECURE,

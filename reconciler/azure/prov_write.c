@@ -1212,18 +1212,55 @@ static void role_guid(char out[37], const char *scope, const char *role, const c
     out[o] = '\0';
 }
 
+/*
+ * Entra replicates a new service principal to Azure RBAC within seconds to minutes; until then a
+ * role assignment PUT for it is 400 PrincipalNotFound, whatever principalType says. The PUT is
+ * retried on the real clock (the service's clock is not ours to read here), backing off from 1 s
+ * to 8 s, for up to ROLE_PRINCIPAL_WAIT_S. A principal that Graph itself does not hold will never
+ * appear: that fails at once.
+ */
+#define ROLE_PRINCIPAL_WAIT_S 90.0
+
+/* 1: Graph holds the service principal `id`, 0: it does not (404), < 0: the check failed. */
+static int sp_exists(ctxt *c, const char *id, const char *app, kvr_error *err)
+{
+    static const long ok[] = {200, 404, 0};
+    char *scope = graph_scope(c, err);
+    char *url = prov_fmt(err, "%s/v1.0/servicePrincipals/%s", c->ep->graph, id);
+    long status = 0;
+    int rc = scope && url ? call(c, scope, "GET", url, NULL, 0, ok, "read service principal of app",
+                                 app, NULL, &status, err)
+                          : KVR_ENOMEM;
+    free(scope);
+    free(url);
+    return rc < 0 ? rc : status == 200;
+}
+
+/* The `error.code` of an ARM error body, or NULL; borrowed from *out (parsed from resp). */
+static const char *arm_error_code(json_t **out, const kvr_http_response *resp)
+{
+    json_error_t jerr;
+    *out = resp->body_len ? json_loadb(resp->body, resp->body_len, 0, &jerr) : NULL;
+    return json_string_value(json_object_get(json_object_get(*out, "error"), "code"));
+}
+
 static int role_create(ctxt *c, const kvr_step *s, kvr_error *err)
 {
-    static const long ok[] = {200, 201, 409, 0};
+    static const long ok[] = {200, 201, 400, 409, 0};
     const kvr_vault *v = kvr_estate_vault(c->d, s->vault);
     const kvr_live_app *la = live_app(c, s->name);
     char *scope = arm_scope(c, err), *url = NULL, *def = NULL, res[600], guid[37];
     json_t *body = NULL, *resp = NULL;
+    kvr_http_response hr;
     long status = 0;
     int rc = KVR_ENOMEM;
-    if (!v || !la || !la->sp_id)
+    double start = kvr_mono_s(), pause = 1;
+    kvr_http_response_init(&hr);
+    if (!v || !la || !la->sp_id) {
+        free(scope);
         return kvr_error_set(err, KVR_ENOTFOUND,
                              "role assignment: app '%s' has no service principal yet", s->name);
+    }
     kvr_plan_scope(res, sizeof(res), c->subscription, v->resource_group, v->name, s->version);
     role_guid(guid, res, s->extra, la->sp_id);
     url = prov_fmt(err, "%s%s/providers/Microsoft.Authorization/roleAssignments/%s?api-version=" ARM_ROLES_API,
@@ -1235,17 +1272,53 @@ static int role_create(ctxt *c, const kvr_step *s, kvr_error *err)
     body = json_pack("{s:{s:s,s:s,s:s,s:s}}", "properties", "roleDefinitionId", def, "principalId",
                      la->sp_id, "principalType", "ServicePrincipal", "description",
                      "managed by kvreconcile");
-    rc = body ? call(c, scope, "PUT", url, body, 0, ok, "assign role to app", s->name, &resp,
-                     &status, err)
-              : KVR_ENOMEM;
-    if (!rc && status == 409) {
-        /* RoleAssignmentExists under another name: the grant is there, which is what matters. */
-        const char *code = json_string_value(json_object_get(json_object_get(resp, "error"), "code"));
-        if (!code || strcmp(code, "RoleAssignmentExists") != 0)
-            rc = kvr_error_set(err, KVR_ECONFLICT, "assign role to app '%s': http 409 %s",
-                               s->name, code ? code : "Conflict");
+    if (!body)
+        goto done;
+    for (;;) {
+        kvr_http_response_release(&hr);
+        kvr_http_response_init(&hr);
+        json_decref(resp);
+        resp = NULL;
+        rc = send_checked(c, scope, "PUT", url, body, 0, ok, "assign role to app", s->name, &hr,
+                          &status, err);
+        if (rc || (status != 400 && status != 409))
+            goto done;
+        const char *code = arm_error_code(&resp, &hr);
+        if (status == 409) {
+            /* RoleAssignmentExists under another name: the grant is there, which is what
+             * matters. */
+            if (!code || strcmp(code, "RoleAssignmentExists") != 0)
+                rc = kvr_error_set(err, KVR_ECONFLICT, "assign role to app '%s': http 409 %s",
+                                   s->name, code ? code : "Conflict");
+            goto done;
+        }
+        if (!code || strcmp(code, "PrincipalNotFound") != 0) {
+            rc = kvr_http_error(err, &hr, "assign role to app", s->name);
+            goto done;
+        }
+        rc = sp_exists(c, la->sp_id, s->name, err);
+        if (rc < 0)
+            goto done;
+        if (rc == 0) {
+            rc = kvr_error_set(err, KVR_ENOTFOUND,
+                               "assign role to app '%s': its service principal '%s' does not "
+                               "exist in the directory (Azure: PrincipalNotFound)",
+                               s->name, la->sp_id);
+            goto done;
+        }
+        if (kvr_mono_s() - start + pause > ROLE_PRINCIPAL_WAIT_S) {
+            rc = kvr_error_set(err, KVR_ENOTFOUND,
+                               "assign role to app '%s': Azure RBAC still does not know its "
+                               "service principal '%s' after %.0f s (PrincipalNotFound: the "
+                               "directory has not replicated it yet); run apply again later",
+                               s->name, la->sp_id, kvr_mono_s() - start);
+            goto done;
+        }
+        kvr_sleep_s(pause);
+        pause = pause < 8 ? pause * 2 : 8;
     }
 done:
+    kvr_http_response_release(&hr);
     json_decref(body);
     json_decref(resp);
     free(scope);

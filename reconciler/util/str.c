@@ -195,3 +195,78 @@ void kvr_strpool_release(kvr_strpool *p)
     }
     memset(p, 0, sizeof(*p));
 }
+
+/* Length of the UTF-8 sequence at s (1-4), or 0 when it is not valid UTF-8. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n;
+    unsigned cp;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0; /* overlong, out of range or a surrogate */
+    return n;
+}
+
+size_t kvr_str_clean(char *dst, size_t size, const char *src)
+{
+    const unsigned char *s = (const unsigned char *)src;
+    size_t o = 0;
+    if (size == 0)
+        return 0;
+    while (s && *s) {
+        size_t n = utf8_len(s);
+        if (n == 0) {
+            if (o + 1 >= size)
+                break;
+            dst[o++] = '?'; /* invalid UTF-8 */
+            s++;
+            continue;
+        }
+        if (n == 1 && (*s < 0x20 || *s == 0x7f)) {
+            if (o + 1 >= size)
+                break;
+            dst[o++] = ' '; /* C0 controls (ESC, CR, newline...) and DEL */
+            s++;
+            continue;
+        }
+        if (n == 2 && s[0] == 0xc2 && s[1] < 0xa0) {
+            if (o + 1 >= size)
+                break;
+            dst[o++] = ' '; /* C1 controls, U+0080-U+009F (CSI among them) */
+            s += 2;
+            continue;
+        }
+        if (n == 3 && s[0] == 0xe2 &&
+            ((s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae) ||
+             (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9))) {
+            s += 3; /* bidi embeddings, overrides and isolates: dropped */
+            continue;
+        }
+        if (o + n >= size)
+            break; /* never a partial sequence */
+        memcpy(dst + o, s, n);
+        o += n;
+        s += n;
+    }
+    dst[o] = '\0';
+    return o;
+}

@@ -74,11 +74,15 @@ static void test_azure__retry_after_http_date(void **state)
     assert_int_equal(
         kvr_http_retry_after_ms(&ms, "Wed, 21 Oct 2015 07:29:00 GMT", NULL, NULL, 1445412480), 0);
     assert_int_equal(ms, 60000);
-    /* in the past: no wait */
+    /* in the past: no hint at all, so the usual backoff applies, never back-to-back retries
+       (issue #18) */
     assert_int_equal(kvr_http_retry_after_ms(&ms, "Wed, 21 Oct 2015 07:00:00 GMT", NULL,
                                              "Wed, 21 Oct 2015 07:28:00 GMT", 0),
-                     0);
+                     KVR_ENOTFOUND);
     assert_int_equal(ms, 0);
+    assert_int_equal(kvr_http_retry_after_ms(&ms, "Wed, 21 Oct 2015 07:28:00 GMT", NULL,
+                                             "Wed, 21 Oct 2015 07:28:00 GMT", 0),
+                     KVR_ENOTFOUND);
     /* a broken Date falls back to now */
     assert_int_equal(
         kvr_http_retry_after_ms(&ms, "Wed, 21 Oct 2015 07:28:10 GMT", NULL, "junk", 1445412480), 0);
@@ -1186,6 +1190,67 @@ static void test_azure__lro_wait_refuses(void **state)
     json_decref(out);
 }
 
+/* ---- messages (issue #18) ---------------------------------------------------------------- */
+
+static void test_azure__server_text_cleaned(void **state)
+{
+    /* U+202E (right-to-left override), U+2066 (isolate), ESC [ (a terminal sequence), C1 CSI */
+    static const char body[] = "{\"error\":{\"code\":\"Forbidden\\u202e\",\"message\":"
+                               "\"txt.exe\\u202egnp\\u2066 \\u001b[31mred\\u009b0m\\n"
+                               "next\"}}";
+    kvr_http_response r;
+    kvr_error err;
+    (void)state;
+    kvr_http_response_init(&r);
+    r.status = 403;
+    r.body = (char *)body;
+    r.body_len = strlen(body);
+    assert_int_equal(kvr_http_error(&err, &r, "get key", "kv1/k\xe2\x80\xaey"), KVR_EFORBIDDEN);
+    assert_null(strstr(err.message, "\xe2\x80\xae"));
+    assert_null(strstr(err.message, "\xe2\x81\xa6"));
+    assert_null(strchr(err.message, '\x1b'));
+    assert_null(strstr(err.message, "\xc2\x9b"));
+    assert_null(strchr(err.message, '\n'));
+    assert_non_null(strstr(err.message, "txt.exegnp"));
+    assert_non_null(strstr(err.message, "'kv1/ky'"));
+}
+
+static void test_azure__token_response_too_large(void **state)
+{
+    size_t n = 20u * 1024 * 1024;
+    char *body = malloc(n + 1), *tok = NULL;
+    time_t exp;
+    kvr_error err;
+    (void)state;
+    assert_non_null(body);
+    memset(body, ' ', n);
+    memcpy(body, "{\"access_token\":\"", 17);
+    body[n - 2] = '"';
+    body[n - 1] = '}';
+    body[n] = '\0';
+    assert_int_equal(kvr_auth_parse_token(&tok, &exp, body, n, false, 1000, &err), KVR_ETOOBIG);
+    assert_non_null(strstr(err.message, "too large"));
+    assert_null(tok);
+    free(body);
+}
+
+static void test_azure__malformed_url_named(void **state)
+{
+    kvr_url_info u;
+    kvr_error err;
+    json_t *page;
+    char *next = NULL;
+    (void)state;
+    assert_int_equal(kvr_http_url_info(&u, "https://kv\x1b[2J.vault.azure.net:99999/", &err),
+                     KVR_EINVAL);
+    assert_non_null(strstr(err.message, "malformed url 'https://kv [2J.vault.azure.net:99999/'"));
+    page = json_pack("{s:[],s:s}", "value", "nextLink", "https://[::1");
+    assert_int_equal(kvr_http_next_link(&next, "https://kv1.vault.azure.net/keys", page, &err),
+                     KVR_EPROTO);
+    assert_non_null(strstr(err.message, "'https://[::1'"));
+    json_decref(page);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1215,6 +1280,9 @@ int main(void)
         cmocka_unit_test(test_azure__lro_plan),
         cmocka_unit_test(test_azure__lro_check_url),
         cmocka_unit_test(test_azure__lro_wait_refuses),
+        cmocka_unit_test(test_azure__server_text_cleaned),
+        cmocka_unit_test(test_azure__token_response_too_large),
+        cmocka_unit_test(test_azure__malformed_url_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -282,6 +282,26 @@ static void test_util__strpool(void **state)
     kvr_strpool_release(&p);
 }
 
+static void test_util__str_clean(void **state)
+{
+    char out[64];
+    (void)state;
+    /* controls become spaces; bidi overrides and isolates go; other text stays */
+    kvr_str_clean(out, sizeof(out), "a\x1b[31mb\r\nc\x7f");
+    assert_string_equal(out, "a [31mb  c ");
+    kvr_str_clean(out, sizeof(out), "x\xe2\x80\xaay\xe2\x80\xaez\xe2\x81\xa6w\xe2\x81\xa9!");
+    assert_string_equal(out, "xyzw!");
+    kvr_str_clean(out, sizeof(out), "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x94\x91");
+    assert_string_equal(out, "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x94\x91");
+    /* C1 controls (U+009B is a CSI) and invalid UTF-8 (lone byte, overlong, surrogate) */
+    kvr_str_clean(out, sizeof(out), "a\xc2\x9b" "1m\xff\xc0\xaf\xed\xa0\x80" "b");
+    assert_string_equal(out, "a 1m??????b"); /* one per invalid byte */
+    /* cut at a character boundary */
+    assert_int_equal(kvr_str_clean(out, 5, "abc\xc3\xa9"), 3);
+    assert_string_equal(out, "abc");
+    assert_int_equal(kvr_str_clean(out, 6, "abc\xc3\xa9"), 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_util__index_collisions),
         cmocka_unit_test(test_util__index_grows),
         cmocka_unit_test(test_util__strpool),
+        cmocka_unit_test(test_util__str_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

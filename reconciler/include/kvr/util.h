@@ -122,6 +122,15 @@ char *kvr_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1
 bool kvr_str_ieq(const char *a, const char *b);
 bool kvr_str_has_suffix(const char *s, const char *suffix);
 
+/*
+ * Copies text that came from elsewhere (a server's error message) so that it is safe to print
+ * on a terminal: C0 and C1 control characters and DEL become spaces, the bidirectional
+ * embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) are dropped, invalid UTF-8
+ * bytes become '?', and the result is cut at a character boundary to fit `size` (NUL included).
+ * Returns the length written.
+ */
+size_t kvr_str_clean(char *dst, size_t size, const char *src);
+
 /* Overwrites memory so that the compiler cannot drop the writes (for secrets). */
 void kvr_memwipe(void *p, size_t n);
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# kvreconcile against Entra's replication delay. azsim --directory-delay 4 makes the service
+# principal kvreconcile creates unknown to role assignments for 4 s (400 PrincipalNotFound): the
+# apply must retry the role assignment and converge. Then, with a delay longer than any run, the
+# service principal is deleted from the directory while kvreconcile waits for it: the apply must
+# stop at once with a message naming the app and the principal, exit 1.
+# usage: test_directory_e2e.sh KVRECONCILE AZSIM
+set -euo pipefail
+. "$(dirname "$0")/../e2e/lib.sh"
+scenario_init "$1" "$2" rotate-app-credentials
+stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('$1', 0)"; }
+kvr() { # kvr NAME ARGS...: stdout to $work/out.NAME, stderr to $work/err.NAME; sets rc
+    local name=$1
+    shift
+    set +e
+    "$kvr" "$@" >"$work/out.$name" 2>"$work/err.$name"
+    rc=$?
+    set -e
+}
+
+# 1. the new service principal replicates after 4 s: the role assignment is retried, apply converges
+azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 4
+kvr 1 apply -f "$B" --wait 2m
+check "apply with --directory-delay 4 converges (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+[[ $rc == 0 ]] || tail -20 "$work/err.1"
+n=$(stats arm.roleAssignments.principal-not-found)
+check "the role assignment met PrincipalNotFound first ($n times) and was retried" \
+    "$([[ $n -ge 1 ]]; echo $?)"
+kvr 2 plan -f "$B" --detailed-exitcode
+check "converged: plan is empty (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+azsim_stop
+
+# 2. the service principal leaves the directory while kvreconcile waits for it: clear error, exit 1
+rm -rf "$work/sim"
+azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 86400
+"$kvr" apply -f "$B" --wait 2m >"$work/out.3" 2>"$work/err.3" &
+kpid=$!
+E2E_PIDS="$kpid"
+for _ in $(seq 1 600); do # the event: the first PrincipalNotFound answered
+    [[ $(stats arm.roleAssignments.principal-not-found) -ge 1 ]] && break
+    kill -0 "$kpid" 2>/dev/null || break
+    sleep 0.1
+done
+gt=$(azsim_token "$KVR_GRAPH_ENDPOINT")
+sp=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $gt" \
+    "$KVR_GRAPH_ENDPOINT/v1.0/servicePrincipals" | json '[s["id"] for s in d["value"] if "aos-backup" in s["displayName"]][0]')
+curl -sS --cacert "$AZSIM_CA" -X DELETE -H "Authorization: Bearer $gt" \
+    "$KVR_GRAPH_ENDPOINT/v1.0/servicePrincipals/$sp" -o /dev/null
+start=$(e2e_ms)
+set +e
+wait "$kpid"
+rc=$?
+set -e
+E2E_PIDS=
+took=$(($(e2e_ms) - start))
+check "apply stops with exit 1 (exit $rc)" "$([[ $rc == 1 ]]; echo $?)"
+check "at once: $took ms after the principal left (under 20 s)" "$([[ $took -lt 20000 ]]; echo $?)"
+check "the error names the app and its service principal" \
+    "$(grep -q "assign role to app 'aos-backup': its service principal '$sp' does not exist in the directory" "$work/err.3"; echo $?)"
+[[ $rc == 1 ]] || tail -20 "$work/err.3"
+e2e_finish
