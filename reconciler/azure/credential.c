@@ -806,6 +806,7 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
     char *url = NULL, *next = NULL;
     kvr_http_response r;
     kvr_http_request q = *first;
+    kvr_http_pages seen = {0};
     int rc = 0, code = 0;
 
     kvr_http_response_init(&r);
@@ -848,7 +849,9 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
             rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
             goto done;
         }
-        if ((rc = kvr_http_next_link(&next, url, page, err)) < 0)
+        if ((rc = kvr_http_next_link(&next, url, page, err)) < 0 ||
+            (next && ((pages == 0 && (rc = kvr_http_pages_note(&seen, url, what, err)) < 0) ||
+                      (rc = kvr_http_pages_note(&seen, next, what, err)) < 0)))
             goto done;
         free(url);
         url = next;
@@ -858,6 +861,7 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
     all = NULL;
 done:
     kvr_http_response_release(&r);
+    kvr_http_pages_release(&seen);
     json_decref(page);
     json_decref(all);
     free(url);

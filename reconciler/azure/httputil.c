@@ -3,7 +3,8 @@
  * without a network: how long a throttled response asks us to wait (Retry-After in both forms,
  * x-ms-retry-after-ms), full-jitter backoff, which statuses are worth a retry, URL facts, form
  * encoding for the token endpoint, and the paging links, which are followed exactly as given
- * but only to the host the listing started on so that a hostile link cannot collect a token.
+ * but only to the host the listing started on so that a hostile link cannot collect a token,
+ * and never back to a page already read.
  */
 #include "azinternal.h"
 
@@ -226,4 +227,27 @@ int kvr_http_next_link(char **out, const char *current_url, const json_t *page, 
     if (!(*out = strdup(s)))
         return kvr_error_set(err, KVR_ENOMEM, "out of memory");
     return 0;
+}
+
+int kvr_http_pages_note(kvr_http_pages *p, const char *url, const char *what, kvr_error *err)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a of the exact bytes (paths are case-sensitive) */
+    for (const unsigned char *s = (const unsigned char *)url; *s; s++)
+        h = (h ^ *s) * 0x100000001b3ull;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->seen[i] == h)
+            return kvr_error_set(err, KVR_EPROTO,
+                                 "%s: the next link of page %zu leads back to page %zu; the "
+                                 "listing was stopped",
+                                 what, p->n, i + 1);
+    if (kvr_grow((void **)&p->seen, &p->cap, p->n + 1, sizeof(*p->seen)) < 0)
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    p->seen[p->n++] = h;
+    return 0;
+}
+
+void kvr_http_pages_release(kvr_http_pages *p)
+{
+    free(p->seen);
+    memset(p, 0, sizeof(*p));
 }

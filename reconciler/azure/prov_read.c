@@ -325,6 +325,7 @@ struct fetch {
     unsigned stamp; /* declared_missing: this listing's mark on the declarations it named */
     size_t found;   /* declared_missing: how many declarations it named so far */
     bool bulky;     /* pages of hundreds of KB: few of these per round (ROUND_BULKY) */
+    kvr_http_pages seen; /* a list: the pages read, to stop at a next link that loops */
     /* op and object, sized to fit: a large estate queues ten thousand fetches at once */
     char text[];
 };
@@ -374,6 +375,7 @@ static void fetch_free(fetch *f)
         key_read_drop(f->key);
     json_decref(f->items);
     json_decref(f->aux);
+    kvr_http_pages_release(&f->seen);
     free(f->url);
     free(f);
 }
@@ -493,6 +495,11 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     if (++f->pages >= LIST_PAGES_MAX) {
         free(next);
         return kvr_error_set(r->err, KVR_ETOOBIG, "%s: more than %d pages", f->op, LIST_PAGES_MAX);
+    }
+    if ((f->seen.n == 0 && (rc = kvr_http_pages_note(&f->seen, f->url, f->op, r->err)) < 0) ||
+        (rc = kvr_http_pages_note(&f->seen, next, f->op, r->err)) < 0) {
+        free(next);
+        return rc;
     }
     free(f->url);
     f->url = next;

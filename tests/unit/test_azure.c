@@ -1251,6 +1251,28 @@ static void test_azure__malformed_url_named(void **state)
     json_decref(page);
 }
 
+static void test_azure__paging_loop(void **state)
+{
+    kvr_http_pages p = {0};
+    kvr_error err;
+    (void)state;
+    /* a link to itself: stopped at page 1 */
+    assert_int_equal(kvr_http_pages_note(&p, "https://kv1.vault.azure.net/keys", "list keys", &err),
+                     0);
+    assert_int_equal(kvr_http_pages_note(&p, "https://kv1.vault.azure.net/keys", "list keys", &err),
+                     KVR_EPROTO);
+    assert_non_null(strstr(err.message, "list keys: the next link of page 1 leads back to page 1"));
+    kvr_http_pages_release(&p);
+    /* a longer cycle; pages that differ only in case are different pages */
+    assert_int_equal(kvr_http_pages_note(&p, "https://h/a?$skiptoken=x", "l", &err), 0);
+    assert_int_equal(kvr_http_pages_note(&p, "https://h/a?$skiptoken=X", "l", &err), 0);
+    assert_int_equal(kvr_http_pages_note(&p, "https://h/b", "l", &err), 0);
+    assert_int_equal(kvr_http_pages_note(&p, "https://h/a?$skiptoken=X", "l", &err), KVR_EPROTO);
+    assert_non_null(strstr(err.message, "page 3 leads back to page 2"));
+    kvr_http_pages_release(&p);
+    assert_null(p.seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1283,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_azure__server_text_cleaned),
         cmocka_unit_test(test_azure__token_response_too_large),
         cmocka_unit_test(test_azure__malformed_url_named),
+        cmocka_unit_test(test_azure__paging_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

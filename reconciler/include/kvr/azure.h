@@ -174,6 +174,24 @@ void kvr_http_get_stats(kvr_http_stats *out, const kvr_http *h);
 /* ---- pure helpers (no network; unit-tested) ------------------------------------------------ */
 
 /*
+ * The pages of one listing read so far, so that a next link that leads back to one of them (a
+ * link to itself, or a longer cycle) ends the listing at once with an error instead of at the
+ * page cap. Pages are told apart by a 64-bit hash of their exact URL. Zero-initialise.
+ */
+typedef struct kvr_http_pages {
+    uint64_t *seen;
+    size_t n, cap;
+} kvr_http_pages;
+
+/*
+ * Notes that `url` is about to be read as the next page of the listing `what`. KVR_EPROTO
+ * ("WHAT: the next link of page N leads back to page M; the listing was stopped") when it was
+ * read before, KVR_ENOMEM; else 0.
+ */
+int kvr_http_pages_note(kvr_http_pages *p, const char *url, const char *what, kvr_error *err);
+void kvr_http_pages_release(kvr_http_pages *p);
+
+/*
  * The wait a throttled or unavailable response asks for, in milliseconds: x-ms-retry-after-ms
  * first, else Retry-After as delta-seconds or as an HTTP-date (measured against `date` from the
  * same response when given, else against `now`). Returns 0 and *out, or KVR_ENOTFOUND when no
