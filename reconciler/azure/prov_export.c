@@ -266,7 +266,8 @@ static int network_from(kvr_network *nw, const json_t *props)
     const json_t *ip = json_object_get(acls, "ipRules"),
                  *vn = json_object_get(acls, "virtualNetworkRules");
     memset(nw, 0, sizeof(*nw));
-    if (!json_is_object(acls) && !pna)
+    /* open to all, as a vault is unless told otherwise: nothing to declare */
+    if (!json_is_object(acls) && (!pna || strcmp(pna, "Enabled") == 0))
         return 0;
     nw->set = true;
     nw->default_action = dupnull(json_string_value(json_object_get(acls, "defaultAction")));

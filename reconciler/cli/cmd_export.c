@@ -247,8 +247,8 @@ static void build_apps(builder *b)
             kvr_credential *cr;
             if (!gen || !name_ok(gen, 64)) {
                 add_note(b, "identity", "apps", b->e->napps - 1, true,
-                         "client secret '%s' (key id %s) was not made by kvreconcile: it is\n"
-                         "left as it is and cannot be declared in schema v1",
+                         "client secret '%s' (key id %s):\nnot made by kvreconcile; left as "
+                         "it is, schema v1 cannot declare it",
                          lc->display_name ? lc->display_name : "", lc->key_id);
                 continue;
             }
@@ -351,7 +351,7 @@ static void build_policies(builder *b)
             kvr_access_policy *ap;
             if (!a) {
                 add_note(b, "vaults", "vaults", vi, true,
-                         "access policy of %s: not an exported app; kvreconcile\nnever changes it",
+                         "access policy of %s:\nnot an exported app; kvreconcile never changes it",
                          who(b, lp->object_id, whom, sizeof(whom)));
                 continue;
             }
@@ -460,8 +460,11 @@ static void build_contents(builder *b)
                 gen = kvr_tags_get(&lk->versions[v - 1].tags, KVR_TAG_GENERATION);
             if (gen && name_ok(gen, 64))
                 k->generation = sdup(b, gen);
-            if (lk->has_policy && (lk->policy.every || lk->policy.before_expiry ||
-                                   lk->policy.expires_after || lk->policy.notify_before)) {
+            /* Azure gives every key a default policy: notify 30 days before an expiry that is
+               not set. Declared, it would only pin what Azure does anyway. */
+            if (lk->has_policy &&
+                (lk->policy.every || lk->policy.before_expiry || lk->policy.expires_after ||
+                 (lk->policy.notify_before && lk->policy.notify_before != 30 * DAY))) {
                 k->rotation = lk->policy;
                 k->rotation.set = true;
             }
@@ -499,8 +502,7 @@ static void build_contents(builder *b)
         }
         for (size_t i = 0; i < l->ncerts; i++)
             add_note(b, "encryption", "secrets", SIZE_MAX, true,
-                     "certificate '%s' in vault '%s': certificates are not part of schema v1;\n"
-                     "it is left as it is",
+                     "certificate '%s' in vault '%s':\nnot part of schema v1; left as it is",
                      l->certs[i].name, l->certs[i].vault);
     }
 }
