@@ -19,16 +19,13 @@
 #     'config'" (Debian's azure-mgmt-authorization is newer than this CLI expects).
 # Those calls go through `az rest` instead, which still signs in and sends through the CLI.
 #
-# Exits 77 (ctest: skipped) when az or a usable unshare is missing.
+# First the same endpoints with curl (AD FS discovery and token, subscriptions, resources, Graph
+# filters), which run also where az is missing; then exits 77 (ctest: skipped) when az or a
+# usable unshare is missing.
 # usage: test_azcli.sh AZSIM
 set -euo pipefail
 . "$(dirname "$0")/../e2e/lib.sh"
 azsim=$(realpath "$1")
-
-command -v az >/dev/null || { echo "skip: no az (apt-get install azure-cli)"; exit 77; }
-ns=(unshare -m)
-[ "$(id -u)" = 0 ] || ns=(unshare -rm)
-"${ns[@]}" true 2>/dev/null || { echo "skip: '${ns[*]}' does not work here"; exit 77; }
 
 e2e_init
 azsim_start "$azsim" --rbac-delay 600
@@ -38,6 +35,71 @@ VAULT_RES="https://vault.localhost:$P"
 KV=azclikv1
 RG=rg-azcli
 SUB=/subscriptions/$AZURE_SUBSCRIPTION_ID
+
+# ---- on the wire, with curl (also when az is missing): what the CLI relies on ----
+LOGIN="https://login.localhost:$P"
+c() { # c METHOD URL [curl args...]: body in $work/c.out, status in $cs
+    local m=$1 u=$2
+    shift 2
+    cs=$(curl -sS --cacert "$AZSIM_CA" -X "$m" -o "$work/c.out" -w '%{http_code}' "$@" "$u") || cs=000
+}
+cj() { json "$1" <"$work/c.out" 2>/dev/null || echo "<no JSON>"; }
+c GET "$LOGIN/adfs/.well-known/openid-configuration"
+got=$(cj 'd["issuer"], d["token_endpoint"], d["jwks_uri"], d["access_token_issuer"]')
+check "AD FS discovery ($cs $got)" "$([[ $cs == 200 && $got == "('$LOGIN/adfs', '$LOGIN/adfs/oauth2/token/', '$LOGIN/adfs/discovery/keys', '$LOGIN/$AZURE_TENANT_ID/v2.0')" ]]; echo $?)"
+c POST "$LOGIN/adfs/oauth2/token/" -d grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
+    --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" --data-urlencode "scope=$ARM//.default"
+adfs_tok=$(cj 'd["access_token"]')
+check "AD FS token endpoint issues a token ($cs)" "$([[ $cs == 200 && $adfs_tok == *.*.* ]]; echo $?)"
+c POST "$LOGIN/adfs/oauth2/token/" -d grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
+    --data-urlencode "client_secret=wrong" --data-urlencode "scope=$ARM/.default"
+check "AD FS token endpoint refuses a wrong secret ($cs $(cj 'd["error"]'))" \
+    "$([[ $cs == 401 && $(cj 'd["error"]') == invalid_client ]]; echo $?)"
+c GET "$LOGIN/adfs/discovery/keys"
+check "AD FS keys ($cs)" "$([[ $cs == 200 && $(cj 'd["keys"][0]["kty"]') == RSA ]]; echo $?)"
+auth=(-H "Authorization: Bearer $adfs_tok")
+c GET "$ARM/subscriptions?api-version=2022-12-01" "${auth[@]}"
+got=$(cj '[(s["subscriptionId"], s["tenantId"], s["state"]) for s in d["value"]]')
+check "Subscriptions_List with the AD FS token ($cs $got)" \
+    "$([[ $cs == 200 && $got == "[('$AZURE_SUBSCRIPTION_ID', '$AZURE_TENANT_ID', 'Enabled')]" ]]; echo $?)"
+c GET "$ARM$SUB?api-version=2022-12-01" "${auth[@]}"
+check "Subscriptions_Get ($cs)" "$([[ $cs == 200 && $(cj 'd["id"]') == "$SUB" ]]; echo $?)"
+c GET "$ARM/subscriptions/00000000-0000-0000-0000-000000000001?api-version=2022-12-01" "${auth[@]}"
+check "Subscriptions_Get of another subscription: 404 ($cs $(cj 'd["error"]["code"]'))" \
+    "$([[ $cs == 404 && $(cj 'd["error"]["code"]') == SubscriptionNotFound ]]; echo $?)"
+c GET "$ARM/subscriptions?api-version=2017-01-01" "${auth[@]}"
+check "Subscriptions_List with an unknown api-version: 400 ($cs $(cj 'd["error"]["code"]'))" \
+    "$([[ $cs == 400 && $(cj 'd["error"]["code"]') == InvalidApiVersionParameter ]]; echo $?)"
+c GET "$ARM$SUB/resources?api-version=2021-04-01&\$filter=tagName%20eq%20%27x%27" "${auth[@]}"
+check "Resources_List with a filter azsim lacks: 400, not an unfiltered list ($cs)" "$([[ $cs == 400 ]]; echo $?)"
+c GET "$ARM$SUB/resources?api-version=2021-04-01&\$filter=resourceType%20eq%20%27Microsoft.Web%2Fsites%27" "${auth[@]}"
+check "Resources_List of a type azsim has none of: empty ($cs $(cj 'd["value"]'))" \
+    "$([[ $cs == 200 && $(cj 'd["value"]') == '[]' ]]; echo $?)"
+gtok=$(azsim_token "$KVR_GRAPH_ENDPOINT")
+c GET "$KVR_GRAPH_ENDPOINT/v1.0/servicePrincipals?\$filter=servicePrincipalNames%2Fany(c%3Ac%20eq%20%27$AZURE_CLIENT_ID%27)" \
+    -H "Authorization: Bearer $gtok"
+check "Graph servicePrincipalNames/any filter ($cs)" \
+    "$([[ $cs == 200 && $(cj '[s["appId"] for s in d["value"]]') == "['$AZURE_CLIENT_ID']" ]]; echo $?)"
+c GET "$KVR_GRAPH_ENDPOINT/v1.0/applications?\$filter=startswith(displayName%2C%27AZSIM-%27)" \
+    -H "Authorization: Bearer $gtok"
+check "Graph startswith(displayName) filter, case-insensitive ($cs)" \
+    "$([[ $cs == 200 && $(cj '[a["displayName"] for a in d["value"]]') == "['azsim-bootstrap']" ]]; echo $?)"
+c GET "$KVR_GRAPH_ENDPOINT/v1.0/applications?\$filter=servicePrincipalNames%2Fany(c%3Ac%20eq%20%27x%27)" \
+    -H "Authorization: Bearer $gtok"
+check "Graph: servicePrincipalNames is no filter on applications ($cs)" "$([[ $cs == 400 ]]; echo $?)"
+
+if ! command -v az >/dev/null; then
+    echo "skip: no az (apt-get install azure-cli); the checks above ran"
+    [ "$failed" -eq 0 ] || e2e_finish
+    exit 77
+fi
+ns=(unshare -m)
+[ "$(id -u)" = 0 ] || ns=(unshare -rm)
+if ! "${ns[@]}" true 2>/dev/null; then
+    echo "skip: '${ns[*]}' does not work here; the checks above ran"
+    [ "$failed" -eq 0 ] || e2e_finish
+    exit 77
+fi
 
 cat /etc/hosts >"$work/hosts"
 echo "127.0.0.1 login.localhost management.localhost graph.localhost vault.localhost $KV.vault.localhost" \
