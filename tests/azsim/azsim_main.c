@@ -250,6 +250,10 @@ int main(int argc, char **argv)
     if (st.bootstrap->passwords.n == 0 &&
         !azsim_password_new(&st, st.bootstrap, "bootstrap", now - 60, now + 2 * 365 * 86400LL))
         goto done;
+    /* The initial state on disk before the ready line: killed before its first write, azsim
+       comes back as the same tenant, subscription and bootstrap principal (issue #18). */
+    if (azsim_state_save(&st) != AZSIM_OK)
+        goto done;
     if (azsim_serve(&st, (int)port, cert, key) == AZSIM_OK && azsim_state_save(&st) == AZSIM_OK)
         rc = 0;
 done:

@@ -1,6 +1,7 @@
 /*
- * azsim_persist.c - keeps the simulated estate across restarts and crashes. After every
- * acknowledged mutating request (before its reply goes out) and on a clean shutdown the whole state
+ * azsim_persist.c - keeps the simulated estate across restarts and crashes. At start (before
+ * the ready line), after every acknowledged mutating request (before its reply goes out) and on
+ * a clean shutdown the whole state
  * - tenant and subscription ids, the clock offset, applications with their credentials, service
  * principals, role assignments, resource groups and vaults with every key, secret and certificate
  * version (certificates with their managed keys and secrets) - is written to DIR/state.sealed,
