@@ -60,7 +60,7 @@ _kvreconcile()
 _kvreconcile_reply()
 {
     local cur=$1 prev=$2 cmd opts i
-    local commands="validate plan apply watch version help"
+    local commands="validate plan apply watch export version help"
 
     if [ "$COMP_CWORD" -le 1 ]; then
         case $cur in
@@ -76,6 +76,7 @@ _kvreconcile_reply()
     plan) opts="--file -f --output -o --detailed-exitcode --no-color --allow-files-under --help -h" ;;
     apply) opts="--file -f --wait --lock-timeout --quiet -q --log-format --allow-files-under --help -h" ;;
     watch) opts="--interval --once --status-file --quiet -q --log-format --allow-files-under --help -h" ;;
+    export) opts="--output -o --subscription --resource-group -g --vault --profiles --quiet -q --help -h" ;;
     help)
         [ "$COMP_CWORD" -eq 2 ] && _kvreconcile_words "$commands" "$cur"
         return 0
@@ -87,6 +88,10 @@ _kvreconcile_reply()
     case $prev in
     -o | --output)
         [ "$cmd" = plan ] && { _kvreconcile_words "text json markdown" "$cur"; return 0; }
+        [ "$cmd" = export ] && { _kvreconcile_paths "$cur" dirs; return 0; }
+        ;;
+    --subscription | -g | --resource-group | --vault)
+        return 0 # a GUID or an Azure name
         ;;
     --log-format)
         _kvreconcile_words "text json" "$cur"
@@ -128,6 +133,7 @@ _kvreconcile_reply()
         _kvreconcile_paths "$cur" dirs
         return 0
     fi
+    [ "$cmd" = export ] && return 0 # options only
     # validate, plan, apply: the paths after -f continue until the next option
     _kvreconcile_paths "$cur"
     return 0

@@ -95,8 +95,8 @@ check "stripped, no sanitizer linked" \
     "$(file "$kvr" | grep -q 'stripped' && ! file "$kvr" | grep -q 'not stripped' && ! ldd "$kvr" | grep -Eq 'asan|ubsan'; echo $?)"
 "$kvr" --help >"$work/help.txt"
 check "kvreconcile --help lists the commands" \
-    "$(for c in validate plan apply watch version help; do grep -q "^  $c " "$work/help.txt" || exit 1; done; echo 0)"
-commands=(validate plan apply watch)
+    "$(for c in validate plan apply watch export version help; do grep -q "^  $c " "$work/help.txt" || exit 1; done; echo 0)"
+commands=(validate plan apply watch export)
 for c in "${commands[@]}"; do
     check "kvreconcile $c --help" "$("$kvr" "$c" --help >"$work/help-$c.txt" 2>&1; echo $?)"
 done
@@ -165,7 +165,7 @@ expect_completion() { # expected (space-separated, sorted) words...
     got=$(complete_line "$@" | tr '\n' ' ' | sed 's/ $//')
     check "complete '$*': $got" "$([[ $got == "$want" ]]; echo $?)"
 }
-expect_completion "apply help plan validate version watch" kvreconcile ""
+expect_completion "apply export help plan validate version watch" kvreconcile ""
 expect_completion "plan" kvreconcile pl
 expect_completion "json markdown text" kvreconcile plan -o ""
 expect_completion "json" kvreconcile plan --output = j
@@ -176,7 +176,9 @@ expect_completion "a.yaml b.yml estate other dir" kvreconcile validate -f ""
 expect_completion "a.yaml b.yml estate other dir" kvreconcile plan -f a.yaml ""
 expect_completion "estate other dir" kvreconcile watch --interval 5m ""
 expect_completion "" kvreconcile watch estate ""
-expect_completion "apply help plan validate version watch" kvreconcile help ""
+expect_completion "estate other dir" kvreconcile export -o ""
+expect_completion "--profiles" kvreconcile export --pro
+expect_completion "apply export help plan validate version watch" kvreconcile help ""
 if has zsh; then
     check "zsh -n completion" "$(ok zsh -n "$root/usr/share/zsh/vendor-completions/_kvreconcile")"
 else
