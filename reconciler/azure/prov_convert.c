@@ -210,6 +210,8 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
     v->name = dup(l, name);
     v->resource_group = rg_of(l, id);
     v->location = dup(l, jstr(vault, "location"));
+    if (v->location)
+        kvr_location_canon(v->location); /* the plan compares canonical names */
     sku = json_object_get(props, "sku");
     v->sku = jstr(sku, "name") && strcasecmp(jstr(sku, "name"), "premium") == 0 ? KVR_SKU_PREMIUM
                                                                                 : KVR_SKU_STANDARD;
@@ -244,6 +246,8 @@ int kvr_live_add_deleted_vault(kvr_live *l, const json_t *deleted, kvr_error *er
         return oom(err);
     v->name = dup(l, name);
     v->location = dup(l, jstr(props, "location") ? jstr(props, "location") : "");
+    if (v->location)
+        kvr_location_canon(v->location); /* Azure may list the display name, "West Europe" */
     v->deleted = jtime_iso(props, "deletionDate");
     v->purge_at = jtime_iso(props, "scheduledPurgeDate");
     v->purge_protection = json_is_true(json_object_get(props, "purgeProtectionEnabled"));

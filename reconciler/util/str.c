@@ -270,3 +270,13 @@ size_t kvr_str_clean(char *dst, size_t size, const char *src)
     dst[o] = '\0';
     return o;
 }
+
+char *kvr_location_canon(char *s)
+{
+    size_t o = 0;
+    for (size_t i = 0; s[i]; i++)
+        if (s[i] != ' ')
+            s[o++] = (char)tolower((unsigned char)s[i]);
+    s[o] = '\0';
+    return s;
+}

@@ -264,6 +264,8 @@ int azsim_cert_info(json_t *x5c, int64_t *out_nbf, int64_t *out_exp, char **out_
                     json_t **out_x509_props);
 /* The Azure geography of a location ("westeurope" -> "europe"); unknown ones are their own. */
 const char *azsim_geography(const char *location);
+/* The region's display name ("westeurope" -> "West Europe"); unknown ones are their own. */
+const char *azsim_location_display(const char *location);
 
 /* ---- azsim_server.c: one request and its reply ---- */
 typedef struct azsim_req {

@@ -871,7 +871,9 @@ static int vault_delete(arm_ctx *c, azsim_vault *v)
     return azsim_reply_empty(c->r, 200);
 }
 
-static json_t *deleted_vault_json(azsim_vault *v)
+/* display: the location as its display name ("West Europe"), as Azure's list of deleted vaults
+ * can carry it; the id keeps the short name. */
+static json_t *deleted_vault_json(azsim_vault *v, int display)
 {
     char del[32], purge[32];
     char *id = azsim_printf("/subscriptions/%s/providers/Microsoft.KeyVault/locations/%s/"
@@ -882,9 +884,10 @@ static json_t *deleted_vault_json(azsim_vault *v)
     azsim_iso8601(purge, v->purge_date);
     json_t *j = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:O,s:b}}", "id", id ? id : "", "name",
                           v->name, "type", "Microsoft.KeyVault/deletedVaults", "properties",
-                          "vaultId", vid ? vid : "", "location", v->location, "deletionDate", del,
-                          "scheduledPurgeDate", purge, "tags", v->tags, "purgeProtectionEnabled",
-                          v->purge_protection);
+                          "vaultId", vid ? vid : "", "location",
+                          display ? azsim_location_display(v->location) : v->location,
+                          "deletionDate", del, "scheduledPurgeDate", purge, "tags", v->tags,
+                          "purgeProtectionEnabled", v->purge_protection);
     free(id);
     free(vid);
     return j;
@@ -1448,7 +1451,7 @@ int azsim_arm_handle(azsim_req *r)
             for (size_t i = 0; i < r->st->vaults.n; i++) {
                 azsim_vault *v = r->st->vaults.items[i];
                 if (v->deleted && azsim_streq_ci(v->sub, sub))
-                    json_array_append_new(value, deleted_vault_json(v));
+                    json_array_append_new(value, deleted_vault_json(v, 1));
             }
             rc = azsim_reply_json(r, 200, json_pack("{s:o}", "value", value));
             goto done;
@@ -1473,7 +1476,7 @@ int azsim_arm_handle(azsim_req *r)
                 if (authorize(&c, scope, "Microsoft.KeyVault/locations/deletedVaults/read") !=
                     AZSIM_OK)
                     goto done;
-                rc = found ? azsim_reply_json(r, 200, deleted_vault_json(v))
+                rc = found ? azsim_reply_json(r, 200, deleted_vault_json(v, 0))
                            : arm_error(&c, 404, "ResourceNotFound",
                                        "The Resource 'Microsoft.KeyVault/deletedVaults/%s' was not "
                                        "found.",

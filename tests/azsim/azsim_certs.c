@@ -528,54 +528,67 @@ done:
     return rc;
 }
 
+/* Azure geographies (data residency boundaries) and display names of the common regions */
+static const struct region {
+    const char *location, *geography, *display;
+} REGIONS[] = {
+    {"eastus", "unitedstates", "East US"},
+    {"eastus2", "unitedstates", "East US 2"},
+    {"centralus", "unitedstates", "Central US"},
+    {"northcentralus", "unitedstates", "North Central US"},
+    {"southcentralus", "unitedstates", "South Central US"},
+    {"westcentralus", "unitedstates", "West Central US"},
+    {"westus", "unitedstates", "West US"},
+    {"westus2", "unitedstates", "West US 2"},
+    {"westus3", "unitedstates", "West US 3"},
+    {"northeurope", "europe", "North Europe"},
+    {"westeurope", "europe", "West Europe"},
+    {"uksouth", "unitedkingdom", "UK South"},
+    {"ukwest", "unitedkingdom", "UK West"},
+    {"francecentral", "france", "France Central"},
+    {"francesouth", "france", "France South"},
+    {"germanywestcentral", "germany", "Germany West Central"},
+    {"germanynorth", "germany", "Germany North"},
+    {"switzerlandnorth", "switzerland", "Switzerland North"},
+    {"switzerlandwest", "switzerland", "Switzerland West"},
+    {"norwayeast", "norway", "Norway East"},
+    {"norwaywest", "norway", "Norway West"},
+    {"swedencentral", "sweden", "Sweden Central"},
+    {"swedensouth", "sweden", "Sweden South"},
+    {"canadacentral", "canada", "Canada Central"},
+    {"canadaeast", "canada", "Canada East"},
+    {"brazilsouth", "brazil", "Brazil South"},
+    {"brazilsoutheast", "brazil", "Brazil Southeast"},
+    {"eastasia", "asiapacific", "East Asia"},
+    {"southeastasia", "asiapacific", "Southeast Asia"},
+    {"australiaeast", "australia", "Australia East"},
+    {"australiasoutheast", "australia", "Australia Southeast"},
+    {"australiacentral", "australia", "Australia Central"},
+    {"japaneast", "japan", "Japan East"},
+    {"japanwest", "japan", "Japan West"},
+    {"koreacentral", "korea", "Korea Central"},
+    {"koreasouth", "korea", "Korea South"},
+    {"centralindia", "india", "Central India"},
+    {"southindia", "india", "South India"},
+    {"westindia", "india", "West India"},
+};
+
+static const struct region *region_of(const char *location)
+{
+    for (size_t i = 0; location && i < sizeof(REGIONS) / sizeof(REGIONS[0]); i++)
+        if (azsim_streq_ci(REGIONS[i].location, location))
+            return &REGIONS[i];
+    return NULL;
+}
+
 const char *azsim_geography(const char *location)
 {
-    /* Azure geographies (data residency boundaries) of the common regions */
-    static const struct {
-        const char *location, *geography;
-    } map[] = {
-        {"eastus", "unitedstates"},
-        {"eastus2", "unitedstates"},
-        {"centralus", "unitedstates"},
-        {"northcentralus", "unitedstates"},
-        {"southcentralus", "unitedstates"},
-        {"westcentralus", "unitedstates"},
-        {"westus", "unitedstates"},
-        {"westus2", "unitedstates"},
-        {"westus3", "unitedstates"},
-        {"northeurope", "europe"},
-        {"westeurope", "europe"},
-        {"uksouth", "unitedkingdom"},
-        {"ukwest", "unitedkingdom"},
-        {"francecentral", "france"},
-        {"francesouth", "france"},
-        {"germanywestcentral", "germany"},
-        {"germanynorth", "germany"},
-        {"switzerlandnorth", "switzerland"},
-        {"switzerlandwest", "switzerland"},
-        {"norwayeast", "norway"},
-        {"norwaywest", "norway"},
-        {"swedencentral", "sweden"},
-        {"swedensouth", "sweden"},
-        {"canadacentral", "canada"},
-        {"canadaeast", "canada"},
-        {"brazilsouth", "brazil"},
-        {"brazilsoutheast", "brazil"},
-        {"eastasia", "asiapacific"},
-        {"southeastasia", "asiapacific"},
-        {"australiaeast", "australia"},
-        {"australiasoutheast", "australia"},
-        {"australiacentral", "australia"},
-        {"japaneast", "japan"},
-        {"japanwest", "japan"},
-        {"koreacentral", "korea"},
-        {"koreasouth", "korea"},
-        {"centralindia", "india"},
-        {"southindia", "india"},
-        {"westindia", "india"},
-    };
-    for (size_t i = 0; location && i < sizeof(map) / sizeof(map[0]); i++)
-        if (azsim_streq_ci(map[i].location, location))
-            return map[i].geography;
-    return location ? location : "";
+    const struct region *r = region_of(location);
+    return r ? r->geography : location ? location : "";
+}
+
+const char *azsim_location_display(const char *location)
+{
+    const struct region *r = region_of(location);
+    return r ? r->display : location ? location : "";
 }

@@ -73,6 +73,32 @@ static void test_providers__vault(void **state)
     kvr_live_free(l);
 }
 
+/* Azure may name a region by its display name (the deleted-vault list): the live model holds the
+ * canonical form the plan compares with the desired one. */
+static void test_providers__location_canonical(void **state)
+{
+    kvr_live *l = calloc(1, sizeof(*l));
+    kvr_error err;
+    json_t *v = J("{\"id\":\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/"
+                  "vaults/kv1\",\"name\":\"kv1\",\"location\":\"West Europe\","
+                  "\"properties\":{\"sku\":{\"name\":\"standard\"}}}");
+    json_t *dv = J("{\"name\":\"kv2\",\"properties\":{\"location\":\"North Central US\","
+                   "\"deletionDate\":\"2026-11-01T00:00:00Z\","
+                   "\"scheduledPurgeDate\":\"2027-01-30T00:00:00Z\"}}");
+    char s1[] = "North Central US", s2[] = "westeurope", s3[] = "";
+    (void)state;
+    assert_string_equal(kvr_location_canon(s1), "northcentralus");
+    assert_string_equal(kvr_location_canon(s2), "westeurope");
+    assert_string_equal(kvr_location_canon(s3), "");
+    assert_int_equal(kvr_live_add_vault(l, v, &err), 0);
+    assert_string_equal(l->vaults[0].location, "westeurope");
+    assert_int_equal(kvr_live_add_deleted_vault(l, dv, &err), 0);
+    assert_string_equal(l->deleted_vaults[0].location, "northcentralus");
+    json_decref(v);
+    json_decref(dv);
+    kvr_live_free(l);
+}
+
 static void canon(char *out, size_t size, const char *keys, const char *secrets, const char *certs)
 {
     /* comma-separated lists, NULL for none */
@@ -362,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_providers__profile),
         cmocka_unit_test(test_providers__endpoints),
         cmocka_unit_test(test_providers__value_memo),
+        cmocka_unit_test(test_providers__location_canonical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
