@@ -325,7 +325,8 @@ struct fetch {
     unsigned stamp; /* declared_missing: this listing's mark on the declarations it named */
     size_t found;   /* declared_missing: how many declarations it named so far */
     bool bulky;     /* pages of hundreds of KB: few of these per round (ROUND_BULKY) */
-    kvr_http_pages seen; /* a list: the pages read, to stop at a next link that loops */
+    /* a list: the pages read, to stop at a next link that loops */
+    kvr_http_pages seen;
     /* op and object, sized to fit: a large estate queues ten thousand fetches at once */
     char text[];
 };
@@ -344,6 +345,10 @@ struct reader {
     fetch **q; /* FIFO: q[head..n) are waiting */
     size_t head, n, cap;
     bool deleted_vaults_queued;
+    /* Listed keys nothing declares, waiting for the profiles (a profile that uses one makes its
+       details needed): [vault index, name] pairs; profiles_pending while the list runs. */
+    json_t *keys_waiting;
+    bool profiles_pending;
     ix_entry *ix;      /* the entries, in the order they were added */
     size_t nix, maxix; /* entries used, and room for */
     uint32_t *slots;   /* open addressing over ix: entry index + 1, 0 empty; ixcap a power of 2 */
@@ -1344,6 +1349,34 @@ static int queue_key(reader *r, const kvr_vault *v, const char *base, const char
     return rc;
 }
 
+/* Whether a live profile uses the key (any version). */
+static bool profile_uses(const reader *r, const char *vault, const char *name)
+{
+    for (size_t i = 0; i < r->l->nprofiles; i++)
+        if (kvr_str_ieq(r->l->profiles[i].vault, vault) && kvr_str_ieq(r->l->profiles[i].key, name))
+            return true;
+    return false;
+}
+
+/*
+ * Whether a listed key's details are read: its bundle, its versions and maybe its rotation
+ * policy, two or three GETs. A vault may list a million keys nobody declared; reading each
+ * would cost hours for nothing, since the plan only looks at keys the estate declares, keys
+ * kvreconcile made (their latest version carries its generation or superseded tag, which Key
+ * Vault's rotation copies), which it may have to retire, and keys a profile uses. 1: read it,
+ * 0: not, 2: ask again once the profiles are known.
+ */
+static int key_wanted(const reader *r, const kvr_vault *v, const char *name, const json_t *item)
+{
+    const json_t *tags = json_object_get(item, "tags");
+    if (r->everything || ix_get(r, IX_KEY, v->name, name) ||
+        json_object_get(tags, KVR_TAG_GENERATION) || json_object_get(tags, KVR_TAG_SUPERSEDED))
+        return 1;
+    if (r->profiles_pending)
+        return 2;
+    return profile_uses(r, v->name, name) ? 1 : 0;
+}
+
 static int keys_done(reader *r, fetch *f, json_t *items)
 {
     const kvr_vault *v = f->vault;
@@ -1352,11 +1385,20 @@ static int keys_done(reader *r, fetch *f, json_t *items)
     for (size_t i = 0; !rc && i < json_array_size(items); i++) {
         const json_t *it = json_array_get(items, i);
         char name[160];
+        int wanted;
         if (!kvr_id_last(json_string_value(json_object_get(it, "kid")), name, sizeof(name)))
             continue;
         if (json_is_true(json_object_get(it, "managed")))
             continue; /* the key half of a certificate: it moves with the certificate */
-        rc = queue_key(r, v, base, name);
+        wanted = key_wanted(r, v, name, it);
+        if (wanted == 1) {
+            rc = queue_key(r, v, base, name);
+        } else if (wanted == 2) {
+            json_t *pair = json_pack("[I,s]", (json_int_t)vault_index(r, v->name), name);
+            if ((!r->keys_waiting && !(r->keys_waiting = json_array())) || !pair ||
+                json_array_append_new(r->keys_waiting, pair) < 0)
+                rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        }
     }
     free(base);
     if (!rc && declared_missing(r, f, true, items))
@@ -1438,11 +1480,28 @@ static int queue_vault_contents(reader *r, const kvr_vault *v)
 
 static int profiles_done(reader *r, fetch *f, json_t *items)
 {
+    int rc = 0;
     (void)f;
     for (size_t i = 0; i < json_array_size(items); i++)
         if (kvr_live_add_profile(r->l, json_array_get(items, i), r->err) < 0)
             return r->err->code;
-    return 0;
+    /* the keys listed meanwhile that nothing declares: read those a profile uses */
+    r->profiles_pending = false;
+    for (size_t i = 0; !rc && i < json_array_size(r->keys_waiting); i++) {
+        const json_t *pair = json_array_get(r->keys_waiting, i);
+        const kvr_vault *v = &r->d->vaults[json_integer_value(json_array_get(pair, 0))];
+        const char *name = json_string_value(json_array_get(pair, 1));
+        char *base;
+        if (!profile_uses(r, v->name, name))
+            continue;
+        if (!(base = vault_url(r, v->name)))
+            return KVR_ENOMEM;
+        rc = queue_key(r, v, base, name);
+        free(base);
+    }
+    json_decref(r->keys_waiting);
+    r->keys_waiting = NULL;
+    return rc;
 }
 
 static int queue_profiles(reader *r)
@@ -1458,6 +1517,8 @@ static int queue_profiles(reader *r)
                   prov_fmt(r->err, "%s/encryptionProfiles?api-version=" PROFILES_API,
                            r->ep->profiles),
                   true, profiles_done, NULL, "list encryption profiles");
+    if (f)
+        r->profiles_pending = true;
     return f ? enqueue(r, f) : r->err->code;
 }
 
@@ -1626,6 +1687,7 @@ done:
         json_decref(r.vix[i].held);
     }
     free(r.vix);
+    json_decref(r.keys_waiting);
     free(r.sorted);
     free(r.counts);
     for (size_t i = 0; i < r.nrgs; i++)
