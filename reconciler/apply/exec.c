@@ -337,6 +337,15 @@ static bool batchable(const kvr_step *s)
     return s->action != KVR_ACTION_RETIRE && !needs_probe(s);
 }
 
+/* With a saved plan: 0 when it shows step s with its values, else KVR_ESTALE before s runs. */
+static int approved(const kvr_apply_options *o, const kvr_step *s, kvr_error *err)
+{
+    char why[KVR_ERROR_MSG_MAX - 64];
+    if (!o->saved || kvr_saved_plan_allows(o->saved, s, why, sizeof(why)))
+        return 0;
+    return kvr_error_set(err, KVR_ESTALE, "the plan is stale: %s; plan again", why);
+}
+
 /* Runs one step with its progress lines; `total` counts this run's steps done and planned. */
 static int run_step(run *r, const kvr_step_ctx *c, const kvr_step *s, size_t total, kvr_error *err)
 {
@@ -372,6 +381,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
     char *tenant = NULL, last[600] = "", reasons[1024];
     int rc, repeats = 0;
     size_t budget = 0; /* steps this run may do: from its first plan */
+    size_t total = 0;  /* this run's steps, done and planned, as its last plan counted them */
+    bool checked = false; /* the saved plan's live digest held */
     double deadline = r.start + (double)o->wait_seconds;
 
     *out = KVR_APPLY_CONVERGED;
@@ -414,6 +425,16 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         in.subscription = subscription;
         in.digests = dig;
         in.ndigests = ndig;
+        if (o->saved && !checked) {
+            /* before anything changes: is this the estate the reviewed plan was made from? */
+            char *canon = NULL;
+            if ((rc = kvr_live_canon(&canon, live, dig, ndig, err)) == 0)
+                rc = kvr_saved_plan_check_live(o->saved, canon, err);
+            free(canon);
+            if (rc < 0)
+                goto round_done;
+            checked = true;
+        }
         rc = kvr_plan_build(&plan, &in, err);
         if (rc < 0)
             goto round_done;
@@ -443,8 +464,18 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         }
         if (next) {
             kvr_step_ctx c = {a, ep, d, live, subscription, tenant};
-            size_t total = r.done + plan->nsteps;
             int pr;
+            if (total && r.done + plan->nsteps != total) {
+                /* a complete plan keeps its count as its steps are done: it moved because the
+                   live state changed under the run (another writer, the service itself) */
+                say(&r, "the live state changed under this run: %zu steps now (was %zu)",
+                    r.done + plan->nsteps, total);
+                if (o->json_log)
+                    json_line(&r, "replanned",
+                              json_pack("{s:I,s:I}", "steps", (json_int_t)(r.done + plan->nsteps),
+                                        "was", (json_int_t)total));
+            }
+            total = r.done + plan->nsteps;
             ctx = c;
             if (!budget)
                 budget = 4 * plan->nsteps + 16;
@@ -480,7 +511,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                          next->name);
                 goto wait_or_block;
             }
-            if ((rc = run_step(&r, &ctx, next, total, err)) < 0)
+            if ((rc = approved(o, next, err)) < 0 || (rc = run_step(&r, &ctx, next, total, err)) < 0)
                 goto round_done;
             wave_note(&w, d, next);
             /* Creations and changes that are ready run together in this wave; anything that
@@ -491,6 +522,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                     continue;
                 if (o->stop && *o->stop)
                     break;
+                if ((rc = approved(o, s, err)) < 0)
+                    goto round_done;
                 use_pause(&r, &ctx, &w, s, memo, &mk);
                 if ((rc = run_step(&r, &ctx, s, total, err)) < 0)
                     goto round_done;

@@ -17,8 +17,12 @@ static void apply_usage(FILE *out)
 {
     fprintf(out,
             "usage: kvreconcile apply -f PATH... [--wait DURATION] [--lock-timeout DURATION]\n"
-            "                         [-q] [--log-format text|json]\n\n"
+            "                         [-q] [--log-format text|json]\n"
+            "       kvreconcile apply PLANFILE [options]\n\n"
             "Runs the steps 'plan' shows, in order, reading the live estate again after each.\n"
+            "With PLANFILE (made by 'plan --out'), runs exactly that plan: it stops before any\n"
+            "change when the desired files or the live estate differ from what it was made from,\n"
+            "and runs no step that it does not show with its values (\"the plan is stale\").\n"
             "A step held by a closed gate (profile Used, retention, role assignment effective,\n"
             "copy verified) is never forced: without --wait, apply stops when only those remain.\n\n"
             "options:\n"
@@ -56,6 +60,8 @@ int kvr_cmd_apply(int argc, char **argv)
     kvr_apply_result result;
     cli_session s = {0};
     cli_lock lock = {-1, NULL};
+    kvr_saved_plan *saved = NULL;
+    const char *const *load = NULL; /* the desired state's paths: -f, or the saved plan's */
     int64_t lock_timeout = 0;
     kvr_error err;
     int opt, status = KVR_EXIT_ERROR;
@@ -114,12 +120,27 @@ int kvr_cmd_apply(int argc, char **argv)
     }
     for (int i = optind; i < argc && npaths; i++)
         paths[npaths++] = argv[i];
-    if (npaths == 0) {
-        cli_error("no input; give files or directories with -f");
+    load = paths;
+    if (npaths == 0 && optind + 1 == argc) {
+        /* apply PLANFILE: exactly the reviewed plan, from the files it was made from */
+        if (kvr_saved_plan_load(&saved, argv[optind], &err) < 0) {
+            cli_error("%s", err.message);
+            goto done;
+        }
+        load = kvr_saved_plan_paths(saved, &npaths);
+        ao.saved = saved;
+    } else if (npaths == 0) {
+        cli_error(optind < argc ? "give either one saved plan or files and directories with -f"
+                                : "no input; give files or directories with -f, or a saved plan");
         goto done;
     }
-    if (cli_session_open(&s, paths, npaths, "nothing was changed") < 0 ||
-        cli_lock_take(&lock, &s, "apply", lock_timeout, ao.quiet, ao.json_log, NULL) < 0)
+    if (cli_session_open(&s, load, npaths, "nothing was changed") < 0)
+        goto done;
+    if (saved && kvr_saved_plan_check_desired(saved, s.e, &err) < 0) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    if (cli_lock_take(&lock, &s, "apply", lock_timeout, ao.quiet, ao.json_log, NULL) < 0)
         goto done;
     if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, &ao, &err) < 0) {
         cli_error("%s", err.message);
@@ -129,6 +150,7 @@ int kvr_cmd_apply(int argc, char **argv)
 done:
     cli_lock_release(&lock);
     cli_session_close(&s);
+    kvr_saved_plan_free(saved);
     free(paths);
     return status;
 }

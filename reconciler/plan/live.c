@@ -563,9 +563,10 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
 
 int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *err)
 {
+    /* desiredValues: what `plan --save-live` adds for offline plans; not part of the model */
     static const char *const top[] = {"now",    "vaults", "deletedVaults", "keys",
                                       "secrets", "certificates", "deleted", "apps",
-                                      "roleAssignments", "profiles", NULL};
+                                      "roleAssignments", "profiles", "desiredValues", NULL};
     json_error_t jerr;
     json_t *root;
     kvr_live *l;

@@ -778,7 +778,7 @@ void kvr_plan_pass_profiles(pb *b)
             pb_name(b, create, p->name, NULL, NULL);
             pb_change(b, create, "key", NULL, p->key, false);
             pb_change(b, create, "keyVersion", NULL,
-                      version ? version : "(the version made by this plan)", false);
+                      version ? version : KVR_PLAN_NEW_VERSION, false);
             pb_change(b, create, "credential", NULL, p->credential, false);
             pb_dep(b, create, kstep);
             pb_dep(b, create, vault_step(b, p->vault));

@@ -137,6 +137,20 @@ static void mark_time(pb *b, size_t mark, int64_t t)
     pb_change(b, mark, KVR_TAG_SUPERSEDED, NULL, iso, false);
 }
 
+/*
+ * The mark step of an object a profile in Applying or Used still uses: shown now, so that the
+ * plan holds every step its run will take, but waiting for that profile to let go; the time it
+ * records is known only then (the step is planned again with it once its gate opens).
+ */
+static void mark_later(pb *b, size_t mark, const kvr_live_profile *user)
+{
+    free(b->p->steps[mark].extra);
+    b->p->steps[mark].extra = pb_printf(b, "%s", KVR_PLAN_WHEN_RELEASED);
+    pb_change(b, mark, KVR_TAG_SUPERSEDED, NULL, KVR_PLAN_WHEN_RELEASED, false);
+    pb_gate(b, mark, KVR_GATE_UNREFERENCED, false, 0, "profile '%s' (%s) still uses it",
+            user->name, kvr_profile_status_name(user->status));
+}
+
 /* ---- profiles ----------------------------------------------------------------------------- */
 
 static void retire_profiles(pb *b)
@@ -214,14 +228,19 @@ static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
         any = any_reference(b->l, k->vault, k->name, v->id);
         since = kvr_plan_tag_time(&v->tags);
         snprintf(object, sizeof(object), "key '%s' version %.8s", k->name, v->id);
-        if (!au && !since) {
+        if (!since) {
             mark = pb_step(b, KVR_STEP_KEY_MARK_SUPERSEDED, KVR_ACTION_CHANGE, k->vault,
                            (kvr_pos){0}, object,
                            "record that it is superseded (tag " KVR_TAG_SUPERSEDED
                            "), starting its retention");
             pb_name(b, mark, k->name, v->id, NULL);
-            since = released_at(b, k->vault, k->name, v->id, NULL, NULL);
-            mark_time(b, mark, since);
+            if (au) {
+                mark_later(b, mark, au);
+                used_gate(b, mark);
+            } else {
+                since = released_at(b, k->vault, k->name, v->id, NULL, NULL);
+                mark_time(b, mark, since);
+            }
         }
         s = pb_step(b, KVR_STEP_KEY_VERSION_DISABLE, KVR_ACTION_RETIRE, k->vault, (kvr_pos){0},
                     object, "disable and expire (Key Vault cannot delete a single version)");
@@ -262,10 +281,13 @@ static void retire_undeclared_keys(pb *b)
         snprintf(object, sizeof(object), "key '%s'", lk->name);
         if (!all_marked) {
             since = 0;
-            if (!au) {
-                mark = pb_step(b, KVR_STEP_KEY_MARK_SUPERSEDED, KVR_ACTION_CHANGE, lk->vault,
-                               (kvr_pos){0}, object, "record that every version is superseded");
-                pb_name(b, mark, lk->name, NULL, NULL);
+            mark = pb_step(b, KVR_STEP_KEY_MARK_SUPERSEDED, KVR_ACTION_CHANGE, lk->vault,
+                           (kvr_pos){0}, object, "record that every version is superseded");
+            pb_name(b, mark, lk->name, NULL, NULL);
+            if (au) {
+                mark_later(b, mark, au);
+                used_gate(b, mark);
+            } else {
                 since = released_at(b, lk->vault, lk->name, NULL, NULL, NULL);
                 mark_time(b, mark, since);
             }
@@ -325,13 +347,17 @@ static void retire_credentials(pb *b)
             stored = stored_copy(b->l, lc->key_id);
             since = stored ? kvr_plan_tag_time(&stored->tags) : 0;
             snprintf(object, sizeof(object), "app '%s' credential '%s'", a->name, gen);
-            if (!since && !au && stored) {
+            if (!since && stored) {
                 mark = pb_step(b, KVR_STEP_CRED_MARK_SUPERSEDED, KVR_ACTION_CHANGE, stored->vault,
                                (kvr_pos){0}, object,
                                "record on its stored copy that it is superseded");
                 pb_name(b, mark, gen, lc->key_id, a->name);
-                since = released_at(b, NULL, NULL, NULL, la->app_id, gen);
-                mark_time(b, mark, since);
+                if (au) {
+                    mark_later(b, mark, au);
+                } else {
+                    since = released_at(b, NULL, NULL, NULL, la->app_id, gen);
+                    mark_time(b, mark, since);
+                }
             } else if (!since && !stored) {
                 since = lc->start; /* nothing to mark: count from its creation */
             }
@@ -365,12 +391,17 @@ static void retire_vaults(pb *b)
         au = active_reference(b->l, v->name, NULL, NULL);
         any = any_reference(b->l, v->name, NULL, NULL);
         since = kvr_plan_tag_time(&lv->tags);
-        if (!since && !au) {
+        if (!since) {
             mark = pb_step(b, KVR_STEP_VAULT_MARK_UNUSED, KVR_ACTION_CHANGE, v->name, v->pos,
                            object, "record that no profile needs it (tag " KVR_TAG_SUPERSEDED ")");
             pb_name(b, mark, v->name, NULL, NULL);
-            since = released_at(b, v->name, NULL, NULL, NULL, NULL);
-            mark_time(b, mark, since);
+            if (au) {
+                mark_later(b, mark, au);
+                used_gate(b, mark);
+            } else {
+                since = released_at(b, v->name, NULL, NULL, NULL, NULL);
+                mark_time(b, mark, since);
+            }
         }
         s = pb_step(b, KVR_STEP_VAULT_RETIRE, KVR_ACTION_RETIRE, v->name, v->pos, object,
                     "soft-delete the vault (recoverable for %d days; never purged)",

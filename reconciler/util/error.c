@@ -26,6 +26,8 @@ const char *kvr_strerror(int code)
         return "value out of range";
     case KVR_ETOOBIG:
         return "input too large";
+    case KVR_ESTALE:
+        return "stale plan";
     }
     return "unknown error";
 }

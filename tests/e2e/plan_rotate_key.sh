@@ -95,7 +95,8 @@ expect=(
   "  3 ~ profile 'contoso-backup-2026-11': apply: the service re-wraps every data key with it (Applying, then Used)"
   "  4 ⏸ profile 'contoso-backup-2026-05': delete (no longer declared)"
   "  5 ⏸ key 'backup-dek' version "
-  "Plan: 1 to create, 2 to change, 0 to retire, 2 waiting."
+  "  6 ⏸ key 'backup-dek' version "
+  "Plan: 1 to create, 2 to change, 0 to retire, 3 waiting."
 )
 for line in "${expect[@]}"; do
     check "plan of after/ has: ${line:0:70}" "$(grep -qF -- "$line" "$data/after.txt"; echo $?)"

@@ -11,6 +11,8 @@
 #include "kvr/plan.h"
 #include "kvr/providers.h"
 
+typedef struct kvr_saved_plan kvr_saved_plan;
+
 typedef struct kvr_apply_options {
     int64_t wait_seconds; /* keep re-reading while only closed gates remain, up to this; 0: no */
     int poll_seconds;     /* between re-reads while waiting (default 5) */
@@ -21,6 +23,9 @@ typedef struct kvr_apply_options {
     const volatile int *stop; /* when set and non-zero, stop before the next step (signals) */
     char *reason;         /* when set, receives what a blocked run waits for */
     size_t reason_size;
+    /* apply PLANFILE: the reviewed plan. Before anything changes, the live state must be the
+       one it was made from; then no step runs that it does not show with its values. */
+    const kvr_saved_plan *saved;
 } kvr_apply_options;
 
 typedef enum kvr_apply_result {
@@ -44,5 +49,36 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
 int kvr_apply_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
                       const kvr_marker_key *mk, FILE *warn);
 void kvr_apply_markers_free(kvr_value_digest *d, size_t n);
+
+/* ---- saved plans (saved.c) ------------------------------------------------------------------ */
+
+/*
+ * Writes `p` as a saved plan to `path` (atomically, mode 0644): the plan, the steps it approves
+ * with their values, the desired-state paths given (`paths`) and the SHA-256 of each file `d`
+ * was loaded from, and the SHA-256 of `live_canon` (kvr_live_canon of the live state and the
+ * desired value markers the plan was built from). No secret value is written.
+ */
+int kvr_saved_plan_write(const char *path, const kvr_plan *p, const kvr_estate *d,
+                         const char *const *paths, size_t npaths, const char *live_canon,
+                         kvr_error *err);
+
+/* Reads a saved plan; *out is the caller's (kvr_saved_plan_free). KVR_EINVAL for a file that is
+   not one, or of another format version; file errors as kvr_file_read. */
+int kvr_saved_plan_load(kvr_saved_plan **out, const char *path, kvr_error *err);
+void kvr_saved_plan_free(kvr_saved_plan *sp);
+
+/* The desired-state paths the plan was made with (borrowed from sp). */
+const char *const *kvr_saved_plan_paths(const kvr_saved_plan *sp, size_t *n);
+
+/* 0 when `d` was loaded from the same files with the same bytes, else KVR_ESTALE ("the plan is
+   stale: …; plan again"). */
+int kvr_saved_plan_check_desired(const kvr_saved_plan *sp, const kvr_estate *d, kvr_error *err);
+
+/* 0 when `live_canon` is the live state the plan was made from, else KVR_ESTALE. */
+int kvr_saved_plan_check_live(const kvr_saved_plan *sp, const char *live_canon, kvr_error *err);
+
+/* True when the saved plan shows step `s` with every value it would set; else false, with what
+   is missing in `why`. */
+bool kvr_saved_plan_allows(const kvr_saved_plan *sp, const kvr_step *s, char *why, size_t size);
 
 #endif

@@ -64,6 +64,13 @@ typedef struct kvr_gate {
     int64_t opens_at; /* service time when it opens; 0 if unknown or open */
 } kvr_gate;
 
+/*
+ * Values a plan shows that only its run can know; a saved plan's step with one of them allows
+ * the run's value (kvr_saved_plan_allows).
+ */
+#define KVR_PLAN_NEW_VERSION "(the version made by this plan)"
+#define KVR_PLAN_WHEN_RELEASED "(when no profile in Applying or Used uses it)"
+
 typedef struct kvr_change {
     char *field;
     char *from; /* NULL: not set */

@@ -24,6 +24,7 @@ typedef enum kvr_code {
     KVR_ENOTFOUND = -5, /* a named thing does not exist */
     KVR_ERANGE = -6,    /* a value is out of its allowed range */
     KVR_ETOOBIG = -7,   /* an input exceeds a hard size limit */
+    KVR_ESTALE = -8,    /* a saved plan no longer matches the desired or the live state */
 } kvr_code;
 
 /* A short, static description of an error code ("out of memory"). Never NULL. */
