@@ -26,7 +26,7 @@
 
 /* What the plan shows for a value that only the run itself can know. */
 static const char *const UNKNOWN_UNTIL_APPLY[] = {KVR_PLAN_NEW_VERSION, KVR_PLAN_WHEN_RELEASED,
-                                                   NULL};
+                                                   KVR_PLAN_NEW_PRINCIPAL, NULL};
 
 struct kvr_saved_plan {
     json_t *root; /* the whole file */

@@ -68,6 +68,28 @@ static bool user_tags_equal(const kvr_tags *want, const kvr_tags *have)
     return true;
 }
 
+/*
+ * One change per user tag that differs, "tags.KEY: old -> new" ("(none)" when it goes); the
+ * tags kvreconcile writes itself (kvr-…) are its bookkeeping, not the user's.
+ */
+static void tag_changes(pb *b, size_t s, const kvr_tags *want, const kvr_tags *have)
+{
+    char field[160];
+    for (size_t i = 0; i < want->len; i++) {
+        const char *h = kvr_tags_get(have, want->items[i].key);
+        if (h && strcmp(h, want->items[i].value) == 0)
+            continue;
+        snprintf(field, sizeof(field), "tags.%s", want->items[i].key);
+        pb_change(b, s, field, h, want->items[i].value, false);
+    }
+    for (size_t i = 0; i < have->len; i++) {
+        if (strncmp(have->items[i].key, "kvr-", 4) == 0 || kvr_tags_get(want, have->items[i].key))
+            continue;
+        snprintf(field, sizeof(field), "tags.%s", have->items[i].key);
+        pb_change(b, s, field, have->items[i].value, "(none)", false);
+    }
+}
+
 static void vault_create(pb *b, const kvr_vault *v)
 {
     char days[16];
@@ -103,6 +125,10 @@ static void vault_create(pb *b, const kvr_vault *v)
     if (v->network.set)
         pb_change(b, s, "network.defaultAction", NULL,
                   v->network.default_action ? v->network.default_action : "Allow", false);
+    {
+        const kvr_tags none = {0};
+        tag_changes(b, s, &v->tags, &none);
+    }
 }
 
 /* ---- access policies ---- */
@@ -200,7 +226,6 @@ static bool declares_policy(const kvr_vault *v, const char *app)
 static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
 {
     size_t s = NONE;
-    char from[16], to[16];
     const char *want_action = v->network.default_action ? v->network.default_action : "Allow";
     const char *have_action = lv->default_action ? lv->default_action : "Allow";
 
@@ -233,9 +258,12 @@ static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
     if (v->network.set && strcmp(want_action, have_action) != 0)
         CHANGE("network.defaultAction", have_action, want_action);
     if (!user_tags_equal(&v->tags, &lv->tags)) {
-        snprintf(from, sizeof(from), "%zu tags", lv->tags.len);
-        snprintf(to, sizeof(to), "%zu tags", v->tags.len);
-        CHANGE("tags", from, to);
+        if (s == NONE) {
+            s = pb_step(b, KVR_STEP_VAULT_UPDATE, KVR_ACTION_CHANGE, v->name, v->pos,
+                        obj("vault", v->name), "update properties");
+            pb_name(b, s, v->name, NULL, NULL);
+        }
+        tag_changes(b, s, &v->tags, &lv->tags);
     }
     /* Access policies (access-policy vaults only): the entries of declared apps, compared as
        sets. Entries of other principals (people, other services, the identity kvreconcile itself
@@ -434,6 +462,10 @@ void kvr_plan_pass_roles(pb *b)
         s = pb_step(b, KVR_STEP_ROLE_CREATE, KVR_ACTION_CREATE, v->name, r->pos, object,
                     "assign on %s", r->key ? "one key" : "the vault");
         pb_name(b, s, r->app, r->key, r->role_id);
+        pb_change(b, s, "roleDefinitionId", NULL, r->role_id, false);
+        pb_change(b, s, "principalId", NULL,
+                  principal ? principal : KVR_PLAN_NEW_PRINCIPAL,
+                  false);
         pb_change(b, s, "scope", NULL, scope, false);
         pb_dep(b, s, vault_step(b, v->name));
         pb_dep(b, s, pb_find(b, KVR_STEP_SP_CREATE, NULL, r->app));
@@ -468,6 +500,44 @@ static void key_shape(char *buf, size_t n, const char *kty, int size, const char
         snprintf(buf, n, "%s %d", kty, size);
 }
 
+/* "wrapKey,unwrapKey": a key's permitted operations, in Key Vault's names and order. */
+static void ops_text(char *out, size_t size, unsigned ops)
+{
+    static const char *const names[] = {"encrypt", "decrypt", "sign", "verify", "wrapKey",
+                                        "unwrapKey"};
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (ops & (1u << i)) {
+            if (out[0])
+                cat(out, size, ",");
+            cat(out, size, names[i]);
+        }
+    if (!out[0])
+        snprintf(out, size, "none");
+}
+
+/* One change per rotation policy field that differs (have NULL: no policy yet), old -> new. */
+static void policy_changes(pb *b, size_t s, const kvr_rotation *want, const kvr_rotation *have)
+{
+    static const char *const fields[] = {"rotationPolicy.every", "rotationPolicy.beforeExpiry",
+                                         "rotationPolicy.expiresAfter",
+                                         "rotationPolicy.notifyBefore"};
+    const int64_t w[] = {want->every, want->before_expiry, want->expires_after,
+                         want->notify_before};
+    const int64_t h[] = {have ? have->every : 0, have ? have->before_expiry : 0,
+                         have ? have->expires_after : 0, have ? have->notify_before : 0};
+    for (int i = 0; i < 4; i++) {
+        char from[32], to[32];
+        if (w[i] == h[i])
+            continue;
+        if (h[i])
+            kvr_duration_iso(from, sizeof(from), h[i]);
+        if (w[i])
+            kvr_duration_iso(to, sizeof(to), w[i]);
+        pb_change(b, s, fields[i], h[i] ? from : NULL, w[i] ? to : "(none)", false);
+    }
+}
+
 void kvr_plan_pass_keys(pb *b)
 {
     for (size_t i = 0; i < b->d->nkeys; i++) {
@@ -475,7 +545,7 @@ void kvr_plan_pass_keys(pb *b)
         const kvr_vault *v = kvr_estate_vault(b->d, k->vault);
         const kvr_live_key *lk = pb_live_key(b, k->vault, k->name);
         const char *type = kvr_key_type_name(k->type);
-        char want[64], have[64];
+        char want[64], have[64], from[96], to[96];
         size_t s;
         if (!v || v->retire || vault_pending(b, v->name))
             continue;
@@ -495,7 +565,7 @@ void kvr_plan_pass_keys(pb *b)
             if (k->generation)
                 pb_change(b, s, "generation", NULL, k->generation, false);
             if (k->rotation.set)
-                pb_change(b, s, "rotationPolicy", NULL, "set", false);
+                policy_changes(b, s, &k->rotation, NULL);
             pb_dep(b, s, vault_step(b, k->vault));
             continue;
         }
@@ -527,14 +597,15 @@ void kvr_plan_pass_keys(pb *b)
                         obj("key", k->name), "update the permitted operations of the latest "
                                              "version");
             pb_name(b, s, k->name, NULL, NULL);
-            pb_change(b, s, "ops", "(as in Azure)", "(as declared)", false);
+            ops_text(from, sizeof(from), lk->ops);
+            ops_text(to, sizeof(to), k->ops);
+            pb_change(b, s, "ops", from, to, false);
         }
         if (k->rotation.set && (!lk->has_policy || !same_policy(&k->rotation, &lk->policy))) {
             s = pb_step(b, KVR_STEP_KEY_POLICY, KVR_ACTION_CHANGE, k->vault, k->pos,
                         obj("key", k->name), "set the rotation policy");
             pb_name(b, s, k->name, NULL, NULL);
-            pb_change(b, s, "rotationPolicy", lk->has_policy ? "differs" : NULL, "as declared",
-                      false);
+            policy_changes(b, s, &k->rotation, lk->has_policy ? &lk->policy : NULL);
         }
     }
     /* A new key's rotation policy is set by the executor right after it creates the key. */
@@ -626,6 +697,9 @@ void kvr_plan_pass_secrets(pb *b)
             st = pb_step(b, KVR_STEP_SECRET_UPDATE, KVR_ACTION_CHANGE, s->vault, s->pos,
                          obj("secret", s->name), "update content type and tags");
             pb_name(b, st, s->name, NULL, NULL);
+            if (s->content_type && (!ls->content_type || strcmp(s->content_type, ls->content_type)))
+                pb_change(b, st, "contentType", ls->content_type, s->content_type, false);
+            tag_changes(b, st, &s->tags, &ls->tags);
         }
     }
 }

@@ -70,6 +70,7 @@ typedef struct kvr_gate {
  */
 #define KVR_PLAN_NEW_VERSION "(the version made by this plan)"
 #define KVR_PLAN_WHEN_RELEASED "(when no profile in Applying or Used uses it)"
+#define KVR_PLAN_NEW_PRINCIPAL "(the service principal of app made by this plan)"
 
 typedef struct kvr_change {
     char *field;
