@@ -73,7 +73,7 @@ _kvreconcile_reply()
 
     case $cmd in
     validate) opts="--file -f --quiet -q --allow-files-under --help -h" ;;
-    plan) opts="--file -f --output -o --detailed-exitcode --no-color --allow-files-under --help -h" ;;
+    plan) opts="--file -f --output -o --detailed-exitcode --no-color --out --save-live --live --allow-files-under --help -h" ;;
     apply) opts="--file -f --wait --lock-timeout --quiet -q --log-format --allow-files-under --help -h" ;;
     watch) opts="--interval --once --status-file --quiet -q --log-format --allow-files-under --help -h" ;;
     export) opts="--output -o --subscription --resource-group -g --vault --profiles --quiet -q --help -h" ;;

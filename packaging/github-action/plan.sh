@@ -3,6 +3,7 @@
 # --detailed-exitcode` on KVR_ACTION_PATHS, writes the plan to $GITHUB_STEP_SUMMARY, sets the
 # outputs exitcode, changes and plan, turns FILE:LINE:COL errors into annotations and, with
 # KVR_ACTION_COMMENT=true on a pull request, posts the plan as a comment with `gh`.
+# With KVR_ACTION_OUT, the plan is also saved there (plan --out) for `apply FILE` on merge.
 # Exit 0 when the plan was made (0 or 2), else kvreconcile's status.
 set -euo pipefail
 
@@ -19,6 +20,9 @@ for p in ${KVR_ACTION_PATHS:-}; do
     args+=(-f "$p")
 done
 set +f
+if [ -n "${KVR_ACTION_OUT:-}" ]; then
+    args+=(--out "$KVR_ACTION_OUT") # the saved plan, for `kvreconcile apply FILE` after review
+fi
 if [ ${#args[@]} -eq 0 ]; then
     echo "::error::kvreconcile: the 'paths' input is empty"
     exit 1
