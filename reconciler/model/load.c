@@ -1329,9 +1329,14 @@ static void set_roots(ctx *c, const char *const *paths, size_t npaths,
         }
         if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
             slash = strrchr(dir, '/');
-            if (!slash)
-                strcpy(dir, ".");
-            else if (slash == dir)
+            if (!slash) {
+                /* a file in the current directory ("" could not hold ".") */
+                free(dir);
+                if (!(dir = strdup("."))) {
+                    cx_oom(c);
+                    return;
+                }
+            } else if (slash == dir)
                 dir[1] = '\0';
             else
                 *slash = '\0';
