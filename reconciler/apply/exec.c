@@ -154,6 +154,30 @@ static bool can_open_by(const kvr_plan *p, int64_t until)
     return false;
 }
 
+/*
+ * The earliest service time at which a closed retention gate opens (0: none), and whether a
+ * gate that can open at any moment (a profile Used, a grant effective, a copy verified) is
+ * closed. A run that waits only for retention sleeps until then instead of polling, and watch
+ * comes back then (controller-runtime's RequeueAfter).
+ */
+static int64_t next_opening(const kvr_plan *p, bool *any_moment)
+{
+    int64_t at = 0;
+    *any_moment = false;
+    for (size_t i = 0; i < p->nsteps; i++)
+        for (size_t g = 0; g < p->steps[i].ngates; g++) {
+            const kvr_gate *gt = &p->steps[i].gates[g];
+            if (gt->open)
+                continue;
+            if (gt->kind == KVR_GATE_PROFILE_USED || gt->kind == KVR_GATE_ROLE_EFFECTIVE ||
+                gt->kind == KVR_GATE_COPY_VERIFIED)
+                *any_moment = true;
+            else if (gt->kind == KVR_GATE_RETENTION && gt->opens_at && (!at || gt->opens_at < at))
+                at = gt->opens_at;
+        }
+    return at;
+}
+
 /* ---- reading copies back while the write limit holds the next write ----------------------- */
 
 #define WRITE_LIMIT 300    /* Key Vault's secret writes per vault per 10 s, as http.c keeps it */
@@ -411,6 +435,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         size_t ndig = 0;
         kvr_plan_input in;
         const kvr_step *next = NULL;
+        double nap = o->poll_seconds > 0 ? o->poll_seconds : 5; /* before reading again */
         char key[600];
 
         if ((rc = kvr_live_read_memo(&live, a, ep, d, subscription, &mk, memo, err)) < 0 ||
@@ -534,12 +559,21 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         waiting_for(reasons, sizeof(reasons), plan);
         if (!can_open_by(plan, live->now + (int64_t)(deadline - kvr_mono_s())))
             goto block; /* nothing can open within --wait: say so now rather than sleep */
+        {
+            bool any_moment;
+            int64_t at = next_opening(plan, &any_moment);
+            if (!any_moment && at > live->now) {
+                if (o->requeue_after)
+                    goto block; /* the caller comes back then (watch), rather than hold the run */
+                nap = (double)(at - live->now) + 1; /* only retention: read again once it ends */
+            }
+        }
     wait_or_block:
-        if (kvr_mono_s() + (o->poll_seconds > 0 ? o->poll_seconds : 5) <= deadline) {
+        if (kvr_mono_s() + nap <= deadline) {
             if (o->json_log)
-                json_line(&r, "waiting", json_pack("{s:s}", "for", reasons));
+                json_line(&r, "waiting", json_pack("{s:s,s:f}", "for", reasons, "seconds", nap));
             say(&r, "waiting for: %s", reasons);
-            for (int t = 0; t < (o->poll_seconds > 0 ? o->poll_seconds : 5) * 10; t++) {
+            for (double until = kvr_mono_s() + nap; kvr_mono_s() < until;) {
                 if (o->stop && *o->stop)
                     break;
                 kvr_sleep_s(0.1);
@@ -555,6 +589,11 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             reasons, r.done, r.done == 1 ? "" : "s");
         if (o->reason && o->reason_size)
             snprintf(o->reason, o->reason_size, "%s", reasons);
+        if (o->requeue_after) {
+            bool any_moment;
+            int64_t at = next_opening(plan, &any_moment);
+            *o->requeue_after = !any_moment && at > live->now ? at - live->now : 0;
+        }
         *out = KVR_APPLY_BLOCKED;
         rc = 1;
     round_done:

@@ -125,10 +125,15 @@ static void write_status(const char *path, const char *result, const char *waiti
     json_decref(j);
 }
 
-/* One run; returns the exit status apply would have. */
+/*
+ * One run; returns the exit status apply would have. *next_in (may be NULL) is when to run
+ * again: the resync interval, or sooner when the run is blocked only by a retention period
+ * that ends before it (controller-runtime's RequeueAfter).
+ */
 static int run_once(const char *dir, kvr_apply_options *ao, const char *status_file,
-                    double interval)
+                    double interval, double *next_in)
 {
+    int64_t requeue = 0;
     const char *paths[1] = {dir};
     cli_session s;
     cli_lock lock = {-1, NULL};
@@ -151,19 +156,30 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
     }
     ao->reason = reason;
     ao->reason_size = sizeof(reason);
+    ao->requeue_after = &requeue;
     if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, ao, &err) < 0) {
         cli_error("%s", err.message);
         write_status(status_file, "error", NULL, interval);
         status = KVR_EXIT_ERROR;
     } else if (result == KVR_APPLY_BLOCKED) {
+        if (requeue > 0 && (double)requeue < interval) {
+            interval = (double)requeue + 1; /* once the retention has passed */
+            cli_progress(ao->json_log, ao->quiet, "requeue",
+                         json_pack("{s:I}", "seconds", (json_int_t)requeue + 1),
+                         "watch: the next gate opens in %llds; running again then",
+                         (long long)requeue + 1);
+        }
         write_status(status_file, "blocked", reason, interval);
         status = KVR_EXIT_BLOCKED;
     } else {
         write_status(status_file, "converged", NULL, interval);
         status = KVR_EXIT_OK;
     }
+    ao->requeue_after = NULL;
     cli_lock_release(&lock);
     cli_session_close(&s);
+    if (next_in)
+        *next_in = interval;
     return status;
 }
 
@@ -244,7 +260,7 @@ int kvr_cmd_watch(int argc, char **argv)
         return KVR_EXIT_ERROR;
     }
     if (once)
-        return run_once(dir, &ao, status_file, (double)interval);
+        return run_once(dir, &ao, status_file, (double)interval, NULL);
 
     if (pipe(wake_pipe) < 0) {
         cli_error("cannot create a pipe: %s", strerror(errno));
@@ -312,8 +328,9 @@ int kvr_cmd_watch(int argc, char **argv)
             dirty = true;
         if (dirty && !stop_requested) {
             dirty = false;
-            run_once(dir, &ao, status_file, (double)interval);
-            next_resync = kvr_mono_s() + (double)interval;
+            double next_in = (double)interval;
+            run_once(dir, &ao, status_file, (double)interval, &next_in);
+            next_resync = kvr_mono_s() + next_in;
         }
     }
     status = KVR_EXIT_OK;

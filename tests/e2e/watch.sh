@@ -52,6 +52,22 @@ check "nothing was lost meanwhile" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
 cp "$root"/examples/rotate-key/after/encryption.yaml "$cfg/team/encryption.yaml"
 check "the pull request runs up to its retention gate (status blocked)" "$(wait_for 60 is_status blocked)"
 check "the status says what it waits for" "$(json 'd["waitingFor"]' <"$work/status.json" | grep -q retention; echo $?)"
+# RequeueAfter: two minutes before the profile retention ends (30 days), a run (SIGHUP) is
+# blocked only by it and watch comes back when it ends, not at the next 10-minute resync
+azsim_advance $((30 * 86400 - 120))
+n0=$(grep -c 'watch: the next gate opens' "$work/watch.log" || true)
+kill -HUP "$wpid"
+check "a run held only by retention requeues for when it ends" \
+    "$(wait_for 30 eval '[ "$(grep -c "watch: the next gate opens" "$work/watch.log")" -gt "$n0" ]')"
+secs=$(grep -o 'watch: the next gate opens in [0-9]*s' "$work/watch.log" | tail -1 | grep -o '[0-9]*' || echo 0)
+check "  in about two minutes ($secs s), not ten" "$([[ $secs -gt 30 && $secs -le 121 ]]; echo $?)"
+check "  the status file's nextRun says so" "$(/usr/bin/python3 - "$work/status.json" <<'PY'
+import datetime, json, sys
+d = json.load(open(sys.argv[1]))
+t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+sys.exit(0 if d["result"] == "blocked" and 20 < t(d["nextRun"]) - t(d["time"]) <= 122 else 1)
+PY
+echo $?)"
 kill -TERM "$wpid"
 set +e; wait "$wpid"; rc=$?; set -e
 check "SIGTERM: watch exits 0" "$([[ $rc == 0 ]]; echo $?)"
@@ -59,7 +75,7 @@ check "SIGTERM: watch exits 0" "$([[ $rc == 0 ]]; echo $?)"
 "$kvr" watch "$cfg" --interval 2s --status-file "$work/status.json" >/dev/null 2>"$work/watch2.log" &
 wpid=$!
 E2E_PIDS=$wpid
-azsim_advance $((31 * 86400))
+azsim_advance $((86400))
 check "after 31 days, a resync with no file change retires the old profile" "$(wait_for 20 grep -q "profile 'contoso-backup-2026-05': delete" "$work/watch2.log")"
 kill -TERM "$wpid"
 set +e; wait "$wpid"; rc=$?; set -e

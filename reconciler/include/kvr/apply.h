@@ -23,6 +23,11 @@ typedef struct kvr_apply_options {
     const volatile int *stop; /* when set and non-zero, stop before the next step (signals) */
     char *reason;         /* when set, receives what a blocked run waits for */
     size_t reason_size;
+    /* when set, a blocked run stores here the seconds until its earliest closed gate opens, if
+       only retention holds it (0: a gate that can open at any moment, or nothing known); and a
+       run held only by retention stops at once (blocked) instead of sleeping until it ends:
+       the caller comes back then (watch) */
+    int64_t *requeue_after;
     /* apply PLANFILE: the reviewed plan. Before anything changes, the live state must be the
        one it was made from; then no step runs that it does not show with its values. */
     const kvr_saved_plan *saved;
