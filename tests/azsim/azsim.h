@@ -234,7 +234,8 @@ enum {
 };
 enum { AZSIM_API_UNKNOWN, AZSIM_API_KNOWN, AZSIM_API_NEWER };
 int azsim_api_version_check(const azsim_state *st, int api, const char *v); /* AZSIM_API_* */
-char *azsim_api_version_list(int api, const char *sep); /* newest first; the caller frees */
+/* the versions joined by sep, newest or oldest first; the caller frees */
+char *azsim_api_version_list(int api, const char *sep, int newest_first);
 const char *azsim_api_version_latest_stable(int api);
 
 /* ---- azsim_pki.c ---- */
@@ -266,6 +267,8 @@ int azsim_cert_info(json_t *x5c, int64_t *out_nbf, int64_t *out_exp, char **out_
 const char *azsim_geography(const char *location);
 /* The region's display name ("westeurope" -> "West Europe"); unknown ones are their own. */
 const char *azsim_location_display(const char *location);
+/* The short names of the regions azsim knows, joined by sep; the caller frees. */
+char *azsim_locations_list(const char *sep);
 
 /* ---- azsim_server.c: one request and its reply ---- */
 typedef struct azsim_req {

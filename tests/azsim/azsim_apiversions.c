@@ -137,7 +137,7 @@ int azsim_api_version_check(const azsim_state *st, int api, const char *v)
     return AZSIM_API_NEWER;
 }
 
-char *azsim_api_version_list(int api, const char *sep)
+char *azsim_api_version_list(int api, const char *sep, int newest_first)
 {
     const char *const *list = TABLE[api];
     size_t n = 0, len = 1, o = 0;
@@ -149,8 +149,9 @@ char *azsim_api_version_list(int api, const char *sep)
     if (!out)
         return NULL;
     out[0] = '\0';
-    for (size_t i = n; i-- > 0;)
-        o += (size_t)snprintf(out + o, len - o, "%s%s", i + 1 < n ? sep : "", list[i]);
+    for (size_t k = 0; k < n; k++)
+        o += (size_t)snprintf(out + o, len - o, "%s%s", k ? sep : "",
+                              list[newest_first ? n - 1 - k : k]);
     return out;
 }
 

@@ -29,7 +29,7 @@ static int arm_error(arm_ctx *c, unsigned status, const char *code, const char *
 
 static int arm_error(arm_ctx *c, unsigned status, const char *code, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -39,11 +39,22 @@ static int arm_error(arm_ctx *c, unsigned status, const char *code, const char *
                             json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
 
-/* The api-version against azsim_apiversions.c's list for this service; Azure's 400 when it is
- * missing or unknown (the supported versions newest first, as ARM lists them). */
-static int check_api(arm_ctx *c, int api)
+/*
+ * The api-version against azsim_apiversions.c's list for this service; Azure's 400 when it is
+ * missing or unknown, in the shape ARM gives for each kind of resource:
+ *   Microsoft.Resources (resource groups, subscriptions): InvalidApiVersionParameter, the supported
+ *     versions newest first (azure-cli#27109);
+ *   a resource provider's type (Microsoft.KeyVault vaults, deletedVaults...):
+ *     NoRegisteredProviderFound naming the location, the type, the versions oldest first and the
+ *     locations (azure-cli#18006, azure-sdk-for-net#23760); `location` NULL: not known (azsim
+ *     says 'global');
+ *   roleAssignments: InvalidResourceType, 404 (acs-engine#4037, azure-sdk-for-go#16699).
+ * `type` is the resource type for the provider's message (e.g. "locations/deletedVaults").
+ */
+static int check_api_at(arm_ctx *c, int api, const char *type, const char *location)
 {
     const char *v = azsim_query(c->r, "api-version");
+    char *list = NULL, *locs = NULL;
     if (!v || !*v) {
         arm_error(c, 400, "MissingApiVersionParameter",
                   "The api-version query parameter (?api-version=) is required for all requests.");
@@ -51,13 +62,38 @@ static int check_api(arm_ctx *c, int api)
     }
     if (azsim_api_version_check(c->st, api, v) != AZSIM_API_UNKNOWN)
         return AZSIM_OK;
-    char *list = azsim_api_version_list(api, ",");
-    if (!list)
-        return AZSIM_ENOMEM;
-    arm_error(c, 400, "InvalidApiVersionParameter",
-              "The api-version '%s' is invalid. The supported versions are '%s'.", v, list);
+    if (api == AZSIM_API_RESOURCE_GROUPS || api == AZSIM_API_SUBSCRIPTIONS) {
+        list = azsim_api_version_list(api, ",", 1);
+        if (list)
+            arm_error(c, 400, "InvalidApiVersionParameter",
+                      "The api-version '%s' is invalid. The supported versions are '%s'.", v, list);
+    } else if (api == AZSIM_API_ROLE_ASSIGNMENTS) {
+        list = azsim_api_version_list(api, ",", 0);
+        if (list)
+            arm_error(c, 404, "InvalidResourceType",
+                      "The resource type 'roleAssignments' could not be found in the namespace "
+                      "'Microsoft.Authorization' for api version '%s'. The supported api-versions "
+                      "are '%s'.",
+                      v, list);
+    } else {
+        list = azsim_api_version_list(api, ", ", 0);
+        locs = azsim_locations_list(", ");
+        if (list && locs)
+            arm_error(c, 400, "NoRegisteredProviderFound",
+                      "No registered resource provider found for location '%s' and API version "
+                      "'%s' for type '%s'. The supported api-versions are '%s'. The supported "
+                      "locations are '%s'.",
+                      location ? location : "global", v, type ? type : "vaults", list, locs);
+    }
+    int rc = list && (locs || api != AZSIM_API_VAULTS) ? AZSIM_EINVAL : AZSIM_ENOMEM;
     free(list);
-    return AZSIM_EINVAL;
+    free(locs);
+    return rc;
+}
+
+static int check_api(arm_ctx *c, int api)
+{
+    return check_api_at(c, api, NULL, NULL);
 }
 
 static int authorize(arm_ctx *c, const char *scope, const char *action)
@@ -1206,6 +1242,38 @@ static int challenge(arm_ctx *c, const char *why)
     return arm_error(c, 401, "InvalidAuthenticationToken", "The access token is invalid.");
 }
 
+/* check_api for .../providers/Microsoft.KeyVault/vaults[/NAME...]: ARM names the vault's location
+ * (the request's for a PUT of a new one). */
+static int vault_check_api(arm_ctx *c, const char *name)
+{
+    azsim_vault *v = name ? azsim_vault_find(c->st, name) : NULL;
+    json_t *body = NULL;
+    const char *loc = v ? v->location : NULL;
+    if (!loc && strcmp(c->r->method, "PUT") == 0) {
+        body = azsim_body_json(c->r);
+        loc = json_string_value(json_object_get(body, "location"));
+    }
+    int rc = check_api_at(c, AZSIM_API_VAULTS, "vaults", loc);
+    json_decref(body);
+    return rc;
+}
+
+/* check_api for /subscriptions/S/providers/Microsoft.KeyVault/SEGS: the type is every other
+ * segment ("locations/deletedVaults"), the location the one after "locations". */
+static int provider_check_api(arm_ctx *c, char **segs, size_t n)
+{
+    char type[256] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < n && *segs[i]; i += 2) {
+        int w = snprintf(type + o, sizeof(type) - o, "%s%s", o ? "/" : "", segs[i]);
+        if (w < 0 || (size_t)w >= sizeof(type) - o)
+            break;
+        o += (size_t)w;
+    }
+    const char *loc = n >= 2 && azsim_streq_ci(segs[0], "locations") ? segs[1] : NULL;
+    return check_api_at(c, AZSIM_API_VAULTS, type, loc);
+}
+
 int azsim_arm_handle(azsim_req *r)
 {
     arm_ctx c;
@@ -1296,7 +1364,7 @@ int azsim_arm_handle(azsim_req *r)
     if (n >= 7 && azsim_streq_ci(s[2], "resourceGroups") && azsim_streq_ci(s[4], "providers") &&
         azsim_streq_ci(s[5], "Microsoft.KeyVault") && azsim_streq_ci(s[6], "vaults")) {
         r->op = "arm.vaults";
-        if (check_api(&c, AZSIM_API_VAULTS) != AZSIM_OK)
+        if (vault_check_api(&c, n >= 8 ? s[7] : NULL) != AZSIM_OK)
             goto done;
         if (n == 7 && strcmp(m, "GET") == 0) {
             r->op = "arm.vaults.list";
@@ -1394,7 +1462,7 @@ int azsim_arm_handle(azsim_req *r)
     /* deleted vaults */
     if (n >= 5 && azsim_streq_ci(s[2], "providers") && azsim_streq_ci(s[3], "Microsoft.KeyVault")) {
         r->op = "arm.deletedVaults";
-        if (check_api(&c, AZSIM_API_VAULTS) != AZSIM_OK)
+        if (provider_check_api(&c, s + 4, n - 4) != AZSIM_OK)
             goto done;
         scope = azsim_printf("/subscriptions/%s", sub);
         if (!scope) {

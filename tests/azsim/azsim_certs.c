@@ -10,6 +10,7 @@
 #include "azsim.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -591,4 +592,18 @@ const char *azsim_location_display(const char *location)
 {
     const struct region *r = region_of(location);
     return r ? r->display : location ? location : "";
+}
+
+char *azsim_locations_list(const char *sep)
+{
+    size_t n = sizeof(REGIONS) / sizeof(REGIONS[0]), len = 1, o = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(REGIONS[i].location) + strlen(sep);
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s%s", i ? sep : "", REGIONS[i].location);
+    return out;
 }

@@ -89,13 +89,28 @@ done
 [ -z "$bad" ] && ok "key vault data plane: every listed version ($(versions KEYVAULT | wc -w))" || fail "key vault refused" "$bad"
 
 # versions Azure never published: Azure's errors
+LOCS=$("$PY" - "$(dirname "$0")/azsim_certs.c" <<'EOF'
+import re, sys
+print(", ".join(re.findall(r'\{"([a-z0-9]+)", "[a-z]+", "[^"]+"\}', open(sys.argv[1]).read())))
+EOF
+)
 req GET "$VAULT?api-version=2023-08-15" "" "$MT"
-is 400 && [ "$(j 'b["error"]["code"]')" = InvalidApiVersionParameter ] &&
-    [ "$(j 'b["error"]["message"]')" = "The api-version '2023-08-15' is invalid. The supported versions are '$(versions VAULTS | tr ' ' '\n' | tac | paste -sd,)'." ] &&
-    ok "vaults: unknown old version is 400 InvalidApiVersionParameter, supported newest first" ||
-    fail "vaults: unknown old version" "$STATUS $(head -c 300 "$WORK/body")"
+is 400 && [ "$(j 'b["error"]["code"]')" = NoRegisteredProviderFound ] &&
+    [ "$(j 'b["error"]["message"]')" = "No registered resource provider found for location 'westeurope' and API version '2023-08-15' for type 'vaults'. The supported api-versions are '$(versions VAULTS | sed 's/ /, /g')'. The supported locations are '$LOCS'." ] &&
+    ok "vaults: unknown version is 400 NoRegisteredProviderFound (vault's location, versions oldest first)" ||
+    fail "vaults: unknown old version" "$STATUS $(head -c 400 "$WORK/body")"
+req GET "$SUB/providers/Microsoft.KeyVault/locations/westeurope/deletedVaults/kvapi1?api-version=2019-01-01" "" "$MT"
+is 400 && [[ "$(j 'b["error"]["message"]')" == "No registered resource provider found for location 'westeurope' and API version '2019-01-01' for type 'locations/deletedVaults'."* ]] &&
+    ok "deleted vaults: the type is 'locations/deletedVaults'" || fail "deleted vaults: unknown version" "$STATUS $(head -c 300 "$WORK/body")"
 req GET "$RA?api-version=2019-01-01" "" "$MT"
-is 400 && [ "$(j 'b["error"]["code"]')" = InvalidApiVersionParameter ] && ok "role assignments: unknown old version is 400" || fail "role assignments: unknown old version" "$STATUS"
+is 404 && [ "$(j 'b["error"]["code"]')" = InvalidResourceType ] &&
+    [ "$(j 'b["error"]["message"]')" = "The resource type 'roleAssignments' could not be found in the namespace 'Microsoft.Authorization' for api version '2019-01-01'. The supported api-versions are '$(versions ROLE_ASSIGNMENTS | tr ' ' ',')'." ] &&
+    ok "role assignments: unknown version is 404 InvalidResourceType" || fail "role assignments: unknown old version" "$STATUS $(head -c 300 "$WORK/body")"
+req GET "$SUB/resourcegroups/rg1?api-version=2023-08-15" "" "$MT"
+is 400 && [ "$(j 'b["error"]["code"]')" = InvalidApiVersionParameter ] &&
+    [ "$(j 'b["error"]["message"]')" = "The api-version '2023-08-15' is invalid. The supported versions are '$(versions RESOURCE_GROUPS | tr ' ' '\n' | tac | paste -sd,)'." ] &&
+    ok "resource groups: unknown version is 400 InvalidApiVersionParameter, supported newest first" ||
+    fail "resource groups: unknown version" "$STATUS $(head -c 300 "$WORK/body")"
 req GET "$SUB/resourcegroups/rg1?api-version=banana" "" "$MT"
 is 400 && [ "$(j 'b["error"]["code"]')" = InvalidApiVersionParameter ] && ok "resource groups: malformed version is 400" || fail "resource groups: malformed version" "$STATUS"
 req GET "$SUB/resourcegroups/rg1" "" "$MT"
