@@ -24,6 +24,14 @@ t0=$(e2e_ms)
 pairs=0 exits= stuck=0
 kvr_run_s=${KVR_RUN_TIMEOUT:-300} # a pair ends in well under two minutes (the second waits for the first); a run that does not is stuck
 
+admin() { # METHOD PATH [BODY]: azsim's admin API (holds)
+    if [[ $# -gt 2 ]]; then
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
+    else
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
+    fi
+}
+
 # the creations that two runs could both make, as counted by azsim so far
 creations() {
     curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json '" ".join("%s=%d" % (op.split(".", 1)[1], n)
@@ -43,19 +51,30 @@ pair() { # name mode args...
     local name=$1 mode=$2 p1 p2 r1 r2 i deadline
     shift 2
     pairs=$((pairs + 1))
+    # With the lock, the second run must meet the first holding it. Rather than race the first
+    # run (on a loaded machine it could end before the second got as far as the lock), azsim
+    # holds the answer to the first run's first request, a token it asks for once it holds the
+    # lock, until the second run has met the lock: refused at once, or waiting for it.
+    if [[ -z $nolock ]]; then
+        hold=$(admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" | json 'd["id"]')
+    fi
     "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}a" 2>"$work/log.p${pairs}a" &
     p1=$!
-    # With the lock, the second run starts once the first holds it (its line is in the lock
-    # file): started together, a loaded machine could let the first finish before the second
-    # got as far as the lock, and there would be nothing to wait for.
     if [[ -z $nolock ]]; then
-        deadline=$(($(e2e_ms) + 20000))
-        until cat "$KVR_LOCK_DIR"/kvreconcile-*.lock 2>/dev/null | grep -q 'pid' ||
-            ! kill -0 "$p1" 2>/dev/null || [[ $(e2e_ms) -gt $deadline ]]; do sleep 0.02; done
+        until [[ $(admin GET "/holds/$hold" | json 'd["state"]') != armed ]] || ! kill -0 "$p1" 2>/dev/null; do
+            sleep 0.02
+        done
     fi
     KVR_LOCK_DIR=$work/lock.$([[ -n $nolock ]] && echo b || echo a) \
         "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}b" 2>"$work/log.p${pairs}b" &
     p2=$!
+    if [[ -z $nolock ]]; then
+        until grep -q '"event":"lock-wait"\|another kvreconcile run' "$work/log.p${pairs}b" 2>/dev/null ||
+            ! kill -0 "$p2" 2>/dev/null; do
+            sleep 0.02
+        done
+        admin DELETE "/holds/$hold" >/dev/null
+    fi
     E2E_PIDS="$p1 $p2"
     # bounded: a run that does not end (a livelock) is killed and fails the test (exit 137)
     deadline=$(($(e2e_ms) + kvr_run_s * 1000))
@@ -98,10 +117,12 @@ pair "before/ x2" exclusive -f "$B" --wait 2m
 # still names it (it reads the line again for a while). Here util-linux's flock holds the lock
 # and writes the line 0.2 s later.
 lockf=$(ls "$KVR_LOCK_DIR"/kvreconcile-*.lock)
-flock "$lockf" bash -c 'sleep 0.2; echo "pid 4242 on lock-test, kvreconcile apply, since 2026-01-01T00:00:00Z" >"$0"; sleep 2; : >"$0"' "$lockf" &
+# The holder keeps the lock until the refused run has ended (never a race with a fixed sleep).
+flock "$lockf" bash -c 'sleep 0.2; echo "pid 4242 on lock-test, kvreconcile apply, since 2026-01-01T00:00:00Z" >"$0"; until [ -e "$1" ]; do sleep 0.02; done; : >"$0"' "$lockf" "$work/release.early" &
 holder=$!
-sleep 0.05
+until [[ -n $(flock -n "$lockf" true 2>&1 || echo held) ]]; do sleep 0.01; done # it holds it
 set +e; "$kvr" apply -f "$B" >/dev/null 2>"$work/log.early"; r=$?; set -e
+touch "$work/release.early"
 wait "$holder"
 check "a run refused before the holder wrote its line still names it: $(grep -m1 -o 'another kvreconcile run.\{0,80\}' "$work/log.early")" \
     "$([[ $r == 1 ]] && grep -q '(pid 4242 on lock-test, kvreconcile apply' "$work/log.early"; echo $?)"
