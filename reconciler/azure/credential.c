@@ -820,7 +820,9 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
     }
     for (int pages = 0; url; pages++) {
         if (pages >= LIST_PAGES_MAX) {
-            rc = kvr_error_set(err, KVR_ETOOBIG, "%s: more than %d pages", what, LIST_PAGES_MAX);
+            rc =
+                kvr_error_set(err, KVR_ETOOBIG, "%s: the listing is too large (more than %d pages)",
+                              what, LIST_PAGES_MAX);
             goto done;
         }
         q.url = url;
@@ -842,7 +844,9 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
             goto done;
         }
         if (json_array_size(all) + json_array_size(value) > LIST_ITEMS_MAX) {
-            rc = kvr_error_set(err, KVR_ETOOBIG, "%s: more than %d items", what, LIST_ITEMS_MAX);
+            rc =
+                kvr_error_set(err, KVR_ETOOBIG, "%s: the listing is too large (more than %d items)",
+                              what, LIST_ITEMS_MAX);
             goto done;
         }
         if (json_array_extend(all, value) < 0) {

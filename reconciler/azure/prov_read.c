@@ -474,7 +474,8 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
         rc = kvr_error_set(r->err, KVR_EPROTO, "%s: page %d has no value array", f->op,
                            f->pages + 1);
     else if ((f->nitems += json_array_size(value)) > LIST_ITEMS_MAX)
-        rc = kvr_error_set(r->err, KVR_ETOOBIG, "%s: more than %d items", f->op, LIST_ITEMS_MAX);
+        rc = kvr_error_set(r->err, KVR_ETOOBIG, "%s: the listing is too large (more than %d items)",
+                           f->op, LIST_ITEMS_MAX);
     else if (!f->stream && json_array_extend(f->items, value) < 0)
         rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
     else
@@ -499,7 +500,9 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
         return f->done(r, f, f->items);
     if (++f->pages >= LIST_PAGES_MAX) {
         free(next);
-        return kvr_error_set(r->err, KVR_ETOOBIG, "%s: more than %d pages", f->op, LIST_PAGES_MAX);
+        return kvr_error_set(r->err, KVR_ETOOBIG,
+                             "%s: the listing is too large (more than %d pages)", f->op,
+                             LIST_PAGES_MAX);
     }
     if ((f->seen.n == 0 && (rc = kvr_http_pages_note(&f->seen, f->url, f->op, r->err)) < 0) ||
         (rc = kvr_http_pages_note(&f->seen, next, f->op, r->err)) < 0) {
