@@ -4,11 +4,33 @@
 # apply must retry the role assignment and converge. Then, with a delay longer than any run, the
 # service principal is deleted from the directory while kvreconcile waits for it: the apply must
 # stop at once with a message naming the app and the principal, exit 1.
-# usage: test_directory_e2e.sh KVRECONCILE AZSIM
+# With a third argument "never" (ctest e2e_directory_never, slow): the principal stays unknown to
+# role assignments for longer than kvreconcile waits (90 s): the apply gives up with a message
+# naming the app, the principal and the wait, exit 1.
+# usage: test_directory_e2e.sh KVRECONCILE AZSIM [never]
 set -euo pipefail
 . "$(dirname "$0")/../e2e/lib.sh"
 scenario_init "$1" "$2" rotate-app-credentials
 stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('$1', 0)"; }
+if [[ ${3:-} == never ]]; then
+    azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 86400
+    start=$(e2e_ms)
+    set +e
+    "$kvr" apply -f "$B" --wait 2m >"$work/out.n" 2>"$work/err.n"
+    rc=$?
+    set -e
+    took=$(($(e2e_ms) - start))
+    check "apply gives up with exit 1 (exit $rc)" "$([[ $rc == 1 ]]; echo $?)"
+    check "after kvreconcile's bound ($took ms: 90 s and less than 150 s)" \
+        "$([[ $took -ge 90000 && $took -lt 150000 ]]; echo $?)"
+    check "the error names the app, the principal and the wait" \
+        "$(grep -qE "assign role to app 'aos-backup': Azure RBAC still does not know its service principal '[0-9a-f-]{36}' after [0-9]+ s" "$work/err.n"; echo $?)"
+    n=$(stats arm.roleAssignments.principal-not-found)
+    check "retried with backoff, not hammered ($n PUTs in 90 s)" "$([[ $n -ge 5 && $n -le 20 ]]; echo $?)"
+    [[ $rc == 1 ]] || tail -20 "$work/err.n"
+    e2e_finish
+    exit
+fi
 kvr() { # kvr NAME ARGS...: stdout to $work/out.NAME, stderr to $work/err.NAME; sets rc
     local name=$1
     shift
