@@ -6,7 +6,7 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import dns from "node:dns";
-import { randomBytes, createHash, X509Certificate } from "node:crypto";
+import { randomBytes, randomUUID, createHash, X509Certificate } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import https from "node:https";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -32,6 +32,7 @@ const { SecretClient } = await import("@azure/keyvault-secrets");
 const { CertificateClient } = await import("@azure/keyvault-certificates");
 const { KeyVaultManagementClient } = await import("@azure/arm-keyvault");
 const { ResourceManagementClient } = await import("@azure/arm-resources");
+const { AuthorizationManagementClient } = await import("@azure/arm-authorization");
 
 const env = process.env;
 for (const v of ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
@@ -84,6 +85,27 @@ test("arm-keyvault: list vaults by resource group", async () => {
   const names = [];
   for await (const v of client.vaults.listByResourceGroup(rg)) names.push(v.name);
   assert.deepEqual(names, [vaultName]);
+});
+
+test("arm-authorization: a role assignment on the vault is created, listed and deleted; an unknown principal is PrincipalNotFound", async () => {
+  const client = new AuthorizationManagementClient(credential, env.AZURE_SUBSCRIPTION_ID, armOptions);
+  const scope = `/subscriptions/${env.AZURE_SUBSCRIPTION_ID}/resourceGroups/${rg}/providers/Microsoft.KeyVault/vaults/${vaultName}`;
+  const token = await credential.getToken(`${env.KVR_ARM_ENDPOINT}/.default`);
+  const oid = JSON.parse(Buffer.from(token.token.split(".")[1], "base64url").toString()).oid;
+  // Key Vault Reader
+  const roleDefinitionId = `/subscriptions/${env.AZURE_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/21090545-7ca7-4776-b22c-e363652d74d2`;
+  const name = randomUUID();
+  const ra = await client.roleAssignments.create(scope, name, { roleDefinitionId, principalId: oid, principalType: "ServicePrincipal" });
+  assert.equal(ra.name, name);
+  assert.equal(ra.principalId, oid);
+  assert.equal(ra.scope, scope);
+  const names = [];
+  for await (const x of client.roleAssignments.listForScope(scope, { filter: "atScope()" })) names.push(x.name);
+  assert.ok(names.includes(name), names.join(","));
+  await assert.rejects(
+    client.roleAssignments.create(scope, randomUUID(), { roleDefinitionId, principalId: randomUUID(), principalType: "ServicePrincipal" }),
+    (e) => e.statusCode === 400 && e.code === "PrincipalNotFound");
+  await client.roleAssignments.delete(scope, name);
 });
 
 test("keyvault-keys: create an RSA key (challenge flow) and get it", async () => {
