@@ -3,6 +3,10 @@
 that answers any client-secret request, and listings whose next links loop: /loop/self links to
 itself, /loop/a to /loop/b and back. Every GET is logged as one line "GET PATH" to LOG.
 
+For `kvreconcile plan` it also plays the clouds by Host header: login.localhost (tokens),
+management.localhost (the vault kv-loop in resource group rg-loop) and kv-loop.vault.localhost
+(Key Vault with its 401 challenge, a secret list, and a key list whose next link is itself).
+
 usage: hostile_server.py CERT KEY PORTFILE LOG
 Writes the port it listens on to PORTFILE once it accepts connections."""
 import json
@@ -11,6 +15,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 cert, key, portfile, log = sys.argv[1:5]
+TENANT = "00000000-0000-0000-0000-000000000001"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,8 +43,36 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         with open(log, "a") as f:
-            f.write("GET %s\n" % self.path)
-        base = "https://localhost:%d" % self.server.server_address[1]
+            f.write("GET %s %s\n" % (self.path, self.headers.get("Host", "")))
+        port = self.server.server_address[1]
+        host = (self.headers.get("Host") or "").split(":")[0]
+        path = self.path.split("?")[0]
+        if host == "management.localhost" and path.endswith("/vaults/kv-loop"):
+            sub = path.split("/")[2]
+            self.reply(200, {
+                "id": path, "name": "kv-loop", "type": "Microsoft.KeyVault/vaults",
+                "location": "westeurope", "tags": {},
+                "properties": {"tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                               "enableRbacAuthorization": True, "enableSoftDelete": True,
+                               "softDeleteRetentionInDays": 90,
+                               "vaultUri": "https://kv-loop.vault.localhost:%d/" % port,
+                               "provisioningState": "Succeeded", "subscription": sub}})
+            return
+        if host == "kv-loop.vault.localhost":
+            if not self.headers.get("Authorization"):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer authorization="https://login.localhost:%d/%s", resource="https://vault.localhost:%d"' % (port, TENANT, port))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if path == "/keys":
+                link = "https://kv-loop.vault.localhost:%d%s" % (port, self.path)
+                self.reply(200, {"value": [{"kid": "https://kv-loop.vault.localhost:%d/keys/k1" % port,
+                                            "attributes": {"enabled": True}}], "nextLink": link})
+            else:
+                self.reply(200, {"value": [], "nextLink": None})
+            return
+        base = "https://localhost:%d" % port
         nxt = {"/loop/self": "/loop/self", "/loop/a": "/loop/b", "/loop/b": "/loop/a"}
         path = self.path.split("?")[0]
         if path in nxt:
