@@ -25,6 +25,12 @@
 int kvr_apply_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
                       const kvr_marker_key *mk, FILE *warn)
 {
+    return kvr_apply_markers_strict(out, n, e, mk, warn, NULL);
+}
+
+int kvr_apply_markers_strict(kvr_value_digest **out, size_t *n, const kvr_estate *e,
+                             const kvr_marker_key *mk, FILE *warn, kvr_error *strict)
+{
     kvr_value_digest *d = calloc(e->nsecrets + 1, sizeof(*d));
     *out = d;
     *n = 0;
@@ -38,6 +44,12 @@ int kvr_apply_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
         if (s->source != KVR_SECRET_FROM_ENV && s->source != KVR_SECRET_FROM_FILE)
             continue;
         if (kvr_value_read(&v, s, &err) < 0) {
+            if (strict)
+                return kvr_error_set(strict, err.code,
+                                     "%s:%d:%d: the value of secret '%s' in vault '%s' cannot be "
+                                     "read: %s; nothing was changed",
+                                     s->pos.file ? s->pos.file : "?", s->pos.line, s->pos.col,
+                                     s->name, s->vault, err.message);
             if (warn)
                 fprintf(warn, "kvreconcile: warning: the value of secret '%s' in vault '%s' is "
                               "not compared: %s\n",
@@ -439,7 +451,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         char key[600];
 
         if ((rc = kvr_live_read_memo(&live, a, ep, d, subscription, &mk, memo, err)) < 0 ||
-            (rc = kvr_apply_markers(&dig, &ndig, d, &mk, r.done ? NULL : o->log)) < 0) {
+            (rc = kvr_apply_markers_strict(&dig, &ndig, d, &mk, NULL, err)) < 0) {
             kvr_live_free(live);
             kvr_apply_markers_free(dig, ndig);
             break;

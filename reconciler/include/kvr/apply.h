@@ -53,6 +53,11 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
  */
 int kvr_apply_markers(kvr_value_digest **out, size_t *n, const kvr_estate *e,
                       const kvr_marker_key *mk, FILE *warn);
+/* As kvr_apply_markers, but with `strict` set a value that cannot be read is an error (apply
+   needs every declared value): its code, and a message naming the secret, where it is declared
+   and its source (variable or file), never the value. */
+int kvr_apply_markers_strict(kvr_value_digest **out, size_t *n, const kvr_estate *e,
+                             const kvr_marker_key *mk, FILE *warn, kvr_error *strict);
 void kvr_apply_markers_free(kvr_value_digest *d, size_t n);
 
 /* ---- saved plans (saved.c) ------------------------------------------------------------------ */
