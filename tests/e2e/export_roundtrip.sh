@@ -241,6 +241,19 @@ print(json.dumps({"value": open(sys.argv[1]).read() + open(sys.argv[2]).read(),
     check "--profiles: both profiles are counted comments" \
         "$(grep -q "profile 'payments-2026-05' (Inactive)" "$work/ex-hand-prof/encryption.yaml" &&
             grep -q "profile 'payments-2026-11' (Used)" "$work/ex-hand-prof/encryption.yaml"; echo $?)"
+    # filters: one vault (its apps only), one resource group, a vault that is not there
+    export_check "--vault $V1" ex-one --vault "$V1"
+    check "--vault: that vault only, and only the apps it names" \
+        "$([[ $(grep -c '^  - name: ' "$work/ex-one/vaults.yaml") == 1 ]] &&
+            [[ $(grep -c '^  - name: ' "$work/ex-one/identity.yaml") == 2 ]]; echo $?)"
+    "$kvr" export -o "$work/ex-rg" -q -g "$RG" >/dev/null
+    check "-g $RG: both vaults" "$(diff -q "$E/encryption.yaml" "$work/ex-rg/encryption.yaml" >/dev/null; echo $?)"
+    set +e
+    "$kvr" export -o "$work/ex-none" --vault kv-not-there >/dev/null 2>"$work/ex-none.err"
+    rc=$?
+    set -e
+    check "--vault that does not exist: exit 1, named" \
+        "$([[ $rc == 1 ]] && grep -q "vault 'kv-not-there' is not in the subscription" "$work/ex-none.err"; echo $?)"
     secret_free Hand-Canary-v1-8e2a Hand-Canary-v2-41c7 Hand-Canary-token-93f0 Hand-Canary-smtp-7d1b \
         "$pay_secret" "$rep_secret" "$ops_secret"
     # change one thing: the RBAC vault's tag; the plan shows exactly that
