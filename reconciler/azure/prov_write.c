@@ -1400,6 +1400,11 @@ int kvr_step_run(const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
         rc = key_patch(c, s, body, "disable key version", err);
         json_decref(body);
         return rc;
+    case KVR_STEP_KEY_VERSION_ENABLE:
+        body = json_pack("{s:{s:b}}", "attributes", "enabled", 1);
+        rc = key_patch(c, s, body, "enable key version", err);
+        json_decref(body);
+        return rc;
     case KVR_STEP_KEY_DELETE:
         return kv_simple(c, s->vault, "DELETE", "keys", s->name, "", "delete key", err);
     case KVR_STEP_SECRET_SET:

@@ -59,6 +59,7 @@ void pb_oom(pb *b);
 void pb_retention_gate(pb *b, size_t s, int64_t since, int64_t period, const char *start_event);
 
 /* Passes, in the order they run. */
+void kvr_plan_pass_in_use(pb *b);
 void kvr_plan_pass_vaults(pb *b);
 void kvr_plan_pass_copies(pb *b);
 void kvr_plan_pass_apps(pb *b);

@@ -457,6 +457,7 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
 
     b.rc = index_inputs(&b);
     if (!b.rc) {
+        kvr_plan_pass_in_use(&b); /* first: what restores the ability to decrypt */
         kvr_plan_pass_vaults(&b);
         kvr_plan_pass_copies(&b);
         kvr_plan_pass_apps(&b);
@@ -545,6 +546,7 @@ const char *kvr_step_kind_name(kvr_step_kind k)
         "key.disableVersion", "key.delete",        "secret.set",         "secret.recover",
         "secret.update",      "secret.copy",       "certificate.copy",   "copy.verify",
         "profile.create",     "profile.setCredentials", "profile.apply",  "profile.delete",
+        "key.enableVersion",
     };
     return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }

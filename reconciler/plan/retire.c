@@ -214,6 +214,19 @@ static bool version_ours(const pb *b, const kvr_live_key *lk, const kvr_live_ver
            any_reference(b->l, lk->vault, lk->name, v->id);
 }
 
+/* Is there a step of `kind` for this version of the key already (two profiles, one version)? */
+static bool planned_version(const pb *b, kvr_step_kind kind, const kvr_live_key *lk,
+                            const char *version)
+{
+    for (size_t i = 0; i < b->p->nsteps; i++) {
+        const kvr_step *s = &b->p->steps[i];
+        if (s->kind == kind && s->version && kvr_str_ieq(s->version, version) &&
+            kvr_str_ieq(s->vault, lk->vault) && kvr_str_ieq(s->name, lk->name))
+            return true;
+    }
+    return false;
+}
+
 static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
 {
     for (size_t i = 0; i < lk->nversions; i++) {
@@ -222,7 +235,9 @@ static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
         int64_t since;
         size_t s, mark = NONE;
         char object[160];
-        if (!v->enabled || version_kept(b, k, lk, i) || !version_ours(b, lk, v))
+        /* a disabled version is retired already, unless this plan enables it again */
+        if ((!v->enabled && !planned_version(b, KVR_STEP_KEY_VERSION_ENABLE, lk, v->id)) ||
+            version_kept(b, k, lk, i) || !version_ours(b, lk, v))
             continue;
         au = active_reference(b->l, k->vault, k->name, v->id);
         any = any_reference(b->l, k->vault, k->name, v->id);
@@ -436,6 +451,50 @@ static void retire_vaults(pb *b)
                 kvr_str_ieq(b->p->steps[j].vault, v->name))
                 pb_dep(b, s, j);
         superseded_gates(b, s, au, any, since, b->d->retention.vaults);
+    }
+}
+
+/*
+ * What the service needs now: every key version a profile in Applying or Used wraps its data
+ * keys with must be usable. One disabled out of band (the portal, another tool) is enabled again
+ * at once: no gate, before anything else, whatever the YAML says of the key, since the service
+ * cannot unwrap its data keys without it. One that has expired is held back with what to do:
+ * moving an expiry is a decision about key lifetime that the plan does not make on its own.
+ */
+void kvr_plan_pass_in_use(pb *b)
+{
+    for (size_t i = 0; i < b->l->nprofiles; i++) {
+        const kvr_live_profile *p = &b->l->profiles[i];
+        const kvr_live_key *lk;
+        char object[160];
+        if (p->status != KVR_PROFILE_APPLYING && p->status != KVR_PROFILE_USED)
+            continue;
+        if (!(lk = kvr_live_key_get(b->l, p->vault, p->key)))
+            continue;
+        for (size_t v = 0; v < lk->nversions; v++) {
+            const kvr_live_version *lv = &lk->versions[v];
+            size_t s;
+            if (!p->key_version || !kvr_str_ieq(lv->id, p->key_version))
+                continue;
+            snprintf(object, sizeof(object), "key '%s' version %.8s", lk->name, lv->id);
+            if (lv->exp && lv->exp <= b->now) {
+                char when[KVR_TIME_ISO_MAX];
+                kvr_time_iso(when, sizeof(when), lv->exp);
+                pb_hold(b, lk->vault, object,
+                        "profile '%s' (%s) wraps its data keys with this version, which expired "
+                        "at %s: the service cannot unwrap them; set a later expiry on the version "
+                        "(Key Vault: update key, attributes.exp)",
+                        p->name, kvr_profile_status_name(p->status), when);
+            }
+            if (lv->enabled || planned_version(b, KVR_STEP_KEY_VERSION_ENABLE, lk, lv->id))
+                continue;
+            s = pb_step(b, KVR_STEP_KEY_VERSION_ENABLE, KVR_ACTION_CHANGE, lk->vault,
+                        (kvr_pos){0}, object,
+                        "enable again: profile '%s' (%s) wraps its data keys with it", p->name,
+                        kvr_profile_status_name(p->status));
+            pb_name(b, s, lk->name, lv->id, NULL);
+            pb_change(b, s, "enabled", "false", "true", false);
+        }
     }
 }
 

@@ -8,10 +8,12 @@
  * rate driven by the simulated clock. Only when all are re-wrapped does the new profile become
  * Used and the previous one Inactive.
  *
- * If a key that still wraps data keys becomes unusable (its version disabled, the key or its
- * vault deleted or purged), the data keys it wraps are counted as unrecoverable, and a profile
- * being applied goes Failed. Tests read the count at azsim.localhost/consumer; it must stay
- * zero. The contract is schema/profile-service.openapi.yaml.
+ * If a key that still wraps data keys is gone (the key or its vault deleted or purged), the
+ * data keys it wraps are counted as unrecoverable, and a profile being applied goes Failed. A
+ * disabled version makes them unavailable, as Key Vault refuses to unwrap with it (403
+ * KeyDisabled) until it is enabled again: counted as unavailable while it lasts, and a profile
+ * being applied waits. Tests read both at azsim.localhost/consumer; they must stay zero. The
+ * contract is schema/profile-service.openapi.yaml.
  */
 #include "azsim.h"
 
@@ -150,9 +152,11 @@ typedef enum {
     USE_GONE,      /* the key version cannot be used: data it wraps is lost */
 } use_result;
 
+/* The usable version, or NULL with why; *disabled (may be NULL) is set for a version that only
+   needs enabling again. */
 static azsim_kv_version *key_version(azsim_state *st, const char *vault, const char *key,
                                      const char *version, azsim_vault **out_vault,
-                                     const char **why)
+                                     const char **why, int *disabled)
 {
     azsim_vault *v = azsim_vault_find(st, vault);
     *out_vault = v;
@@ -173,7 +177,9 @@ static azsim_kv_version *key_version(azsim_state *st, const char *vault, const c
             if (strcmp(ver->id, version) != 0)
                 continue;
             if (!ver->enabled) {
-                *why = "the key version is disabled";
+                *why = "the key version is disabled (KeyDisabled)";
+                if (disabled)
+                    *disabled = 1;
                 return NULL;
             }
             return ver;
@@ -195,8 +201,9 @@ static use_result check_access(azsim_state *st, const azsim_profile *p, const ch
     char *resource;
     int allowed = 0;
 
-    if (!key_version(st, p->vault, p->key, p->version, &v, why))
-        return USE_GONE;
+    int disabled = 0;
+    if (!key_version(st, p->vault, p->key, p->version, &v, why, &disabled))
+        return disabled ? USE_TRANSIENT : USE_GONE;
     for (size_t i = 0; app && i < app->passwords.n; i++) {
         azsim_password *pw = app->passwords.items[i];
         if (pw->secret && strcmp(pw->secret, secret) == 0 && now >= pw->start && now < pw->end)
@@ -271,7 +278,7 @@ static use_result wrap_with(azsim_state *st, const azsim_profile *p, const unsig
                                 "Microsoft.KeyVault/vaults/keys/wrap/action", why);
     if (u != USE_OK)
         return u;
-    ver = key_version(st, p->vault, p->key, p->version, &v, why);
+    ver = key_version(st, p->vault, p->key, p->version, &v, why, NULL);
     dk->wrapped_len = sizeof(dk->wrapped);
     if (!ver || rsa_oaep256(ver, 1, plain, DEK_LEN, dk->wrapped, &dk->wrapped_len) != AZSIM_OK) {
         *why = "the key cannot wrap (not an RSA key?)";
@@ -285,12 +292,13 @@ static use_result unwrap_with(azsim_state *st, const azsim_profile *p, const azs
                               unsigned char plain[DEK_LEN], const char **why)
 {
     azsim_vault *v;
-    azsim_kv_version *ver = key_version(st, p->vault, p->key, p->version, &v, why);
+    int disabled = 0;
+    azsim_kv_version *ver = key_version(st, p->vault, p->key, p->version, &v, why, &disabled);
     unsigned char out[1024], check[32];
     size_t outlen = sizeof(out);
     use_result u;
     if (!ver)
-        return USE_GONE;
+        return disabled ? USE_TRANSIENT : USE_GONE;
     u = check_access(st, p, p->client_id, p->client_secret,
                      "Microsoft.KeyVault/vaults/keys/unwrap/action", why);
     if (u != USE_OK)
@@ -334,7 +342,9 @@ static void health_check(azsim_state *st, azsim_consumer *c)
         const char *why = "its profile is gone";
         if (dk->lost)
             continue;
-        if (!p || !key_version(st, p->vault, p->key, p->version, &v, &why)) {
+        int disabled = 0;
+        if (!p || (!key_version(st, p->vault, p->key, p->version, &v, &why, &disabled) &&
+                   !disabled)) {
             dk->lost = 1;
             c->unrecoverable++;
             lost++;
@@ -458,12 +468,20 @@ json_t *azsim_consumer_stats(azsim_state *st)
 {
     azsim_consumer *c = st->consumer;
     azsim_profile *used = c ? profile_with_status(c, P_USED) : NULL;
-    size_t live = 0;
-    for (size_t i = 0; c && i < c->ndks; i++)
+    size_t live = 0, unavailable = 0;
+    for (size_t i = 0; c && i < c->ndks; i++) {
+        azsim_profile *p = c->dks[i].lost ? NULL : profile_find(c, c->dks[i].profile);
+        azsim_vault *v;
+        const char *why;
+        int disabled = 0;
         live += !c->dks[i].lost;
-    return json_pack("{s:I,s:I,s:I,s:o}", "dataKeys", (json_int_t)(c ? c->ndks : 0), "recoverable",
-                     (json_int_t)live, "unrecoverable", (json_int_t)(c ? c->unrecoverable : 0),
-                     "used", used ? json_string(used->name) : json_null());
+        if (p && !key_version(st, p->vault, p->key, p->version, &v, &why, &disabled) && disabled)
+            unavailable++; /* its key version is disabled: usable again once enabled */
+    }
+    return json_pack("{s:I,s:I,s:I,s:I,s:o}", "dataKeys", (json_int_t)(c ? c->ndks : 0),
+                     "recoverable", (json_int_t)live, "unrecoverable",
+                     (json_int_t)(c ? c->unrecoverable : 0), "unavailable",
+                     (json_int_t)unavailable, "used", used ? json_string(used->name) : json_null());
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------------- */

@@ -196,6 +196,8 @@ def check(snap_file, final_dir, other_dirs):
     code, consumer = curl("https://azsim.localhost:%s/consumer" % PORT)
     ok(code == 200 and consumer.get("unrecoverable") == 0,
        "consumer: unrecoverable data keys %s" % (consumer or {}).get("unrecoverable"))
+    ok(code == 200 and consumer.get("unavailable") == 0,
+       "consumer: unavailable data keys (a disabled version wraps them) %s" % (consumer or {}).get("unavailable"))
 
     # apps: one registration and one service principal per display name, nothing orphaned
     vaults = all_vaults(states)

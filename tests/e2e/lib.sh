@@ -10,7 +10,8 @@
 #   azsim_token RESOURCE             bearer token of the bootstrap principal for RESOURCE
 #   azsim_advance SECONDS            move azsim's clock
 #   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
-#   azsim_lost                       the consuming service's unrecoverable data keys
+#   azsim_lost                       the consuming service's data keys it cannot use: lost
+#                                    (unrecoverable) or wrapped by a disabled version (unavailable)
 #   e2e_finish                       print the tally, exit 1 on any failure
 #
 # For the reliability suites (crash, faults, restart, concurrent):
@@ -111,7 +112,7 @@ azsim_vault() {
         -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
 }
 
-azsim_lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["unrecoverable"]'; }
+azsim_lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["unrecoverable"] + d["unavailable"]'; }
 
 e2e_finish() {
     echo "$passed passed, $failed failed"

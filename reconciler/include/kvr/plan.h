@@ -44,6 +44,7 @@ typedef enum kvr_step_kind {
     KVR_STEP_PROFILE_SET_CREDENTIALS,
     KVR_STEP_PROFILE_APPLY,
     KVR_STEP_PROFILE_DELETE,
+    KVR_STEP_KEY_VERSION_ENABLE, /* a version a profile in Applying or Used wraps with */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */
