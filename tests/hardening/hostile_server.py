@@ -6,6 +6,8 @@ itself, /loop/a to /loop/b and back. Every GET is logged as one line "GET PATH" 
 For `kvreconcile plan` it also plays the clouds by Host header: login.localhost (tokens),
 management.localhost (the vault kv-loop in resource group rg-loop) and kv-loop.vault.localhost
 (Key Vault with its 401 challenge, a secret list, and a key list whose next link is itself).
+And for the messages: the vault kv-rlo is a 403 whose text holds bidi overrides and terminal
+sequences, and tenant ...ffff gets a 20 MB token response.
 
 usage: hostile_server.py CERT KEY PORTFILE LOG
 Writes the port it listens on to PORTFILE once it accepts connections."""
@@ -16,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 cert, key, portfile, log = sys.argv[1:5]
 TENANT = "00000000-0000-0000-0000-000000000001"
+HUGE_TENANT = "00000000-0000-0000-0000-00000000ffff"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -35,7 +38,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(n)
-        if self.path.endswith("/oauth2/v2.0/token"):
+        if self.path.startswith("/" + HUGE_TENANT + "/"):
+            # a 20 MB token response
+            data = b'{"access_token":"' + b"a" * (20 * 1024 * 1024) + b'"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path.endswith("/oauth2/v2.0/token"):
             self.reply(200, {"token_type": "Bearer", "expires_in": 3599,
                              "ext_expires_in": 3599, "access_token": "hostile-test-token"})
         else:
@@ -47,6 +58,11 @@ class Handler(BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         host = (self.headers.get("Host") or "").split(":")[0]
         path = self.path.split("?")[0]
+        if host == "management.localhost" and path.endswith("/vaults/kv-rlo"):
+            # an error text with a right-to-left override, an isolate and a terminal sequence
+            self.reply(403, {"error": {"code": "AuthorizationFailed", "message":
+                                       "denied for exe.\u202etxt \u2066x\u2069 \u001b[2J\u001b]0;pwned\u0007 end"}})
+            return
         if host == "management.localhost" and path.endswith("/vaults/kv-loop"):
             sub = path.split("/")[2]
             self.reply(200, {
