@@ -77,12 +77,12 @@ void cli_lock_release(cli_lock *l);
  * gets them through cli_model_options (main.c).
  */
 #define CLI_OPT_ALLOW_FILES_UNDER 0x100
-#define CLI_LONGOPT_ALLOW_FILES_UNDER                                                             \
-    {                                                                                             \
-        "allow-files-under", required_argument, NULL, CLI_OPT_ALLOW_FILES_UNDER                   \
+#define CLI_LONGOPT_ALLOW_FILES_UNDER                                                              \
+    {                                                                                              \
+        "allow-files-under", required_argument, NULL, CLI_OPT_ALLOW_FILES_UNDER                    \
     }
-#define CLI_USAGE_ALLOW_FILES_UNDER                                                               \
-    "      --allow-files-under DIR  secrets' fromFile may also name files under DIR "             \
+#define CLI_USAGE_ALLOW_FILES_UNDER                                                                \
+    "      --allow-files-under DIR  secrets' fromFile may also name files under DIR "              \
     "(repeatable)\n"
 int cli_allow_files_under(const char *dir);
 const kvr_model_options *cli_model_options(void);
