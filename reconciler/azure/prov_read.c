@@ -460,10 +460,15 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     if (resp->status != 200)
         return kvr_http_error(r->err, resp, f->op, f->object[0] ? f->object : NULL);
     body = json_loadb(resp->body, resp->body_len, 0, &jerr);
-    if (!body)
+    if (!body) {
+        /* jansson's text quotes the body ("near '...'"), and names come from listings: both
+           are the server's, made safe for a terminal */
+        char obj[160], why[sizeof(jerr.text)];
+        kvr_str_clean(obj, sizeof(obj), f->object);
+        kvr_str_clean(why, sizeof(why), jerr.text);
         return kvr_error_set(r->err, KVR_EPROTO, "%s%s%s%s: the response is not JSON (%s)", f->op,
-                             f->object[0] ? " '" : "", f->object, f->object[0] ? "'" : "",
-                             jerr.text);
+                             obj[0] ? " '" : "", obj, obj[0] ? "'" : "", why);
+    }
     if (!f->list) {
         rc = f->done(r, f, body);
         json_decref(body);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What a hostile server says reaches the terminal made safe, and size limits say "too large"
 # (issue #18): kvreconcile plan against hostile_server.py prints an ARM error text without its
-# right-to-left override, isolates, escape sequences or BEL, and reports a 20 MB token response
-# as too large (it was "not a json object").
+# right-to-left override, isolates, escape sequences or BEL (nor the JSON parser's quote of a
+# body that is not JSON), and reports a 20 MB token response as too large (it was "not a json
+# object").
 # usage: hostile_messages.sh KVRECONCILE
 set -euo pipefail
 kvr=$(realpath "$1")
@@ -43,6 +44,12 @@ check "no bidi override or isolate reaches the terminal" \
     "$(! printf '%s' "$out" | grep -q $'\xe2\x80\xae\|\xe2\x81\xa6\|\xe2\x81\xa9'; echo $?)"
 check "no escape sequence or BEL reaches the terminal" \
     "$(! printf '%s' "$out" | grep -q $'\x1b\|\x07'; echo $?)"
+
+plan kv-junk 00000000-0000-0000-0000-000000000001
+check "a body that is not JSON is reported (exit $rc)" \
+    "$([ $rc = 1 ] && grep -q "get vault 'kv-junk': the response is not JSON" <<<"$out"; echo $?)"
+check "and the parser's quote of it is made safe" \
+    "$(! printf '%s' "$out" | grep -q $'\x1b\|\xe2\x80\xae'; echo $?)"
 
 plan kv-big 00000000-0000-0000-0000-00000000ffff
 check "a 20 MB token response is 'too large' (exit $rc)" \

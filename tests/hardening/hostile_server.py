@@ -7,7 +7,8 @@ For `kvreconcile plan` it also plays the clouds by Host header: login.localhost 
 management.localhost (the vault kv-loop in resource group rg-loop) and kv-loop.vault.localhost
 (Key Vault with its 401 challenge, a secret list, and a key list whose next link is itself).
 And for the messages: the vault kv-rlo is a 403 whose text holds bidi overrides and terminal
-sequences, and tenant ...ffff gets a 20 MB token response.
+sequences, the vault kv-junk answers a body that is not JSON (with the same characters), and
+tenant ...ffff gets a 20 MB token response.
 
 usage: hostile_server.py CERT KEY PORTFILE LOG
 Writes the port it listens on to PORTFILE once it accepts connections."""
@@ -62,6 +63,14 @@ class Handler(BaseHTTPRequestHandler):
             # an error text with a right-to-left override, an isolate and a terminal sequence
             self.reply(403, {"error": {"code": "AuthorizationFailed", "message":
                                        "denied for exe.\u202etxt \u2066x\u2069 \u001b[2J\u001b]0;pwned\u0007 end"}})
+            return
+        if host == "management.localhost" and path.endswith("/vaults/kv-junk"):
+            data = "\u001b[2J\u202e not json".encode()  # quoted back by the JSON parser's error
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if host == "management.localhost" and path.endswith("/vaults/kv-loop"):
             sub = path.split("/")[2]
