@@ -122,13 +122,13 @@ char *kvr_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1
 
 bool kvr_str_ieq(const char *a, const char *b);
 bool kvr_str_has_suffix(const char *s, const char *suffix);
-
 /*
  * Puts an Azure location into the form ARM compares by, in place: lower case, spaces removed
  * ("North Central US" -> "northcentralus"). Azure answers with either form (the deleted-vault
  * list can carry the display name). Returns s.
  */
 char *kvr_location_canon(char *s);
+
 /*
  * Copies text that came from elsewhere (a server's error message) so that it is safe to print
  * on a terminal: C0 and C1 control characters and DEL become spaces, the bidirectional
