@@ -170,13 +170,67 @@ static const kvr_found_principal *principal(const builder *b, const char *object
     return NULL;
 }
 
+/* The declared app of a live app (by display name, as kvreconcile finds apps), or NULL. */
+static const kvr_app *declared_app(const builder *b, const char *display_name)
+{
+    for (size_t i = 0; display_name && i < b->e->napps; i++)
+        if (strcmp(b->e->apps[i].display_name, display_name) == 0)
+            return &b->e->apps[i];
+    return NULL;
+}
+
+/*
+ * The name other sections use for an app: its display name in lower case with every run of
+ * other characters than letters and digits made one '-' ("Reporting (read-only)" ->
+ * "reporting-read-only"), "-2", "-3"... when taken. The display name is kept as displayName.
+ */
+static char *app_name(builder *b, const char *display_name)
+{
+    size_t n = strlen(display_name), o = 0;
+    char *slug = malloc(n + 16), *out = NULL;
+    if (!slug) {
+        b->oom = true;
+        return NULL;
+    }
+    for (const char *p = display_name; *p; p++) {
+        char c = *p;
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+            slug[o++] = c;
+        else if (c >= 'A' && c <= 'Z')
+            slug[o++] = (char)(c - 'A' + 'a');
+        else if (o && slug[o - 1] != '-')
+            slug[o++] = '-';
+    }
+    while (o && slug[o - 1] == '-')
+        o--;
+    if (!o)
+        memcpy(slug, "app", (o = 3));
+    slug[o] = '\0';
+    for (int k = 1; !out; k++) {
+        char *cand = k == 1 ? kvr_asprintf("%s", slug) : kvr_asprintf("%s-%d", slug, k);
+        bool taken = false;
+        if (!cand) {
+            b->oom = true;
+            break;
+        }
+        for (size_t i = 0; i < b->e->napps; i++)
+            taken |= b->e->apps[i].name && strcmp(b->e->apps[i].name, cand) == 0;
+        if (taken)
+            free(cand);
+        else
+            out = cand;
+    }
+    free(slug);
+    return out;
+}
+
 /* The declared app whose service principal is object_id, or NULL. */
 static const kvr_app *app_of_principal(const builder *b, const char *object_id)
 {
     const kvr_live *l = apps_part(b);
     for (size_t i = 0; object_id && i < l->napps; i++)
         if (l->apps[i].sp_id && kvr_str_ieq(l->apps[i].sp_id, object_id))
-            return kvr_estate_app(b->e, l->apps[i].display_name);
+            return declared_app(b, l->apps[i].display_name);
     return NULL;
 }
 
@@ -185,7 +239,7 @@ static const kvr_app *app_of_client(const builder *b, const char *client_id)
     const kvr_live *l = apps_part(b);
     for (size_t i = 0; client_id && i < l->napps; i++)
         if (l->apps[i].app_id && strcmp(l->apps[i].app_id, client_id) == 0)
-            return kvr_estate_app(b->e, l->apps[i].display_name);
+            return declared_app(b, l->apps[i].display_name);
     return NULL;
 }
 
@@ -214,8 +268,8 @@ static const kvr_live_secret *stored_copy(const builder *b, const char *key_id)
 }
 
 /*
- * Apps: kvreconcile finds an app by its display name, so the display name is also the name the
- * other sections use (written once: displayName is omitted when equal). Only client secrets
+ * Apps: kvreconcile finds an app by its display name, which is kept; the name the other sections
+ * use is made from it (app_name). Only client secrets
  * kvreconcile made (display name kvr:<generation>) with a stored copy in an exported vault are
  * declared; any other is a comment.
  */
@@ -234,8 +288,8 @@ static void build_apps(builder *b)
         }
         if (!(a = grow(b, (void **)&b->e->apps, &b->e->napps, sizeof(*a))))
             return;
-        a->name = sdup(b, la->display_name);
         a->display_name = sdup(b, la->display_name);
+        a->name = app_name(b, la->display_name);
         a->sign_in_audience = sdup(b, la->audience ? la->audience : "AzureADMyOrg");
         for (size_t c = 0; c < la->ncreds; c++) {
             const kvr_live_credential *lc = &la->creds[c];
