@@ -1244,6 +1244,27 @@ static const char *arm_error_code(json_t **out, const kvr_http_response *resp)
     return json_string_value(json_object_get(json_object_get(*out, "error"), "code"));
 }
 
+/* Removes role assignment s->version (its GUID) at scope s->extra; one already gone is fine. */
+static int role_delete(ctxt *c, const kvr_step *s, kvr_error *err)
+{
+    static const long ok[] = {200, 204, 404, 0};
+    char *scope = arm_scope(c, err),
+         *url = prov_fmt(err,
+                         "%s%s/providers/Microsoft.Authorization/roleAssignments/%s?api-version=" ARM_ROLES_API,
+                         c->ep->arm, s->extra, s->version);
+    kvr_http_response hr;
+    long status = 0;
+    int rc = KVR_ENOMEM;
+    kvr_http_response_init(&hr);
+    if (scope && url)
+        rc = send_checked(c, scope, "DELETE", url, NULL, 0, ok, "remove role assignment of app",
+                          s->name, &hr, &status, err);
+    kvr_http_response_release(&hr);
+    free(url);
+    free(scope);
+    return rc;
+}
+
 static int role_create(ctxt *c, const kvr_step *s, kvr_error *err)
 {
     static const long ok[] = {200, 201, 400, 409, 0};
@@ -1366,6 +1387,8 @@ int kvr_step_run(const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
         return cred_remove(c, s, err);
     case KVR_STEP_ROLE_CREATE:
         return role_create(c, s, err);
+    case KVR_STEP_ROLE_DELETE:
+        return role_delete(c, s, err);
     case KVR_STEP_KEY_CREATE:
     case KVR_STEP_KEY_NEW_VERSION:
         return key_create(c, s, err);

@@ -284,7 +284,7 @@ static void check_roles(ctx *c)
 }
 
 /* Built-in roles whose data actions include wrapKey and unwrapKey. */
-static bool role_can_wrap(const char *role_id)
+bool kvr_model_role_can_wrap(const char *role_id)
 {
     static const char *const wrap[] = {
         "00482a5a-887f-4fb3-b363-3b7fe8e74483", /* Key Vault Administrator */
@@ -326,7 +326,7 @@ static void check_profile_access(ctx *c, const kvr_profile *p)
                 continue;
             if (r->key && (!p->key || !kvr_str_ieq(r->key, p->key)))
                 continue;
-            if (role_can_wrap(r->role_id) || !kvr_model_role_name(r->role_id))
+            if (kvr_model_role_can_wrap(r->role_id) || !kvr_model_role_name(r->role_id))
                 return;
         }
         cx_error_pos(c, p->pos,

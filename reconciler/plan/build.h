@@ -68,6 +68,7 @@ void kvr_plan_pass_roles(pb *b);
 void kvr_plan_pass_secrets(pb *b);
 void kvr_plan_pass_profiles(pb *b);
 void kvr_plan_pass_retire(pb *b);
+void kvr_plan_pass_roles_undeclared(pb *b); /* from kvr_plan_pass_retire, once active_apply is known */
 
 /* Orders steps by dependencies (stable), renumbers ids from 1. KVR_ECONFIG on a cycle. */
 int kvr_plan_order(pb *b);

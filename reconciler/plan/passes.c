@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *sku_name(kvr_sku s)
 {
@@ -440,6 +441,114 @@ const char *kvr_plan_app_principal(const pb *b, const char *app_name)
     const kvr_app *a = kvr_estate_app(b->d, app_name);
     const kvr_live_app *la = a ? kvr_live_app_get(b->l, a->display_name) : NULL;
     return la ? la->sp_id : NULL;
+}
+
+/* Is `scope` the vault scope `vault_scope` or below it (a key)? Case as ARM: insensitive. */
+static bool scope_within(const char *scope, const char *vault_scope)
+{
+    size_t n = strlen(vault_scope);
+    return strncasecmp(scope, vault_scope, n) == 0 && (scope[n] == '\0' || scope[n] == '/');
+}
+
+static bool role_declared(const pb *b, const char *app, const char *scope, const char *role_id,
+                          const char *sub)
+{
+    for (size_t i = 0; i < b->d->nroles; i++) {
+        const kvr_role_assignment *r = &b->d->roles[i];
+        const kvr_vault *v = kvr_estate_vault(b->d, r->vault);
+        char want[512];
+        if (!v || strcmp(r->app, app) != 0 || !kvr_str_ieq(r->role_id, role_id))
+            continue;
+        kvr_plan_scope(want, sizeof(want), sub, v->resource_group, v->name, r->key);
+        if (kvr_str_ieq(want, scope))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Managed principals hold exactly the access the YAML declares: a role assignment of a declared
+ * app on a declared vault or one of its keys that the YAML does not declare (Key Vault
+ * Administrator given in the portal, a grant left from an earlier pull request) is removed, after
+ * the app's declared assignments are made. Assignments above the vault (resource group,
+ * subscription) are not the estate's to change, and other principals' are never touched.
+ */
+/* Does a declared assignment of lr's principal, other than lr, let it wrap with the key at
+   `kscope`? Then removing lr takes nothing the service uses away. */
+static bool kept_grant(const pb *b, const kvr_live_role *lr, const char *kscope, const char *sub)
+{
+    for (size_t i = 0; i < b->l->nroles; i++) {
+        const kvr_live_role *o = &b->l->roles[i];
+        if (o == lr || !kvr_str_ieq(o->principal_id, lr->principal_id) ||
+            !kvr_model_role_can_wrap(o->role_id) || !scope_within(kscope, o->scope))
+            continue;
+        for (size_t a = 0; a < b->d->napps; a++) {
+            const char *sp = kvr_plan_app_principal(b, b->d->apps[a].name);
+            if (sp && kvr_str_ieq(sp, o->principal_id) &&
+                role_declared(b, b->d->apps[a].name, o->scope, o->role_id, sub))
+                return true;
+        }
+    }
+    return false;
+}
+
+void kvr_plan_pass_roles_undeclared(pb *b)
+{
+    const char *sub = b->in->subscription ? b->in->subscription : "{subscription}";
+    for (size_t i = 0; i < b->l->nroles; i++) {
+        const kvr_live_role *lr = &b->l->roles[i];
+        const kvr_app *app = NULL;
+        const kvr_vault *vault = NULL;
+        const char *role_name = kvr_model_role_name(lr->role_id);
+        char vscope[512], object[256];
+        size_t s;
+        for (size_t a = 0; a < b->d->napps && !app; a++) {
+            const char *sp = kvr_plan_app_principal(b, b->d->apps[a].name);
+            if (sp && kvr_str_ieq(sp, lr->principal_id))
+                app = &b->d->apps[a];
+        }
+        for (size_t v = 0; app && v < b->d->nvaults && !vault; v++) {
+            const kvr_vault *dv = &b->d->vaults[v];
+            kvr_plan_scope(vscope, sizeof(vscope), sub, dv->resource_group, dv->name, NULL);
+            if (scope_within(lr->scope, vscope))
+                vault = dv;
+        }
+        if (!app || !vault || vault->retire || role_declared(b, app->name, lr->scope, lr->role_id, sub))
+            continue;
+        snprintf(object, sizeof(object), "role '%s' for app '%s'", role_name ? role_name : lr->role_id,
+                 app->name);
+        s = pb_step(b, KVR_STEP_ROLE_DELETE, KVR_ACTION_RETIRE, vault->name, app->pos, object,
+                    "remove: the app holds exactly the access the YAML declares");
+        pb_name(b, s, app->name, lr->name, lr->scope);
+        pb_change(b, s, "roleDefinitionId", lr->role_id, "(none)", false);
+        pb_change(b, s, "scope", lr->scope, "(none)", false);
+        /* never while a profile in Applying or Used signs in with the app and uses a key the
+           assignment covers: the service would lose its access to its data keys */
+        {
+            const kvr_live_app *la = kvr_live_app_get(b->l, app->display_name);
+            for (size_t p = 0; la && p < b->l->nprofiles; p++) {
+                const kvr_live_profile *lp = &b->l->profiles[p];
+                const kvr_vault *pv = kvr_estate_vault(b->d, lp->vault);
+                char kscope[512];
+                if ((lp->status != KVR_PROFILE_APPLYING && lp->status != KVR_PROFILE_USED) ||
+                    !lp->client_id || strcmp(lp->client_id, la->app_id) != 0)
+                    continue;
+                kvr_plan_scope(kscope, sizeof(kscope), sub, pv ? pv->resource_group : "",
+                               lp->vault, lp->key);
+                if (!pv || !scope_within(kscope, lr->scope) || !kvr_model_role_can_wrap(lr->role_id) ||
+                    kept_grant(b, lr, kscope, sub))
+                    continue;
+                pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0,
+                        "profile '%s' (%s) uses key '%s' through this assignment", lp->name,
+                        kvr_profile_status_name(lp->status), lp->key);
+                pb_dep(b, s, b->active_apply); /* set by the retirement pass, which calls this */
+            }
+        }
+        for (size_t j = 0; j < b->p->nsteps; j++) /* its declared grants are made first */
+            if (b->p->steps[j].kind == KVR_STEP_ROLE_CREATE && b->p->steps[j].name &&
+                strcmp(b->p->steps[j].name, app->name) == 0)
+                pb_dep(b, s, j);
+    }
 }
 
 void kvr_plan_pass_roles(pb *b)

@@ -510,6 +510,7 @@ void kvr_plan_pass_retire(pb *b)
             retire_versions(b, k, lk);
     }
     retire_undeclared_keys(b);
+    kvr_plan_pass_roles_undeclared(b);
     retire_credentials(b);
     retire_vaults(b);
 }

@@ -297,6 +297,8 @@ const kvr_credential *kvr_app_credential(const kvr_app *app, const char *name);
 const char *kvr_model_role_id(const char *name);
 /* The built-in role name for a GUID, or NULL. */
 const char *kvr_model_role_name(const char *guid);
+/* Does built-in role `role_id` (a GUID) allow wrapKey and unwrapKey? */
+bool kvr_model_role_can_wrap(const char *role_id);
 
 const char *kvr_key_type_name(kvr_key_type t);
 

@@ -45,6 +45,7 @@ typedef enum kvr_step_kind {
     KVR_STEP_PROFILE_APPLY,
     KVR_STEP_PROFILE_DELETE,
     KVR_STEP_KEY_VERSION_ENABLE, /* a version a profile in Applying or Used wraps with */
+    KVR_STEP_ROLE_DELETE,        /* a role assignment of a declared app that is not declared */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Managed principals hold exactly the access the YAML declares (issue #15): Key Vault
+# Administrator given out of band to a declared app on its vault is planned away (exit 2) and
+# removed by apply, after which the plan is empty; the app's declared assignment stays, and so
+# does a grant of a principal the YAML never declared (reported by nobody, touched by nobody).
+# usage: apply_extra_role.sh KVRECONCILE AZSIM
+set -euo pipefail
+kvr=$(realpath "$1")
+azsim=$(realpath "$2")
+root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
+e2e_init
+B="$root/examples/rotate-key/before"
+azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --rbac-delay 0 --data-keys 20 --rewrap-rate 10
+kvr_apply "apply before/" 0 -f "$B" --wait 2m
+arm=$(azsim_token "$KVR_ARM_ENDPOINT")
+VS="/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-contoso-backup-weu/providers/Microsoft.KeyVault/vaults/kv-contoso-bkp-weu"
+ADMIN=00482a5a-887f-4fb3-b363-3b7fe8e74483
+roles() { curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $arm" \
+    "$KVR_ARM_ENDPOINT$VS/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01"; }
+app_sp=$(roles | json '[a["properties"]["principalId"] for a in d["value"] if a["properties"]["roleDefinitionId"].endswith("e147488a-f6f5-4113-8e2d-b22465e65bf6")][0]')
+me=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $(azsim_token "$KVR_GRAPH_ENDPOINT")" \
+    "$KVR_GRAPH_ENDPOINT/v1.0/servicePrincipals?\$filter=appId%20eq%20'$AZURE_CLIENT_ID'" | json 'd["value"][0]["id"]')
+grant() { # GUID PRINCIPAL
+    curl -sS --fail --cacert "$AZSIM_CA" -X PUT -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
+        "$KVR_ARM_ENDPOINT$VS/providers/Microsoft.Authorization/roleAssignments/$1?api-version=2022-04-01" \
+        -d "{\"properties\":{\"roleDefinitionId\":\"/subscriptions/$AZURE_SUBSCRIPTION_ID/providers/Microsoft.Authorization/roleDefinitions/$ADMIN\",\"principalId\":\"$2\",\"principalType\":\"ServicePrincipal\"}}" >/dev/null
+}
+grant 5b1d7f3e-0c1a-4e52-9d7e-1f2a3b4c5d6e "$app_sp"
+grant 6c2e8a4f-1d2b-4f63-8e8f-2a3b4c5d6e7f "$me"
+has() { roles | json "any(a['name'] == '$1' for a in d['value'])"; }
+check "out of band: Key Vault Administrator for the app and for another principal" \
+    "$([[ $(has 5b1d7f3e-0c1a-4e52-9d7e-1f2a3b4c5d6e) == True && $(has 6c2e8a4f-1d2b-4f63-8e8f-2a3b4c5d6e7f) == True ]]; echo $?)"
+set +e; NO_COLOR=1 "$kvr" plan -f "$B" --detailed-exitcode >"$work/plan.txt" 2>&1; rc=$?; set -e
+check "plan: exit 2 ($rc)" "$([[ $rc == 2 ]]; echo $?)"
+check "  removes the app's undeclared Key Vault Administrator, with no gate" \
+    "$(grep -q "^  1 - role 'Key Vault Administrator' for app 'aos-backup': remove" "$work/plan.txt" &&
+       ! grep -q 'waiting for' "$work/plan.txt"; echo $?)"
+check "  and nothing else" "$(grep -q 'Plan: 0 to create, 0 to change, 1 to retire, 0 waiting' "$work/plan.txt"; echo $?)"
+[[ $rc == 2 ]] || cat "$work/plan.txt"
+kvr_apply "apply" 0 -f "$B"
+check "the app's extra grant is gone" "$([[ $(has 5b1d7f3e-0c1a-4e52-9d7e-1f2a3b4c5d6e) == False ]]; echo $?)"
+check "the other principal's grant is untouched" "$([[ $(has 6c2e8a4f-1d2b-4f63-8e8f-2a3b4c5d6e7f) == True ]]; echo $?)"
+check "the app's declared assignment stays" \
+    "$(roles | json 'any(a["properties"]["roleDefinitionId"].endswith("e147488a-f6f5-4113-8e2d-b22465e65bf6") for a in d["value"])' | grep -qx True; echo $?)"
+kvr_plan_empty "$B"
+e2e_finish
