@@ -363,7 +363,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
                  const kvr_export_filter *f, kvr_progress_fn progress, void *arg, kvr_error *err)
 {
     char *arm_scope = NULL, *graph_scope = NULL, **ids = NULL;
-    json_t *vaults = NULL, *roles = json_array();
+    json_t *vaults = NULL, *roles = json_array(), *above = json_array();
     plist *L = NULL;
     size_t nv = 0, nids = 0, ids_cap = 0, nparts, per;
     kvr_estate *last = NULL;
@@ -377,7 +377,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
                              "no subscription: give --subscription or AZURE_SUBSCRIPTION_ID");
     arm_scope = prov_fmt(err, "%s/.default", ep->arm);
     graph_scope = prov_fmt(err, "%s/.default", ep->graph);
-    if (!arm_scope || !graph_scope || !roles) {
+    if (!arm_scope || !graph_scope || !roles || !above) {
         rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
         goto done;
     }
@@ -417,9 +417,20 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             json_t *ra = json_array_get(L[i].items, k);
             const json_t *rp = json_object_get(ra, "properties");
             const char *scope = json_string_value(json_object_get(rp, "scope"));
-            /* at the vault or below it: in no other vault's list, so never twice */
-            if (!in_vault(scope, id))
+            /* at the vault or below it: in no other vault's list, so never twice; above it
+               (a group, the subscription): in every vault's list of that group, kept once */
+            if (!in_vault(scope, id)) {
+                const char *name = json_string_value(json_object_get(ra, "name"));
+                bool seen = !name;
+                for (size_t j = 0; !seen && j < json_array_size(above); j++)
+                    seen = strcmp(name, json_string_value(json_object_get(json_array_get(above, j),
+                                                                          "name"))) == 0;
+                if (!seen && json_array_append(above, ra) < 0) {
+                    rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                    goto done;
+                }
                 continue;
+            }
             if (json_array_append(roles, ra) < 0 ||
                 add_principal(&ids, &nids, &ids_cap,
                               json_string_value(json_object_get(rp, "principalId"))) < 0) {
@@ -577,10 +588,15 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
     if ((rc = kvr_live_read_all(&out->parts[out->nparts], a, ep, last, sub, &mk, err)) < 0)
         goto done;
     out->nparts++;
-    for (size_t i = 0; i < json_array_size(roles); i++)
-        if ((rc = kvr_live_add_role(out->parts[out->nparts - 1], json_array_get(roles, i), err)) <
-            0)
+    /* the roles above the vaults are never declared (schema v1 scopes are vaults and keys),
+       but an exported app's are told */
+    for (size_t i = 0; i < json_array_size(roles) + json_array_size(above); i++) {
+        const json_t *ra = i < json_array_size(roles)
+                               ? json_array_get(roles, i)
+                               : json_array_get(above, i - json_array_size(roles));
+        if ((rc = kvr_live_add_role(out->parts[out->nparts - 1], ra, err)) < 0)
             goto done;
+    }
 done:
     kvr_marker_key_wipe(&mk);
     plists_free(L, nv);
@@ -590,6 +606,7 @@ done:
     kvr_estate_free(last);
     json_decref(vaults);
     json_decref(roles);
+    json_decref(above);
     free(arm_scope);
     free(graph_scope);
     if (rc < 0)

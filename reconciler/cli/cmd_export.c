@@ -453,8 +453,16 @@ static void build_roles(builder *b)
         const char *name = kvr_model_role_name(lr->role_id);
         char vault[128], key[160], whom[300];
         kvr_role_assignment *r;
-        if (!scope_parts(lr->scope, vault, sizeof(vault), key, sizeof(key)) ||
-            !kvr_estate_vault(b->e, vault))
+        if (!scope_parts(lr->scope, vault, sizeof(vault), key, sizeof(key))) {
+            /* above the vaults: an exported app's is told, others' are not the estate's */
+            if (a)
+                add_note(b, "identity", "roleAssignments", SIZE_MAX, true,
+                         "role '%s' of app '%s' at scope %s:\nschema v1 declares role "
+                         "assignments on vaults and keys only; left as it is",
+                         name ? name : lr->role_id, a->name, lr->scope);
+            continue;
+        }
+        if (!kvr_estate_vault(b->e, vault))
             continue;
         if (!a) {
             add_note(b, "identity", "roleAssignments", SIZE_MAX, true,

@@ -191,6 +191,8 @@ print(json.dumps({"value": open(sys.argv[1]).read() + open(sys.argv[2]).read(),
     V1ID="/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.KeyVault/vaults/$V1"
     ra "$V1ID/keys/payments-dek" "$pay_sp" e147488a-f6f5-4113-8e2d-b22465e65bf6 ServicePrincipal
     ra "$V1ID" "$ops_sp" b86a8fe4-44ce-4948-aee5-eccb2c155cd7 ServicePrincipal
+    # and one above the vaults, on the resource group (Key Vault Reader): schema v1 has no such scope
+    ra "/subscriptions/$SUB/resourceGroups/$RG" "$ops_sp" 21090545-7ca7-4776-b22c-e363652d74d2 ServicePrincipal
 
     # profiles: an old one applied first (Inactive now), the current one Used
     mkprof() { # name kid
@@ -218,6 +220,8 @@ print(json.dumps({"value": open(sys.argv[1]).read() + open(sys.argv[2]).read(),
         "$(grep -c '^  - name: ' "$E/identity.yaml" | grep -qx 3 &&
             grep -q '    key: payments-dek' "$E/identity.yaml" &&
             grep -q 'role: Key Vault Secrets Officer' "$E/identity.yaml"; echo $?)"
+    check "the role assignment on the resource group is a comment" \
+        "$(grep -q "^  # role 'Key Vault Reader' of app 'ops-automation' at scope /subscriptions/$SUB/resourceGroups/$RG:" "$E/identity.yaml"; echo $?)"
     check "hand-made client secrets are comments, never credentials" \
         "$(grep -q "client secret 'prod 2026'" "$E/identity.yaml" &&
             ! grep -q 'credentials:' "$E/identity.yaml"; echo $?)"

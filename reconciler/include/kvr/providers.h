@@ -124,7 +124,9 @@ typedef struct kvr_found_principal {
 } kvr_found_principal;
 
 typedef struct kvr_discovery {
-    kvr_live **parts;  /* live states; the last one holds the apps, profiles, role assignments */
+    /* live states; the last one holds the apps, the profiles, and the role assignments listed
+       on the vaults: at a vault or a key, and above them (groups, the subscription) */
+    kvr_live **parts;
     size_t nparts;
     kvr_found_vault *vaults; /* sorted by name, case-insensitively */
     size_t nvaults;
