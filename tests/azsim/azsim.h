@@ -166,6 +166,7 @@ typedef struct azsim_state {
     int rbac_delay;
     /* seconds before a new service principal is known to roleAssignments (--directory-delay) */
     int directory_delay;
+    int64_t directory_replicated; /* POST /directory/replicate: principals made by then are known */
     /* refuse api-versions newer than azsim_apiversions.c lists (--strict-api-versions) */
     int strict_api_versions;
     int throttle;

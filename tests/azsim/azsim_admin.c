@@ -214,6 +214,14 @@ void azsim_hold_point(azsim_req *r)
 int azsim_admin_handle(azsim_req *r)
 {
     const char *m = r->method;
+    if (r->nsegs == 2 && strcmp(r->segs[0], "directory") == 0 &&
+        strcmp(r->segs[1], "replicate") == 0 && strcmp(m, "POST") == 0) {
+        /* --directory-delay ends now for every principal made so far (replication caught up) */
+        r->op = "admin.directory.replicate";
+        r->st->directory_replicated = azsim_now(r->st);
+        return azsim_reply_json(r, 200, json_pack("{s:I}", "replicated",
+                                                  (json_int_t)r->st->directory_replicated));
+    }
     if (r->nsegs >= 1 && strcmp(r->segs[0], "holds") == 0) {
         hold *h;
         if (r->nsegs == 1 && strcmp(m, "POST") == 0)

@@ -1050,7 +1050,8 @@ static int ra_put(arm_ctx *c, const char *scope, const char *name)
      * way around the delay, but real runs still meet the error (azure-docs#103085). Azure names
      * the principal without its dashes. */
     azsim_sp *sp = azsim_sp_by_id(st, pid);
-    if (!sp || (st->directory_delay && azsim_now(st) < sp->created + st->directory_delay)) {
+    if (!sp || (st->directory_delay && azsim_now(st) < sp->created + st->directory_delay &&
+                sp->created > st->directory_replicated)) {
         char bare[AZSIM_GUID_LEN + 1];
         size_t o = 0;
         for (const char *q = pid; *q && o < sizeof(bare) - 1; q++)

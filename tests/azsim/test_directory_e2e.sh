@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kvreconcile against Entra's replication delay. azsim --directory-delay 4 makes the service
-# principal kvreconcile creates unknown to role assignments for 4 s (400 PrincipalNotFound): the
+# kvreconcile against Entra's replication delay. azsim --directory-delay makes the service
+# principal kvreconcile creates unknown to role assignments (400 PrincipalNotFound) until the
+# test ends the delay (POST /directory/replicate) once the first refusal was answered: the
 # apply must retry the role assignment and converge. Then, with a delay longer than any run, the
 # service principal is deleted from the directory while kvreconcile waits for it: the apply must
 # stop at once with a message naming the app and the principal, exit 1.
@@ -40,10 +41,21 @@ kvr() { # kvr NAME ARGS...: stdout to $work/out.NAME, stderr to $work/err.NAME; 
     set -e
 }
 
-# 1. the new service principal replicates after 4 s: the role assignment is retried, apply converges
-azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 4
-kvr 1 apply -f "$B" --wait 2m
-check "apply with --directory-delay 4 converges (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+# 1. the new service principal replicates once the role assignment has met PrincipalNotFound (the
+#    test ends the delay then, rather than race a 4 s delay): it is retried, apply converges
+azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 86400
+"$kvr" apply -f "$B" --wait 2m >"$work/out.1" 2>"$work/err.1" &
+kpid=$!
+E2E_PIDS="$kpid"
+for _ in $(seq 1 1200); do # the event: the first PrincipalNotFound answered
+    [[ $(stats arm.roleAssignments.principal-not-found) -ge 1 ]] && break
+    kill -0 "$kpid" 2>/dev/null || break
+    sleep 0.1
+done
+curl -sS --fail --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/directory/replicate" -o /dev/null
+set +e; wait "$kpid"; rc=$?; set -e
+E2E_PIDS=
+check "apply converges once the directory has replicated (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
 [[ $rc == 0 ]] || tail -20 "$work/err.1"
 n=$(stats arm.roleAssignments.principal-not-found)
 check "the role assignment met PrincipalNotFound first ($n times) and was retried" \
