@@ -13,7 +13,7 @@ PY=/usr/bin/python3
 . "$(dirname "$0")/testlib.sh"
 azsim_test_setup azsim-directory
 
-"$AZSIM_BIN" --data "$DATA" --port 0 --directory-delay 30 >"$WORK/stdout" 2>"$WORK/stderr" &
+"$AZSIM_BIN" --data "$DATA" --port 0 --directory-delay 3000 >"$WORK/stdout" 2>"$WORK/stderr" &
 AZSIM_PID=$!
 for _ in $(seq 1 300); do
     grep -q '^azsim ready ' "$WORK/stdout" 2>/dev/null && break
@@ -63,7 +63,7 @@ is 400 && [ "$(j 'b["error"]["code"]')" = PrincipalNotFound ] &&
     fail "new service principal during the delay" "$STATUS $(head -c 300 "$WORK/body")"
 req GET "$GRAPH/servicePrincipals/$SP" "" "$GT"
 is 200 && ok "Graph itself serves the new service principal at once" || fail "Graph serves the new service principal" "$STATUS"
-req POST "$AZSIM_URL/clock/advance" '{"seconds":31}'
+req POST "$AZSIM_URL/clock/advance" '{"seconds":3001}'
 req PUT "$RA/21111111-2222-4333-8444-555555555555?api-version=2022-04-01" "$(ra_body "$SP" ServicePrincipal)" "$MT"
 is 201 && [ "$(j 'b["properties"]["principalId"]')" = "$SP" ] &&
     ok "after the delay the role assignment is created (201)" ||
