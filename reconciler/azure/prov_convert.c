@@ -175,6 +175,21 @@ static int perms_from(kvr_live *l, kvr_strlist *out, const json_t *arr)
     return 0;
 }
 
+/* networkAcls.ipRules / virtualNetworkRules: the `member` of each entry. */
+static int rules_from(kvr_live *l, kvr_strlist *out, const json_t *arr, const char *member)
+{
+    size_t n = json_array_size(arr);
+    out->items = calloc(n + 1, sizeof(*out->items));
+    if (!out->items)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = jstr(json_array_get(arr, i), member);
+        if (p && !(out->items[out->len++] = dup(l, p)))
+            return -1;
+    }
+    return 0;
+}
+
 /* properties.accessPolicies: who may do what (compared by the plan on access-policy vaults). */
 static int policies_from(kvr_live *l, kvr_live_vault *v, const json_t *list)
 {
@@ -223,6 +238,11 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
     v->purge_protection = json_is_true(json_object_get(props, "enablePurgeProtection"));
     acls = json_object_get(props, "networkAcls");
     v->default_action = dup(l, jstr(acls, "defaultAction"));
+    v->bypass = dup(l, jstr(acls, "bypass"));
+    v->public_access = dup(l, jstr(props, "publicNetworkAccess"));
+    if (rules_from(l, &v->ip_rules, json_object_get(acls, "ipRules"), "value") < 0 ||
+        rules_from(l, &v->vnet_rules, json_object_get(acls, "virtualNetworkRules"), "id") < 0)
+        return oom(err);
     if (!v->name || !v->location || tags_from(l, &v->tags, json_object_get(vault, "tags")) < 0 ||
         policies_from(l, v, json_object_get(props, "accessPolicies")) < 0)
         return oom(err);

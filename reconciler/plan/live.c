@@ -93,6 +93,8 @@ void kvr_live_free(kvr_live *l)
             free(p->certificates.items);
         }
         free(l->vaults[i].policies);
+        free(l->vaults[i].ip_rules.items);
+        free(l->vaults[i].vnet_rules.items);
     }
     free(l->vaults);
     free(l->deleted_vaults);
@@ -466,7 +468,8 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
     static const char *const vm[] = {"name",           "resourceGroup",   "location",
                                      "sku",            "rbac",            "softDeleteDays",
                                      "purgeProtection", "defaultAction", "tags",
-                                     "accessPolicies", NULL};
+                                     "accessPolicies", "bypass",    "publicNetworkAccess",
+                                     "ipRules",        "virtualNetworkRules", NULL};
     static const char *const dvm[] = {"name", "location", "deleted", "purgeAt", "purgeProtection",
                                       NULL};
     static const char *const sm[] = {"vault", "name", "contentType", "enabled", "tags", "digest",
@@ -493,6 +496,10 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
         v->soft_delete_days = (int)rd_int(r, o, "softDeleteDays", 90);
         v->purge_protection = rd_bool(r, o, "purgeProtection", false);
         v->default_action = rd_str(r, o, "defaultAction", false);
+        v->bypass = rd_str(r, o, "bypass", false);
+        v->public_access = rd_str(r, o, "publicNetworkAccess", false);
+        rd_strlist(r, o, "ipRules", &v->ip_rules);
+        rd_strlist(r, o, "virtualNetworkRules", &v->vnet_rules);
         rd_tags(r, o, "tags", &v->tags);
         rd_policies(r, o, v);
     }
@@ -663,6 +670,10 @@ static json_t *vaults_json(const kvr_live *l)
             return NULL;
         }
         put_str(o, "defaultAction", v->default_action);
+        put_str(o, "bypass", v->bypass);
+        put_str(o, "publicNetworkAccess", v->public_access);
+        json_object_set_new(o, "ipRules", strlist_json(&v->ip_rules));
+        json_object_set_new(o, "virtualNetworkRules", strlist_json(&v->vnet_rules));
         json_object_set_new(o, "tags", tags_json(&v->tags));
         for (size_t p = 0; p < v->npolicies; p++) {
             const kvr_live_policy *lp = &v->policies[p];

@@ -123,9 +123,19 @@ static void vault_create(pb *b, const kvr_vault *v)
     pb_change(b, s, "rbac", NULL, yesno(v->rbac), false);
     pb_change(b, s, "softDeleteDays", NULL, days, false);
     pb_change(b, s, "purgeProtection", NULL, yesno(v->purge_protection), false);
-    if (v->network.set)
+    if (v->network.set) {
         pb_change(b, s, "network.defaultAction", NULL,
                   v->network.default_action ? v->network.default_action : "Allow", false);
+        pb_change(b, s, "network.bypass", NULL,
+                  v->network.bypass ? v->network.bypass : "AzureServices", false);
+        pb_change(b, s, "publicNetworkAccess", NULL,
+                  v->network.public_access ? v->network.public_access : "Enabled", false);
+        for (size_t i = 0; i < v->network.ip_rules.len; i++)
+            pb_change(b, s, "network.ipRules", NULL, v->network.ip_rules.items[i], false);
+        for (size_t i = 0; i < v->network.vnet_rules.len; i++)
+            pb_change(b, s, "network.virtualNetworkRules", NULL, v->network.vnet_rules.items[i],
+                      false);
+    }
     {
         const kvr_tags none = {0};
         tag_changes(b, s, &v->tags, &none);
@@ -224,6 +234,27 @@ static bool declares_policy(const kvr_vault *v, const char *app)
     return false;
 }
 
+/*
+ * Is `rule` in `l`? IP rules compare as addresses: Azure may answer "198.51.100.17" for
+ * "198.51.100.17/32" and the other way round. Virtual network rules are resource ids, compared
+ * without case as ARM does.
+ */
+static bool has_rule(const kvr_strlist *l, const char *rule, bool ip)
+{
+    size_t n = strlen(rule);
+    if (ip && n > 3 && strcmp(rule + n - 3, "/32") == 0)
+        n -= 3;
+    for (size_t i = 0; i < l->len; i++) {
+        const char *x = l->items[i];
+        size_t m = strlen(x);
+        if (ip && m > 3 && strcmp(x + m - 3, "/32") == 0)
+            m -= 3;
+        if (ip ? m == n && strncmp(x, rule, n) == 0 : kvr_str_ieq(x, rule))
+            return true;
+    }
+    return false;
+}
+
 static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
 {
     size_t s = NONE;
@@ -258,6 +289,30 @@ static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
         CHANGE("purgeProtection", "false", "true");
     if (v->network.set && strcmp(want_action, have_action) != 0)
         CHANGE("network.defaultAction", have_action, want_action);
+    if (v->network.set) {
+        const char *want_bypass = v->network.bypass ? v->network.bypass : "AzureServices";
+        const char *have_bypass = lv->bypass ? lv->bypass : "AzureServices";
+        const char *want_pub = v->network.public_access ? v->network.public_access : "Enabled";
+        const char *have_pub = lv->public_access ? lv->public_access : "Enabled";
+        if (!kvr_str_ieq(want_bypass, have_bypass))
+            CHANGE("network.bypass", have_bypass, want_bypass);
+        if (!kvr_str_ieq(want_pub, have_pub))
+            CHANGE("publicNetworkAccess", have_pub, want_pub);
+        /* each rule that comes or goes, as a reviewer must see it (0.0.0.0/0 added in the
+           portal is exactly what this is for) */
+        for (size_t i = 0; i < v->network.ip_rules.len; i++)
+            if (!has_rule(&lv->ip_rules, v->network.ip_rules.items[i], true))
+                CHANGE("network.ipRules", NULL, v->network.ip_rules.items[i]);
+        for (size_t i = 0; i < lv->ip_rules.len; i++)
+            if (!has_rule(&v->network.ip_rules, lv->ip_rules.items[i], true))
+                CHANGE("network.ipRules", lv->ip_rules.items[i], "(none)");
+        for (size_t i = 0; i < v->network.vnet_rules.len; i++)
+            if (!has_rule(&lv->vnet_rules, v->network.vnet_rules.items[i], false))
+                CHANGE("network.virtualNetworkRules", NULL, v->network.vnet_rules.items[i]);
+        for (size_t i = 0; i < lv->vnet_rules.len; i++)
+            if (!has_rule(&v->network.vnet_rules, lv->vnet_rules.items[i], false))
+                CHANGE("network.virtualNetworkRules", lv->vnet_rules.items[i], "(none)");
+    }
     if (!user_tags_equal(&v->tags, &lv->tags)) {
         if (s == NONE) {
             s = pb_step(b, KVR_STEP_VAULT_UPDATE, KVR_ACTION_CHANGE, v->name, v->pos,

@@ -76,6 +76,10 @@ typedef struct kvr_live_vault {
     int soft_delete_days;
     bool purge_protection;
     char *default_action; /* NULL: Allow */
+    char *bypass;         /* networkAcls.bypass; NULL: AzureServices */
+    char *public_access;  /* publicNetworkAccess; NULL: Enabled */
+    kvr_strlist ip_rules;   /* networkAcls.ipRules[].value */
+    kvr_strlist vnet_rules; /* networkAcls.virtualNetworkRules[].id */
     kvr_tags tags;
     kvr_live_policy *policies; /* properties.accessPolicies (Azure ignores them on RBAC vaults) */
     size_t npolicies;
