@@ -483,6 +483,7 @@ static int sp_create(graph_ctx *c, const char *key)
     }
     azsim_guid(c->st, sp->id);
     memcpy(sp->app_id, a->app_id, sizeof(sp->app_id));
+    sp->created = azsim_now(c->st);
     sp->display_name = strdup(a->display_name);
     if (!sp->display_name || azsim_vec_push(&c->st->sps, sp) != AZSIM_OK) {
         free(sp->display_name);
@@ -514,7 +515,6 @@ static int sp_patch(graph_ctx *c, azsim_sp *sp)
             free(sp->display_name);
             sp->display_name = name;
         }
-    sp->created = azsim_now(c->st);
         rc = azsim_reply_empty(c->r, 204);
     }
     json_decref(body);
