@@ -169,6 +169,7 @@ typedef struct azsim_state {
     int64_t directory_replicated; /* POST /directory/replicate: principals made by then are known */
     /* refuse api-versions newer than azsim_apiversions.c lists (--strict-api-versions) */
     int strict_api_versions;
+    int kv_secret_limit; /* POST /throttle: secret writes per vault per 10 s (0: the published 300) */
     int throttle;
     int lazy_save; /* --durable off: save only on clean shutdown, not per mutation */
     int latency_ms;

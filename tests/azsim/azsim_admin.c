@@ -214,6 +214,20 @@ void azsim_hold_point(azsim_req *r)
 int azsim_admin_handle(azsim_req *r)
 {
     const char *m = r->method;
+    if (r->nsegs == 1 && strcmp(r->segs[0], "throttle") == 0 && strcmp(m, "POST") == 0) {
+        /* test-only: a lower Key Vault secret write limit, so a short burst exceeds it on any
+           machine (0: Azure's published 300 per vault per 10 s) */
+        json_t *body = azsim_body_json(r);
+        json_t *n = json_object_get(body, "secretWrites");
+        r->op = "admin.throttle";
+        if (!json_is_integer(n) || json_integer_value(n) < 0 || json_integer_value(n) > 300) {
+            json_decref(body);
+            return admin_error(r, 400, "BadRequest", "body must be {\"secretWrites\":N}, 0 <= N <= 300");
+        }
+        r->st->kv_secret_limit = (int)json_integer_value(n);
+        json_decref(body);
+        return azsim_reply_json(r, 200, json_pack("{s:i}", "secretWrites", r->st->kv_secret_limit));
+    }
     if (r->nsegs == 2 && strcmp(r->segs[0], "directory") == 0 &&
         strcmp(r->segs[1], "replicate") == 0 && strcmp(m, "POST") == 0) {
         /* --directory-delay ends now for every principal made so far (replication caught up) */

@@ -2159,7 +2159,7 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
         /* an import writes a secret version (the certificate's); the published limits have no
          * row of their own for certificates, so it counts as a secret CREATE */
         bucket = &v->used_secret_create;
-        limit = 300;
+        limit = c->st->kv_secret_limit > 0 ? c->st->kv_secret_limit : 300;
     } else {
         bucket = &v->used_other;
         limit = 4000;
