@@ -182,6 +182,7 @@ typedef struct azsim_state {
     unsigned char backup_key[32]; /* AES-256-GCM key for backup blobs */
     /* mutable state */
     int64_t clock_offset;
+    int64_t clock_frozen_at; /* POST /clock/freeze: the real time the clock stopped at (0: runs) */
     azsim_vec apps, sps, assignments, rgs, vaults;
     azsim_app *bootstrap;
     json_t *stats; /* op -> count */

@@ -259,6 +259,30 @@ int azsim_admin_handle(azsim_req *r)
     if (r->nsegs == 2 && strcmp(r->segs[0], "clock") == 0 && strcmp(r->segs[1], "advance") == 0 &&
         strcmp(m, "POST") == 0)
         return clock_advance(r);
+    if (r->nsegs == 2 && strcmp(r->segs[0], "clock") == 0 && strcmp(r->segs[1], "freeze") == 0 &&
+        strcmp(m, "POST") == 0) {
+        /* {"frozen": true}: the simulated clock stops (token buckets, Date, expiry) and moves
+           only by /clock/advance, so a test need not outrun real time; false: it runs again
+           from where it stands */
+        json_t *body = azsim_body_json(r);
+        json_t *f = json_object_get(body, "frozen");
+        r->op = "admin.clock.freeze";
+        if (!json_is_boolean(f)) {
+            json_decref(body);
+            return admin_error(r, 400, "BadRequest", "body must be {\"frozen\":true|false}");
+        }
+        if (json_is_true(f) && !r->st->clock_frozen_at) {
+            r->st->clock_frozen_at = (int64_t)time(NULL);
+        } else if (json_is_false(f) && r->st->clock_frozen_at) {
+            /* the offset keeps the clock where it stood, then it runs with real time again */
+            r->st->clock_offset -= (int64_t)time(NULL) - r->st->clock_frozen_at;
+            r->st->clock_frozen_at = 0;
+        }
+        json_decref(body);
+        return azsim_reply_json(r, 200,
+                                json_pack("{s:I,s:b}", "now", (json_int_t)azsim_now(r->st),
+                                          "frozen", r->st->clock_frozen_at != 0));
+    }
     if (r->nsegs == 1 && strcmp(r->segs[0], "clock") == 0 && strcmp(m, "GET") == 0) {
         r->op = "admin.clock";
         return azsim_reply_json(r, 200,

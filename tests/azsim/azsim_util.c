@@ -43,7 +43,8 @@ void azsim_vec_remove(azsim_vec *v, size_t i)
 
 int64_t azsim_now(const azsim_state *st)
 {
-    return (int64_t)time(NULL) + st->clock_offset;
+    /* a frozen clock (POST /clock/freeze) moves only when a test moves it */
+    return (st->clock_frozen_at ? st->clock_frozen_at : (int64_t)time(NULL)) + st->clock_offset;
 }
 
 void azsim_random(azsim_state *st, unsigned char *buf, size_t n)
