@@ -13,23 +13,9 @@ PY=/usr/bin/python3
 . "$(dirname "$0")/testlib.sh"
 azsim_test_setup azsim-directory
 
-"$AZSIM_BIN" --data "$DATA" --port 0 --directory-delay 3000 >"$WORK/stdout" 2>"$WORK/stderr" &
-AZSIM_PID=$!
-for _ in $(seq 1 300); do
-    grep -q '^azsim ready ' "$WORK/stdout" 2>/dev/null && break
-    kill -0 "$AZSIM_PID" 2>/dev/null || break
-    sleep 0.1
-done
-# shellcheck disable=SC1091
-. "$DATA/azsim.env"
-token() {
-    curl -sS --cacert "$AZSIM_CA" -X POST "$AZURE_AUTHORITY_HOST/$AZURE_TENANT_ID/oauth2/v2.0/token" \
-        -d grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
-        --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" --data-urlencode "scope=$1/.default" |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
-}
-MT=$(token "$KVR_ARM_ENDPOINT")
-GT=$(token "$KVR_GRAPH_ENDPOINT")
+azsim_test_start --directory-delay 3000
+MT=$(azsim_test_token "$KVR_ARM_ENDPOINT")
+GT=$(azsim_test_token "$KVR_GRAPH_ENDPOINT")
 SUB="$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID"
 GRAPH=$KVR_GRAPH_ENDPOINT/v1.0
 DEF="/subscriptions/$AZURE_SUBSCRIPTION_ID/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6"

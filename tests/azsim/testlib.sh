@@ -6,6 +6,9 @@
 #                             $WORK/headers (a script may define its own req after sourcing this)
 #   j EXPR                    a Python expression over the last body as JSON, bound to `b` ($PY)
 #   is STATUS / has EXPR VALUE / header NAME
+#   azsim_test_start [OPTIONS...]  start $AZSIM_BIN on DATA (free port), wait until ready, source
+#                             its azsim.env
+#   azsim_test_token RESOURCE  a bearer token of the bootstrap principal for RESOURCE
 
 azsim_test_setup() {
     DATA=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
@@ -40,3 +43,22 @@ j() { "$PY" -c 'import json,sys; b=json.load(open(sys.argv[1])); r=eval(sys.argv
 is() { [ "$STATUS" = "$1" ]; }
 has() { [ "$(j "$1")" = "$2" ]; }
 header() { tr -d '\r' <"$WORK/headers" | grep -i "^$1:" | head -1 | cut -d' ' -f2-; }
+
+azsim_test_start() {
+    "$AZSIM_BIN" --data "$DATA" --port 0 "$@" >"$WORK/stdout" 2>"$WORK/stderr" &
+    AZSIM_PID=$!
+    for _ in $(seq 1 300); do
+        grep -q '^azsim ready ' "$WORK/stdout" 2>/dev/null && break
+        kill -0 "$AZSIM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC1091
+    . "$DATA/azsim.env"
+}
+
+azsim_test_token() {
+    curl -sS --cacert "$AZSIM_CA" -X POST "$AZURE_AUTHORITY_HOST/$AZURE_TENANT_ID/oauth2/v2.0/token" \
+        -d grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
+        --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" --data-urlencode "scope=$1/.default" |
+        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}

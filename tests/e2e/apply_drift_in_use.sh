@@ -7,14 +7,8 @@
 # them back, as in Key Vault.)
 # usage: apply_drift_in_use.sh KVRECONCILE AZSIM
 set -euo pipefail
-kvr=$(realpath "$1")
-azsim=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$(dirname "$0")/lib.sh"
-e2e_init
-B="$root/examples/rotate-key/before"
-azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --rbac-delay 0 --data-keys 20 --rewrap-rate 10
-kvr_apply "apply before/" 0 -f "$B" --wait 2m
+rotate_key_before_init "$1" "$2"
 kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
 V="https://kv-contoso-bkp-weu.vault.localhost:$AZSIM_PORT"
 kid=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$V/keys/backup-dek/?api-version=7.5" | json 'd["key"]["kid"]')

@@ -5,14 +5,8 @@
 # does a grant of a principal the YAML never declared (reported by nobody, touched by nobody).
 # usage: apply_extra_role.sh KVRECONCILE AZSIM
 set -euo pipefail
-kvr=$(realpath "$1")
-azsim=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$(dirname "$0")/lib.sh"
-e2e_init
-B="$root/examples/rotate-key/before"
-azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --rbac-delay 0 --data-keys 20 --rewrap-rate 10
-kvr_apply "apply before/" 0 -f "$B" --wait 2m
+rotate_key_before_init "$1" "$2"
 arm=$(azsim_token "$KVR_ARM_ENDPOINT")
 VS="/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-contoso-backup-weu/providers/Microsoft.KeyVault/vaults/kv-contoso-bkp-weu"
 ADMIN=00482a5a-887f-4fb3-b363-3b7fe8e74483

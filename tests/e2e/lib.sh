@@ -13,6 +13,8 @@
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
 #   e2e_finish                       print the tally, exit 1 on any failure
+#   rotate_key_before_init KVR AZSIM e2e_init, azsim started, rotate-key's before/ applied ($B):
+#                                    the converged estate the drift tests change out of band
 #
 # For the reliability suites (crash, faults, restart, concurrent):
 #   azsim_kill / azsim_stop          SIGKILL / SIGTERM azsim (its --data dir stays)
@@ -110,6 +112,17 @@ azsim_vault() {
     curl -sS --cacert "$AZSIM_CA" -X PUT "$rg/providers/Microsoft.KeyVault/vaults/$2?api-version=2024-11-01" \
         -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
         -d "{\"location\":\"westeurope\",\"properties\":{\"tenantId\":\"$AZURE_TENANT_ID\",\"sku\":{\"family\":\"A\",\"name\":\"standard\"},\"enableRbacAuthorization\":true,\"softDeleteRetentionInDays\":7}}" >/dev/null
+}
+
+rotate_key_before_init() {
+    kvr=$(realpath "$1")
+    azsim=$(realpath "$2")
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    B="$root/examples/rotate-key/before"
+    e2e_init
+    azsim_start "$azsim" --subscription 3f1c9a7e-2b4d-4e8f-9a61-7c5d2e0b8f43 --rbac-delay 0 \
+        --data-keys 20 --rewrap-rate 10
+    kvr_apply "apply before/" 0 -f "$B" --wait 2m
 }
 
 azsim_lost() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/consumer" | json 'd["unrecoverable"] + d["unavailable"]'; }

@@ -7,21 +7,8 @@
 # usage: hostile_messages.sh KVRECONCILE
 set -euo pipefail
 kvr=$(realpath "$1")
-here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-fails=0
-check() { if [ "$2" = 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi; }
-
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,DNS:login.localhost,DNS:management.localhost,DNS:graph.localhost,DNS:*.vault.localhost,IP:127.0.0.1 \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-python3 "$here/hostile_server.py" "$work/cert.pem" "$work/key.pem" "$work/port" "$work/log" &
-pid=$!
-for _ in $(seq 1 100); do [ -f "$work/port" ] && break; sleep 0.1; done
-port=$(cat "$work/port")
+. "$(dirname "$0")/hostile_lib.sh"
+hostile_start
 
 plan() { # VAULT TENANT: kvreconcile plan of one vault; output in $out, exit status in $rc
     mkdir -p "$work/$1"
