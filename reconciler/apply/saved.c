@@ -117,7 +117,7 @@ int kvr_saved_plan_write(const char *path, const kvr_plan *p, const kvr_estate *
     rc = kvr_file_write_atomic(path, text, strlen(text), 0644, err);
     goto done;
 oom:
-    rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    rc = kvr_error_oom(err);
 done:
     free(text);
     free(plan_text);
@@ -152,7 +152,7 @@ int kvr_saved_plan_load(kvr_saved_plan **out, const char *path, kvr_error *err)
         return rc;
     if (!(sp = calloc(1, sizeof(*sp)))) {
         free(text);
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     }
     sp->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     free(text);
@@ -183,7 +183,7 @@ int kvr_saved_plan_load(kvr_saved_plan **out, const char *path, kvr_error *err)
         goto done;
     }
     if (!(sp->paths = calloc(json_array_size(given) + 1, sizeof(*sp->paths)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (size_t i = 0; i < json_array_size(given); i++)

@@ -117,7 +117,7 @@ int kvr_value_read(kvr_value *out, const kvr_secret *s, kvr_error *err)
                              s->env_name, KVR_VALUE_MAX);
     out->data = malloc(n);
     if (!out->data)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     memcpy(out->data, v, n);
     out->len = n;
     return 0;
@@ -156,7 +156,7 @@ int kvr_value_generate(kvr_value *out, int length, kvr_charset charset, kvr_erro
     limit = 256 - (256 % n);
     out->data = malloc((size_t)length);
     if (!out->data)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     while (i < length) {
         if (used == sizeof(rnd)) {
             if (RAND_bytes(rnd, sizeof(rnd)) != 1) {

@@ -1,7 +1,7 @@
 /*
  * Small shared pieces of the network edge: the secret-safe growable buffer (every byte it ever
  * held is wiped before the memory goes back to malloc, because form bodies, tokens and secret
- * values pass through it), base64url for JWTs, and the strerror of the kvr_azure_code enum.
+ * values pass through it), and base64url for JWTs.
  */
 #include "azinternal.h"
 
@@ -11,32 +11,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-
-const char *kvr_azure_strerror(int code)
-{
-    switch (code) {
-    case KVR_EHTTP:
-        return "network error";
-    case KVR_ETIMEOUT:
-        return "timed out";
-    case KVR_EAZURE:
-        return "azure returned an error";
-    case KVR_EAUTH:
-        return "authentication failed";
-    case KVR_EFORBIDDEN:
-        return "forbidden";
-    case KVR_ECONFLICT:
-        return "conflict";
-    case KVR_ETHROTTLED:
-        return "throttled";
-    case KVR_EINSECURE:
-        return "refused as insecure";
-    case KVR_EPROTO:
-        return "unexpected response";
-    default:
-        return kvr_strerror(code);
-    }
-}
 
 void kvr_azure_secret_free(char *s)
 {

@@ -119,7 +119,7 @@ int kvr_auth_new(kvr_auth **out, kvr_http *http, const kvr_auth_config *cfg, kvr
 
     *out = NULL;
     if (!(a = calloc(1, sizeof(*a)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     a->http = http;
@@ -255,7 +255,7 @@ int kvr_auth_parse_token(char **out_token, time_t *out_expires, const char *body
         goto done;
     }
     if (!(*out_token = strdup(t))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     *out_expires = now + (time_t)in;
@@ -344,7 +344,7 @@ static int acquire(char **out, time_t *out_expires, kvr_auth *a, const char *ten
             goto done;
         size_t ul = strlen(IMDS_TOKEN_URL) + 1 + strlen(query) + 1;
         if (!(url = malloc(ul))) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
         snprintf(url, ul, "%s?%s", IMDS_TOKEN_URL, query);
@@ -392,7 +392,7 @@ static int acquire(char **out, time_t *out_expires, kvr_auth *a, const char *ten
             goto done;
         size_t ul = strlen(a->authority) + strlen(tenant) + sizeof("//oauth2/v2.0/token");
         if (!(url = malloc(ul))) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
         snprintf(url, ul, "%s/%s/oauth2/v2.0/token", a->authority, tenant);
@@ -467,7 +467,7 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
     cached_token *t = find_token(a, tenant, scope);
     if (t && t->refresh_at > (time_t)kvr_mono_s()) {
         if (!(*out = strdup(t->token)))
-            return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            return kvr_error_oom(err);
         return 0;
     }
     if ((rc = acquire(&tok, &expires, a, tenant, scope, err)) < 0)
@@ -479,7 +479,7 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
         if (!t) {
             if (kvr_grow((void **)&a->tokens, &a->captokens, a->ntokens + 1, sizeof(*a->tokens)) <
                 0) {
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
                 goto done;
             }
             t = &a->tokens[a->ntokens++];
@@ -493,7 +493,7 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
         drop_token(t);
         kvr_azure_secret_free(*out);
         *out = NULL;
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     t->token = tok;
@@ -627,7 +627,7 @@ static int learn_challenge(bool *changed, kvr_auth *a, const char *url, const ch
     if (!v) {
         if (kvr_grow((void **)&a->challenges, &a->capchallenges, a->nchallenges + 1,
                      sizeof(*a->challenges)) < 0)
-            return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            return kvr_error_oom(err);
         v = &a->challenges[a->nchallenges++];
         memset(v, 0, sizeof(*v));
         snprintf(v->host, sizeof(v->host), "%s", host);
@@ -815,7 +815,7 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
     q.body = NULL;
     q.body_len = 0;
     if (!(all = json_array()) || !(url = strdup(first->url))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (int pages = 0; url; pages++) {
@@ -850,7 +850,7 @@ int kvr_auth_list(json_t **out, kvr_auth *a, const char *scope, const kvr_http_r
             goto done;
         }
         if (json_array_extend(all, value) < 0) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
         if ((rc = kvr_http_next_link(&next, url, page, err)) < 0 ||

@@ -286,7 +286,7 @@ int kvr_http_new(kvr_http **out, const kvr_http_config *cfg, kvr_error *err)
     }
     global = true;
     if (!(h = calloc(1, sizeof(*h)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     h->epfd = -1;

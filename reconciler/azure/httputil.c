@@ -111,7 +111,7 @@ int kvr_http_url_info(kvr_url_info *out, const char *url, kvr_error *err)
         goto done;
     }
     if (!(u = curl_url())) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
@@ -225,7 +225,7 @@ int kvr_http_next_link(char **out, const char *current_url, const json_t *page, 
                              "next link leads to '%s' instead of '%s'; not followed",
                              next.host_port, cur.host_port);
     if (!(*out = strdup(s)))
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     return 0;
 }
 
@@ -241,7 +241,7 @@ int kvr_http_pages_note(kvr_http_pages *p, const char *url, const char *what, kv
                                  "listing was stopped",
                                  what, p->n, i + 1);
     if (kvr_grow((void **)&p->seen, &p->cap, p->n + 1, sizeof(*p->seen)) < 0)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     p->seen[p->n++] = h;
     return 0;
 }

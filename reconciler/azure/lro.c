@@ -157,7 +157,7 @@ int kvr_lro_wait(json_t **out, kvr_auth *a, const char *scope, const char *arm_e
         url = resource_url ? strdup(resource_url) : NULL;
     if (!url) {
         rc = resource_url || kind != KVR_LRO_RESOURCE
-                 ? kvr_error_set(err, KVR_ENOMEM, "out of memory")
+                 ? kvr_error_oom(err)
                  : 0; /* nothing to poll: the caller gave no resource URL */
         goto done;
     }
@@ -249,7 +249,7 @@ int kvr_lro_wait(json_t **out, kvr_auth *a, const char *scope, const char *arm_e
         kind = KVR_LRO_RESOURCE;
         wait = 0;
         if (!url) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
     }

@@ -35,11 +35,6 @@ static char *dup(kvr_live *l, const char *s)
     return kvr_strpool_dup(&l->strings, s);
 }
 
-static int oom(kvr_error *err)
-{
-    return kvr_error_set(err, KVR_ENOMEM, "out of memory");
-}
-
 static int shape(kvr_error *err, const char *what, const char *member)
 {
     return kvr_error_set(err, KVR_EPROTO, "unexpected response: %s has no '%s'", what, member);
@@ -221,7 +216,7 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
         return shape(err, "a vault", !name ? "name" : !id ? "id" : "properties");
     v = append((void **)&l->vaults, &l->nvaults, sizeof(*v));
     if (!v)
-        return oom(err);
+        return kvr_error_oom(err);
     v->name = dup(l, name);
     v->resource_group = rg_of(l, id);
     v->location = dup(l, jstr(vault, "location"));
@@ -242,10 +237,10 @@ int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err)
     v->public_access = dup(l, jstr(props, "publicNetworkAccess"));
     if (rules_from(l, &v->ip_rules, json_object_get(acls, "ipRules"), "value") < 0 ||
         rules_from(l, &v->vnet_rules, json_object_get(acls, "virtualNetworkRules"), "id") < 0)
-        return oom(err);
+        return kvr_error_oom(err);
     if (!v->name || !v->location || tags_from(l, &v->tags, json_object_get(vault, "tags")) < 0 ||
         policies_from(l, v, json_object_get(props, "accessPolicies")) < 0)
-        return oom(err);
+        return kvr_error_oom(err);
     if (!v->resource_group)
         return kvr_error_set(err, KVR_EPROTO,
                              "unexpected response: vault '%s' has an id without "
@@ -263,7 +258,7 @@ int kvr_live_add_deleted_vault(kvr_live *l, const json_t *deleted, kvr_error *er
         return shape(err, "a deleted vault", !name ? "name" : "properties");
     v = append((void **)&l->deleted_vaults, &l->ndeleted_vaults, sizeof(*v));
     if (!v)
-        return oom(err);
+        return kvr_error_oom(err);
     v->name = dup(l, name);
     v->location = dup(l, jstr(props, "location") ? jstr(props, "location") : "");
     if (v->location)
@@ -271,7 +266,7 @@ int kvr_live_add_deleted_vault(kvr_live *l, const json_t *deleted, kvr_error *er
     v->deleted = jtime_iso(props, "deletionDate");
     v->purge_at = jtime_iso(props, "scheduledPurgeDate");
     v->purge_protection = json_is_true(json_object_get(props, "purgeProtectionEnabled"));
-    return v->name && v->location ? 0 : oom(err);
+    return v->name && v->location ? 0 : kvr_error_oom(err);
 }
 
 int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err)
@@ -294,12 +289,12 @@ int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err)
         *p = (char)tolower((unsigned char)*p);
     r = append((void **)&l->roles, &l->nroles, sizeof(*r));
     if (!r)
-        return oom(err);
+        return kvr_error_oom(err);
     r->name = dup(l, name);
     r->scope = dup(l, scope);
     r->role_id = dup(l, guid);
     r->principal_id = dup(l, principal);
-    return r->name && r->scope && r->role_id && r->principal_id ? 0 : oom(err);
+    return r->name && r->scope && r->role_id && r->principal_id ? 0 : kvr_error_oom(err);
 }
 
 /* ---- Graph -------------------------------------------------------------------------------- */
@@ -314,14 +309,14 @@ int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error
         return shape(err, "an application", !name ? "displayName" : !app_id ? "appId" : "id");
     a = append((void **)&l->apps, &l->napps, sizeof(*a));
     if (!a)
-        return oom(err);
+        return kvr_error_oom(err);
     a->display_name = dup(l, name);
     a->app_id = dup(l, app_id);
     a->object_id = dup(l, id);
     a->audience = dup(l, jstr(app, "signInAudience"));
     a->sp_id = sp ? dup(l, jstr(sp, "id")) : NULL;
     if (!a->display_name || !a->app_id || !a->object_id)
-        return oom(err);
+        return kvr_error_oom(err);
     for (size_t i = 0; json_is_array(creds) && i < json_array_size(creds); i++) {
         const json_t *c = json_array_get(creds, i);
         kvr_live_credential *lc;
@@ -329,13 +324,13 @@ int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error
             return shape(err, "a password credential", "keyId");
         lc = append((void **)&a->creds, &a->ncreds, sizeof(*lc));
         if (!lc)
-            return oom(err);
+            return kvr_error_oom(err);
         lc->key_id = dup(l, jstr(c, "keyId"));
         lc->display_name = dup(l, jstr(c, "displayName"));
         lc->start = jtime_iso(c, "startDateTime");
         lc->end = jtime_iso(c, "endDateTime");
         if (!lc->key_id)
-            return oom(err);
+            return kvr_error_oom(err);
     }
     return 0;
 }
@@ -406,13 +401,13 @@ int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const
     }
     k = append((void **)&l->keys, &l->nkeys, sizeof(*k));
     if (!k)
-        return oom(err);
+        return kvr_error_oom(err);
     k->vault = dup(l, vault);
     k->name = dup(l, name);
     k->kty = dup(l, jstr(jwk, "kty"));
     k->crv = dup(l, jstr(jwk, "crv"));
     if (!k->vault || !k->name || !k->kty)
-        return oom(err);
+        return kvr_error_oom(err);
     if ((n = jstr(jwk, "n"))) {
         size_t chars = strlen(n), bytes = chars * 6 / 8;
         /* a leading zero byte may pad a modulus whose top bit is set */
@@ -431,13 +426,13 @@ int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const
             return shape(err, "a key version", "kid");
         v = append((void **)&k->versions, &k->nversions, sizeof(*v));
         if (!v)
-            return oom(err);
+            return kvr_error_oom(err);
         v->id = dup(l, ver);
         v->enabled = !json_is_false(json_object_get(attrs, "enabled"));
         v->created = jint(attrs, "created");
         v->exp = jint(attrs, "exp");
         if (!v->id || tags_from(l, &v->tags, json_object_get(it, "tags")) < 0)
-            return oom(err);
+            return kvr_error_oom(err);
     }
     if (k->nversions > 1)
         qsort(k->versions, k->nversions, sizeof(*k->versions), version_cmp);
@@ -477,14 +472,14 @@ int kvr_live_add_secret(kvr_live *l, const char *vault, const json_t *item, cons
         return shape(err, "a secret item", "id");
     s = append((void **)&l->secrets, &l->nsecrets, sizeof(*s));
     if (!s)
-        return oom(err);
+        return kvr_error_oom(err);
     s->vault = dup(l, vault);
     s->name = dup(l, name);
     s->content_type = dup(l, jstr(item, "contentType"));
     s->enabled = !json_is_false(json_object_get(json_object_get(item, "attributes"), "enabled"));
     s->digest = dup(l, marker);
     if (!s->vault || !s->name || tags_from(l, &s->tags, json_object_get(item, "tags")) < 0)
-        return oom(err);
+        return kvr_error_oom(err);
     return 0;
 }
 
@@ -496,11 +491,11 @@ int kvr_live_add_certificate(kvr_live *l, const char *vault, const json_t *item,
         return shape(err, "a certificate item", "id");
     c = append((void **)&l->certs, &l->ncerts, sizeof(*c));
     if (!c)
-        return oom(err);
+        return kvr_error_oom(err);
     c->vault = dup(l, vault);
     c->name = dup(l, name);
     c->x5t = dup(l, jstr(item, "x5t"));
-    return c->vault && c->name ? 0 : oom(err);
+    return c->vault && c->name ? 0 : kvr_error_oom(err);
 }
 
 int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const json_t *item,
@@ -512,13 +507,13 @@ int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const
         return shape(err, "a deleted item", "recoveryId");
     d = append((void **)&l->deleted, &l->ndeleted, sizeof(*d));
     if (!d)
-        return oom(err);
+        return kvr_error_oom(err);
     d->vault = dup(l, vault);
     d->kind = dup(l, kind);
     d->name = dup(l, name);
     d->deleted = jint(item, "deletedDate");
     d->purge_at = jint(item, "scheduledPurgeDate");
-    return d->vault && d->kind && d->name ? 0 : oom(err);
+    return d->vault && d->kind && d->name ? 0 : kvr_error_oom(err);
 }
 
 /* ---- the profile service ------------------------------------------------------------------ */
@@ -547,7 +542,7 @@ int kvr_live_add_profile(kvr_live *l, const json_t *profile, kvr_error *err)
                              name, status);
     p = append((void **)&l->profiles, &l->nprofiles, sizeof(*p));
     if (!p)
-        return oom(err);
+        return kvr_error_oom(err);
     p->name = dup(l, name);
     p->vault = dup(l, jstr(profile, "vault"));
     p->key = dup(l, jstr(profile, "key"));
@@ -556,5 +551,5 @@ int kvr_live_add_profile(kvr_live *l, const json_t *profile, kvr_error *err)
     p->credential = dup(l, jstr(json_object_get(profile, "metadata"), "kvr-credential"));
     p->status = (kvr_profile_status)s;
     p->status_since = jtime_iso(profile, "statusChangedAt");
-    return p->name && p->vault && p->key && p->key_version ? 0 : oom(err);
+    return p->name && p->vault && p->key && p->key_version ? 0 : kvr_error_oom(err);
 }

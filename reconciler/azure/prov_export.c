@@ -52,7 +52,7 @@ static int lists_run(kvr_auth *a, plist *L, size_t n, kvr_error *err)
     int rc = 0;
 
     if (!reqs || !resp || !errs || !codes || !which) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (;;) {
@@ -100,7 +100,7 @@ static int lists_run(kvr_auth *a, plist *L, size_t n, kvr_error *err)
                 rc = kvr_error_set(err, KVR_EPROTO, "%s: page %d has no value array", p->what,
                                    p->pages + 1);
             } else if (json_array_extend(p->items, value) < 0) {
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
             } else if ((rc = kvr_http_next_link(&next, p->url, body, err)) == 0) {
                 free(p->url);
                 p->url = next;
@@ -162,7 +162,7 @@ static int find_vaults(json_t **out, kvr_auth *a, const kvr_endpoints *ep, const
 
     *out = NULL;
     if (!all)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     for (size_t g = 0; !rc && g < ngroups; g++) {
         json_t *items = NULL;
         char *url = f && f->ngroups
@@ -191,7 +191,7 @@ static int find_vaults(json_t **out, kvr_auth *a, const kvr_endpoints *ep, const
             json_t *v = json_array_get(items, i);
             const char *name = json_string_value(json_object_get(v, "name"));
             if (name && wanted(f, name) && json_array_append(all, v) < 0)
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
         }
         json_decref(items);
     }
@@ -209,7 +209,7 @@ static int find_vaults(json_t **out, kvr_auth *a, const kvr_endpoints *ep, const
         json_t *s = json_array();
         if (!(sorted = malloc(n * sizeof(*sorted))) || !s) {
             json_decref(s);
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
         } else {
             for (size_t i = 0; i < n; i++)
                 sorted[i] = json_array_get(all, i);
@@ -378,7 +378,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
     arm_scope = prov_fmt(err, "%s/.default", ep->arm);
     graph_scope = prov_fmt(err, "%s/.default", ep->graph);
     if (!arm_scope || !graph_scope || !roles || !above) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     if ((rc = find_vaults(&vaults, a, ep, sub, f, arm_scope, err)) < 0)
@@ -389,7 +389,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
 
     /* the role assignments at, above and below each vault; those at the vault or a key count */
     if (nv && !(L = calloc(nv, sizeof(*L)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (size_t i = 0; i < nv; i++) {
@@ -426,7 +426,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
                     seen = strcmp(name, json_string_value(json_object_get(json_array_get(above, j),
                                                                           "name"))) == 0;
                 if (!seen && json_array_append(above, ra) < 0) {
-                    rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                    rc = kvr_error_oom(err);
                     goto done;
                 }
                 continue;
@@ -434,7 +434,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             if (json_array_append(roles, ra) < 0 ||
                 add_principal(&ids, &nids, &ids_cap,
                               json_string_value(json_object_get(rp, "principalId"))) < 0) {
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
                 goto done;
             }
         }
@@ -444,7 +444,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             const json_t *ap = json_array_get(json_object_get(props, "accessPolicies"), k);
             if (add_principal(&ids, &nids, &ids_cap,
                               json_string_value(json_object_get(ap, "objectId"))) < 0) {
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
                 goto done;
             }
         }
@@ -456,7 +456,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
     if (nids > 1)
         qsort(ids, nids, sizeof(*ids), strp_cmp);
     if (nids && !(out->principals = calloc(nids, sizeof(*out->principals)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     {
@@ -466,7 +466,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
         int *codes = calloc(nids + 1, sizeof(*codes));
         char **urls = calloc(nids + 1, sizeof(*urls));
         if (!reqs || !resp || !errs || !codes || !urls)
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
         for (size_t i = 0; !rc && i < nids; i++) {
             if (!(urls[i] = prov_fmt(err, "%s/v1.0/servicePrincipals/%s", ep->graph, ids[i])))
                 rc = KVR_ENOMEM;
@@ -480,7 +480,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             kvr_found_principal *p = &out->principals[out->nprincipals++];
             json_t *sp = NULL;
             if (!(p->object_id = strdup(ids[i])))
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
             else if (codes[i] < 0) {
                 *err = errs[i];
                 rc = codes[i];
@@ -522,14 +522,14 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
     nparts = (nv + per - 1) / per + 1;
     if (!(out->parts = calloc(nparts, sizeof(*out->parts))) ||
         !(out->vaults = calloc(nv + 1, sizeof(*out->vaults)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (size_t from = 0; from < nv; from += per) {
         size_t to = from + per < nv ? from + per : nv;
         kvr_estate *d = naming(vaults, from, to, sub);
         if (!d) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
         rc = kvr_live_read_all(&out->parts[out->nparts], a, ep, d, sub, &mk, err);
@@ -542,7 +542,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             fv->part = out->nparts;
             if (!(fv->name = strdup(json_string_value(json_object_get(v, "name")))) ||
                 network_from(&fv->network, json_object_get(v, "properties")) < 0) {
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
                 goto done;
             }
         }
@@ -551,13 +551,13 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             progress(arg, to, nv);
     }
     if (!(last = naming(vaults, 0, 0, sub))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (size_t i = 0; i < out->nprincipals; i++)
         last->napps += out->principals[i].app_id != NULL;
     if (last->napps && !(last->apps = calloc(last->napps, sizeof(*last->apps)))) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     last->napps = 0;
@@ -574,13 +574,13 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
         app->name = strdup(out->principals[i].display_name);
         app->display_name = strdup(out->principals[i].display_name);
         if (!app->name || !app->display_name) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
     }
     if (f && f->profiles) {
         if (!(last->profiles = calloc(1, sizeof(*last->profiles)))) {
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
             goto done;
         }
         last->nprofiles = 1; /* any profile: the reader lists them all */

@@ -49,7 +49,7 @@ static int set_url(char **dst, const char *value, const char *what, kvr_error *e
     free(*dst);
     *dst = strdup(value);
     if (!*dst)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     n = strlen(*dst);
     while (n > 8 && (*dst)[n - 1] == '/')
         (*dst)[--n] = '\0';
@@ -68,7 +68,7 @@ int kvr_endpoints_resolve(kvr_endpoints *out, const kvr_cloud *cloud, kvr_error 
         out->graph = strdup(CLOUDS[i].graph);
         out->vault_suffix = strdup(CLOUDS[i].vault_suffix);
         if (!out->arm || !out->graph || !out->vault_suffix)
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
     }
     if (!rc && cloud) {
         if ((rc = set_url(&out->arm, cloud->resource_manager, "cloud.resourceManager", err)) < 0 ||
@@ -78,7 +78,7 @@ int kvr_endpoints_resolve(kvr_endpoints *out, const kvr_cloud *cloud, kvr_error 
         if (cloud->vault_suffix) {
             free(out->vault_suffix);
             if (!(out->vault_suffix = strdup(cloud->vault_suffix)))
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
         }
     }
     if (!rc &&
@@ -90,7 +90,7 @@ int kvr_endpoints_resolve(kvr_endpoints *out, const kvr_cloud *cloud, kvr_error 
     if (!rc && getenv("KVR_VAULT_SUFFIX") && *getenv("KVR_VAULT_SUFFIX")) {
         free(out->vault_suffix);
         if (!(out->vault_suffix = strdup(getenv("KVR_VAULT_SUFFIX"))))
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
     }
     if (!rc && (!out->arm || !out->graph || !out->vault_suffix))
         rc = kvr_error_set(err, KVR_EINVAL,
@@ -137,7 +137,7 @@ char *prov_fmt(kvr_error *err, const char *f, ...)
     s = kvr_vasprintf(f, ap);
     va_end(ap);
     if (!s)
-        kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        kvr_error_oom(err);
     return s;
 }
 
@@ -148,7 +148,7 @@ static char *odata_literal(const char *v, kvr_error *err)
     size_t n = strlen(v);
     char *out = malloc(n * 6 + 7), *o = out;
     if (!out) {
-        kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        kvr_error_oom(err);
         return NULL;
     }
     memcpy(o, "%27", 3);
@@ -397,7 +397,7 @@ static int enqueue(reader *r, fetch *f)
         if (kvr_grow((void **)&r->q, &r->cap, r->n + 1, sizeof(*r->q)) < 0 ||
             kvr_grow((void **)&r->sorted, &cap, r->cap, sizeof(*r->sorted)) < 0) {
             fetch_free(f);
-            return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+            return kvr_error_oom(r->err);
         }
     }
     r->q[r->n++] = f;
@@ -424,7 +424,7 @@ static fetch *fetch_new(reader *r, const char *scope, char *url, bool list, fetc
     if (!f || (list && !(f->items = json_array()))) {
         free(url);
         free(f);
-        kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        kvr_error_oom(r->err);
         return NULL;
     }
     f->scope = scope;
@@ -482,7 +482,7 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
         rc = kvr_error_set(r->err, KVR_ETOOBIG, "%s: the listing is too large (more than %d items)",
                            f->op, LIST_ITEMS_MAX);
     else if (!f->stream && json_array_extend(f->items, value) < 0)
-        rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(r->err);
     else
         rc = kvr_http_next_link(&next, f->url, body, r->err);
     if (rc == 0 && f->stream) {
@@ -650,7 +650,7 @@ static int run_queue(reader *r)
     int rc = 0;
 
     if (!reqs || !resp || !codes || !errs || !round || !spare || !hosts)
-        rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(r->err);
     for (;;) {
         size_t n;
         if (!rc && r->head == r->n) /* drained: settle the relocations' held values */
@@ -774,7 +774,7 @@ static int index_build(reader *r)
     r->rgs = calloc(d->nvaults + 1, sizeof(*r->rgs));
     r->counts = calloc(d->nvaults + 2, sizeof(*r->counts));
     if (!r->ix || !r->slots || !r->vix || !r->rgs || !r->counts)
-        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(r->err);
     for (size_t i = 0; i < d->nvaults; i++) {
         ix_entry *e = ix_add(r, IX_VAULT, "", d->vaults[i].name), *g;
         rg_ix *rg;
@@ -790,7 +790,7 @@ static int index_build(reader *r)
         }
         rg = &r->rgs[g->vault_ix];
         if (!(rg->vaults = realloc(rg->vaults, (rg->nvaults + 1) * sizeof(*rg->vaults))))
-            return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+            return kvr_error_oom(r->err);
         rg->vaults[rg->nvaults++] = i;
         r->vix[i].rg = g->vault_ix;
     }
@@ -1230,9 +1230,9 @@ static int note_name(reader *r, size_t vi, const char *name)
     vault_ix *x = &r->vix[vi];
     if (x->nnames == x->names_cap &&
         kvr_grow((void **)&x->names, &x->names_cap, x->nnames + 1, sizeof(*x->names)) < 0)
-        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(r->err);
     if (!(x->names[x->nnames] = strdup(name)))
-        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(r->err);
     x->nnames++;
     return 0;
 }
@@ -1326,7 +1326,7 @@ static int queue_key(reader *r, const kvr_vault *v, const char *base, const char
     char object[300];
     int rc = 0;
     if (!k)
-        return kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(r->err);
     k->vault = v->name;
     k->pending = 1; /* held while queueing */
     snprintf(object, sizeof(object), "%s/%s", v->name, name);
@@ -1405,7 +1405,7 @@ static int keys_done(reader *r, fetch *f, json_t *items)
             json_t *pair = json_pack("[I,s]", (json_int_t)vault_index(r, v->name), name);
             if ((!r->keys_waiting && !(r->keys_waiting = json_array())) || !pair ||
                 json_array_append_new(r->keys_waiting, pair) < 0)
-                rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(r->err);
         }
     }
     free(base);
@@ -1449,9 +1449,9 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
         } else if (reloc) {
             /* compared only if a paired vault holds it too: wait for their listings */
             if (!r->vix[vi].held && !(r->vix[vi].held = json_array()))
-                rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(r->err);
             else if (json_array_append(r->vix[vi].held, it) < 0)
-                rc = kvr_error_set(r->err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(r->err);
         } else {
             rc = kvr_live_add_secret(r->l, v->name, it, NULL, r->err);
         }
@@ -1666,7 +1666,7 @@ static int read_live(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const
     r.graph_scope = prov_fmt(err, "%s/.default", ep->graph);
     r.profiles_scope = ep->profiles ? prov_fmt(err, "%s/.default", ep->profiles) : NULL;
     if (!r.l || !r.arm_scope || !r.graph_scope || (ep->profiles && !r.profiles_scope)) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     if ((rc = index_build(&r)) < 0)
@@ -1771,7 +1771,7 @@ const char *kvr_value_memo_current(const kvr_value_memo *m, const char *vault, c
 int kvr_value_memo_new(kvr_value_memo **out, kvr_error *err)
 {
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    return *out ? 0 : kvr_error_oom(err);
 }
 
 void kvr_value_memo_free(kvr_value_memo *m)
@@ -1823,7 +1823,7 @@ int kvr_value_memo_read(kvr_value_memo *m, kvr_auth *a, const kvr_endpoints *ep,
     int rc = 0, recorded = 0;
 
     if (!reqs || !resp || !codes || !errs || !urls) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1856,7 +1856,7 @@ int kvr_value_memo_read(kvr_value_memo *m, kvr_auth *a, const kvr_endpoints *ep,
             OPENSSL_cleanse(text, len);
             int64_t updated = json_integer_value(up);
             if (kvr_value_memo_put(m, vaults[i], names[i], marker, updated, date) < 0)
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
             else
                 recorded++;
             OPENSSL_cleanse(marker, sizeof(marker));

@@ -61,7 +61,7 @@ static int send_checked(ctxt *c, const char *scope, const char *method, const ch
     bool accepted = false;
 
     if (body && !text)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     if (text) {
         req.body = text;
         req.body_len = strlen(text);
@@ -245,7 +245,7 @@ static int self_policy(ctxt *c, json_t *list, kvr_error *err)
                   "backup", "restore", "certificates", "get", "list", "create", "import", "update",
                   "delete", "recover", "backup", "restore");
     rc = e && json_array_append_new(list, e) == 0 ? 0
-                                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                                                  : kvr_error_oom(err);
 done:
     free(oid);
     return rc;
@@ -296,7 +296,7 @@ static int vault_put(ctxt *c, const kvr_step *s, bool recover, kvr_error *err)
        until the vault's name resolves): wait for it before anything uses the vault. */
     rc = body ? call_arm(c, "PUT", url, url, body, OK2XX,
                          recover ? "recover vault" : "create vault", v->name, NULL, NULL, err)
-              : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+              : kvr_error_oom(err);
 done:
     json_decref(body);
     free(scope);
@@ -356,7 +356,7 @@ static int policies_put(ctxt *c, const char *id, const char *kind, json_t *list,
                              strcmp(kind, "add") == 0 ? "grant access policy permissions"
                                                       : "remove access policy permissions",
                              vault, NULL, NULL, err)
-                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                  : kvr_error_oom(err);
         json_decref(body);
     }
     free(url);
@@ -374,7 +374,7 @@ static int policies_sync(ctxt *c, const kvr_vault *v, const kvr_live_vault *lv, 
                          kvr_error *err)
 {
     json_t *add = json_array(), *rem = json_array();
-    int rc = add && rem ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    int rc = add && rem ? 0 : kvr_error_oom(err);
     for (size_t i = 0; !rc && i < c->d->napps; i++) {
         const kvr_app *a = &c->d->apps[i];
         const kvr_live_app *la = kvr_live_app_get(c->l, a->display_name);
@@ -441,7 +441,7 @@ static int vault_patch(ctxt *c, const kvr_step *s, const char *extra_tag, const 
     body = json_pack("{s:o,s:o}", "tags", tags, "properties", props);
     rc = url && body ? call_arm(c, "PATCH", url, url, body, OK2XX, "update vault", v->name, NULL,
                                 NULL, err)
-                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                     : kvr_error_oom(err);
     if (!rc && !extra_tag && !v->rbac) /* a planned update: the access policies too */
         rc = policies_sync(c, v, lv, id, err);
 done:
@@ -498,7 +498,7 @@ static int app_unique_name(char out[37], const char *display_name, kvr_error *er
     EVP_MD_CTX_free(h);
     free(lower);
     if (!ok)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     memcpy(out, "kvr-", 4);
     for (int i = 0; i < 16; i++)
         snprintf(out + 4 + 2 * i, 3, "%02x", md[i]);
@@ -528,7 +528,7 @@ static int app_create(ctxt *c, const kvr_step *s, kvr_error *err)
                      a->sign_in_audience);
     rc = scope && url && body ? call(c, scope, "PATCH", url, body, CALL_UPSERT, OK2XX, "create app",
                                      a->display_name, NULL, NULL, err)
-                              : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                              : kvr_error_oom(err);
     json_decref(body);
     free(scope);
     free(url);
@@ -550,7 +550,7 @@ static int sp_create(ctxt *c, const kvr_step *s, kvr_error *err)
     else
         rc = scope && url && body ? call(c, scope, "PATCH", url, body, CALL_UPSERT, OK2XX,
                                          "create service principal", s->name, NULL, NULL, err)
-                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                                  : kvr_error_oom(err);
     json_decref(body);
     free(scope);
     free(url);
@@ -565,7 +565,7 @@ static int remove_password(ctxt *c, const kvr_live_app *la, const char *key_id, 
     int rc = scope && url && body ? call(c, scope, "POST", url, body, 0, OK2XX,
                                          "remove client secret of app", la->display_name, NULL,
                                          NULL, err)
-                                  : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                                  : kvr_error_oom(err);
     json_decref(body);
     free(scope);
     free(url);
@@ -586,7 +586,7 @@ static int secret_put(ctxt *c, const char *vault, const char *name, const unsign
     }
     if (!base || !body || !(url = prov_fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
         json_decref(v);
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     json_object_set_new(body, "value", v);
@@ -628,7 +628,7 @@ static int secret_get(ctxt *c, const char *vault, const char *name, const char *
         out->len = json_string_length(v);
         out->data = malloc(out->len + 1);
         if (!out->data)
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
         else
             memcpy(out->data, json_string_value(v), out->len);
         if (tags)
@@ -730,7 +730,7 @@ static int add_tag(ctxt *c, const char *kind, const char *vault, const char *nam
         json_object_set_new(tags, tag, json_string(value));
     body = json_pack("{s:o}", "tags", tags);
     rc = body ? call(c, NULL, "PATCH", url, body, 0, OK200, "tag", object, NULL, NULL, err)
-              : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+              : kvr_error_oom(err);
 done:
     json_decref(cur);
     json_decref(body);
@@ -790,7 +790,7 @@ static int key_policy(ctxt *c, const kvr_key *k, kvr_error *err)
     url = base ? prov_fmt(err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, k->name) : NULL;
     rc = url && body ? call(c, NULL, "PUT", url, body, 0, OK200, "set rotation policy of key",
                             object, NULL, NULL, err)
-                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                     : kvr_error_oom(err);
     json_decref(body);
     free(base);
     free(url);
@@ -851,7 +851,7 @@ static int key_patch(ctxt *c, const kvr_step *s, json_t *body, const char *op, k
                      s->version ? s->version : "")
                : NULL;
     rc = url && body ? call(c, NULL, "PATCH", url, body, 0, OK200, op, object, NULL, NULL, err)
-                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                     : kvr_error_oom(err);
     free(base);
     free(url);
     return rc;
@@ -932,7 +932,7 @@ static int secret_update(ctxt *c, const kvr_step *s, kvr_error *err)
         json_object_set_new(body, "contentType", json_string(sec->content_type));
     rc = url && body ? call(c, NULL, "PATCH", url, body, 0, OK200, "update secret", object, NULL,
                             NULL, err)
-                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                     : kvr_error_oom(err);
     json_decref(body);
     free(base);
     free(url);
@@ -994,7 +994,7 @@ static int secret_copy(ctxt *c, const kvr_step *s, kvr_error *err)
     if (!rc && json_array_size(items)) {
         sorted = calloc(json_array_size(items), sizeof(*sorted));
         if (!sorted)
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
         for (size_t i = 0; sorted && i < json_array_size(items); i++) {
             json_t *it = json_array_get(items, i);
             if (!json_is_false(json_object_get(json_object_get(it, "attributes"), "enabled")))
@@ -1072,7 +1072,7 @@ static int cert_copy(ctxt *c, const kvr_step *s, kvr_error *err)
         if (!v || !body || json_object_set(body, "value", v) < 0 ||
             json_object_set_new(body, "policy", import_policy(policy)) < 0 ||
             json_object_set_new(body, "attributes", json_pack("{s:b}", "enabled", 1)) < 0)
-            rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+            rc = kvr_error_oom(err);
         if (!rc && json_is_object(json_object_get(cert, "tags")))
             json_object_set(body, "tags", json_object_get(cert, "tags"));
     }
@@ -1153,7 +1153,7 @@ static int profile_write(ctxt *c, const kvr_step *s, bool create, kvr_error *err
     rc = url && body ? call(c, scope, create ? "PUT" : "POST", url, body, 0, OK2XX,
                             create ? "create profile" : "set credentials of profile", p->name,
                             NULL, NULL, err)
-                     : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                     : kvr_error_oom(err);
 done:
     if (sv)
         wipe_str(json_string_value(sv));
@@ -1476,7 +1476,7 @@ int kvr_access_probe(const kvr_step_ctx *c, const char *app, const char *credent
         return rc;
     cs = malloc(secret.len + 1);
     if (!cs) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     memcpy(cs, secret.data, secret.len);
@@ -1554,7 +1554,7 @@ static int arm_claim(char **out, kvr_auth *a, const kvr_endpoints *ep, const cha
     raw = malloc(n + 4);
     if (!claims || !raw) {
         free(claims);
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     /* base64url to base64 with padding, then EVP_DecodeBlock */
@@ -1580,7 +1580,7 @@ static int arm_claim(char **out, kvr_auth *a, const kvr_endpoints *ep, const cha
         goto done;
     }
     *out = strdup(json_string_value(json_object_get(j, claim)));
-    rc = *out ? 0 : kvr_error_set(err, KVR_ENOMEM, "out of memory");
+    rc = *out ? 0 : kvr_error_oom(err);
 done:
     json_decref(j);
     free(raw);

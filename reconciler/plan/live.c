@@ -589,7 +589,7 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
     l = calloc(1, sizeof(*l));
     if (!l) {
         json_decref(root);
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     }
     r.strings = &l->strings;
     snprintf(r.path, sizeof(r.path), "$");
@@ -843,7 +843,7 @@ int kvr_live_to_json(char **out, const kvr_live *l, kvr_error *err)
     *out = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!*out)
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     return 0;
 }
 
@@ -865,7 +865,7 @@ int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, siz
 
     *out = NULL;
     if (!root || !desired || !seen) {
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
         goto done;
     }
     json_object_del(root, "now");
@@ -894,7 +894,7 @@ int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, siz
     json_object_set(root, "desiredValues", desired);
     *out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     if (!*out)
-        rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        rc = kvr_error_oom(err);
 done:
     free(seen);
     json_decref(desired);

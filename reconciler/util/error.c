@@ -28,8 +28,31 @@ const char *kvr_strerror(int code)
         return "input too large";
     case KVR_ESTALE:
         return "stale plan";
+    case KVR_EHTTP:
+        return "network error";
+    case KVR_ETIMEOUT:
+        return "timed out";
+    case KVR_EAZURE:
+        return "azure returned an error";
+    case KVR_EAUTH:
+        return "authentication failed";
+    case KVR_EFORBIDDEN:
+        return "forbidden";
+    case KVR_ECONFLICT:
+        return "conflict";
+    case KVR_ETHROTTLED:
+        return "throttled";
+    case KVR_EINSECURE:
+        return "refused as insecure";
+    case KVR_EPROTO:
+        return "unexpected response";
     }
     return "unknown error";
+}
+
+int kvr_error_oom(kvr_error *err)
+{
+    return kvr_error_set(err, KVR_ENOMEM, "out of memory");
 }
 
 int kvr_error_set(kvr_error *err, int code, const char *fmt, ...)

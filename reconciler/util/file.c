@@ -89,7 +89,7 @@ int kvr_file_read_fd(char **out, size_t *out_len, int fd, const char *path, size
     if (cap < 256)
         cap = 256;
     if (!(buf = malloc(cap)))
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     for (;;) {
         ssize_t r;
         if (len + 1 >= cap) {
@@ -102,7 +102,7 @@ int kvr_file_read_fd(char **out, size_t *out_len, int fd, const char *path, size
                 goto done;
             }
             if (!(bigger = malloc(ncap))) {
-                rc = kvr_error_set(err, KVR_ENOMEM, "out of memory");
+                rc = kvr_error_oom(err);
                 goto done;
             }
             memcpy(bigger, buf, len);
@@ -166,7 +166,7 @@ int kvr_file_write_atomic(const char *path, const void *data, size_t len, unsign
     /* The temporary file lives in the target's directory (rename is atomic there only) and
        has a name mkstemp makes up, created with O_EXCL: a planted link is never followed. */
     if (!(tmp = malloc(dirlen + sizeof(".kvr-XXXXXX"))))
-        return kvr_error_set(err, KVR_ENOMEM, "out of memory");
+        return kvr_error_oom(err);
     memcpy(tmp, path, dirlen);
     memcpy(tmp + dirlen, ".kvr-XXXXXX", sizeof(".kvr-XXXXXX"));
     fd = mkstemp(tmp);

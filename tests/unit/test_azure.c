@@ -488,8 +488,8 @@ static void test_azure__error_message(void **state)
     r.body_len = strlen(r.body);
     assert_int_equal(kvr_http_error(&err, &r, "list vaults", NULL), KVR_EAZURE);
     assert_string_equal(err.message, "list vaults: http 500");
-    assert_string_equal(kvr_azure_strerror(KVR_ETHROTTLED), "throttled");
-    assert_string_equal(kvr_azure_strerror(KVR_ENOMEM), "out of memory");
+    assert_string_equal(kvr_strerror(KVR_ETHROTTLED), "throttled");
+    assert_string_equal(kvr_strerror(KVR_ENOMEM), "out of memory");
 }
 
 /* ---- JWT client assertion ------------------------------------------------------------------- */

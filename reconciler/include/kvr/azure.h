@@ -23,24 +23,8 @@
 
 #include "kvr/util.h"
 
-/*
- * Error codes of the network edge, numbered from -100 down so they never collide with
- * kvr_code (util.h). Append-only. kvr_azure_strerror describes these and falls back to
- * kvr_strerror for the others.
- */
-typedef enum kvr_azure_code {
-    KVR_EHTTP = -100,      /* transport failure (DNS, connect, TLS, reset) after retries */
-    KVR_ETIMEOUT = -101,   /* a request or the retry budget timed out */
-    KVR_EAZURE = -102,     /* the service answered with an error status (see the message) */
-    KVR_EAUTH = -103,      /* no usable credential, or the token endpoint refused it (401) */
-    KVR_EFORBIDDEN = -104, /* the caller is authenticated but not allowed (403) */
-    KVR_ECONFLICT = -105,  /* 409: the object exists, is soft-deleted, or is busy */
-    KVR_ETHROTTLED = -106, /* still 429 when the retry budget ran out */
-    KVR_EINSECURE = -107, /* refused for safety: plain http with a token, foreign host, file mode */
-    KVR_EPROTO = -108,    /* a response did not have the expected shape */
-} kvr_azure_code;
-
-const char *kvr_azure_strerror(int code);
+/* Error codes of the network edge (KVR_EHTTP ... KVR_EPROTO) are kvr_code's (util.h), described
+   by kvr_strerror like every other. */
 
 /* Frees a string that may hold a secret (token, form body) after wiping it. NULL is a no-op. */
 void kvr_azure_secret_free(char *s);

@@ -25,6 +25,16 @@ typedef enum kvr_code {
     KVR_ERANGE = -6,    /* a value is out of its allowed range */
     KVR_ETOOBIG = -7,   /* an input exceeds a hard size limit */
     KVR_ESTALE = -8,    /* a saved plan no longer matches the desired or the live state */
+    /* the network edge, numbered from -100 down */
+    KVR_EHTTP = -100,      /* transport failure (DNS, connect, TLS, reset) after retries */
+    KVR_ETIMEOUT = -101,   /* a request or the retry budget timed out */
+    KVR_EAZURE = -102,     /* the service answered with an error status (see the message) */
+    KVR_EAUTH = -103,      /* no usable credential, or the token endpoint refused it (401) */
+    KVR_EFORBIDDEN = -104, /* the caller is authenticated but not allowed (403) */
+    KVR_ECONFLICT = -105,  /* 409: the object exists, is soft-deleted, or is busy */
+    KVR_ETHROTTLED = -106, /* still 429 when the retry budget ran out */
+    KVR_EINSECURE = -107,  /* refused for safety: plain http with a token, foreign host, mode */
+    KVR_EPROTO = -108,     /* a response did not have the expected shape */
 } kvr_code;
 
 /* A short, static description of an error code ("out of memory"). Never NULL. */
@@ -44,6 +54,10 @@ typedef struct kvr_error {
 /* Sets err (if not NULL) and returns code, so callers can `return kvr_error_set(...)`. */
 int kvr_error_set(kvr_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Sets err (may be NULL) to KVR_ENOMEM, "out of memory", and returns KVR_ENOMEM: the one way
+   every module reports it. */
+int kvr_error_oom(kvr_error *err);
 
 /* ---- positioned diagnostics -------------------------------------------------------------- */
 
