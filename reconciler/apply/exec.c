@@ -373,6 +373,29 @@ static bool batchable(const kvr_step *s)
     return s->action != KVR_ACTION_RETIRE && !needs_probe(s);
 }
 
+/* The plan's findings: progress lines on the first round, and the caller's copy (watch's status
+   file) on every round, so it holds the last plan's. */
+static void report_findings(run *r, const kvr_plan *p, bool first)
+{
+    size_t len = 0;
+    if (r->o->findings && r->o->findings_size)
+        r->o->findings[0] = '\0';
+    for (size_t i = 0; i < p->nfindings; i++) {
+        const kvr_finding *f = &p->findings[i];
+        const char *level = f->level == KVR_FINDING_ERROR ? "error" : "warning";
+        if (first && r->o->json_log)
+            json_line(r, "finding", json_pack("{s:s,s:s?,s:s?,s:s}", "level", level, "vault",
+                                              f->vault, "object", f->object, "message",
+                                              f->message));
+        if (first)
+            say(r, "%s: %s: %s", level, f->object ? f->object : "", f->message);
+        if (r->o->findings && len < r->o->findings_size)
+            len += (size_t)snprintf(r->o->findings + len, r->o->findings_size - len, "%s%s: %s: %s",
+                                    len ? "\n" : "", level, f->object ? f->object : "",
+                                    f->message);
+    }
+}
+
 /* With a saved plan: 0 when it shows step s with its values, else KVR_ESTALE before s runs. */
 static int approved(const kvr_apply_options *o, const kvr_step *s, kvr_error *err)
 {
@@ -419,6 +442,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
     size_t budget = 0; /* steps this run may do: from its first plan */
     size_t total = 0;  /* this run's steps, done and planned, as its last plan counted them */
     bool checked = false; /* the saved plan's live digest held */
+    bool first_round = true;
     double deadline = r.start + (double)o->wait_seconds;
 
     *out = KVR_APPLY_CONVERGED;
@@ -475,6 +499,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         rc = kvr_plan_build(&plan, &in, err);
         if (rc < 0)
             goto round_done;
+        report_findings(&r, plan, first_round);
+        first_round = false;
         for (size_t i = 0; i < plan->nsteps && !next; i++)
             if (plan->steps[i].ndeps == 0 && !kvr_step_waiting(&plan->steps[i]))
                 next = &plan->steps[i];

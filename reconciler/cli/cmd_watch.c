@@ -103,6 +103,8 @@ static bool relevant(const struct inotify_event *ev)
            (n > 4 && strcmp(ev->name + n - 4, ".yml") == 0);
 }
 
+static char findings[2048]; /* the last run's plan findings, for the status file */
+
 static void write_status(const char *path, const char *result, const char *waiting,
                          double next_in)
 {
@@ -115,6 +117,15 @@ static void write_status(const char *path, const char *result, const char *waiti
     kvr_time_iso(next, sizeof(next), (int64_t)time(NULL) + (int64_t)next_in);
     j = json_pack("{s:s,s:s,s:s?,s:s}", "time", now, "result", result, "waitingFor",
                   waiting && *waiting ? waiting : NULL, "nextRun", next);
+    if (j) { /* credentials near or past their end: one line each, "warning|error: ..." */
+        json_t *fs = json_array();
+        for (const char *p = findings; fs && *p;) {
+            size_t n = strcspn(p, "\n");
+            json_array_append_new(fs, json_stringn(p, n));
+            p += n + (p[n] == '\n');
+        }
+        json_object_set_new(j, "findings", fs ? fs : json_array());
+    }
     /* Through a fresh file with an unpredictable name, renamed into place: readers see the
        old or the new file, and a link planted next to it is never followed (util/file.c). */
     if (j && (text = json_dumps(j, JSON_INDENT(2))) && (line = kvr_asprintf("%s\n", text)) &&
@@ -142,6 +153,7 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
     char reason[1024] = "";
     int status;
 
+    findings[0] = '\0'; /* this run's, not the last one's */
     cli_progress(ao->json_log, ao->quiet, "run-started", NULL, "watch: run started");
     if (cli_session_open(&s, paths, 1, "nothing was applied; waiting for a valid change") < 0) {
         write_status(status_file, "invalid", NULL, interval);
@@ -157,6 +169,8 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
     ao->reason = reason;
     ao->reason_size = sizeof(reason);
     ao->requeue_after = &requeue;
+    ao->findings = findings;
+    ao->findings_size = sizeof(findings);
     if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, ao, &err) < 0) {
         cli_error("%s", err.message);
         write_status(status_file, "error", NULL, interval);

@@ -34,6 +34,8 @@ void pb_gate(pb *b, size_t s, kvr_gate_kind kind, bool open, int64_t opens_at, c
              ...) __attribute__((format(printf, 6, 7)));
 void pb_change(pb *b, size_t s, const char *field, const char *from, const char *to,
                bool sensitive);
+void pb_finding(pb *b, kvr_finding_level level, const char *vault, const char *object,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* The step of `kind` acting on (vault, name), or NONE. */
@@ -68,6 +70,7 @@ void kvr_plan_pass_roles(pb *b);
 void kvr_plan_pass_secrets(pb *b);
 void kvr_plan_pass_profiles(pb *b);
 void kvr_plan_pass_retire(pb *b);
+void kvr_plan_pass_findings(pb *b);
 void kvr_plan_pass_roles_undeclared(pb *b); /* from kvr_plan_pass_retire, once active_apply is known */
 
 /* Orders steps by dependencies (stable), renumbers ids from 1. KVR_ECONFIG on a cycle. */

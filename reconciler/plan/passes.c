@@ -1061,3 +1061,46 @@ void kvr_plan_pass_profiles(pb *b)
         profile_access(b, apply, p);
     }
 }
+
+/* ---- findings ----------------------------------------------------------------------------- */
+
+/*
+ * Client secrets near or past their end. Entra refuses an expired one (AADSTS7000222), so a
+ * profile in Applying or Used that still signs in with it can no longer reach its key: an
+ * error-level finding. Inside the credential's overlap before its end, or past it when nothing
+ * uses it, a warning: the next generation is due. Nothing here plans a step; the pull request
+ * that declares the next generation does.
+ */
+void kvr_plan_pass_findings(pb *b)
+{
+    for (size_t i = 0; i < b->d->napps; i++) {
+        const kvr_app *a = &b->d->apps[i];
+        const kvr_live_app *la = kvr_live_app_get(b->l, a->display_name);
+        for (size_t c = 0; la && c < a->ncreds; c++) {
+            const kvr_credential *cr = &a->creds[c];
+            const kvr_live_credential *lc = live_cred(la, cr->name, NULL);
+            const kvr_live_profile *user;
+            char object[200], when[KVR_TIME_ISO_MAX];
+            if (!lc || !lc->end)
+                continue;
+            user = cred_in_use(b, la, cr->name);
+            kvr_time_iso(when, sizeof(when), lc->end);
+            snprintf(object, sizeof(object), "app '%s' credential '%s'", a->name, cr->name);
+            if (lc->end <= b->now && user)
+                pb_finding(b, KVR_FINDING_ERROR, cr->store_vault, object,
+                           "expired at %s, and profile '%s' (%s) still signs in with it: Entra "
+                           "refuses it (AADSTS7000222), so the service cannot reach its key; "
+                           "declare a new generation and point the profile at it",
+                           when, user->name, kvr_profile_status_name(user->status));
+            else if (lc->end <= b->now)
+                pb_finding(b, KVR_FINDING_WARNING, cr->store_vault, object,
+                           "expired at %s; declare a new generation (nothing uses this one now)",
+                           when);
+            else if (lc->end - cr->overlap <= b->now)
+                pb_finding(b, KVR_FINDING_WARNING, cr->store_vault, object,
+                           "ends at %s, within its overlap of %lld days: declare the next "
+                           "generation now",
+                           when, (long long)(cr->overlap / 86400));
+        }
+    }
+}

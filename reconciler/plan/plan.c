@@ -174,6 +174,30 @@ void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
     h->reason = dup_or_null(b, buf);
 }
 
+void pb_finding(pb *b, kvr_finding_level level, const char *vault, const char *object,
+                const char *fmt, ...)
+{
+    kvr_finding *f;
+    va_list ap;
+    char buf[512];
+    if (b->rc)
+        return;
+    f = realloc(b->p->findings, (b->p->nfindings + 1) * sizeof(*f));
+    if (!f) {
+        pb_oom(b);
+        return;
+    }
+    b->p->findings = f;
+    f = &f[b->p->nfindings++];
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    f->level = level;
+    f->vault = dup_or_null(b, vault);
+    f->object = dup_or_null(b, object);
+    f->message = dup_or_null(b, buf);
+}
+
 typedef struct step_probe {
     const pb *b;
     kvr_step_kind kind;
@@ -466,6 +490,7 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
         kvr_plan_pass_secrets(&b);
         kvr_plan_pass_profiles(&b);
         kvr_plan_pass_retire(&b);
+        kvr_plan_pass_findings(&b);
     }
     index_release(&b); /* ordering renumbers the steps: pb_find is over */
     if (!b.rc)
@@ -508,6 +533,12 @@ void kvr_plan_free(kvr_plan *p)
         free(p->holds[i].reason);
     }
     free(p->holds);
+    for (size_t i = 0; i < p->nfindings; i++) {
+        free(p->findings[i].vault);
+        free(p->findings[i].object);
+        free(p->findings[i].message);
+    }
+    free(p->findings);
     free(p);
 }
 

@@ -150,6 +150,26 @@ static void text_step(const kvr_step *s, FILE *out, bool color, const char *inde
     }
 }
 
+static const char *finding_word(const kvr_finding *f)
+{
+    return f->level == KVR_FINDING_ERROR ? "error" : "warning";
+}
+
+static void text_findings(const kvr_plan *p, FILE *out, bool color)
+{
+    if (!p->nfindings)
+        return;
+    fprintf(out, "\nfindings (no step changes them):\n");
+    for (size_t i = 0; i < p->nfindings; i++) {
+        const kvr_finding *f = &p->findings[i];
+        fprintf(out, "  %s%s%s: %s", color ? (f->level == KVR_FINDING_ERROR ? "\033[31m" : "\033[33m") : "",
+                finding_word(f), color ? "\033[0m" : "", f->object ? f->object : "");
+        if (f->vault && (!f->object || strncmp(f->object, "vault ", 6) != 0))
+            fprintf(out, " in vault '%s'", f->vault);
+        fprintf(out, "\n      %s\n", f->message);
+    }
+}
+
 int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
 {
     const char **names = NULL;
@@ -160,7 +180,8 @@ int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
     kvr_time_iso(now, sizeof(now), p->now);
     if (p->nsteps == 0 && p->nholds == 0) {
         fprintf(out, "No changes: the estate matches the desired state (service time %s).\n", now);
-        return 0;
+        text_findings(p, out, color);
+        return ferror(out) ? KVR_EIO : 0;
     }
     names = malloc((p->nsteps + 1) * sizeof(*names));
     order = malloc((p->nsteps + 1) * sizeof(*order));
@@ -194,10 +215,24 @@ int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
             fprintf(out, "\n      %s\n", h->reason);
         }
     }
+    text_findings(p, out, color);
     kvr_plan_summarize(p, &sum);
     fprintf(out, "\nPlan: %zu to create, %zu to change, %zu to retire, %zu waiting.\n", sum.create,
             sum.change, sum.retire, sum.waiting);
     return ferror(out) ? KVR_EIO : 0;
+}
+
+static void md_findings(const kvr_plan *p, FILE *out)
+{
+    if (!p->nfindings)
+        return;
+    fprintf(out, "\n**Findings** (no step changes them):\n\n");
+    for (size_t i = 0; i < p->nfindings; i++) {
+        const kvr_finding *f = &p->findings[i];
+        fprintf(out, "- %s%s%s %s: %s\n", f->level == KVR_FINDING_ERROR ? "**" : "",
+                finding_word(f), f->level == KVR_FINDING_ERROR ? "**" : "",
+                f->object ? f->object : (f->vault ? f->vault : ""), f->message);
+    }
 }
 
 int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
@@ -207,6 +242,7 @@ int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
     fprintf(out, "### kvreconcile plan\n\n");
     if (p->nsteps == 0 && p->nholds == 0) {
         fprintf(out, "No changes: the estate matches the desired state.\n");
+        md_findings(p, out);
         return ferror(out) ? KVR_EIO : 0;
     }
     fprintf(out, "**%zu to create, %zu to change, %zu to retire, %zu waiting**%s\n\n", sum.create,
@@ -233,6 +269,7 @@ int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
                 fprintf(out, "- vault '%s': %s\n", h->vault ? h->vault : "?", h->reason);
         }
     }
+    md_findings(p, out);
     fprintf(out, "\n<details><summary>Details</summary>\n\n```\n");
     kvr_plan_render_text(p, out, false);
     fprintf(out, "```\n\n</details>\n");
@@ -325,6 +362,18 @@ int kvr_plan_render_json(char **out, const kvr_plan *p, kvr_error *err)
     }
     json_object_set_new(root, "heldBack", holds);
     holds = NULL;
+    {
+        json_t *fs = json_array();
+        for (size_t i = 0; fs && i < p->nfindings; i++) {
+            const kvr_finding *f = &p->findings[i];
+            json_array_append_new(fs, json_pack("{s:s,s:o,s:o,s:s}", "level", finding_word(f),
+                                                "vault", str_or_null(f->vault), "object",
+                                                str_or_null(f->object), "message", f->message));
+        }
+        if (!fs)
+            goto oom;
+        json_object_set_new(root, "findings", fs);
+    }
     sum = json_pack("{s:I,s:I,s:I,s:I}", "create", (json_int_t)s.create, "change",
                     (json_int_t)s.change, "retire", (json_int_t)s.retire, "waiting",
                     (json_int_t)s.waiting);

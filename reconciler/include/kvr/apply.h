@@ -28,6 +28,10 @@ typedef struct kvr_apply_options {
        run held only by retention stops at once (blocked) instead of sleeping until it ends:
        the caller comes back then (watch) */
     int64_t *requeue_after;
+    /* when set, receives the last plan's findings (credentials near or past their end), one per
+       line as "warning|error: OBJECT: MESSAGE"; the first plan's are also progress lines */
+    char *findings;
+    size_t findings_size;
     /* apply PLANFILE: the reviewed plan. Before anything changes, the live state must be the
        one it was made from; then no step runs that it does not show with its values. */
     const kvr_saved_plan *saved;

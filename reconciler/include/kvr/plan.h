@@ -107,12 +107,25 @@ typedef struct kvr_hold {
     char *reason;
 } kvr_hold;
 
+/* Something a reviewer must know that no step does: a warning, or an error-level finding
+   (what the service uses is failing now). Shown in every output; it changes no exit status. */
+typedef enum kvr_finding_level { KVR_FINDING_WARNING = 0, KVR_FINDING_ERROR } kvr_finding_level;
+
+typedef struct kvr_finding {
+    kvr_finding_level level;
+    char *vault; /* NULL for directory objects */
+    char *object;
+    char *message;
+} kvr_finding;
+
 typedef struct kvr_plan {
     int64_t now;
     kvr_step *steps;
     size_t nsteps;
     kvr_hold *holds;
     size_t nholds;
+    kvr_finding *findings;
+    size_t nfindings;
 } kvr_plan;
 
 /* A desired secret value's marker, computed outside the plan (reading env/files is I/O). */
