@@ -22,8 +22,9 @@ if [[ ${3:-} == never ]]; then
     set -e
     took=$(($(e2e_ms) - start))
     check "apply gives up with exit 1 (exit $rc)" "$([[ $rc == 1 ]]; echo $?)"
-    check "after kvreconcile's bound ($took ms: 90 s and less than 150 s)" \
-        "$([[ $took -ge 90000 && $took -lt 150000 ]]; echo $?)"
+    # kvreconcile stops once its next pause (at most 8 s) would pass 90 s: after 82 to 90 s
+    check "after kvreconcile's bound ($took ms: 82 to 90 s of waiting, less than 150 s in all)" \
+        "$([[ $took -ge 82000 && $took -lt 150000 ]]; echo $?)"
     check "the error names the app, the principal and the wait" \
         "$(grep -qE "assign role to app 'aos-backup': Azure RBAC still does not know its service principal '[0-9a-f-]{36}' after [0-9]+ s" "$work/err.n"; echo $?)"
     n=$(stats arm.roleAssignments.principal-not-found)
