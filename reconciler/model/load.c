@@ -107,15 +107,18 @@ static const yt_node *get_list(ctx *c, const yt_node *map, const char *field)
     return v;
 }
 
-static void once(ctx *c, single *s, const yt_node *at, const char *what)
+/* Records the first place a single setting is given; false (after an error) for a second one,
+   whose value the caller must then not store over the first. */
+static bool once(ctx *c, single *s, const yt_node *at, const char *what)
 {
     if (s->set) {
         cx_error(c, at, "%s is given more than once in the estate (first at %s:%u:%u)", what,
                  s->pos.file, s->pos.line, s->pos.col);
-        return;
+        return false;
     }
     s->set = true;
     s->pos = cx_pos(c, at);
+    return true;
 }
 
 /* ---- vaults ------------------------------------------------------------------------------- */
@@ -816,7 +819,8 @@ static void parse_cloud(ctx *c, const yt_node *n)
     int i;
     if (!cx_is_map(c, n, "'cloud'"))
         return;
-    once(c, &c->cloud, n, "'cloud'");
+    if (!once(c, &c->cloud, n, "'cloud'"))
+        return; /* reported; the first block's values stay */
     cx_fields(c, n, "cloud", CLOUD_FIELDS);
     if (cx_enum(c, n, "name", CLOUDS, &i))
         c->e->cloud.name = cx_strdup(c, CLOUDS[i]);
@@ -863,8 +867,8 @@ static void parse_document(ctx *c, const yt_doc *d)
     cx_fields(c, root, "top-level", TOP_FIELDS);
 
     if ((x = yt_map_get(root, "subscription"))) {
-        once(c, &c->subscription, x, "'subscription'");
-        if (cx_str(c, root, "subscription", false, "document", &c->e->subscription) &&
+        if (once(c, &c->subscription, x, "'subscription'") &&
+            cx_str(c, root, "subscription", false, "document", &c->e->subscription) &&
             !kvr_is_guid(c->e->subscription))
             cx_error(c, x, "'subscription' must be a subscription id (a GUID), got '%.64s'",
                      c->e->subscription);
