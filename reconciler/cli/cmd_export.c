@@ -622,10 +622,10 @@ static void build_profiles(builder *b)
 static int write_file(const char *dir, const char *name, const builder *b, unsigned sections,
                       const char *about)
 {
-    char path[4096], tmp[4200], *text = NULL, *preamble;
+    char path[4096], *text = NULL, *preamble;
     kvr_yaml_note *notes = calloc(b->nnotes + 1, sizeof(*notes));
     size_t nn = 0;
-    FILE *f;
+    kvr_error err;
     int rc = -1;
 
     preamble = kvr_asprintf("# yaml-language-server: $schema=" SCHEMA_URL "\n#\n# %s\n", about);
@@ -641,14 +641,10 @@ static int write_file(const char *dir, const char *name, const builder *b, unsig
         goto done;
     }
     snprintf(path, sizeof(path), "%s/%s.yaml", dir, name);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (!(f = fopen(tmp, "w"))) {
-        cli_error("cannot write '%s': %s", tmp, strerror(errno));
-        goto done;
-    }
-    if (fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-        cli_error("cannot write '%s': %s", path, strerror(errno));
-        remove(tmp);
+    /* through a file of unpredictable name, renamed into place: a link planted at a guessable
+       temporary name (issue #18) is never followed */
+    if (kvr_file_write_atomic(path, text, strlen(text), 0644, &err) < 0) {
+        cli_error("cannot write '%s': %s", path, err.message);
         goto done;
     }
     rc = 0;

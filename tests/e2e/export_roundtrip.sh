@@ -74,6 +74,13 @@ case $mode in
 empty)
     azsim_start "$azsim" --subscription "$SUB"
     export_check "empty subscription" ex-empty
+    # links planted at the temporary names an older export wrote through are never followed
+    mkdir -p "$work/ex-links"
+    echo precious >"$work/victim"
+    for f in vaults identity encryption; do ln -s "$work/victim" "$work/ex-links/$f.yaml.tmp"; done
+    "$kvr" export -o "$work/ex-links" -q >/dev/null 2>&1
+    check "empty subscription: a link at a predictable temporary name is not followed" \
+        "$([[ $(cat "$work/victim") == precious && -f $work/ex-links/vaults.yaml && ! -L $work/ex-links/vaults.yaml ]]; echo $?)"
     check "empty subscription: nothing declared" \
         "$(! grep -q '^vaults:\|^apps:\|^keys:' "$work"/ex-empty/*.yaml; echo $?)"
     ;;
