@@ -42,17 +42,23 @@ kvr() { # kvr NAME ARGS...: stdout to $work/out.NAME, stderr to $work/err.NAME; 
     set -e
 }
 
+# apply_until_refused N: an apply in the background (output in out.N/err.N, pid in $kpid), and
+# a wait for the event: its first role assignment answered PrincipalNotFound (or its end)
+apply_until_refused() {
+    "$kvr" apply -f "$B" --wait 2m >"$work/out.$1" 2>"$work/err.$1" &
+    kpid=$!
+    E2E_PIDS="$kpid"
+    for _ in $(seq 1 1200); do
+        [[ $(stats arm.roleAssignments.principal-not-found) -ge 1 ]] && break
+        kill -0 "$kpid" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+
 # 1. the new service principal replicates once the role assignment has met PrincipalNotFound (the
 #    test ends the delay then, rather than race a 4 s delay): it is retried, apply converges
 azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 86400
-"$kvr" apply -f "$B" --wait 2m >"$work/out.1" 2>"$work/err.1" &
-kpid=$!
-E2E_PIDS="$kpid"
-for _ in $(seq 1 1200); do # the event: the first PrincipalNotFound answered
-    [[ $(stats arm.roleAssignments.principal-not-found) -ge 1 ]] && break
-    kill -0 "$kpid" 2>/dev/null || break
-    sleep 0.1
-done
+apply_until_refused 1
 curl -sS --fail --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/directory/replicate" -o /dev/null
 set +e; wait "$kpid"; rc=$?; set -e
 E2E_PIDS=
@@ -68,14 +74,7 @@ azsim_stop
 # 2. the service principal leaves the directory while kvreconcile waits for it: clear error, exit 1
 rm -rf "$work/sim"
 azsim_start "$azsim" ${sub:+--subscription "$sub"} --rbac-delay 1 --data-keys 20 --directory-delay 86400
-"$kvr" apply -f "$B" --wait 2m >"$work/out.3" 2>"$work/err.3" &
-kpid=$!
-E2E_PIDS="$kpid"
-for _ in $(seq 1 600); do # the event: the first PrincipalNotFound answered
-    [[ $(stats arm.roleAssignments.principal-not-found) -ge 1 ]] && break
-    kill -0 "$kpid" 2>/dev/null || break
-    sleep 0.1
-done
+apply_until_refused 3
 gt=$(azsim_token "$KVR_GRAPH_ENDPOINT")
 sp=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $gt" \
     "$KVR_GRAPH_ENDPOINT/v1.0/servicePrincipals" | json '[s["id"] for s in d["value"] if "aos-backup" in s["displayName"]][0]')
