@@ -3,7 +3,7 @@
 if(TARGET kvr_azure)
     add_executable(test_azure test_azure.c)
     target_link_libraries(test_azure PRIVATE kvr_azure kvr_util OpenSSL::Crypto PkgConfig::CMOCKA)
-    target_include_directories(test_azure PRIVATE ${PROJECT_SOURCE_DIR}/reconciler/azure)
+    target_include_directories(test_azure PRIVATE ${PROJECT_SOURCE_DIR}/reconciler/providers/azure)
     add_test(NAME unit_azure COMMAND test_azure)
 endif()
 

@@ -174,6 +174,22 @@ void kvr_live_free(kvr_live *l);
  */
 int kvr_live_to_json(char **out, const kvr_live *l, kvr_error *err);
 
+/* A desired secret value's marker, computed outside the plan (reading env/files is I/O). */
+typedef struct kvr_value_digest {
+    const char *vault;
+    const char *name;
+    const char *digest; /* same keyed scheme as kvr_live_secret.digest */
+} kvr_value_digest;
+
+/*
+ * The canonical text a saved plan's live-state digest is taken over: the live state without
+ * the clock, each value marker replaced by its class of equal markers among the live secrets
+ * and the desired values `d` (markers of one run cannot be compared with another's; which
+ * values are equal is what a plan depends on). *out is the caller's (free); KVR_ENOMEM.
+ */
+int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, size_t nd,
+                   kvr_error *err);
+
 const char *kvr_profile_status_name(kvr_profile_status s);
 
 /* Lookups (case-insensitive names, as in Azure). Borrowed, or NULL. */

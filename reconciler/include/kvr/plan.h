@@ -128,13 +128,6 @@ typedef struct kvr_plan {
     size_t nfindings;
 } kvr_plan;
 
-/* A desired secret value's marker, computed outside the plan (reading env/files is I/O). */
-typedef struct kvr_value_digest {
-    const char *vault;
-    const char *name;
-    const char *digest; /* same keyed scheme as kvr_live_secret.digest */
-} kvr_value_digest;
-
 typedef struct kvr_plan_input {
     const kvr_estate *desired;
     const char *subscription; /* for role-assignment scopes; the estate's, else the caller's */
@@ -151,15 +144,6 @@ typedef struct kvr_plan_input {
 int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err);
 
 void kvr_plan_free(kvr_plan *p);
-
-/*
- * The canonical text a saved plan's live-state digest is taken over: the live state without
- * the clock, each value marker replaced by its class of equal markers among the live secrets
- * and the desired values `d` (markers of one run cannot be compared with another's; which
- * values are equal is what a plan depends on). *out is the caller's (free); KVR_ENOMEM.
- */
-int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, size_t nd,
-                   kvr_error *err);
 
 /* Counts for the summary line. */
 typedef struct kvr_plan_summary {

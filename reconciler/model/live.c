@@ -5,7 +5,6 @@
  * wrong types are errors naming the JSON path, so a fixture cannot silently mean something else.
  */
 #include "kvr/live.h"
-#include "kvr/plan.h"
 
 #include <jansson.h>
 #include <stdio.h>
