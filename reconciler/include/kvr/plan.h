@@ -10,6 +10,7 @@
 
 #include "kvr/live.h"
 #include "kvr/model.h"
+#include "kvr/op.h"
 
 #include <stdio.h>
 
@@ -65,14 +66,6 @@ typedef struct kvr_gate {
     char *reason;     /* what it waits for, e.g. "profile 'bkp-2026-11' to become Used" */
     int64_t opens_at; /* service time when it opens; 0 if unknown or open */
 } kvr_gate;
-
-/*
- * Values a plan shows that only its run can know; a saved plan's step with one of them allows
- * the run's value (kvr_saved_plan_allows).
- */
-#define KVR_PLAN_NEW_VERSION "(the version made by this plan)"
-#define KVR_PLAN_WHEN_RELEASED "(when no profile in Applying or Used uses it)"
-#define KVR_PLAN_NEW_PRINCIPAL "(the service principal of app made by this plan)"
 
 typedef struct kvr_change {
     char *field;

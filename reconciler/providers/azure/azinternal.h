@@ -1,5 +1,5 @@
 /*
- * Internals shared by the files of reconciler/azure: a growable byte buffer that wipes what it
+ * Internals shared by the files of reconciler/providers/azure: a growable byte buffer that wipes what it
  * held (secrets pass through it), base64url, and a few string helpers. Not part of the public API.
  */
 #ifndef KVR_AZINTERNAL_H
