@@ -100,18 +100,25 @@ static json_t *strlist(const kvr_strlist *l)
     return a;
 }
 
-static json_t *tags(const kvr_tags *t)
+/* With `approval`, the time in a superseded-at tag is the run's (see kvr_op_to_json). */
+static json_t *tags(const kvr_tags *t, bool approval_mode)
 {
     json_t *o = json_object();
     for (size_t i = 0; o && i < t->len; i++)
-        json_object_set_new(o, t->items[i].key, json_string(t->items[i].value));
+        json_object_set_new(o, t->items[i].key,
+                            json_string(approval_mode && strcmp(t->items[i].key,
+                                                                KVR_TAG_SUPERSEDED) == 0
+                                            ? "(when it runs)"
+                                            : t->items[i].value));
     return o;
 }
 
-static json_t *ref(const kvr_op_vault_ref *r)
+/* Puts the vault's identity into o. */
+static void ref(json_t *o, const kvr_op_vault_ref *r)
 {
-    return json_pack("{s:s?,s:s?,s:s?}", "subscription", r->subscription, "resourceGroup",
-                     r->resource_group, "vault", r->name);
+    put(o, "subscription", str(r->subscription));
+    put(o, "resourceGroup", str(r->resource_group));
+    put(o, "vault", str(r->name));
 }
 
 static json_t *policies(const kvr_op_policy *p, size_t n)
@@ -211,7 +218,7 @@ static json_t *body(const kvr_op *op, bool approval)
     case KVR_OP_VAULT_PATCH:
     case KVR_OP_VAULT_DELETE: {
         const kvr_op_vault_props *p = &op->u.vault.props;
-        json_object_update(o, ref(&op->u.vault.ref));
+        ref(o, &op->u.vault.ref);
         if (op->kind == KVR_OP_VAULT_DELETE)
             break;
         if (op->kind != KVR_OP_VAULT_PATCH)
@@ -227,7 +234,7 @@ static json_t *body(const kvr_op *op, bool approval)
             put(o, "network", network(&p->network));
         }
         if (op->kind == KVR_OP_VAULT_PUT || op->u.vault.set_tags)
-            put(o, "tags", tags(&op->u.vault.tags));
+            put(o, "tags", tags(&op->u.vault.tags, approval));
         if (op->kind == KVR_OP_VAULT_PUT && !p->rbac) {
             put(o, "accessPolicies", policies(op->u.vault.policies, op->u.vault.npolicies));
             put(o, "selfAccess", json_boolean(op->u.vault.self_access));
@@ -235,7 +242,7 @@ static json_t *body(const kvr_op *op, bool approval)
         break;
     }
     case KVR_OP_VAULT_POLICY_EDIT:
-        json_object_update(o, ref(&op->u.policy.ref));
+        ref(o, &op->u.policy.ref);
         put(o, "edit", json_string(op->u.policy.remove ? "remove" : "add"));
         put(o, "entries", policies(op->u.policy.entries, op->u.policy.nentries));
         break;
@@ -280,7 +287,7 @@ static json_t *body(const kvr_op *op, bool approval)
                 put(o, "keySize", json_integer(op->u.key.size));
             put(o, "crv", str(op->u.key.curve));
             put(o, "keyOps", key_ops(op->u.key.ops));
-            put(o, "tags", tags(&op->u.key.tags));
+            put(o, "tags", tags(&op->u.key.tags, approval));
         }
         if (op->kind == KVR_OP_KEY_ROTATION_POLICY || op->u.key.set_rotation)
             put(o, "rotationPolicy", rotation(&op->u.key.rotation));
@@ -315,14 +322,14 @@ static json_t *body(const kvr_op *op, bool approval)
         put(o, "vault", str(op->u.secret.vault));
         put(o, "name", str(op->u.secret.name));
         put(o, "contentType", str(op->u.secret.content_type));
-        put(o, "tags", tags(&op->u.secret.tags));
+        put(o, "tags", tags(&op->u.secret.tags, approval));
         put(o, "value", value(&op->u.secret.value));
         break;
     case KVR_OP_SECRET_PATCH:
         put(o, "vault", str(op->u.secret_patch.vault));
         put(o, "name", str(op->u.secret_patch.name));
         put(o, "contentType", str(op->u.secret_patch.content_type));
-        put(o, "tags", tags(&op->u.secret_patch.tags));
+        put(o, "tags", tags(&op->u.secret_patch.tags, approval));
         break;
     case KVR_OP_SECRET_COPY:
     case KVR_OP_CERT_COPY:

@@ -65,13 +65,15 @@ void kvr_plan_pass_in_use(pb *b);
 void kvr_plan_pass_vaults(pb *b);
 void kvr_plan_pass_copies(pb *b);
 void kvr_plan_pass_apps(pb *b);
+void kvr_plan_pass_access(pb *b); /* after apps: entries of principals the plan creates */
 void kvr_plan_pass_keys(pb *b);
 void kvr_plan_pass_roles(pb *b);
 void kvr_plan_pass_secrets(pb *b);
 void kvr_plan_pass_profiles(pb *b);
 void kvr_plan_pass_retire(pb *b);
 void kvr_plan_pass_findings(pb *b);
-void kvr_plan_pass_roles_undeclared(pb *b); /* from kvr_plan_pass_retire, once active_apply is known */
+void kvr_plan_pass_roles_undeclared(pb *b);
+void kvr_plan_pass_ops(pb *b); /* last: every step's operations with their values (ops.c) */ /* from kvr_plan_pass_retire, once active_apply is known */
 
 /* Orders steps by dependencies (stable), renumbers ids from 1. KVR_ECONFIG on a cycle. */
 int kvr_plan_order(pb *b);

@@ -140,6 +140,17 @@ static void vault_create(pb *b, const kvr_vault *v)
         const kvr_tags none = {0};
         tag_changes(b, s, &v->tags, &none);
     }
+    /* the access-policy entries it is created with: apps that have a service principal now
+       (the others get theirs in a vault.access step, kvr_plan_pass_access) */
+    for (size_t i = 0; !v->rbac && i < v->npolicies; i++) {
+        const kvr_access_policy *ap = &v->policies[i];
+        char want[512], field[160];
+        if (!kvr_plan_app_principal(b, ap->app))
+            continue;
+        kvr_plan_policy_canon(want, sizeof(want), &ap->keys, &ap->secrets, &ap->certificates);
+        snprintf(field, sizeof(field), "accessPolicies[%s]", ap->app);
+        pb_change(b, s, field, NULL, want, false);
+    }
 }
 
 /* ---- access policies ---- */
@@ -357,6 +368,37 @@ static void vault_update(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
         CHANGE(field, have, "none");
     }
 #undef CHANGE
+}
+
+/*
+ * Access-policy entries of apps that have no service principal yet (the plan creates it): each
+ * is a step of its own, after the principal and the vault, so that the plan shows the grant
+ * with its permissions before the run makes it.
+ */
+void kvr_plan_pass_access(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        if (v->rbac || v->retire || pb_find(b, KVR_STEP_VAULT_RECOVER, v->name, v->name) != NONE ||
+            (!pb_live_vault(b, v->name) && vault_step(b, v->name) == NONE))
+            continue;
+        for (size_t j = 0; j < v->npolicies; j++) {
+            const kvr_access_policy *ap = &v->policies[j];
+            char want[512], field[160];
+            size_t s;
+            if (kvr_plan_app_principal(b, ap->app) || !kvr_estate_app(b->d, ap->app))
+                continue;
+            s = pb_step(b, KVR_STEP_VAULT_ACCESS, KVR_ACTION_CHANGE, v->name, ap->pos,
+                        obj("vault", v->name), "grant app '%s' its access policy", ap->app);
+            pb_name(b, s, v->name, NULL, ap->app);
+            kvr_plan_policy_canon(want, sizeof(want), &ap->keys, &ap->secrets, &ap->certificates);
+            snprintf(field, sizeof(field), "accessPolicies[%s]", ap->app);
+            pb_change(b, s, field, "none", want, false);
+            pb_change(b, s, "objectId", NULL, KVR_PLAN_NEW_PRINCIPAL, false);
+            pb_dep(b, s, vault_step(b, v->name));
+            pb_dep(b, s, pb_find(b, KVR_STEP_SP_CREATE, NULL, ap->app));
+        }
+    }
 }
 
 void kvr_plan_pass_vaults(pb *b)

@@ -485,12 +485,14 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
         kvr_plan_pass_vaults(&b);
         kvr_plan_pass_copies(&b);
         kvr_plan_pass_apps(&b);
+        kvr_plan_pass_access(&b);
         kvr_plan_pass_keys(&b);
         kvr_plan_pass_roles(&b);
         kvr_plan_pass_secrets(&b);
         kvr_plan_pass_profiles(&b);
         kvr_plan_pass_retire(&b);
         kvr_plan_pass_findings(&b);
+        kvr_plan_pass_ops(&b);
     }
     index_release(&b); /* ordering renumbers the steps: pb_find is over */
     if (!b.rc)
@@ -525,8 +527,13 @@ void kvr_plan_free(kvr_plan *p)
         for (size_t g = 0; g < s->ngates; g++)
             free(s->gates[g].reason);
         free(s->gates);
+        free(s->ops);
     }
     free(p->steps);
+    for (size_t i = 0; i < p->nblocks; i++)
+        free(p->blocks[i]);
+    free(p->blocks);
+    kvr_strpool_release(&p->opstrings);
     for (size_t i = 0; i < p->nholds; i++) {
         free(p->holds[i].vault);
         free(p->holds[i].object);
@@ -577,7 +584,7 @@ const char *kvr_step_kind_name(kvr_step_kind k)
         "key.disableVersion", "key.delete",        "secret.set",         "secret.recover",
         "secret.update",      "secret.copy",       "certificate.copy",   "copy.verify",
         "profile.create",     "profile.setCredentials", "profile.apply",  "profile.delete",
-        "key.enableVersion",  "roleAssignment.delete",
+        "key.enableVersion",  "roleAssignment.delete", "vault.access",
     };
     return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }

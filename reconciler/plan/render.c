@@ -322,6 +322,20 @@ int kvr_plan_render_json(char **out, const kvr_plan *p, kvr_error *err)
             json_array_append_new(ch, co);
         }
         json_object_set_new(o, "changes", ch);
+        {
+            json_t *ops = json_array();
+            for (size_t k = 0; ops && k < st->nops; k++) {
+                char *text = NULL;
+                json_t *one = NULL;
+                kvr_error ignored;
+                if (kvr_op_to_json(&text, &st->ops[k], false, &ignored) == 0)
+                    one = json_loads(text, 0, NULL);
+                free(text);
+                if (one)
+                    json_array_append_new(ops, one);
+            }
+            json_object_set_new(o, "operations", ops ? ops : json_array());
+        }
         for (size_t d = 0; d < st->ndeps; d++)
             json_array_append_new(deps, json_integer((json_int_t)st->deps[d]));
         json_object_set_new(o, "dependsOn", deps);

@@ -47,6 +47,7 @@ typedef enum kvr_step_kind {
     KVR_STEP_PROFILE_DELETE,
     KVR_STEP_KEY_VERSION_ENABLE, /* a version a profile in Applying or Used wraps with */
     KVR_STEP_ROLE_DELETE,        /* a role assignment of a declared app that is not declared */
+    KVR_STEP_VAULT_ACCESS,       /* an access-policy entry of an app the plan creates first */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */
@@ -92,6 +93,9 @@ typedef struct kvr_step {
     kvr_gate *gates;
     size_t ngates;
     kvr_pos pos; /* where the desired state asked for it (file NULL: implied) */
+    /* what the step does, with its values, in order (kvr/op.h); strings are the plan's */
+    kvr_op *ops;
+    size_t nops;
 } kvr_step;
 
 typedef struct kvr_hold {
@@ -119,6 +123,10 @@ typedef struct kvr_plan {
     size_t nholds;
     kvr_finding *findings;
     size_t nfindings;
+    /* memory of the steps' operations: their strings and arrays, freed with the plan */
+    kvr_strpool opstrings;
+    void **blocks;
+    size_t nblocks, blocks_cap;
 } kvr_plan;
 
 typedef struct kvr_plan_input {

@@ -1363,6 +1363,7 @@ int kvr_step_run(const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
     case KVR_STEP_VAULT_RECOVER:
         return vault_put(c, s, true, err);
     case KVR_STEP_VAULT_UPDATE:
+    case KVR_STEP_VAULT_ACCESS:
         return vault_patch(c, s, NULL, NULL, err);
     case KVR_STEP_VAULT_MARK_UNUSED:
         return vault_patch(c, s, KVR_TAG_SUPERSEDED, s->extra, err);
