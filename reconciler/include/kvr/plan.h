@@ -11,6 +11,7 @@
 #include "kvr/live.h"
 #include "kvr/model.h"
 #include "kvr/op.h"
+#include "kvr/provider.h"
 
 #include <stdio.h>
 
@@ -177,5 +178,19 @@ int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color);
 int kvr_plan_render_markdown(const kvr_plan *p, FILE *out);
 /* JSON per schema/plan.schema.json; *out is a new string, the caller's (free). */
 int kvr_plan_render_json(char **out, const kvr_plan *p, kvr_error *err);
+
+/*
+ * What the provider must read to plan `d`, as names (kvr/provider.h), so that no provider sees
+ * the desired state: the vaults (estate order) with their resource groups, relocation pairs and
+ * whose certificates are compared; the declared keys (with the rotation policies compared) and
+ * secrets, with a value compared unless the secret is generated or external; the credentials'
+ * stored copies (values compared); the apps and the role assignments' apps by display name; the
+ * profiles when any is declared. `subscription` is the one to read (may be NULL: the read says
+ * so). Strings are borrowed from d and subscription, which must outlive *out; the arrays are
+ * *out's (kvr_scope_free). KVR_ENOMEM, *out NULL, on failure.
+ */
+int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscription,
+                        kvr_error *err);
+void kvr_scope_free(kvr_scope *s); /* NULL: no-op */
 
 #endif

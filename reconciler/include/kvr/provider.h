@@ -20,14 +20,19 @@ typedef struct kvr_scope_vault {
     const char *name;
     const char *resource_group;
     const char *copy_from;  /* a relocation's source vault (its secrets are compared); NULL */
-    bool certificates;      /* its certificates are compared (a relocation copying them) */
+    bool certificates;      /* its certificates are compared (either side of a relocation
+                               copying them) */
 } kvr_scope_vault;
 
-/* A key or secret by name; `value`: its latest value is compared (as a keyed marker). */
+/* A key or secret by name. A name listed twice is read once: with its value or rotation policy
+   if any listing asks for it, as declared if any listing is not only a credential's copy. */
 typedef struct kvr_scope_object {
     const char *vault;
     const char *name;
-    bool value;
+    bool value;      /* a secret: its latest value is compared (as a keyed marker) */
+    bool rotation;   /* a key: its rotation policy is compared */
+    bool credential; /* a secret that is only a credential's stored copy, not declared itself:
+                        its absence is no reason to look among the deleted secrets */
 } kvr_scope_object;
 
 /* A role assignment the desired state names: the app (display name) on a vault. */
@@ -38,7 +43,7 @@ typedef struct kvr_scope_role {
 
 typedef struct kvr_scope {
     const char *subscription;
-    const kvr_scope_vault *vaults;
+    const kvr_scope_vault *vaults; /* read in this order */
     size_t nvaults;
     const kvr_scope_object *keys;
     size_t nkeys;
