@@ -151,6 +151,7 @@ int kvr_cmd_plan(int argc, char **argv)
     size_t npaths = 0, ndigests = 0;
     cli_session s = {0};
     kvr_live *live = NULL;
+    kvr_scope *scope = NULL;
     kvr_plan *p = NULL;
     kvr_marker_key mk;
     kvr_value_digest *digests = NULL;
@@ -225,7 +226,8 @@ int kvr_cmd_plan(int argc, char **argv)
         if (cli_session_open(&s, paths, npaths, "nothing was read or changed") < 0)
             goto done;
         if (kvr_marker_key_init(&mk, &err) < 0 ||
-            kvr_live_read(&live, s.auth, &s.ep, s.e, s.subscription, &mk, &err) < 0) {
+            kvr_plan_read_scope(&scope, s.e, s.subscription, &err) < 0 ||
+            kvr_live_read_scope(&live, s.auth, &s.ep, scope, &mk, NULL, &err) < 0) {
             cli_error("%s", err.message);
             goto done;
         }
@@ -284,6 +286,7 @@ done:
     kvr_marker_key_wipe(&mk);
     kvr_plan_free(p);
     kvr_live_free(live);
+    kvr_scope_free(scope);
     cli_session_close(&s);
     free(paths);
     return status;

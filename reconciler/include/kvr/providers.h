@@ -3,8 +3,8 @@
  * data plane) and the profile service, into the live model the plan compares with.
  *
  * Reading is split in two: pure converters from the services' JSON to live objects (unit-tested
- * on the documented shapes), and the fetch, which asks only for what the desired state names
- * (its vaults, their keys and secrets, its apps, the profiles) and nothing else.
+ * on the documented shapes), and the fetch, which asks only for what a scope names (vaults, their
+ * keys and secrets, apps, the profiles: kvr/provider.h) and nothing else.
  */
 #ifndef KVR_PROVIDERS_H
 #define KVR_PROVIDERS_H
@@ -15,6 +15,7 @@
 #include "kvr/live.h"
 #include "kvr/plan.h"
 #include "kvr/model.h"
+#include "kvr/provider.h"
 #include "kvr/values.h"
 
 /* Service endpoints. Strings are owned (kvr_endpoints_release). */
@@ -33,19 +34,6 @@ typedef struct kvr_endpoints {
  */
 int kvr_endpoints_resolve(kvr_endpoints *out, const kvr_cloud *cloud, kvr_error *err);
 void kvr_endpoints_release(kvr_endpoints *ep);
-
-/*
- * Reads the live state the desired state `d` needs to be planned: its vaults (and soft-deleted
- * vaults holding their names), the role assignments on them, their keys (versions, rotation
- * policies), secrets and certificates, deleted objects holding declared names, the apps with
- * their service principals and password credentials, and every profile. Secret values are read
- * only where the plan compares them and become markers under `mk` at once.
- *
- * `now` of the result is the service's clock (the Date of the first ARM response). On failure
- * *out stays NULL and err names the operation, the object, the HTTP status and Azure's error.
- */
-int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                  const char *subscription, const kvr_marker_key *mk, kvr_error *err);
 
 /*
  * Secret values one run has read back (a relocation's copies, read while Key Vault holds the
@@ -79,19 +67,24 @@ int kvr_value_memo_put(kvr_value_memo *m, const char *vault, const char *name, c
 const char *kvr_value_memo_current(const kvr_value_memo *m, const char *vault, const char *name,
                                    const json_t *item);
 
-/* kvr_live_read, taking from `memo` (NULL: none) the values it holds current versions of. */
-int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                       const char *subscription, const kvr_marker_key *mk,
-                       const kvr_value_memo *memo, kvr_error *err);
-
 /*
- * kvr_live_read for `export`: also every key's rotation policy and every vault's certificates,
- * which a plan reads only where the desired state needs them. `d` names the vaults (by name and
- * resource group), the apps (by display name) and, with any profile, asks for the profiles;
- * no secret value is read unless `d` declares a secret with a source that has one.
+ * Reads the live state of what `scope` names (kvr_plan_read_scope makes the scope of a desired
+ * state) in scope->subscription: its vaults (and soft-deleted vaults holding their names), the
+ * role assignments on them, their keys (versions; rotation policies where the scope compares
+ * them), secrets, and certificates where compared; deleted keys and secrets when a declared name
+ * is missing; the apps with their service principals and password credentials; every profile
+ * when asked. Keys nobody names are read only where kvreconcile made them or a profile uses
+ * them. With scope->everything (export), every key's rotation policy and every vault's
+ * certificates too. Secret values are read only where the scope compares them (and, between a
+ * relocation's vaults, where both hold the name), taken from `memo` (NULL: none) where it holds
+ * the current version, and become markers under `mk` at once.
+ *
+ * `now` of the result is the service's clock (the Date of the first ARM response). On failure
+ * *out stays NULL and err names the operation, the object, the HTTP status and Azure's error.
  */
-int kvr_live_read_all(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                      const char *subscription, const kvr_marker_key *mk, kvr_error *err);
+int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
+                        const kvr_scope *scope, const kvr_marker_key *mk,
+                        const kvr_value_memo *memo, kvr_error *err);
 
 /* ---- discovery: the live estate with no desired state (export) ----------------------------- */
 
@@ -137,10 +130,10 @@ typedef struct kvr_discovery {
 /*
  * Finds the vaults `f` selects, the role assignments on them and their keys, the principals
  * those and the vaults' access policies name, then reads them with the plan's reader
- * (kvr_live_read_all): keys with versions and rotation policies, secrets (never values),
- * certificates, the applications of those principals with their service principals and password
- * credentials, and with f->profiles every encryption profile. On failure *out is released and
- * err names the request.
+ * (kvr_live_read_scope, with `everything`): keys with versions and rotation policies, secrets
+ * (never values), certificates, the applications of those principals with their service
+ * principals and password credentials, and with f->profiles every encryption profile. On failure
+ * *out is released and err names the request.
  */
 int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const char *sub,
                  const kvr_export_filter *f, kvr_progress_fn progress, void *arg, kvr_error *err);

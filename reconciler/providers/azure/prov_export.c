@@ -1,17 +1,18 @@
 /*
  * Discovery for `export`: the live estate when there is no desired state yet to say what to
  * read. It runs in two phases so that the reading itself stays the plan's reader
- * (kvr_live_read_all, prov_read.c), with its request discipline:
+ * (kvr_live_read_scope, prov_read.c), with its request discipline:
  *
  *   1. find:  the vaults of the subscription (or of the resource groups given, or the vaults
  *             named), the role assignments on each (one list per vault, concurrently), and the
  *             principals those assignments and the vaults' access policies name (Graph
  *             servicePrincipals, concurrently);
- *   2. read:  a desired state made of what phase 1 found (the vaults by name and group, the
- *             applications by display name, the profiles when asked) is handed to the reader, a
- *             share of the vaults at a time so that progress can be told.
+ *   2. read:  a scope made of what phase 1 found (the vaults by name and group, the
+ *             applications by display name, the profiles when asked, and `everything` about
+ *             them) is handed to the reader, a share of the vaults at a time so that progress
+ *             can be told.
  *
- * Secret values are never read: the desired state handed to the reader declares no secret.
+ * Secret values are never read: the scopes handed to the reader name no secret.
  */
 #include "kvr/providers.h"
 #include "prov_internal.h"
@@ -297,34 +298,56 @@ static int network_from(kvr_network *nw, const json_t *props)
 
 /* ---- phase 2 ------------------------------------------------------------------------------ */
 
-/* A desired state naming vaults [from, to) of `vaults`; none when from == to. */
-static kvr_estate *naming(const json_t *vaults, size_t from, size_t to, const char *sub)
+/* A scope for the reader: vaults [from, to) of `vaults` (none when from == to) and everything
+   about them; the apps and the profiles are the caller's to add. Names are borrowed from
+   `vaults` and `sub`; the arrays and resource groups are owned (naming_release). */
+typedef struct naming {
+    kvr_scope scope;
+    kvr_scope_vault *vaults;
+    char **groups;
+    const char **apps;
+} naming;
+
+static void naming_release(naming *n)
 {
-    kvr_estate *e = calloc(1, sizeof(*e));
-    if (!e || !(e->subscription = strdup(sub)))
+    for (size_t i = 0; n->groups && i < n->scope.nvaults; i++)
+        free(n->groups[i]);
+    free(n->groups);
+    free(n->vaults);
+    free(n->apps);
+    memset(n, 0, sizeof(*n));
+}
+
+static int naming_init(naming *n, const json_t *vaults, size_t from, size_t to, const char *sub)
+{
+    memset(n, 0, sizeof(*n));
+    n->scope.subscription = sub;
+    n->scope.everything = true;
+    if (to > from && (!(n->vaults = calloc(to - from, sizeof(*n->vaults))) ||
+                      !(n->groups = calloc(to - from, sizeof(*n->groups)))))
         goto oom;
-    if (to > from && !(e->vaults = calloc(to - from, sizeof(*e->vaults))))
-        goto oom;
+    n->scope.vaults = n->vaults;
     for (size_t i = from; i < to; i++) {
         const json_t *v = json_array_get(vaults, i);
         char rg[128];
         const char *id = json_string_value(json_object_get(v, "id")), *p;
-        kvr_vault *d = &e->vaults[e->nvaults++];
+        kvr_scope_vault *sv = &n->vaults[n->scope.nvaults];
         rg[0] = '\0';
         for (p = id; p && *p; p++) /* ARM ids are case-insensitive: .../resourcegroups/RG/... */
             if (strncasecmp(p, "/resourceGroups/", 16) == 0) {
                 snprintf(rg, sizeof(rg), "%.*s", (int)strcspn(p + 16, "/"), p + 16);
                 break;
             }
-        d->name = strdup(json_string_value(json_object_get(v, "name")));
-        d->resource_group = strdup(rg);
-        if (!d->name || !d->resource_group)
+        if (!(n->groups[n->scope.nvaults] = strdup(rg)))
             goto oom;
+        n->scope.nvaults++;
+        sv->name = json_string_value(json_object_get(v, "name"));
+        sv->resource_group = n->groups[n->scope.nvaults - 1];
     }
-    return e;
+    return 0;
 oom:
-    kvr_estate_free(e);
-    return NULL;
+    naming_release(n);
+    return KVR_ENOMEM;
 }
 
 static void strlist_free(kvr_strlist *l)
@@ -366,7 +389,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
     json_t *vaults = NULL, *roles = json_array(), *above = json_array();
     plist *L = NULL;
     size_t nv = 0, nids = 0, ids_cap = 0, nparts, per;
-    kvr_estate *last = NULL;
+    naming last = {0};
     kvr_marker_key mk;
     int rc = 0;
 
@@ -527,13 +550,13 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
     }
     for (size_t from = 0; from < nv; from += per) {
         size_t to = from + per < nv ? from + per : nv;
-        kvr_estate *d = naming(vaults, from, to, sub);
-        if (!d) {
+        naming share;
+        if (naming_init(&share, vaults, from, to, sub) < 0) {
             rc = kvr_error_oom(err);
             goto done;
         }
-        rc = kvr_live_read_all(&out->parts[out->nparts], a, ep, d, sub, &mk, err);
-        kvr_estate_free(d);
+        rc = kvr_live_read_scope(&out->parts[out->nparts], a, ep, &share.scope, &mk, NULL, err);
+        naming_release(&share);
         if (rc < 0)
             goto done;
         for (size_t i = from; i < to; i++) {
@@ -550,42 +573,25 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
         if (progress)
             progress(arg, to, nv);
     }
-    if (!(last = naming(vaults, 0, 0, sub))) {
+    /* the apps of the principals found (by display name, each once), and the profiles */
+    if (naming_init(&last, vaults, 0, 0, sub) < 0 ||
+        !(last.apps = calloc(out->nprincipals + 1, sizeof(*last.apps)))) {
         rc = kvr_error_oom(err);
         goto done;
     }
-    for (size_t i = 0; i < out->nprincipals; i++)
-        last->napps += out->principals[i].app_id != NULL;
-    if (last->napps && !(last->apps = calloc(last->napps, sizeof(*last->apps)))) {
-        rc = kvr_error_oom(err);
-        goto done;
-    }
-    last->napps = 0;
+    last.scope.apps = last.apps;
     for (size_t i = 0; i < out->nprincipals; i++) {
-        kvr_app *app;
         bool seen = false;
         if (!out->principals[i].app_id)
             continue;
-        for (size_t k = 0; k < last->napps; k++)
-            seen |= strcmp(last->apps[k].display_name, out->principals[i].display_name) == 0;
-        if (seen)
-            continue;
-        app = &last->apps[last->napps++];
-        app->name = strdup(out->principals[i].display_name);
-        app->display_name = strdup(out->principals[i].display_name);
-        if (!app->name || !app->display_name) {
-            rc = kvr_error_oom(err);
-            goto done;
-        }
+        for (size_t k = 0; k < last.scope.napps; k++)
+            seen |= strcmp(last.apps[k], out->principals[i].display_name) == 0;
+        if (!seen)
+            last.apps[last.scope.napps++] = out->principals[i].display_name;
     }
-    if (f && f->profiles) {
-        if (!(last->profiles = calloc(1, sizeof(*last->profiles)))) {
-            rc = kvr_error_oom(err);
-            goto done;
-        }
-        last->nprofiles = 1; /* any profile: the reader lists them all */
-    }
-    if ((rc = kvr_live_read_all(&out->parts[out->nparts], a, ep, last, sub, &mk, err)) < 0)
+    last.scope.profiles = f && f->profiles;
+    if ((rc = kvr_live_read_scope(&out->parts[out->nparts], a, ep, &last.scope, &mk, NULL,
+                                  err)) < 0)
         goto done;
     out->nparts++;
     /* the roles above the vaults are never declared (schema v1 scopes are vaults and keys),
@@ -603,7 +609,7 @@ done:
     for (size_t i = 0; i < nids; i++)
         free(ids[i]);
     free(ids);
-    kvr_estate_free(last);
+    naming_release(&last);
     json_decref(vaults);
     json_decref(roles);
     json_decref(above);

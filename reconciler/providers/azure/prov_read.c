@@ -1,8 +1,8 @@
 /*
- * Reading the live estate. The desired state says what to look at: its vaults (by resource
- * group), their keys, secrets and certificates, its apps, the role assignments on its vaults,
+ * Reading the live estate. A scope (kvr/provider.h) says what to look at, as names: vaults (by
+ * resource group), their keys, secrets and certificates, apps, the role assignments on the vaults,
  * and the profile service. Nothing else is listed or fetched, and secret values are fetched only
- * where the plan must compare them (sources, credential copies, relocations); each is turned
+ * where the plan must compare them (the scope's `value`, relocations); each is turned
  * into a keyed marker at once and its bytes wiped. A relocation compares a secret only where both
  * its source and its target hold it, so the values of those two vaults wait for both listings.
  * A run's value memo (kvr_value_memo: copies the executor read back while Key Vault's write
@@ -184,7 +184,7 @@ static char *odata_literal(const char *v, kvr_error *err)
  *
  * Which requests make a round matters as much as how many: each vault is its own host, and a
  * TLS connection to it costs a handshake on both sides. So a round takes ARM, Graph and profile
- * reads first, then vaults in the estate's order, each vault's reads in queue order, until the
+ * reads first, then vaults in the scope's order, each vault's reads in queue order, until the
  * connections the round wants reach ROUND_CONNS (the engine's transfers). A vault's reads thus
  * run in one stretch of consecutive rounds on the same few connections, and the next vaults come
  * in as the first ones finish, instead of every vault being visited in every round (which made
@@ -219,28 +219,28 @@ typedef struct reader reader;
 typedef struct fetch fetch;
 
 /*
- * What the desired state says about each vault's objects, looked up per listed item. Built once
- * per read: the listings hold tens of thousands of items, and scanning the declarations for each
- * of them made the reader quadratic in the estate. Names compare as Azure compares them, ASCII
- * case-insensitively (kvr_str_ieq); the first declaration wins, as with kvr_estate_key.
+ * What the scope says about each vault's objects, looked up per listed item. Built once per
+ * read: the listings hold tens of thousands of items, and scanning the scope for each of them
+ * made the reader quadratic in the estate. Names compare as Azure compares them, ASCII
+ * case-insensitively (kvr_str_ieq); a vault named twice is read as its first listing says.
  */
 enum ix_kind { IX_VAULT, IX_KEY, IX_SECRET, IX_RG, IX_RG_APP };
 
 typedef struct ix_entry {
-    const char *vault, *name; /* borrowed from the estate; NULL: a free slot */
+    const char *vault, *name; /* borrowed from the scope; NULL: a free slot */
     unsigned char kind;       /* enum ix_kind */
-    bool declared;            /* a key or secret the estate declares */
+    bool declared;            /* a key or secret the scope declares (not only a credential's) */
     bool value;               /* a secret whose value the plan compares */
+    bool rotation;            /* a key whose rotation policy the plan compares */
     unsigned stamp;           /* the last listing that named it (declared_missing) */
-    size_t vault_ix;          /* index of its vault in the estate; IX_RG: of the group */
-    const kvr_key *key;       /* IX_KEY: the declaration */
+    size_t vault_ix;          /* index of its vault in the scope; IX_RG: of the group */
 } ix_entry;
 
 typedef struct vault_ix {
     size_t nkeys, nsecrets; /* distinct declared keys and secrets */
     bool reloc;             /* a relocation's source or target: its values may be compared */
     bool certs;             /* certificates matter (a relocation that copies them) */
-    bool roles;             /* the estate declares role assignments on it (or its keys) */
+    bool roles;             /* the scope names role assignments on it (or its keys) */
     bool seen;              /* found in its resource group's vault list */
     size_t rg;              /* its resource group (rg_ix) */
     size_t copy_src;        /* the vault it copies from (its index), SIZE_MAX: none */
@@ -256,7 +256,7 @@ typedef struct vault_ix {
  * A resource group of the declared vaults, and how its ARM reads are made. ARM limits reads per
  * subscription (a bucket of 250, refilled at 25/s), so a large estate must not spend one GET per
  * vault and one role-assignment list per vault; but a list returns everything in the group, so
- * it only pays when the estate declares enough of the group. The rules, per group:
+ * it only pays when the scope names enough of the group. The rules, per group:
  *
  * - Vaults: one declared vault is one GET. Two or more are one paged list of the group's vaults,
  *   cut short once it has cost as many pages as there are declared vaults; the declared vaults
@@ -275,8 +275,8 @@ typedef struct vault_ix {
  * refused (403) falls back to the per-vault reads, which need only the vaults' own rights.
  */
 typedef struct rg_ix {
-    const char *name; /* borrowed from the estate */
-    size_t *vaults;   /* declared vaults (first declaration of each name), estate order */
+    const char *name; /* borrowed from the scope */
+    size_t *vaults;   /* declared vaults (first listing of each name), scope order */
     size_t nvaults;
     size_t nrole_vaults, napps; /* vaults with declared role assignments; their distinct apps */
     bool by_principal;          /* role assignments: one list per principal at the group */
@@ -305,12 +305,12 @@ struct fetch {
     fetch_fn done;
     char *op;     /* what was attempted, for errors ("get key", "list keys of vault 'kv1'") */
     char *object; /* the object, or "" */
-    const kvr_vault *vault;
+    const kvr_scope_vault *vault;
     const char *kind;   /* deleted lists: "key", "secret" */
     key_read *key;      /* a key part */
     enum key_part part; /* which one */
     json_t *aux;        /* a secret item awaiting its value, an app awaiting its principal */
-    const kvr_app *app; /* the app being found */
+    const char *app;    /* the app being found (display name, the scope's) */
     size_t rg;          /* a resource group's vault list: which group */
     int page_cap;       /* a list: stop after this many pages (0: all), and say so */
     size_t order;       /* a Key Vault read: its vault's index + 1; 0: ARM, Graph, profiles */
@@ -334,7 +334,7 @@ struct fetch {
 struct reader {
     kvr_auth *a;
     const kvr_endpoints *ep;
-    const kvr_estate *d;
+    const kvr_scope *sc;
     const char *sub;
     const kvr_marker_key *mk;
     const kvr_value_memo *memo; /* values this run read back; NULL: none */
@@ -353,7 +353,7 @@ struct reader {
     size_t nix, maxix; /* entries used, and room for */
     uint32_t *slots;   /* open addressing over ix: entry index + 1, 0 empty; ixcap a power of 2 */
     size_t ixcap;
-    vault_ix *vix; /* per declared vault, same order as the estate's */
+    vault_ix *vix; /* per scope vault, same order */
     rg_ix *rgs;
     size_t nrgs;
     unsigned stamp;
@@ -584,7 +584,7 @@ typedef struct round_host {
  */
 static size_t take_round(reader *r, fetch **round, round_host *hosts)
 {
-    size_t n = 0, kept = r->head, nb = r->d->nvaults + 2, waiting = 0;
+    size_t n = 0, kept = r->head, nb = r->sc->nvaults + 2, waiting = 0;
     int conns = 0, share, bulky = 0;
     /* a stable counting sort of the queue by order: ARM, Graph, profiles, then vault by vault */
     memset(r->counts, 0, nb * sizeof(*r->counts));
@@ -749,7 +749,7 @@ static ix_entry *ix_add(reader *r, unsigned kind, const char *vault, const char 
     return e;
 }
 
-/* The declared vault's index, SIZE_MAX if the estate does not declare it. */
+/* The vault's index in the scope, SIZE_MAX if the scope does not name it. */
 static size_t vault_index(const reader *r, const char *vault)
 {
     const ix_entry *e = ix_get(r, IX_VAULT, "", vault);
@@ -758,11 +758,9 @@ static size_t vault_index(const reader *r, const char *vault)
 
 static int index_build(reader *r)
 {
-    const kvr_estate *d = r->d;
-    size_t want = 2 * (d->nvaults + d->nkeys + d->nsecrets + d->nprofiles + 1);
-    want += 2 * (d->nvaults + d->nroles);
-    for (size_t i = 0; i < d->napps; i++)
-        want += 2 * d->apps[i].ncreds;
+    const kvr_scope *sc = r->sc;
+    size_t want = 2 * (sc->nvaults + sc->nkeys + sc->nsecrets + 1);
+    want += 2 * (sc->nvaults + sc->nroles);
     for (r->ixcap = 64; r->ixcap < want; r->ixcap *= 2)
         ;
     if (want / 2 >= UINT32_MAX)
@@ -770,23 +768,23 @@ static int index_build(reader *r)
     r->maxix = want / 2 + 1; /* want counts each declaration twice */
     r->ix = calloc(r->maxix, sizeof(*r->ix));
     r->slots = calloc(r->ixcap, sizeof(*r->slots));
-    r->vix = calloc(d->nvaults + 1, sizeof(*r->vix));
-    r->rgs = calloc(d->nvaults + 1, sizeof(*r->rgs));
-    r->counts = calloc(d->nvaults + 2, sizeof(*r->counts));
+    r->vix = calloc(sc->nvaults + 1, sizeof(*r->vix));
+    r->rgs = calloc(sc->nvaults + 1, sizeof(*r->rgs));
+    r->counts = calloc(sc->nvaults + 2, sizeof(*r->counts));
     if (!r->ix || !r->slots || !r->vix || !r->rgs || !r->counts)
         return kvr_error_oom(r->err);
-    for (size_t i = 0; i < d->nvaults; i++) {
-        ix_entry *e = ix_add(r, IX_VAULT, "", d->vaults[i].name), *g;
+    for (size_t i = 0; i < sc->nvaults; i++) {
+        ix_entry *e = ix_add(r, IX_VAULT, "", sc->vaults[i].name), *g;
         rg_ix *rg;
         if (!e || e->vault_ix != SIZE_MAX)
-            continue; /* a name declared twice: the first declaration is the one read */
+            continue; /* a name listed twice: the first listing is the one read */
         e->vault_ix = i;
-        if (!(g = ix_add(r, IX_RG, "", d->vaults[i].resource_group)))
+        if (!(g = ix_add(r, IX_RG, "", sc->vaults[i].resource_group)))
             return kvr_error_set(r->err, KVR_EINVAL, "vault '%s' has no resource group",
-                                 d->vaults[i].name);
+                                 sc->vaults[i].name);
         if (g->vault_ix == SIZE_MAX) {
             g->vault_ix = r->nrgs++;
-            r->rgs[g->vault_ix].name = d->vaults[i].resource_group;
+            r->rgs[g->vault_ix].name = sc->vaults[i].resource_group;
         }
         rg = &r->rgs[g->vault_ix];
         if (!(rg->vaults = realloc(rg->vaults, (rg->nvaults + 1) * sizeof(*rg->vaults))))
@@ -794,8 +792,8 @@ static int index_build(reader *r)
         rg->vaults[rg->nvaults++] = i;
         r->vix[i].rg = g->vault_ix;
     }
-    for (size_t i = 0; i < d->nroles; i++) {
-        size_t vi = vault_index(r, d->roles[i].vault);
+    for (size_t i = 0; i < sc->nroles; i++) {
+        size_t vi = vault_index(r, sc->roles[i].vault);
         rg_ix *rg;
         ix_entry *e;
         if (vi == SIZE_MAX)
@@ -805,77 +803,72 @@ static int index_build(reader *r)
             r->vix[vi].roles = true;
             rg->nrole_vaults++;
         }
-        if ((e = ix_add(r, IX_RG_APP, rg->name, d->roles[i].app)) && !e->declared) {
+        if ((e = ix_add(r, IX_RG_APP, rg->name, sc->roles[i].app)) && !e->declared) {
             e->declared = true;
             rg->napps++;
         }
     }
     for (size_t i = 0; i < r->nrgs; i++)
         r->rgs[i].by_principal = r->rgs[i].napps < r->rgs[i].nrole_vaults;
-    for (size_t i = 0; i < d->nvaults; i++)
+    for (size_t i = 0; i < sc->nvaults; i++)
         r->vix[i].copy_src = SIZE_MAX;
-    for (size_t i = 0; i < d->nvaults; i++) {
-        const kvr_vault *v = &d->vaults[i];
+    for (size_t i = 0; i < sc->nvaults; i++) {
+        const kvr_scope_vault *v = &sc->vaults[i];
         size_t self = vault_index(r, v->name), src;
-        if (!v->copy_from.vault)
+        if (self == SIZE_MAX)
+            continue; /* no name */
+        if (v->certificates)
+            r->vix[self].certs = true; /* a relocation copying them, on either side */
+        if (!v->copy_from)
             continue;
-        src = vault_index(r, v->copy_from.vault);
+        src = vault_index(r, v->copy_from);
         r->vix[self].reloc = true; /* a relocation target: compared with its source */
         r->vix[self].copy_src = src;
-        if (v->copy_from.certificates)
-            r->vix[self].certs = true;
-        if (src != SIZE_MAX) {
+        if (src != SIZE_MAX)
             r->vix[src].reloc = true; /* a relocation source */
-            if (v->copy_from.certificates)
-                r->vix[src].certs = true;
-        }
     }
-    for (size_t i = 0; i < d->nkeys; i++) {
-        const kvr_key *k = &d->keys[i];
+    for (size_t i = 0; i < sc->nkeys; i++) {
+        const kvr_scope_object *k = &sc->keys[i];
         ix_entry *e = ix_add(r, IX_KEY, k->vault, k->name);
-        if (e && !e->declared) {
-            e->declared = true;
-            e->key = k;
-            if ((e->vault_ix = vault_index(r, k->vault)) != SIZE_MAX)
-                r->vix[e->vault_ix].nkeys++;
-        }
-    }
-    for (size_t i = 0; i < d->nsecrets; i++) {
-        const kvr_secret *sc = &d->secrets[i];
-        ix_entry *e = ix_add(r, IX_SECRET, sc->vault, sc->name);
         if (!e)
             continue;
         if (!e->declared) {
             e->declared = true;
-            if ((e->vault_ix = vault_index(r, sc->vault)) != SIZE_MAX)
+            if ((e->vault_ix = vault_index(r, k->vault)) != SIZE_MAX)
+                r->vix[e->vault_ix].nkeys++;
+        }
+        if (k->rotation)
+            e->rotation = true;
+    }
+    for (size_t i = 0; i < sc->nsecrets; i++) {
+        const kvr_scope_object *o = &sc->secrets[i];
+        ix_entry *e = ix_add(r, IX_SECRET, o->vault, o->name);
+        if (!e)
+            continue;
+        if (!o->credential && !e->declared) {
+            e->declared = true;
+            if ((e->vault_ix = vault_index(r, o->vault)) != SIZE_MAX)
                 r->vix[e->vault_ix].nsecrets++;
         }
-        if (sc->source != KVR_SECRET_GENERATE && sc->source != KVR_SECRET_EXTERNAL)
-            e->value = true; /* an external value is never read */
+        if (o->value)
+            e->value = true;
     }
-    for (size_t i = 0; i < d->napps; i++)
-        for (size_t c = 0; c < d->apps[i].ncreds; c++) {
-            ix_entry *e = ix_add(r, IX_SECRET, d->apps[i].creds[c].store_vault,
-                                 d->apps[i].creds[c].store_secret);
-            if (e)
-                e->value = true; /* a credential's stored copy */
-        }
     return 0;
 }
 
-/* The index's record of a declared vault (by name: the first declaration, as kvr_estate_vault). */
-static vault_ix *vinfo(const reader *r, const kvr_vault *v)
+/* The index's record of a scope vault (by name: its first listing). */
+static vault_ix *vinfo(const reader *r, const kvr_scope_vault *v)
 {
     size_t i = vault_index(r, v->name);
-    assert(i != SIZE_MAX); /* every vault read is a declared one */
+    assert(i != SIZE_MAX); /* every vault read is one the scope names */
     return &r->vix[i];
 }
 
 /* ---- ARM ---------------------------------------------------------------------------------- */
 
-static int queue_vault_contents(reader *r, const kvr_vault *v);
+static int queue_vault_contents(reader *r, const kvr_scope_vault *v);
 
-static int queue_vault_roles(reader *r, const kvr_vault *v);
+static int queue_vault_roles(reader *r, const kvr_scope_vault *v);
 
 static int roles_done(reader *r, fetch *f, json_t *items)
 {
@@ -887,7 +880,7 @@ static int roles_done(reader *r, fetch *f, json_t *items)
         rg->refused = true;
         for (size_t i = 0; i < rg->nvaults; i++)
             if (r->vix[rg->vaults[i]].roles &&
-                queue_vault_roles(r, &r->d->vaults[rg->vaults[i]]) < 0)
+                queue_vault_roles(r, &r->sc->vaults[rg->vaults[i]]) < 0)
                 return r->err->code;
         return 0;
     }
@@ -904,7 +897,7 @@ static int deleted_vaults_done(reader *r, fetch *f, json_t *items)
     for (size_t i = 0; i < json_array_size(items); i++) {
         const json_t *it = json_array_get(items, i);
         const json_t *name = json_object_get(it, "name");
-        if (json_is_string(name) && kvr_estate_vault(r->d, json_string_value(name)) &&
+        if (json_is_string(name) && vault_index(r, json_string_value(name)) != SIZE_MAX &&
             !kvr_live_vault_get(r->l, json_string_value(name)) &&
             kvr_live_add_deleted_vault(r->l, it, r->err) < 0)
             return r->err->code;
@@ -912,7 +905,7 @@ static int deleted_vaults_done(reader *r, fetch *f, json_t *items)
     return 0;
 }
 
-/* A declared vault that does not exist (or not in its group): look for it among the deleted. */
+/* A scope vault that does not exist (or not in its group): look for it among the deleted. */
 static int vault_missing(reader *r)
 {
     fetch *g;
@@ -928,7 +921,7 @@ static int vault_missing(reader *r)
     return g ? enqueue(r, g) : r->err->code;
 }
 
-static int vault_found(reader *r, const kvr_vault *v, const json_t *body)
+static int vault_found(reader *r, const kvr_scope_vault *v, const json_t *body)
 {
     if (kvr_live_add_vault(r->l, body, r->err) < 0)
         return r->err->code;
@@ -938,7 +931,7 @@ static int vault_found(reader *r, const kvr_vault *v, const json_t *body)
 }
 
 /* The role assignments at, above and below one vault (missing_ok: a vault not there has none). */
-static int queue_vault_roles(reader *r, const kvr_vault *v)
+static int queue_vault_roles(reader *r, const kvr_scope_vault *v)
 {
     fetch *g =
         fetch_new(r, r->arm_scope,
@@ -959,7 +952,7 @@ static int vault_done(reader *r, fetch *f, json_t *body)
     return body ? vault_found(r, f->vault, body) : vault_missing(r);
 }
 
-static int queue_vault_get(reader *r, const kvr_vault *v)
+static int queue_vault_get(reader *r, const kvr_scope_vault *v)
 {
     fetch *f = fetch_new(r, r->arm_scope,
                          prov_fmt(r->err,
@@ -984,14 +977,14 @@ static int vaults_listed(reader *r, fetch *f, json_t *items)
         const char *name = json_string_value(json_object_get(it, "name"));
         size_t vi = name ? vault_index(r, name) : SIZE_MAX;
         if (vi == SIZE_MAX || r->vix[vi].rg != f->rg || r->vix[vi].seen)
-            continue; /* not declared, or declared in another group */
+            continue; /* not in the scope, or in another group */
         r->vix[vi].seen = true;
-        rc = vault_found(r, &r->d->vaults[vi], it);
+        rc = vault_found(r, &r->sc->vaults[vi], it);
     }
     for (size_t i = 0; !rc && i < rg->nvaults; i++) {
         if (r->vix[rg->vaults[i]].seen)
             continue;
-        rc = f->truncated ? queue_vault_get(r, &r->d->vaults[rg->vaults[i]]) : vault_missing(r);
+        rc = f->truncated ? queue_vault_get(r, &r->sc->vaults[rg->vaults[i]]) : vault_missing(r);
     }
     return rc;
 }
@@ -1002,7 +995,7 @@ static int queue_vaults(reader *r)
         const rg_ix *rg = &r->rgs[g];
         fetch *f;
         if (rg->nvaults == 1) {
-            if (queue_vault_get(r, &r->d->vaults[rg->vaults[0]]) < 0)
+            if (queue_vault_get(r, &r->sc->vaults[rg->vaults[0]]) < 0)
                 return r->err->code;
             continue;
         }
@@ -1035,7 +1028,7 @@ static int principal_done(reader *r, fetch *f, json_t *items)
     for (size_t g = 0; sp && f->app && g < r->nrgs; g++) {
         char *lit;
         fetch *h;
-        if (!r->rgs[g].by_principal || !ix_get(r, IX_RG_APP, r->rgs[g].name, f->app->name))
+        if (!r->rgs[g].by_principal || !ix_get(r, IX_RG_APP, r->rgs[g].name, f->app))
             continue;
         if (!(lit = odata_literal(sp, r->err)))
             return KVR_ENOMEM;
@@ -1047,7 +1040,7 @@ static int principal_done(reader *r, fetch *f, json_t *items)
                                r->ep->arm, r->sub, r->rgs[g].name, lit),
                       true, roles_done, NULL,
                       "list role assignments of app '%s' in resource group '%s'",
-                      f->app->display_name, r->rgs[g].name);
+                      f->app, r->rgs[g].name);
         free(lit);
         if (!h)
             return r->err->code;
@@ -1090,16 +1083,16 @@ static int app_done(reader *r, fetch *f, json_t *items)
 
 static int queue_apps(reader *r)
 {
-    for (size_t i = 0; i < r->d->napps; i++) {
-        const kvr_app *a = &r->d->apps[i];
-        char *lit = odata_literal(a->display_name, r->err);
+    for (size_t i = 0; i < r->sc->napps; i++) {
+        const char *a = r->sc->apps[i];
+        char *lit = odata_literal(a, r->err);
         fetch *f;
         if (!lit)
             return KVR_ENOMEM;
         f = fetch_new(r, r->graph_scope,
                       prov_fmt(r->err, "%s/v1.0/applications?$filter=displayName%%20eq%%20%s",
                                r->ep->graph, lit),
-                      true, app_done, a->display_name, "find app '%s'", a->display_name);
+                      true, app_done, a, "find app '%s'", a);
         free(lit);
         if (!f)
             return r->err->code;
@@ -1115,7 +1108,7 @@ static int queue_apps(reader *r)
 static int secret_value_done(reader *r, fetch *f, json_t *body);
 
 /* Does the plan compare this secret's value, whatever other vaults hold? */
-static bool value_declared(const reader *r, const kvr_vault *v, const char *name)
+static bool value_declared(const reader *r, const kvr_scope_vault *v, const char *name)
 {
     const ix_entry *e = ix_get(r, IX_SECRET, v->name, name);
     return e && e->value;
@@ -1144,7 +1137,7 @@ static bool paired(const reader *r, size_t a, size_t b)
 static bool pair_lists(const reader *r, size_t vi, const char *name)
 {
     const char *key = name;
-    for (size_t j = 0; j < r->d->nvaults; j++)
+    for (size_t j = 0; j < r->sc->nvaults; j++)
         if (paired(r, vi, j) && r->vix[j].listed && r->vix[j].nnames &&
             bsearch(&key, r->vix[j].names, r->vix[j].nnames, sizeof(char *), names_cmp))
             return true;
@@ -1155,7 +1148,7 @@ static bool pair_lists(const reader *r, size_t vi, const char *name)
  * Queues the GET of a listed secret's value (its item is kept for secret_value_done), unless
  * this run already read back the version the listing shows (kvr_value_memo).
  */
-static int queue_value(reader *r, const kvr_vault *v, const char *base, const char *name,
+static int queue_value(reader *r, const kvr_scope_vault *v, const char *base, const char *name,
                        json_t *it)
 {
     const char *known = kvr_value_memo_current(r->memo, v->name, name, it);
@@ -1179,7 +1172,7 @@ static int queue_value(reader *r, const kvr_vault *v, const char *base, const ch
 static int held_resolve(reader *r, size_t vi)
 {
     vault_ix *x = &r->vix[vi];
-    const kvr_vault *v = &r->d->vaults[vi];
+    const kvr_scope_vault *v = &r->sc->vaults[vi];
     char *base = NULL;
     int rc = 0;
     x->resolved = true;
@@ -1208,7 +1201,7 @@ static int held_try(reader *r, size_t vi)
 {
     if (!r->vix[vi].listed || r->vix[vi].resolved)
         return 0;
-    for (size_t j = 0; j < r->d->nvaults; j++)
+    for (size_t j = 0; j < r->sc->nvaults; j++)
         if (paired(r, vi, j) && !r->vix[j].listed)
             return 0;
     return held_resolve(r, vi);
@@ -1218,7 +1211,7 @@ static int held_try(reader *r, size_t vi)
 static int held_resolve_all(reader *r)
 {
     int rc = 0;
-    for (size_t i = 0; !rc && r->vix && i < r->d->nvaults; i++)
+    for (size_t i = 0; !rc && r->vix && i < r->sc->nvaults; i++)
         if (r->vix[i].listed && !r->vix[i].resolved)
             rc = held_resolve(r, i);
     return rc;
@@ -1243,7 +1236,7 @@ static int note_name(reader *r, size_t vi, const char *name)
  */
 static bool declared_missing(reader *r, fetch *f, bool keys, json_t *items)
 {
-    const kvr_vault *v = f->vault;
+    const kvr_scope_vault *v = f->vault;
     size_t want = keys ? vinfo(r, v)->nkeys : vinfo(r, v)->nsecrets;
     if (want == 0)
         return false;
@@ -1284,7 +1277,7 @@ static int certs_done(reader *r, fetch *f, json_t *items)
 
 /* Queues a list of the vault's `path` (keys, secrets, deletedkeys, ...), streamed: `done` gets
    each page's items. */
-static int queue_list(reader *r, const kvr_vault *v, const char *path, fetch_fn done,
+static int queue_list(reader *r, const kvr_scope_vault *v, const char *path, fetch_fn done,
                       const char *kind, const char *what)
 {
     char *base = vault_url(r, v->name);
@@ -1317,10 +1310,9 @@ static int key_part_done(reader *r, fetch *f, json_t *body)
                      : 0;
 }
 
-static int queue_key(reader *r, const kvr_vault *v, const char *base, const char *name)
+static int queue_key(reader *r, const kvr_scope_vault *v, const char *base, const char *name)
 {
     const ix_entry *e = ix_get(r, IX_KEY, v->name, name);
-    const kvr_key *dk = e ? e->key : NULL;
     static const char *const parts[] = {"/", "/versions", "/rotationpolicy"};
     key_read *k = calloc(1, sizeof(*k));
     char object[300];
@@ -1332,7 +1324,7 @@ static int queue_key(reader *r, const kvr_vault *v, const char *base, const char
     snprintf(object, sizeof(object), "%s/%s", v->name, name);
     for (int p = KEY_BUNDLE; !rc && p <= KEY_POLICY; p++) {
         fetch *f;
-        if (p == KEY_POLICY && !(dk && dk->rotation.set) && !r->everything)
+        if (p == KEY_POLICY && !(e && e->rotation) && !r->everything)
             continue;
         f = fetch_new(r, NULL,
                       prov_fmt(r->err, "%s/keys/%s%s?api-version=" KV_API "%s", base, name,
@@ -1369,12 +1361,12 @@ static bool profile_uses(const reader *r, const char *vault, const char *name)
 /*
  * Whether a listed key's details are read: its bundle, its versions and maybe its rotation
  * policy, two or three GETs. A vault may list a million keys nobody declared; reading each
- * would cost hours for nothing, since the plan only looks at keys the estate declares, keys
+ * would cost hours for nothing, since the plan only looks at keys the scope names, keys
  * kvreconcile made (their latest version carries its generation or superseded tag, which Key
  * Vault's rotation copies), which it may have to retire, and keys a profile uses. 1: read it,
  * 0: not, 2: ask again once the profiles are known.
  */
-static int key_wanted(const reader *r, const kvr_vault *v, const char *name, const json_t *item)
+static int key_wanted(const reader *r, const kvr_scope_vault *v, const char *name, const json_t *item)
 {
     const json_t *tags = json_object_get(item, "tags");
     if (r->everything || ix_get(r, IX_KEY, v->name, name) ||
@@ -1387,7 +1379,7 @@ static int key_wanted(const reader *r, const kvr_vault *v, const char *name, con
 
 static int keys_done(reader *r, fetch *f, json_t *items)
 {
-    const kvr_vault *v = f->vault;
+    const kvr_scope_vault *v = f->vault;
     char *base = vault_url(r, v->name);
     int rc = base ? 0 : KVR_ENOMEM;
     for (size_t i = 0; !rc && i < json_array_size(items); i++) {
@@ -1430,7 +1422,7 @@ static int secret_value_done(reader *r, fetch *f, json_t *body)
 
 static int secrets_done(reader *r, fetch *f, json_t *items)
 {
-    const kvr_vault *v = f->vault;
+    const kvr_scope_vault *v = f->vault;
     size_t vi = vault_index(r, v->name);
     bool reloc = vinfo(r, v)->reloc;
     char *base = vault_url(r, v->name);
@@ -1465,14 +1457,14 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
             qsort(x->names, x->nnames, sizeof(*x->names), names_cmp);
         x->listed = true;
         rc = held_try(r, vi);
-        for (size_t j = 0; !rc && j < r->d->nvaults; j++)
+        for (size_t j = 0; !rc && j < r->sc->nvaults; j++)
             if (paired(r, vi, j))
                 rc = held_try(r, j);
     }
     return rc;
 }
 
-static int queue_vault_contents(reader *r, const kvr_vault *v)
+static int queue_vault_contents(reader *r, const kvr_scope_vault *v)
 {
     /* certificates matter only to a relocation that copies them, on either side */
     bool certs = vinfo(r, v)->certs || r->everything;
@@ -1497,7 +1489,7 @@ static int profiles_done(reader *r, fetch *f, json_t *items)
     r->profiles_pending = false;
     for (size_t i = 0; !rc && i < json_array_size(r->keys_waiting); i++) {
         const json_t *pair = json_array_get(r->keys_waiting, i);
-        const kvr_vault *v = &r->d->vaults[json_integer_value(json_array_get(pair, 0))];
+        const kvr_scope_vault *v = &r->sc->vaults[json_integer_value(json_array_get(pair, 0))];
         const char *name = json_string_value(json_array_get(pair, 1));
         char *base;
         if (!profile_uses(r, v->name, name))
@@ -1515,7 +1507,7 @@ static int profiles_done(reader *r, fetch *f, json_t *items)
 static int queue_profiles(reader *r)
 {
     fetch *f;
-    if (!r->d->nprofiles)
+    if (!r->sc->profiles)
         return 0;
     if (!r->ep->profiles)
         return kvr_error_set(r->err, KVR_EINVAL,
@@ -1530,7 +1522,7 @@ static int queue_profiles(reader *r)
     return f ? enqueue(r, f) : r->err->code;
 }
 
-/* ---- an estate that names nothing -------------------------------------------------------- */
+/* ---- a scope that names nothing --------------------------------------------------------- */
 
 static int clock_done(reader *r, fetch *f, json_t *body)
 {
@@ -1540,8 +1532,8 @@ static int clock_done(reader *r, fetch *f, json_t *body)
     return 0; /* complete() took the Date: that is all this read is for */
 }
 
-/* An empty desired state still needs the service's clock (and a subscription that exists): one
-   GET of the subscription. */
+/* An empty scope still needs the service's clock (and a subscription that exists): one GET of
+   the subscription. */
 static int queue_clock(reader *r)
 {
     fetch *f = fetch_new(r, r->arm_scope,
@@ -1614,50 +1606,27 @@ static void canonical_order(kvr_live *l)
     sort(l->apps, l->napps, sizeof(*l->apps), app_cmp);
 }
 
-int kvr_live_read(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                  const char *subscription, const kvr_marker_key *mk, kvr_error *err)
-{
-    return kvr_live_read_memo(out, a, ep, d, subscription, mk, NULL, err);
-}
-
-static int read_live(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                     const char *subscription, const kvr_marker_key *mk,
-                     const kvr_value_memo *memo, bool everything, kvr_error *err);
-
-int kvr_live_read_memo(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                       const char *subscription, const kvr_marker_key *mk,
-                       const kvr_value_memo *memo, kvr_error *err)
-{
-    return read_live(out, a, ep, d, subscription, mk, memo, false, err);
-}
-
-int kvr_live_read_all(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                      const char *subscription, const kvr_marker_key *mk, kvr_error *err)
-{
-    return read_live(out, a, ep, d, subscription, mk, NULL, true, err);
-}
-
-static int read_live(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-                     const char *subscription, const kvr_marker_key *mk,
-                     const kvr_value_memo *memo, bool everything, kvr_error *err)
+int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
+                        const kvr_scope *scope, const kvr_marker_key *mk,
+                        const kvr_value_memo *memo, kvr_error *err)
 {
     reader r;
     kvr_error local;
     int rc;
 
     *out = NULL;
-    if (!subscription)
+    if (!scope->subscription)
         return kvr_error_set(err, KVR_EINVAL,
                              "no subscription: give 'subscription:' in the desired state or "
                              "AZURE_SUBSCRIPTION_ID");
     memset(&r, 0, sizeof(r));
     r.a = a;
     r.ep = ep;
-    r.d = d;
-    r.sub = subscription;
+    r.sc = scope;
+    r.sub = scope->subscription;
     r.mk = mk;
     r.memo = memo;
-    r.everything = everything;
+    r.everything = scope->everything;
     r.err = err ? err : &local;
     r.err->code = 0;
     r.err->message[0] = '\0';
@@ -1688,7 +1657,7 @@ done:
     free(r.q);
     free(r.ix);
     free(r.slots);
-    for (size_t i = 0; r.vix && i < d->nvaults; i++) {
+    for (size_t i = 0; r.vix && i < scope->nvaults; i++) {
         for (size_t k = 0; k < r.vix[i].nnames; k++)
             free(r.vix[i].names[k]);
         free(r.vix[i].names);
