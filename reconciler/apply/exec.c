@@ -17,6 +17,8 @@
  */
 #include "kvr/apply.h"
 
+#include <jansson.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,11 +286,10 @@ static void wave_note(wave *w, const kvr_estate *d, const kvr_step *s)
  * anyway, and the read after the wave then has those values (kvr_value_memo). Best effort: what
  * is not read back here is read there.
  */
-static void use_pause(run *r, const kvr_step_ctx *c, wave *w, const kvr_step *s,
-                      kvr_value_memo *memo, const kvr_marker_key *mk)
+static void use_pause(run *r, kvr_provider *p, const kvr_estate *d, wave *w, const kvr_step *s)
 {
     write_window *win =
-        memo && s->vault && writes_secret(c->d, s) ? window_of(w, s->vault, false) : NULL;
+        p->read_back && s->vault && writes_secret(d, s) ? window_of(w, s->vault, false) : NULL;
     const char *vaults[2 * READBACK_BATCH], *names[2 * READBACK_BATCH];
     double open_at, t0 = kvr_mono_s();
     size_t before = w->read_back;
@@ -310,7 +311,7 @@ static void use_pause(run *r, const kvr_step_ctx *c, wave *w, const kvr_step *s,
             k++;
         }
         if (k) {
-            if (kvr_value_memo_read(memo, c->auth, c->ep, vaults, names, 2 * k, mk, &err) < 0)
+            if (p->read_back(p, vaults, names, 2 * k, &err) < 0)
                 break;
             w->read_back += k;
             continue;
@@ -339,14 +340,25 @@ static bool needs_probe(const kvr_step *s)
 }
 
 /* 0 when the profile's app can use its key; 1 when the grant is not effective yet. */
-static int probe(run *r, const kvr_step_ctx *c, const kvr_step *s, kvr_error *err)
+static int probe(run *r, kvr_provider *pv, const kvr_estate *d, const kvr_live *l,
+                 const kvr_step *s, kvr_error *err)
 {
-    const kvr_profile *p = kvr_estate_profile(c->d, s->name);
+    const kvr_profile *p = kvr_estate_profile(d, s->name);
+    const kvr_app *a = p ? kvr_estate_app(d, p->app) : NULL;
+    const kvr_credential *cr = a ? kvr_app_credential(a, p->credential) : NULL;
+    const kvr_live_app *la = a ? kvr_live_app_get(l, a->display_name) : NULL;
     double until = kvr_mono_s() + (r->o->probe_seconds > 0 ? r->o->probe_seconds : 120), wait = 1;
+    kvr_probe what;
     if (!p)
         return 0;
+    if (!cr || !la)
+        return kvr_error_set(err, KVR_ENOTFOUND, "profile '%s': app '%s' or its credential '%s' "
+                                                 "does not exist yet",
+                             p->name, p->app, p->credential);
+    what = (kvr_probe){a->display_name, la->app_id, cr->store_vault, cr->store_secret, p->vault,
+                       p->key};
     for (;;) {
-        int rc = kvr_access_probe(c, p->app, p->credential, p->vault, p->key, err);
+        int rc = pv->probe(pv, &what, err);
         if (rc == 0)
             return 0;
         /* refused (not propagated yet) or a transient failure: the gate stays closed */
@@ -405,40 +417,89 @@ static int approved(const kvr_apply_options *o, const kvr_step *s, kvr_error *er
     return kvr_error_set(err, KVR_ESTALE, "the plan is stale: %s; plan again", why);
 }
 
-/* Runs one step with its progress lines; `total` counts this run's steps done and planned. */
-static int run_step(run *r, const kvr_step_ctx *c, const kvr_step *s, size_t total, kvr_error *err)
+/* Failures on the way, which a later try may not meet. */
+static bool transient(int rc)
+{
+    return rc == KVR_ETHROTTLED || rc == KVR_EHTTP || rc == KVR_ETIMEOUT;
+}
+
+/* Operations that must not be sent twice after an answer was lost: each would make another
+   object (a key version, a client secret). */
+static bool repeatable(const kvr_op *op)
+{
+    return op->kind != KVR_OP_KEY_CREATE && op->kind != KVR_OP_PASSWORD_ADD;
+}
+
+/* The step's operations, in order, each tried again on a transient failure when that is safe.
+   1: a transient failure of an operation that is not (the caller reads the estate again). */
+static int run_ops(run *r, kvr_provider *p, const kvr_step *s, kvr_error *err)
+{
+    double base = r->o->retry_pause > 0 ? r->o->retry_pause : 2;
+    for (size_t k = 0; k < s->nops; k++) {
+        const kvr_op *op = &s->ops[k];
+        int rc;
+        if (!kvr_op_resolved(op))
+            return kvr_error_set(err, KVR_EINVAL,
+                                 "operation %s holds a value that only an earlier step can "
+                                 "give (a bug: the step should depend on it)",
+                                 kvr_op_kind_name(op->kind));
+        for (int attempt = 1;; attempt++) {
+            rc = p->apply(p, op, err);
+            if (rc >= 0 || !transient(rc))
+                break;
+            if (!repeatable(op))
+                return 1;
+            if (attempt == 3 || (r->o->stop && *r->o->stop))
+                break;
+            say(r, "  %s failed on the way (%s); trying again in %.1fs", kvr_op_kind_name(op->kind),
+                err->message, base * (1 << (attempt - 1)));
+            kvr_sleep_s(base * (1 << (attempt - 1)));
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Runs one step with its progress lines; `total` counts this run's steps done and planned.
+   1: it may not have happened (an operation that cannot be repeated failed on the way). */
+static int run_step(run *r, kvr_provider *p, const kvr_step *s, size_t total, kvr_error *err)
 {
     double t0 = kvr_mono_s();
     int rc;
     say(r, "step %zu of %zu: %s %s: %s", r->done + 1, total, mark(s), s->object ? s->object : "",
         s->summary);
-    rc = kvr_step_run(c, s, err);
+    rc = run_ops(r, p, s, err);
     if (r->o->json_log)
         json_line(r, "step",
                   json_pack("{s:I,s:I,s:s,s:s,s:s?,s:s,s:s,s:f}", "step", (json_int_t)(r->done + 1),
                             "of", (json_int_t)total, "kind", kvr_step_kind_name(s->kind), "action",
                             mark(s), "object", s->object, "summary", s->summary, "result",
-                            rc < 0 ? "failed" : "done", "seconds", kvr_mono_s() - t0));
+                            rc < 0 ? "failed" : rc ? "unknown" : "done", "seconds",
+                            kvr_mono_s() - t0));
     if (rc < 0) {
         char msg[KVR_ERROR_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s", err->message);
         return kvr_error_set(err, rc, "step %zu (%s: %s) failed: %s", r->done + 1,
                              s->object ? s->object : "", s->summary, msg);
     }
+    if (rc) {
+        say(r, "  failed on the way (%s): reading the estate again to see whether it happened",
+            err->message);
+        return 1;
+    }
     r->done++;
     say(r, "  done in %.1fs", kvr_mono_s() - t0);
     return 0;
 }
 
-int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-              const char *subscription, const kvr_apply_options *o, kvr_error *err)
+int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
+              const kvr_estate *d, const char *subscription, const kvr_apply_options *o,
+              kvr_error *err)
 {
     run r = {o, kvr_mono_s(), 0};
-    kvr_step_ctx ctx;
-    kvr_marker_key mk; /* one per run: the value memo's markers compare with each read's */
-    kvr_value_memo *memo = NULL;
     kvr_scope *scope = NULL; /* what each round reads */
-    char *tenant = NULL, last[600] = "", reasons[1024];
+    char last[600] = "", reasons[1024];
     int rc, repeats = 0;
     size_t budget = 0; /* steps this run may do: from its first plan */
     size_t total = 0;  /* this run's steps, done and planned, as its last plan counted them */
@@ -447,22 +508,11 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
     double deadline = r.start + (double)o->wait_seconds;
 
     *out = KVR_APPLY_CONVERGED;
-    if ((rc = kvr_tenant_of(&tenant, a, ep, err)) < 0)
+    if (!p || p->version != KVR_PROVIDER_VERSION)
+        return kvr_error_set(err, KVR_EINVAL, "the provider was built for another version of "
+                                              "the provider table");
+    if ((rc = kvr_plan_read_scope(&scope, d, subscription, err)) < 0)
         return rc;
-    if ((rc = kvr_plan_read_scope(&scope, d, subscription, err)) < 0) {
-        free(tenant);
-        return rc;
-    }
-    if ((rc = kvr_marker_key_init(&mk, err)) < 0) {
-        kvr_scope_free(scope);
-        free(tenant);
-        return rc;
-    }
-    {
-        kvr_error lost;
-        if (kvr_value_memo_new(&memo, &lost) < 0)
-            memo = NULL; /* no read back: every read fetches every value it compares */
-    }
     for (;;) {
         wave w;
         memset(&w, 0, sizeof(w));
@@ -480,8 +530,8 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         double nap = o->poll_seconds > 0 ? o->poll_seconds : 5; /* before reading again */
         char key[600];
 
-        if ((rc = kvr_live_read_scope(&live, a, ep, scope, &mk, memo, err)) < 0 ||
-            (rc = kvr_apply_markers_strict(&dig, &ndig, d, &mk, NULL, err)) < 0) {
+        if ((rc = p->read(p, &live, scope, err)) < 0 ||
+            (rc = kvr_apply_markers_strict(&dig, &ndig, d, mk, NULL, err)) < 0) {
             kvr_live_free(live);
             kvr_apply_markers_free(dig, ndig);
             break;
@@ -532,7 +582,6 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             goto round_done;
         }
         if (next) {
-            kvr_step_ctx c = {a, ep, d, live, subscription, tenant};
             int pr;
             if (total && r.done + plan->nsteps != total) {
                 /* a complete plan keeps its count as its steps are done: it moved because the
@@ -545,7 +594,6 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                                         "was", (json_int_t)total));
             }
             total = r.done + plan->nsteps;
-            ctx = c;
             if (!budget)
                 budget = 4 * plan->nsteps + 16;
             if (r.done >= budget) {
@@ -570,7 +618,7 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
             if (strcmp(key, last) != 0)
                 repeats = 0;
             snprintf(last, sizeof(last), "%s", key);
-            if (needs_probe(next) && (pr = probe(&r, &ctx, next, err)) != 0) {
+            if (needs_probe(next) && (pr = probe(&r, p, d, live, next, err)) != 0) {
                 if (pr < 0) {
                     rc = pr;
                     goto round_done;
@@ -580,8 +628,12 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                          next->name);
                 goto wait_or_block;
             }
-            if ((rc = approved(o, next, err)) < 0 || (rc = run_step(&r, &ctx, next, total, err)) < 0)
+            if ((rc = approved(o, next, err)) < 0 || (rc = run_step(&r, p, next, total, err)) < 0)
                 goto round_done;
+            if (rc) { /* it may not have happened: the next read tells */
+                rc = 0;
+                goto round_done;
+            }
             wave_note(&w, d, next);
             /* Creations and changes that are ready run together in this wave; anything that
                retires is done alone, right after the read that opened its gates. */
@@ -593,9 +645,13 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
                     break;
                 if ((rc = approved(o, s, err)) < 0)
                     goto round_done;
-                use_pause(&r, &ctx, &w, s, memo, &mk);
-                if ((rc = run_step(&r, &ctx, s, total, err)) < 0)
+                use_pause(&r, p, d, &w, s);
+                if ((rc = run_step(&r, p, s, total, err)) < 0)
                     goto round_done;
+                if (rc) {
+                    rc = 0;
+                    goto round_done;
+                }
                 wave_note(&w, d, s);
             }
             goto round_done;
@@ -648,9 +704,6 @@ int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const
         if (rc != 0)
             break;
     }
-    kvr_value_memo_free(memo);
-    kvr_marker_key_wipe(&mk);
     kvr_scope_free(scope);
-    free(tenant);
     return rc < 0 ? rc : 0;
 }

@@ -6,12 +6,16 @@
  * SHA-256 of the live state it was computed against (kvr_live_canon: no clock, and value
  * markers only as classes of equal values, since a marker's key lives for one run). Applying it
  * re-reads both: if either differs, the plan is stale and nothing runs. While it runs, every
- * step the executor is about to take must be one the saved plan shows, with the same values;
- * a value the plan could not know (the id of a key version that the plan itself makes) is
- * accepted where the plan said so. No secret value is in the file: sensitive changes carry
+ * operation the executor is about to carry out must be one the saved plan shows, with the same
+ * values (kvr_op_to_json's approval form); a value the plan could not know (the id of a key
+ * version or a service principal that the plan itself makes) is accepted where the plan said
+ * so, and so is a step planned again under another kind for the same operations (an access
+ * policy granted once its principal exists). No secret value is in the file: sensitive changes carry
  * only "(sensitive …)" markers of a key that no longer exists.
  */
 #include "kvr/apply.h"
+
+#include <jansson.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,12 +25,13 @@
 #include <openssl/evp.h>
 
 #define SAVED_FORMAT "kvreconcile-saved-plan"
-#define SAVED_VERSION 1
+#define SAVED_VERSION 2 /* 2: the approved steps carry their operations */
 #define SAVED_MAX (64u * 1024u * 1024u) /* a plan file larger than this is not one of ours */
 
 /* What the plan shows for a value that only the run itself can know. */
 static const char *const UNKNOWN_UNTIL_APPLY[] = {KVR_PLAN_NEW_VERSION, KVR_PLAN_WHEN_RELEASED,
-                                                   KVR_PLAN_NEW_PRINCIPAL, NULL};
+                                                   KVR_PLAN_NEW_PRINCIPAL, KVR_PLAN_NEW_APP,
+                                                   NULL};
 
 struct kvr_saved_plan {
     json_t *root; /* the whole file */
@@ -74,6 +79,25 @@ static json_t *approved_step(const kvr_step *s)
     o = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:o}", "kind", kvr_step_kind_name(s->kind),
                   "action", actions[s->action], "vault", s->vault, "object", s->object, "name",
                   s->name, "version", s->version, "extra", s->extra, "changes", ch);
+    if (o) {
+        json_t *ops = json_array();
+        for (size_t k = 0; ops && k < s->nops; k++) {
+            char *text = NULL;
+            kvr_error ignored;
+            json_t *one = kvr_op_to_json(&text, &s->ops[k], true, &ignored) == 0
+                              ? json_loads(text, 0, NULL)
+                              : NULL;
+            free(text);
+            if (!one || json_array_append_new(ops, one) < 0) {
+                json_decref(ops);
+                ops = NULL;
+            }
+        }
+        if (!ops || json_object_set_new(o, "operations", ops) < 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
     return o;
 }
 
@@ -270,11 +294,58 @@ static bool shows_change(json_t *a, const kvr_change *c)
     return false;
 }
 
-bool kvr_saved_plan_allows(const kvr_saved_plan *sp, const kvr_step *s, char *why, size_t size)
+/* Does approved value `a` allow actual value `b`? Equal, or `a` a value only the run knows. */
+static bool allows(json_t *a, json_t *b)
+{
+    const char *key;
+    json_t *av;
+    size_t i;
+    if (json_is_string(a) && unknown_until_apply(json_string_value(a)))
+        return json_is_string(b);
+    if (json_is_object(a)) {
+        if (!json_is_object(b) || json_object_size(a) != json_object_size(b))
+            return false;
+        json_object_foreach(a, key, av)
+        {
+            if (!allows(av, json_object_get(b, key)))
+                return false;
+        }
+        return true;
+    }
+    if (json_is_array(a)) {
+        if (!json_is_array(b) || json_array_size(a) != json_array_size(b))
+            return false;
+        json_array_foreach(a, i, av)
+        {
+            if (!allows(av, json_array_get(b, i)))
+                return false;
+        }
+        return true;
+    }
+    return json_equal(a, b);
+}
+
+/* Does any approved step show operation `op` (approval JSON) with its values? */
+static bool op_approved(const kvr_saved_plan *sp, json_t *op)
+{
+    json_t *a, *x;
+    size_t i, k;
+    json_array_foreach(sp->approved, i, a)
+    {
+        json_array_foreach(json_object_get(a, "operations"), k, x)
+        {
+            if (allows(x, op))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* A step without operations (a verification): the reviewed plan must show it, as before. */
+static bool step_shown(const kvr_saved_plan *sp, const kvr_step *s, const kvr_change **missing)
 {
     json_t *a;
     size_t i;
-    const kvr_change *missing = NULL;
     json_array_foreach(sp->approved, i, a)
     {
         if (!same(kvr_step_kind_name(s->kind), json_object_get(a, "kind")) ||
@@ -285,19 +356,47 @@ bool kvr_saved_plan_allows(const kvr_saved_plan *sp, const kvr_step *s, char *wh
             (!same(s->version, json_object_get(a, "version")) &&
              !unknown_until_apply(json_string_value(json_object_get(a, "version")))))
             continue;
-        missing = NULL;
-        for (size_t c = 0; c < s->nchanges && !missing; c++)
+        *missing = NULL;
+        for (size_t c = 0; c < s->nchanges && !*missing; c++)
             if (!shows_change(a, &s->changes[c]))
-                missing = &s->changes[c];
-        if (!missing)
+                *missing = &s->changes[c];
+        if (!*missing)
             return true;
     }
-    if (missing)
-        snprintf(why, size, "the reviewed plan shows %s: %s, but not %s = %s",
-                 s->object ? s->object : "the step", s->summary, missing->field,
-                 missing->sensitive ? "(sensitive)" : missing->to ? missing->to : "(unset)");
-    else
-        snprintf(why, size, "the reviewed plan does not show %s: %s",
-                 s->object ? s->object : "the step", s->summary);
     return false;
+}
+
+bool kvr_saved_plan_allows(const kvr_saved_plan *sp, const kvr_step *s, char *why, size_t size)
+{
+    const kvr_change *missing = NULL;
+    if (!s->nops) {
+        if (step_shown(sp, s, &missing))
+            return true;
+        if (missing)
+            snprintf(why, size, "the reviewed plan shows %s: %s, but not %s = %s",
+                     s->object ? s->object : "the step", s->summary, missing->field,
+                     missing->sensitive ? "(sensitive)" : missing->to ? missing->to : "(unset)");
+        else
+            snprintf(why, size, "the reviewed plan does not show %s: %s",
+                     s->object ? s->object : "the step", s->summary);
+        return false;
+    }
+    for (size_t k = 0; k < s->nops; k++) {
+        char *text = NULL;
+        kvr_error ignored;
+        json_t *op = kvr_op_to_json(&text, &s->ops[k], true, &ignored) == 0
+                         ? json_loads(text, 0, NULL)
+                         : NULL;
+        bool ok = op && op_approved(sp, op);
+        json_decref(op);
+        if (!ok) {
+            snprintf(why, size, "the reviewed plan does not show %s: %s, operation %s%s%.300s",
+                     s->object ? s->object : "the step", s->summary,
+                     kvr_op_kind_name(s->ops[k].kind), text ? " " : "", text ? text : "");
+            free(text);
+            return false;
+        }
+        free(text);
+    }
+    return true;
 }

@@ -18,6 +18,7 @@ int kvr_cmd_export(int argc, char **argv);
 int kvr_cmd_version(int argc, char **argv);
 int kvr_cmd_help(int argc, char **argv);
 
+#include "kvr/apply.h"
 #include "kvr/providers.h"
 
 #include <jansson.h>
@@ -43,6 +44,10 @@ int cli_session_open(cli_session *s, const char *const *paths, size_t npaths,
 int cli_session_load(cli_session *s, const char *const *paths, size_t npaths,
                      const char *unchanged);
 void cli_session_close(cli_session *s);
+
+/* Runs the executor (kvr_apply) over the session through the Azure provider (apply_run.c). */
+int cli_apply_run(kvr_apply_result *out, const cli_session *s, const kvr_apply_options *ao,
+                  kvr_error *err);
 
 /* --log-format for apply and watch: "text" or "json". 0, or -1 after printing why. */
 int cli_log_format(bool *json, const char *arg);

@@ -140,10 +140,17 @@ int kvr_cmd_apply(int argc, char **argv)
         cli_error("%s", err.message);
         goto done;
     }
-    if (cli_lock_take(&lock, &s, "apply", lock_timeout, ao.quiet, ao.json_log, NULL) < 0)
+    if (cli_lock_take(&lock, &s, "apply", lock_timeout, ao.quiet, ao.json_log, NULL, NULL) < 0)
         goto done;
-    if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, &ao, &err) < 0) {
+    ao.stop = &lock.lost; /* a lost lease stops the run before its next step */
+    if (cli_apply_run(&result, &s, &ao, &err) < 0) {
         cli_error("%s", err.message);
+        goto done;
+    }
+    if (lock.lost) {
+        cli_error("the estate's lease was lost (%s); stopped before the next operation. "
+                  "Run again: the next run continues from the live state",
+                  cli_lock_lost_why(&lock));
         goto done;
     }
     status = result == KVR_APPLY_BLOCKED ? KVR_EXIT_BLOCKED : KVR_EXIT_OK;

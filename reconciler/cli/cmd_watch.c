@@ -171,7 +171,7 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
     ao->requeue_after = &requeue;
     ao->findings = findings;
     ao->findings_size = sizeof(findings);
-    if (kvr_apply(&result, s.auth, &s.ep, s.e, s.subscription, ao, &err) < 0) {
+    if (cli_apply_run(&result, &s, ao, &err) < 0) {
         cli_error("%s", err.message);
         write_status(status_file, "error", NULL, interval);
         status = KVR_EXIT_ERROR;

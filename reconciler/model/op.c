@@ -185,19 +185,20 @@ static const char *charset_name(kvr_charset c)
     return "unknown";
 }
 
-static json_t *value(const kvr_op_value *v)
+static json_t *value(const kvr_op_value *v, bool approval)
 {
+    const char *marker = approval ? NULL : v->marker; /* a marker's key lives for one run */
     switch (v->kind) {
     case KVR_OP_VALUE_GENERATE:
         return json_pack("{s:s,s:i,s:s}", "generate", "random", "length", v->length, "charset",
                          charset_name(v->charset));
     case KVR_OP_VALUE_ENV:
-        return json_pack("{s:s,s:s?}", "fromEnv", v->env, "marker", v->marker);
+        return json_pack("{s:s,s:s?}", "fromEnv", v->env, "marker", marker);
     case KVR_OP_VALUE_FILE:
-        return json_pack("{s:s,s:s?}", "fromFile", v->path, "marker", v->marker);
+        return json_pack("{s:s,s:s?}", "fromFile", v->path, "marker", marker);
     case KVR_OP_VALUE_STORED:
         return json_pack("{s:{s:s,s:s},s:s?}", "fromSecret", "vault", v->vault, "name", v->secret,
-                         "marker", v->marker);
+                         "marker", marker);
     }
     return NULL;
 }
@@ -323,7 +324,7 @@ static json_t *body(const kvr_op *op, bool approval)
         put(o, "name", str(op->u.secret.name));
         put(o, "contentType", str(op->u.secret.content_type));
         put(o, "tags", tags(&op->u.secret.tags, approval));
-        put(o, "value", value(&op->u.secret.value));
+        put(o, "value", value(&op->u.secret.value, approval));
         break;
     case KVR_OP_SECRET_PATCH:
         put(o, "vault", str(op->u.secret_patch.vault));

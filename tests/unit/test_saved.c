@@ -110,53 +110,93 @@ static void test_saved__allows_its_own_steps(void **state)
     assert_int_equal(kvr_saved_plan_check_desired(f->sp, f->e, &err), 0);
 }
 
-static void test_saved__refuses_another_value(void **state)
+/* A string value of `op` to change, for the refusal tests; NULL when it has none. */
+static const char **a_value(kvr_op *op)
 {
-    fx *f = *state;
-    char why[256];
-    for (size_t i = 0; i < f->p->nsteps; i++) {
-        kvr_step *s = &f->p->steps[i];
-        for (size_t c = 0; c < s->nchanges; c++) {
-            char *was = s->changes[c].to;
-            if (s->changes[c].sensitive || !was || strcmp(was, KVR_PLAN_NEW_VERSION) == 0 ||
-                strcmp(was, KVR_PLAN_WHEN_RELEASED) == 0 || strcmp(was, KVR_PLAN_NEW_PRINCIPAL) == 0)
-                continue; /* values only the run knows: any is accepted (tested below) */
-            s->changes[c].to = (char *)"something-else";
-            assert_false(kvr_saved_plan_allows(f->sp, s, why, sizeof(why)));
-            assert_non_null(strstr(why, "something-else"));
-            s->changes[c].to = was;
-        }
+    switch (op->kind) {
+    case KVR_OP_KEY_CREATE:
+    case KVR_OP_KEY_ROTATION_POLICY:
+        return &op->u.key.name;
+    case KVR_OP_KEY_PATCH:
+        return &op->u.key_patch.name;
+    case KVR_OP_TAG_SET:
+        return &op->u.tag.name;
+    case KVR_OP_PROFILE_PUT:
+    case KVR_OP_PROFILE_APPLY:
+    case KVR_OP_PROFILE_DELETE:
+        return &op->u.profile.name;
+    case KVR_OP_OBJECT_DELETE:
+    case KVR_OP_OBJECT_RECOVER:
+        return &op->u.object.name;
+    default:
+        return NULL;
     }
 }
 
+/* Every operation, with one of its values changed, is refused, and the refusal names it. */
+static void test_saved__refuses_another_value(void **state)
+{
+    fx *f = *state;
+    char why[1024];
+    size_t tried = 0;
+    for (size_t i = 0; i < f->p->nsteps; i++) {
+        kvr_step *s = &f->p->steps[i];
+        for (size_t k = 0; k < s->nops; k++) {
+            const char **v = a_value(&s->ops[k]), *was;
+            if (!v || !*v)
+                continue;
+            was = *v;
+            *v = "something-else";
+            why[0] = '\0';
+            assert_false(kvr_saved_plan_allows(f->sp, s, why, sizeof(why)));
+            assert_non_null(strstr(why, "something-else"));
+            *v = was;
+            tried++;
+        }
+    }
+    assert_true(tried > 3);
+}
+
+/* An operation the plan does not show on the same object is refused. */
 static void test_saved__refuses_a_step_not_shown(void **state)
 {
     fx *f = *state;
-    char why[256];
+    char why[1024];
     kvr_step s = f->p->steps[0];
+    kvr_op del = {.kind = KVR_OP_OBJECT_DELETE};
+    del.u.object.collection = KVR_COLL_KEYS;
+    del.u.object.vault = s.vault;
+    del.u.object.name = s.name;
     s.kind = KVR_STEP_KEY_DELETE; /* the same object, another operation */
+    s.ops = &del;
+    s.nops = 1;
     assert_false(kvr_saved_plan_allows(f->sp, &s, why, sizeof(why)));
     assert_non_null(strstr(why, "does not show"));
-    s = f->p->steps[0];
-    s.name = (char *)"another-key";
-    assert_false(kvr_saved_plan_allows(f->sp, &s, why, sizeof(why)));
+    assert_non_null(strstr(why, "objectDelete"));
 }
 
 /* The profile of a rotation names "the version made by this plan"; the run names the id. */
 static void test_saved__accepts_what_only_the_run_knows(void **state)
 {
     fx *f = *state;
-    char why[256];
+    char why[1024];
     bool found = false;
     for (size_t i = 0; i < f->p->nsteps; i++) {
         kvr_step *s = &f->p->steps[i];
-        for (size_t c = 0; c < s->nchanges; c++) {
-            char *was = s->changes[c].to;
-            if (!was || strcmp(was, KVR_PLAN_NEW_VERSION) != 0)
+        for (size_t k = 0; k < s->nops; k++) {
+            kvr_op *op = &s->ops[k];
+            const char *was;
+            if (op->kind != KVR_OP_PROFILE_PUT || !op->u.profile.key_version ||
+                strcmp(op->u.profile.key_version, KVR_PLAN_NEW_VERSION) != 0)
                 continue;
-            s->changes[c].to = (char *)"0123456789abcdef0123456789abcdef";
-            assert_true(kvr_saved_plan_allows(f->sp, s, why, sizeof(why)));
-            s->changes[c].to = was;
+            was = op->u.profile.key_version;
+            op->u.profile.key_version = "0123456789abcdef0123456789abcdef";
+            if (!kvr_saved_plan_allows(f->sp, s, why, sizeof(why)))
+                fail_msg("refused: %s", why);
+            op->u.profile.name = "another-profile";
+            assert_false(kvr_saved_plan_allows(f->sp, s, why, sizeof(why)));
+            op->u.profile.name = s->name;
+            op->u.profile.key_version = was;
             found = true;
         }
     }

@@ -9,7 +9,8 @@
 #include <stdio.h>
 
 #include "kvr/plan.h"
-#include "kvr/providers.h"
+#include "kvr/provider.h"
+#include "kvr/values.h"
 
 typedef struct kvr_saved_plan kvr_saved_plan;
 
@@ -35,6 +36,12 @@ typedef struct kvr_apply_options {
     /* apply PLANFILE: the reviewed plan. Before anything changes, the live state must be the
        one it was made from; then no step runs that it does not show with its values. */
     const kvr_saved_plan *saved;
+    /* an operation that fails on the way (throttled past the transport's own retries, a lost
+       connection, a timeout) is tried again after this many seconds, doubling, 3 tries in all
+       when it is safe to repeat (default 2; tests make it small); one that is not (a new key
+       version, a new client secret) ends the round, and the next read of the estate shows
+       whether it happened */
+    double retry_pause;
 } kvr_apply_options;
 
 typedef enum kvr_apply_result {
@@ -43,12 +50,16 @@ typedef enum kvr_apply_result {
 } kvr_apply_result;
 
 /*
- * Applies the desired state `d`. *out is KVR_APPLY_CONVERGED or KVR_APPLY_BLOCKED; on error the
- * return value is negative and err says which step failed and why (the steps before it stay
- * done; a new run continues from the live state).
+ * Applies the desired state `d` through provider `p`: each round reads the live state, plans,
+ * and hands the operations of the steps that are ready to the provider. `mk` is the marker key
+ * the provider marks values with (the desired values are marked with it too, to compare).
+ * *out is KVR_APPLY_CONVERGED or KVR_APPLY_BLOCKED; on error the return value is negative and
+ * err says which step failed and why (the steps before it stay done; a new run continues from
+ * the live state).
  */
-int kvr_apply(kvr_apply_result *out, kvr_auth *a, const kvr_endpoints *ep, const kvr_estate *d,
-              const char *subscription, const kvr_apply_options *o, kvr_error *err);
+int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
+              const kvr_estate *d, const char *subscription, const kvr_apply_options *o,
+              kvr_error *err);
 
 /*
  * Keyed markers of the desired secret values that come from a source (environment, file), for
