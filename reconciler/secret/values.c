@@ -89,38 +89,55 @@ done:
     return rc;
 }
 
-int kvr_value_read(kvr_value *out, const kvr_secret *s, kvr_error *err)
+/* The value of environment variable `env`, the value of secret `what`. */
+static int read_env(kvr_value *out, const char *env, const char *what, kvr_error *err)
 {
-    const char *v;
+    const char *v = getenv(env);
     size_t n;
 
-    out->data = NULL;
-    out->len = 0;
-    if (s->source == KVR_SECRET_FROM_FILE)
-        return read_file(out, s->file_path, err);
-    if (s->source != KVR_SECRET_FROM_ENV)
-        return kvr_error_set(err, KVR_EINVAL, "secret '%s' is not read from a source", s->name);
-    v = getenv(s->env_name);
     if (!v)
         return kvr_error_set(err, KVR_ENOTFOUND,
                              "environment variable '%s' (the value of secret '%s') is not set",
-                             s->env_name, s->name);
+                             env, what);
     n = strlen(v);
     if (n == 0)
         return kvr_error_set(err, KVR_EINVAL,
-                             "environment variable '%s' (the value of secret '%s') is empty",
-                             s->env_name, s->name);
+                             "environment variable '%s' (the value of secret '%s') is empty", env,
+                             what);
     if (n > KVR_VALUE_MAX)
         return kvr_error_set(err, KVR_ETOOBIG,
                              "environment variable '%s' is longer than Key Vault's limit for a "
                              "secret value (%d bytes)",
-                             s->env_name, KVR_VALUE_MAX);
+                             env, KVR_VALUE_MAX);
     out->data = malloc(n);
     if (!out->data)
         return kvr_error_oom(err);
     memcpy(out->data, v, n);
     out->len = n;
     return 0;
+}
+
+int kvr_value_read(kvr_value *out, const kvr_secret *s, kvr_error *err)
+{
+    out->data = NULL;
+    out->len = 0;
+    if (s->source == KVR_SECRET_FROM_FILE)
+        return read_file(out, s->file_path, err);
+    if (s->source != KVR_SECRET_FROM_ENV)
+        return kvr_error_set(err, KVR_EINVAL, "secret '%s' is not read from a source", s->name);
+    return read_env(out, s->env_name, s->name, err);
+}
+
+int kvr_value_read_source(kvr_value *out, const kvr_op_value *src, const char *what,
+                          kvr_error *err)
+{
+    out->data = NULL;
+    out->len = 0;
+    if (src->kind == KVR_OP_VALUE_FILE && src->path)
+        return read_file(out, src->path, err);
+    if (src->kind != KVR_OP_VALUE_ENV || !src->env)
+        return kvr_error_set(err, KVR_EINVAL, "secret '%s' is not read from a source", what);
+    return read_env(out, src->env, what, err);
 }
 
 static const char *charset_chars(kvr_charset cs)

@@ -9,6 +9,7 @@
 #define KVR_VALUES_H
 
 #include "kvr/model.h"
+#include "kvr/op.h"
 
 #include <stddef.h>
 
@@ -30,6 +31,14 @@ void kvr_value_release(kvr_value *v);
  * kind), KVR_ETOOBIG, KVR_EIO, and KVR_EINVAL for a file others can read.
  */
 int kvr_value_read(kvr_value *out, const kvr_secret *s, kvr_error *err);
+
+/*
+ * kvr_value_read for an operation's value source: KVR_OP_VALUE_ENV or KVR_OP_VALUE_FILE, with the
+ * same checks and messages; `what` names the secret in them ("the value of secret 'WHAT'").
+ * KVR_EINVAL for another source kind.
+ */
+int kvr_value_read_source(kvr_value *out, const kvr_op_value *src, const char *what,
+                          kvr_error *err);
 
 /* Generates `length` characters from `charset` with a CSPRNG, without modulo bias. */
 int kvr_value_generate(kvr_value *out, int length, kvr_charset charset, kvr_error *err);
