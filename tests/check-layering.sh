@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The folder rules of STYLE.md, checked on the #include lines:
 #   util   libc only;  model  + libyaml;  plan  pure (no curl, OpenSSL, libyaml, inotify);
-#   cli    only the public headers in reconciler/include/kvr (plus its own cli.h).
+#   cli    only the public headers in reconciler/include/kvr (plus its own cli.h);
+#   providers  no kvr/plan.h, kvr/apply.h, nor any type of the desired state.
 # Also: file names are unique across the tree, and no banned unsafe libc call is used.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -17,6 +18,14 @@ check() { # dir, forbidden-regex, what
 check reconciler/util 'curl/|openssl/|yaml\.h|jansson\.h|sys/inotify\.h|microhttpd' "util must use libc only"
 check reconciler/model 'curl/|openssl/|sys/inotify\.h|microhttpd' "model must not touch the network"
 check reconciler/plan 'curl/|openssl/|yaml\.h|sys/inotify\.h|microhttpd' "plan must stay pure"
+# A provider sees names and operations, never the plan or the desired state (kvr/provider.h).
+# prov_write.c: removed when the executor runs ops (#14)
+desired='\bkvr_estate\b|\bkvr_vault\b|\bkvr_app\b|\bkvr_key\b|\bkvr_secret\b|\bkvr_profile\b|\bkvr_credential\b|\bkvr_role_assignment\b|kvr_step'
+if [ -d reconciler/providers ]; then
+    hits=$(grep -rnE "^[[:space:]]*#[[:space:]]*include[[:space:]]*[<\"]kvr/(plan|apply)\.h|$desired" \
+           reconciler/providers --include='*.[ch]' --exclude='prov_write.c' || true)
+    [ -z "$hits" ] || bad "providers must not see plan.h, apply.h or the desired types:"$'\n'"$hits"
+fi
 hits=$(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' reconciler/cli --include='*.[ch]' |
        grep -vE '"(kvr/[a-z_]+\.h|cli\.h)"' || true)
 [ -z "$hits" ] || bad "cli must use only include/kvr headers:"$'\n'"$hits"
