@@ -199,4 +199,15 @@ const char *kvr_id_last(const char *id, char *buf, size_t size);
 /* RFC 3339 / ISO 8601 UTC ("2026-11-23T10:00:00Z", fractions and offsets allowed) -> Unix s. */
 int kvr_time_parse_iso(int64_t *out, const char *text);
 
+/* ---- the provider: the table of kvr/provider.h over Azure ---------------------------------- */
+
+/*
+ * A new Azure provider (kvr_provider_free). `a`, `ep` and `mk` are borrowed and must outlive it;
+ * the tenant (read from the credential's ARM token on first need) and the memo of read-back
+ * values are its own. apply refuses with KVR_EINVAL an operation kvr_op_resolved refuses.
+ * KVR_ENOMEM.
+ */
+int kvr_azure_provider_new(kvr_provider **out, kvr_auth *a, const kvr_endpoints *ep,
+                           const kvr_marker_key *mk, kvr_error *err);
+
 #endif
