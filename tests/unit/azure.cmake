@@ -16,3 +16,14 @@ if(TARGET kvr_azure AND EXISTS ${PROJECT_SOURCE_DIR}/tests/azsim/CMakeLists.txt)
                      $<TARGET_FILE:azure_e2e>)
     set_tests_properties(e2e_azure PROPERTIES TIMEOUT 180)
 endif()
+
+# The Azure provider's write side: every kvr_op kind through the provider table, against azsim.
+if(TARGET kvr_providers AND EXISTS ${PROJECT_SOURCE_DIR}/tests/azsim/CMakeLists.txt)
+    add_executable(azure_ops_e2e ${PROJECT_SOURCE_DIR}/tests/e2e/azure_ops_e2e.c)
+    target_link_libraries(azure_ops_e2e PRIVATE kvr_providers kvr_azure kvr_model kvr_util
+                          OpenSSL::Crypto)
+    add_test(NAME e2e_azure_ops
+             COMMAND bash ${PROJECT_SOURCE_DIR}/tests/e2e/azure_ops_e2e.sh $<TARGET_FILE:azsim>
+                     $<TARGET_FILE:azure_ops_e2e>)
+    set_tests_properties(e2e_azure_ops PROPERTIES TIMEOUT 180 LABELS azsim)
+endif()
