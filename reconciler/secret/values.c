@@ -97,8 +97,8 @@ static int read_env(kvr_value *out, const char *env, const char *what, kvr_error
 
     if (!v)
         return kvr_error_set(err, KVR_ENOTFOUND,
-                             "environment variable '%s' (the value of secret '%s') is not set",
-                             env, what);
+                             "environment variable '%s' (the value of secret '%s') is not set", env,
+                             what);
     n = strlen(v);
     if (n == 0)
         return kvr_error_set(err, KVR_EINVAL,
@@ -128,8 +128,7 @@ int kvr_value_read(kvr_value *out, const kvr_secret *s, kvr_error *err)
     return read_env(out, s->env_name, s->name, err);
 }
 
-int kvr_value_read_source(kvr_value *out, const kvr_op_value *src, const char *what,
-                          kvr_error *err)
+int kvr_value_read_source(kvr_value *out, const kvr_op_value *src, const char *what, kvr_error *err)
 {
     out->data = NULL;
     out->len = 0;

@@ -70,8 +70,8 @@ static long req(json_t **out, const char *scope, const char *method, const char 
                 const char *body)
 {
     kvr_http_response r;
-    kvr_http_request q = {.method = method, .url = url, .body = body,
-                          .body_len = body ? strlen(body) : 0};
+    kvr_http_request q = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
     static const char *const hdr[] = {"Content-Type: application/json", NULL};
     kvr_error err = {0};
     int rc, code = 0;
@@ -331,8 +331,8 @@ int main(void)
                          "10.1.2.3"),
               "ipRules");
         CHECK(strcmp(jstr(v, "tags.env"), "e2e") == 0, "tags");
-        CHECK(json_is_true(json_object_get(json_object_get(v, "properties"),
-                                           "enableRbacAuthorization")),
+        CHECK(json_is_true(
+                  json_object_get(json_object_get(v, "properties"), "enableRbacAuthorization")),
               "rbac");
         json_decref(v);
     }
@@ -428,8 +428,8 @@ int main(void)
         c = perms_of(v, sp_id, "certificates");
         CHECK(strcmp(k, "get,wrapKey") == 0 && strcmp(s, "get") == 0 && strcmp(c, "") == 0,
               "after remove: keys %s secrets %s certificates %s", k, s, c);
-        CHECK(json_array_size(json_object_get(json_object_get(v, "properties"),
-                                              "accessPolicies")) == 2,
+        CHECK(json_array_size(
+                  json_object_get(json_object_get(v, "properties"), "accessPolicies")) == 2,
               "the runner's entry stays");
         free(k);
         free(s);
@@ -485,7 +485,8 @@ int main(void)
         op.u.key.ops = KVR_OP_ENCRYPT | KVR_OP_DECRYPT | KVR_OP_WRAP | KVR_OP_UNWRAP;
         op.u.key.tags = (kvr_tags){tags, 1};
         op.u.key.set_rotation = true;
-        op.u.key.rotation = (kvr_rotation){.set = true, .every = 90 * 86400,
+        op.u.key.rotation = (kvr_rotation){.set = true,
+                                           .every = 90 * 86400,
                                            .expires_after = 180 * 86400,
                                            .notify_before = 30 * 86400};
         apply_ok(&op);
@@ -553,8 +554,8 @@ int main(void)
         kvr_op op = {.kind = KVR_OP_KEY_ROTATION_POLICY};
         op.u.key.vault = va;
         op.u.key.name = "k1";
-        op.u.key.rotation = (kvr_rotation){.set = true, .before_expiry = 30 * 86400,
-                                           .expires_after = 365 * 86400};
+        op.u.key.rotation =
+            (kvr_rotation){.set = true, .before_expiry = 30 * 86400, .expires_after = 365 * 86400};
         apply_ok(&op);
         json_t *p = kv_get(va, "/keys/k1/rotationpolicy");
         json_t *acts = json_object_get(p, "lifetimeActions");
@@ -591,8 +592,8 @@ int main(void)
         op.u.secret.name = "s-gen";
         op.u.secret.content_type = "text/plain";
         op.u.secret.tags = (kvr_tags){tags, 1};
-        op.u.secret.value = (kvr_op_value){.kind = KVR_OP_VALUE_GENERATE, .length = 40,
-                                           .charset = KVR_CHARSET_HEX};
+        op.u.secret.value =
+            (kvr_op_value){.kind = KVR_OP_VALUE_GENERATE, .length = 40, .charset = KVR_CHARSET_HEX};
         apply_ok(&op);
         char *gen = secret_value(va, "s-gen");
         CHECK(strlen(gen) == 40 && strspn(gen, "0123456789abcdef") == 40, "generated value");
@@ -716,10 +717,10 @@ int main(void)
     /* ---- CERT_COPY: a certificate with its exportable key ---- */
     {
         char *pem = make_cert_pem();
-        json_t *body = json_pack("{s:s,s:{s:{s:b,s:s,s:i,s:b},s:{s:s}}}", "value", pem, "policy",
-                                 "key_props", "exportable", 1, "kty", "RSA", "key_size", 2048,
-                                 "reuse_key", 0, "secret_props", "contentType",
-                                 "application/x-pem-file");
+        json_t *body =
+            json_pack("{s:s,s:{s:{s:b,s:s,s:i,s:b},s:{s:s}}}", "value", pem, "policy", "key_props",
+                      "exportable", 1, "kty", "RSA", "key_size", 2048, "reuse_key", 0,
+                      "secret_props", "contentType", "application/x-pem-file");
         char *text = json_dumps(body, JSON_COMPACT);
         json_t *j = NULL;
         long st = kv(&j, "POST", va, "/certificates/c1/import", text);
@@ -781,8 +782,12 @@ int main(void)
 
     /* ---- probe before and after ROLE_ASSIGN; ROLE_ASSIGN twice is one assignment ---- */
     {
-        kvr_probe pr = {.app_name = "kvr-ops-app", .client_id = app_id, .secret_vault = va,
-                        .secret_name = "app-cred", .vault = va, .key = "k1"};
+        kvr_probe pr = {.app_name = "kvr-ops-app",
+                        .client_id = app_id,
+                        .secret_vault = va,
+                        .secret_name = "app-cred",
+                        .vault = va,
+                        .key = "k1"};
         rc = prov->probe(prov, &pr, &err);
         CHECK(rc == KVR_EFORBIDDEN || rc == KVR_EAUTH, "probe without a grant: %d %s", rc,
               err.message);
@@ -879,8 +884,7 @@ int main(void)
         apply_ok(&op);
         char *path = fmt("/v1.0/applications/%s", app_oid);
         json_t *a = graph_get(path);
-        CHECK(json_array_size(json_object_get(a, "passwordCredentials")) == 0,
-              "password removed");
+        CHECK(json_array_size(json_object_get(a, "passwordCredentials")) == 0, "password removed");
         json_decref(a);
         free(path);
     }
@@ -917,8 +921,8 @@ int main(void)
         CHECK(rc == 1, "read back: %d %s", rc, err.message);
         kvr_scope_vault sv = {.name = va, .resource_group = rg};
         kvr_scope_object so = {.vault = va, .name = "s-env", .value = true};
-        kvr_scope scope = {.subscription = sub, .vaults = &sv, .nvaults = 1, .secrets = &so,
-                           .nsecrets = 1};
+        kvr_scope scope = {
+            .subscription = sub, .vaults = &sv, .nvaults = 1, .secrets = &so, .nsecrets = 1};
         kvr_live *l = NULL;
         rc = prov->read(prov, &l, &scope, &err);
         CHECK(rc == 0 && l, "read: %d %s", rc, err.message);

@@ -108,9 +108,9 @@ static int role_remove(kvr__az *c, const kvr_op *op, kvr_error *err)
     int rc = KVR_ENOMEM;
     kvr_http_response_init(&hr);
     if (scope && url)
-        rc = kvr__send_checked(c, scope, "DELETE", url, NULL, 0, ok,
-                               "remove role assignment of app", op->u.role.principal_name, &hr,
-                               &status, err);
+        rc =
+            kvr__send_checked(c, scope, "DELETE", url, NULL, 0, ok, "remove role assignment of app",
+                              op->u.role.principal_name, &hr, &status, err);
     kvr_http_response_release(&hr);
     free(url);
     free(scope);
@@ -132,8 +132,9 @@ static int role_assign(kvr__az *c, const kvr_op *op, kvr_error *err)
 
     kvr_http_response_init(&hr);
     if (!scope_subscription(sub, sizeof(sub), res))
-        return kvr_error_set(err, KVR_EINVAL, "assign role to app '%s': scope '%s' names no "
-                                              "subscription",
+        return kvr_error_set(err, KVR_EINVAL,
+                             "assign role to app '%s': scope '%s' names no "
+                             "subscription",
                              who, res ? res : "");
     role_guid(guid, res, op->u.role.role_id, pid);
     scope = kvr__arm_scope(c, err);
@@ -165,8 +166,8 @@ static int role_assign(kvr__az *c, const kvr_op *op, kvr_error *err)
             /* RoleAssignmentExists under another name: the grant is there, which is what
                matters. */
             if (!code || strcmp(code, "RoleAssignmentExists") != 0)
-                rc = kvr_error_set(err, KVR_ECONFLICT, "assign role to app '%s': http 409 %s",
-                                   who, code ? code : "Conflict");
+                rc = kvr_error_set(err, KVR_ECONFLICT, "assign role to app '%s': http 409 %s", who,
+                                   code ? code : "Conflict");
             goto done;
         }
         if (!code || strcmp(code, "PrincipalNotFound") != 0) {

@@ -83,9 +83,9 @@ static json_t *vault_properties(const char *tenant, const kvr_op_vault_props *v)
             json_array_append_new(json_object_get(acl, "virtualNetworkRules"),
                                   json_pack("{s:s}", "id", v->network.vnet_rules.items[i]));
         json_object_set_new(p, "networkAcls", acl);
-        json_object_set_new(p, "publicNetworkAccess",
-                            json_string(v->network.public_access ? v->network.public_access
-                                                                 : "Enabled"));
+        json_object_set_new(
+            p, "publicNetworkAccess",
+            json_string(v->network.public_access ? v->network.public_access : "Enabled"));
     }
     return p;
 }
@@ -124,8 +124,7 @@ done:
 }
 
 /* Creates the vault's resource group when it does not exist (in the vault's location). */
-static int group_ensure(kvr__az *c, const kvr_op_vault_ref *r, const char *location,
-                        kvr_error *err)
+static int group_ensure(kvr__az *c, const kvr_op_vault_ref *r, const char *location, kvr_error *err)
 {
     static const long ok[] = {200, 404, 0};
     char *scope = kvr__arm_scope(c, err);
@@ -160,7 +159,8 @@ static int vault_put(kvr__az *c, const kvr_op *op, bool recover, kvr_error *err)
 
     if ((rc = kvr__az_tenant(&tenant, c, err)) < 0)
         return rc;
-    if (!(id = vault_id(c, r, err)) || !(url = prov_fmt(err, "%s?api-version=" ARM_VAULTS_API, id))) {
+    if (!(id = vault_id(c, r, err)) ||
+        !(url = prov_fmt(err, "%s?api-version=" ARM_VAULTS_API, id))) {
         rc = KVR_ENOMEM;
         goto done;
     }

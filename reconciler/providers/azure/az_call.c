@@ -71,8 +71,7 @@ int kvr__call(kvr__az *c, const char *scope, const char *method, const char *url
     if (out)
         *out = NULL;
     kvr_http_response_init(&resp);
-    rc = kvr__send_checked(c, scope, method, url, body, flags, ok, op, object, &resp, status,
-                           err);
+    rc = kvr__send_checked(c, scope, method, url, body, flags, ok, op, object, &resp, status, err);
     if (!rc && out && resp.body_len) {
         json_error_t jerr;
         *out = json_loadb(resp.body, resp.body_len, 0, &jerr);
@@ -114,9 +113,9 @@ int kvr__call_arm(kvr__az *c, const char *method, const char *url, const char *r
     if (out)
         *out = NULL;
     kvr_http_response_init(&resp);
-    rc = scope ? kvr__send_checked(c, scope, method, url, body, 0, ok, op, object, &resp, status,
-                                   err)
-               : KVR_ENOMEM;
+    rc = scope
+             ? kvr__send_checked(c, scope, method, url, body, 0, ok, op, object, &resp, status, err)
+             : KVR_ENOMEM;
     if (rc == 0 && resp.status >= 300) {
         if (out && resp.body_len) /* an accepted error status (409): the caller looks */
             *out = json_loadb(resp.body, resp.body_len, 0, NULL);

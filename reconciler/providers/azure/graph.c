@@ -72,8 +72,8 @@ static int app_upsert(kvr__az *c, const kvr_op *op, kvr_error *err)
 static int sp_upsert(kvr__az *c, const kvr_op *op, kvr_error *err)
 {
     char *scope = kvr__graph_scope(c, err);
-    char *url = prov_fmt(err, "%s/v1.0/servicePrincipals(appId='%s')", c->ep->graph,
-                         op->u.sp.app_id);
+    char *url =
+        prov_fmt(err, "%s/v1.0/servicePrincipals(appId='%s')", c->ep->graph, op->u.sp.app_id);
     json_t *body = json_object();
     int rc = scope && url && body
                  ? kvr__call(c, scope, "PATCH", url, body, KVR__CALL_UPSERT, kvr__ok2xx,
@@ -89,13 +89,13 @@ static int remove_password(kvr__az *c, const char *app_object_id, const char *ap
                            const char *key_id, kvr_error *err)
 {
     char *scope = kvr__graph_scope(c, err);
-    char *url = prov_fmt(err, "%s/v1.0/applications/%s/removePassword", c->ep->graph,
-                         app_object_id);
+    char *url =
+        prov_fmt(err, "%s/v1.0/applications/%s/removePassword", c->ep->graph, app_object_id);
     json_t *body = json_pack("{s:s}", "keyId", key_id);
-    int rc = scope && url && body ? kvr__call(c, scope, "POST", url, body, 0, kvr__ok2xx,
-                                              "remove client secret of app", app_name, NULL,
-                                              NULL, err)
-                                  : kvr_error_oom(err);
+    int rc = scope && url && body
+                 ? kvr__call(c, scope, "POST", url, body, 0, kvr__ok2xx,
+                             "remove client secret of app", app_name, NULL, NULL, err)
+                 : kvr_error_oom(err);
     json_decref(body);
     free(scope);
     free(url);

@@ -30,15 +30,13 @@ static json_t *policy_json(const kvr_rotation *r)
                                                  iso, "action", "type", "Rotate"));
     } else if (r->before_expiry) {
         kvr_duration_iso(iso, sizeof(iso), r->before_expiry);
-        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger",
-                                                 "timeBeforeExpiry", iso, "action", "type",
-                                                 "Rotate"));
+        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger", "timeBeforeExpiry",
+                                                 iso, "action", "type", "Rotate"));
     }
     if (r->notify_before) {
         kvr_duration_iso(iso, sizeof(iso), r->notify_before);
-        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger",
-                                                 "timeBeforeExpiry", iso, "action", "type",
-                                                 "Notify"));
+        json_array_append_new(actions, json_pack("{s:{s:s},s:{s:s}}", "trigger", "timeBeforeExpiry",
+                                                 iso, "action", "type", "Notify"));
     }
     p = json_pack("{s:o}", "lifetimeActions", actions);
     if (p && r->expires_after) {
@@ -56,8 +54,7 @@ static int key_policy(kvr__az *c, const char *vault, const char *name, const kvr
     json_t *body = policy_json(r);
     int rc;
     snprintf(object, sizeof(object), "%s/%s", vault, name);
-    url = base ? prov_fmt(err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, name)
-               : NULL;
+    url = base ? prov_fmt(err, "%s/keys/%s/rotationpolicy?api-version=" KV_API, base, name) : NULL;
     rc = url && body ? kvr__call(c, NULL, "PUT", url, body, 0, kvr__ok200,
                                  "set rotation policy of key", object, NULL, NULL, err)
                      : kvr_error_oom(err);
@@ -69,8 +66,8 @@ static int key_policy(kvr__az *c, const char *vault, const char *name, const kvr
 
 static json_t *ops_json(unsigned ops)
 {
-    static const char *const names[] = {"encrypt", "decrypt", "sign", "verify", "wrapKey",
-                                        "unwrapKey"};
+    static const char *const names[] = {"encrypt", "decrypt", "sign",
+                                        "verify",  "wrapKey", "unwrapKey"};
     json_t *a = json_array();
     for (int i = 0; a && i < 6; i++)
         if (ops & (1u << i))
@@ -180,9 +177,9 @@ static int tag_set(kvr__az *c, const kvr_op *op, kvr_error *err)
     if (tags)
         json_object_set_new(tags, op->u.tag.tag, json_string(op->u.tag.value));
     body = json_pack("{s:o}", "tags", tags);
-    rc = body ? kvr__call(c, NULL, "PATCH", url, body, 0, kvr__ok200, "tag", object, NULL, NULL,
-                          err)
-              : kvr_error_oom(err);
+    rc = body
+             ? kvr__call(c, NULL, "PATCH", url, body, 0, kvr__ok200, "tag", object, NULL, NULL, err)
+             : kvr_error_oom(err);
 done:
     json_decref(cur);
     json_decref(body);

@@ -24,8 +24,7 @@ int kvr__secret_put(kvr__az *c, const char *vault, const char *name, const unsig
         rc = kvr_error_set(err, KVR_EINVAL, "the value of secret '%s' is not valid UTF-8", object);
         goto done;
     }
-    if (!base || !body ||
-        !(url = prov_fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
+    if (!base || !body || !(url = prov_fmt(err, "%s/secrets/%s?api-version=" KV_API, base, name))) {
         if (v)
             kvr__wipe_str(json_string_value(v));
         json_decref(v);
@@ -105,8 +104,9 @@ static int secret_set(kvr__az *c, const kvr_op *op, kvr_error *err)
     case KVR_OP_VALUE_STORED:
         rc = src->vault && src->secret
                  ? kvr__secret_get(c, src->vault, src->secret, NULL, &v, NULL, err)
-                 : kvr_error_set(err, KVR_EINVAL, "secret '%s': no vault secret to take the "
-                                                  "value from",
+                 : kvr_error_set(err, KVR_EINVAL,
+                                 "secret '%s': no vault secret to take the "
+                                 "value from",
                                  op->u.secret.name);
         break;
     default:
@@ -146,8 +146,10 @@ static int secret_patch(kvr__az *c, const kvr_op *op, kvr_error *err)
 static int version_cmp(const void *a, const void *b)
 {
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    json_int_t cx = json_integer_value(json_object_get(json_object_get(x, "attributes"), "created"));
-    json_int_t cy = json_integer_value(json_object_get(json_object_get(y, "attributes"), "created"));
+    json_int_t cx =
+        json_integer_value(json_object_get(json_object_get(x, "attributes"), "created"));
+    json_int_t cy =
+        json_integer_value(json_object_get(json_object_get(y, "attributes"), "created"));
     return cx < cy ? -1 : cx > cy;
 }
 
@@ -181,8 +183,8 @@ static int secret_copy(kvr__az *c, const kvr_op *op, kvr_error *err)
     if (!op->u.copy.all_versions)
         return copy_version(c, op, NULL, err);
     base = kvr__vault_base(c, from, err);
-    url = base ? prov_fmt(err, "%s/secrets/%s/versions?api-version=" KV_API "&maxresults=25",
-                          base, name)
+    url = base ? prov_fmt(err, "%s/secrets/%s/versions?api-version=" KV_API "&maxresults=25", base,
+                          name)
                : NULL;
     snprintf(what, sizeof(what), "list versions of secret '%s/%s'", from, name);
     if (!url) {
@@ -253,8 +255,8 @@ static int cert_copy(kvr__az *c, const kvr_op *op, kvr_error *err)
 
     snprintf(object, sizeof(object), "%s/%s", from, name);
     url = src && dst ? prov_fmt(err, "%s/certificates/%s/?api-version=" KV_API, src, name) : NULL;
-    rc = url ? kvr__call(c, NULL, "GET", url, NULL, 0, kvr__ok200, "get certificate", object,
-                         &cert, NULL, err)
+    rc = url ? kvr__call(c, NULL, "GET", url, NULL, 0, kvr__ok200, "get certificate", object, &cert,
+                         NULL, err)
              : KVR_ENOMEM;
     policy = json_object_get(cert, "policy");
     if (!rc && !json_is_object(policy))

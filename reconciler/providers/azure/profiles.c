@@ -30,8 +30,8 @@ static int profile_put(kvr__az *c, const kvr_op *op, kvr_error *err)
     json_t *body = NULL, *sv = NULL;
     int rc;
 
-    if (create && (!op->u.profile.key_vault || !op->u.profile.key_name ||
-                   !op->u.profile.key_version))
+    if (create &&
+        (!op->u.profile.key_vault || !op->u.profile.key_name || !op->u.profile.key_version))
         return kvr_error_set(err, KVR_EINVAL, "create profile '%s': no key version to use", name);
     if (!(scope = profiles_scope(c, err))) {
         rc = err->code;

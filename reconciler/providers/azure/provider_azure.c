@@ -100,8 +100,7 @@ static int az_probe(kvr_provider *p, const kvr_probe *pr, kvr_error *err)
 
     if ((rc = kvr__az_tenant(&tenant, c, err)) < 0)
         return rc;
-    if ((rc = kvr__secret_get(c, pr->secret_vault, pr->secret_name, NULL, &secret, NULL, err)) <
-        0)
+    if ((rc = kvr__secret_get(c, pr->secret_vault, pr->secret_name, NULL, &secret, NULL, err)) < 0)
         return rc;
     cs = malloc(secret.len + 1);
     if (!cs) {
