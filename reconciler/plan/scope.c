@@ -112,8 +112,7 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
             };
 
     for (size_t i = 0; i < d->napps; i++)
-        apps[s->napps++] =
-            d->apps[i].display_name ? d->apps[i].display_name : d->apps[i].name;
+        apps[s->napps++] = d->apps[i].display_name ? d->apps[i].display_name : d->apps[i].name;
     for (size_t i = 0; i < d->nroles; i++)
         roles[s->nroles++] = (kvr_scope_role){
             .vault = d->roles[i].vault,

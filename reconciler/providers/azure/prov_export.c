@@ -590,8 +590,8 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             last.apps[last.scope.napps++] = out->principals[i].display_name;
     }
     last.scope.profiles = f && f->profiles;
-    if ((rc = kvr_live_read_scope(&out->parts[out->nparts], a, ep, &last.scope, &mk, NULL,
-                                  err)) < 0)
+    rc = kvr_live_read_scope(&out->parts[out->nparts], a, ep, &last.scope, &mk, NULL, err);
+    if (rc < 0)
         goto done;
     out->nparts++;
     /* the roles above the vaults are never declared (schema v1 scopes are vaults and keys),
