@@ -115,8 +115,19 @@ static void test_fake__read_is_a_copy_on_the_clock(void **state)
     kvr_live_free(b);
     assert_int_equal(p->read(p, &b, &scope, &err), 0);
     assert_int_equal(b->now, 5060);
+    kvr_live_free(b);
+    /* a read that fails (the network is gone), and a month passing before the next one */
+    assert_int_equal(kvr_fake_script(p,
+                                      "[{\"read\": 4, \"fail\": \"reset\"}, {\"read\": 5, "
+                                      "\"advance\": 2592000}]",
+                                      &err),
+                     0);
+    assert_int_equal(p->read(p, &b, &scope, &err), KVR_EHTTP);
+    assert_null(b);
+    assert_int_equal(p->read(p, &b, &scope, &err), 0);
+    assert_int_equal(b->now, 5120 + 2592000);
     kvr_fake_counts_get(p, &n);
-    assert_int_equal(n.reads, 3);
+    assert_int_equal(n.reads, 5);
     kvr_live_free(a);
     kvr_live_free(b);
     kvr_provider_free(p);

@@ -66,10 +66,13 @@ int kvr_fake_provider_new(kvr_provider **out, kvr_live *live, const kvr_marker_k
  *                                          (the resource group first) change nothing; any other
  *                                          is carried out whole and its answer lost.
  *                                          "before-request": nothing is done
+ *   {"read": N, "fail": F, "times": T}    reads N to N+T-1 answer F (the network is gone)
  *   {"read": N, "profile": P, "status": S} on read N (1-based) profile P has status S; a profile
  *                                          becoming Used makes the Used one before it Inactive,
  *                                          as the service does when a re-wrap completes
  *   {"read": N, "vault": V, "tags": {..}}  on read N another writer sets vault V's tags
+ *   {"read": N, "advance": S}             before read N the service clock moves S seconds
+ *                                          (events of one read happen in the script's order)
  *   {"clock": {"start": T, "perRead": S}}  the service clock reads T at the next read and
  *                                          moves S seconds after every read
  *   {"probe": {"failTimes": N}}            the next N probes answer KVR_EFORBIDDEN

@@ -27,6 +27,7 @@
 /* ---- the provider's state ----------------------------------------------------------------- */
 
 typedef struct fault {
+    size_t read;      /* a read fault: the read number (0: an operation fault) */
     size_t op;        /* operation number (0: by kind) */
     int kind;         /* kvr_op_kind when op is 0 */
     size_t nth;       /* the nth operation of `kind` */
@@ -37,14 +38,15 @@ typedef struct fault {
     int left; /* answers still to give */
 } fault;
 
-typedef enum event_kind { EV_PROFILE = 0, EV_VAULT_TAGS } event_kind;
+typedef enum event_kind { EV_PROFILE = 0, EV_VAULT_TAGS, EV_ADVANCE } event_kind;
 
 typedef struct event {
     size_t read;
     event_kind kind;
-    char *name;   /* profile or vault */
-    int status;   /* EV_PROFILE */
-    json_t *tags; /* EV_VAULT_TAGS */
+    char *name;      /* profile or vault */
+    int status;      /* EV_PROFILE */
+    json_t *tags;    /* EV_VAULT_TAGS */
+    int64_t advance; /* EV_ADVANCE: seconds */
 } event;
 
 typedef struct fake {
@@ -1242,7 +1244,7 @@ static fault *fault_for(fake *f, const kvr_op *op, size_t n, size_t k)
 {
     for (size_t i = 0; i < f->nfaults; i++) {
         fault *x = &f->faults[i];
-        if (x->left <= 0)
+        if (x->left <= 0 || x->read)
             continue;
         if (x->op ? x->op == n : (x->kind == (int)op->kind && x->nth == k))
             return x;
@@ -1318,6 +1320,14 @@ static int fake_read(kvr_provider *p, kvr_live **out, const kvr_scope *scope, kv
     (void)scope; /* everything the fake holds: a fixture's state is what some scope read */
     *out = NULL;
     f->reads++;
+    for (size_t i = 0; i < f->nfaults; i++) {
+        fault *x = &f->faults[i];
+        if (x->read && x->read <= f->reads && x->left > 0) {
+            x->left--;
+            return kvr_error_set(err, x->code, "read the live state: %s (fake: scripted, read %zu)",
+                                 x->why, f->reads);
+        }
+    }
     for (size_t i = 0; i < f->nevents; i++) {
         event *e = &f->events[i];
         json_t *o;
@@ -1327,6 +1337,8 @@ static int fake_read(kvr_provider *p, kvr_live **out, const kvr_scope *scope, kv
             profile_status(f, o, e->status);
         if (e->kind == EV_VAULT_TAGS && (o = get(f, "vaults", "name", e->name, NULL, NULL)))
             json_object_set(o, "tags", e->tags);
+        if (e->kind == EV_ADVANCE)
+            f->now += e->advance;
     }
     json_object_set_new(f->st, "now", json_integer(f->now));
     text = json_dumps(f->st, JSON_COMPACT);
@@ -1490,7 +1502,8 @@ static bool only(const json_t *o, const char *const *allowed)
 
 static int script_fault(fake *f, const json_t *e, size_t i, kvr_error *err)
 {
-    static const char *const allowed[] = {"op", "kind", "nth", "fail", "crash", "times", NULL};
+    static const char *const allowed[] = {"op",    "kind",  "nth",  "fail",
+                                          "crash", "times", "read", NULL};
     static const struct {
         const char *name;
         int code;
@@ -1510,7 +1523,12 @@ static int script_fault(fake *f, const json_t *e, size_t i, kvr_error *err)
 
     if (!only(e, allowed))
         return script_fail(err, i, "unknown member in an operation fault");
-    if (json_is_integer(json_object_get(e, "op"))) {
+    if (json_is_integer(json_object_get(e, "read"))) {
+        if (json_integer_value(json_object_get(e, "read")) < 1 || !fail || crash ||
+            json_object_get(e, "op") || kind)
+            return script_fail(err, i, "a read fault takes 'read' (from 1), 'fail' and 'times'");
+        x.read = (size_t)json_integer_value(json_object_get(e, "read"));
+    } else if (json_is_integer(json_object_get(e, "op"))) {
         if (json_integer_value(json_object_get(e, "op")) < 1)
             return script_fail(err, i, "'op' counts from 1");
         x.op = (size_t)json_integer_value(json_object_get(e, "op"));
@@ -1557,6 +1575,7 @@ static int script_event(fake *f, const json_t *e, size_t i, kvr_error *err)
 {
     static const char *const profile[] = {"read", "profile", "status", NULL};
     static const char *const vault[] = {"read", "vault", "tags", NULL};
+    static const char *const advance[] = {"read", "advance", NULL};
     event x = {0};
     event *grown;
     json_int_t n = json_integer_value(json_object_get(e, "read"));
@@ -1585,12 +1604,18 @@ static int script_event(fake *f, const json_t *e, size_t i, kvr_error *err)
             free(x.name);
             return kvr_error_oom(err);
         }
+    } else if (json_is_integer(json_object_get(e, "advance"))) {
+        if (!only(e, advance) || json_integer_value(json_object_get(e, "advance")) < 0)
+            return script_fail(err, i, "'advance' takes seconds, forward");
+        x.kind = EV_ADVANCE;
+        x.advance = json_integer_value(json_object_get(e, "advance"));
     } else {
         return script_fail(err, i,
-                           "a read event needs 'profile' and 'status', or 'vault' and "
-                           "'tags'");
+                           "a read event needs 'profile' and 'status', 'vault' and 'tags', or "
+                           "'advance'");
     }
-    grown = x.name ? realloc(f->events, (f->nevents + 1) * sizeof(*grown)) : NULL;
+    grown = x.name || x.kind == EV_ADVANCE ? realloc(f->events, (f->nevents + 1) * sizeof(*grown))
+                                           : NULL;
     if (!grown) {
         free(x.name);
         json_decref(x.tags);
@@ -1624,7 +1649,7 @@ static int script_entry(fake *f, const json_t *e, size_t i, kvr_error *err)
         f->probe_refusals = (int)json_integer_value(json_object_get(v, "failTimes"));
         return 0;
     }
-    if (json_object_get(e, "read"))
+    if (json_object_get(e, "read") && !json_object_get(e, "fail"))
         return script_event(f, e, i, err);
     return script_fault(f, e, i, err);
 }
