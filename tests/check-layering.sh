@@ -19,13 +19,19 @@ check reconciler/util 'curl/|openssl/|yaml\.h|jansson\.h|sys/inotify\.h|microhtt
 check reconciler/model 'curl/|openssl/|sys/inotify\.h|microhttpd' "model must not touch the network"
 check reconciler/plan 'curl/|openssl/|yaml\.h|sys/inotify\.h|microhttpd' "plan must stay pure"
 # A provider sees names and operations, never the plan or the desired state (kvr/provider.h).
-# prov_write.c: removed when the executor runs ops (#14)
 desired='\bkvr_estate\b|\bkvr_vault\b|\bkvr_app\b|\bkvr_key\b|\bkvr_secret\b|\bkvr_profile\b|\bkvr_credential\b|\bkvr_role_assignment\b|kvr_step'
 if [ -d reconciler/providers ]; then
     hits=$(grep -rnE "^[[:space:]]*#[[:space:]]*include[[:space:]]*[<\"]kvr/(plan|apply)\.h|$desired" \
-           reconciler/providers --include='*.[ch]' --exclude='prov_write.c' || true)
+           reconciler/providers --include='*.[ch]' || true)
     [ -z "$hits" ] || bad "providers must not see plan.h, apply.h or the desired types:"$'\n'"$hits"
 fi
+# ... nor through the headers they include: the seam's own headers stay below the plan.
+hits=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]kvr/(plan|apply)\.h' \
+       reconciler/include/kvr/op.h reconciler/include/kvr/provider.h reconciler/include/kvr/live.h \
+       reconciler/include/kvr/providers.h reconciler/include/kvr/azure.h || true)
+[ -z "$hits" ] || bad "the provider headers must not include plan.h or apply.h:"$'\n'"$hits"
+# The executor reaches a cloud only through the provider table: no curl, no Azure header.
+check reconciler/apply 'curl/|kvr/azure\.h|kvr/providers\.h' "apply must not reach past the provider seam"
 hits=$(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' reconciler/cli --include='*.[ch]' |
        grep -vE '"(kvr/[a-z_]+\.h|cli\.h)"' || true)
 [ -z "$hits" ] || bad "cli must use only include/kvr headers:"$'\n'"$hits"

@@ -1,19 +1,22 @@
 /*
- * The executor. Each round reads the live estate, plans, and runs the first step whose
- * dependencies are done and whose gates are open; then it reads again. Nothing is remembered
- * between rounds but what the live objects say, so the loop is its own crash recovery: a run
- * killed at any instant is continued by the next. Gates are never forced: when only closed gates
- * remain, it waits (with --wait) or stops with "blocked" and says for what.
+ * The executor. Each round reads the live estate through the provider, plans, and hands the
+ * operations of the first step whose dependencies are done and whose gates are open to the
+ * provider, one at a time; then it reads again. Nothing is remembered between rounds but what
+ * the live objects say, so the loop is its own crash recovery: a run killed at any instant is
+ * continued by the next. Gates are never forced: when only closed gates remain, it waits (with
+ * --wait) or stops with "blocked" and says for what. An operation that fails on the way is
+ * tried again when repeating it is safe; one that is not (a new key version, a new client
+ * secret) ends the round, and the next read shows whether it happened.
  *
  * Before a profile starts to depend on a new role assignment, the grant is proven: the app signs
- * in with its own client secret and reads its key. Role assignments take time to propagate, and
- * the service must not be handed credentials that do not work yet.
+ * in with its own client secret and reads its key (the provider's probe). Role assignments take
+ * time to propagate, and the service must not be handed credentials that do not work yet.
  *
  * A relocation's wave of copies spends most of its time waiting for Key Vault's secret write
  * limit (300 per vault per 10 s). While the next write waits, the copies already made are read
- * back, on both sides, into the run's value memo; the read after the wave then fetches only the
- * values that changed since or were not read back (kvr_value_memo), and compares every copy with
- * its source as before.
+ * back, on both sides (the provider's read_back); the read after the wave then fetches only the
+ * values that changed since or were not read back, and compares every copy with its source as
+ * before.
  */
 #include "kvr/apply.h"
 
@@ -561,10 +564,14 @@ int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
             if (plan->steps[i].ndeps == 0 && !kvr_step_waiting(&plan->steps[i]))
                 next = &plan->steps[i];
         if (plan->nsteps == 0) {
-            for (size_t i = 0; i < plan->nholds; i++)
-                say(&r, "held back: %s: %s",
-                    plan->holds[i].object ? plan->holds[i].object : plan->holds[i].vault,
-                    plan->holds[i].reason);
+            for (size_t i = 0; i < plan->nholds; i++) {
+                const kvr_hold *h = &plan->holds[i];
+                if (o->json_log)
+                    json_line(&r, "heldBack", json_pack("{s:s?,s:s?,s:s}", "vault", h->vault,
+                                                        "object", h->object, "reason",
+                                                        h->reason));
+                say(&r, "held back: %s: %s", h->object ? h->object : h->vault, h->reason);
+            }
             if (o->json_log)
                 json_line(&r, "converged", json_pack("{s:I,s:I}", "steps", (json_int_t)r.done,
                                                      "heldBack", (json_int_t)plan->nholds));

@@ -439,7 +439,7 @@ static void role_ops(pb *b, size_t s)
         op->u.role.role_id = S(b, role_id);
         op->u.role.role_name = S(b, role_id ? kvr_model_role_name(role_id) : NULL);
         op->u.role.principal_id = S(b, la ? la->sp_id : NULL);
-        op->u.role.principal_name = S(b, app_display(b, st->name));
+        op->u.role.principal_name = S(b, st->name); /* as declared, as messages name apps */
         return;
     }
     {
@@ -455,7 +455,7 @@ static void role_ops(pb *b, size_t s)
         op->u.role.role_id = S(b, st->extra);
         op->u.role.role_name = S(b, kvr_model_role_name(st->extra));
         op->u.role.principal_id = S(b, principal ? principal : KVR_PLAN_NEW_PRINCIPAL);
-        op->u.role.principal_name = S(b, app_display(b, st->name));
+        op->u.role.principal_name = S(b, st->name);
     }
 }
 

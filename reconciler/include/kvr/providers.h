@@ -13,7 +13,6 @@
 
 #include "kvr/azure.h"
 #include "kvr/live.h"
-#include "kvr/plan.h"
 #include "kvr/model.h"
 #include "kvr/provider.h"
 #include "kvr/values.h"
@@ -141,39 +140,6 @@ void kvr_discovery_release(kvr_discovery *d);
 
 /* "Mon, 23 Nov 2026 10:00:00 GMT" -> Unix seconds; KVR_EINVAL when malformed. */
 int kvr_time_parse_http(int64_t *out, const char *text);
-
-/* ---- the write side: one plan step through the real APIs ---------------------------------- */
-
-/* What a step needs besides itself: everything borrowed. */
-typedef struct kvr_step_ctx {
-    kvr_auth *auth;
-    const kvr_endpoints *ep;
-    const kvr_estate *d;
-    const kvr_live *l; /* the live state the step was planned from */
-    const char *subscription;
-    const char *tenant;
-} kvr_step_ctx;
-
-/*
- * Performs step `s`: the REST calls it stands for, and nothing else. Creations carry
- * kvreconcile's markers in the same call (generation tag on a key version, kvr:<name> on a
- * client secret), and a client secret is stored in its vault secret before anything else
- * happens. Returns 0, or an error naming the operation, object and Azure's answer. Secret
- * values pass through memory only and are wiped.
- */
-int kvr_step_run(const kvr_step_ctx *ctx, const kvr_step *s, kvr_error *err);
-
-/*
- * Proves that app `app` (desired name) can use key `key` of vault `vault` now: a token for the
- * app (with the client secret of `credential`, read from its vault secret) and a read of the
- * key. 0 when it works, KVR_EFORBIDDEN while the grant is not effective yet, other codes on
- * other failures.
- */
-int kvr_access_probe(const kvr_step_ctx *ctx, const char *app, const char *credential,
-                     const char *vault, const char *key, kvr_error *err);
-
-/* The tenant of the credential in use, from the claims of an ARM token. */
-int kvr_tenant_of(char **out, kvr_auth *a, const kvr_endpoints *ep, kvr_error *err);
 
 /* ---- pure converters: service JSON (borrowed) -> live objects (appended to l) ------------ */
 
