@@ -312,6 +312,12 @@ static void vault_release(kvr_vault *v)
     kvr_strlist_release(&v->network.vnet_rules);
     kvr_tags_release(&v->tags);
     free(v->copy_from.vault);
+    for (size_t i = 0; i < v->nacks; i++) {
+        free(v->acks[i].resource_id);
+        free(v->acks[i].key);
+        free(v->acks[i].secret);
+    }
+    free(v->acks);
 }
 
 static void app_release(kvr_app *a)

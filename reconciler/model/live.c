@@ -21,6 +21,21 @@ const char *kvr_tags_get(const kvr_tags *t, const char *key)
     return NULL;
 }
 
+const char *kvr_dependent_kind(const char *type)
+{
+    static const struct {
+        const char *type, *kind;
+    } kinds[] = {{"Microsoft.Storage/storageAccounts", "storage account"},
+                 {"Microsoft.Compute/diskEncryptionSets", "disk encryption set"},
+                 {"Microsoft.Sql/servers", "SQL server"},
+                 {"Microsoft.DocumentDB/databaseAccounts", "Cosmos DB account"},
+                 {"Microsoft.Web/sites", "app"}};
+    for (size_t i = 0; type && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (kvr_str_ieq(type, kinds[i].type))
+            return kinds[i].kind;
+    return "resource";
+}
+
 const char *kvr_profile_status_name(kvr_profile_status s)
 {
     switch (s) {
@@ -114,6 +129,7 @@ void kvr_live_free(kvr_live *l)
     free(l->apps);
     free(l->roles);
     free(l->profiles);
+    free(l->dependents);
     kvr_strpool_release(&l->strings);
     free(l);
 }
@@ -565,6 +581,28 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
         ra->role_id = rd_str(r, o, "roleDefinitionId", true);
         ra->principal_id = rd_str(r, o, "principalId", true);
     }
+    static const char *const depm[] = {"id",  "type",   "name",   "vault",  "key",
+                                       "version", "secret", "setting", NULL};
+    arr = rd_array(r, root, "dependents", (void **)&l->dependents, &l->ndependents,
+                   sizeof(*l->dependents));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        kvr_live_dependent *d = &l->dependents[i];
+        if (!rd_elem(r, arr, "dependents", i, &o))
+            return;
+        l->ndependents = i + 1;
+        rd_members(r, o, depm);
+        d->id = rd_str(r, o, "id", true);
+        d->type = rd_str(r, o, "type", true);
+        d->name = rd_str(r, o, "name", true);
+        d->vault = rd_str(r, o, "vault", true);
+        d->key = rd_str(r, o, "key", false);
+        d->version = rd_str(r, o, "version", false);
+        d->secret = rd_str(r, o, "secret", false);
+        d->setting = rd_str(r, o, "setting", false);
+        if (!r->failed && ((d->key && d->secret) || (d->version && !d->key)))
+            rd_fail(r, "a dependent references a key (with or without a version), a secret, or "
+                       "only the vault");
+    }
 }
 
 int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *err)
@@ -572,7 +610,8 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
     /* desiredValues: what `plan --save-live` adds for offline plans; not part of the model */
     static const char *const top[] = {"now",    "vaults", "deletedVaults", "keys",
                                       "secrets", "certificates", "deleted", "apps",
-                                      "roleAssignments", "profiles", "desiredValues", NULL};
+                                      "roleAssignments", "profiles", "desiredValues", "dependents",
+                                      NULL};
     json_error_t jerr;
     json_t *root;
     kvr_live *l;
@@ -820,6 +859,29 @@ static json_t *rest_json(const kvr_live *l, json_t *root)
     return root;
 }
 
+/* Written only when there are some, so that the JSON of an estate without dependents (and a
+   saved plan's digest of it) is what it was before discovery existed. */
+static bool dependents_json(const kvr_live *l, json_t *root)
+{
+    json_t *a;
+    if (!l->ndependents)
+        return true;
+    if (!(a = json_array()) || json_object_set_new(root, "dependents", a) < 0)
+        return false;
+    for (size_t i = 0; i < l->ndependents; i++) {
+        const kvr_live_dependent *d = &l->dependents[i];
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "id", d->id, "type", d->type, "name", d->name,
+                              "vault", d->vault);
+        if (!o || json_array_append_new(a, o) < 0)
+            return false;
+        put_str(o, "key", d->key);
+        put_str(o, "version", d->version);
+        put_str(o, "secret", d->secret);
+        put_str(o, "setting", d->setting);
+    }
+    return true;
+}
+
 static json_t *live_json(const kvr_live *l)
 {
     json_t *root = json_object();
@@ -829,7 +891,7 @@ static json_t *live_json(const kvr_live *l)
     json_object_set_new(root, "vaults", vaults_json(l));
     json_object_set_new(root, "keys", keys_json(l));
     json_object_set_new(root, "apps", apps_json(l));
-    if (!rest_json(l, root) || json_object_size(root) != 10) {
+    if (!rest_json(l, root) || json_object_size(root) != 10 || !dependents_json(l, root)) {
         json_decref(root);
         return NULL;
     }

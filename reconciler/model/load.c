@@ -19,7 +19,9 @@ static const char *const TOP_FIELDS[] = {"apiVersion", "subscription", "cloud", 
                                          "profiles",   "active",     "retention", NULL};
 static const char *const VAULT_FIELDS[] = {
     "name",     "resourceGroup",   "location", "sku",  "rbac",     "accessPolicies",
-    "softDeleteDays", "purgeProtection", "network",  "tags", "copyFrom", "retire", NULL};
+    "softDeleteDays", "purgeProtection", "network",  "tags", "copyFrom", "retire",
+    "acknowledgeDependents", NULL};
+static const char *const ACK_FIELDS[] = {"resourceId", "key", "secret", NULL};
 static const char *const POLICY_FIELDS[] = {"app", "keys", "secrets", "certificates", NULL};
 static const char *const NETWORK_FIELDS[] = {"defaultAction", "bypass", "ipRules",
                                              "virtualNetworkRules", "publicAccess", NULL};
@@ -253,6 +255,48 @@ static void parse_copy_from(ctx *c, kvr_vault *v, const yt_node *n)
     cx_bool(c, n, "certificates", &v->copy_from.certificates);
 }
 
+/* An ARM resource id of a resource in a provider namespace:
+   /subscriptions/S/resourceGroups/G/providers/NAMESPACE/TYPE/NAME[/TYPE/NAME...]. */
+static bool is_resource_id(const char *id)
+{
+    const char *p = strstr(id, "/providers/");
+    size_t segs = 0;
+    if (strncmp(id, "/subscriptions/", 15) != 0 || !p || strstr(id, "//") ||
+        id[strlen(id) - 1] == '/')
+        return false;
+    for (p += strlen("/providers/"); *p; p++)
+        segs += *p == '/';
+    return segs >= 2 && segs % 2 == 0; /* NAMESPACE/TYPE/NAME: an odd number of names */
+}
+
+static void parse_ack(ctx *c, kvr_vault *v, const yt_node *n)
+{
+    kvr_dependent_ack *a;
+    if (!cx_is_map(c, n, "an acknowledged dependent"))
+        return;
+    cx_fields(c, n, "acknowledged dependent", ACK_FIELDS);
+    a = push(c, (void **)&v->acks, &v->nacks, sizeof(*a));
+    if (!a)
+        return;
+    a->pos = cx_pos(c, n);
+    if (cx_str(c, n, "resourceId", true, "acknowledged dependent", &a->resource_id) &&
+        !is_resource_id(a->resource_id))
+        cx_error(c, yt_map_get(n, "resourceId"),
+                 "'resourceId' must be an Azure resource id "
+                 "('/subscriptions/…/resourceGroups/…/providers/…/…/NAME'), got '%.96s'",
+                 a->resource_id);
+    cx_str(c, n, "key", false, "acknowledged dependent", &a->key);
+    cx_str(c, n, "secret", false, "acknowledged dependent", &a->secret);
+    if (a->key && a->secret)
+        cx_error(c, yt_map_get(n, "secret"),
+                 "an acknowledged dependent names a key or a secret, not both (one entry per "
+                 "object)");
+    if (a->key && !kvr_is_object_name(a->key))
+        cx_error(c, yt_map_get(n, "key"), "invalid key name '%.64s'", a->key);
+    if (a->secret && !kvr_is_object_name(a->secret))
+        cx_error(c, yt_map_get(n, "secret"), "invalid secret name '%.64s'", a->secret);
+}
+
 static void parse_vault(ctx *c, const yt_node *n)
 {
     kvr_vault *v;
@@ -317,6 +361,9 @@ static void parse_vault(ctx *c, const yt_node *n)
         parse_network(c, v, x);
     if ((x = yt_map_get(n, "copyFrom")))
         parse_copy_from(c, v, x);
+    if ((x = get_list(c, n, "acknowledgeDependents")))
+        for (size_t k = 0; k < x->n; k++)
+            parse_ack(c, v, x->items[k]);
 }
 
 /* ---- apps --------------------------------------------------------------------------------- */

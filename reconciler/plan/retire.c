@@ -52,6 +52,82 @@ static const kvr_live_profile *active_reference(const kvr_live *l, const char *v
     return NULL;
 }
 
+/* ---- dependents: Azure resources outside the estate that use a vault ----------------------- */
+
+/* The acknowledgement in vault `vault` of dependent `id` for the object (key, secret, or with
+   both NULL the vault itself), or NULL. */
+static const kvr_dependent_ack *dependent_ack(const pb *b, const char *vault, const char *id,
+                                              const char *key, const char *secret)
+{
+    const kvr_vault *v = kvr_estate_vault(b->d, vault);
+    for (size_t i = 0; v && i < v->nacks; i++) {
+        const kvr_dependent_ack *a = &v->acks[i];
+        if (!kvr_str_ieq(a->resource_id, id))
+            continue;
+        if ((key || a->key) && (!key || !a->key || !kvr_str_ieq(key, a->key)))
+            continue;
+        if ((secret || a->secret) && (!secret || !a->secret || !kvr_str_ieq(secret, a->secret)))
+            continue;
+        return a;
+    }
+    return NULL;
+}
+
+/* What a dependent uses, for a gate's reason: "key 'cmk' version 3f2a1b0c", "key 'cmk'
+   (versionless: its current version)", "secret 'db'", "the vault". */
+static void dependent_use(char *buf, size_t size, const kvr_live_dependent *d)
+{
+    if (d->key && d->version)
+        snprintf(buf, size, "key '%s' version %.8s", d->key, d->version);
+    else if (d->key)
+        snprintf(buf, size, "key '%s' (versionless: its current version)", d->key);
+    else if (d->secret && d->setting)
+        snprintf(buf, size, "secret '%s' (app setting '%s')", d->secret, d->setting);
+    else if (d->secret)
+        snprintf(buf, size, "secret '%s'", d->secret);
+    else
+        snprintf(buf, size, "the vault");
+}
+
+/*
+ * One gate per dependent that uses what step s retires: closed, naming the dependent's resource
+ * id and what to do, unless the desired state acknowledges that dependent for this object (then
+ * open, saying so, so that a reviewer sees the acknowledgement take effect). The object is a key
+ * version (key and version), a key (key), or the vault (both NULL: every dependent of it). A
+ * versionless reference uses the key's latest version and the key. Returns how many are closed.
+ */
+static size_t dependent_gates(pb *b, size_t s, const char *vault, const char *key,
+                              const char *version, bool latest, const char *move_to)
+{
+    size_t closed = 0;
+    for (size_t i = 0; s != NONE && i < b->l->ndependents; i++) {
+        const kvr_live_dependent *d = &b->l->dependents[i];
+        const kvr_dependent_ack *a;
+        char use[200];
+        if (!kvr_str_ieq(d->vault, vault))
+            continue;
+        if (key && (!d->key || !kvr_str_ieq(d->key, key)))
+            continue;
+        if (version && d->version && !kvr_str_ieq(d->version, version))
+            continue; /* another version */
+        if (version && !d->version && !latest)
+            continue; /* versionless: it uses the latest version only */
+        dependent_use(use, sizeof(use), d);
+        a = dependent_ack(b, vault, d->id, key, NULL);
+        if (a) {
+            pb_gate(b, s, KVR_GATE_UNREFERENCED, true, 0,
+                    "%s '%s' (%s) uses %s; its retirement is acknowledged at %s:%u:%u",
+                    kvr_dependent_kind(d->type), d->name, d->id, use,
+                    a->pos.file ? a->pos.file : "?", a->pos.line, a->pos.col);
+            continue;
+        }
+        closed++;
+        pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0, "%s '%s' (%s) uses %s; %s first",
+                kvr_dependent_kind(d->type), d->name, d->id, use, move_to);
+    }
+    return closed;
+}
+
 /* pb_find compares vaults; profile steps carry one. Search by name only. */
 static size_t find_by_name(const pb *b, kvr_step_kind kind, const char *name)
 {
@@ -266,6 +342,8 @@ static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
         if (au)
             used_gate(b, s);
         superseded_gates(b, s, au, any, since, b->d->retention.keys);
+        dependent_gates(b, s, k->vault, k->name, v->id, i + 1 == lk->nversions,
+                        "move it to another key version");
     }
 }
 
@@ -316,6 +394,7 @@ static void retire_undeclared_keys(pb *b)
         if (au)
             used_gate(b, s);
         superseded_gates(b, s, au, any, since, b->d->retention.keys);
+        dependent_gates(b, s, lk->vault, lk->name, NULL, false, "move it to another key");
     }
 }
 
@@ -451,6 +530,33 @@ static void retire_vaults(pb *b)
                 kvr_str_ieq(b->p->steps[j].vault, v->name))
                 pb_dep(b, s, j);
         superseded_gates(b, s, au, any, since, b->d->retention.vaults);
+        dependent_gates(b, s, v->name, NULL, NULL, false, "move it to another vault");
+    }
+}
+
+/*
+ * A relocation's to-do list: every resource outside the estate that uses the source vault of a
+ * vault with copyFrom. kvreconcile does not rewire other teams' resources; the user moves each to
+ * the new vault, and the old vault is retired only when none is left (its retirement's gates).
+ */
+static void relocation_dependents(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        if (!v->copy_from.vault || !pb_live_vault(b, v->copy_from.vault))
+            continue;
+        for (size_t j = 0; j < b->l->ndependents; j++) {
+            const kvr_live_dependent *d = &b->l->dependents[j];
+            char use[200], object[160];
+            if (!kvr_str_ieq(d->vault, v->copy_from.vault))
+                continue;
+            dependent_use(use, sizeof(use), d);
+            snprintf(object, sizeof(object), "%s '%s'", kvr_dependent_kind(d->type), d->name);
+            pb_finding(b, KVR_FINDING_WARNING, v->copy_from.vault, object,
+                       "to move: %s uses %s; point it at vault '%s' before vault '%s' can be "
+                       "retired (kvreconcile does not change resources outside the estate)",
+                       d->id, use, v->name, v->copy_from.vault);
+        }
     }
 }
 
@@ -513,4 +619,5 @@ void kvr_plan_pass_retire(pb *b)
     kvr_plan_pass_roles_undeclared(b);
     retire_credentials(b);
     retire_vaults(b);
+    relocation_dependents(b);
 }

@@ -136,6 +136,25 @@ typedef struct kvr_live_profile {
     int64_t status_since;
 } kvr_live_profile;
 
+/*
+ * An Azure resource outside the estate that uses a vault: a storage account, disk encryption
+ * set, SQL server or Cosmos DB account with a customer-managed key in it, or an App Service /
+ * Functions app with an app setting that is a Key Vault reference. What it references: the key
+ * (with a version, or none: versionless, it follows the key's current version), or the secret,
+ * or only the vault. Found by discovery (providers/azure/dependents.c); the plan never retires
+ * what one references unless the desired state acknowledges that dependent by resource id.
+ */
+typedef struct kvr_live_dependent {
+    char *id;      /* ARM resource id */
+    char *type;    /* resource type as Azure spells it, e.g. "Microsoft.Storage/storageAccounts" */
+    char *name;
+    char *vault;   /* the vault's name */
+    char *key;     /* NULL: not a key */
+    char *version; /* of key; NULL: versionless (the key's current version) */
+    char *secret;  /* NULL: not a secret */
+    char *setting; /* an app's setting name; NULL otherwise */
+} kvr_live_dependent;
+
 typedef struct kvr_live {
     int64_t now; /* the service's clock (HTTP Date) when the state was read */
     kvr_live_vault *vaults;
@@ -156,6 +175,8 @@ typedef struct kvr_live {
     size_t nroles;
     kvr_live_profile *profiles;
     size_t nprofiles;
+    kvr_live_dependent *dependents; /* discovered dependents of the vaults read */
+    size_t ndependents;
     kvr_strpool strings; /* every string above (kvr_live_free frees them with the pool) */
 } kvr_live;
 
@@ -198,6 +219,10 @@ const kvr_live_key *kvr_live_key_get(const kvr_live *l, const char *vault, const
 const kvr_live_secret *kvr_live_secret_get(const kvr_live *l, const char *vault, const char *name);
 const kvr_live_app *kvr_live_app_get(const kvr_live *l, const char *display_name);
 const kvr_live_profile *kvr_live_profile_get(const kvr_live *l, const char *name);
+
+/* A short noun for a dependent's resource type ("storage account", "disk encryption set", "SQL
+   server", "Cosmos DB account", "app"); "resource" for others. Static. */
+const char *kvr_dependent_kind(const char *type);
 
 /* The value of tag `key`, or NULL. */
 const char *kvr_tags_get(const kvr_tags *t, const char *key);

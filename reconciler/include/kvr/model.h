@@ -75,6 +75,19 @@ typedef struct kvr_copy_from {
     bool certificates;
 } kvr_copy_from;
 
+/*
+ * `acknowledgeDependents`: the only way to retire an object that an Azure resource outside the
+ * estate still uses (kvr_live_dependent). Each entry names the dependent by resource id and the
+ * object whose retirement it accepts: a key (its versions and the key), a secret, or, with
+ * neither, the vault itself.
+ */
+typedef struct kvr_dependent_ack {
+    kvr_pos pos;
+    char *resource_id;
+    char *key;    /* NULL: not a key */
+    char *secret; /* NULL: not a secret; both NULL: the vault */
+} kvr_dependent_ack;
+
 typedef struct kvr_vault {
     kvr_pos pos;
     char *name;
@@ -90,6 +103,8 @@ typedef struct kvr_vault {
     kvr_tags tags;
     kvr_copy_from copy_from;
     bool retire;
+    kvr_dependent_ack *acks; /* acknowledgeDependents */
+    size_t nacks;
 } kvr_vault;
 
 typedef struct kvr_credential {

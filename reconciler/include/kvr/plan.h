@@ -57,7 +57,8 @@ typedef enum kvr_action { KVR_ACTION_CREATE = 0, KVR_ACTION_CHANGE, KVR_ACTION_R
 typedef enum kvr_gate_kind {
     KVR_GATE_PROFILE_USED = 0, /* a profile reports Used */
     KVR_GATE_RETENTION,        /* the retention period has passed on the service's clock */
-    KVR_GATE_UNREFERENCED,     /* no profile Applying or Used references the object */
+    KVR_GATE_UNREFERENCED,     /* no profile Applying or Used references the object, and no
+                                  Azure resource (kvr_live_dependent) unless acknowledged */
     KVR_GATE_ROLE_EFFECTIVE,   /* a new role assignment is proven to work */
     KVR_GATE_COPY_VERIFIED,    /* the relocation target holds everything the source did */
 } kvr_gate_kind;
