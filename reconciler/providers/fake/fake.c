@@ -1004,8 +1004,14 @@ static int secret_copy(fake *f, const kvr_op *op, kvr_error *err)
         return missing(err, "copy secret", "secret", op->u.copy.from, op->u.copy.name);
     /* the value and the tags of the source; the content type the operation names */
     snprintf(digest, sizeof(digest), "%s", sget(s, "digest") ? sget(s, "digest") : "");
-    tags = json_deep_copy(json_is_object(json_object_get(s, "tags")) ? json_object_get(s, "tags")
-                                                                     : json_object());
+    tags = json_is_object(json_object_get(s, "tags")) ? json_deep_copy(json_object_get(s, "tags"))
+                                                      : json_object();
+#ifdef KVR_TAG_COPY
+    /* the mark of a copy, as the Azure provider writes it (a later plan tells a copy from a value
+       written in the new vault by someone else) */
+    if (tags)
+        json_object_set_new(tags, KVR_TAG_COPY, json_string(op->u.copy.from));
+#endif
     return secret_write(f, "copy secret", op->u.copy.to, op->u.copy.name, op->u.copy.content_type,
                         tags, digest[0] ? digest : NULL, err);
 }
