@@ -404,19 +404,19 @@ static void edit_perms(json_t *entry, const char *family, const kvr_strlist *l, 
         json_object_set_new(entry, family, have);
     }
     for (size_t i = 0; i < l->len; i++) {
-        size_t j;
-        json_t *x;
         bool found = false;
-        json_array_foreach(have, j, x)
-        {
-            if (ieq(json_string_value(x), l->items[i])) {
-                found = true;
-                break;
+        /* every spelling of the name goes ("Get" and "get"), as Azure compares them */
+        for (size_t j = 0; j < json_array_size(have);) {
+            if (!ieq(json_string_value(json_array_get(have, j)), l->items[i])) {
+                j++;
+                continue;
             }
-        }
-        if (remove && found)
+            found = true;
+            if (!remove)
+                break;
             json_array_remove(have, j);
-        else if (!remove && !found)
+        }
+        if (!remove && !found)
             json_array_append_new(have, json_string(l->items[i]));
     }
 }
