@@ -92,15 +92,30 @@ static uint64_t fnv(const char *s, uint64_t h)
     return h;
 }
 
-/* 32 hex digits from (what, seq). */
+/* splitmix64's finaliser: every input bit moves every output bit, so that ids made from
+   neighbouring inputs ("name#1", "name#2") do not look alike */
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* 32 hex digits from `what` (and the counter, unless `stable`). */
+static void hex_of(char out[33], fake *f, const char *what, bool stable)
+{
+    char seq[32] = "";
+    uint64_t a, b;
+    if (!stable)
+        snprintf(seq, sizeof(seq), "#%lu", ++f->seq);
+    a = mix(fnv(seq, fnv(what, 0xcbf29ce484222325ULL)));
+    b = mix(fnv(seq, fnv(what, 0x84222325cbf29ce4ULL)) ^ a);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
 static void hex_id(char out[33], fake *f, const char *what)
 {
-    char seq[32];
-    uint64_t a, b;
-    snprintf(seq, sizeof(seq), "#%lu", ++f->seq);
-    a = fnv(seq, fnv(what, 0xcbf29ce484222325ULL));
-    b = fnv(seq, fnv(what, 0x84222325cbf29ce4ULL) ^ a);
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+    hex_of(out, f, what, false);
 }
 
 /* A GUID (version nibble 5, as name-based GUIDs have) from `what`, and from the counter unless
@@ -108,12 +123,7 @@ static void hex_id(char out[33], fake *f, const char *what)
 static void guid(char out[37], fake *f, const char *what, bool stable)
 {
     char h[33];
-    if (stable) {
-        uint64_t a = fnv(what, 0xcbf29ce484222325ULL), b = fnv(what, 0x84222325cbf29ce4ULL ^ a);
-        snprintf(h, sizeof(h), "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
-    } else {
-        hex_id(h, f, what);
-    }
+    hex_of(h, f, what, stable);
     h[12] = '5';
     h[16] = "89ab"[(h[16] >= 'a' ? h[16] - 'a' + 10 : h[16] - '0') & 3];
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
