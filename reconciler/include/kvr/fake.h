@@ -71,6 +71,9 @@ int kvr_fake_provider_new(kvr_provider **out, kvr_live *live, const kvr_marker_k
  *                                          becoming Used makes the Used one before it Inactive,
  *                                          as the service does when a re-wrap completes
  *   {"read": N, "vault": V, "tags": {..}}  on read N another writer sets vault V's tags
+ *   {"read": N, "delete": "key"|"secret"|"vault", "vault": V, "name": K}
+ *                                          on read N another writer soft-deletes key or secret K
+ *                                          of vault V, or vault V
  *   {"read": N, "advance": S}             before read N the service clock moves S seconds
  *                                          (events of one read happen in the script's order)
  *   {"clock": {"start": T, "perRead": S}}  the service clock reads T at the next read and

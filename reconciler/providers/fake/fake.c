@@ -38,7 +38,7 @@ typedef struct fault {
     int left; /* answers still to give */
 } fault;
 
-typedef enum event_kind { EV_PROFILE = 0, EV_VAULT_TAGS, EV_ADVANCE } event_kind;
+typedef enum event_kind { EV_PROFILE = 0, EV_VAULT_TAGS, EV_ADVANCE, EV_DELETE } event_kind;
 
 typedef struct event {
     size_t read;
@@ -47,6 +47,8 @@ typedef struct event {
     int status;      /* EV_PROFILE */
     json_t *tags;    /* EV_VAULT_TAGS */
     int64_t advance; /* EV_ADVANCE: seconds */
+    int what;        /* EV_DELETE: 0 key, 1 secret, 2 vault (name: the vault) */
+    char *object;    /* EV_DELETE: the key or secret */
 } event;
 
 typedef struct fake {
@@ -1355,6 +1357,23 @@ static int fake_read(kvr_provider *p, kvr_live **out, const kvr_scope *scope, kv
             json_object_set(o, "tags", e->tags);
         if (e->kind == EV_ADVANCE)
             f->now += e->advance;
+        if (e->kind == EV_DELETE) {
+            /* another writer deletes something (soft delete, as anyone can) */
+            kvr_op op;
+            kvr_error ignored;
+            memset(&op, 0, sizeof(op));
+            if (e->what == 2) {
+                op.kind = KVR_OP_VAULT_DELETE;
+                op.u.vault.ref.name = e->name;
+                vault_delete(f, &op, &ignored);
+            } else {
+                op.kind = KVR_OP_OBJECT_DELETE;
+                op.u.object.collection = e->what == 0 ? KVR_COLL_KEYS : KVR_COLL_SECRETS;
+                op.u.object.vault = e->name;
+                op.u.object.name = e->object;
+                object_delete(f, &op, &ignored);
+            }
+        }
     }
     json_object_set_new(f->st, "now", json_integer(f->now));
     text = json_dumps(f->st, JSON_COMPACT);
@@ -1443,6 +1462,7 @@ static void fake_free(kvr_provider *p)
     json_decref(f->grave);
     for (size_t i = 0; i < f->nevents; i++) {
         free(f->events[i].name);
+        free(f->events[i].object);
         json_decref(f->events[i].tags);
     }
     free(f->events);
@@ -1620,6 +1640,23 @@ static int script_event(fake *f, const json_t *e, size_t i, kvr_error *err)
             free(x.name);
             return kvr_error_oom(err);
         }
+    } else if (sget(e, "delete")) {
+        static const char *const what[] = {"key", "secret", "vault", NULL};
+        static const char *const del[] = {"read", "delete", "vault", "name", NULL};
+        x.kind = EV_DELETE;
+        x.what = -1;
+        for (int k = 0; what[k]; k++)
+            if (strcmp(sget(e, "delete"), what[k]) == 0)
+                x.what = k;
+        if (!only(e, del) || x.what < 0 || !sget(e, "vault") || (x.what < 2 && !sget(e, "name")))
+            return script_fail(err, i,
+                               "'delete' takes \"key\", \"secret\" or \"vault\", with "
+                               "'vault' and (a key or secret) 'name'");
+        x.name = strdup(sget(e, "vault"));
+        if (x.what < 2 && !(x.object = strdup(sget(e, "name")))) {
+            free(x.name);
+            return kvr_error_oom(err);
+        }
     } else if (json_is_integer(json_object_get(e, "advance"))) {
         if (!only(e, advance) || json_integer_value(json_object_get(e, "advance")) < 0)
             return script_fail(err, i, "'advance' takes seconds, forward");
@@ -1627,13 +1664,14 @@ static int script_event(fake *f, const json_t *e, size_t i, kvr_error *err)
         x.advance = json_integer_value(json_object_get(e, "advance"));
     } else {
         return script_fail(err, i,
-                           "a read event needs 'profile' and 'status', 'vault' and 'tags', or "
-                           "'advance'");
+                           "a read event needs 'profile' and 'status', 'vault' and 'tags', "
+                           "'delete', or 'advance'");
     }
     grown = x.name || x.kind == EV_ADVANCE ? realloc(f->events, (f->nevents + 1) * sizeof(*grown))
                                            : NULL;
     if (!grown) {
         free(x.name);
+        free(x.object);
         json_decref(x.tags);
         return kvr_error_oom(err);
     }
