@@ -118,9 +118,9 @@ static void test_fake__read_is_a_copy_on_the_clock(void **state)
     kvr_live_free(b);
     /* a read that fails (the network is gone), and a month passing before the next one */
     assert_int_equal(kvr_fake_script(p,
-                                      "[{\"read\": 4, \"fail\": \"reset\"}, {\"read\": 5, "
-                                      "\"advance\": 2592000}]",
-                                      &err),
+                                     "[{\"read\": 4, \"fail\": \"reset\"}, {\"read\": 5, "
+                                     "\"advance\": 2592000}]",
+                                     &err),
                      0);
     assert_int_equal(p->read(p, &b, &scope, &err), KVR_EHTTP);
     assert_null(b);
@@ -198,6 +198,46 @@ static void test_fake__password_add_stores_the_secret(void **state)
     assert_int_equal(p->apply(p, &op, &err), KVR_EAZURE);
     l = now_state(p);
     assert_int_equal(kvr_live_app_get(l, "App One")->ncreds, 2);
+    kvr_live_free(l);
+    kvr_provider_free(p);
+}
+
+/* Another writer's soft delete (a read event): the key is among the deleted ones, and a
+   recover brings it back with its versions. */
+static void test_fake__another_writer_deletes(void **state)
+{
+    kvr_provider *p = fake_new();
+    kvr_live *l = NULL;
+    kvr_scope scope;
+    kvr_op op;
+    kvr_error err;
+    (void)state;
+    memset(&scope, 0, sizeof(scope));
+    assert_int_equal(kvr_fake_script(p,
+                                     "{\"read\": 1, \"delete\": \"key\", \"vault\": \"kv1\", "
+                                     "\"name\": \"DEK\"}",
+                                     &err),
+                     0);
+    assert_int_equal(p->read(p, &l, &scope, &err), 0);
+    assert_null(kvr_live_key_get(l, "kv1", "dek"));
+    assert_int_equal(l->ndeleted, 1);
+    assert_string_equal(l->deleted[0].kind, "key");
+    assert_int_equal(l->deleted[0].purge_at, 1000000 + 7 * 86400);
+    kvr_live_free(l);
+    memset(&op, 0, sizeof(op));
+    op.kind = KVR_OP_KEY_CREATE; /* the name is held */
+    op.u.key.vault = "kv1";
+    op.u.key.name = "dek";
+    op.u.key.kty = "RSA";
+    assert_int_equal(p->apply(p, &op, &err), KVR_ECONFLICT);
+    op.kind = KVR_OP_OBJECT_RECOVER;
+    op.u.object.collection = KVR_COLL_KEYS;
+    op.u.object.vault = "kv1";
+    op.u.object.name = "dek";
+    assert_int_equal(p->apply(p, &op, &err), 0);
+    l = now_state(p);
+    assert_int_equal(l->ndeleted, 0);
+    assert_int_equal(kvr_live_key_get(l, "kv1", "dek")->nversions, 1);
     kvr_live_free(l);
     kvr_provider_free(p);
 }
@@ -453,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_fake__read_is_a_copy_on_the_clock),
         cmocka_unit_test(test_fake__key_create_adds_the_latest_version),
         cmocka_unit_test(test_fake__password_add_stores_the_secret),
+        cmocka_unit_test(test_fake__another_writer_deletes),
         cmocka_unit_test(test_fake__crash_after_first_request),
         cmocka_unit_test(test_fake__throttled_twice_then_done),
         cmocka_unit_test(test_fake__placeholders_are_refused),
