@@ -9,6 +9,7 @@
  *                              {"wait": S, "poll": S, "probeSeconds": S, "savedPlan": true,
  *                              "maxSeconds": S (the run must not take longer: no sleeping),
  *                              "env": {NAME: VALUE} (set from this run on),
+ *                              "requeueAfter": S (asked as watch asks; S seconds expected),
  *                              "script": [...]} (the fake's script entries added before the run,
  *                              a "read" counted from the run's first read);
  *                              default one run, no waiting. Runs share the fake, so a later run
@@ -379,6 +380,7 @@ static void run_case(void **state)
         char *said = NULL;
         size_t said_len = 0;
         double t0;
+        int64_t requeue = -1;
         int rc;
 
         json_object_foreach(json_object_get(ro, "env"), key, v)
@@ -401,6 +403,8 @@ static void run_case(void **state)
         o.log = progress;
         o.reason = reason;
         o.reason_size = sizeof(reason);
+        if (json_object_get(ro, "requeueAfter"))
+            o.requeue_after = &requeue; /* as watch asks */
         if (json_is_array(json_object_get(ro, "script"))) {
             /* this run's events: "read" counts from the run's first read */
             json_t *sc = json_deep_copy(json_object_get(ro, "script")), *ev;
@@ -449,6 +453,11 @@ static void run_case(void **state)
             replanned = true;
         free(said);
         said = NULL;
+        if (json_object_get(ro, "requeueAfter") &&
+            requeue != json_integer_value(json_object_get(ro, "requeueAfter")))
+            fail_msg("%s: run %zu: requeue after %lld s, expected %lld s", dir, r + 1,
+                     (long long)requeue,
+                     (long long)json_integer_value(json_object_get(ro, "requeueAfter")));
         if (rc < 0)
             add(&results, "error: %s\n", err.message);
         else if (res == KVR_APPLY_BLOCKED)
