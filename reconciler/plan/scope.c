@@ -120,6 +120,7 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
         };
 
     s->profiles = d->nprofiles > 0;
+    s->dependents = d->nvaults > 0; /* any declared vault's keys, versions or itself may go */
     *out = s;
     return 0;
 oom:

@@ -346,6 +346,12 @@ int azsim_kv_handle(azsim_req *r, const char *vault_name);
 int azsim_arm_handle(azsim_req *r);
 void azsim_arm_operations_free(azsim_state *st);
 int azsim_graph_handle(azsim_req *r);
+/* azsim_dependents.c: resources that use a vault (storage, disk encryption sets, SQL, Cosmos DB,
+   App Service) and Resource Graph. *handled 0: not its path. State under the state lock. */
+int azsim_dependents_route(azsim_req *r, const azsim_caller *caller, int *handled);
+json_t *azsim_dependents_dump(void);          /* new reference */
+int azsim_dependents_load(const json_t *a);   /* a borrowed */
+void azsim_dependents_release(void);
 int azsim_admin_handle(azsim_req *r);
 /* Holds the answer of a request that matches a test's hold until the test releases it (called
    after the request is carried out, without the state lock held). */

@@ -1303,6 +1303,12 @@ int azsim_arm_handle(azsim_req *r)
     r->nsegs = n;
     if (azsim_arm_throttle(r, n >= 2 && azsim_streq_ci(s[0], "subscriptions") ? s[1] : NULL))
         goto done;
+    {
+        int handled = 0; /* storage, disks, SQL, Cosmos DB, App Service, Resource Graph */
+        rc = azsim_dependents_route(r, &c.caller, &handled);
+        if (handled)
+            goto done;
+    }
     for (size_t i = 0; i + 2 < n; i++)
         if (azsim_streq_ci(s[i], "providers") &&
             azsim_streq_ci(s[i + 1], "Microsoft.Authorization") &&

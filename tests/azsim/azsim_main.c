@@ -57,6 +57,7 @@ void azsim_state_release(azsim_state *st)
     for (size_t i = 0; i < st->vaults.n; i++)
         azsim_vault_free(st->vaults.items[i]);
     azsim_arm_operations_free(st);
+    azsim_dependents_release();
     free(st->apps.items);
     free(st->sps.items);
     free(st->assignments.items);

@@ -118,6 +118,8 @@ int azsim_state_save(azsim_state *st)
                     "assignments", ras, "resourceGroups", rgs, "vaults", vaults);
     if (doc && st->consumer)
         json_object_set_new(doc, "consumer", azsim_consumer_dump(st));
+    if (doc)
+        json_object_set_new(doc, "dependents", azsim_dependents_dump());
     if (doc && st->seeded) {
         /* a --seed run must not hand out the identifiers of the previous run again */
         char rng[32];
@@ -291,6 +293,8 @@ static int load_doc(azsim_state *st, json_t *doc)
         if (!rg->sub || !rg->name || !rg->location || !rg->tags)
             return AZSIM_EINVAL;
     }
+    if (azsim_dependents_load(json_object_get(doc, "dependents")) != AZSIM_OK)
+        return AZSIM_ENOMEM;
     json_array_foreach(json_object_get(doc, "vaults"), i, j)
     {
         azsim_vault *v = azsim_vault_load(j);

@@ -54,6 +54,8 @@ typedef struct kvr_scope {
     const kvr_scope_role *roles;
     size_t nroles;
     bool profiles;   /* read the encryption profiles */
+    bool dependents; /* discover the Azure resources outside the estate that use these vaults'
+                        keys and secrets (kvr_live_dependent): anything the plan could retire */
     bool everything; /* export: every key's rotation policy and every vault's certificates */
 } kvr_scope;
 

@@ -14,6 +14,19 @@
 #define KV_API "7.5"
 #define PROFILES_API "2026-01-01"
 
+/*
+ * Discovery (dependents.c): appends to l->dependents every resource outside the estate that uses
+ * a key or secret of a vault the scope names (one Resource Graph query, then each app's Key Vault
+ * references). Anything unreadable is an error, never "none". kvr__dependents_query is the query.
+ */
+struct kvr_live;
+struct kvr_scope;
+struct kvr_endpoints;
+struct kvr_auth;
+int kvr__dependents_read(struct kvr_live *l, struct kvr_auth *a, const struct kvr_endpoints *ep,
+                         const struct kvr_scope *sc, kvr_error *err);
+extern const char kvr__dependents_query[];
+
 /* kvr_asprintf that records KVR_ENOMEM in err when it fails. */
 char *prov_fmt(kvr_error *err, const char *f, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1646,6 +1646,8 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
         goto done;
     if ((rc = run_queue(&r)) < 0)
         goto done;
+    if (scope->dependents && (rc = kvr__dependents_read(r.l, a, ep, scope, err)) < 0)
+        goto done;
     canonical_order(r.l);
     if (!r.l->now)
         rc = kvr_error_set(err, KVR_EPROTO,
