@@ -604,6 +604,41 @@ void kvr_plan_pass_in_use(pb *b)
     }
 }
 
+/*
+ * An acknowledgement that matches no dependent any more is reported: left in place, it would
+ * silently cover a later, unreviewed use of the same object by the same resource.
+ */
+static void stale_acks(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        for (size_t a = 0; a < v->nacks; a++) {
+            const kvr_dependent_ack *k = &v->acks[a];
+            bool used = false;
+            char object[160];
+            for (size_t j = 0; !used && j < b->l->ndependents; j++) {
+                const kvr_live_dependent *d = &b->l->dependents[j];
+                used = kvr_str_ieq(d->id, k->resource_id) && kvr_str_ieq(d->vault, v->name) &&
+                       (!k->key || kvr_str_ieq(d->key, k->key)) &&
+                       (!k->secret || kvr_str_ieq(d->secret, k->secret));
+            }
+            if (used)
+                continue;
+            if (k->key)
+                snprintf(object, sizeof(object), "key '%s'", k->key);
+            else if (k->secret)
+                snprintf(object, sizeof(object), "secret '%s'", k->secret);
+            else
+                snprintf(object, sizeof(object), "vault '%s'", v->name);
+            pb_finding(b, KVR_FINDING_WARNING, v->name, object,
+                       "%s:%u:%u: acknowledgeDependents names %s, which uses nothing of it now; "
+                       "remove the entry so that it cannot cover a later use",
+                       k->pos.file ? k->pos.file : "?", k->pos.line, k->pos.col,
+                       k->resource_id);
+        }
+    }
+}
+
 void kvr_plan_pass_retire(pb *b)
 {
     b->active_apply = b->d->active ? find_by_name(b, KVR_STEP_PROFILE_APPLY, b->d->active) : NONE;
@@ -620,4 +655,5 @@ void kvr_plan_pass_retire(pb *b)
     retire_credentials(b);
     retire_vaults(b);
     relocation_dependents(b);
+    stale_acks(b);
 }
