@@ -2,7 +2,8 @@
 # Dependents outside the estate gate a relocation's retirement (issue #21). relocate-region's
 # before/ is applied; then, in resource groups the desired state never names, a storage account
 # gets a customer-managed key on the old vault's key (versionless), a disk encryption set a
-# versionless key URL on it, and an app an app setting that is a Key Vault reference to the old
+# versionless key URL on it, a SQL server its TDE protector (a version), a Cosmos DB account its
+# key, and an app an app setting that is a Key Vault reference to the old
 # vault's secret. after/ runs through every gate and past every retention period: the old vault
 # must still be there, the plan naming each dependent by resource id (gates and to-do findings).
 # Once each dependent points at the new vault, the next apply retires the old one. Discovery is
@@ -28,6 +29,8 @@ S="/subscriptions/$sub"
 ST="$S/resourceGroups/rg-contoso-data/providers/Microsoft.Storage/storageAccounts/stcontosodata"
 DES="$S/resourceGroups/rg-contoso-vms/providers/Microsoft.Compute/diskEncryptionSets/des-contoso"
 APP="$S/resourceGroups/rg-contoso-web/providers/Microsoft.Web/sites/app-contoso-restore"
+SQL="$S/resourceGroups/rg-contoso-db/providers/Microsoft.Sql/servers/sql-contoso"
+COSMOS="$S/resourceGroups/rg-contoso-db/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-contoso"
 old="https://kv-contoso-bkp-weu.vault.localhost:$AZSIM_PORT"
 new="https://kv-contoso-bkp-sdc.vault.localhost:$AZSIM_PORT"
 storage_put() { # VAULT_URI
@@ -39,7 +42,13 @@ des_put() { # VAULT_URI VAULT_NAME RG
 settings_put() { # VAULT_URI
     armcall PUT "$APP/config/appsettings?api-version=2023-12-01" "{\"properties\":{\"EXPORT_PASSPHRASE\":\"@Microsoft.KeyVault(SecretUri=$1/secrets/backup-export-passphrase/)\",\"PLAIN\":\"not a reference\"}}" >/dev/null
 }
-for rg in rg-contoso-data rg-contoso-vms rg-contoso-web; do
+sql_put() { # KEY_URL
+    armcall PUT "$SQL?api-version=2023-08-01" "{\"location\":\"westeurope\",\"identity\":{\"type\":\"SystemAssigned\"},\"properties\":{\"administratorLogin\":\"sqladmin\",\"administratorLoginPassword\":\"not-a-real-Passw0rd\",\"keyId\":\"$1\"}}" >"$work/sql.json"
+}
+cosmos_put() { # VAULT_URI
+    armcall PUT "$COSMOS?api-version=2024-05-15" "{\"location\":\"westeurope\",\"kind\":\"GlobalDocumentDB\",\"properties\":{\"databaseAccountOfferType\":\"Standard\",\"locations\":[{\"locationName\":\"westeurope\"}],\"keyVaultKeyUri\":\"$1/keys/backup-dek\"}}" >/dev/null
+}
+for rg in rg-contoso-data rg-contoso-vms rg-contoso-web rg-contoso-db; do
     armcall PUT "$S/resourceGroups/$rg?api-version=2021-04-01" '{"location":"westeurope"}' >/dev/null
 done
 storage_put "$old"
@@ -49,6 +58,13 @@ check "disk encryption set on the old vault created ($code)" "$([[ $code == 200 
 armcall PUT "$APP?api-version=2023-12-01" '{"location":"westeurope","kind":"app","identity":{"type":"SystemAssigned"},"properties":{}}' >/dev/null
 settings_put "$old"
 check "app with a Key Vault reference created ($code)" "$([[ $code == 200 ]]; echo $?)"
+kvtok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
+oldver=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kvtok" "$old/keys/backup-dek?api-version=7.5" | json 'd["key"]["kid"].rsplit("/",1)[1]')
+sql_put "$old/keys/backup-dek/$oldver"
+check "SQL server with its TDE protector in the old vault created ($code)" \
+    "$([[ $code == 200 ]] && ! grep -q Passw0rd "$work/sql.json"; echo $?)"
+cosmos_put "$old"
+check "Cosmos DB account with its key in the old vault created ($code)" "$([[ $code == 200 ]]; echo $?)"
 refs=$(armcall GET "$APP/config/configreferences/appsettings?api-version=2023-12-01")
 check "App Service resolves the reference" \
     "$([[ $(echo "$refs" | json '[(i["name"], i["properties"]["status"], i["properties"]["vaultName"]) for i in d["value"]]') == "[('EXPORT_PASSPHRASE', 'Resolved', 'kv-contoso-bkp-weu')]" ]]; echo $?)"
@@ -59,7 +75,7 @@ check "Resource Graph: another query is a 400 InvalidQuery ($code)" \
 
 # the plan of the pull request: every dependent, by resource id, as a gate and as work to do
 set +e; NO_COLOR=1 "$kvr" plan -f "$A" >"$work/plan.1" 2>&1; set -e
-for id in "$ST" "$DES" "$APP"; do
+for id in "$ST" "$DES" "$APP" "$SQL" "$COSMOS"; do
     check "plan: the old vault's retirement waits for ${id##*/}" \
         "$(grep -q "waiting for: .*($id) uses .*; move it to another vault first" "$work/plan.1"; echo $?)"
     check "plan: ${id##*/} is on the relocation's to-do list" \
@@ -81,14 +97,18 @@ arm=$(azsim_token "$KVR_ARM_ENDPOINT") # the clock moved past the first token's 
 armcall GET "$S/resourceGroups/rg-contoso-backup-weu/providers/Microsoft.KeyVault/vaults/kv-contoso-bkp-weu?api-version=2024-11-01" >/dev/null
 check "the old vault is still there ($code)" "$([[ $code == 200 ]]; echo $?)"
 
-# the owners move two of them: the third still holds the vault
+# the owners move four of them: the app still holds the vault
 storage_put "$new"
 des_put "$new" kv-contoso-bkp-sdc rg-contoso-backup-sdc
+kvtok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
+newver=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kvtok" "$new/keys/backup-dek?api-version=7.5" | json 'd["key"]["kid"].rsplit("/",1)[1]')
+sql_put "$new/keys/backup-dek/$newver"
+cosmos_put "$new"
 kvr_apply "apply after/: the app still uses the old vault" 3 -f "$A"
 set +e; NO_COLOR=1 "$kvr" plan -f "$A" >"$work/plan.2" 2>&1; set -e
 check "plan: only the app still holds the old vault" \
     "$(grep -q "($APP) uses secret 'backup-export-passphrase'" "$work/plan.2" &&
-        ! grep -q "stcontosodata\|des-contoso" "$work/plan.2"; echo $?)"
+        ! grep -q "stcontosodata\|des-contoso\|sql-contoso\|cosmos-contoso" "$work/plan.2"; echo $?)"
 settings_put "$new"
 kvr_apply "apply after/: nothing uses the old vault any more" 0 -f "$A"
 armcall GET "$S/resourceGroups/rg-contoso-backup-weu/providers/Microsoft.KeyVault/vaults/kv-contoso-bkp-weu?api-version=2024-11-01" >/dev/null
