@@ -309,8 +309,8 @@ static int res_put(azsim_req *r, int t, const char *sub, const char *rg, const c
                     json_is_object(json_object_get(body, "tags"))
                         ? json_deep_copy(json_object_get(body, "tags"))
                         : json_object());
-    for (const char *const *k = (const char *const[]){"properties", "identity", "kind", "sku",
-                                                      NULL};
+    for (const char *const *k =
+             (const char *const[]){"properties", "identity", "kind", "sku", NULL};
          *k; k++)
         if (json_object_get(body, *k))
             json_object_set(res, *k, json_object_get(body, *k));
@@ -415,10 +415,10 @@ static json_t *kv_reference(azsim_state *st, const char *site_id, const char *ke
         json_object_set_new(props, "secretVersion", json_string(version));
     if (props && identity_type)
         json_object_set_new(props, "identityType", json_string(identity_type));
-    json_t *item = id && props ? json_pack("{s:s,s:s,s:s,s:O}", "id", id, "name", key, "type",
-                                           "Microsoft.Web/sites/config/configreferences",
-                                           "properties", props)
-                               : NULL;
+    json_t *item =
+        id && props ? json_pack("{s:s,s:s,s:s,s:O}", "id", id, "name", key, "type",
+                                "Microsoft.Web/sites/config/configreferences", "properties", props)
+                    : NULL;
     free(id);
     json_decref(props);
     return item;
@@ -613,10 +613,10 @@ static int graph_error(azsim_req *r, const char *code, const char *msg)
     top = azsim_printf("Please provide below info when asking for support: timestamp = %lld, "
                        "correlationId = %s.",
                        (long long)azsim_now(r->st), guid);
-    int rc = azsim_reply_json(
-        r, 400,
-        json_pack("{s:{s:s,s:s,s:[{s:s,s:s}]}}", "error", "code", "BadRequest", "message",
-                  top ? top : "", "details", "code", code, "message", msg));
+    int rc = azsim_reply_json(r, 400,
+                              json_pack("{s:{s:s,s:s,s:[{s:s,s:s}]}}", "error", "code",
+                                        "BadRequest", "message", top ? top : "", "details", "code",
+                                        code, "message", msg));
     free(top);
     return rc;
 }
@@ -700,8 +700,8 @@ static int graph_query(azsim_req *r, const azsim_caller *caller)
         char *action;
         for (size_t k = 0; !in_subs && k < json_array_size(subs); k++) {
             const char *sub = json_string_value(json_array_get(subs, k));
-            in_subs = sub && strncasecmp(id + 15, sub, strlen(sub)) == 0 &&
-                      id[15 + strlen(sub)] == '/';
+            in_subs =
+                sub && strncasecmp(id + 15, sub, strlen(sub)) == 0 && id[15 + strlen(sub)] == '/';
         }
         if (!in_subs || !matches(res))
             continue;
@@ -730,8 +730,8 @@ static int graph_query(azsim_req *r, const azsim_caller *caller)
                 *c = (char)tolower((unsigned char)*c);
             json_array_append_new(
                 data, json_pack("{s:O,s:O,s:s,s:O}", "id", json_object_get(v[i], "id"), "name",
-                                json_object_get(v[i], "name"), "type", low ? low : "",
-                                "properties", json_object_get(v[i], "properties")));
+                                json_object_get(v[i], "name"), "type", low ? low : "", "properties",
+                                json_object_get(v[i], "properties")));
             free(low);
         }
         free(v);

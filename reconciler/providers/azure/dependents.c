@@ -219,8 +219,7 @@ static int query(found *f, kvr_auth *a, const kvr_endpoints *ep, const char *sco
                        kvr__dependents_query, "options", "$top", ARG_PAGE, "resultFormat",
                        "objectArray");
         if (rq && token)
-            json_object_set_new(json_object_get(rq, "options"), "$skipToken",
-                                json_string(token));
+            json_object_set_new(json_object_get(rq, "options"), "$skipToken", json_string(token));
         free(body);
         body = rq ? json_dumps(rq, JSON_COMPACT) : NULL;
         json_decref(rq);
@@ -366,8 +365,8 @@ static int dependent_cmp(const void *x, const void *y)
     return c;
 }
 
-int kvr__dependents_read(kvr_live *l, kvr_auth *a, const kvr_endpoints *ep,
-                         const kvr_scope *sc, kvr_error *err)
+int kvr__dependents_read(kvr_live *l, kvr_auth *a, const kvr_endpoints *ep, const kvr_scope *sc,
+                         kvr_error *err)
 {
     found f = {l, sc, 0, err};
     json_t *sites = json_array();
@@ -378,7 +377,8 @@ int kvr__dependents_read(kvr_live *l, kvr_auth *a, const kvr_endpoints *ep,
         goto done;
     }
     if (!sc->subscription) {
-        rc = kvr_error_set(err, KVR_EINVAL, "no subscription to look for the vaults' dependents in");
+        rc =
+            kvr_error_set(err, KVR_EINVAL, "no subscription to look for the vaults' dependents in");
         goto done;
     }
     if ((rc = query(&f, a, ep, scope, sites)) < 0)
