@@ -605,6 +605,44 @@ void kvr_plan_pass_in_use(pb *b)
 }
 
 /*
+ * A dependent whose key version is disabled or expired cannot read its data now (an outage, and
+ * data loss if it stays so): an error-level finding. Not corrected on its own, unlike a profile's
+ * version (kvr_plan_pass_in_use): whoever disabled it may have meant to revoke that resource.
+ */
+static void dependents_broken(pb *b)
+{
+    for (size_t i = 0; i < b->l->ndependents; i++) {
+        const kvr_live_dependent *d = &b->l->dependents[i];
+        const kvr_live_key *lk;
+        const kvr_live_version *v = NULL;
+        char use[200], object[160], when[KVR_TIME_ISO_MAX];
+        if (!d->key || !(lk = pb_live_key(b, d->vault, d->key)) || !lk->nversions)
+            continue;
+        for (size_t j = 0; d->version && j < lk->nversions; j++)
+            if (kvr_str_ieq(lk->versions[j].id, d->version))
+                v = &lk->versions[j];
+        if (!d->version)
+            v = &lk->versions[lk->nversions - 1];
+        if (!v || (v->enabled && (!v->exp || v->exp > b->now)))
+            continue;
+        dependent_use(use, sizeof(use), d);
+        snprintf(object, sizeof(object), "%s '%s'", kvr_dependent_kind(d->type), d->name);
+        if (!v->enabled) {
+            pb_finding(b, KVR_FINDING_ERROR, d->vault, object,
+                       "%s uses %s; version %.8s is disabled: it cannot read its data until the "
+                       "version is enabled again",
+                       d->id, use, v->id);
+        } else {
+            kvr_time_iso(when, sizeof(when), v->exp);
+            pb_finding(b, KVR_FINDING_ERROR, d->vault, object,
+                       "%s uses %s; version %.8s expired at %s: it cannot read its data until "
+                       "the version gets a later expiry",
+                       d->id, use, v->id, when);
+        }
+    }
+}
+
+/*
  * An acknowledgement that matches no dependent any more is reported: left in place, it would
  * silently cover a later, unreviewed use of the same object by the same resource.
  */
@@ -656,4 +694,5 @@ void kvr_plan_pass_retire(pb *b)
     retire_vaults(b);
     relocation_dependents(b);
     stale_acks(b);
+    dependents_broken(b);
 }
