@@ -75,7 +75,7 @@ _kvreconcile_reply()
     validate) opts="--file -f --quiet -q --allow-files-under --help -h" ;;
     plan) opts="--file -f --output -o --detailed-exitcode --no-color --out --save-live --live --allow-files-under --help -h" ;;
     apply) opts="--file -f --wait --lock-timeout --quiet -q --log-format --allow-files-under --help -h" ;;
-    watch) opts="--interval --once --status-file --quiet -q --log-format --allow-files-under --help -h" ;;
+    watch) opts="--interval --once --status-file --metrics-addr --quiet -q --log-format --allow-files-under --help -h" ;;
     export) opts="--output -o --subscription --resource-group -g --vault --profiles --quiet -q --help -h" ;;
     help)
         [ "$COMP_CWORD" -eq 2 ] && _kvreconcile_words "$commands" "$cur"
@@ -92,6 +92,9 @@ _kvreconcile_reply()
         ;;
     --subscription | -g | --resource-group | --vault)
         return 0 # a GUID or an Azure name
+        ;;
+    --metrics-addr)
+        return 0 # HOST:PORT, e.g. 127.0.0.1:9479
         ;;
     --log-format)
         _kvreconcile_words "text json" "$cur"
@@ -122,9 +125,11 @@ _kvreconcile_reply()
         # exactly one directory
         for ((i = 2; i < COMP_CWORD; i++)); do
             case ${COMP_WORDS[i]} in
-            --interval | --status-file | --log-format | --allow-files-under)
+            --interval | --status-file | --metrics-addr | --log-format | --allow-files-under)
                 [ "${COMP_WORDS[i + 1]:-}" = "=" ] && ((i++))
                 ((i++))
+                # HOST:PORT is three words where ':' breaks words (the default)
+                [ "${COMP_WORDS[i + 1]:-}" = ":" ] && ((i += 2))
                 ;;
             -* | =) ;;
             *) return 0 ;;
