@@ -11,6 +11,7 @@ packages=(
     clang libclang-rt-14-dev                                     # fuzzing (libFuzzer)
     curl util-linux ca-certificates                              # test drivers
     time openssl                                                 # benchmarks (tests/bench)
+    prometheus                                                   # promtool (tests/lease)
     azure-cli                                                    # azsim_azcli (tests/azsim)
     dpkg-dev file groff-base man-db zsh systemd                  # packaging test
 )

@@ -635,6 +635,8 @@ int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
                          next->name);
                 goto wait_or_block;
             }
+            if (o->stop && *o->stop) /* raised while the estate was read: nothing starts */
+                goto round_done;
             if ((rc = approved(o, next, err)) < 0 || (rc = run_step(&r, p, next, total, err)) < 0)
                 goto round_done;
             if (rc) { /* it may not have happened: the next read tells */

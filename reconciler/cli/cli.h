@@ -61,18 +61,63 @@ void cli_progress(bool json, bool quiet, const char *event, json_t *fields, cons
     __attribute__((format(printf, 5, 6)));
 
 /*
- * The estate lock (lock.c): one run that changes the estate at a time on this machine. Taken
- * after the session is open (it names the estate by ARM endpoint and subscription); waits up to
- * `timeout_s` seconds (0: not at all) or until *stop. 0, or -1 after printing why.
+ * The estate lock (lock.c): one run that changes the estate at a time, on this machine (a
+ * file lock) or, with a lease backend configured (the estate's `lock:` block or KVR_LOCK_*),
+ * across machines (a blob lease in Azure Storage, renewed in the background). Taken after the
+ * session is open (it names the estate); waits up to `timeout_s` seconds (0: not at all) or
+ * until *stop, printing who holds it. When a held lease is lost, `lost` is set, and *halt too
+ * (may be NULL: the executor's stop flag), so that the run stops before its next step. 0, or -1
+ * after printing why.
  */
+typedef struct cli_lease cli_lease;
 typedef struct cli_lock {
     int fd;
     char *path;
+    cli_lease *lease; /* the azureblob backend; NULL: the file lock */
+    volatile int lost;
 } cli_lock;
+#define CLI_LOCK_INIT {-1, NULL, NULL, 0}
 
 int cli_lock_take(cli_lock *l, const cli_session *s, const char *command, int64_t timeout_s,
-                  bool quiet, bool json, volatile int *stop);
+                  bool quiet, bool json, volatile int *stop, volatile int *halt);
 void cli_lock_release(cli_lock *l);
+/* Why a held lease was lost ("" when it was not): for the error message. */
+const char *cli_lock_lost_why(const cli_lock *l);
+/* True when the estate (or the environment) configures a lease backend. */
+bool cli_lock_is_lease(const cli_session *s);
+/*
+ * Wraps *p (the run's provider) so that no operation or probe starts once a lease this process
+ * holds is lost: the executor stops between steps, this also between a read and a step. The
+ * wrapper owns *p from then on (kvr_provider_free frees both). 0 or KVR_ENOMEM.
+ */
+int cli_lock_guard(kvr_provider **p, kvr_error *err);
+/* How often a waiting run or a following watch replica asks for a lease, in seconds. */
+int cli_lock_poll_seconds(void);
+
+/*
+ * Leadership among watch replicas (lock.c): a second lease, on "BLOB.leader", held for as long
+ * as the replica leads. cli_leader_try takes it if it is free: 1 when this replica now leads,
+ * 0 when another does (`holder` says who, may be ""), -1 after printing why. Losing it sets
+ * l->lost and *halt as for the estate lock.
+ */
+int cli_leader_try(cli_lock *l, const cli_session *s, char *holder, size_t holder_size,
+                   volatile int *halt);
+
+/*
+ * Metrics of watch (metrics.c): cli_metrics_start serves /metrics (Prometheus text format) and
+ * /healthz on `addr` ("HOST:PORT", ":PORT" or "PORT": loopback) from a thread of its own; 0, or
+ * -1 after printing why. The recorders are no-ops' equivalents when it was not started (they
+ * only count). cli_metrics_log returns a stream for the executor's progress (ao->log, with
+ * ao->json_log set): it counts the step, waiting and blocked events and passes each line on to
+ * `to`, as it is when `json`, else as a text line; NULL when metrics are off. Close it with
+ * fclose.
+ */
+int cli_metrics_start(const char *addr);
+void cli_metrics_stop(void);
+void cli_metrics_run_end(const char *result, double seconds); /* converged|blocked|error|invalid */
+void cli_metrics_leader(int leading);                          /* -1 none, 0 follower, 1 leader */
+void cli_metrics_lease(bool held);
+FILE *cli_metrics_log(FILE *to, bool json);
 
 /*
  * --allow-files-under DIR, repeatable, for validate, plan, apply and watch: a directory outside

@@ -29,16 +29,17 @@ static void apply_usage(FILE *out)
             "  -f, --file PATH         desired state: a file or directory; repeat, or list several\n"
             "      --wait DURATION     keep going as gates open, up to DURATION (e.g. 10m, 2h)\n"
             "      --lock-timeout DURATION\n"
-            "                          wait up to DURATION for the estate's lock, held by another\n"
-            "                          run on this machine (default 0: fail at once)\n"
+            "                          wait up to DURATION for the estate's lock or lease, held by\n"
+            "                          another run (default 0: fail at once)\n"
             "  -q, --quiet             no progress lines\n"
             "      --log-format FORMAT progress as text (default) or json lines, on stderr\n"
             CLI_USAGE_ALLOW_FILES_UNDER
             "  -h, --help              show this help\n\n"
             "credentials and endpoints: as for 'kvreconcile plan' (see its --help)\n\n"
-            "One run at a time changes an estate: apply and watch take a lock on this machine\n"
-            "(a file in $KVR_LOCK_DIR, default /run/lock); runs on several machines need the\n"
-            "pipeline's own serialisation (see the README).\n\n"
+            "One run at a time changes an estate: apply and watch take a lock, a file in\n"
+            "$KVR_LOCK_DIR (default /run/lock) on this machine, or, with a 'lock:' block in the\n"
+            "desired state or KVR_LOCK_STORAGE_ACCOUNT and KVR_LOCK_CONTAINER, a lease on a blob\n"
+            "in Azure Storage that runs on every machine share (see the README).\n\n"
             "exit status: 0 converged, 1 error (also when a change the desired state asks for is\n"
             "held back because it can never be done safely), 3 blocked: done what could be done,\n"
             "a gate is still closed\n");
@@ -59,12 +60,12 @@ int kvr_cmd_apply(int argc, char **argv)
     kvr_apply_options ao;
     kvr_apply_result result;
     cli_session s = {0};
-    cli_lock lock = {-1, NULL};
+    cli_lock lock = CLI_LOCK_INIT;
     kvr_saved_plan *saved = NULL;
     const char *const *load = NULL; /* the desired state's paths: -f, or the saved plan's */
     int64_t lock_timeout = 0;
     kvr_error err;
-    int opt, status = KVR_EXIT_ERROR;
+    int opt, rc, status = KVR_EXIT_ERROR;
 
     memset(&ao, 0, sizeof(ao));
     ao.log = stderr;
@@ -143,14 +144,15 @@ int kvr_cmd_apply(int argc, char **argv)
     if (cli_lock_take(&lock, &s, "apply", lock_timeout, ao.quiet, ao.json_log, NULL, NULL) < 0)
         goto done;
     ao.stop = &lock.lost; /* a lost lease stops the run before its next step */
-    if (cli_apply_run(&result, &s, &ao, &err) < 0) {
-        cli_error("%s", err.message);
-        goto done;
-    }
+    rc = cli_apply_run(&result, &s, &ao, &err);
     if (lock.lost) {
         cli_error("the estate's lease was lost (%s); stopped before the next operation. "
                   "Run again: the next run continues from the live state",
                   cli_lock_lost_why(&lock));
+        goto done;
+    }
+    if (rc < 0) {
+        cli_error("%s", err.message);
         goto done;
     }
     status = result == KVR_APPLY_BLOCKED ? KVR_EXIT_BLOCKED : KVR_EXIT_OK;

@@ -7,6 +7,13 @@
  * and nothing is applied, not even the last valid one: the next valid save continues.
  *
  * Idle, it sleeps in poll(2) until an event, a signal or the next resync.
+ *
+ * With a lease backend (lock.c), several replicas may run the same command: they elect a
+ * leader with a second lease ("BLOB.leader"), held for as long as the replica lives and
+ * renewed in the background. Only the leader runs; the others ask for the lease every few
+ * seconds and take over within about a lease period when the leader dies (at once when it
+ * stops cleanly and releases it). A lost leadership stops the current run before its next
+ * operation. --metrics-addr serves Prometheus metrics (metrics.c).
  */
 #include "cli.h"
 
@@ -30,6 +37,7 @@
 #define MAX_WATCHES 4096
 
 static volatile int stop_requested;
+static volatile int run_halt; /* the executor's stop flag: a signal, or a lease lost */
 static volatile sig_atomic_t hup_requested;
 static int wake_pipe[2] = {-1, -1};
 
@@ -39,7 +47,7 @@ static void on_signal(int sig)
     if (sig == SIGHUP)
         hup_requested = 1;
     else
-        stop_requested = 1;
+        stop_requested = run_halt = 1;
     if (wake_pipe[1] >= 0 && write(wake_pipe[1], "x", 1) < 0) {
         /* the pipe is full: a wake-up is already pending */
     }
@@ -60,6 +68,10 @@ static void watch_usage(FILE *out)
             "  --interval DURATION   resync period (e.g. 5m, 1h)\n"
             "  --once                one run, then exit with apply's status (for cron)\n"
             "  --status-file FILE    after each run, write {time, result, waitingFor, nextRun}\n"
+            "                        (with a lease backend also leading, replica, leader)\n"
+            "  --metrics-addr HOST:PORT\n"
+            "                        serve Prometheus metrics at /metrics and /healthz (a\n"
+            "                        port alone binds 127.0.0.1)\n"
             "  -q, --log-format      as for apply\n"
             "  --allow-files-under DIR  secrets' fromFile may also name files under DIR "
             "(repeatable)\n");
@@ -105,6 +117,12 @@ static bool relevant(const struct inotify_event *ev)
 
 static char findings[2048]; /* the last run's plan findings, for the status file */
 
+/* Leader election (a lease backend): -1 none, 0 following, 1 leading. */
+static int leading = -1;
+static char replica[300];     /* this replica: "pid P on HOST" */
+static char leader_name[320]; /* the leader as its lease's metadata names it */
+static FILE *metrics_log;     /* the executor's events, counted (metrics.c); NULL: off */
+
 static void write_status(const char *path, const char *result, const char *waiting,
                          double next_in)
 {
@@ -117,6 +135,11 @@ static void write_status(const char *path, const char *result, const char *waiti
     kvr_time_iso(next, sizeof(next), (int64_t)time(NULL) + (int64_t)next_in);
     j = json_pack("{s:s,s:s,s:s?,s:s}", "time", now, "result", result, "waitingFor",
                   waiting && *waiting ? waiting : NULL, "nextRun", next);
+    if (j && leading >= 0) { /* which replica leads */
+        json_object_set_new(j, "leading", json_boolean(leading == 1));
+        json_object_set_new(j, "replica", json_string(replica));
+        json_object_set_new(j, "leader", json_string(leading == 1 ? replica : leader_name));
+    }
     if (j) { /* credentials near or past their end: one line each, "warning|error: ..." */
         json_t *fs = json_array();
         for (const char *p = findings; fs && *p;) {
@@ -147,31 +170,49 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
     int64_t requeue = 0;
     const char *paths[1] = {dir};
     cli_session s;
-    cli_lock lock = {-1, NULL};
+    cli_lock lock = CLI_LOCK_INIT;
     kvr_apply_result result;
     kvr_error err;
     char reason[1024] = "";
-    int status;
+    int status, rc;
+    double t0 = kvr_mono_s();
 
     findings[0] = '\0'; /* this run's, not the last one's */
     cli_progress(ao->json_log, ao->quiet, "run-started", NULL, "watch: run started");
     if (cli_session_open(&s, paths, 1, "nothing was applied; waiting for a valid change") < 0) {
         write_status(status_file, "invalid", NULL, interval);
+        cli_metrics_run_end("invalid", kvr_mono_s() - t0);
         return KVR_EXIT_ERROR;
     }
     /* a manual apply holds the estate: wait for it, but not past the next resync */
+    run_halt = stop_requested;
     if (cli_lock_take(&lock, &s, "watch", (int64_t)interval, ao->quiet, ao->json_log,
-                      &stop_requested) < 0) {
+                      &stop_requested, &run_halt) < 0) {
         write_status(status_file, "error", NULL, interval);
+        cli_metrics_run_end("error", kvr_mono_s() - t0);
         cli_session_close(&s);
         return KVR_EXIT_ERROR;
     }
+    cli_metrics_lease(lock.lease != NULL);
     ao->reason = reason;
     ao->reason_size = sizeof(reason);
     ao->requeue_after = &requeue;
     ao->findings = findings;
     ao->findings_size = sizeof(findings);
-    if (cli_apply_run(&result, &s, ao, &err) < 0) {
+    {
+        kvr_apply_options eo = *ao; /* with metrics, the executor's events go through them */
+        if (metrics_log) {
+            eo.log = metrics_log;
+            eo.json_log = true;
+        }
+        rc = cli_apply_run(&result, &s, &eo, &err);
+    }
+    if (lock.lost) {
+        cli_error("the estate's lease was lost (%s); the run stopped before its next operation",
+                  cli_lock_lost_why(&lock));
+        write_status(status_file, "error", NULL, interval);
+        status = KVR_EXIT_ERROR;
+    } else if (rc < 0) {
         cli_error("%s", err.message);
         write_status(status_file, "error", NULL, interval);
         status = KVR_EXIT_ERROR;
@@ -190,7 +231,12 @@ static int run_once(const char *dir, kvr_apply_options *ao, const char *status_f
         status = KVR_EXIT_OK;
     }
     ao->requeue_after = NULL;
+    cli_metrics_run_end(status == KVR_EXIT_OK        ? "converged"
+                        : status == KVR_EXIT_BLOCKED ? "blocked"
+                                                     : "error",
+                        kvr_mono_s() - t0);
     cli_lock_release(&lock);
+    cli_metrics_lease(false);
     cli_session_close(&s);
     if (next_in)
         *next_in = interval;
@@ -204,10 +250,14 @@ int kvr_cmd_watch(int argc, char **argv)
                                          {"status-file", required_argument, NULL, 's'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"log-format", required_argument, NULL, 'L'},
+                                         {"metrics-addr", required_argument, NULL, 'm'},
                                          {"help", no_argument, NULL, 'h'},
                                          CLI_LONGOPT_ALLOW_FILES_UNDER,
                                          {NULL, 0, NULL, 0}};
-    const char *dir, *status_file = NULL;
+    const char *dir, *status_file = NULL, *metrics_addr = NULL;
+    cli_session es = {0}; /* the desired state as watch started: where the leader lease is */
+    cli_lock leader = CLI_LOCK_INIT;
+    double next_try = 0;
     int64_t interval = 300;
     bool once = false;
     kvr_apply_options ao;
@@ -221,7 +271,7 @@ int kvr_cmd_watch(int argc, char **argv)
     ao.log = stderr;
     ao.poll_seconds = 5;
     ao.probe_seconds = 120;
-    ao.stop = &stop_requested;
+    ao.stop = &run_halt;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
@@ -239,6 +289,9 @@ int kvr_cmd_watch(int argc, char **argv)
             break;
         case 's':
             status_file = optarg;
+            break;
+        case 'm':
+            metrics_addr = optarg;
             break;
         case 'q':
             ao.quiet = true;
@@ -273,8 +326,32 @@ int kvr_cmd_watch(int argc, char **argv)
         cli_error("'%s' is not a directory", dir);
         return KVR_EXIT_ERROR;
     }
-    if (once)
-        return run_once(dir, &ao, status_file, (double)interval, NULL);
+    if (metrics_addr && cli_metrics_start(metrics_addr) < 0)
+        return KVR_EXIT_ERROR;
+    metrics_log = metrics_addr ? cli_metrics_log(stderr, ao.json_log) : NULL;
+    if (once) {
+        status = run_once(dir, &ao, status_file, (double)interval, NULL);
+        if (metrics_log)
+            fclose(metrics_log);
+        cli_metrics_stop();
+        return status;
+    }
+    {
+        /* Replicas elect a leader when a lease backend is configured (read once, at start). */
+        const char *paths[1] = {dir};
+        kvr_diags diags;
+        char host[256] = "";
+        kvr_diags_init(&diags);
+        if (kvr_model_load_with(&es.e, paths, 1, cli_model_options(), &diags) < 0)
+            es.e = NULL; /* reported by the first run; the environment may still name a lease */
+        kvr_diags_release(&diags);
+        if (cli_lock_is_lease(&es)) {
+            leading = 0;
+            gethostname(host, sizeof(host) - 1);
+            snprintf(replica, sizeof(replica), "pid %ld on %s", (long)getpid(), host);
+            cli_metrics_leader(0);
+        }
+    }
 
     if (pipe(wake_pipe) < 0) {
         cli_error("cannot create a pipe: %s", strerror(errno));
@@ -301,6 +378,10 @@ int kvr_cmd_watch(int argc, char **argv)
         int timeout_ms;
         if (debounce_at > 0 && debounce_at < wake)
             wake = debounce_at;
+        if (leading >= 0 && t + cli_lock_poll_seconds() < wake)
+            wake = t + cli_lock_poll_seconds(); /* ask for the lease, or see it is still ours */
+        if (leading == 0)
+            wake = next_try; /* a follower runs nothing: it only asks for the lease */
         /* a resync weeks away would overflow poll's int: wake up at least daily */
         timeout_ms = wake <= t ? 0 : wake - t > 86400 ? 86400 * 1000 : (int)((wake - t) * 1000) + 1;
         if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR)
@@ -340,7 +421,36 @@ int kvr_cmd_watch(int argc, char **argv)
         }
         if (t >= next_resync)
             dirty = true;
-        if (dirty && !stop_requested) {
+        if (leading == 1 && leader.lost) {
+            cli_progress(ao.json_log, ao.quiet, "leader-lost", NULL,
+                         "watch: leadership lost (%s); following", cli_lock_lost_why(&leader));
+            cli_lock_release(&leader);
+            leading = 0;
+            leader_name[0] = '\0';
+            cli_metrics_leader(0);
+            write_status(status_file, "following", NULL, (double)interval);
+        }
+        if (leading == 0 && t >= next_try && !stop_requested) {
+            char holder[sizeof(leader_name)];
+            int r = cli_leader_try(&leader, &es, holder, sizeof(holder), &run_halt);
+            next_try = kvr_mono_s() + cli_lock_poll_seconds();
+            if (r == 1) {
+                leading = 1;
+                dirty = true; /* a new leader runs at once */
+                cli_metrics_leader(1);
+                cli_progress(ao.json_log, ao.quiet, "leader",
+                             json_pack("{s:s}", "replica", replica),
+                             "watch: this replica leads (%s)", replica);
+            } else if (r == 0 && strcmp(holder, leader_name) != 0) {
+                snprintf(leader_name, sizeof(leader_name), "%s", holder);
+                cli_progress(ao.json_log, ao.quiet, "following",
+                             json_pack("{s:s,s:s}", "replica", replica, "leader", holder),
+                             "watch: following; the leader is %s",
+                             holder[0] ? holder : "unknown");
+                write_status(status_file, "following", NULL, (double)interval);
+            }
+        }
+        if (dirty && !stop_requested && leading != 0) {
             dirty = false;
             double next_in = (double)interval;
             run_once(dir, &ao, status_file, (double)interval, &next_in);
@@ -350,6 +460,12 @@ int kvr_cmd_watch(int argc, char **argv)
     status = KVR_EXIT_OK;
     cli_progress(ao.json_log, ao.quiet, "stopped", NULL, "watch: stopped");
 done:
+    cli_lock_release(&leader); /* a clean stop hands over at once */
+    kvr_estate_free(es.e);
+    if (metrics_log)
+        fclose(metrics_log);
+    metrics_log = NULL;
+    cli_metrics_stop();
     if (fd >= 0)
         close(fd);
     close(wake_pipe[0]);

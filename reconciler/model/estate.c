@@ -411,6 +411,10 @@ void kvr_estate_free(kvr_estate *e)
     free(e->cloud.graph);
     free(e->cloud.vault_suffix);
     free(e->cloud.profile_service);
+    free(e->lock.storage_account);
+    free(e->lock.container);
+    free(e->lock.blob);
+    free(e->lock.endpoint);
     kvr_estate_truncate(e, &none);
     free(e->vaults);
     free(e->apps);

@@ -22,6 +22,7 @@ typedef struct ctx {
     bool bad;         /* any problem reported */
     /* values that may be given once in the whole estate */
     single subscription, cloud, active, ret_keys, ret_profiles, ret_app_secrets, ret_vaults;
+    single lock; /* the `lock:` block */
     bool stream_off; /* lists of the rest of this file go through the tree (load.c) */
     /* where 'fromFile' may point: the repository root, then the --allow-files-under
        directories, all canonical (realpath); none: unconfined (kvr_model_load_buffer) */

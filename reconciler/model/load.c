@@ -16,7 +16,10 @@
 
 static const char *const TOP_FIELDS[] = {"apiVersion", "subscription", "cloud",   "vaults",
                                          "apps",       "roleAssignments", "keys", "secrets",
-                                         "profiles",   "active",     "retention", NULL};
+                                         "profiles",   "active",     "retention", "lock",
+                                         NULL};
+static const char *const LOCK_FIELDS[] = {"storageAccount", "container", "blob", "endpoint",
+                                          NULL};
 static const char *const VAULT_FIELDS[] = {
     "name",     "resourceGroup",   "location", "sku",  "rbac",     "accessPolicies",
     "softDeleteDays", "purgeProtection", "network",  "tags", "copyFrom", "retire",
@@ -888,6 +891,81 @@ static void parse_cloud(ctx *c, const yt_node *n)
     }
 }
 
+/* ---- lock --------------------------------------------------------------------------------- */
+
+/* Azure Storage's rules for account names: 3-24 lowercase letters and digits. */
+static bool is_storage_account(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 3 || n > 24)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* Container names: 3-63 lowercase letters, digits and hyphens; a letter or digit first and
+   last; no two hyphens in a row. */
+static bool is_container(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 3 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '-' && s[i + 1] == '-')
+            return false;
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Blob names this tool writes: letters, digits, '.', '_', '-' and '/' (virtual folders), up to
+   255, no empty segment; nothing that needs escaping in a URL. */
+static bool is_lock_blob(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 255 || s[0] == '/' || s[n - 1] == '/' || strstr(s, "//"))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr("._-/", s[i])))
+            return false;
+    return true;
+}
+
+static void parse_lock(ctx *c, const yt_node *n)
+{
+    kvr_lock_config *l = &c->e->lock;
+    if (!cx_is_map(c, n, "'lock'"))
+        return;
+    if (!once(c, &c->lock, n, "'lock'"))
+        return; /* reported; the first block's values stay */
+    cx_fields(c, n, "lock", LOCK_FIELDS);
+    l->pos = cx_pos(c, n);
+    if (cx_str(c, n, "storageAccount", true, "'lock'", &l->storage_account) &&
+        !is_storage_account(l->storage_account))
+        cx_error(c, yt_map_get(n, "storageAccount"),
+                 "'storageAccount' must be a storage account name (3-24 lowercase letters and "
+                 "digits), got '%.64s'",
+                 l->storage_account);
+    if (cx_str(c, n, "container", true, "'lock'", &l->container) && !is_container(l->container))
+        cx_error(c, yt_map_get(n, "container"),
+                 "'container' must be a blob container name (3-63 lowercase letters, digits and "
+                 "single hyphens, starting and ending with a letter or digit), got '%.64s'",
+                 l->container);
+    if (cx_str(c, n, "blob", false, "'lock'", &l->blob) && !is_lock_blob(l->blob))
+        cx_error(c, yt_map_get(n, "blob"),
+                 "'blob' must be a blob name of letters, digits, '.', '_', '-' and '/' (at most "
+                 "255), got '%.64s'",
+                 l->blob);
+    if (cx_str(c, n, "endpoint", false, "'lock'", &l->endpoint) &&
+        strncmp(l->endpoint, "https://", 8) != 0)
+        cx_error(c, yt_map_get(n, "endpoint"),
+                 "'endpoint' must be an https:// URL (tokens are never sent in clear)");
+}
+
 /* ---- documents and files ------------------------------------------------------------------ */
 
 static void parse_document(ctx *c, const yt_doc *d)
@@ -922,6 +1000,8 @@ static void parse_document(ctx *c, const yt_doc *d)
     }
     if ((x = yt_map_get(root, "cloud")))
         parse_cloud(c, x);
+    if ((x = yt_map_get(root, "lock")))
+        parse_lock(c, x);
     if ((x = get_list(c, root, "vaults")))
         for (size_t i = 0; i < x->n; i++)
             parse_vault(c, x->items[i]);

@@ -64,6 +64,11 @@ static char *scope_resource(const char *scope, char **aud)
     return strndup(scope, n);
 }
 
+/* Azure Storage's resource. Real Entra issues tokens for it as v1 tokens (Storage's app accepts
+   v1), whose issuer is https://sts.windows.net/{tenant}/: Azurite's --oauth basic checks exactly
+   that issuer prefix and this audience (it does not check the signature). */
+#define STORAGE_RESOURCE "https://storage.azure.com"
+
 static int known_resource(azsim_state *st, const char *resource)
 {
     static const char *const hosts[] = {"vault.localhost", "management.localhost",
@@ -75,7 +80,9 @@ static int known_resource(azsim_state *st, const char *resource)
         if (eq)
             return 1;
     }
-    return 0;
+    /* Azure Storage, for the azureblob lock's tests against Azurite (tests/lease): its real
+       resource, since the storage account is Azurite's and not azsim's */
+    return azsim_streq_ci(resource, STORAGE_RESOURCE);
 }
 
 #define JWT_BEARER "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -346,7 +353,11 @@ static int token(azsim_req *r, const char *tenant)
                          resource, st->tenant);
         goto done;
     }
-    iss = azsim_printf("https://login.localhost:%d/%s/v2.0", st->port, st->tenant);
+    if (azsim_streq_ci(resource, STORAGE_RESOURCE)) {
+        iss = azsim_printf("https://sts.windows.net/%s/", st->tenant);
+        now = (int64_t)time(NULL); /* Azurite checks nbf/exp on the real clock, not azsim's */
+    } else
+        iss = azsim_printf("https://login.localhost:%d/%s/v2.0", st->port, st->tenant);
     char uti[AZSIM_GUID_LEN + 1];
     azsim_guid(st, uti);
     claims = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "aud", aud,

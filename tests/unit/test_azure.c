@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "kvr/azure.h"
+#include "kvr/blob.h"
 #include "azinternal.h"
 
 /* ---- Retry-After and backoff -------------------------------------------------------------- */
@@ -1251,6 +1252,67 @@ static void test_azure__malformed_url_named(void **state)
     json_decref(page);
 }
 
+/* The Storage error code of a lease answer, and a container listing read by a waiting run:
+   the lease state and the holder from the metadata, the entities decoded, a blob whose name only
+   begins like ours not taken for it, control characters never passed to a terminal. */
+static void test_azure__blob_lease_xml(void **state)
+{
+    static const char err409[] =
+        "\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>LeaseAlreadyPresent"
+        "</Code><Message>There is already a lease present.\nRequestId:1</Message></Error>";
+    static const char list[] =
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"x\" "
+        "ContainerName=\"locks\"><Blobs>"
+        "<Blob><Name>kvreconcile.lock.leader</Name><Properties><LeaseState>leased</LeaseState>"
+        "</Properties><Metadata><kvr_pid>1</kvr_pid><kvr_host>other</kvr_host></Metadata></Blob>"
+        "<Blob><Name>kvreconcile.lock</Name><Properties><LeaseStatus>locked</LeaseStatus>"
+        "<LeaseState>leased</LeaseState><LeaseDuration>fixed</LeaseDuration></Properties>"
+        "<Metadata><kvr_pid>4242</kvr_pid><kvr_host>ci&amp;runner\x1b[31m</kvr_host>"
+        "<kvr_command>apply</kvr_command><kvr_since>2026-01-01T00:00:00Z</kvr_since></Metadata>"
+        "</Blob></Blobs><NextMarker /></EnumerationResults>";
+    char code[64];
+    kvr_blob_info info;
+    (void)state;
+
+    kvr_blob_error_code(code, sizeof(code), err409, sizeof(err409) - 1);
+    assert_string_equal(code, "LeaseAlreadyPresent");
+    kvr_blob_error_code(code, sizeof(code), "", 0);
+    assert_string_equal(code, "");
+    kvr_blob_error_code(code, sizeof(code), NULL, 0);
+    assert_string_equal(code, "");
+
+    kvr_blob_info_parse(&info, list, sizeof(list) - 1, "kvreconcile.lock");
+    assert_true(info.exists);
+    assert_string_equal(info.lease_state, "leased");
+    assert_string_equal(info.holder,
+                        "pid 4242 on ci&runner?[31m, kvreconcile apply, since 2026-01-01T00:00:00Z");
+    kvr_blob_info_parse(&info, list, sizeof(list) - 1, "kvreconcile.lock.leader");
+    assert_true(info.exists);
+    assert_string_equal(info.holder, "pid 1 on other, kvreconcile ?, since ?");
+    kvr_blob_info_parse(&info, list, sizeof(list) - 1, "kvreconcile");
+    assert_false(info.exists);
+    assert_string_equal(info.holder, "");
+    /* a listing cut short (a truncated answer) finds nothing rather than reading past it */
+    kvr_blob_info_parse(&info, list, 120, "kvreconcile.lock");
+    assert_false(info.exists);
+}
+
+/* A lease id is a version-4 GUID, fresh each time. */
+static void test_azure__lease_id(void **state)
+{
+    char a[KVR_LEASE_ID_LEN + 1], b[KVR_LEASE_ID_LEN + 1];
+    kvr_error err;
+    (void)state;
+    assert_int_equal(kvr_lease_id_new(a, sizeof(a), &err), 0);
+    assert_int_equal(kvr_lease_id_new(b, sizeof(b), &err), 0);
+    assert_int_equal(strlen(a), KVR_LEASE_ID_LEN);
+    assert_true(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-');
+    assert_int_equal(a[14], '4');
+    assert_non_null(strchr("89ab", a[19]));
+    assert_string_not_equal(a, b);
+    assert_int_not_equal(kvr_lease_id_new(a, KVR_LEASE_ID_LEN, &err), 0);
+}
+
 static void test_azure__paging_loop(void **state)
 {
     kvr_http_pages p = {0};
@@ -1306,6 +1368,8 @@ int main(void)
         cmocka_unit_test(test_azure__token_response_too_large),
         cmocka_unit_test(test_azure__malformed_url_named),
         cmocka_unit_test(test_azure__paging_loop),
+        cmocka_unit_test(test_azure__blob_lease_xml),
+        cmocka_unit_test(test_azure__lease_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

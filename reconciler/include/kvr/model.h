@@ -230,9 +230,23 @@ typedef struct kvr_cloud {
     char *profile_service;
 } kvr_cloud;
 
+/*
+ * Where runs on several machines take turns (the `lock:` block): a lease on a blob in Azure
+ * Storage (backend "azureblob"). All NULL when the estate declares none; then the lock is the
+ * local file lock. Environment variables override each field (the CLI applies them).
+ */
+typedef struct kvr_lock_config {
+    char *storage_account; /* 3-24 lowercase letters and digits */
+    char *container;       /* 3-63: lowercase letters, digits, single hyphens */
+    char *blob;            /* NULL: "kvreconcile.lock" */
+    char *endpoint;        /* blob endpoint; NULL: https://<account>.blob.core.windows.net */
+    kvr_pos pos;           /* where the block is */
+} kvr_lock_config;
+
 typedef struct kvr_estate {
     char *subscription;
     kvr_cloud cloud;
+    kvr_lock_config lock;
     kvr_vault *vaults;
     size_t nvaults;
     kvr_app *apps;
