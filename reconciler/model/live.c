@@ -488,7 +488,7 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
     static const char *const dvm[] = {"name", "location", "deleted", "purgeAt", "purgeProtection",
                                       NULL};
     static const char *const sm[] = {"vault", "name", "contentType", "enabled", "tags", "digest",
-                                     NULL};
+                                     "updated", NULL};
     static const char *const cm[] = {"vault", "name", "x5t", NULL};
     static const char *const dm[] = {"vault", "kind", "name", "deleted", "purgeAt", NULL};
     static const char *const rm[] = {"name", "scope", "roleDefinitionId", "principalId", NULL};
@@ -544,6 +544,7 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
         s->content_type = rd_str(r, o, "contentType", false);
         s->enabled = rd_bool(r, o, "enabled", true);
         s->digest = rd_str(r, o, "digest", false);
+        s->updated = rd_int(r, o, "updated", 0);
         rd_tags(r, o, "tags", &s->tags);
     }
     arr = rd_array(r, root, "certificates", (void **)&l->certs, &l->ncerts, sizeof(*l->certs));
@@ -821,6 +822,8 @@ static json_t *rest_json(const kvr_live *l, json_t *root)
         if (o) {
             put_str(o, "contentType", s->content_type);
             put_str(o, "digest", s->digest); /* a keyed marker, never the value */
+            if (s->updated)
+                json_object_set_new(o, "updated", json_integer(s->updated));
             json_object_set_new(o, "tags", tags_json(&s->tags));
         }
         json_array_append_new(sec, o);

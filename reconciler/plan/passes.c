@@ -975,6 +975,23 @@ void kvr_plan_pass_copies(pb *b)
             to = pb_live_secret(b, v->name, ls->name);
             if (to && to->digest && ls->digest && strcmp(to->digest, ls->digest) == 0)
                 continue;
+            if (to && to->digest && ls->digest && !kvr_tags_get(&to->tags, KVR_TAG_COPY)) {
+                /* The new vault's value was not written by the copy: someone changed it there
+                   after the move began. Newer data is never rolled back to the old vault's. */
+                char t_to[KVR_TIME_ISO_MAX] = "an unknown time", t_src[KVR_TIME_ISO_MAX] =
+                                                                    "an unknown time";
+                if (to->updated)
+                    kvr_time_iso(t_to, sizeof(t_to), to->updated);
+                if (ls->updated)
+                    kvr_time_iso(t_src, sizeof(t_src), ls->updated);
+                pb_hold(b, v->name, obj("secret", ls->name),
+                        "conflict: its value in vault '%s' (updated %s) was not written by the "
+                        "copy and differs from vault '%s' (updated %s); it is not overwritten. "
+                        "Keep one value in both vaults (or remove the secret from '%s') and run "
+                        "again",
+                        v->name, t_to, src, t_src, v->name);
+                continue;
+            }
             s = pb_step(b, KVR_STEP_SECRET_COPY, to ? KVR_ACTION_CHANGE : KVR_ACTION_CREATE,
                         v->name, v->copy_from.pos, obj("secret", ls->name),
                         "copy from vault '%s' (%s)", src,

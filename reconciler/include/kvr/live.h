@@ -14,6 +14,8 @@
 #define KVR_TAG_SUPERSEDED "kvr-superseded-at"  /* key version, secret, vault: unused since (Unix s) */
 #define KVR_TAG_CREDENTIAL "kvr-credential-key-id" /* stored client secret: its credential keyId */
 #define KVR_CRED_PREFIX "kvr:"                  /* app credential display name: kvr:<generation> */
+#define KVR_TAG_COPY "kvr-copy-of"              /* secret version: written by a relocation's copy
+                                                   from this vault */
 
 typedef struct kvr_live_version {
     char *id; /* 32 hex */
@@ -43,6 +45,7 @@ typedef struct kvr_live_secret {
     bool enabled;
     kvr_tags tags;
     char *digest; /* keyed digest marker of the latest value; NULL if not read */
+    int64_t updated; /* attributes.updated of the latest version (Unix s); 0: unknown */
 } kvr_live_secret;
 
 typedef struct kvr_live_cert {

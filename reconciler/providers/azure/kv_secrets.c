@@ -153,15 +153,25 @@ static int version_cmp(const void *a, const void *b)
     return cx < cy ? -1 : cx > cy;
 }
 
-/* Copies one version (NULL: the latest) of secret `name` from vault `from` to vault `to`. */
+/*
+ * Copies one version (NULL: the latest) of secret `name` from vault `from` to vault `to`, with
+ * its tags and the mark of a copy (KVR_TAG_COPY: the source vault), so that a later plan can
+ * tell a copy from a value someone wrote in the new vault (a conflict it never overwrites).
+ */
 static int copy_version(kvr__az *c, const kvr_op *op, const char *version, kvr_error *err)
 {
     kvr_value v = {0};
-    json_t *tags = NULL;
+    json_t *tags = NULL, *marked;
     int rc = kvr__secret_get(c, op->u.copy.from, op->u.copy.name, version, &v, &tags, err);
-    if (!rc)
-        rc = kvr__secret_put(c, op->u.copy.to, op->u.copy.name, v.data, v.len,
-                             op->u.copy.content_type, tags, err);
+    if (!rc) {
+        marked = json_is_object(tags) ? json_deep_copy(tags) : json_object();
+        if (!marked || json_object_set_new(marked, KVR_TAG_COPY, json_string(op->u.copy.from)) < 0)
+            rc = kvr_error_oom(err);
+        else
+            rc = kvr__secret_put(c, op->u.copy.to, op->u.copy.name, v.data, v.len,
+                                 op->u.copy.content_type, marked, err);
+        json_decref(marked);
+    }
     kvr_value_release(&v);
     json_decref(tags);
     return rc;

@@ -477,6 +477,7 @@ int kvr_live_add_secret(kvr_live *l, const char *vault, const json_t *item, cons
     s->name = dup(l, name);
     s->content_type = dup(l, jstr(item, "contentType"));
     s->enabled = !json_is_false(json_object_get(json_object_get(item, "attributes"), "enabled"));
+    s->updated = json_integer_value(json_object_get(json_object_get(item, "attributes"), "updated"));
     s->digest = dup(l, marker);
     if (!s->vault || !s->name || tags_from(l, &s->tags, json_object_get(item, "tags")) < 0)
         return kvr_error_oom(err);
