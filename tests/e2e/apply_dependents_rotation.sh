@@ -56,6 +56,23 @@ armcall GET "$DES?api-version=2017-01-01" >"$work/badapi.json"
 check "an api-version the provider never had: 400 ($code)" \
     "$([[ $code == 400 ]] && grep -q NoRegisteredProviderFound "$work/badapi.json"; echo $?)"
 
+# Resource Graph pages by $skipToken: kvreconcile's query, one row a page
+q=$(sed -n '/^const char kvr__dependents_query/,/;$/p' "$root/reconciler/providers/azure/dependents.c" |
+    sed -n 's/^ *"\(.*\)"[;]*$/\1/p' | tr -d '\n')
+graph() { # SKIPTOKEN
+    /usr/bin/python3 -c 'import json,sys; o={"$top":1,"resultFormat":"objectArray"}
+if sys.argv[3]: o["$skipToken"]=sys.argv[3]
+print(json.dumps({"subscriptions":[sys.argv[1]],"query":sys.argv[2],"options":o}))' "$sub" "$q" "$1" >"$work/q.json"
+    armcall POST "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01" "@$work/q.json"
+}
+graph "" >"$work/p1.json"
+tok=$(json 'd.get("$skipToken","")' <"$work/p1.json")
+graph "$tok" >"$work/p2.json"
+check "Resource Graph: page 1 of 2 with a \$skipToken ($code)" \
+    "$([[ $(json '(d["totalRecords"], d["count"], d["data"][0]["type"])' <"$work/p1.json") == "(2, 1, 'microsoft.storage/storageaccounts')" && -n $tok ]]; echo $?)"
+check "Resource Graph: page 2, the last" \
+    "$([[ $(json '(d["count"], d["data"][0]["name"], "$skipToken" in d)' <"$work/p2.json") == "(1, 'des-contoso', False)" ]]; echo $?)"
+
 set +e; NO_COLOR=1 "$kvr" plan -f "$A" >"$work/plan.1" 2>&1; set -e
 grep -A12 "version ${v1:0:8}: disable" "$work/plan.1" >"$work/step.1" || true
 check "plan: the current version's disable waits for the versionless disk encryption set" \
