@@ -496,6 +496,82 @@ static int run_step(run *r, kvr_provider *p, const kvr_step *s, size_t total, kv
     return 0;
 }
 
+/*
+ * A copy's verification (KVR_STEP_COPY_VERIFY) has no operation: the read after its copies
+ * compares every copy with its source, and a plan made from that read no longer has the step.
+ * That is the step done, not the estate changing under the run: it is counted and shown as
+ * done, or, when a copy could not be made (a conflict held back), as what it could not verify.
+ * `pend` holds the vaults whose verification the previous plan showed.
+ */
+typedef struct verifying {
+    char **vault;
+    size_t n;
+} verifying;
+
+static bool plan_has(const kvr_plan *plan, kvr_step_kind kind, const char *vault)
+{
+    for (size_t i = 0; i < plan->nsteps; i++)
+        if (plan->steps[i].kind == kind && plan->steps[i].vault &&
+            strcmp(plan->steps[i].vault, vault) == 0)
+            return true;
+    return false;
+}
+
+static void verifying_clear(verifying *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        free(v->vault[i]);
+    free(v->vault);
+    v->vault = NULL;
+    v->n = 0;
+}
+
+static int verified(run *r, verifying *pend, const kvr_plan *plan, size_t *total, kvr_error *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pend->n; i++) {
+        const char *vault = pend->vault[i];
+        size_t held = 0;
+        if (plan_has(plan, KVR_STEP_COPY_VERIFY, vault) ||
+            plan_has(plan, KVR_STEP_SECRET_COPY, vault) || plan_has(plan, KVR_STEP_CERT_COPY, vault))
+            continue; /* still to come */
+        for (size_t h = 0; h < plan->nholds; h++)
+            held += plan->holds[h].vault && strcmp(plan->holds[h].vault, vault) == 0;
+        if (held) {
+            say(r, "vault '%s': its copies cannot all be verified: %zu change%s held back",
+                vault, held, held == 1 ? " is" : "s are");
+            if (*total)
+                (*total)--;
+            continue;
+        }
+        char object[300];
+        snprintf(object, sizeof(object), "vault '%s'", vault);
+        say(r, "step %zu of %zu: ~ %s: verified: every copy reads back with its source's digest",
+            r->done + 1, *total, object);
+        if (r->o->json_log)
+            json_line(r, "step", json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:f}", "step",
+                                           (json_int_t)(r->done + 1), "of", (json_int_t)*total,
+                                           "kind", kvr_step_kind_name(KVR_STEP_COPY_VERIFY),
+                                           "action", "~", "object", object, "summary",
+                                           "verified: every copy reads back with its source's "
+                                           "digest",
+                                           "result", "done", "seconds", 0.0));
+        r->done++;
+    }
+    verifying_clear(pend);
+    for (size_t i = 0; i < plan->nsteps; i++)
+        n += plan->steps[i].kind == KVR_STEP_COPY_VERIFY && plan->steps[i].vault;
+    if (!n)
+        return 0;
+    if (!(pend->vault = calloc(n, sizeof(*pend->vault))))
+        return kvr_error_oom(err);
+    for (size_t i = 0; i < plan->nsteps; i++)
+        if (plan->steps[i].kind == KVR_STEP_COPY_VERIFY && plan->steps[i].vault &&
+            !(pend->vault[pend->n++] = strdup(plan->steps[i].vault)))
+            return kvr_error_oom(err);
+    return 0;
+}
+
 int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
               const kvr_estate *d, const char *subscription, const kvr_apply_options *o,
               kvr_error *err)
@@ -508,6 +584,7 @@ int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
     size_t total = 0;  /* this run's steps, done and planned, as its last plan counted them */
     bool checked = false; /* the saved plan's live digest held */
     bool first_round = true;
+    verifying pend = {0}; /* copies the last plan was to verify */
     double deadline = r.start + (double)o->wait_seconds;
 
     *out = KVR_APPLY_CONVERGED;
@@ -556,7 +633,7 @@ int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
             checked = true;
         }
         rc = kvr_plan_build(&plan, &in, err);
-        if (rc < 0)
+        if (rc < 0 || (rc = verified(&r, &pend, plan, &total, err)) < 0)
             goto round_done;
         report_findings(&r, plan, first_round);
         first_round = false;
@@ -713,6 +790,7 @@ int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
         if (rc != 0)
             break;
     }
+    verifying_clear(&pend);
     kvr_scope_free(scope);
     return rc < 0 ? rc : 0;
 }
