@@ -286,14 +286,22 @@ static void vault_ops(pb *b, size_t s)
         op->u.vault.props.sku = v->sku;
         return;
     case KVR_STEP_VAULT_UPDATE: {
-        bool props = false;
-        for (size_t c = 0; c < st->nchanges; c++)
-            props |= strncmp(st->changes[c].field, "accessPolicies[", 15) != 0;
-        if (props && lv && (op = op_add(b, s, KVR_OP_VAULT_PATCH))) {
+        /* the PATCH carries what the step's changes name: the properties, the tags, or both
+           (access-policy entries are edits of their own) */
+        bool props = false, tags = false;
+        for (size_t c = 0; c < st->nchanges; c++) {
+            const char *f = st->changes[c].field;
+            if (strncmp(f, "tags.", 5) == 0)
+                tags = true;
+            else if (strncmp(f, "accessPolicies[", 15) != 0)
+                props = true;
+        }
+        if ((props || tags) && lv && (op = op_add(b, s, KVR_OP_VAULT_PATCH))) {
             op->u.vault.ref = vault_ref(b, v->name);
-            vault_props(b, &op->u.vault.props, v);
-            op->u.vault.set_props = op->u.vault.set_tags = true;
-            copy_tags(b, &op->u.vault.tags, &v->tags, &lv->tags, NULL, NULL);
+            if ((op->u.vault.set_props = props))
+                vault_props(b, &op->u.vault.props, v);
+            if ((op->u.vault.set_tags = tags))
+                copy_tags(b, &op->u.vault.tags, &v->tags, &lv->tags, NULL, NULL);
         }
         if (!v->rbac && lv)
             policy_sync(b, s, v, lv);
