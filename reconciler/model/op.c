@@ -337,6 +337,8 @@ static json_t *body(const kvr_op *op, bool approval)
         put(o, "from", str(op->u.copy.from));
         put(o, "to", str(op->u.copy.to));
         put(o, "name", str(op->u.copy.name));
+        if (op->u.copy.to_name)
+            put(o, "toName", str(op->u.copy.to_name));
         if (op->kind == KVR_OP_SECRET_COPY) {
             put(o, "contentType", str(op->u.copy.content_type));
             put(o, "versions", json_string(op->u.copy.all_versions ? "all" : "latest"));

@@ -635,6 +635,28 @@ static void secret_ops(pb *b, size_t s)
         }
         return;
     }
+    case KVR_STEP_CRED_MOVE_STORE: {
+        /* vault: the new storeIn's vault, name: the credential, version: its key id, extra: the
+           app; the copy goes from where the client secret is stored now */
+        const kvr_app *a = kvr_estate_app(b->d, st->extra);
+        const kvr_credential *cr = a ? kvr_app_credential(a, st->name) : NULL;
+        const kvr_live_secret *old = NULL;
+        for (size_t i = 0; cr && st->version && i < b->l->nsecrets; i++) {
+            const kvr_live_secret *ls = &b->l->secrets[i];
+            const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
+            if (id && strcmp(id, st->version) == 0 &&
+                !(kvr_str_ieq(ls->vault, cr->store_vault) && kvr_str_ieq(ls->name, cr->store_secret)))
+                old = ls;
+        }
+        if (old && (op = op_add(b, s, KVR_OP_SECRET_COPY))) {
+            op->u.copy.from = S(b, old->vault);
+            op->u.copy.name = S(b, old->name);
+            op->u.copy.to = S(b, cr->store_vault);
+            op->u.copy.to_name = S(b, cr->store_secret);
+            op->u.copy.content_type = S(b, old->content_type);
+        }
+        return;
+    }
     case KVR_STEP_CRED_MARK_SUPERSEDED: {
         const kvr_live_secret *stored = stored_copy(b, st->version);
         if (stored)
@@ -729,6 +751,7 @@ void kvr_plan_pass_ops(pb *b)
         case KVR_STEP_SECRET_COPY:
         case KVR_STEP_CERT_COPY:
         case KVR_STEP_CRED_MARK_SUPERSEDED:
+        case KVR_STEP_CRED_MOVE_STORE:
             secret_ops(b, s);
             break;
         case KVR_STEP_COPY_VERIFY:

@@ -444,6 +444,57 @@ static const kvr_live_credential *live_cred(const kvr_live_app *la, const char *
     return first;
 }
 
+/* A stored copy of client secret `key_id` (a secret tagged with it) elsewhere than (vault, name),
+   or NULL. */
+static const kvr_live_secret *stored_elsewhere(const pb *b, const char *key_id, const char *vault,
+                                               const char *name)
+{
+    for (size_t i = 0; key_id && i < b->l->nsecrets; i++) {
+        const kvr_live_secret *ls = &b->l->secrets[i];
+        const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
+        if (id && strcmp(id, key_id) == 0 &&
+            !(kvr_str_ieq(ls->vault, vault) && kvr_str_ieq(ls->name, name)))
+            return ls;
+    }
+    return NULL;
+}
+
+/*
+ * A credential whose storeIn moved: its client secret is kept, and its stored value is copied
+ * from where it was to where the YAML now says, before anything reads it there. A secret of
+ * another kind already at the new place is never overwritten. 1: handled (a step or a hold).
+ */
+static int store_moved(pb *b, const kvr_app *a, const kvr_credential *cr,
+                       const kvr_live_credential *lc, const kvr_live_secret *at_new,
+                       const char *object)
+{
+    const kvr_live_secret *old =
+        stored_elsewhere(b, lc->key_id, cr->store_vault, cr->store_secret);
+    char from[300], to[300];
+    size_t s;
+    if (!old)
+        return 0;
+    if (at_new) {
+        pb_hold(b, cr->store_vault, object,
+                "its storeIn moved from vault '%s' secret '%s' to vault '%s' secret '%s', which "
+                "already holds another value (not this client secret's copy); it is not "
+                "overwritten: choose another secret name or remove that secret",
+                old->vault, old->name, cr->store_vault, cr->store_secret);
+        return 1;
+    }
+    s = pb_step(b, KVR_STEP_CRED_MOVE_STORE, KVR_ACTION_CHANGE, cr->store_vault, cr->pos, object,
+                "copy its stored value from vault '%s' secret '%s' to vault '%s' secret '%s' "
+                "(the client secret itself is kept)",
+                old->vault, old->name, cr->store_vault, cr->store_secret);
+    pb_name(b, s, cr->name, lc->key_id, a->name);
+    snprintf(from, sizeof(from), "%s/%s", old->vault, old->name);
+    snprintf(to, sizeof(to), "%s/%s", cr->store_vault, cr->store_secret);
+    pb_change(b, s, "storeIn", from, to, false);
+    pb_change(b, s, "secret", NULL, "(sensitive)", true);
+    pb_dep(b, s, vault_step(b, cr->store_vault));
+    return 1;
+}
+
 /* Is a profile in Applying or Used signed in with this app credential? */
 static const kvr_live_profile *cred_in_use(const pb *b, const kvr_live_app *la, const char *cred)
 {
@@ -488,6 +539,14 @@ void kvr_plan_pass_apps(pb *b)
             if (vault_pending(b, cr->store_vault))
                 continue;
             if (lc && stored_id && strcmp(stored_id, lc->key_id) == 0) {
+                const kvr_live_secret *old =
+                    stored_elsewhere(b, lc->key_id, cr->store_vault, cr->store_secret);
+                if (old)
+                    pb_finding(b, KVR_FINDING_WARNING, old->vault, object,
+                               "vault '%s' secret '%s' still holds a copy of this client secret "
+                               "(its storeIn is now vault '%s' secret '%s'); kvreconcile leaves "
+                               "it: delete it once nothing reads it there",
+                               old->vault, old->name, cr->store_vault, cr->store_secret);
                 /* made and stored; extra ones of the same generation were never stored */
                 for (size_t x = 0; x < la->ncreds; x++) {
                     if (&la->creds[x] == lc || !is_cred(&la->creds[x], cr->name))
@@ -501,6 +560,8 @@ void kvr_plan_pass_apps(pb *b)
                 }
                 continue;
             }
+            if (lc && store_moved(b, a, cr, lc, stored, object))
+                continue;
             if (lc) {
                 const kvr_live_profile *user = cred_in_use(b, la, cr->name);
                 if (user) {
@@ -824,24 +885,43 @@ static const char *desired_digest(const pb *b, const kvr_secret *s)
     return pb_digest(b, s->vault, s->name);
 }
 
-/* The step of this plan that adds (or replaces) an app credential, or NONE. */
-static size_t credential_step(const pb *b, const char *app, const char *credential)
+/* The step of this plan that adds (or replaces) an app credential, or, with `moves`, also one
+   that copies its stored value to a new storeIn; NONE if there is none. */
+static size_t credential_step_of(const pb *b, const char *app, const char *credential, bool moves)
 {
     for (size_t j = 0; j < b->p->nsteps; j++) {
         const kvr_step *c = &b->p->steps[j];
-        if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN) &&
+        if ((c->kind == KVR_STEP_CRED_ADD || c->kind == KVR_STEP_CRED_REPLACE_ORPHAN ||
+             (moves && c->kind == KVR_STEP_CRED_MOVE_STORE)) &&
             strcmp(c->name, credential) == 0 && strcmp(c->extra, app) == 0)
             return j;
     }
     return NONE;
 }
 
-/* The marker of what a fromAppCredential secret should hold: its credential's stored copy. */
+/* A step of this plan that makes a new client secret for the credential, or NONE. */
+static size_t credential_step(const pb *b, const char *app, const char *credential)
+{
+    return credential_step_of(b, app, credential, false);
+}
+
+/* A step that the credential's stored copy waits for (a new one, or its move), or NONE. */
+static size_t credential_store_step(const pb *b, const char *app, const char *credential)
+{
+    return credential_step_of(b, app, credential, true);
+}
+
+/* The marker of what a fromAppCredential secret should hold: its credential's stored copy (or,
+   while this plan moves it to a new storeIn, the copy it moves). */
 static const kvr_live_secret *credential_store(const pb *b, const kvr_secret *s)
 {
     const kvr_app *a = kvr_estate_app(b->d, s->app);
     const kvr_credential *cr = a ? kvr_app_credential(a, s->credential) : NULL;
-    return cr ? pb_live_secret(b, cr->store_vault, cr->store_secret) : NULL;
+    const kvr_live_secret *at = cr ? pb_live_secret(b, cr->store_vault, cr->store_secret) : NULL;
+    size_t mv = credential_store_step(b, s->app, s->credential);
+    if (!at && mv != NONE && b->p->steps[mv].kind == KVR_STEP_CRED_MOVE_STORE)
+        at = stored_elsewhere(b, b->p->steps[mv].version, cr->store_vault, cr->store_secret);
+    return at;
 }
 
 void kvr_plan_pass_secrets(pb *b)
@@ -895,7 +975,7 @@ void kvr_plan_pass_secrets(pb *b)
             pb_change(b, st, "value", ls ? from : NULL, want ? to : "(sensitive)", true);
             pb_dep(b, st, vault_step(b, s->vault));
             if (s->source == KVR_SECRET_FROM_APP_CREDENTIAL)
-                pb_dep(b, st, credential_step(b, s->app, s->credential));
+                pb_dep(b, st, credential_store_step(b, s->app, s->credential));
             continue;
         }
         if ((s->content_type && (!ls->content_type || strcmp(s->content_type, ls->content_type))) ||
@@ -1046,7 +1126,7 @@ static void profile_access(pb *b, size_t s, const kvr_profile *p)
                 "the new role assignment of app '%s' on vault '%s' to take effect (apply proves "
                 "it with a token and a call)",
                 p->app, p->vault);
-    pb_dep(b, s, credential_step(b, p->app, p->credential));
+    pb_dep(b, s, credential_store_step(b, p->app, p->credential));
     pb_dep(b, s, pb_find(b, KVR_STEP_SP_CREATE, NULL, p->app));
 }
 

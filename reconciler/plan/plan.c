@@ -584,7 +584,7 @@ const char *kvr_step_kind_name(kvr_step_kind k)
         "key.disableVersion", "key.delete",        "secret.set",         "secret.recover",
         "secret.update",      "secret.copy",       "certificate.copy",   "copy.verify",
         "profile.create",     "profile.setCredentials", "profile.apply",  "profile.delete",
-        "key.enableVersion",  "roleAssignment.delete", "vault.access",
+        "key.enableVersion",  "roleAssignment.delete", "vault.access", "credential.moveStore",
     };
     return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }

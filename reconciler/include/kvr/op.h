@@ -208,11 +208,12 @@ typedef struct kvr_op {
             const char *content_type;
             kvr_tags tags;
         } secret_patch;
-        /* SECRET_COPY: from (from, name) to (to, name), the latest version with its content
-           type and tags, or with all_versions every enabled version oldest first.
+        /* SECRET_COPY: from (from, name) to (to, to_name or name), the latest version with its
+           content type and tags, or with all_versions every enabled version oldest first.
            CERT_COPY: a certificate with its policy and tags (its key must be exportable). */
         struct {
             const char *from, *to, *name;
+            const char *to_name; /* NULL: name (a credential's stored copy may be renamed) */
             const char *content_type;
             bool all_versions;
         } copy;

@@ -49,6 +49,7 @@ typedef enum kvr_step_kind {
     KVR_STEP_KEY_VERSION_ENABLE, /* a version a profile in Applying or Used wraps with */
     KVR_STEP_ROLE_DELETE,        /* a role assignment of a declared app that is not declared */
     KVR_STEP_VAULT_ACCESS,       /* an access-policy entry of an app the plan creates first */
+    KVR_STEP_CRED_MOVE_STORE,    /* a credential's stored copy, copied to its new storeIn */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */

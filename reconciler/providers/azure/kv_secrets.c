@@ -168,7 +168,9 @@ static int copy_version(kvr__az *c, const kvr_op *op, const char *version, kvr_e
         if (!marked || json_object_set_new(marked, KVR_TAG_COPY, json_string(op->u.copy.from)) < 0)
             rc = kvr_error_oom(err);
         else
-            rc = kvr__secret_put(c, op->u.copy.to, op->u.copy.name, v.data, v.len,
+            rc = kvr__secret_put(c, op->u.copy.to,
+                                 op->u.copy.to_name ? op->u.copy.to_name : op->u.copy.name,
+                                 v.data, v.len,
                                  op->u.copy.content_type, marked, err);
         json_decref(marked);
     }

@@ -1024,8 +1024,9 @@ static int secret_copy(fake *f, const kvr_op *op, kvr_error *err)
     if (tags)
         json_object_set_new(tags, KVR_TAG_COPY, json_string(op->u.copy.from));
 #endif
-    return secret_write(f, "copy secret", op->u.copy.to, op->u.copy.name, op->u.copy.content_type,
-                        tags, digest[0] ? digest : NULL, err);
+    return secret_write(f, "copy secret", op->u.copy.to,
+                        op->u.copy.to_name ? op->u.copy.to_name : op->u.copy.name,
+                        op->u.copy.content_type, tags, digest[0] ? digest : NULL, err);
 }
 
 static int cert_copy(fake *f, const kvr_op *op, kvr_error *err)
