@@ -409,6 +409,22 @@ static void report_findings(run *r, const kvr_plan *p, bool first)
                                     len ? "\n" : "", level, f->object ? f->object : "",
                                     f->message);
     }
+    /* what declared vaults hold undeclared: a count per vault (`plan` lists them) */
+    for (size_t i = 0, j; i < p->nunmanaged; i = j) {
+        const char *vault = p->unmanaged[i].vault;
+        for (j = i; j < p->nunmanaged && strcmp(p->unmanaged[j].vault, vault) == 0; j++)
+            ;
+        if (first && r->o->json_log)
+            json_line(r, "unmanaged", json_pack("{s:s,s:I}", "vault", vault, "objects",
+                                                (json_int_t)(j - i)));
+        if (first)
+            say(r, "unmanaged: vault '%s': %zu object%s not declared (plan lists them)", vault,
+                j - i, j - i == 1 ? "" : "s");
+        if (r->o->findings && len < r->o->findings_size)
+            len += (size_t)snprintf(r->o->findings + len, r->o->findings_size - len,
+                                    "%sunmanaged: vault '%s': %zu object%s not declared",
+                                    len ? "\n" : "", vault, j - i, j - i == 1 ? "" : "s");
+    }
 }
 
 /* With a saved plan: 0 when it shows step s with its values, else KVR_ESTALE before s runs. */

@@ -123,6 +123,7 @@ void kvr_live_free(kvr_live *l)
         free(l->secrets[i].tags.items);
     free(l->secrets);
     free(l->certs);
+    free(l->unread_keys);
     free(l->deleted);
     for (size_t i = 0; i < l->napps; i++)
         free(l->apps[i].creds);
@@ -557,6 +558,17 @@ static void rd_rest(rd *r, json_t *root, kvr_live *l)
         l->certs[i].name = rd_str(r, o, "name", true);
         l->certs[i].x5t = rd_str(r, o, "x5t", false);
     }
+    arr = rd_array(r, root, "unreadKeys", (void **)&l->unread_keys, &l->nunread_keys,
+                   sizeof(*l->unread_keys));
+    for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
+        static const char *const um[] = {"vault", "name", NULL};
+        if (!rd_elem(r, arr, "unreadKeys", i, &o))
+            return;
+        l->nunread_keys = i + 1;
+        rd_members(r, o, um);
+        l->unread_keys[i].vault = rd_str(r, o, "vault", true);
+        l->unread_keys[i].name = rd_str(r, o, "name", true);
+    }
     arr = rd_array(r, root, "deleted", (void **)&l->deleted, &l->ndeleted, sizeof(*l->deleted));
     for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
         kvr_live_deleted *d = &l->deleted[i];
@@ -612,7 +624,7 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
     static const char *const top[] = {"now",    "vaults", "deletedVaults", "keys",
                                       "secrets", "certificates", "deleted", "apps",
                                       "roleAssignments", "profiles", "desiredValues", "dependents",
-                                      NULL};
+                                      "unreadKeys", NULL};
     json_error_t jerr;
     json_t *root;
     kvr_live *l;
@@ -885,6 +897,21 @@ static bool dependents_json(const kvr_live *l, json_t *root)
     return true;
 }
 
+/* Written only when there are some, as the dependents. */
+static bool unread_json(const kvr_live *l, json_t *root)
+{
+    json_t *a;
+    if (!l->nunread_keys)
+        return true;
+    if (!(a = json_array()) || json_object_set_new(root, "unreadKeys", a) < 0)
+        return false;
+    for (size_t i = 0; i < l->nunread_keys; i++)
+        if (json_array_append_new(a, json_pack("{s:s,s:s}", "vault", l->unread_keys[i].vault,
+                                               "name", l->unread_keys[i].name)) < 0)
+            return false;
+    return true;
+}
+
 static json_t *live_json(const kvr_live *l)
 {
     json_t *root = json_object();
@@ -894,7 +921,8 @@ static json_t *live_json(const kvr_live *l)
     json_object_set_new(root, "vaults", vaults_json(l));
     json_object_set_new(root, "keys", keys_json(l));
     json_object_set_new(root, "apps", apps_json(l));
-    if (!rest_json(l, root) || json_object_size(root) != 10 || !dependents_json(l, root)) {
+    if (!rest_json(l, root) || json_object_size(root) != 10 || !dependents_json(l, root) ||
+        !unread_json(l, root)) {
         json_decref(root);
         return NULL;
     }

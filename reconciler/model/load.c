@@ -23,7 +23,7 @@ static const char *const LOCK_FIELDS[] = {"storageAccount", "container", "blob",
 static const char *const VAULT_FIELDS[] = {
     "name",     "resourceGroup",   "location", "sku",  "rbac",     "accessPolicies",
     "softDeleteDays", "purgeProtection", "network",  "tags", "copyFrom", "retire",
-    "acknowledgeDependents", NULL};
+    "acknowledgeDependents", "unmanaged", NULL};
 static const char *const ACK_FIELDS[] = {"resourceId", "key", "secret", NULL};
 static const char *const POLICY_FIELDS[] = {"app", "keys", "secrets", "certificates", NULL};
 static const char *const NETWORK_FIELDS[] = {"defaultAction", "bypass", "ipRules",
@@ -50,6 +50,7 @@ static const char *const CLOUD_FIELDS[] = {"name",  "authorityHost", "resourceMa
                                            "graph", "vaultSuffix",   "profileService", NULL};
 
 static const char *const SKUS[] = {"standard", "premium", NULL};
+static const char *const UNMANAGED[] = {"report", "ignore", "retire", NULL}; /* kvr_unmanaged */
 static const char *const KEY_TYPES[] = {"RSA", "RSA-HSM", "EC", "EC-HSM", NULL};
 static const char *const RSA_SIZES[] = {"2048", "3072", "4096", NULL};
 static const char *const CURVES[] = {"P-256", "P-384", "P-521", "P-256K", NULL};
@@ -351,6 +352,8 @@ static void parse_vault(ctx *c, const yt_node *n)
     cx_int(c, n, "softDeleteDays", 7, 90, &v->soft_delete_days);
     cx_bool(c, n, "purgeProtection", &v->purge_protection);
     cx_bool(c, n, "retire", &v->retire);
+    if (cx_enum(c, n, "unmanaged", UNMANAGED, &i))
+        v->unmanaged = (kvr_unmanaged)i;
     cx_tags(c, n, "tags", &v->tags);
     if ((x = get_list(c, n, "accessPolicies"))) {
         if (v->rbac)

@@ -34,6 +34,9 @@ void pb_gate(pb *b, size_t s, kvr_gate_kind kind, bool open, int64_t opens_at, c
              ...) __attribute__((format(printf, 6, 7)));
 void pb_change(pb *b, size_t s, const char *field, const char *from, const char *to,
                bool sensitive);
+/* An object of a declared vault that nothing declares and no step changes (note: NULL, or why
+   unmanaged: retire leaves it). */
+void pb_unmanaged(pb *b, const char *vault, const char *kind, const char *name, const char *note);
 void pb_finding(pb *b, kvr_finding_level level, const char *vault, const char *object,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void pb_hold(pb *b, const char *vault, const char *object, const char *fmt, ...)
@@ -72,6 +75,7 @@ void kvr_plan_pass_secrets(pb *b);
 void kvr_plan_pass_profiles(pb *b);
 void kvr_plan_pass_retire(pb *b);
 void kvr_plan_pass_findings(pb *b);
+void kvr_plan_pass_unmanaged(pb *b); /* in retire.c: after the retirement of what is ours */
 void kvr_plan_pass_roles_undeclared(pb *b);
 void kvr_plan_pass_ops(pb *b); /* last: every step's operations with their values (ops.c) */ /* from kvr_plan_pass_retire, once active_apply is known */
 

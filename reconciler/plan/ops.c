@@ -657,6 +657,16 @@ static void secret_ops(pb *b, size_t s)
         }
         return;
     }
+    case KVR_STEP_SECRET_MARK_SUPERSEDED: /* an unmanaged secret that is retired */
+        tag_set(b, s, KVR_COLL_SECRETS, st->vault, st->name, NULL, KVR_TAG_SUPERSEDED, st->extra);
+        return;
+    case KVR_STEP_SECRET_DELETE:
+        if ((op = op_add(b, s, KVR_OP_OBJECT_DELETE))) {
+            op->u.object.collection = KVR_COLL_SECRETS;
+            op->u.object.vault = S(b, st->vault);
+            op->u.object.name = S(b, st->name);
+        }
+        return;
     case KVR_STEP_CRED_MARK_SUPERSEDED: {
         const kvr_live_secret *stored = stored_copy(b, st->version);
         if (stored)
@@ -752,6 +762,8 @@ void kvr_plan_pass_ops(pb *b)
         case KVR_STEP_CERT_COPY:
         case KVR_STEP_CRED_MARK_SUPERSEDED:
         case KVR_STEP_CRED_MOVE_STORE:
+        case KVR_STEP_SECRET_MARK_SUPERSEDED:
+        case KVR_STEP_SECRET_DELETE:
             secret_ops(b, s);
             break;
         case KVR_STEP_COPY_VERIFY:

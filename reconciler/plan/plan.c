@@ -198,6 +198,24 @@ void pb_finding(pb *b, kvr_finding_level level, const char *vault, const char *o
     f->message = dup_or_null(b, buf);
 }
 
+void pb_unmanaged(pb *b, const char *vault, const char *kind, const char *name, const char *note)
+{
+    kvr_unmanaged_object *u;
+    if (b->rc)
+        return;
+    u = realloc(b->p->unmanaged, (b->p->nunmanaged + 1) * sizeof(*u));
+    if (!u) {
+        pb_oom(b);
+        return;
+    }
+    b->p->unmanaged = u;
+    u = &u[b->p->nunmanaged++];
+    u->vault = dup_or_null(b, vault);
+    u->kind = dup_or_null(b, kind);
+    u->name = dup_or_null(b, name);
+    u->note = dup_or_null(b, note);
+}
+
 typedef struct step_probe {
     const pb *b;
     kvr_step_kind kind;
@@ -491,6 +509,7 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
         kvr_plan_pass_secrets(&b);
         kvr_plan_pass_profiles(&b);
         kvr_plan_pass_retire(&b);
+        kvr_plan_pass_unmanaged(&b);
         kvr_plan_pass_findings(&b);
         kvr_plan_pass_ops(&b);
     }
@@ -546,6 +565,13 @@ void kvr_plan_free(kvr_plan *p)
         free(p->findings[i].message);
     }
     free(p->findings);
+    for (size_t i = 0; i < p->nunmanaged; i++) {
+        free(p->unmanaged[i].vault);
+        free(p->unmanaged[i].kind);
+        free(p->unmanaged[i].name);
+        free(p->unmanaged[i].note);
+    }
+    free(p->unmanaged);
     free(p);
 }
 
@@ -584,7 +610,7 @@ const char *kvr_step_kind_name(kvr_step_kind k)
         "key.disableVersion", "key.delete",        "secret.set",         "secret.recover",
         "secret.update",      "secret.copy",       "certificate.copy",   "copy.verify",
         "profile.create",     "profile.setCredentials", "profile.apply",  "profile.delete",
-        "key.enableVersion",  "roleAssignment.delete", "vault.access", "credential.moveStore",
+        "key.enableVersion",  "roleAssignment.delete", "vault.access", "credential.moveStore", "secret.markSuperseded", "secret.delete",
     };
     return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }

@@ -170,6 +170,20 @@ static void text_findings(const kvr_plan *p, FILE *out, bool color)
     }
 }
 
+/* What declared vaults hold that the desired state does not declare (unmanaged: report), one
+   line each: text is the whole truth. */
+static void text_unmanaged(const kvr_plan *p, FILE *out)
+{
+    if (!p->nunmanaged)
+        return;
+    fprintf(out, "\nunmanaged (in declared vaults, not declared; never changed):\n");
+    for (size_t i = 0; i < p->nunmanaged; i++) {
+        const kvr_unmanaged_object *u = &p->unmanaged[i];
+        fprintf(out, "  ? %s '%s' in vault '%s'%s%s\n", u->kind, u->name, u->vault,
+                u->note ? ": " : "", u->note ? u->note : "");
+    }
+}
+
 int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
 {
     const char **names = NULL;
@@ -181,6 +195,7 @@ int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
     if (p->nsteps == 0 && p->nholds == 0) {
         fprintf(out, "No changes: the estate matches the desired state (service time %s).\n", now);
         text_findings(p, out, color);
+        text_unmanaged(p, out);
         return ferror(out) ? KVR_EIO : 0;
     }
     names = malloc((p->nsteps + 1) * sizeof(*names));
@@ -216,6 +231,7 @@ int kvr_plan_render_text(const kvr_plan *p, FILE *out, bool color)
         }
     }
     text_findings(p, out, color);
+    text_unmanaged(p, out);
     kvr_plan_summarize(p, &sum);
     fprintf(out, "\nPlan: %zu to create, %zu to change, %zu to retire, %zu waiting.\n", sum.create,
             sum.change, sum.retire, sum.waiting);
@@ -235,6 +251,26 @@ static void md_findings(const kvr_plan *p, FILE *out)
     }
 }
 
+/* Per vault, its unmanaged objects by name (the first 20; the details and JSON have them all). */
+static void md_unmanaged(const kvr_plan *p, FILE *out)
+{
+    if (!p->nunmanaged)
+        return;
+    fprintf(out, "\n**Unmanaged** (in declared vaults, not declared; never changed):\n\n");
+    for (size_t i = 0, j; i < p->nunmanaged; i = j) {
+        size_t shown = 0;
+        fprintf(out, "- vault '%s':", p->unmanaged[i].vault);
+        for (j = i; j < p->nunmanaged && strcmp(p->unmanaged[j].vault, p->unmanaged[i].vault) == 0;
+             j++)
+            if (shown < 20)
+                fprintf(out, "%s %s `%s`", shown++ ? "," : "", p->unmanaged[j].kind,
+                        p->unmanaged[j].name);
+        if (j - i > shown)
+            fprintf(out, " and %zu more", j - i - shown);
+        fprintf(out, "\n");
+    }
+}
+
 int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
 {
     kvr_plan_summary sum;
@@ -243,6 +279,7 @@ int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
     if (p->nsteps == 0 && p->nholds == 0) {
         fprintf(out, "No changes: the estate matches the desired state.\n");
         md_findings(p, out);
+        md_unmanaged(p, out);
         return ferror(out) ? KVR_EIO : 0;
     }
     fprintf(out, "**%zu to create, %zu to change, %zu to retire, %zu waiting**%s\n\n", sum.create,
@@ -270,6 +307,7 @@ int kvr_plan_render_markdown(const kvr_plan *p, FILE *out)
         }
     }
     md_findings(p, out);
+    md_unmanaged(p, out);
     fprintf(out, "\n<details><summary>Details</summary>\n\n```\n");
     kvr_plan_render_text(p, out, false);
     fprintf(out, "```\n\n</details>\n");
@@ -387,6 +425,18 @@ int kvr_plan_render_json(char **out, const kvr_plan *p, kvr_error *err)
         if (!fs)
             goto oom;
         json_object_set_new(root, "findings", fs);
+    }
+    {
+        json_t *us = json_array();
+        for (size_t i = 0; us && i < p->nunmanaged; i++) {
+            const kvr_unmanaged_object *u = &p->unmanaged[i];
+            json_array_append_new(us, json_pack("{s:s,s:s,s:s,s:o}", "vault", u->vault, "kind",
+                                                u->kind, "name", u->name, "note",
+                                                str_or_null(u->note)));
+        }
+        if (!us)
+            goto oom;
+        json_object_set_new(root, "unmanaged", us);
     }
     sum = json_pack("{s:I,s:I,s:I,s:I}", "create", (json_int_t)s.create, "change",
                     (json_int_t)s.change, "retire", (json_int_t)s.retire, "waiting",

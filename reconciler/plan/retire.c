@@ -347,6 +347,21 @@ static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
     }
 }
 
+/* Is the vault the source of a declared relocation? What it holds is the relocation's. */
+static bool copy_source(const pb *b, const char *vault)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++)
+        if (b->d->vaults[i].copy_from.vault && kvr_str_ieq(b->d->vaults[i].copy_from.vault, vault))
+            return true;
+    return false;
+}
+
+/* Does `unmanaged: retire` retire what vault v holds undeclared? */
+static bool retires_unmanaged(const pb *b, const kvr_vault *v)
+{
+    return v->unmanaged == KVR_UNMANAGED_RETIRE && !v->retire && !copy_source(b, v->name);
+}
+
 static void retire_undeclared_keys(pb *b)
 {
     for (size_t i = 0; i < b->l->nkeys; i++) {
@@ -367,7 +382,7 @@ static void retire_undeclared_keys(pb *b)
             else if (t > since)
                 since = t;
         }
-        if (!ours)
+        if (!ours && !retires_unmanaged(b, v))
             continue; /* not made by kvreconcile and never used by a profile: not ours */
         au = active_reference(b->l, lk->vault, lk->name, NULL);
         any = any_reference(b->l, lk->vault, lk->name, NULL);
@@ -386,8 +401,11 @@ static void retire_undeclared_keys(pb *b)
             }
         }
         s = pb_step(b, KVR_STEP_KEY_DELETE, KVR_ACTION_RETIRE, lk->vault, (kvr_pos){0}, object,
-                    "soft-delete the key, all versions (no longer declared; recoverable for the "
-                    "vault's soft-delete days)");
+                    ours ? "soft-delete the key, all versions (no longer declared; recoverable "
+                           "for the vault's soft-delete days)"
+                         : "soft-delete the key, all versions (not declared, and the vault says "
+                           "unmanaged: retire; recoverable for the vault's soft-delete days, "
+                           "never purged)");
         pb_name(b, s, lk->name, NULL, NULL);
         pb_dep(b, s, mark);
         pb_dep(b, s, active_apply(b));
@@ -395,6 +413,145 @@ static void retire_undeclared_keys(pb *b)
             used_gate(b, s);
         superseded_gates(b, s, au, any, since, b->d->retention.keys);
         dependent_gates(b, s, lk->vault, lk->name, NULL, false, "move it to another key");
+    }
+}
+
+/* ---- unmanaged objects -------------------------------------------------------------------- */
+
+/* Gates of the Azure resources that use secret `name` of the vault (App Service references). */
+static void secret_dependent_gates(pb *b, size_t s, const char *vault, const char *name)
+{
+    for (size_t i = 0; s != NONE && i < b->l->ndependents; i++) {
+        const kvr_live_dependent *d = &b->l->dependents[i];
+        const kvr_dependent_ack *a;
+        char use[200];
+        if (!kvr_str_ieq(d->vault, vault) || !d->secret || !kvr_str_ieq(d->secret, name))
+            continue;
+        dependent_use(use, sizeof(use), d);
+        if ((a = dependent_ack(b, vault, d->id, NULL, name)))
+            pb_gate(b, s, KVR_GATE_UNREFERENCED, true, 0,
+                    "%s '%s' (%s) uses %s; its retirement is acknowledged at %s:%u:%u",
+                    kvr_dependent_kind(d->type), d->name, d->id, use,
+                    a->pos.file ? a->pos.file : "?", a->pos.line, a->pos.col);
+        else
+            pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0,
+                    "%s '%s' (%s) uses %s; point it at another secret first",
+                    kvr_dependent_kind(d->type), d->name, d->id, use);
+    }
+}
+
+/*
+ * A secret of vault v that the desired state does not declare and that is not kvreconcile's own:
+ * neither a credential's stored copy nor, in a relocation's target, a copy of the source's.
+ */
+static bool secret_unmanaged(const pb *b, const kvr_vault *v, const kvr_live_secret *ls)
+{
+    if (kvr_estate_secret(b->d, v->name, ls->name) || kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL))
+        return false;
+    return !(v->copy_from.vault && (kvr_tags_get(&ls->tags, KVR_TAG_COPY) ||
+                                    pb_live_secret(b, v->copy_from.vault, ls->name)));
+}
+
+static bool cert_copied(const pb *b, const kvr_vault *v, const char *name)
+{
+    for (size_t i = 0; v->copy_from.vault && v->copy_from.certificates && i < b->l->ncerts; i++)
+        if (kvr_str_ieq(b->l->certs[i].vault, v->copy_from.vault) &&
+            kvr_str_ieq(b->l->certs[i].name, name))
+            return true;
+    return false;
+}
+
+static int unmanaged_cmp(const void *a, const void *b)
+{
+    static const char order[] = "ksc"; /* keys, secrets, certificates */
+    const kvr_unmanaged_object *x = a, *y = b;
+    int kx = (int)(strchr(order, x->kind[0]) - order), ky = (int)(strchr(order, y->kind[0]) - order);
+    return kx != ky ? kx - ky : strcmp(x->name, y->name);
+}
+
+/* `unmanaged: retire` of one secret: mark when first found (retention starts), then soft-delete. */
+static void retire_unmanaged_secret(pb *b, const kvr_live_secret *ls)
+{
+    int64_t since = kvr_plan_tag_time(&ls->tags);
+    size_t mark = NONE, s;
+    char object[200];
+    snprintf(object, sizeof(object), "secret '%s'", ls->name);
+    if (!since) {
+        mark = pb_step(b, KVR_STEP_SECRET_MARK_SUPERSEDED, KVR_ACTION_CHANGE, ls->vault,
+                       (kvr_pos){0}, object,
+                       "record that it is not declared (unmanaged: retire): its retention starts");
+        pb_name(b, mark, ls->name, NULL, NULL);
+        mark_time(b, mark, b->now);
+    }
+    s = pb_step(b, KVR_STEP_SECRET_DELETE, KVR_ACTION_RETIRE, ls->vault, (kvr_pos){0}, object,
+                "soft-delete the secret, all versions (not declared, and the vault says "
+                "unmanaged: retire; recoverable for the vault's soft-delete days, never purged)");
+    pb_name(b, s, ls->name, NULL, NULL);
+    pb_dep(b, s, mark);
+    pb_retention_gate(b, s, since, b->d->retention.keys, "it is recorded as not declared");
+    secret_dependent_gates(b, s, ls->vault, ls->name);
+}
+
+/*
+ * What each declared vault holds that the desired state does not declare and that is not
+ * kvreconcile's (keys it made or a profile uses are retired as undeclared keys, credentials'
+ * copies with their credential, a relocation's copies with it): reported, or with `unmanaged:
+ * retire` soft-deleted after retention.keys (keys by retire_undeclared_keys). A vault that is
+ * itself retired, or that a relocation copies from, is left to that.
+ */
+void kvr_plan_pass_unmanaged(pb *b)
+{
+    for (size_t i = 0; i < b->d->nvaults; i++) {
+        const kvr_vault *v = &b->d->vaults[i];
+        bool retire;
+        size_t first;
+        if (v->unmanaged == KVR_UNMANAGED_IGNORE || v->retire || !pb_live_vault(b, v->name) ||
+            kvr_estate_vault(b->d, v->name) != v)
+            continue;
+        if (copy_source(b, v->name) && v->unmanaged == KVR_UNMANAGED_RETIRE) {
+            char object[200];
+            snprintf(object, sizeof(object), "vault '%s'", v->name);
+            pb_finding(b, KVR_FINDING_WARNING, v->name, object,
+                       "unmanaged: retire is not applied to a vault a relocation copies from; "
+                       "what it holds undeclared is only reported");
+        }
+        retire = retires_unmanaged(b, v);
+        first = b->p->nunmanaged;
+        for (size_t k = 0; k < b->l->nkeys; k++) {
+            const kvr_live_key *lk = &b->l->keys[k];
+            bool ours = false;
+            if (!kvr_str_ieq(lk->vault, v->name) || kvr_estate_key(b->d, v->name, lk->name))
+                continue;
+            for (size_t j = 0; j < lk->nversions; j++)
+                ours |= version_ours(b, lk, &lk->versions[j]);
+            if (!ours && !retire)
+                pb_unmanaged(b, v->name, "key", lk->name, NULL);
+        }
+        for (size_t k = 0; k < b->l->nunread_keys; k++)
+            if (kvr_str_ieq(b->l->unread_keys[k].vault, v->name) &&
+                !kvr_estate_key(b->d, v->name, b->l->unread_keys[k].name))
+                pb_unmanaged(b, v->name, "key", b->l->unread_keys[k].name, NULL);
+        for (size_t k = 0; k < b->l->nsecrets; k++) {
+            const kvr_live_secret *ls = &b->l->secrets[k];
+            if (!kvr_str_ieq(ls->vault, v->name) || !secret_unmanaged(b, v, ls))
+                continue;
+            if (retire)
+                retire_unmanaged_secret(b, ls);
+            else
+                pb_unmanaged(b, v->name, "secret", ls->name, NULL);
+        }
+        for (size_t k = 0; k < b->l->ncerts; k++) {
+            const kvr_live_cert *lc = &b->l->certs[k];
+            if (!kvr_str_ieq(lc->vault, v->name) || cert_copied(b, v, lc->name))
+                continue;
+            pb_unmanaged(b, v->name, "certificate", lc->name,
+                         retire ? "kept: kvreconcile does not manage certificates (schema v1); "
+                                  "delete it yourself if it is not needed"
+                                : NULL);
+        }
+        if (!b->rc && b->p->nunmanaged > first + 1)
+            qsort(b->p->unmanaged + first, b->p->nunmanaged - first, sizeof(*b->p->unmanaged),
+                  unmanaged_cmp);
     }
 }
 

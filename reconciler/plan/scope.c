@@ -76,6 +76,10 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
         sv->copy_from = v->copy_from.vault;
         if (v->copy_from.vault && v->copy_from.certificates)
             sv->certificates = true;
+        /* what the vault holds undeclared: named to be reported, read to be retired (a vault
+           that is itself retired goes whole) */
+        sv->unmanaged = !v->retire && v->unmanaged == KVR_UNMANAGED_REPORT;
+        sv->unmanaged_read = !v->retire && v->unmanaged == KVR_UNMANAGED_RETIRE;
     }
     /* the source of a relocation that copies certificates has them compared too (by the first
        declaration of its name, as every lookup of a vault) */

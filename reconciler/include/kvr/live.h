@@ -54,6 +54,13 @@ typedef struct kvr_live_cert {
     char *x5t;
 } kvr_live_cert;
 
+/* A key listed in a vault but not read: its name is all a plan needs of a key that nothing
+   declares, made or uses (it reports it as unmanaged). */
+typedef struct kvr_live_name {
+    char *vault;
+    char *name;
+} kvr_live_name;
+
 typedef struct kvr_live_deleted {
     char *vault;
     char *kind; /* "key", "secret", "certificate" */
@@ -170,6 +177,8 @@ typedef struct kvr_live {
     size_t nsecrets;
     kvr_live_cert *certs;
     size_t ncerts;
+    kvr_live_name *unread_keys; /* listed, not read (sorted by vault and name) */
+    size_t nunread_keys;
     kvr_live_deleted *deleted;
     size_t ndeleted;
     kvr_live_app *apps;

@@ -88,6 +88,14 @@ typedef struct kvr_dependent_ack {
     char *secret; /* NULL: not a secret; both NULL: the vault */
 } kvr_dependent_ack;
 
+/* What a plan does with keys, secrets and certificates of a declared vault that the desired state
+   does not declare (`unmanaged:`). */
+typedef enum kvr_unmanaged {
+    KVR_UNMANAGED_REPORT = 0, /* listed in every plan output, never touched */
+    KVR_UNMANAGED_IGNORE,     /* not listed (nor read) */
+    KVR_UNMANAGED_RETIRE,     /* soft-deleted after retention.keys, never purged */
+} kvr_unmanaged;
+
 typedef struct kvr_vault {
     kvr_pos pos;
     char *name;
@@ -103,6 +111,7 @@ typedef struct kvr_vault {
     kvr_tags tags;
     kvr_copy_from copy_from;
     bool retire;
+    kvr_unmanaged unmanaged;
     kvr_dependent_ack *acks; /* acknowledgeDependents */
     size_t nacks;
 } kvr_vault;

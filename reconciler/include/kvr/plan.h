@@ -50,6 +50,8 @@ typedef enum kvr_step_kind {
     KVR_STEP_ROLE_DELETE,        /* a role assignment of a declared app that is not declared */
     KVR_STEP_VAULT_ACCESS,       /* an access-policy entry of an app the plan creates first */
     KVR_STEP_CRED_MOVE_STORE,    /* a credential's stored copy, copied to its new storeIn */
+    KVR_STEP_SECRET_MARK_SUPERSEDED, /* an unmanaged secret that `unmanaged: retire` retires */
+    KVR_STEP_SECRET_DELETE,          /* ... soft-deleted once retention.keys has passed */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */
@@ -118,6 +120,16 @@ typedef struct kvr_finding {
     char *message;
 } kvr_finding;
 
+/* A key, secret or certificate in a declared vault that the desired state does not declare and
+   that no step of the plan changes: reported (`unmanaged: report`), or left by `unmanaged:
+   retire` for the reason in `note`. */
+typedef struct kvr_unmanaged_object {
+    char *vault;
+    char *kind; /* "key", "secret", "certificate" */
+    char *name;
+    char *note; /* NULL: reported only */
+} kvr_unmanaged_object;
+
 typedef struct kvr_plan {
     int64_t now;
     kvr_step *steps;
@@ -126,6 +138,8 @@ typedef struct kvr_plan {
     size_t nholds;
     kvr_finding *findings;
     size_t nfindings;
+    kvr_unmanaged_object *unmanaged; /* by vault, kind and name */
+    size_t nunmanaged;
     /* memory of the steps' operations: their strings and arrays, freed with the plan */
     kvr_strpool opstrings;
     void **blocks;

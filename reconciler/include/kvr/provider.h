@@ -22,6 +22,9 @@ typedef struct kvr_scope_vault {
     const char *copy_from;  /* a relocation's source vault (its secrets are compared); NULL */
     bool certificates;      /* its certificates are compared (either side of a relocation
                                copying them) */
+    bool unmanaged;         /* every key, secret and certificate is named (those nothing reads
+                               in full: kvr_live.unread_keys), for the plan to report */
+    bool unmanaged_read;    /* every key is read in full: undeclared ones may be retired */
 } kvr_scope_vault;
 
 /* A key or secret by name. A name listed twice is read once: with its value or rotation policy

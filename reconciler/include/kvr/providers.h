@@ -155,6 +155,8 @@ int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const
 int kvr_live_add_secret(kvr_live *l, const char *vault, const json_t *item, const char *marker,
                         kvr_error *err);
 int kvr_live_add_certificate(kvr_live *l, const char *vault, const json_t *item, kvr_error *err);
+/* A key known by its name only (listed; nothing reads it). */
+int kvr_live_add_unread_key(kvr_live *l, const char *vault, const char *name, kvr_error *err);
 int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const json_t *item,
                          kvr_error *err);
 int kvr_live_add_profile(kvr_live *l, const json_t *profile, kvr_error *err);

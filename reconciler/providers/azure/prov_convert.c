@@ -499,6 +499,16 @@ int kvr_live_add_certificate(kvr_live *l, const char *vault, const json_t *item,
     return c->vault && c->name ? 0 : kvr_error_oom(err);
 }
 
+int kvr_live_add_unread_key(kvr_live *l, const char *vault, const char *name, kvr_error *err)
+{
+    kvr_live_name *k = append((void **)&l->unread_keys, &l->nunread_keys, sizeof(*k));
+    if (!k)
+        return kvr_error_oom(err);
+    k->vault = dup(l, vault);
+    k->name = dup(l, name);
+    return k->vault && k->name ? 0 : kvr_error_oom(err);
+}
+
 int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const json_t *item,
                          kvr_error *err)
 {

@@ -1369,7 +1369,7 @@ static bool profile_uses(const reader *r, const char *vault, const char *name)
 static int key_wanted(const reader *r, const kvr_scope_vault *v, const char *name, const json_t *item)
 {
     const json_t *tags = json_object_get(item, "tags");
-    if (r->everything || ix_get(r, IX_KEY, v->name, name) ||
+    if (r->everything || v->unmanaged_read || ix_get(r, IX_KEY, v->name, name) ||
         json_object_get(tags, KVR_TAG_GENERATION) || json_object_get(tags, KVR_TAG_SUPERSEDED))
         return 1;
     if (r->profiles_pending)
@@ -1393,6 +1393,8 @@ static int keys_done(reader *r, fetch *f, json_t *items)
         wanted = key_wanted(r, v, name, it);
         if (wanted == 1) {
             rc = queue_key(r, v, base, name);
+        } else if (wanted == 0 && v->unmanaged) {
+            rc = kvr_live_add_unread_key(r->l, v->name, name, r->err);
         } else if (wanted == 2) {
             json_t *pair = json_pack("[I,s]", (json_int_t)vault_index(r, v->name), name);
             if ((!r->keys_waiting && !(r->keys_waiting = json_array())) || !pair ||
@@ -1466,8 +1468,9 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
 
 static int queue_vault_contents(reader *r, const kvr_scope_vault *v)
 {
-    /* certificates matter only to a relocation that copies them, on either side */
-    bool certs = vinfo(r, v)->certs || r->everything;
+    /* certificates matter to a relocation that copies them, on either side, and to a plan that
+       reports or retires what the vault holds undeclared */
+    bool certs = vinfo(r, v)->certs || r->everything || v->unmanaged || v->unmanaged_read;
     int rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
     if (!rc)
         rc = queue_list(r, v, "secrets", secrets_done, NULL, "list secrets");
@@ -1492,8 +1495,11 @@ static int profiles_done(reader *r, fetch *f, json_t *items)
         const kvr_scope_vault *v = &r->sc->vaults[json_integer_value(json_array_get(pair, 0))];
         const char *name = json_string_value(json_array_get(pair, 1));
         char *base;
-        if (!profile_uses(r, v->name, name))
+        if (!profile_uses(r, v->name, name)) {
+            if (v->unmanaged && (rc = kvr_live_add_unread_key(r->l, v->name, name, r->err)) < 0)
+                break;
             continue;
+        }
         if (!(base = vault_url(r, v->name)))
             return KVR_ENOMEM;
         rc = queue_key(r, v, base, name);
@@ -1569,6 +1575,12 @@ static int cert_cmp(const void *a, const void *b)
     return by_vault_name(x->vault, x->name, y->vault, y->name);
 }
 
+static int unread_cmp(const void *a, const void *b)
+{
+    const kvr_live_name *x = a, *y = b;
+    return by_vault_name(x->vault, x->name, y->vault, y->name);
+}
+
 static int deleted_cmp(const void *a, const void *b)
 {
     const kvr_live_deleted *x = a, *y = b;
@@ -1601,6 +1613,7 @@ static void canonical_order(kvr_live *l)
     sort(l->keys, l->nkeys, sizeof(*l->keys), key_cmp);
     sort(l->secrets, l->nsecrets, sizeof(*l->secrets), secret_cmp);
     sort(l->certs, l->ncerts, sizeof(*l->certs), cert_cmp);
+    sort(l->unread_keys, l->nunread_keys, sizeof(*l->unread_keys), unread_cmp);
     sort(l->deleted, l->ndeleted, sizeof(*l->deleted), deleted_cmp);
     sort(l->roles, l->nroles, sizeof(*l->roles), role_cmp);
     sort(l->apps, l->napps, sizeof(*l->apps), app_cmp);
