@@ -347,6 +347,30 @@ static void strlist_copy(builder *b, kvr_strlist *out, const kvr_strlist *in)
         out->items[out->len++] = sdup(b, in->items[i]);
 }
 
+/* Who depends on what in the vault (the Azure resources outside the estate that use its keys,
+   secrets or itself): comments, for a human to know before retiring anything. */
+static void vault_dependents(builder *b, const kvr_live *part, const char *vault, size_t vi)
+{
+    for (size_t i = 0; part && i < part->ndependents; i++) {
+        const kvr_live_dependent *d = &part->dependents[i];
+        char use[300];
+        if (!kvr_str_ieq(d->vault, vault))
+            continue;
+        if (d->key && d->version)
+            snprintf(use, sizeof(use), "key '%s' version %s", d->key, d->version);
+        else if (d->key)
+            snprintf(use, sizeof(use), "key '%s' (versionless: its current version)", d->key);
+        else if (d->secret && d->setting)
+            snprintf(use, sizeof(use), "secret '%s' (app setting '%s')", d->secret, d->setting);
+        else if (d->secret)
+            snprintf(use, sizeof(use), "secret '%s'", d->secret);
+        else
+            snprintf(use, sizeof(use), "the vault");
+        add_note(b, "vaults", "vaults", vi, false, "used by %s '%s' (%s):\n%s",
+                 kvr_dependent_kind(d->type), d->name, d->id, use);
+    }
+}
+
 static void build_vaults(builder *b)
 {
     for (size_t i = 0; i < b->d->nvaults; i++) {
@@ -384,6 +408,7 @@ static void build_vaults(builder *b)
             add_note(b, "vaults", "vaults", vi, false,
                      "%zu access policies are kept by Azure but unused (RBAC vault)",
                      lv->npolicies);
+        vault_dependents(b, b->d->parts[fv->part], lv->name, vi);
     }
 }
 

@@ -98,6 +98,13 @@ kvr_apply "apply after/: the storage account uses the new version" 0 -f "$A"
 vs=$(versions)
 check "the old version is disabled now ($vs)" "$([[ $vs == "$v1:False $v2:True" ]]; echo $?)"
 kvr_plan_empty "$A"
+# export tells who uses what in the vault, as comments (issue #21 on #16's export)
+set +e; "$kvr" export -o "$work/exported" -q >"$work/export.out" 2>"$work/export.err"; rc=$?; set -e
+check "export: exit $rc, the dependents as comments on their vault" \
+    "$([[ $rc == 0 ]] && grep -q "^ *# used by storage account 'stcontosodata' (/subscriptions/.*/storageAccounts/stcontosodata):" "$work/exported/vaults.yaml" &&
+        grep -q "^ *# used by disk encryption set 'des-contoso' " "$work/exported/vaults.yaml"; echo $?)"
+[[ $rc == 0 ]] || cat "$work/export.err"
+check "  and the exported repository validates" "$("$kvr" validate -f "$work/exported" >/dev/null 2>&1; echo $?)"
 azsim_stop # its sanitizer report, if any, is written at exit
 e2e_sanitizer_scan
 e2e_finish

@@ -555,6 +555,7 @@ int kvr_discover(kvr_discovery *out, kvr_auth *a, const kvr_endpoints *ep, const
             rc = kvr_error_oom(err);
             goto done;
         }
+        share.scope.dependents = true; /* for the comments: who uses what in these vaults */
         rc = kvr_live_read_scope(&out->parts[out->nparts], a, ep, &share.scope, &mk, NULL, err);
         naming_release(&share);
         if (rc < 0)
