@@ -67,10 +67,31 @@ check "unmanaged: retire: apply records them and waits for retention (exit $rc)"
 kvcall GET "/secrets/hand-made?api-version=7.5" >/dev/null
 check "  the secret is still there, marked" \
     "$([[ $code == 200 ]] && json 'd["tags"]["kvr-superseded-at"]' <"$work/kv.json" >/dev/null; echo $?)"
+# an app (in a resource group the estate never names) reads the hand-made secret by reference
+arm=$(azsim_token "$KVR_ARM_ENDPOINT")
+armcall() { # METHOD PATH BODY
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$AZSIM_CA" -X "$1" \
+        -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' "$KVR_ARM_ENDPOINT$2" ${3:+-d "$3"})
+}
+S="/subscriptions/$AZURE_SUBSCRIPTION_ID"
+APP="$S/resourceGroups/rg-unmanaged-web/providers/Microsoft.Web/sites/app-unmanaged-reader"
+armcall PUT "$S/resourceGroups/rg-unmanaged-web?api-version=2021-04-01" '{"location":"westeurope"}'
+armcall PUT "$APP?api-version=2023-12-01" '{"location":"westeurope","kind":"app","identity":{"type":"SystemAssigned"},"properties":{}}'
+settings() { # VALUE
+    armcall PUT "$APP/config/appsettings?api-version=2023-12-01" "{\"properties\":{\"TOKEN\":\"$1\"}}"
+}
+settings "@Microsoft.KeyVault(SecretUri=$V/secrets/hand-made/)"
+check "an app setting references the hand-made secret ($code)" "$([[ $code == 200 ]]; echo $?)"
 azsim_advance $((31 * 86400))
-set +e; "$kvr" apply -f "$work/estate" >"$work/apply3.out" 2>"$work/apply3.err"; rc=$?; set -e
-check "31 days later: apply converges (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
-[[ $rc == 0 ]] || tail -5 "$work/apply3.err"
+arm=$(azsim_token "$KVR_ARM_ENDPOINT") # the old tokens expired with the clock
+set +e; NO_COLOR=1 "$kvr" apply -f "$work/estate" >"$work/apply3.out" 2>"$work/apply3.err"; rc=$?; set -e
+check "31 days later: the key goes, the secret waits for the app that uses it (exit $rc)" \
+    "$([[ $rc == 3 ]] && grep -q "app 'app-unmanaged-reader' ($APP) uses secret 'hand-made' (app setting 'TOKEN')" "$work/apply3.err"; echo $?)"
+[[ $rc == 3 ]] || tail -5 "$work/apply3.err"
+settings "not a reference any more"
+set +e; "$kvr" apply -f "$work/estate" >"$work/apply4.out" 2>"$work/apply4.err"; rc=$?; set -e
+check "once the app no longer uses it: apply converges (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+[[ $rc == 0 ]] || tail -5 "$work/apply4.err"
 kv=$(azsim_token "https://vault.localhost:$AZSIM_PORT") # the old token expired with the clock
 kvcall GET "/secrets/hand-made?api-version=7.5" >/dev/null
 check "  the secret is gone ($code)" "$([[ $code == 404 ]]; echo $?)"
