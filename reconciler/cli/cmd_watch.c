@@ -58,7 +58,8 @@ static void watch_usage(FILE *out)
 {
     fprintf(out,
             "usage: kvreconcile watch DIR [--interval DURATION] [--once] [--status-file FILE]\n"
-            "                         [-q] [--log-format text|json] [--allow-files-under DIR]\n\n"
+            "                         [-q] [--log-format text|json] [--allow-files-under DIR]\n"
+            "                         [--metrics-addr HOST:PORT]\n\n"
             "Applies the desired state in DIR now, again whenever a YAML file under it changes\n"
             "(one run per save), and every --interval (default 5m) so that drift and gates are\n"
             "noticed without a change. An invalid configuration is reported and nothing is\n"
