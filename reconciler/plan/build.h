@@ -36,6 +36,10 @@ void pb_change(pb *b, size_t s, const char *field, const char *from, const char 
                bool sensitive);
 /* An object of a declared vault that nothing declares and no step changes (note: NULL, or why
    unmanaged: retire leaves it). */
+/* A stored copy of client secret `key_id` (the first secret tagged with it) elsewhere than
+   (vault, name), or NULL: what a credential's storeIn move copies from. */
+const kvr_live_secret *pb_stored_elsewhere(const pb *b, const char *key_id, const char *vault,
+                                           const char *name);
 void pb_unmanaged(pb *b, const char *vault, const char *kind, const char *name, const char *note);
 void pb_finding(pb *b, kvr_finding_level level, const char *vault, const char *object,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));

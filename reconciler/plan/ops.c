@@ -640,14 +640,8 @@ static void secret_ops(pb *b, size_t s)
            app; the copy goes from where the client secret is stored now */
         const kvr_app *a = kvr_estate_app(b->d, st->extra);
         const kvr_credential *cr = a ? kvr_app_credential(a, st->name) : NULL;
-        const kvr_live_secret *old = NULL;
-        for (size_t i = 0; cr && st->version && i < b->l->nsecrets; i++) {
-            const kvr_live_secret *ls = &b->l->secrets[i];
-            const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
-            if (id && strcmp(id, st->version) == 0 &&
-                !(kvr_str_ieq(ls->vault, cr->store_vault) && kvr_str_ieq(ls->name, cr->store_secret)))
-                old = ls;
-        }
+        const kvr_live_secret *old =
+            cr ? pb_stored_elsewhere(b, st->version, cr->store_vault, cr->store_secret) : NULL;
         if (old && (op = op_add(b, s, KVR_OP_SECRET_COPY))) {
             op->u.copy.from = S(b, old->vault);
             op->u.copy.name = S(b, old->name);

@@ -444,10 +444,8 @@ static const kvr_live_credential *live_cred(const kvr_live_app *la, const char *
     return first;
 }
 
-/* A stored copy of client secret `key_id` (a secret tagged with it) elsewhere than (vault, name),
-   or NULL. */
-static const kvr_live_secret *stored_elsewhere(const pb *b, const char *key_id, const char *vault,
-                                               const char *name)
+const kvr_live_secret *pb_stored_elsewhere(const pb *b, const char *key_id, const char *vault,
+                                           const char *name)
 {
     for (size_t i = 0; key_id && i < b->l->nsecrets; i++) {
         const kvr_live_secret *ls = &b->l->secrets[i];
@@ -469,7 +467,7 @@ static int store_moved(pb *b, const kvr_app *a, const kvr_credential *cr,
                        const char *object)
 {
     const kvr_live_secret *old =
-        stored_elsewhere(b, lc->key_id, cr->store_vault, cr->store_secret);
+        pb_stored_elsewhere(b, lc->key_id, cr->store_vault, cr->store_secret);
     char from[300], to[300];
     size_t s;
     if (!old)
@@ -540,7 +538,7 @@ void kvr_plan_pass_apps(pb *b)
                 continue;
             if (lc && stored_id && strcmp(stored_id, lc->key_id) == 0) {
                 const kvr_live_secret *old =
-                    stored_elsewhere(b, lc->key_id, cr->store_vault, cr->store_secret);
+                    pb_stored_elsewhere(b, lc->key_id, cr->store_vault, cr->store_secret);
                 if (old)
                     pb_finding(b, KVR_FINDING_WARNING, old->vault, object,
                                "vault '%s' secret '%s' still holds a copy of this client secret "
@@ -920,7 +918,7 @@ static const kvr_live_secret *credential_store(const pb *b, const kvr_secret *s)
     const kvr_live_secret *at = cr ? pb_live_secret(b, cr->store_vault, cr->store_secret) : NULL;
     size_t mv = credential_store_step(b, s->app, s->credential);
     if (!at && mv != NONE && b->p->steps[mv].kind == KVR_STEP_CRED_MOVE_STORE)
-        at = stored_elsewhere(b, b->p->steps[mv].version, cr->store_vault, cr->store_secret);
+        at = pb_stored_elsewhere(b, b->p->steps[mv].version, cr->store_vault, cr->store_secret);
     return at;
 }
 
