@@ -91,6 +91,7 @@ static const char *const hold_states[] = {"armed", "holding", "released"};
 typedef struct hold {
     int id;
     int state;
+    int drop; /* "then": "drop": no answer at all, the connection closes (applied, unheard) */
     char method[16];
     char host[256];
     char path[512];
@@ -131,26 +132,34 @@ static hold *hold_get(azsim_req *r)
 static int hold_reply(azsim_req *r, unsigned status, const hold *h)
 {
     return azsim_reply_json(r, status,
-                            json_pack("{s:i,s:s,s:s,s:s,s:s}", "id", h->id, "state",
+                            json_pack("{s:i,s:s,s:s,s:s,s:s,s:s}", "id", h->id, "state",
                                       hold_states[h->state], "method", h->method, "host", h->host,
-                                      "path", h->path));
+                                      "path", h->path, "then", h->drop ? "drop" : "answer"));
 }
 
-/* POST /holds {"method","host","path"}: hold the answer to the next matching request. */
+/*
+ * POST /holds {"method","host","path"[,"then"]}: hold the answer to the next matching request
+ * until the hold is released; with "then": "drop" the request is applied and its connection
+ * closed at once, without an answer (the reset-after-commit fault, for one chosen request).
+ */
 static int hold_add(azsim_req *r)
 {
     json_t *body = azsim_body_json(r);
     const char *m = json_string_value(json_object_get(body, "method"));
     const char *h = json_string_value(json_object_get(body, "host"));
     const char *p = json_string_value(json_object_get(body, "path"));
+    json_t *then = json_object_get(body, "then");
+    const char *t = json_string_value(then);
     hold *x;
     int rc;
     r->op = "admin.holds.add";
     if (!m || !h || !p || strlen(m) >= sizeof(x->method) || strlen(h) >= sizeof(x->host) ||
-        strlen(p) >= sizeof(x->path) || p[0] != '/') {
+        strlen(p) >= sizeof(x->path) || p[0] != '/' ||
+        (then && (!t || (strcmp(t, "answer") != 0 && strcmp(t, "drop") != 0)))) {
         json_decref(body);
         return admin_error(r, 400, "BadRequest",
-                           "body must be {\"method\":M,\"host\":H,\"path\":\"/...\"}");
+                           "body must be {\"method\":M,\"host\":H,\"path\":\"/...\"}, "
+                           "optionally with \"then\": \"answer\" or \"drop\"");
     }
     if (nholds == HOLDS_MAX) { /* reuse a released one */
         int k = 0;
@@ -171,6 +180,7 @@ static int hold_add(azsim_req *r)
     for (size_t i = 0; h[i]; i++) /* hosts are matched as the server sees them: lowercase */
         x->host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] - 'A' + 'a' : h[i]);
     snprintf(x->path, sizeof(x->path), "%s", p);
+    x->drop = t && strcmp(t, "drop") == 0;
     json_decref(body);
     rc = hold_reply(r, 201, x);
     return rc;
@@ -188,7 +198,11 @@ void azsim_hold_point(azsim_req *r)
         if (holds[i].state == HOLD_ARMED && strcmp(holds[i].method, r->method) == 0 &&
             strcmp(holds[i].host, r->host) == 0 && same_path(holds[i].path, r->path))
             h = &holds[i];
-    if (h) {
+    if (h && h->drop) {
+        h->state = HOLD_RELEASED;
+        r->drop = 1;
+        pthread_cond_broadcast(&hold_changed);
+    } else if (h) {
         int id = h->id;
         h->state = HOLD_HOLDING;
         pthread_cond_broadcast(&hold_changed);

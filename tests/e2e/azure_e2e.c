@@ -368,6 +368,46 @@ int main(void)
     CHECK(s3v && strcmp(s3v, "v3") == 0, "s3 value");
     json_decref(j);
 
+    /* ---- a create applied but never answered, on a kept-alive connection ----
+     * azsim carries out the key create and closes the connection without an answer. libcurl
+     * resends a request by itself when a reused connection closes before answering; for this
+     * POST that would make a second version. A not-idempotent request goes on a new connection,
+     * so the failure reaches the caller and exactly one version exists. */
+    {
+        char host[300], *holds = fmt("%s/holds", admin), *hb;
+        snprintf(host, sizeof(host), "%s.%s", vname, suffix);
+        *strchr(host, ':') = '\0'; /* holds name the host without its port */
+        hb = fmt("{\"method\":\"POST\",\"host\":\"%s\",\"path\":\"/keys/once/create\","
+                 "\"then\":\"drop\"}",
+                 host);
+        CHECK(kv_one(&r, a, "GET", s3, NULL) == 200, "warm: %ld", r.status); /* kept alive */
+        q = (kvr_http_request){.method = "POST", .url = holds, .body = hb, .body_len = strlen(hb)};
+        rc = kvr_http_send(&r, h, &q, &err);
+        CHECK(rc == 0 && r.status == 201, "azsim hold: %ld", r.status);
+        char *create = fmt("%s/keys/once/create?api-version=7.5", vault);
+        const char *kb = "{\"kty\":\"RSA\",\"key_size\":2048}";
+        kvr_http_request cq = {.method = "POST",
+                               .url = create,
+                               .body = kb,
+                               .body_len = strlen(kb),
+                               .flags = KVR_HTTP_NOT_IDEMPOTENT};
+        int code = 0;
+        kvr_error cerr = {0};
+        kvr_auth_send_kv(&r, &code, a, &cq, 1, &cerr);
+        CHECK(code != 0, "the unanswered create was reported as %ld", r.status);
+        printf("azure_e2e: unanswered create: %s\n", cerr.message);
+        char *versions = fmt("%s/keys/once/versions?api-version=7.5", vault);
+        CHECK(kv_one(&r, a, "GET", versions, NULL) == 200, "versions: %ld", r.status);
+        j = body_json(&r);
+        size_t nv = json_array_size(json_object_get(j, "value"));
+        json_decref(j);
+        CHECK(nv == 1, "the create that was not answered was sent again: %zu versions", nv);
+        free(versions);
+        free(create);
+        free(hb);
+        free(holds);
+    }
+
     /* ---- throttling: over the vault's secret write limit, completed by retries ----
      * The published limit is 300 per 10 s; a loaded machine may not send 320 writes within one
      * window, and then nothing is throttled. azsim's test-only limit of 10 makes a burst of 20

@@ -650,6 +650,12 @@ static int job_easy(kvr_http *h, job *j)
                      (q->flags & KVR_HTTP_FAST_CONNECT) ? 1000L : h->cfg.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->cfg.timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* libcurl sends a request again, by itself, when a reused connection closes before any
+       answer: harmless for a read or a PUT, but a POST that creates something (a key version, a
+       client secret) may have been applied before the close, and would be applied twice. Only a
+       new connection is free of that retry. */
+    if (q->flags & KVR_HTTP_NOT_IDEMPOTENT)
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     /* Each transfer has a receive buffer (16 KB unless told) and, over TLS, an upload buffer that
