@@ -63,8 +63,13 @@ typedef struct azsim_app {
     char *unique_name;   /* client-provided alternate key, immutable; NULL if none */
     azsim_vec passwords; /* azsim_password* */
     azsim_vec keys;      /* azsim_keycred* (certificate credentials) */
+    json_t *tags;        /* array of strings, owned; NULL reads as none */
     int64_t created;
+    int64_t deleted; /* deletedDateTime (simulated clock) while in st->deleted_apps; 0 if active */
 } azsim_app;
+
+/* Entra keeps a deleted application restorable this long, then deletes it for good */
+#define AZSIM_APP_RETENTION (30 * 86400LL)
 
 typedef struct azsim_sp {
     char id[AZSIM_GUID_LEN + 1];
@@ -184,11 +189,15 @@ typedef struct azsim_state {
     int64_t clock_offset;
     int64_t clock_frozen_at; /* POST /clock/freeze: the real time the clock stopped at (0: runs) */
     azsim_vec apps, sps, assignments, rgs, vaults;
+    /* Graph's deleted items: soft-deleted applications (azsim_app*, deleted set), unknown to every
+       lookup of apps (Graph, sign-in) until restored; purged AZSIM_APP_RETENTION after deletion */
+    azsim_vec deleted_apps;
     azsim_app *bootstrap;
     json_t *stats; /* op -> count */
     azsim_consumer *consumer; /* the profile service and its data keys */
     long throttled, total;
-    /* azsim_kv_sweep has nothing to do before this time (0: unknown, after a mutation) */
+    /* azsim_kv_sweep (with azsim_graph_sweep) has nothing to do before this time (0: unknown,
+       after a mutation) */
     int64_t sweep_due;
     /* fault injection: a request's fate is a function of the seed and its arrival number */
     double fault_rate;
@@ -346,6 +355,9 @@ int azsim_kv_handle(azsim_req *r, const char *vault_name);
 int azsim_arm_handle(azsim_req *r);
 void azsim_arm_operations_free(azsim_state *st);
 int azsim_graph_handle(azsim_req *r);
+/* Purges the deleted applications whose retention has passed; returns the earliest purge time
+   of those left (INT64_MAX if none). Called by azsim_kv_sweep, under the state lock. */
+int64_t azsim_graph_sweep(azsim_state *st);
 /* azsim_dependents.c: resources that use a vault (storage, disk encryption sets, SQL, Cosmos DB,
    App Service) and Resource Graph. *handled 0: not its path. State under the state lock. */
 int azsim_dependents_route(azsim_req *r, const azsim_caller *caller, int *handled);

@@ -302,6 +302,7 @@ void azsim_app_free(azsim_app *app)
     free(app->display_name);
     free(app->sign_in_audience);
     free(app->unique_name);
+    json_decref(app->tags);
     free(app);
 }
 

@@ -7,6 +7,12 @@
  * update and 204; without the header a missing key is 404. A
  * client secret's text is returned once, by addPassword, and never again; later reads show only
  * its hint. The apps created here can sign in at login.localhost at once.
+ *
+ * Deleting an application does what Entra does: the app moves to the directory's deleted items
+ * (st->deleted_apps) with its credentials and tags, where /directory/deletedItems lists, gets,
+ * restores or permanently deletes it; nothing else (Graph's application routes, sign-in) sees it
+ * meanwhile, and azsim_graph_sweep purges it 30 days (simulated clock) after the deletion. Its
+ * service principal is deleted for good, and a restore does not bring it back.
  */
 #include "azsim.h"
 
@@ -73,20 +79,55 @@ static json_t *keycred_json(azsim_keycred *kc)
 
 static json_t *app_json(azsim_app *a)
 {
-    char created[32];
+    char created[32], deleted[32];
     json_t *pws = json_array(), *keys = json_array();
     azsim_iso8601(created, a->created);
     for (size_t i = 0; i < a->passwords.n; i++)
         json_array_append_new(pws, password_json(a->passwords.items[i], 0));
     for (size_t i = 0; i < a->keys.n; i++)
         json_array_append_new(keys, keycred_json(a->keys.items[i]));
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:[],s:o,s:o}", "id", a->id, "appId",
-                          a->app_id, "displayName", a->display_name, "signInAudience",
-                          a->sign_in_audience, "createdDateTime", created, "publisherDomain",
-                          "azsim.onmicrosoft.com", "identifierUris", "tags", "keyCredentials",
-                          keys, "passwordCredentials", pws);
-    json_object_set_new(j, "uniqueName", a->unique_name ? json_string(a->unique_name) : json_null());
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:o,s:o,s:o}", "id", a->id, "appId", a->app_id,
+                  "displayName", a->display_name, "signInAudience", a->sign_in_audience,
+                  "createdDateTime", created, "publisherDomain", "azsim.onmicrosoft.com",
+                  "identifierUris", "tags", a->tags ? json_copy(a->tags) : json_array(),
+                  "keyCredentials", keys, "passwordCredentials", pws);
+    json_object_set_new(j, "uniqueName",
+                        a->unique_name ? json_string(a->unique_name) : json_null());
+    if (a->deleted)
+        azsim_iso8601(deleted, a->deleted);
+    json_object_set_new(j, "deletedDateTime", a->deleted ? json_string(deleted) : json_null());
     return j;
+}
+
+/* A deleted item as /directory/deletedItems/{id} and its restore answer it: typed, since the
+   collection holds directory objects of every kind. */
+static json_t *directory_object_json(azsim_app *a)
+{
+    json_t *j = app_json(a);
+    json_object_set_new(j, "@odata.type", json_string("#microsoft.graph.application"));
+    return j;
+}
+
+/* `tags` as a body may carry it: an array of strings (Graph's tags are not nullable) */
+static int tags_valid(const json_t *tags)
+{
+    size_t i;
+    json_t *t;
+    if (!json_is_array(tags))
+        return 0;
+    json_array_foreach(tags, i, t)
+    {
+        if (!json_is_string(t))
+            return 0;
+    }
+    return 1;
+}
+
+static int tags_error(graph_ctx *c)
+{
+    return graph_error(c, 400, "Request_BadRequest",
+                       "Invalid value specified for property 'tags' of resource 'Application'.");
 }
 
 static int64_t asn1_time(const ASN1_TIME *t)
@@ -101,18 +142,28 @@ static int64_t asn1_time(const ASN1_TIME *t)
     return azsim_parse_iso8601(&out, buf) == AZSIM_OK ? out : 0;
 }
 
-/* PATCH /applications/{id}: displayName and keyCredentials (which replace the whole list). */
+/*
+ * PATCH /applications/{id}: displayName, keyCredentials and tags (the lists replace the whole
+ * list). Nothing changes unless the whole body is valid.
+ */
 static int app_patch(graph_ctx *c, azsim_app *a)
 {
     json_t *body = azsim_body_json(c->r);
     azsim_vec keys = {NULL, 0, 0};
     int rc = AZSIM_OK;
+    char *name = NULL;
+    json_t *new_tags = NULL;
     json_t *dn = json_object_get(body, "displayName");
     json_t *kcs = json_object_get(body, "keyCredentials");
+    json_t *tags = json_object_get(body, "tags");
 
     if (!json_is_object(body) || (dn && !json_is_string(dn)) || (kcs && !json_is_array(kcs))) {
         rc = graph_error(c, 400, "Request_BadRequest",
                          "The request body is not a valid application update.");
+        goto done;
+    }
+    if (tags && !tags_valid(tags)) {
+        rc = tags_error(c);
         goto done;
     }
     size_t i;
@@ -161,14 +212,20 @@ static int app_patch(graph_ctx *c, azsim_app *a)
             goto done;
         }
     }
-    if (json_is_string(dn)) {
-        char *name = strdup(json_string_value(dn));
-        if (!name) {
-            rc = AZSIM_ENOMEM;
-            goto done;
-        }
+    if ((json_is_string(dn) && !(name = strdup(json_string_value(dn)))) ||
+        (tags && !(new_tags = json_deep_copy(tags)))) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    if (name) {
         free(a->display_name);
         a->display_name = name;
+        name = NULL;
+    }
+    if (new_tags) {
+        json_decref(a->tags);
+        a->tags = new_tags;
+        new_tags = NULL;
     }
     if (kcs) {
         for (size_t k = 0; k < a->keys.n; k++)
@@ -183,6 +240,8 @@ done:
     for (size_t k = 0; k < keys.n; k++)
         azsim_keycred_free(keys.items[k]);
     free(keys.items);
+    free(name);
+    json_decref(new_tags);
     json_decref(body);
     return rc;
 }
@@ -282,15 +341,68 @@ static int prefers_create(graph_ctx *c)
 }
 
 /*
- * Parses "$filter=appId eq 'X'", "displayName eq 'X'" or, on service principals, the lambda
- * "servicePrincipalNames/any(c:c eq 'X')" (what `az ad sp show --id` sends), and
- * "startswith(displayName,'X')" (case-insensitive, as Graph's startswith); field gets "appId",
- * "displayName", "servicePrincipalNames" or "startswith".
+ * The OData string literal at v (just after its opening quote, '' standing for one ') when the
+ * closing quote is followed by exactly `tail`: the value unquoted (the caller frees), else NULL.
+ */
+static char *odata_literal(const char *v, const char *tail)
+{
+    char *out = malloc(strlen(v) + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (; *v; v++) {
+        if (*v == '\'' && v[1] == '\'') {
+            *o++ = *v++;
+        } else if (*v == '\'') {
+            break;
+        } else {
+            *o++ = *v;
+        }
+    }
+    *o = '\0';
+    if (*v != '\'' || strcmp(v + 1, tail) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/*
+ * The lambda "PROP/any(x:x eq 'X')" on a collection property, x any OData identifier: X, with
+ * *field set to PROP (one of props); NULL if filter is not such a lambda.
+ */
+static char *parse_any(const char *filter, const char **field)
+{
+    static const char *const props[] = {"servicePrincipalNames", "tags", NULL};
+    for (size_t i = 0; props[i]; i++) {
+        size_t pn = strlen(props[i]), vl = 0;
+        if (strncmp(filter, props[i], pn) != 0 || strncmp(filter + pn, "/any(", 5) != 0)
+            continue;
+        const char *var = filter + pn + 5;
+        if (isalpha((unsigned char)var[0]) || var[0] == '_')
+            for (vl = 1; isalnum((unsigned char)var[vl]) || var[vl] == '_'; vl++)
+                ;
+        const char *v = var + vl;
+        if (vl == 0 || *v != ':' || strncmp(v + 1, var, vl) != 0 ||
+            strncmp(v + 1 + vl, " eq '", 5) != 0)
+            return NULL;
+        char *want = odata_literal(v + 1 + vl + 5, ")");
+        if (want)
+            *field = props[i];
+        return want;
+    }
+    return NULL;
+}
+
+/*
+ * Parses "$filter=appId eq 'X'", "displayName eq 'X'", the lambdas
+ * "servicePrincipalNames/any(c:c eq 'X')" (service principals; what `az ad sp show --id` sends)
+ * and "tags/any(t:t eq 'X')" (applications), and "startswith(displayName,'X')"
+ * (case-insensitive, as Graph's startswith); field gets "appId", "displayName",
+ * "servicePrincipalNames", "tags" or "startswith".
  */
 static char *parse_filter(const char *filter, const char **field)
 {
     static const char *const fields[] = {"appId", "displayName", NULL};
-    static const char any[] = "servicePrincipalNames/any(";
     static const char sw[] = "startswith(displayName,'";
     if (strncmp(filter, sw, sizeof(sw) - 1) == 0) { /* what `az ad app create` sends */
         const char *v = filter + sizeof(sw) - 1;
@@ -300,21 +412,9 @@ static char *parse_filter(const char *filter, const char **field)
         *field = "startswith";
         return strndup(v, n - 2);
     }
-    if (strncmp(filter, any, sizeof(any) - 1) == 0) {
-        const char *v = filter + sizeof(any) - 1, *var = v;
-        size_t vl = 0;
-        while (isalpha((unsigned char)v[vl]))
-            vl++;
-        if (vl == 0 || v[vl] != ':' || strncmp(v + vl + 1, var, vl) != 0 ||
-            strncmp(v + 2 * vl + 1, " eq '", 5) != 0)
-            return NULL;
-        v += 2 * vl + 6;
-        size_t n = strlen(v);
-        if (n < 2 || strcmp(v + n - 2, "')") != 0)
-            return NULL;
-        *field = "servicePrincipalNames";
-        return strndup(v, n - 2);
-    }
+    char *want = parse_any(filter, field);
+    if (want)
+        return want;
     for (size_t i = 0; fields[i]; i++) {
         size_t n = strlen(fields[i]);
         if (strncmp(filter, fields[i], n) == 0 && strncmp(filter + n, " eq '", 5) == 0) {
@@ -338,6 +438,7 @@ static int app_create(graph_ctx *c, const char *unique)
     const char *name = json_string_value(json_object_get(body, "displayName"));
     const char *aud = json_string_value(json_object_get(body, "signInAudience"));
     json_t *un = json_object_get(body, "uniqueName");
+    json_t *tags = json_object_get(body, "tags");
     if (!unique && json_is_string(un))
         unique = json_string_value(un);
     if ((un && !json_is_string(un) && !json_is_null(un)) || (unique && !*unique)) {
@@ -372,6 +473,10 @@ static int app_create(graph_ctx *c, const char *unique)
                          "'signInAudience' of resource 'Application'.");
         goto done;
     }
+    if (tags && !tags_valid(tags)) {
+        rc = tags_error(c);
+        goto done;
+    }
     a = calloc(1, sizeof(*a));
     if (!a) {
         rc = AZSIM_ENOMEM;
@@ -382,8 +487,9 @@ static int app_create(graph_ctx *c, const char *unique)
     a->display_name = strdup(name);
     a->sign_in_audience = strdup(aud ? aud : "AzureADMyOrg");
     a->unique_name = unique ? strdup(unique) : NULL;
+    a->tags = tags ? json_deep_copy(tags) : json_array();
     a->created = azsim_now(c->st);
-    if (!a->display_name || !a->sign_in_audience || (unique && !a->unique_name) ||
+    if (!a->display_name || !a->sign_in_audience || (unique && !a->unique_name) || !a->tags ||
         azsim_vec_push(&c->st->apps, a) != AZSIM_OK) {
         azsim_app_free(a);
         rc = AZSIM_ENOMEM;
@@ -568,7 +674,51 @@ static int page_params(size_t *out_top, size_t *out_skip, graph_ctx *c)
     return AZSIM_OK;
 }
 
-static int list(graph_ctx *c, int apps)
+/* the collections a list call reads, with the path of their nextLink and their context */
+enum { LIST_APPS, LIST_SPS, LIST_DELETED_APPS };
+static const struct {
+    const char *path, *context;
+} LISTS[] = {
+    {"applications", "applications"},
+    {"servicePrincipals", "servicePrincipals"},
+    {"directory/deletedItems/microsoft.graph.application", "applications"},
+};
+
+/* Does the app pass "field eq want" (field and want from parse_filter; want NULL: no filter)? */
+static int app_matches(const azsim_app *a, const char *field, const char *want)
+{
+    size_t i;
+    json_t *t;
+    if (!want)
+        return 1;
+    if (strcmp(field, "startswith") == 0)
+        return strncasecmp(a->display_name, want, strlen(want)) == 0;
+    if (strcmp(field, "displayName") == 0)
+        return strcmp(a->display_name, want) == 0;
+    if (strcmp(field, "tags") == 0) { /* Graph compares strings without case */
+        json_array_foreach(a->tags, i, t)
+        {
+            if (azsim_streq_ci(json_string_value(t), want))
+                return 1;
+        }
+        return 0;
+    }
+    return azsim_streq_ci(want, a->app_id);
+}
+
+/* the same for a service principal, whose only servicePrincipalNames entry is its appId */
+static int sp_matches(const azsim_sp *sp, const char *field, const char *want)
+{
+    if (!want)
+        return 1;
+    if (strcmp(field, "startswith") == 0)
+        return strncasecmp(sp->display_name, want, strlen(want)) == 0;
+    if (strcmp(field, "displayName") == 0)
+        return strcmp(sp->display_name, want) == 0;
+    return azsim_streq_ci(want, sp->app_id);
+}
+
+static int list(graph_ctx *c, int kind)
 {
     const char *filter = azsim_query(c->r, "$filter");
     const char *field = NULL;
@@ -579,64 +729,39 @@ static int list(graph_ctx *c, int apps)
         return graph_error(c, 400, "Request_BadRequest",
                            "Invalid page size or skip token: $top must be between 1 and 999 "
                            "inclusive.");
-    value = json_array();
     if (filter) {
         want = parse_filter(filter, &field);
-        if (want && apps && strcmp(field, "servicePrincipalNames") == 0) {
+        /* each lambda belongs to one kind: azsim's service principals carry no tags */
+        if (want && strcmp(field, kind == LIST_SPS ? "tags" : "servicePrincipalNames") == 0) {
             free(want);
             want = NULL;
         }
-        if (!want) {
-            json_decref(value);
+        if (!want)
             return graph_error(c, 400, "Request_UnsupportedQuery",
                                "Unsupported or invalid query filter clause specified.");
-        }
     }
-    azsim_vec *vec = apps ? &c->st->apps : &c->st->sps;
+    value = json_array();
+    azsim_vec *vec = kind == LIST_APPS  ? &c->st->apps
+                     : kind == LIST_SPS ? &c->st->sps
+                                        : &c->st->deleted_apps;
     for (size_t i = 0; i < vec->n; i++) {
-        const char *app_id, *name;
-        json_t *j;
-        if (apps) {
-            azsim_app *a = vec->items[i];
-            app_id = a->app_id;
-            name = a->display_name;
-            j = app_json(a);
-        } else {
-            azsim_sp *sp = vec->items[i];
-            app_id = sp->app_id;
-            name = sp->display_name;
-            j = sp_json(c->st, sp);
-        }
-        /* a service principal's only servicePrincipalNames entry is its appId */
-        if (want && strcmp(field, "startswith") == 0 &&
-            strncasecmp(name, want, strlen(want)) != 0) {
-            json_decref(j);
+        int sps = kind == LIST_SPS;
+        if (sps ? !sp_matches(vec->items[i], field, want)
+                : !app_matches(vec->items[i], field, want))
             continue;
-        }
-        if (want && strcmp(field, "displayName") != 0 && strcmp(field, "startswith") != 0 &&
-            !azsim_streq_ci(want, app_id)) {
-            json_decref(j);
+        if (matched++ < skip || json_array_size(value) >= top)
             continue;
-        }
-        if (want && strcmp(field, "displayName") == 0 && strcmp(want, name) != 0) {
-            json_decref(j);
-            continue;
-        }
-        if (matched++ < skip || json_array_size(value) >= top) {
-            json_decref(j);
-            continue;
-        }
-        json_array_append_new(value, j);
+        json_array_append_new(value, sps ? sp_json(c->st, vec->items[i]) : app_json(vec->items[i]));
     }
     free(want);
-    const char *what = apps ? "applications" : "servicePrincipals";
-    char *ctx = azsim_printf("%s/$metadata#%s", c->base, what);
+    char *ctx = azsim_printf("%s/$metadata#%s", c->base, LISTS[kind].context);
     json_t *body = json_pack("{s:s,s:o}", "@odata.context", ctx ? ctx : "", "value", value);
     if (body && skip + top < matched) {
         /* more to come: the link repeats the query with the next offset */
         char *enc = filter ? url_encode(filter) : NULL;
-        char *next = azsim_printf("%s/%s?$top=%zu&$skiptoken=azsim%zx%s%s", c->base, what, top,
-                                  skip + top, enc ? "&$filter=" : "", enc ? enc : "");
+        char *next =
+            azsim_printf("%s/%s?$top=%zu&$skiptoken=azsim%zx%s%s", c->base, LISTS[kind].path, top,
+                         skip + top, enc ? "&$filter=" : "", enc ? enc : "");
         if (next)
             json_object_set_new(body, "@odata.nextLink", json_string(next));
         free(next);
@@ -645,6 +770,143 @@ static int list(graph_ctx *c, int apps)
     int rc = azsim_reply_json(c->r, 200, body);
     free(ctx);
     return rc;
+}
+
+static int unknown_segment(graph_ctx *c, const char *seg)
+{
+    c->r->op = "graph.unknown";
+    return graph_error(c, 400, "BadRequest", "Resource not found for the segment '%s'.", seg);
+}
+
+static int not_found(graph_ctx *c, const char *id)
+{
+    return graph_error(c, 404, "Request_ResourceNotFound",
+                       "Resource '%s' does not exist or one of its queried reference-property "
+                       "objects are not present.",
+                       id);
+}
+
+/*
+ * DELETE /applications/{id}: the app moves to the deleted items, stamped with the simulated
+ * clock, and leaves every lookup of active apps (so its appId can no longer sign in); its
+ * service principal is deleted for good, as before.
+ */
+static int app_delete(graph_ctx *c, azsim_app *a)
+{
+    azsim_state *st = c->st;
+    /* first the one step that can fail, so that a failure changes nothing */
+    if (azsim_vec_push(&st->deleted_apps, a) != AZSIM_OK)
+        return AZSIM_ENOMEM;
+    for (size_t i = 0; i < st->sps.n; i++) {
+        azsim_sp *sp = st->sps.items[i];
+        if (azsim_streq_ci(sp->app_id, a->app_id)) {
+            azsim_vec_remove(&st->sps, i);
+            free(sp->display_name);
+            free(sp);
+            break;
+        }
+    }
+    for (size_t i = 0; i < st->apps.n; i++)
+        if (st->apps.items[i] == a) {
+            azsim_vec_remove(&st->apps, i);
+            break;
+        }
+    if (st->bootstrap == a)
+        st->bootstrap = NULL;
+    a->deleted = azsim_now(st);
+    return azsim_reply_empty(c->r, 204);
+}
+
+/*
+ * POST /directory/deletedItems/{id}/restore: the app is an application again, with its id,
+ * appId, credentials and tags (not its service principal: Entra restores only the object
+ * named). Refused while an active app holds its uniqueName.
+ */
+static int app_restore(graph_ctx *c, azsim_app *a, size_t idx)
+{
+    azsim_state *st = c->st;
+    if (a->unique_name && app_by_unique_name(st, a->unique_name))
+        return graph_error(c, 400, "Request_BadRequest",
+                           "Another object with the same value for property uniqueName already "
+                           "exists.");
+    if (azsim_vec_push(&st->apps, a) != AZSIM_OK)
+        return AZSIM_ENOMEM;
+    azsim_vec_remove(&st->deleted_apps, idx);
+    a->deleted = 0;
+    return azsim_reply_json(c->r, 200,
+                            with_context(c, directory_object_json(a), "directoryObjects/$entity"));
+}
+
+/*
+ * /v1.0/directory/deletedItems: the deleted applications. Graph names these segments without
+ * regard to case (its own documentation writes both deletedItems and deleteditems).
+ *   GET    deletedItems/microsoft.graph.application   list ($filter, $top, nextLink)
+ *   GET    deletedItems/{id}                          get
+ *   POST   deletedItems/{id}/restore                  restore
+ *   DELETE deletedItems/{id}                          permanent delete
+ * Other types (groups, users, service principals) are not modelled: azsim has no groups or
+ * users, and deletes service principals for good.
+ */
+static int route_directory(graph_ctx *c, size_t n)
+{
+    azsim_req *r = c->r;
+    char **s = r->segs;
+    const char *m = r->method;
+    if (n < 3 || strcasecmp(s[2], "deletedItems") != 0)
+        return unknown_segment(c, n >= 3 ? s[2] : s[1]);
+    if (n < 4 || n > 5)
+        return unknown_segment(c, s[n - 1]);
+    const char *id = s[3], *action = n == 5 ? s[4] : NULL;
+    if (!action && strcasecmp(id, "microsoft.graph.application") == 0) {
+        if (strcmp(m, "GET") != 0)
+            return unknown_segment(c, id);
+        r->op = "graph.deletedItems.list";
+        return list(c, LIST_DELETED_APPS);
+    }
+    if (strncasecmp(id, "microsoft.graph.", 16) == 0) /* a cast to a type azsim does not model */
+        return unknown_segment(c, id);
+    if (!action && strcmp(m, "GET") == 0)
+        r->op = "graph.deletedItems.get";
+    else if (!action && strcmp(m, "DELETE") == 0)
+        r->op = "graph.deletedItems.delete";
+    else if (action && strcasecmp(action, "restore") == 0 && strcmp(m, "POST") == 0)
+        r->op = "graph.deletedItems.restore";
+    else
+        return unknown_segment(c, action ? action : id);
+    size_t i = 0;
+    while (i < c->st->deleted_apps.n &&
+           !azsim_streq_ci(((azsim_app *)c->st->deleted_apps.items[i])->id, id))
+        i++;
+    if (i == c->st->deleted_apps.n)
+        return not_found(c, id);
+    azsim_app *a = c->st->deleted_apps.items[i];
+    if (action)
+        return app_restore(c, a, i);
+    if (strcmp(m, "GET") == 0)
+        return azsim_reply_json(
+            r, 200, with_context(c, directory_object_json(a), "directoryObjects/$entity"));
+    azsim_vec_remove(&c->st->deleted_apps, i);
+    azsim_app_free(a);
+    return azsim_reply_empty(r, 204);
+}
+
+/* Drops the deleted applications whose 30 days have passed; see azsim.h. */
+int64_t azsim_graph_sweep(azsim_state *st)
+{
+    int64_t now = azsim_now(st), next = INT64_MAX;
+    for (size_t i = 0; i < st->deleted_apps.n;) {
+        azsim_app *a = st->deleted_apps.items[i];
+        int64_t due = a->deleted + AZSIM_APP_RETENTION;
+        if (due <= now) {
+            azsim_vec_remove(&st->deleted_apps, i);
+            azsim_app_free(a);
+            continue;
+        }
+        if (due < next)
+            next = due;
+        i++;
+    }
+    return next;
 }
 
 static int route(graph_ctx *c)
@@ -662,6 +924,10 @@ static int route(graph_ctx *c)
         n--;
     if (n < 2 || strcmp(s[0], "v1.0") != 0)
         goto unknown;
+    if (strcasecmp(s[1], "directory") == 0) {
+        rc = route_directory(c, n);
+        goto done;
+    }
     int apps = strncmp(s[1], "applications", 12) == 0;
     int sps = strncmp(s[1], "servicePrincipals", 17) == 0;
     if (!apps && !sps)
@@ -672,7 +938,7 @@ static int route(graph_ctx *c)
     if (plain && n == 2) {
         if (strcmp(m, "GET") == 0) {
             r->op = apps ? "graph.applications.list" : "graph.servicePrincipals.list";
-            rc = list(c, apps);
+            rc = list(c, apps ? LIST_APPS : LIST_SPS);
         } else if (strcmp(m, "POST") == 0) {
             r->op = apps ? "graph.applications.create" : "graph.servicePrincipals.create";
             rc = apps ? app_create(c, NULL) : sp_create(c, NULL);
@@ -698,11 +964,7 @@ static int route(graph_ctx *c)
             goto done;
         }
         if (!a) {
-            rc =
-                graph_error(c, 404, "Request_ResourceNotFound",
-                            "Resource '%s' does not exist or one of its queried reference-property "
-                            "objects are not present.",
-                            id);
+            rc = not_found(c, id);
             goto done;
         }
         if (!action && strcmp(m, "GET") == 0) {
@@ -712,24 +974,7 @@ static int route(graph_ctx *c)
             rc = app_patch(c, a);
         } else if (!action && strcmp(m, "DELETE") == 0) {
             r->op = "graph.applications.delete";
-            for (size_t i = 0; i < c->st->sps.n; i++) {
-                azsim_sp *sp = c->st->sps.items[i];
-                if (azsim_streq_ci(sp->app_id, a->app_id)) {
-                    azsim_vec_remove(&c->st->sps, i);
-                    free(sp->display_name);
-                    free(sp);
-                    break;
-                }
-            }
-            for (size_t i = 0; i < c->st->apps.n; i++)
-                if (c->st->apps.items[i] == a) {
-                    azsim_vec_remove(&c->st->apps, i);
-                    break;
-                }
-            if (c->st->bootstrap == a)
-                c->st->bootstrap = NULL;
-            azsim_app_free(a);
-            rc = azsim_reply_empty(r, 204);
+            rc = app_delete(c, a);
         } else if (action && strcmp(action, "addPassword") == 0 && strcmp(m, "POST") == 0) {
             r->op = "graph.applications.addPassword";
             rc = add_password(c, a);
@@ -749,10 +994,7 @@ static int route(graph_ctx *c)
         goto done;
     }
     if (!sp) {
-        rc = graph_error(c, 404, "Request_ResourceNotFound",
-                         "Resource '%s' does not exist or one of its queried reference-property "
-                         "objects are not present.",
-                         id);
+        rc = not_found(c, id);
         goto done;
     }
     if (!action && strcmp(m, "GET") == 0) {
@@ -776,9 +1018,7 @@ static int route(graph_ctx *c)
     }
     goto done;
 unknown:
-    r->op = "graph.unknown";
-    rc = graph_error(c, 400, "BadRequest", "Resource not found for the segment '%s'.",
-                     n >= 2 ? s[1] : r->path);
+    rc = unknown_segment(c, n >= 2 ? s[1] : r->path);
 done:
     free(key);
     return rc;

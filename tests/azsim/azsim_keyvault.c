@@ -2520,9 +2520,9 @@ done:
 
 /*
  * Runs under the state lock before a request when something may be due (the clock may have
- * moved): purges what is past its purge date and runs due auto-rotations. Leaves in
- * st->sweep_due the earliest time anything left is due, so that requests before then (and
- * before the next mutation) need not walk the state again.
+ * moved): purges what is past its purge date (Graph's deleted applications too) and runs due
+ * auto-rotations. Leaves in st->sweep_due the earliest time anything left is due, so that
+ * requests before then (and before the next mutation) need not walk the state again.
  */
 void azsim_kv_sweep(azsim_state *st)
 {
@@ -2598,5 +2598,8 @@ void azsim_kv_sweep(azsim_state *st)
             }
         }
     }
+    int64_t apps_due = azsim_graph_sweep(st); /* deleted applications past their retention */
+    if (apps_due < next)
+        next = apps_due;
     st->sweep_due = next > now ? next : 0; /* 0: more to do on the next request */
 }

@@ -39,6 +39,8 @@ void azsim_state_release(azsim_state *st)
 {
     for (size_t i = 0; i < st->apps.n; i++)
         azsim_app_free(st->apps.items[i]);
+    for (size_t i = 0; i < st->deleted_apps.n; i++)
+        azsim_app_free(st->deleted_apps.items[i]);
     for (size_t i = 0; i < st->sps.n; i++) {
         azsim_sp *sp = st->sps.items[i];
         free(sp->display_name);
@@ -59,6 +61,7 @@ void azsim_state_release(azsim_state *st)
     azsim_arm_operations_free(st);
     azsim_dependents_release();
     free(st->apps.items);
+    free(st->deleted_apps.items);
     free(st->sps.items);
     free(st->assignments.items);
     free(st->rgs.items);

@@ -2,9 +2,10 @@
  * azsim_persist.c - keeps the simulated estate across restarts and crashes. At start (before
  * the ready line), after every acknowledged mutating request (before its reply goes out) and on
  * a clean shutdown the whole state
- * - tenant and subscription ids, the clock offset, applications with their credentials, service
- * principals, role assignments, resource groups and vaults with every key, secret and certificate
- * version (certificates with their managed keys and secrets) - is written to DIR/state.sealed,
+ * - tenant and subscription ids, the clock offset, applications with their credentials and tags
+ * (the deleted ones apart, under "deletedApps", with their deletion time), service principals,
+ * role assignments, resource groups and vaults with every key, secret and certificate version
+ * (certificates with their managed keys and secrets) - is written to DIR/state.sealed,
  * sealed with the AES-GCM key of DIR/backup.key because it holds secrets and private keys; startup
  * loads it back, so azsim.env and every identifier stay the same.
  * The file is replaced atomically and durably (azsim_write_file), so a kill -9 loses nothing azsim
@@ -41,11 +42,12 @@ static char *pubkey_pem(EVP_PKEY *pkey)
     return out;
 }
 
-static json_t *apps_dump(azsim_state *st)
+/* the apps of vec (st->apps or st->deleted_apps) */
+static json_t *apps_dump(const azsim_vec *vec)
 {
     json_t *apps = json_array();
-    for (size_t i = 0; i < st->apps.n; i++) {
-        azsim_app *a = st->apps.items[i];
+    for (size_t i = 0; i < vec->n; i++) {
+        azsim_app *a = vec->items[i];
         json_t *pws = json_array(), *keys = json_array();
         for (size_t k = 0; k < a->passwords.n; k++) {
             azsim_password *pw = a->passwords.items[k];
@@ -69,11 +71,14 @@ static json_t *apps_dump(azsim_state *st)
             free(sha1);
             free(sha256);
         }
-        json_array_append_new(
-            apps, json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:o,s:o}", "id", a->id, "appId",
-                            a->app_id, "displayName", a->display_name, "signInAudience",
-                            a->sign_in_audience, "uniqueName", a->unique_name, "created",
-                            (json_int_t)a->created, "passwords", pws, "keys", keys));
+        json_t *ja =
+            json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:o,s:o,s:o}", "id", a->id, "appId", a->app_id,
+                      "displayName", a->display_name, "signInAudience", a->sign_in_audience,
+                      "uniqueName", a->unique_name, "created", (json_int_t)a->created, "passwords",
+                      pws, "keys", keys, "tags", a->tags ? json_copy(a->tags) : json_array());
+        if (ja && a->deleted)
+            json_object_set_new(ja, "deleted", json_integer((json_int_t)a->deleted));
+        json_array_append_new(apps, ja);
     }
     return apps;
 }
@@ -111,11 +116,13 @@ int azsim_state_save(azsim_state *st)
             goto done;
         json_array_append_new(vaults, v);
     }
-    doc = json_pack("{s:i,s:s,s:s,s:I,s:s?,s:o,s:O,s:O,s:O,s:O}", "format", STATE_FORMAT, "tenant",
-                    st->tenant, "subscription", st->subscription, "clockOffset",
+    /* the deleted apps apart: a binary that predates them drops them rather than revive them */
+    doc = json_pack("{s:i,s:s,s:s,s:I,s:s?,s:o,s:o,s:O,s:O,s:O,s:O}", "format", STATE_FORMAT,
+                    "tenant", st->tenant, "subscription", st->subscription, "clockOffset",
                     (json_int_t)st->clock_offset, "bootstrap",
-                    st->bootstrap ? st->bootstrap->id : NULL, "apps", apps_dump(st), "sps", sps,
-                    "assignments", ras, "resourceGroups", rgs, "vaults", vaults);
+                    st->bootstrap ? st->bootstrap->id : NULL, "apps", apps_dump(&st->apps),
+                    "deletedApps", apps_dump(&st->deleted_apps), "sps", sps, "assignments", ras,
+                    "resourceGroups", rgs, "vaults", vaults);
     if (doc && st->consumer)
         json_object_set_new(doc, "consumer", azsim_consumer_dump(st));
     if (doc)
@@ -154,14 +161,18 @@ static int copy_id(char *dst, size_t size, json_t *v)
     return AZSIM_OK;
 }
 
-static int load_apps(azsim_state *st, json_t *apps)
+/*
+ * Loads apps into vec: st->apps (deleted 0), or st->deleted_apps (deleted 1: each must carry its
+ * deletion time). A state saved before tags existed loads with none.
+ */
+static int load_apps(azsim_vec *vec, json_t *apps, int deleted)
 {
     size_t i;
     json_t *ja;
     json_array_foreach(apps, i, ja)
     {
         azsim_app *a = calloc(1, sizeof(*a));
-        if (!a || azsim_vec_push(&st->apps, a) != AZSIM_OK) {
+        if (!a || azsim_vec_push(vec, a) != AZSIM_OK) {
             free(a);
             return AZSIM_ENOMEM;
         }
@@ -177,6 +188,21 @@ static int load_apps(azsim_state *st, json_t *apps)
         if (json_is_string(json_object_get(ja, "uniqueName")) &&
             !(a->unique_name = strdup(json_string_value(json_object_get(ja, "uniqueName")))))
             return AZSIM_ENOMEM;
+        json_t *tags = json_object_get(ja, "tags");
+        size_t t;
+        json_t *tag;
+        if (tags && !json_is_array(tags))
+            return AZSIM_EINVAL;
+        json_array_foreach(tags, t, tag)
+        {
+            if (!json_is_string(tag))
+                return AZSIM_EINVAL;
+        }
+        if (!(a->tags = tags ? json_deep_copy(tags) : json_array()))
+            return AZSIM_ENOMEM;
+        a->deleted = json_integer_value(json_object_get(ja, "deleted"));
+        if (deleted != (a->deleted > 0))
+            return AZSIM_EINVAL;
         size_t k;
         json_t *jp;
         json_array_foreach(json_object_get(ja, "passwords"), k, jp)
@@ -248,7 +274,8 @@ static int load_doc(azsim_state *st, json_t *doc)
     const char *rng = json_string_value(json_object_get(doc, "rng"));
     if (st->seeded && rng)
         st->rng = strtoull(rng, NULL, 10);
-    if (load_apps(st, json_object_get(doc, "apps")) != AZSIM_OK)
+    if (load_apps(&st->apps, json_object_get(doc, "apps"), 0) != AZSIM_OK ||
+        load_apps(&st->deleted_apps, json_object_get(doc, "deletedApps"), 1) != AZSIM_OK)
         return AZSIM_EINVAL;
     const char *boot = json_string_value(json_object_get(doc, "bootstrap"));
     st->bootstrap = boot ? azsim_app_by_id(st, boot) : NULL;
