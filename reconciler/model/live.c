@@ -125,8 +125,10 @@ void kvr_live_free(kvr_live *l)
     free(l->certs);
     free(l->unread_keys);
     free(l->deleted);
-    for (size_t i = 0; i < l->napps; i++)
+    for (size_t i = 0; i < l->napps; i++) {
         free(l->apps[i].creds);
+        free(l->apps[i].tags.items);
+    }
     free(l->apps);
     free(l->roles);
     free(l->profiles);
@@ -446,7 +448,8 @@ static void rd_profiles(rd *r, json_t *root, kvr_live *l)
 static void rd_apps(rd *r, json_t *root, kvr_live *l)
 {
     static const char *const am[] = {"displayName", "appId", "objectId", "servicePrincipalId",
-                                     "signInAudience", "passwordCredentials", NULL};
+                                     "signInAudience", "passwordCredentials", "tags",
+                                     "undeclared", NULL};
     static const char *const cm[] = {"keyId", "displayName", "start", "end", NULL};
     json_t *arr = rd_array(r, root, "apps", (void **)&l->apps, &l->napps, sizeof(*l->apps)), *o;
     for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
@@ -461,6 +464,8 @@ static void rd_apps(rd *r, json_t *root, kvr_live *l)
         a->object_id = rd_str(r, o, "objectId", true);
         a->sp_id = rd_str(r, o, "servicePrincipalId", false);
         a->audience = rd_str(r, o, "signInAudience", false);
+        rd_strlist(r, o, "tags", &a->tags);
+        a->undeclared = rd_bool(r, o, "undeclared", false);
         creds = rd_array(r, o, "passwordCredentials", (void **)&a->creds, &a->ncreds,
                          sizeof(*a->creds));
         for (size_t j = 0; creds && j < json_array_size(creds) && !r->failed; j++) {
@@ -803,6 +808,10 @@ static json_t *apps_json(const kvr_live *l)
             json_array_append_new(creds, co);
         }
         json_object_set_new(o, "passwordCredentials", creds);
+        if (ap->tags.len)
+            json_object_set_new(o, "tags", strlist_json(&ap->tags));
+        if (ap->undeclared)
+            json_object_set_new(o, "undeclared", json_true());
         json_array_append_new(a, o);
     }
     return a;

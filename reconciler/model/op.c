@@ -37,6 +37,8 @@ const char *kvr_op_kind_name(kvr_op_kind k)
         [KVR_OP_PROFILE_PUT] = "profilePut",
         [KVR_OP_PROFILE_APPLY] = "profileApply",
         [KVR_OP_PROFILE_DELETE] = "profileDelete",
+        [KVR_OP_APP_TAGS] = "appTags",
+        [KVR_OP_APP_DELETE] = "appDelete",
     };
     return (unsigned)k < KVR_OP_KIND_COUNT && names[k] ? names[k] : "unknown";
 }
@@ -62,6 +64,13 @@ bool kvr_op_resolved(const kvr_op *op)
         return true;
     case KVR_OP_SP_UPSERT:
         return !placeholder(op->u.sp.app_id);
+    case KVR_OP_APP_TAGS:
+        for (size_t i = 0; i < op->u.app_tags.tags.len; i++)
+            if (strstr(op->u.app_tags.tags.items[i], KVR_PLAN_WHEN_RELEASED))
+                return false;
+        return !placeholder(op->u.app_tags.object_id);
+    case KVR_OP_APP_DELETE:
+        return !placeholder(op->u.app_tags.object_id);
     case KVR_OP_PASSWORD_ADD:
     case KVR_OP_PASSWORD_REMOVE:
         return !placeholder(op->u.password.app_object_id) && !placeholder(op->u.password.key_id);
@@ -111,6 +120,21 @@ static json_t *tags(const kvr_tags *t, bool approval_mode)
                                             ? "(when it runs)"
                                             : t->items[i].value));
     return o;
+}
+
+/* An application's tags; with `approval`, the time in a retiring mark is the run's. */
+static json_t *app_tags(const kvr_strlist *l, bool approval_mode)
+{
+    size_t n = strlen(KVR_APP_TAG_RETIRING);
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->len; i++) {
+        const char *t = l->items[i], *eq = strchr(t, '=');
+        if (approval_mode && strncmp(t, KVR_APP_TAG_RETIRING, n) == 0 && eq)
+            json_array_append_new(a, json_pack("s#+", t, (int)(eq + 1 - t), "(when it runs)"));
+        else
+            json_array_append_new(a, json_string(t));
+    }
+    return a;
 }
 
 /* Puts the vault's identity into o. */
@@ -250,6 +274,15 @@ static json_t *body(const kvr_op *op, bool approval)
     case KVR_OP_APP_UPSERT:
         put(o, "displayName", str(op->u.app.display_name));
         put(o, "signInAudience", str(op->u.app.audience));
+        if (op->u.app.tags.len)
+            put(o, "tags", app_tags(&op->u.app.tags, approval));
+        break;
+    case KVR_OP_APP_TAGS:
+    case KVR_OP_APP_DELETE:
+        put(o, "objectId", str(op->u.app_tags.object_id));
+        put(o, "app", str(op->u.app_tags.name));
+        if (op->kind == KVR_OP_APP_TAGS)
+            put(o, "tags", app_tags(&op->u.app_tags.tags, approval));
         break;
     case KVR_OP_SP_UPSERT:
         put(o, "appId", str(op->u.sp.app_id));

@@ -94,4 +94,20 @@ bool kvr_plan_version_referenced(const kvr_live *l, const char *vault, const cha
 int64_t kvr_plan_tag_time(const kvr_tags *t);
 const char *kvr_plan_app_principal(const pb *b, const char *app_name);
 
+/*
+ * Apps that left the desired state (retire.c). The marker this estate writes on the apps it
+ * registers ("kvr-managed:<subscription>", in `out`, at least 200 bytes); false when the
+ * subscription is not known (an offline plan).
+ */
+bool kvr_plan_app_marker(const pb *b, char *out, size_t size);
+/* The declared vault whose scope holds role assignment `lr` (at the vault or one of its keys),
+   or NULL: what a retired app's assignments the estate takes away. */
+const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr);
+/* Does the app carry a marker of another estate (another subscription) too? */
+bool kvr_plan_app_shared(const kvr_live_app *la, const char *marker);
+/* The start of this estate's retiring mark ("kvr-retiring-since:<subscription>="), false when
+   the subscription is not known; the time in the app's mark, 0: none. */
+bool kvr_plan_app_retiring_prefix(const pb *b, char *out, size_t size);
+int64_t kvr_plan_app_retiring(const pb *b, const kvr_live_app *la);
+
 #endif

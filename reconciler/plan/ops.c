@@ -363,10 +363,99 @@ static void password_remove(pb *b, size_t s, const char *app_name, const kvr_liv
     op->u.password.key_id = S(b, key_id);
 }
 
+/* la's tags without those starting with `drop` (and `drop2`), plus `add` (may be NULL). */
+static void app_tags_without(pb *b, kvr_strlist *out, const kvr_strlist *tags, const char *drop,
+                             const char *drop2, const char *add)
+{
+    out->len = 0;
+    out->items = block(b, tags->len + 1, sizeof(char *));
+    for (size_t i = 0; out->items && i < tags->len; i++)
+        if (strncasecmp(tags->items[i], drop, strlen(drop)) != 0 &&
+            (!drop2 || strncasecmp(tags->items[i], drop2, strlen(drop2)) != 0))
+            out->items[out->len++] = (char *)S(b, tags->items[i]);
+    if (out->items && add)
+        out->items[out->len++] = (char *)S(b, add);
+}
+
+/* An app that left the desired state (retire.c's retire_apps): its mark, then its retirement:
+   access-policy entries, role assignments on the estate's vaults, client secrets, the app. */
+static void retired_app_ops(pb *b, size_t s)
+{
+    kvr_step *st = &b->p->steps[s];
+    const kvr_live_app *la = kvr_live_app_get(b->l, st->name);
+    char marker[256], prefix[256];
+    bool shared;
+    kvr_op *op;
+    if (!la || !kvr_plan_app_marker(b, marker, sizeof(marker)) ||
+        !kvr_plan_app_retiring_prefix(b, prefix, sizeof(prefix)))
+        return;
+    shared = kvr_plan_app_shared(la, marker);
+    if (st->kind == KVR_STEP_APP_MARK_RETIRING) {
+        char *tag = pb_printf(b, "%s%s", prefix, st->extra ? st->extra : "");
+        if (tag && (op = op_add(b, s, KVR_OP_APP_TAGS))) {
+            op->u.app_tags.object_id = S(b, la->object_id);
+            op->u.app_tags.name = S(b, la->display_name);
+            app_tags_without(b, &op->u.app_tags.tags, &la->tags, prefix, NULL, tag);
+        }
+        free(tag);
+        return;
+    }
+    for (size_t v = 0; la->sp_id && v < b->d->nvaults; v++) {
+        const kvr_live_vault *lv = pb_live_vault(b, b->d->vaults[v].name);
+        for (size_t e = 0; lv && e < lv->npolicies; e++) {
+            const kvr_live_policy *lp = &lv->policies[e];
+            kvr_op_policy *x;
+            if (!kvr_str_ieq(lp->object_id, la->sp_id) ||
+                !(op = op_add(b, s, KVR_OP_VAULT_POLICY_EDIT)) || !(x = block(b, 1, sizeof(*x))))
+                continue;
+            x->object_id = S(b, lp->object_id);
+            x->who = S(b, la->display_name);
+            copy_list(b, &x->keys, &lp->keys);
+            copy_list(b, &x->secrets, &lp->secrets);
+            copy_list(b, &x->certificates, &lp->certificates);
+            op->u.policy.ref = vault_ref(b, lv->name);
+            op->u.policy.remove = true;
+            op->u.policy.entries = x;
+            op->u.policy.nentries = 1;
+        }
+    }
+    for (size_t r = 0; la->sp_id && r < b->l->nroles; r++) {
+        const kvr_live_role *lr = &b->l->roles[r];
+        if (!kvr_str_ieq(lr->principal_id, la->sp_id) || !kvr_plan_role_vault(b, lr) ||
+            !(op = op_add(b, s, KVR_OP_ROLE_REMOVE)))
+            continue;
+        op->u.role.scope = S(b, lr->scope);
+        op->u.role.name = S(b, lr->name);
+        op->u.role.role_id = S(b, lr->role_id);
+        op->u.role.role_name = S(b, kvr_model_role_name(lr->role_id));
+        op->u.role.principal_id = S(b, la->sp_id);
+        op->u.role.principal_name = S(b, la->display_name);
+    }
+    if (shared) { /* another estate's app too: only this estate's marks go */
+        if ((op = op_add(b, s, KVR_OP_APP_TAGS))) {
+            op->u.app_tags.object_id = S(b, la->object_id);
+            op->u.app_tags.name = S(b, la->display_name);
+            app_tags_without(b, &op->u.app_tags.tags, &la->tags, marker, prefix, NULL);
+        }
+        return;
+    }
+    for (size_t c = 0; c < la->ncreds; c++)
+        if ((op = op_add(b, s, KVR_OP_PASSWORD_REMOVE))) {
+            op->u.password.app_object_id = S(b, la->object_id);
+            op->u.password.app_name = S(b, la->display_name);
+            op->u.password.key_id = S(b, la->creds[c].key_id);
+        }
+    if ((op = op_add(b, s, KVR_OP_APP_DELETE))) {
+        op->u.app_tags.object_id = S(b, la->object_id);
+        op->u.app_tags.name = S(b, la->display_name);
+    }
+}
+
 static void app_ops(pb *b, size_t s)
 {
     kvr_step *st = &b->p->steps[s];
-    const char *app_name = st->kind == KVR_STEP_APP_CREATE || st->kind == KVR_STEP_SP_CREATE
+    const char *app_name = st->kind == KVR_STEP_APP_CREATE || st->kind == KVR_STEP_SP_CREATE ||
+                                   st->kind == KVR_STEP_APP_KEEP
                                ? st->name
                                : st->extra;
     const kvr_app *a = kvr_estate_app(b->d, app_name);
@@ -378,8 +467,22 @@ static void app_ops(pb *b, size_t s)
     switch (st->kind) {
     case KVR_STEP_APP_CREATE:
         if ((op = op_add(b, s, KVR_OP_APP_UPSERT))) {
+            char marker[256];
             op->u.app.display_name = S(b, a->display_name);
             op->u.app.audience = S(b, a->sign_in_audience);
+            if (kvr_plan_app_marker(b, marker, sizeof(marker))) { /* retired when it leaves */
+                kvr_strlist one = {.items = (char *[]){marker}, .len = 1};
+                copy_list(b, &op->u.app.tags, &one);
+            }
+        }
+        return;
+    case KVR_STEP_APP_KEEP:
+        if (la && (op = op_add(b, s, KVR_OP_APP_TAGS))) {
+            char prefix[256];
+            op->u.app_tags.object_id = S(b, la->object_id);
+            op->u.app_tags.name = S(b, la->display_name);
+            kvr_plan_app_retiring_prefix(b, prefix, sizeof(prefix));
+            app_tags_without(b, &op->u.app_tags.tags, &la->tags, prefix, NULL, NULL);
         }
         return;
     case KVR_STEP_SP_CREATE:
@@ -732,7 +835,12 @@ void kvr_plan_pass_ops(pb *b)
         case KVR_STEP_CRED_ADD:
         case KVR_STEP_CRED_REPLACE_ORPHAN:
         case KVR_STEP_CRED_REMOVE:
+        case KVR_STEP_APP_KEEP:
             app_ops(b, s);
+            break;
+        case KVR_STEP_APP_MARK_RETIRING:
+        case KVR_STEP_APP_RETIRE:
+            retired_app_ops(b, s);
             break;
         case KVR_STEP_ROLE_CREATE:
         case KVR_STEP_ROLE_DELETE:

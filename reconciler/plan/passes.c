@@ -519,6 +519,16 @@ void kvr_plan_pass_apps(pb *b)
             pb_name(b, app, a->name, NULL, NULL);
             pb_change(b, app, "signInAudience", NULL, a->sign_in_audience, false);
         }
+        if (la && kvr_plan_app_retiring(b, la)) {
+            /* it left the YAML and came back before it was retired */
+            char iso[KVR_TIME_ISO_MAX];
+            size_t keep = pb_step(b, KVR_STEP_APP_KEEP, KVR_ACTION_CHANGE, NULL, a->pos,
+                                  obj("app", a->name),
+                                  "declared again: take off the mark of its retirement");
+            kvr_time_iso(iso, sizeof(iso), kvr_plan_app_retiring(b, la));
+            pb_name(b, keep, a->name, NULL, NULL);
+            pb_change(b, keep, "tags.kvr-retiring-since", iso, "(none)", false);
+        }
         if (!la || !la->sp_id) {
             sp = pb_step(b, KVR_STEP_SP_CREATE, KVR_ACTION_CREATE, NULL, a->pos,
                          obj("app", a->name), "create its service principal");

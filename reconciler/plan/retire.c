@@ -444,9 +444,22 @@ static void secret_dependent_gates(pb *b, size_t s, const char *vault, const cha
  * A secret of vault v that the desired state does not declare and that is not kvreconcile's own:
  * neither a credential's stored copy nor, in a relocation's target, a copy of the source's.
  */
+/* Is key_id a client secret of an app this run read (declared, or leaving the YAML)? */
+static bool live_credential(const pb *b, const char *key_id)
+{
+    for (size_t i = 0; i < b->l->napps; i++)
+        for (size_t c = 0; c < b->l->apps[i].ncreds; c++)
+            if (kvr_str_ieq(b->l->apps[i].creds[c].key_id, key_id))
+                return true;
+    return false;
+}
+
+/* Undeclared, and not kvreconcile's own: a credential's stored copy is its own while that
+   client secret exists (once removed from its app, the copy holds nothing that works). */
 static bool secret_unmanaged(const pb *b, const kvr_vault *v, const kvr_live_secret *ls)
 {
-    if (kvr_estate_secret(b->d, v->name, ls->name) || kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL))
+    const char *cred = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
+    if (kvr_estate_secret(b->d, v->name, ls->name) || (cred && live_credential(b, cred)))
         return false;
     return !(v->copy_from.vault && (kvr_tags_get(&ls->tags, KVR_TAG_COPY) ||
                                     pb_live_secret(b, v->copy_from.vault, ls->name)));
@@ -622,6 +635,194 @@ static void retire_credentials(pb *b)
                     pb_dep(b, s, j);
             superseded_gates(b, s, au, any, since, b->d->retention.app_secrets);
         }
+    }
+}
+
+/* ---- apps that left the desired state ------------------------------------------------------ */
+
+bool kvr_plan_app_marker(const pb *b, char *out, size_t size)
+{
+    if (!b->in->subscription)
+        return false;
+    snprintf(out, size, KVR_APP_TAG_MANAGED "%s", b->in->subscription);
+    return true;
+}
+
+static bool has_tag(const kvr_live_app *la, const char *tag)
+{
+    for (size_t i = 0; i < la->tags.len; i++)
+        if (strcasecmp(la->tags.items[i], tag) == 0) /* Graph compares tags without case */
+            return true;
+    return false;
+}
+
+bool kvr_plan_app_shared(const kvr_live_app *la, const char *marker)
+{
+    for (size_t i = 0; i < la->tags.len; i++)
+        if (strncmp(la->tags.items[i], KVR_APP_TAG_MANAGED, strlen(KVR_APP_TAG_MANAGED)) == 0 &&
+            strcasecmp(la->tags.items[i], marker) != 0)
+            return true;
+    return false;
+}
+
+bool kvr_plan_app_retiring_prefix(const pb *b, char *out, size_t size)
+{
+    if (!b->in->subscription)
+        return false;
+    snprintf(out, size, KVR_APP_TAG_RETIRING "%s=", b->in->subscription);
+    return true;
+}
+
+int64_t kvr_plan_app_retiring(const pb *b, const kvr_live_app *la)
+{
+    char prefix[256];
+    size_t n;
+    if (!kvr_plan_app_retiring_prefix(b, prefix, sizeof(prefix)))
+        return 0;
+    n = strlen(prefix);
+    for (size_t i = 0; i < la->tags.len; i++) {
+        char *end;
+        long long t;
+        if (strncasecmp(la->tags.items[i], prefix, n) != 0)
+            continue;
+        t = strtoll(la->tags.items[i] + n, &end, 10);
+        if (!*end && t > 0)
+            return (int64_t)t;
+    }
+    return 0;
+}
+
+const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr)
+{
+    for (size_t v = 0; v < b->d->nvaults; v++) {
+        const kvr_vault *dv = &b->d->vaults[v];
+        char vscope[512];
+        size_t n;
+        kvr_plan_scope(vscope, sizeof(vscope), b->in->subscription, dv->resource_group, dv->name,
+                       NULL);
+        n = strlen(vscope);
+        if (strncasecmp(lr->scope, vscope, n) == 0 && (lr->scope[n] == '\0' || lr->scope[n] == '/'))
+            return dv;
+    }
+    return NULL;
+}
+
+/*
+ * An app this estate registered (it carries the estate's marker) that the YAML no longer
+ * declares: marked with the time it left (kvr-retiring-since), and after retention.appSecrets
+ * its access-policy entries, role assignments on the estate's vaults and client secrets are
+ * removed and it is deleted (Entra keeps a deleted app restorable for 30 days). Never while a
+ * profile uses its credentials: a profile in Applying or Used holds the mark itself, any other
+ * profile holds the retirement until it is retired. An app another estate marked too only loses
+ * this estate's access and marker.
+ */
+static void retire_apps(pb *b)
+{
+    char marker[256];
+    if (!kvr_plan_app_marker(b, marker, sizeof(marker)))
+        return;
+    for (size_t i = 0; i < b->l->napps; i++) {
+        const kvr_live_app *la = &b->l->apps[i];
+        const kvr_live_profile *au = NULL, *any = NULL;
+        bool shared;
+        int64_t since;
+        size_t s, mark = NONE;
+        char object[200];
+        if (!la->undeclared || !has_tag(la, marker) || kvr_estate_app(b->d, la->display_name))
+            continue;
+        shared = kvr_plan_app_shared(la, marker);
+        snprintf(object, sizeof(object), "app '%s'", la->display_name);
+        if (b->d->nprofiles == 0) {
+            pb_hold(b, NULL, object,
+                    "it left the desired state, but the desired state declares no encryption "
+                    "profiles, so kvreconcile cannot see whether a service still signs in with it; "
+                    "it is only reported");
+            continue;
+        }
+        for (size_t p = 0; p < b->l->nprofiles; p++) {
+            const kvr_live_profile *lp = &b->l->profiles[p];
+            if (!lp->client_id || strcmp(lp->client_id, la->app_id) != 0)
+                continue;
+            any = lp;
+            if (lp->status == KVR_PROFILE_APPLYING || lp->status == KVR_PROFILE_USED)
+                au = lp;
+        }
+        since = kvr_plan_app_retiring(b, la);
+        if (!since) {
+            char iso[KVR_TIME_ISO_MAX];
+            mark = pb_step(b, KVR_STEP_APP_MARK_RETIRING, KVR_ACTION_CHANGE, NULL, (kvr_pos){0},
+                           object,
+                           "record that it left the desired state (tag " KVR_APP_TAG_RETIRING
+                           "…), starting retention.appSecrets");
+            if (au) {
+                pb_name(b, mark, la->display_name, NULL, KVR_PLAN_WHEN_RELEASED);
+                pb_change(b, mark, "tags.kvr-retiring-since", NULL, KVR_PLAN_WHEN_RELEASED,
+                          false);
+                pb_gate(b, mark, KVR_GATE_UNREFERENCED, false, 0,
+                        "profile '%s' (%s) signs in with it", au->name,
+                        kvr_profile_status_name(au->status));
+            } else {
+                char t[32];
+                since = released_at(b, NULL, NULL, NULL, la->app_id, NULL);
+                snprintf(t, sizeof(t), "%lld", (long long)since);
+                kvr_time_iso(iso, sizeof(iso), since);
+                pb_name(b, mark, la->display_name, NULL, t);
+                pb_change(b, mark, "tags.kvr-retiring-since", NULL, iso, false);
+            }
+        }
+        s = pb_step(b, KVR_STEP_APP_RETIRE, KVR_ACTION_RETIRE, NULL, (kvr_pos){0}, object,
+                    shared ? "remove this estate's access and marker (another estate's marker "
+                             "is on it too: the app and its client secrets stay)"
+                           : "remove its access and client secrets, then delete it (Entra keeps "
+                             "it restorable for 30 days)");
+        pb_name(b, s, la->display_name, NULL, NULL);
+        for (size_t v = 0; v < b->d->nvaults; v++) {
+            const kvr_live_vault *lv = pb_live_vault(b, b->d->vaults[v].name);
+            for (size_t e = 0; lv && la->sp_id && e < lv->npolicies; e++)
+                if (kvr_str_ieq(lv->policies[e].object_id, la->sp_id)) {
+                    char field[200];
+                    snprintf(field, sizeof(field), "accessPolicies[%s]", lv->name);
+                    pb_change(b, s, field, la->sp_id, "(none)", false);
+                }
+        }
+        for (size_t r = 0; la->sp_id && r < b->l->nroles; r++) {
+            const kvr_live_role *lr = &b->l->roles[r];
+            const char *role_name = kvr_model_role_name(lr->role_id);
+            char field[300];
+            if (!kvr_str_ieq(lr->principal_id, la->sp_id))
+                continue;
+            if (!kvr_plan_role_vault(b, lr)) {
+                if (!shared)
+                    pb_finding(b, KVR_FINDING_WARNING, NULL, object,
+                               "role '%s' at %s is outside this estate's vaults: kvreconcile "
+                               "leaves it (it goes with the app's service principal)",
+                               role_name ? role_name : lr->role_id, lr->scope);
+                continue;
+            }
+            snprintf(field, sizeof(field), "roleAssignment[%s]", lr->name);
+            pb_change(b, s, field, role_name ? role_name : lr->role_id, "(none)", false);
+        }
+        if (shared) {
+            pb_change(b, s, "tags.kvr-managed", marker, "(none)", false);
+            if (since)
+                pb_change(b, s, "tags.kvr-retiring-since", "(this estate's)", "(none)",
+                          false);
+        } else {
+            for (size_t c = 0; c < la->ncreds; c++) {
+                char field[200];
+                snprintf(field, sizeof(field), "passwordCredentials[%s]", la->creds[c].key_id);
+                pb_change(b, s, field,
+                          la->creds[c].display_name ? la->creds[c].display_name : "(no name)",
+                          "(none)", false);
+            }
+            pb_change(b, s, "application", la->app_id, "(deleted, restorable for 30 days)", false);
+        }
+        pb_dep(b, s, mark);
+        pb_dep(b, s, active_apply(b));
+        for (size_t j = 0; j < b->p->nsteps; j++) /* a profile moved off it first */
+            if (b->p->steps[j].kind == KVR_STEP_PROFILE_SET_CREDENTIALS)
+                pb_dep(b, s, j);
+        superseded_gates(b, s, au, any, since, b->d->retention.app_secrets);
     }
 }
 
@@ -848,6 +1049,7 @@ void kvr_plan_pass_retire(pb *b)
     retire_undeclared_keys(b);
     kvr_plan_pass_roles_undeclared(b);
     retire_credentials(b);
+    retire_apps(b);
     retire_vaults(b);
     relocation_dependents(b);
     stale_acks(b);

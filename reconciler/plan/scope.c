@@ -125,6 +125,9 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
 
     s->profiles = d->nprofiles > 0;
     s->dependents = d->nvaults > 0; /* any declared vault's keys, versions or itself may go */
+    /* an app that left the YAML is retired (kvr_plan_pass_retire); an estate with neither apps
+       nor profiles never needed the directory, and does not start to */
+    s->retired_apps = d->napps > 0 || d->nprofiles > 0;
     *out = s;
     return 0;
 oom:

@@ -359,9 +359,11 @@ int main(void)
     /* ---- APP_UPSERT twice (one app), SP_UPSERT ---- */
     char *app_id, *app_oid, *sp_id;
     {
+        static const char *const marker[] = {"kvr-managed:ops-estate"};
         kvr_op op = {.kind = KVR_OP_APP_UPSERT};
         op.u.app.display_name = "kvr-ops-app";
         op.u.app.audience = "AzureADMyOrg";
+        op.u.app.tags = sl(marker, 1);
         apply_ok(&op);
         apply_ok(&op);
         json_t *l = graph_get("/v1.0/applications?$filter=displayName%20eq%20%27kvr-ops-app%27");
@@ -371,7 +373,31 @@ int main(void)
         app_id = strdup(jstr(a, "appId"));
         app_oid = strdup(jstr(a, "id"));
         CHECK(strcmp(jstr(a, "signInAudience"), "AzureADMyOrg") == 0, "audience");
+        CHECK(json_array_size(json_object_get(a, "tags")) == 1 &&
+                  strcmp(json_string_value(json_array_get(json_object_get(a, "tags"), 0)),
+                         "kvr-managed:ops-estate") == 0,
+              "the app is made with its marker");
         json_decref(l);
+        l = graph_get("/v1.0/applications?$filter=tags/any(t:t%20eq%20%27kvr-managed:ops-estate%27)");
+        CHECK(json_array_size(json_object_get(l, "value")) == 1, "found by its marker: %zu",
+              json_array_size(json_object_get(l, "value")));
+        json_decref(l);
+
+        /* APP_TAGS replaces the whole list */
+        static const char *const two[] = {"kvr-managed:ops-estate", "kvr-retiring-since:x=1"};
+        op = (kvr_op){.kind = KVR_OP_APP_TAGS};
+        op.u.app_tags.object_id = app_oid;
+        op.u.app_tags.name = "kvr-ops-app";
+        op.u.app_tags.tags = sl(two, 2);
+        apply_ok(&op);
+        char *ap = fmt("/v1.0/applications/%s", app_oid);
+        l = graph_get(ap);
+        CHECK(json_array_size(json_object_get(l, "tags")) == 2 &&
+                  strcmp(json_string_value(json_array_get(json_object_get(l, "tags"), 1)),
+                         "kvr-retiring-since:x=1") == 0,
+              "tags replaced");
+        json_decref(l);
+        free(ap);
 
         op = (kvr_op){.kind = KVR_OP_SP_UPSERT};
         op.u.sp.app_id = app_id;
@@ -906,6 +932,25 @@ int main(void)
         json_t *a = graph_get(path);
         CHECK(json_array_size(json_object_get(a, "passwordCredentials")) == 0, "password removed");
         json_decref(a);
+        free(path);
+    }
+
+    /* ---- APP_DELETE: gone from the applications, restorable from deleted items ---- */
+    {
+        kvr_op op = {.kind = KVR_OP_APP_DELETE};
+        op.u.app_tags.object_id = app_oid;
+        op.u.app_tags.name = "kvr-ops-app";
+        apply_ok(&op);
+        apply_ok(&op); /* one already gone is fine */
+        char *path = fmt("%s/v1.0/applications/%s", ep.graph, app_oid);
+        json_t *j = NULL;
+        CHECK(req(&j, graph_scope_s, "GET", path, NULL) == 404, "app deleted");
+        json_decref(j);
+        free(path);
+        path = fmt("/v1.0/directory/deletedItems/%s", app_oid);
+        j = graph_get(path);
+        CHECK(jstr(j, "deletedDateTime") != NULL, "in deleted items, with its deletion time");
+        json_decref(j);
         free(path);
     }
 

@@ -13,6 +13,8 @@
 #define KVR_TAG_GENERATION "kvr-generation"     /* key version: the generation it was made for */
 #define KVR_TAG_SUPERSEDED "kvr-superseded-at"  /* key version, secret, vault: unused since (Unix s) */
 #define KVR_TAG_CREDENTIAL "kvr-credential-key-id" /* stored client secret: its credential keyId */
+#define KVR_APP_TAG_MANAGED "kvr-managed:" /* application tag: + the estate's subscription id */
+#define KVR_APP_TAG_RETIRING "kvr-retiring-since:" /* application tag: + subscription=Unix s */
 #define KVR_CRED_PREFIX "kvr:"                  /* app credential display name: kvr:<generation> */
 #define KVR_TAG_COPY "kvr-copy-of"              /* secret version: written by a relocation's copy
                                                    from this vault */
@@ -118,6 +120,10 @@ typedef struct kvr_live_app {
     char *audience;
     kvr_live_credential *creds;
     size_t ncreds;
+    kvr_strlist tags; /* the application's tags (KVR_APP_TAG_MANAGED…, others as found) */
+    /* found by this estate's marker (KVR_APP_TAG_MANAGED) while the desired state no longer
+       declares it: a candidate for retirement */
+    bool undeclared;
 } kvr_live_app;
 
 typedef struct kvr_live_role {

@@ -54,9 +54,11 @@ typedef enum kvr_op_kind {
     KVR_OP_PROFILE_PUT,      /* create a profile, or set its client credentials */
     KVR_OP_PROFILE_APPLY,    /* make a profile the active one */
     KVR_OP_PROFILE_DELETE,   /* delete a profile */
+    KVR_OP_APP_TAGS,         /* set an application's tags (the whole list) */
+    KVR_OP_APP_DELETE,       /* delete an application (Entra keeps it restorable 30 days) */
 } kvr_op_kind;
 
-#define KVR_OP_KIND_COUNT (KVR_OP_PROFILE_DELETE + 1)
+#define KVR_OP_KIND_COUNT (KVR_OP_APP_DELETE + 1)
 
 /* Key Vault object collections an operation can name. */
 typedef enum kvr_op_collection { KVR_COLL_KEYS = 0, KVR_COLL_SECRETS } kvr_op_collection;
@@ -132,7 +134,15 @@ typedef struct kvr_op {
         struct {
             const char *display_name;
             const char *audience; /* signInAudience */
+            kvr_strlist tags;     /* on a new app: this estate's marker */
         } app;
+        /* APP_TAGS: the complete list (a Graph PATCH replaces it). APP_DELETE: by object id;
+           one already gone is fine. */
+        struct {
+            const char *object_id;
+            const char *name; /* display name, for messages */
+            kvr_strlist tags;
+        } app_tags;
         /* SP_UPSERT */
         struct {
             const char *app_id;

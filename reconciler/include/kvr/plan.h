@@ -52,6 +52,9 @@ typedef enum kvr_step_kind {
     KVR_STEP_CRED_MOVE_STORE,    /* a credential's stored copy, copied to its new storeIn */
     KVR_STEP_SECRET_MARK_SUPERSEDED, /* an unmanaged secret that `unmanaged: retire` retires */
     KVR_STEP_SECRET_DELETE,          /* ... soft-deleted once retention.keys has passed */
+    KVR_STEP_APP_MARK_RETIRING, /* an app this estate registered left the YAML: tag since when */
+    KVR_STEP_APP_RETIRE,        /* ... after retention.appSecrets: access and secrets, then it */
+    KVR_STEP_APP_KEEP,          /* ... declared again before that: the mark is taken off */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */

@@ -46,6 +46,35 @@ static int app_unique_name(char out[37], const char *display_name, kvr_error *er
     return 0;
 }
 
+static json_t *tags_json(const kvr_strlist *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->len; i++)
+        json_array_append_new(a, json_string(l->items[i]));
+    return a;
+}
+
+/* APP_TAGS: `PATCH /applications/{id}` with the whole list. APP_DELETE: one gone is fine (Entra
+   keeps a deleted app restorable, under directory/deletedItems, for 30 days). */
+static int app_tags_or_delete(kvr__az *c, const kvr_op *op, kvr_error *err)
+{
+    static const long gone_ok[] = {200, 204, 404, 0};
+    bool del = op->kind == KVR_OP_APP_DELETE;
+    char *scope = kvr__graph_scope(c, err);
+    char *url =
+        prov_fmt(err, "%s/v1.0/applications/%s", c->ep->graph, op->u.app_tags.object_id);
+    json_t *body = del ? NULL : json_pack("{s:o}", "tags", tags_json(&op->u.app_tags.tags));
+    int rc = scope && url && (del || body)
+                 ? kvr__call(c, scope, del ? "DELETE" : "PATCH", url, body, 0,
+                             del ? gone_ok : kvr__ok2xx, del ? "delete app" : "set tags of app",
+                             op->u.app_tags.name, NULL, NULL, err)
+                 : kvr_error_oom(err);
+    json_decref(body);
+    free(scope);
+    free(url);
+    return rc;
+}
+
 /* APP_UPSERT: `PATCH /applications(uniqueName='…')` with `Prefer: create-if-missing`. */
 static int app_upsert(kvr__az *c, const kvr_op *op, kvr_error *err)
 {
@@ -59,6 +88,8 @@ static int app_upsert(kvr__az *c, const kvr_op *op, kvr_error *err)
     scope = kvr__graph_scope(c, err);
     url = prov_fmt(err, "%s/v1.0/applications(uniqueName='%s')", c->ep->graph, unique);
     body = json_pack("{s:s,s:s}", "displayName", name, "signInAudience", op->u.app.audience);
+    if (body && op->u.app.tags.len) /* this estate's marker, made with the app */
+        json_object_set_new(body, "tags", tags_json(&op->u.app.tags));
     rc = scope && url && body ? kvr__call(c, scope, "PATCH", url, body, KVR__CALL_UPSERT,
                                           kvr__ok2xx, "create app", name, NULL, NULL, err)
                               : kvr_error_oom(err);
@@ -166,6 +197,9 @@ int kvr__graph_apply(kvr__az *c, const kvr_op *op, kvr_error *err)
     case KVR_OP_PASSWORD_REMOVE:
         return remove_password(c, op->u.password.app_object_id, op->u.password.app_name,
                                op->u.password.key_id, err);
+    case KVR_OP_APP_TAGS:
+    case KVR_OP_APP_DELETE:
+        return app_tags_or_delete(c, op, err);
     default:
         return kvr_error_set(err, KVR_EINVAL, "'%s' is not a Graph operation",
                              kvr_op_kind_name(op->kind));

@@ -304,6 +304,7 @@ int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error
     const char *name = jstr(app, "displayName"), *app_id = jstr(app, "appId"),
                *id = jstr(app, "id");
     const json_t *creds = json_object_get(app, "passwordCredentials");
+    const json_t *tags = json_object_get(app, "tags");
     kvr_live_app *a;
     if (!name || !app_id || !id)
         return shape(err, "an application", !name ? "displayName" : !app_id ? "appId" : "id");
@@ -317,6 +318,16 @@ int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error
     a->sp_id = sp ? dup(l, jstr(sp, "id")) : NULL;
     if (!a->display_name || !a->app_id || !a->object_id)
         return kvr_error_oom(err);
+    if (json_is_array(tags) && json_array_size(tags) > 0) {
+        a->tags.items = calloc(json_array_size(tags) + 1, sizeof(*a->tags.items));
+        if (!a->tags.items)
+            return kvr_error_oom(err);
+        for (size_t i = 0; i < json_array_size(tags); i++) {
+            const char *t = json_string_value(json_array_get(tags, i));
+            if (t && !(a->tags.items[a->tags.len++] = dup(l, t)))
+                return kvr_error_oom(err);
+        }
+    }
     for (size_t i = 0; json_is_array(creds) && i < json_array_size(creds); i++) {
         const json_t *c = json_array_get(creds, i);
         kvr_live_credential *lc;

@@ -1103,6 +1103,89 @@ static int queue_apps(reader *r)
     return 0;
 }
 
+/*
+ * Apps that left the desired state. Every app kvreconcile registers carries this estate's
+ * marker (KVR_APP_TAG_MANAGED + the subscription id); one list by that tag finds the ones the
+ * scope no longer names, then each one's service principal and its role assignments anywhere in
+ * the subscription (one list per app, filtered by principal: an app that leaves the YAML takes
+ * its declared roles with it, so the vaults' own lists may no longer be read).
+ */
+static int retired_principal_done(reader *r, fetch *f, json_t *items)
+{
+    const json_t *sp = json_array_get(items, 0);
+    const char *sp_id = json_string_value(json_object_get(sp, "id"));
+    char *lit;
+    fetch *h;
+    if (kvr_live_add_app(r->l, f->aux, sp, r->err) < 0)
+        return r->err->code;
+    r->l->apps[r->l->napps - 1].undeclared = true;
+    if (!sp_id)
+        return 0;
+    if (!(lit = odata_literal(sp_id, r->err)))
+        return KVR_ENOMEM;
+    h = fetch_new(r, r->arm_scope,
+                  prov_fmt(r->err,
+                           "%s/subscriptions/%s/providers/Microsoft.Authorization/roleAssignments"
+                           "?$filter=principalId%%20eq%%20%s&api-version=" ARM_ROLES_API,
+                           r->ep->arm, r->sub, lit),
+                  true, roles_done, NULL, "list role assignments of app '%s'", f->object);
+    free(lit);
+    return h ? enqueue(r, h) : r->err->code;
+}
+
+static bool app_declared(const reader *r, const char *display_name)
+{
+    for (size_t i = 0; i < r->sc->napps; i++)
+        if (strcasecmp(r->sc->apps[i], display_name) == 0) /* as Graph compares names */
+            return true;
+    return false;
+}
+
+static int marked_apps_done(reader *r, fetch *f, json_t *items)
+{
+    (void)f;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *app = json_array_get(items, i);
+        const char *name = json_string_value(json_object_get(app, "displayName"));
+        const char *app_id = json_string_value(json_object_get(app, "appId"));
+        char *lit;
+        fetch *g;
+        if (!name || !app_id || app_declared(r, name))
+            continue;
+        if (!(lit = odata_literal(app_id, r->err)))
+            return KVR_ENOMEM;
+        g = fetch_new(r, r->graph_scope,
+                      prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
+                               r->ep->graph, lit),
+                      true, retired_principal_done, name,
+                      "find the service principal of app '%s'", name);
+        free(lit);
+        if (!g)
+            return r->err->code;
+        g->aux = json_incref(app);
+        if (enqueue(r, g) < 0)
+            return r->err->code;
+    }
+    return 0;
+}
+
+static int queue_marked_apps(reader *r)
+{
+    char tag[200], *lit;
+    fetch *f;
+    if (!r->sc->retired_apps || r->everything)
+        return 0;
+    snprintf(tag, sizeof(tag), KVR_APP_TAG_MANAGED "%s", r->sub);
+    if (!(lit = odata_literal(tag, r->err)))
+        return KVR_ENOMEM;
+    f = fetch_new(r, r->graph_scope,
+                  prov_fmt(r->err, "%s/v1.0/applications?$filter=tags/any(t:t%%20eq%%20%s)",
+                           r->ep->graph, lit),
+                  true, marked_apps_done, NULL, "list the apps this estate registered");
+    free(lit);
+    return f ? enqueue(r, f) : r->err->code;
+}
+
 /* ---- Key Vault ---------------------------------------------------------------------------- */
 
 static int secret_value_done(reader *r, fetch *f, json_t *body);
@@ -1616,6 +1699,14 @@ static void canonical_order(kvr_live *l)
     sort(l->unread_keys, l->nunread_keys, sizeof(*l->unread_keys), unread_cmp);
     sort(l->deleted, l->ndeleted, sizeof(*l->deleted), deleted_cmp);
     sort(l->roles, l->nroles, sizeof(*l->roles), role_cmp);
+    /* an assignment two lists returned (a vault's, and a retired app's in the subscription) */
+    if (l->nroles > 1) {
+        size_t k = 1;
+        for (size_t i = 1; i < l->nroles; i++)
+            if (role_cmp(&l->roles[k - 1], &l->roles[i]) != 0)
+                l->roles[k++] = l->roles[i];
+        l->nroles = k; /* the strings are the pool's */
+    }
     sort(l->apps, l->napps, sizeof(*l->apps), app_cmp);
 }
 
@@ -1655,6 +1746,7 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
         goto done;
     /* the roots; everything else is queued by the handlers as what it depends on arrives */
     if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
+        (rc = queue_marked_apps(&r)) < 0 ||
         (rc = queue_profiles(&r)) < 0 || (r.n == 0 && (rc = queue_clock(&r)) < 0))
         goto done;
     if ((rc = run_queue(&r)) < 0)

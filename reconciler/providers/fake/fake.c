@@ -586,6 +586,14 @@ static int vault_recover(fake *f, const kvr_op *op, kvr_error *err)
 
 /* ---- Graph: apps, service principals, passwords -------------------------------------------- */
 
+static json_t *strlist_json(const kvr_strlist *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->len; i++)
+        json_array_append_new(a, json_string(l->items[i]));
+    return a;
+}
+
 static int app_upsert(fake *f, const kvr_op *op, kvr_error *err)
 {
     json_t *a = NULL, *x;
@@ -607,7 +615,34 @@ static int app_upsert(fake *f, const kvr_op *op, kvr_error *err)
     }
     if (op->u.app.audience)
         json_object_set_new(a, "signInAudience", json_string(op->u.app.audience));
+    if (op->u.app.tags.len && !json_object_get(a, "tags")) /* made with them */
+        json_object_set_new(a, "tags", strlist_json(&op->u.app.tags));
     return 0;
+}
+
+/* APP_TAGS replaces the list; APP_DELETE removes the app (one gone is fine, as in Graph). */
+static int app_tags_or_delete(fake *f, const kvr_op *op, kvr_error *err)
+{
+    json_t *apps = arr(f, "apps"), *x;
+    size_t i;
+    json_array_foreach(apps, i, x)
+    {
+        if (!ieq(sget(x, "objectId"), op->u.app_tags.object_id))
+            continue;
+        if (op->kind == KVR_OP_APP_DELETE)
+            return json_array_remove(apps, i) < 0 ? kvr_error_oom(err) : 0;
+        if (op->u.app_tags.tags.len)
+            return json_object_set_new(x, "tags", strlist_json(&op->u.app_tags.tags)) < 0
+                       ? kvr_error_oom(err)
+                       : 0;
+        json_object_del(x, "tags");
+        return 0;
+    }
+    if (op->kind == KVR_OP_APP_DELETE)
+        return 0;
+    return kvr_error_set(err, KVR_EAZURE, "set tags of app '%s': no application '%s' (fake: 404)",
+                         op->u.app_tags.name ? op->u.app_tags.name : "",
+                         op->u.app_tags.object_id ? op->u.app_tags.object_id : "");
 }
 
 static int sp_upsert(fake *f, const kvr_op *op, kvr_error *err)
@@ -1213,6 +1248,9 @@ static int carry_out(fake *f, const kvr_op *op, bool first, kvr_error *err)
         return password_add(f, op, true, err);
     case KVR_OP_PASSWORD_REMOVE:
         return password_remove(f, op, err);
+    case KVR_OP_APP_TAGS:
+    case KVR_OP_APP_DELETE:
+        return app_tags_or_delete(f, op, err);
     case KVR_OP_ROLE_ASSIGN:
         return role_assign(f, op, err);
     case KVR_OP_ROLE_REMOVE:
@@ -1336,7 +1374,7 @@ static int fake_read(kvr_provider *p, kvr_live **out, const kvr_scope *scope, kv
     fake *f = from_base(p);
     char *text;
     int rc;
-    (void)scope; /* everything the fake holds: a fixture's state is what some scope read */
+    /* everything the fake holds: a fixture's state is what some scope read */
     *out = NULL;
     f->reads++;
     for (size_t i = 0; i < f->nfaults; i++) {
@@ -1382,6 +1420,18 @@ static int fake_read(kvr_provider *p, kvr_live **out, const kvr_scope *scope, kv
         return kvr_error_oom(err);
     rc = kvr_live_from_json(out, text, strlen(text), err);
     free(text);
+    /* as the Azure reader: an app the scope does not name is read only by this estate's marker */
+    for (size_t i = 0; rc == 0 && scope && scope->retired_apps && i < (*out)->napps; i++) {
+        kvr_live_app *a = &(*out)->apps[i];
+        bool named = false, marked = false;
+        for (size_t j = 0; j < scope->napps; j++)
+            named |= ieq(scope->apps[j], a->display_name);
+        for (size_t j = 0; j < a->tags.len; j++)
+            marked |= strncmp(a->tags.items[j], KVR_APP_TAG_MANAGED,
+                              strlen(KVR_APP_TAG_MANAGED)) == 0;
+        if (!named && marked)
+            a->undeclared = true;
+    }
     f->now += f->per_read;
     return rc;
 }
