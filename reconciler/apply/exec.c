@@ -718,7 +718,8 @@ int kvr_apply(kvr_apply_result *out, kvr_provider *p, const kvr_marker_key *mk,
             if (strcmp(key, last) != 0)
                 repeats = 0;
             snprintf(last, sizeof(last), "%s", key);
-            if (needs_probe(next) && (pr = probe(&r, p, d, live, next, err)) != 0) {
+            if (needs_probe(next) &&
+                (pr = probe(&r, p, plan->resolved ? plan->resolved : d, live, next, err)) != 0) {
                 if (pr < 0) {
                     rc = pr;
                     goto round_done;

@@ -83,7 +83,23 @@ static void check_apps(ctx *c)
             if (cr->store_vault && !kvr_estate_vault(e, cr->store_vault))
                 unknown(c, cr->pos, "vault", cr->store_vault, " (named by 'storeIn')");
         }
+        if (a->rotation.store_vault && !kvr_estate_vault(e, a->rotation.store_vault))
+            unknown(c, a->rotation.pos, "vault", a->rotation.store_vault,
+                    " (named by 'credentialRotation.storeIn')");
     }
+}
+
+/* A profile's or a fromAppCredential secret's credential: one the app declares, or, for an app
+   with credentialRotation, "latest" (the newest generation, whatever its name). */
+static void check_credential_ref(ctx *c, kvr_pos pos, const kvr_app *a, const char *name)
+{
+    if (a->rotation.set && strcmp(name, KVR_CRED_LATEST) != 0)
+        cx_error_pos(c, pos,
+                     "app '%.64s' rotates its client secrets itself (credentialRotation): name "
+                     "its credential '" KVR_CRED_LATEST "', not '%.64s'",
+                     a->name, name);
+    else if (!a->rotation.set && !kvr_app_credential(a, name))
+        cx_error_pos(c, pos, "app '%.64s' has no credential '%.64s'", a->name, name);
 }
 
 /* A (vault, secret) slot, taken by a declared secret or by a credential's storeIn. */
@@ -128,9 +144,8 @@ static void check_secrets(ctx *c)
             const kvr_app *a = kvr_estate_app(e, s->app);
             if (!a)
                 unknown(c, s->pos, "app", s->app, NULL);
-            else if (s->credential && !kvr_app_credential(a, s->credential))
-                cx_error_pos(c, s->pos, "app '%.64s' has no credential '%.64s'", s->app,
-                             s->credential);
+            else if (s->credential)
+                check_credential_ref(c, s->pos, a, s->credential);
         }
         if (!s->vault || !s->name)
             continue;
@@ -368,9 +383,8 @@ static void check_profiles(ctx *c)
                          p->vault);
         if (p->app && !(a = kvr_estate_app(e, p->app)))
             unknown(c, p->pos, "app", p->app, NULL);
-        if (a && p->credential && !kvr_app_credential(a, p->credential))
-            cx_error_pos(c, p->pos, "app '%.64s' has no credential '%.64s'", p->app,
-                         p->credential);
+        if (a && p->credential)
+            check_credential_ref(c, p->pos, a, p->credential);
         check_profile_access(c, p);
     }
     if (e->active) {

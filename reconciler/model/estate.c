@@ -331,6 +331,8 @@ static void app_release(kvr_app *a)
         free(a->creds[i].store_secret);
     }
     free(a->creds);
+    free(a->rotation.store_vault);
+    free(a->rotation.secret_prefix);
 }
 
 static void role_release(kvr_role_assignment *r)

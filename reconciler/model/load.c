@@ -29,8 +29,10 @@ static const char *const POLICY_FIELDS[] = {"app", "keys", "secrets", "certifica
 static const char *const NETWORK_FIELDS[] = {"defaultAction", "bypass", "ipRules",
                                              "virtualNetworkRules", "publicAccess", NULL};
 static const char *const COPY_FIELDS[] = {"vault", "secrets", "certificates", NULL};
-static const char *const APP_FIELDS[] = {"name", "displayName", "signInAudience", "credentials",
-                                         NULL};
+static const char *const APP_FIELDS[] = {"name",        "displayName",        "signInAudience",
+                                         "credentials", "credentialRotation", NULL};
+static const char *const CREDROT_FIELDS[] = {"every", "overlap", "storeIn", NULL};
+static const char *const CREDROT_STORE_FIELDS[] = {"vault", "secretPrefix", NULL};
 static const char *const CRED_FIELDS[] = {"name", "lifetime", "overlap", "storeIn", NULL};
 static const char *const STORE_FIELDS[] = {"vault", "secret", NULL};
 static const char *const ROLE_FIELDS[] = {"app", "role", "vault", "key", NULL};
@@ -418,6 +420,46 @@ static void parse_credential(ctx *c, kvr_app *a, const yt_node *n)
     }
 }
 
+/* Longest secretPrefix: "-YYYY-MM-DD" follows it in a 127-character secret name. */
+#define CREDROT_PREFIX_MAX (127 - 11)
+
+static void parse_credential_rotation(ctx *c, kvr_app *a, const yt_node *n)
+{
+    kvr_credential_rotation *r = &a->rotation;
+    const yt_node *store;
+    if (!cx_is_map(c, n, "'credentialRotation'"))
+        return;
+    cx_fields(c, n, "credentialRotation", CREDROT_FIELDS);
+    r->set = true;
+    r->pos = cx_pos(c, n);
+    r->overlap = 7LL * 86400;
+    if (!cx_duration(c, n, "every", &r->every) && !yt_map_get(n, "every"))
+        cx_error(c, n, "credentialRotation is missing required field 'every' (how old the newest "
+                       "client secret may get before the next one is made)");
+    cx_duration(c, n, "overlap", &r->overlap);
+    if (yt_map_get(n, "every") && r->every > 0 && r->every < 86400)
+        cx_error(c, yt_map_get(n, "every"),
+                 "'every' must be at least 1d: generations are named by the day they are made");
+    if (r->overlap <= 0 || (r->every > 0 && r->overlap >= r->every))
+        cx_error(c, yt_map_get(n, "overlap") ? yt_map_get(n, "overlap") : n,
+                 "'overlap' must be more than 0 and shorter than 'every'");
+    store = yt_map_get(n, "storeIn");
+    if (!store) {
+        cx_error(c, n, "credentialRotation is missing required field 'storeIn' ({vault, "
+                       "secretPrefix}: each generation is stored in <secretPrefix>-<name>)");
+    } else if (cx_is_map(c, store, "'storeIn'")) {
+        cx_fields(c, store, "storeIn", CREDROT_STORE_FIELDS);
+        cx_str(c, store, "vault", true, "'storeIn'", &r->store_vault);
+        if (cx_str(c, store, "secretPrefix", true, "'storeIn'", &r->secret_prefix) &&
+            (!kvr_is_object_name(r->secret_prefix) ||
+             strlen(r->secret_prefix) > CREDROT_PREFIX_MAX))
+            cx_error(c, yt_map_get(store, "secretPrefix"),
+                     "invalid secretPrefix '%.64s': 1 to %d letters, digits and hyphens (the "
+                     "generation's date follows it)",
+                     r->secret_prefix, CREDROT_PREFIX_MAX);
+    }
+}
+
 static void parse_app(ctx *c, const yt_node *n)
 {
     kvr_app *a;
@@ -438,6 +480,11 @@ static void parse_app(ctx *c, const yt_node *n)
     if ((x = get_list(c, n, "credentials")))
         for (size_t k = 0; k < x->n; k++)
             parse_credential(c, a, x->items[k]);
+    if ((x = yt_map_get(n, "credentialRotation"))) {
+        if (yt_map_get(n, "credentials"))
+            cx_error(c, x, "an app has either 'credentials' or 'credentialRotation', not both");
+        parse_credential_rotation(c, a, x);
+    }
 }
 
 /* ---- role assignments --------------------------------------------------------------------- */

@@ -105,6 +105,9 @@ bool kvr_plan_app_marker(const pb *b, char *out, size_t size);
 const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr);
 /* Does the app carry a marker of another estate (another subscription) too? */
 bool kvr_plan_app_shared(const kvr_live_app *la, const char *marker);
+/* Is secret (vault, name) where app a's credentialRotation stores a generation? Such a copy is
+   kvreconcile's to delete once its client secret is removed. */
+bool kvr_plan_rotation_copy(const kvr_app *a, const char *vault, const char *name);
 /* The start of this estate's retiring mark ("kvr-retiring-since:<subscription>="), false when
    the subscription is not known; the time in the app's mark, 0: none. */
 bool kvr_plan_app_retiring_prefix(const pb *b, char *out, size_t size);

@@ -451,6 +451,8 @@ static void retired_app_ops(pb *b, size_t s)
     }
 }
 
+static const kvr_live_secret *stored_copy(const pb *b, const char *key_id);
+
 static void app_ops(pb *b, size_t s)
 {
     kvr_step *st = &b->p->steps[s];
@@ -499,9 +501,17 @@ static void app_ops(pb *b, size_t s)
             password_remove(b, s, app_name, la, st->version);
         password_add(b, s, a, cr, la);
         return;
-    case KVR_STEP_CRED_REMOVE:
+    case KVR_STEP_CRED_REMOVE: {
+        const kvr_live_secret *stored = stored_copy(b, st->version);
         password_remove(b, s, app_name, la, st->version);
+        if (stored && kvr_plan_rotation_copy(a, stored->vault, stored->name) &&
+            (op = op_add(b, s, KVR_OP_OBJECT_DELETE))) {
+            op->u.object.collection = KVR_COLL_SECRETS;
+            op->u.object.vault = S(b, stored->vault);
+            op->u.object.name = S(b, stored->name);
+        }
         return;
+    }
     default:
         return;
     }

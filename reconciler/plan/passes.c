@@ -1218,6 +1218,20 @@ void kvr_plan_pass_profiles(pb *b)
  * uses it, a warning: the next generation is due. Nothing here plans a step; the pull request
  * that declares the next generation does.
  */
+/* Does app a declare a later generation than lc: one that ends later, or one this plan makes? */
+static bool has_successor(const pb *b, const kvr_app *a, const kvr_live_app *la,
+                          const kvr_live_credential *lc)
+{
+    for (size_t c = 0; c < a->ncreds; c++) {
+        const kvr_live_credential *other = live_cred(la, a->creds[c].name, NULL);
+        if (other == lc)
+            continue;
+        if ((other && other->end > lc->end) || credential_step(b, a->name, a->creds[c].name) != NONE)
+            return true;
+    }
+    return false;
+}
+
 void kvr_plan_pass_findings(pb *b)
 {
     for (size_t i = 0; i < b->d->napps; i++) {
@@ -1239,6 +1253,8 @@ void kvr_plan_pass_findings(pb *b)
                            "refuses it (AADSTS7000222), so the service cannot reach its key; "
                            "declare a new generation and point the profile at it",
                            when, user->name, kvr_profile_status_name(user->status));
+            else if (has_successor(b, a, la, lc))
+                continue; /* the next generation is there, or on its way */
             else if (lc->end <= b->now)
                 pb_finding(b, KVR_FINDING_WARNING, cr->store_vault, object,
                            "expired at %s; declare a new generation (nothing uses this one now)",

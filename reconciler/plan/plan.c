@@ -482,6 +482,148 @@ void kvr_plan_scope(char *buf, size_t size, const char *sub, const char *rg, con
                  rg, vault);
 }
 
+/* ---- credentialRotation ------------------------------------------------------------------- */
+
+typedef struct generation {
+    const char *name; /* "YYYY-MM-DD", the live credential's (after "kvr:") */
+    int64_t start;
+} generation;
+
+static int generation_cmp(const void *a, const void *b)
+{
+    return strcmp(((const generation *)a)->name, ((const generation *)b)->name);
+}
+
+/* One generation of app a as a credential, its strings in the plan's pool. */
+static bool rotation_cred(pb *b, kvr_credential *cr, const kvr_app *a, const char *name)
+{
+    const kvr_credential_rotation *r = &a->rotation;
+    char secret[160];
+    snprintf(secret, sizeof(secret), "%s-%s", r->secret_prefix, name);
+    memset(cr, 0, sizeof(*cr));
+    cr->pos = r->pos;
+    cr->lifetime = r->every + r->overlap; /* the next one is due `overlap` before its end */
+    cr->overlap = r->overlap;
+    cr->name = kvr_strpool_dup(&b->p->opstrings, name);
+    cr->store_vault = r->store_vault;
+    cr->store_secret = kvr_strpool_dup(&b->p->opstrings, secret);
+    return cr->name && cr->store_secret;
+}
+
+/*
+ * The generations app a declares now: its newest one (kvreconcile's client secrets named by a
+ * day), and a new one named by today (the service's clock) once the newest is `every` old or
+ * there is none; the one before the newest while the newest is younger than `overlap`. The rest
+ * are no longer declared, and are retired as any removed credential is. Returns the number made
+ * (1 or 2) into out[2], 0 when out of memory.
+ */
+static size_t rotation_generations(pb *b, const kvr_app *a, kvr_credential out[2])
+{
+    const kvr_live_app *la = kvr_live_app_get(b->l, a->display_name);
+    size_t plen = strlen(KVR_CRED_PREFIX), n = 0, keep = 0;
+    generation *g = calloc(la && la->ncreds ? la->ncreds : 1, sizeof(*g));
+    const char *names[2];
+    char today[16];
+    if (!g)
+        return 0;
+    for (size_t i = 0; la && i < la->ncreds; i++) {
+        const kvr_live_credential *lc = &la->creds[i];
+        const char *name = lc->display_name;
+        bool seen = false;
+        if (!name || strncmp(name, KVR_CRED_PREFIX, plen) != 0 || !kvr_is_day_name(name + plen))
+            continue;
+        for (size_t j = 0; j < n && !seen; j++)
+            if (strcmp(g[j].name, name + plen) == 0) { /* one generation, two secrets */
+                seen = true;
+                if (lc->start > g[j].start)
+                    g[j].start = lc->start;
+            }
+        if (!seen)
+            g[n++] = (generation){name + plen, lc->start};
+    }
+    if (n > 1)
+        qsort(g, n, sizeof(*g), generation_cmp);
+    if (n == 0 || b->now - g[n - 1].start >= a->rotation.every) {
+        kvr_day_name(today, sizeof(today), b->now);
+        if (n > 0)
+            names[keep++] = g[n - 1].name; /* overlaps the new one */
+        names[keep++] = today;
+    } else {
+        if (n > 1 && b->now < g[n - 1].start + a->rotation.overlap)
+            names[keep++] = g[n - 2].name;
+        names[keep++] = g[n - 1].name;
+    }
+    for (size_t i = 0; i < keep; i++)
+        if (!rotation_cred(b, &out[i], a, names[i]))
+            keep = 0;
+    free(g);
+    return keep;
+}
+
+/* The plan's copy of the desired state with every credentialRotation resolved (kvr_plan). */
+static int resolve_rotations(pb *b)
+{
+    const kvr_estate *d = b->in->desired;
+    kvr_estate *e;
+    bool any = false;
+    for (size_t i = 0; i < d->napps; i++)
+        any |= d->apps[i].rotation.set;
+    if (!any)
+        return 0;
+    if (!(e = calloc(1, sizeof(*e))))
+        return KVR_ENOMEM;
+    *e = *d; /* the same arrays' order: the input's lookup tables stay right */
+    b->p->resolved = e;
+    e->apps = calloc(d->napps, sizeof(*e->apps));
+    e->profiles = calloc(d->nprofiles ? d->nprofiles : 1, sizeof(*e->profiles));
+    e->secrets = calloc(d->nsecrets ? d->nsecrets : 1, sizeof(*e->secrets));
+    if (!e->apps || !e->profiles || !e->secrets)
+        return KVR_ENOMEM;
+    memcpy(e->apps, d->apps, d->napps * sizeof(*e->apps));
+    memcpy(e->profiles, d->profiles, d->nprofiles * sizeof(*e->profiles));
+    memcpy(e->secrets, d->secrets, d->nsecrets * sizeof(*e->secrets));
+    for (size_t i = 0; i < d->napps; i++) {
+        kvr_app *a = &e->apps[i];
+        kvr_credential two[2];
+        if (!a->rotation.set)
+            continue;
+        a->creds = NULL;
+        a->ncreds = rotation_generations(b, a, two);
+        if (!a->ncreds || !(a->creds = calloc(a->ncreds, sizeof(*a->creds))))
+            return KVR_ENOMEM;
+        memcpy(a->creds, two, a->ncreds * sizeof(*a->creds));
+    }
+    for (size_t i = 0; i < e->nprofiles; i++) {
+        kvr_profile *p = &e->profiles[i];
+        const kvr_app *a = p->app ? kvr_estate_app(e, p->app) : NULL;
+        if (a && a->rotation.set && p->credential && strcmp(p->credential, KVR_CRED_LATEST) == 0)
+            p->credential = a->creds[a->ncreds - 1].name;
+    }
+    for (size_t i = 0; i < e->nsecrets; i++) {
+        kvr_secret *s = &e->secrets[i];
+        const kvr_app *a = s->source == KVR_SECRET_FROM_APP_CREDENTIAL && s->app
+                               ? kvr_estate_app(e, s->app)
+                               : NULL;
+        if (a && a->rotation.set && s->credential && strcmp(s->credential, KVR_CRED_LATEST) == 0)
+            s->credential = a->creds[a->ncreds - 1].name;
+    }
+    return 0;
+}
+
+/* A rotating app declares no credentials itself (the loader refuses both): its creds are ours. */
+static void resolved_free(kvr_estate *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; e->apps && i < e->napps; i++)
+        if (e->apps[i].rotation.set)
+            free(e->apps[i].creds);
+    free(e->apps);
+    free(e->profiles);
+    free(e->secrets);
+    free(e);
+}
+
 int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
 {
     pb b;
@@ -497,6 +639,12 @@ int kvr_plan_build(kvr_plan **out, const kvr_plan_input *in, kvr_error *err)
     b.err = err;
     b.p->now = b.now;
 
+    if (resolve_rotations(&b) < 0) {
+        kvr_plan_free(b.p);
+        return kvr_error_set(err, KVR_ENOMEM, "out of memory while planning");
+    }
+    if (b.p->resolved)
+        b.d = b.p->resolved;
     b.rc = index_inputs(&b);
     if (!b.rc) {
         kvr_plan_pass_in_use(&b); /* first: what restores the ability to decrypt */
@@ -528,6 +676,7 @@ void kvr_plan_free(kvr_plan *p)
 {
     if (!p)
         return;
+    resolved_free(p->resolved);
     for (size_t i = 0; i < p->nsteps; i++) {
         kvr_step *s = &p->steps[i];
         free(s->vault);

@@ -625,8 +625,17 @@ static void retire_credentials(pb *b)
             } else if (!since && !stored) {
                 since = lc->start; /* nothing to mark: count from its creation */
             }
-            s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_RETIRE, stored ? stored->vault : NULL,
-                        (kvr_pos){0}, object, "remove the client secret from the app");
+            if (stored && kvr_plan_rotation_copy(a, stored->vault, stored->name)) {
+                s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_RETIRE, stored->vault,
+                            (kvr_pos){0}, object,
+                            "remove the client secret from the app, then soft-delete its stored "
+                            "copy");
+                pb_change(b, s, "storedCopy", stored->name, "(soft-deleted)", false);
+            } else {
+                s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_RETIRE,
+                            stored ? stored->vault : NULL, (kvr_pos){0}, object,
+                            "remove the client secret from the app");
+            }
             pb_name(b, s, gen, lc->key_id, a->name);
             pb_dep(b, s, mark);
             pb_dep(b, s, active_apply(b));
@@ -636,6 +645,16 @@ static void retire_credentials(pb *b)
             superseded_gates(b, s, au, any, since, b->d->retention.app_secrets);
         }
     }
+}
+
+bool kvr_plan_rotation_copy(const kvr_app *a, const char *vault, const char *name)
+{
+    size_t n;
+    if (!a->rotation.set || !kvr_str_ieq(a->rotation.store_vault, vault))
+        return false;
+    n = strlen(a->rotation.secret_prefix);
+    return strncasecmp(name, a->rotation.secret_prefix, n) == 0 && name[n] == '-' &&
+           kvr_is_day_name(name + n + 1);
 }
 
 /* ---- apps that left the desired state ------------------------------------------------------ */

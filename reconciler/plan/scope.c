@@ -29,6 +29,7 @@ void kvr_scope_free(kvr_scope *s)
     free((void *)s->secrets);
     free((void *)s->apps);
     free((void *)s->roles);
+    free((void *)s->secret_prefixes);
     free(s);
 }
 
@@ -49,7 +50,7 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
 {
     kvr_scope *s = calloc(1, sizeof(*s));
     kvr_scope_vault *vaults = NULL;
-    kvr_scope_object *keys = NULL, *secrets = NULL;
+    kvr_scope_object *keys = NULL, *secrets = NULL, *prefixes = NULL;
     const char **apps = NULL;
     kvr_scope_role *roles = NULL;
     size_t ncopies = 0;
@@ -65,7 +66,8 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
     s->secrets = secrets = array(d->nsecrets + ncopies, sizeof(*secrets));
     s->apps = apps = array(d->napps, sizeof(*apps));
     s->roles = roles = array(d->nroles, sizeof(*roles));
-    if (!vaults || !keys || !secrets || !apps || !roles)
+    s->secret_prefixes = prefixes = array(d->napps, sizeof(*prefixes));
+    if (!vaults || !keys || !secrets || !apps || !roles || !prefixes)
         goto oom;
 
     for (size_t i = 0; i < d->nvaults; i++) {
@@ -115,6 +117,14 @@ int kvr_plan_read_scope(kvr_scope **out, const kvr_estate *d, const char *subscr
                 .credential = true,
             };
 
+    for (size_t i = 0; i < d->napps; i++)
+        if (d->apps[i].rotation.set)
+            prefixes[s->nsecret_prefixes++] = (kvr_scope_object){
+                .vault = d->apps[i].rotation.store_vault,
+                .name = d->apps[i].rotation.secret_prefix,
+                .value = true,
+                .credential = true,
+            };
     for (size_t i = 0; i < d->napps; i++)
         apps[s->napps++] = d->apps[i].display_name ? d->apps[i].display_name : d->apps[i].name;
     for (size_t i = 0; i < d->nroles; i++)

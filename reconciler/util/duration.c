@@ -219,3 +219,22 @@ void kvr_sleep_s(double seconds)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+
+void kvr_day_name(char *buf, size_t size, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%d", &tm) == 0) {
+        if (size)
+            buf[0] = '\0';
+    }
+}
+
+bool kvr_is_day_name(const char *s)
+{
+    static const char shape[] = "dddd-dd-dd";
+    for (size_t i = 0; i < sizeof(shape) - 1; i++)
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != '-')
+            return false;
+    return s[sizeof(shape) - 1] == '\0';
+}

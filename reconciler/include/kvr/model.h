@@ -125,6 +125,23 @@ typedef struct kvr_credential {
     char *store_secret;
 } kvr_credential;
 
+/*
+ * credentialRotation: kvreconcile names and mints the generations itself. A new one (named by
+ * the service's date, "YYYY-MM-DD", lifetime every + overlap, stored in secretPrefix-<name>) when
+ * the newest is `every` old; the one before stays declared for `overlap` after that. Profiles and
+ * fromAppCredential secrets name it as KVR_CRED_LATEST. The plan turns this into `creds`
+ * (kvr_plan_resolve); the loaded estate has none.
+ */
+#define KVR_CRED_LATEST "latest"
+typedef struct kvr_credential_rotation {
+    bool set;
+    kvr_pos pos;
+    int64_t every;   /* seconds */
+    int64_t overlap; /* seconds */
+    char *store_vault;
+    char *secret_prefix;
+} kvr_credential_rotation;
+
 typedef struct kvr_app {
     kvr_pos pos;
     char *name;
@@ -132,6 +149,7 @@ typedef struct kvr_app {
     char *sign_in_audience;
     kvr_credential *creds;
     size_t ncreds;
+    kvr_credential_rotation rotation;
 } kvr_app;
 
 typedef struct kvr_role_assignment {

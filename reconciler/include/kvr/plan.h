@@ -147,6 +147,11 @@ typedef struct kvr_plan {
     kvr_strpool opstrings;
     void **blocks;
     size_t nblocks, blocks_cap;
+    /* The desired state the steps were planned from: the input's, with each credentialRotation
+       made into its generations (kvr_app.creds) and "latest" into the newest one's name. NULL
+       when no app rotates (then it is the input's). It borrows the input's strings and lookup
+       tables: valid while the input estate lives. */
+    kvr_estate *resolved;
 } kvr_plan;
 
 typedef struct kvr_plan_input {

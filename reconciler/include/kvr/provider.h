@@ -60,6 +60,10 @@ typedef struct kvr_scope {
     bool dependents; /* discover the Azure resources outside the estate that use these vaults'
                         keys and secrets (kvr_live_dependent): anything the plan could retire */
     bool everything; /* export: every key's rotation policy and every vault's certificates */
+    /* credentialRotation stores: every secret of `vault` named `name` and a generation
+       ("<name>-YYYY-MM-DD") has its value read, as a credential's stored copy */
+    const kvr_scope_object *secret_prefixes;
+    size_t nsecret_prefixes;
     bool retired_apps; /* also the apps this estate marked (KVR_APP_TAG_MANAGED) that `apps`
                           no longer names, with their role assignments in the subscription */
 } kvr_scope;

@@ -110,6 +110,11 @@ int kvr_duration_parse(int64_t *out, const char *text, kvr_error *err);
 /* Formats seconds as ISO 8601 ("P90D", "PT12H", "P1DT2H"): what Azure's policies expect. */
 void kvr_duration_iso(char *buf, size_t size, int64_t seconds);
 
+/* The UTC day of Unix seconds t as "YYYY-MM-DD" (size >= 11): a credential generation's name
+   under credentialRotation. kvr_is_day_name: is s exactly such a name? */
+void kvr_day_name(char *buf, size_t size, int64_t t);
+bool kvr_is_day_name(const char *s);
+
 /* Formats Unix seconds as ISO 8601 UTC ("2026-11-23T10:00:00Z"); needs size >= KVR_TIME_ISO_MAX. */
 #define KVR_TIME_ISO_MAX 48
 void kvr_time_iso(char *buf, size_t size, int64_t t);

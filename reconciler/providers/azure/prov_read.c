@@ -1194,7 +1194,17 @@ static int secret_value_done(reader *r, fetch *f, json_t *body);
 static bool value_declared(const reader *r, const kvr_scope_vault *v, const char *name)
 {
     const ix_entry *e = ix_get(r, IX_SECRET, v->name, name);
-    return e && e->value;
+    if (e && e->value)
+        return true;
+    /* a generation of a credentialRotation: <prefix>-YYYY-MM-DD */
+    for (size_t i = 0; i < r->sc->nsecret_prefixes; i++) {
+        const kvr_scope_object *p = &r->sc->secret_prefixes[i];
+        size_t n = strlen(p->name);
+        if (kvr_str_ieq(p->vault, v->name) && strncasecmp(name, p->name, n) == 0 &&
+            name[n] == '-' && kvr_is_day_name(name + n + 1))
+            return true;
+    }
+    return false;
 }
 
 /*
