@@ -449,7 +449,7 @@ static void rd_apps(rd *r, json_t *root, kvr_live *l)
 {
     static const char *const am[] = {"displayName", "appId", "objectId", "servicePrincipalId",
                                      "signInAudience", "passwordCredentials", "tags",
-                                     "undeclared", NULL};
+                                     "undeclared", "deleted", NULL};
     static const char *const cm[] = {"keyId", "displayName", "start", "end", NULL};
     json_t *arr = rd_array(r, root, "apps", (void **)&l->apps, &l->napps, sizeof(*l->apps)), *o;
     for (size_t i = 0; arr && i < json_array_size(arr) && !r->failed; i++) {
@@ -466,6 +466,7 @@ static void rd_apps(rd *r, json_t *root, kvr_live *l)
         a->audience = rd_str(r, o, "signInAudience", false);
         rd_strlist(r, o, "tags", &a->tags);
         a->undeclared = rd_bool(r, o, "undeclared", false);
+        a->deleted = rd_bool(r, o, "deleted", false);
         creds = rd_array(r, o, "passwordCredentials", (void **)&a->creds, &a->ncreds,
                          sizeof(*a->creds));
         for (size_t j = 0; creds && j < json_array_size(creds) && !r->failed; j++) {
@@ -629,7 +630,7 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
     static const char *const top[] = {"now",    "vaults", "deletedVaults", "keys",
                                       "secrets", "certificates", "deleted", "apps",
                                       "roleAssignments", "profiles", "desiredValues", "dependents",
-                                      "unreadKeys", NULL};
+                                      "unreadKeys", "selfObjectId", NULL};
     json_error_t jerr;
     json_t *root;
     kvr_live *l;
@@ -656,6 +657,7 @@ int kvr_live_from_json(kvr_live **out, const char *text, size_t len, kvr_error *
         l->now = rd_int(&r, root, "now", 0);
         if (!json_object_get(root, "now"))
             rd_fail(&r, "missing 'now' (the service clock)");
+        l->self_object_id = rd_str(&r, root, "selfObjectId", false);
         rd_rest(&r, root, l);
         rd_keys(&r, root, l);
         rd_apps(&r, root, l);
@@ -812,6 +814,8 @@ static json_t *apps_json(const kvr_live *l)
             json_object_set_new(o, "tags", strlist_json(&ap->tags));
         if (ap->undeclared)
             json_object_set_new(o, "undeclared", json_true());
+        if (ap->deleted)
+            json_object_set_new(o, "deleted", json_true());
         json_array_append_new(a, o);
     }
     return a;
@@ -930,7 +934,9 @@ static json_t *live_json(const kvr_live *l)
     json_object_set_new(root, "vaults", vaults_json(l));
     json_object_set_new(root, "keys", keys_json(l));
     json_object_set_new(root, "apps", apps_json(l));
-    if (!rest_json(l, root) || json_object_size(root) != 10 || !dependents_json(l, root) ||
+    if (!rest_json(l, root) || json_object_size(root) != 10 ||
+        (l->self_object_id &&
+         json_object_set_new(root, "selfObjectId", json_string(l->self_object_id)) < 0) || !dependents_json(l, root) ||
         !unread_json(l, root)) {
         json_decref(root);
         return NULL;
@@ -970,6 +976,7 @@ int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, siz
         goto done;
     }
     json_object_del(root, "now");
+    json_object_del(root, "selfObjectId"); /* who reads is not what the estate is */
     secrets = json_object_get(root, "secrets");
     for (size_t i = 0; i < l->nsecrets + nd; i++) {
         const char *m = i < l->nsecrets ? l->secrets[i].digest : d[i - l->nsecrets].digest;

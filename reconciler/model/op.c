@@ -39,6 +39,7 @@ const char *kvr_op_kind_name(kvr_op_kind k)
         [KVR_OP_PROFILE_DELETE] = "profileDelete",
         [KVR_OP_APP_TAGS] = "appTags",
         [KVR_OP_APP_DELETE] = "appDelete",
+        [KVR_OP_APP_RESTORE] = "appRestore",
     };
     return (unsigned)k < KVR_OP_KIND_COUNT && names[k] ? names[k] : "unknown";
 }
@@ -70,6 +71,7 @@ bool kvr_op_resolved(const kvr_op *op)
                 return false;
         return !placeholder(op->u.app_tags.object_id);
     case KVR_OP_APP_DELETE:
+    case KVR_OP_APP_RESTORE:
         return !placeholder(op->u.app_tags.object_id);
     case KVR_OP_PASSWORD_ADD:
     case KVR_OP_PASSWORD_REMOVE:
@@ -279,6 +281,7 @@ static json_t *body(const kvr_op *op, bool approval)
         break;
     case KVR_OP_APP_TAGS:
     case KVR_OP_APP_DELETE:
+    case KVR_OP_APP_RESTORE:
         put(o, "objectId", str(op->u.app_tags.object_id));
         put(o, "app", str(op->u.app_tags.name));
         if (op->kind == KVR_OP_APP_TAGS)

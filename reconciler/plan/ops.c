@@ -457,7 +457,8 @@ static void app_ops(pb *b, size_t s)
 {
     kvr_step *st = &b->p->steps[s];
     const char *app_name = st->kind == KVR_STEP_APP_CREATE || st->kind == KVR_STEP_SP_CREATE ||
-                                   st->kind == KVR_STEP_APP_KEEP
+                                   st->kind == KVR_STEP_APP_KEEP ||
+                                   st->kind == KVR_STEP_APP_RESTORE
                                ? st->name
                                : st->extra;
     const kvr_app *a = kvr_estate_app(b->d, app_name);
@@ -476,6 +477,12 @@ static void app_ops(pb *b, size_t s)
                 kvr_strlist one = {.items = (char *[]){marker}, .len = 1};
                 copy_list(b, &op->u.app.tags, &one);
             }
+        }
+        return;
+    case KVR_STEP_APP_RESTORE:
+        if (la && (op = op_add(b, s, KVR_OP_APP_RESTORE))) {
+            op->u.app_tags.object_id = S(b, la->object_id);
+            op->u.app_tags.name = S(b, la->display_name);
         }
         return;
     case KVR_STEP_APP_KEEP:
@@ -846,6 +853,7 @@ void kvr_plan_pass_ops(pb *b)
         case KVR_STEP_CRED_REPLACE_ORPHAN:
         case KVR_STEP_CRED_REMOVE:
         case KVR_STEP_APP_KEEP:
+        case KVR_STEP_APP_RESTORE:
             app_ops(b, s);
             break;
         case KVR_STEP_APP_MARK_RETIRING:

@@ -512,6 +512,16 @@ void kvr_plan_pass_apps(pb *b)
         const kvr_app *a = &b->d->apps[i];
         const kvr_live_app *la = kvr_live_app_get(b->l, a->display_name);
         size_t app = NONE, sp = NONE;
+        if (la && la->deleted) {
+            /* this estate retired it within Entra's 30 days: the same app (and client id) */
+            app = pb_step(b, KVR_STEP_APP_RESTORE, KVR_ACTION_CREATE, NULL, a->pos,
+                          obj("app", a->name),
+                          "restore the Entra application '%s' this estate retired (it keeps its "
+                          "client id; Entra restores no service principal)",
+                          a->display_name);
+            pb_name(b, app, a->name, NULL, NULL);
+            pb_change(b, app, "appId", "(deleted)", la->app_id, false);
+        }
         if (!la) {
             app = pb_step(b, KVR_STEP_APP_CREATE, KVR_ACTION_CREATE, NULL, a->pos,
                           obj("app", a->name), "register the Entra application '%s'",
@@ -528,6 +538,7 @@ void kvr_plan_pass_apps(pb *b)
             kvr_time_iso(iso, sizeof(iso), kvr_plan_app_retiring(b, la));
             pb_name(b, keep, a->name, NULL, NULL);
             pb_change(b, keep, "tags.kvr-retiring-since", iso, "(none)", false);
+            pb_dep(b, keep, app);
         }
         if (!la || !la->sp_id) {
             sp = pb_step(b, KVR_STEP_SP_CREATE, KVR_ACTION_CREATE, NULL, a->pos,

@@ -760,7 +760,7 @@ const char *kvr_step_kind_name(kvr_step_kind k)
         "secret.update",      "secret.copy",       "certificate.copy",   "copy.verify",
         "profile.create",     "profile.setCredentials", "profile.apply",  "profile.delete",
         "key.enableVersion",  "roleAssignment.delete", "vault.access", "credential.moveStore", "secret.markSuperseded", "secret.delete",
-        "app.markRetiring",   "app.retire",        "app.keep",
+        "app.markRetiring",   "app.retire",        "app.keep",           "app.restore",
     };
     return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }

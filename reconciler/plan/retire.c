@@ -512,6 +512,79 @@ static void retire_unmanaged_secret(pb *b, const kvr_live_secret *ls)
  * retire` soft-deleted after retention.keys (keys by retire_undeclared_keys). A vault that is
  * itself retired, or that a relocation copies from, is left to that.
  */
+/* A principal the estate knows: a declared app's, an app of this estate leaving the YAML
+   (its retirement says what it loses), or the identity the state was read as. */
+static bool known_principal(const pb *b, const char *id)
+{
+    if (b->l->self_object_id && kvr_str_ieq(b->l->self_object_id, id))
+        return true;
+    for (size_t a = 0; a < b->d->napps; a++) {
+        const char *sp = kvr_plan_app_principal(b, b->d->apps[a].name);
+        if (sp && kvr_str_ieq(sp, id))
+            return true;
+    }
+    for (size_t a = 0; a < b->l->napps; a++)
+        if (b->l->apps[a].undeclared && b->l->apps[a].sp_id &&
+            kvr_str_ieq(b->l->apps[a].sp_id, id))
+            return true;
+    return false;
+}
+
+static void perms_note(char *out, size_t size, const kvr_live_policy *lp)
+{
+    const kvr_strlist *l[3] = {&lp->keys, &lp->secrets, &lp->certificates};
+    static const char *const fam[3] = {"keys", "secrets", "certificates"};
+    size_t n = 0;
+    out[0] = '\0';
+    for (int f = 0; f < 3; f++) {
+        if (!l[f]->len)
+            continue;
+        n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s%s:", n ? "; " : "", fam[f]);
+        for (size_t i = 0; i < l[f]->len; i++)
+            n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s%s", i ? "," : " ",
+                                  l[f]->items[i]);
+    }
+    if (n >= size && size > 4)
+        memcpy(out + size - 4, "...", 4);
+}
+
+/*
+ * Access to vault v of principals the estate never declared (people, other services): an
+ * access-policy entry, or a role assignment at the vault or one of its keys (those above the
+ * vault are not the estate's), as far as the assignments were read (the vault's own list; a
+ * vault whose assignments are read per declared principal shows only theirs). Reported, never
+ * touched.
+ */
+static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
+{
+    for (size_t e = 0; e < lv->npolicies; e++) {
+        const kvr_live_policy *lp = &lv->policies[e];
+        char note[300];
+        if (!lp->object_id || known_principal(b, lp->object_id))
+            continue;
+        perms_note(note, sizeof(note), lp);
+        if (v->rbac) { /* Azure ignores the entries of an RBAC vault, but they stay */
+            char full[340];
+            snprintf(full, sizeof(full), "ignored while the vault uses RBAC; %s", note);
+            pb_unmanaged(b, v->name, "accessPolicy", lp->object_id, full);
+            continue;
+        }
+        pb_unmanaged(b, v->name, "accessPolicy", lp->object_id, note[0] ? note : NULL);
+    }
+    for (size_t r = 0; r < b->l->nroles; r++) {
+        const kvr_live_role *lr = &b->l->roles[r];
+        const char *role = kvr_model_role_name(lr->role_id), *key;
+        char name[200], note[300];
+        if (kvr_plan_role_vault(b, lr) != v || known_principal(b, lr->principal_id))
+            continue;
+        snprintf(name, sizeof(name), "%s for %s", role ? role : lr->role_id, lr->principal_id);
+        key = strstr(lr->scope, "/keys/");
+        if (key)
+            snprintf(note, sizeof(note), "on key '%s'", key + 6);
+        pb_unmanaged(b, v->name, "roleAssignment", name, key ? note : NULL);
+    }
+}
+
 void kvr_plan_pass_unmanaged(pb *b)
 {
     for (size_t i = 0; i < b->d->nvaults; i++) {
@@ -562,6 +635,8 @@ void kvr_plan_pass_unmanaged(pb *b)
                                   "delete it yourself if it is not needed"
                                 : NULL);
         }
+        if (b->in->subscription)
+            foreign_access(b, v, pb_live_vault(b, v->name));
         if (!b->rc && b->p->nunmanaged > first + 1)
             qsort(b->p->unmanaged + first, b->p->nunmanaged - first, sizeof(*b->p->unmanaged),
                   unmanaged_cmp);
@@ -747,7 +822,8 @@ static void retire_apps(pb *b)
         int64_t since;
         size_t s, mark = NONE;
         char object[200];
-        if (!la->undeclared || !has_tag(la, marker) || kvr_estate_app(b->d, la->display_name))
+        if (!la->undeclared || la->deleted || !has_tag(la, marker) ||
+            kvr_estate_app(b->d, la->display_name))
             continue;
         shared = kvr_plan_app_shared(la, marker);
         snprintf(object, sizeof(object), "app '%s'", la->display_name);

@@ -72,7 +72,11 @@ check "plan v2 shows ap-one's change" \
     "$(grep -q 'accessPolicies\[ap-one\]: keys=get,list -> keys=get,wrapkey' "$work/out.plan-v2"; echo $?)"
 check "plan v2 shows ap-two's entry removed" \
     "$(grep -q 'accessPolicies\[ap-two\]: secrets=get -> none' "$work/out.plan-v2"; echo $?)"
-check "plan v2 does not touch the foreign entry" "$(! grep -q "$foreign" "$work/out.plan-v2"; echo $?)"
+check "plan v2 does not touch the foreign entry" \
+    "$(! sed '/^unmanaged /,$d' "$work/out.plan-v2" | grep -q "$foreign"; echo $?)"
+check "plan v2 reports it, and only it, as an undeclared principal's access" \
+    "$(sed -n '/^unmanaged /,$p' "$work/out.plan-v2" | grep -c "accessPolicy" | grep -qx 1 &&
+        grep -q "? accessPolicy '$foreign' in vault" "$work/out.plan-v2"; echo $?)"
 run apply-v2 0 apply -f "$work/v2" --wait 1m
 check "v2: ap-one has keys get,wrapkey ($(perms "$one" keys))" \
     "$(x=$(perms "$one" keys); [[ $x == "get wrapkey" ]]; echo $?)"

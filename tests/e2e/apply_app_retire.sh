@@ -138,6 +138,21 @@ check "plan: nothing about the exporter any more" \
     "$(! grep -q "Contoso backup exporter" "$work/plan3.out"; echo $?)"
 check "plan: its stored copy is reported as unmanaged, not deleted" \
     "$(grep -q "exporter-cred-2026-05" "$work/plan3.out"; echo $?)"
+
+# declared again within Entra's 30 days: the same app comes back, it is not registered anew
+cp "$work/identity.with.yaml" "$E/identity.yaml"
+set +e; "$kvr" plan -f "$E" >"$work/plan4.out" 2>&1; set -e
+check "plan: the exporter is restored, not registered again" \
+    "$(grep -q "app 'exporter': restore the Entra application 'Contoso backup exporter'" "$work/plan4.out" &&
+        ! grep -q "register the Entra application 'Contoso backup exporter'" "$work/plan4.out"; echo $?)"
+kvr_apply "apply with the exporter after its retirement" 0 -f "$E" --wait 2m
+back=$(app "Contoso backup exporter")
+check "  the same app (id and client id kept), without its retirement mark" \
+    "$(echo "$back" | json 'd.get("id") == "'"$exp_id"'" and d.get("appId") == "'"$exp_app_id"'" and not any(t.startswith("kvr-retiring-since:") for t in d.get("tags", []))' | grep -qx True; echo $?)"
+check "  with a new client secret and its role again" \
+    "$(echo "$back" | json 'len(d.get("passwordCredentials", []))' | grep -qx 1 &&
+        [[ $(roles_of "$(sp_of "$exp_app_id")") == 1 ]]; echo $?)"
+kvr_plan_empty "$E"
 check "consumer: no data key lost" "$([[ $(azsim_lost) == 0 ]]; echo $?)"
 if grep -qF -- "$exp_secret" "$work"/out.* "$work"/err.* "$work"/plan*.out; then
     check "no secret value in any output" 1

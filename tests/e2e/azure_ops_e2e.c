@@ -952,6 +952,17 @@ int main(void)
         CHECK(jstr(j, "deletedDateTime") != NULL, "in deleted items, with its deletion time");
         json_decref(j);
         free(path);
+
+        /* APP_RESTORE: the same app again, its id and appId kept */
+        op = (kvr_op){.kind = KVR_OP_APP_RESTORE};
+        op.u.app_tags.object_id = app_oid;
+        op.u.app_tags.name = "kvr-ops-app";
+        apply_ok(&op);
+        path = fmt("/v1.0/applications/%s", app_oid);
+        j = graph_get(path);
+        CHECK(strcmp(jstr(j, "appId"), app_id) == 0, "restored with its appId");
+        json_decref(j);
+        free(path);
     }
 
     /* ---- OBJECT_DELETE and OBJECT_RECOVER, keys and secrets ---- */

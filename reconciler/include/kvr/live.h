@@ -124,6 +124,9 @@ typedef struct kvr_live_app {
     /* found by this estate's marker (KVR_APP_TAG_MANAGED) while the desired state no longer
        declares it: a candidate for retirement */
     bool undeclared;
+    /* in the directory's deleted items (a declared app this estate retired within the last 30
+       days): restored rather than registered again, so that it keeps its client id */
+    bool deleted;
 } kvr_live_app;
 
 typedef struct kvr_live_role {
@@ -195,6 +198,9 @@ typedef struct kvr_live {
     size_t nprofiles;
     kvr_live_dependent *dependents; /* discovered dependents of the vaults read */
     size_t ndependents;
+    /* the identity the state was read as (its ARM token's oid): its own access to the vaults is
+       not reported as an undeclared principal's; NULL: not known */
+    char *self_object_id;
     kvr_strpool strings; /* every string above (kvr_live_free frees them with the pool) */
 } kvr_live;
 

@@ -56,9 +56,10 @@ typedef enum kvr_op_kind {
     KVR_OP_PROFILE_DELETE,   /* delete a profile */
     KVR_OP_APP_TAGS,         /* set an application's tags (the whole list) */
     KVR_OP_APP_DELETE,       /* delete an application (Entra keeps it restorable 30 days) */
+    KVR_OP_APP_RESTORE,      /* restore a deleted application (directory deleted items) */
 } kvr_op_kind;
 
-#define KVR_OP_KIND_COUNT (KVR_OP_APP_DELETE + 1)
+#define KVR_OP_KIND_COUNT (KVR_OP_APP_RESTORE + 1)
 
 /* Key Vault object collections an operation can name. */
 typedef enum kvr_op_collection { KVR_COLL_KEYS = 0, KVR_COLL_SECRETS } kvr_op_collection;
@@ -137,7 +138,7 @@ typedef struct kvr_op {
             kvr_strlist tags;     /* on a new app: this estate's marker */
         } app;
         /* APP_TAGS: the complete list (a Graph PATCH replaces it). APP_DELETE: by object id;
-           one already gone is fine. */
+           one already gone is fine. APP_RESTORE: by object id, from the deleted items. */
         struct {
             const char *object_id;
             const char *name; /* display name, for messages */

@@ -55,6 +55,7 @@ typedef enum kvr_step_kind {
     KVR_STEP_APP_MARK_RETIRING, /* an app this estate registered left the YAML: tag since when */
     KVR_STEP_APP_RETIRE,        /* ... after retention.appSecrets: access and secrets, then it */
     KVR_STEP_APP_KEEP,          /* ... declared again before that: the mark is taken off */
+    KVR_STEP_APP_RESTORE,       /* ... declared again after it was deleted: restored */
 } kvr_step_kind;
 
 /* How a step shows in a plan: + create, ~ change, - retire. */

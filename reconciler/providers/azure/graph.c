@@ -75,6 +75,21 @@ static int app_tags_or_delete(kvr__az *c, const kvr_op *op, kvr_error *err)
     return rc;
 }
 
+/* APP_RESTORE: `POST /directory/deletedItems/{id}/restore` (not its service principal: Graph
+   restores the app object only; SP_UPSERT makes a new one). */
+static int app_restore(kvr__az *c, const kvr_op *op, kvr_error *err)
+{
+    char *scope = kvr__graph_scope(c, err);
+    char *url = prov_fmt(err, "%s/v1.0/directory/deletedItems/%s/restore", c->ep->graph,
+                         op->u.app_tags.object_id);
+    int rc = scope && url ? kvr__call(c, scope, "POST", url, NULL, 0, kvr__ok2xx,
+                                      "restore deleted app", op->u.app_tags.name, NULL, NULL, err)
+                          : kvr_error_oom(err);
+    free(scope);
+    free(url);
+    return rc;
+}
+
 /* APP_UPSERT: `PATCH /applications(uniqueName='…')` with `Prefer: create-if-missing`. */
 static int app_upsert(kvr__az *c, const kvr_op *op, kvr_error *err)
 {
@@ -200,6 +215,8 @@ int kvr__graph_apply(kvr__az *c, const kvr_op *op, kvr_error *err)
     case KVR_OP_APP_TAGS:
     case KVR_OP_APP_DELETE:
         return app_tags_or_delete(c, op, err);
+    case KVR_OP_APP_RESTORE:
+        return app_restore(c, op, err);
     default:
         return kvr_error_set(err, KVR_EINVAL, "'%s' is not a Graph operation",
                              kvr_op_kind_name(op->kind));

@@ -1054,6 +1054,31 @@ static int principal_done(reader *r, fetch *f, json_t *items)
     return 0;
 }
 
+/* A declared app that is not registered, among the deleted items: kept when this estate's
+   marker is on it (it retired it; the plan restores it). */
+static int deleted_app_done(reader *r, fetch *f, json_t *items)
+{
+    char marker[200];
+    (void)f;
+    snprintf(marker, sizeof(marker), KVR_APP_TAG_MANAGED "%s", r->sub);
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *app = json_array_get(items, i), *t;
+        size_t k;
+        bool ours = false;
+        json_array_foreach(json_object_get(app, "tags"), k, t)
+        {
+            ours |= json_is_string(t) && strcasecmp(json_string_value(t), marker) == 0;
+        }
+        if (!ours)
+            continue;
+        if (kvr_live_add_app(r->l, app, NULL, r->err) < 0)
+            return r->err->code;
+        r->l->apps[r->l->napps - 1].deleted = true;
+        return 0; /* the first one: a display name is unique among what this estate made */
+    }
+    return 0;
+}
+
 static int app_done(reader *r, fetch *f, json_t *items)
 {
     const json_t *app = json_array_get(items, 0);
@@ -1064,6 +1089,19 @@ static int app_done(reader *r, fetch *f, json_t *items)
                              "%zu Entra applications are named '%s'; kvreconcile finds apps by "
                              "display name, which must be unique",
                              json_array_size(items), f->object);
+    if (!app && r->sc->retired_apps && !r->everything) {
+        /* not registered: one this estate retired lately is restored, not registered again */
+        if (!(lit = odata_literal(f->object, r->err)))
+            return KVR_ENOMEM;
+        g = fetch_new(r, r->graph_scope,
+                      prov_fmt(r->err,
+                               "%s/v1.0/directory/deletedItems/microsoft.graph.application"
+                               "?$filter=displayName%%20eq%%20%s",
+                               r->ep->graph, lit),
+                      true, deleted_app_done, f->object, "find deleted app '%s'", f->object);
+        free(lit);
+        return g ? enqueue(r, g) : r->err->code;
+    }
     if (!app || !json_is_string(json_object_get(app, "appId")))
         return 0;
     lit = odata_literal(json_string_value(json_object_get(app, "appId")), r->err);
@@ -1763,6 +1801,17 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
         goto done;
     if (scope->dependents && (rc = kvr__dependents_read(r.l, a, ep, scope, err)) < 0)
         goto done;
+    {
+        /* best effort: unknown, the runner's own access would only be reported */
+        kvr_error ignored;
+        char *oid = NULL;
+        if (kvr__arm_claim(&oid, a, ep, "oid", &ignored) == 0 && oid &&
+            !(r.l->self_object_id = kvr_strpool_dup(&r.l->strings, oid)))
+            rc = kvr_error_oom(err);
+        free(oid);
+        if (rc < 0)
+            goto done;
+    }
     canonical_order(r.l);
     if (!r.l->now)
         rc = kvr_error_set(err, KVR_EPROTO,

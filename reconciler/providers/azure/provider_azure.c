@@ -63,6 +63,7 @@ static int az_apply(kvr_provider *p, const kvr_op *op, kvr_error *err)
     case KVR_OP_PASSWORD_REMOVE:
     case KVR_OP_APP_TAGS:
     case KVR_OP_APP_DELETE:
+    case KVR_OP_APP_RESTORE:
         return kvr__graph_apply(&ap->az, op, err);
     case KVR_OP_KEY_CREATE:
     case KVR_OP_KEY_PATCH:

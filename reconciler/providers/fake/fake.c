@@ -620,17 +620,29 @@ static int app_upsert(fake *f, const kvr_op *op, kvr_error *err)
     return 0;
 }
 
-/* APP_TAGS replaces the list; APP_DELETE removes the app (one gone is fine, as in Graph). */
+/* APP_TAGS replaces the list; APP_DELETE moves the app to the deleted items, with its service
+   principal gone (one gone is fine, as in Graph); APP_RESTORE brings it back without one. */
 static int app_tags_or_delete(fake *f, const kvr_op *op, kvr_error *err)
 {
     json_t *apps = arr(f, "apps"), *x;
     size_t i;
     json_array_foreach(apps, i, x)
     {
+        bool gone = json_is_true(json_object_get(x, "deleted"));
         if (!ieq(sget(x, "objectId"), op->u.app_tags.object_id))
             continue;
-        if (op->kind == KVR_OP_APP_DELETE)
-            return json_array_remove(apps, i) < 0 ? kvr_error_oom(err) : 0;
+        if (op->kind == KVR_OP_APP_RESTORE && !gone)
+            break;
+        if (op->kind == KVR_OP_APP_RESTORE) {
+            json_object_del(x, "deleted");
+            return 0;
+        }
+        if (gone)
+            break;
+        if (op->kind == KVR_OP_APP_DELETE) {
+            json_object_del(x, "servicePrincipalId");
+            return json_object_set_new(x, "deleted", json_true()) < 0 ? kvr_error_oom(err) : 0;
+        }
         if (op->u.app_tags.tags.len)
             return json_object_set_new(x, "tags", strlist_json(&op->u.app_tags.tags)) < 0
                        ? kvr_error_oom(err)
@@ -640,7 +652,8 @@ static int app_tags_or_delete(fake *f, const kvr_op *op, kvr_error *err)
     }
     if (op->kind == KVR_OP_APP_DELETE)
         return 0;
-    return kvr_error_set(err, KVR_EAZURE, "set tags of app '%s': no application '%s' (fake: 404)",
+    return kvr_error_set(err, KVR_EAZURE, "%s app '%s': no application '%s' (fake: 404)",
+                         op->kind == KVR_OP_APP_RESTORE ? "restore deleted" : "set tags of",
                          op->u.app_tags.name ? op->u.app_tags.name : "",
                          op->u.app_tags.object_id ? op->u.app_tags.object_id : "");
 }
@@ -1250,6 +1263,7 @@ static int carry_out(fake *f, const kvr_op *op, bool first, kvr_error *err)
         return password_remove(f, op, err);
     case KVR_OP_APP_TAGS:
     case KVR_OP_APP_DELETE:
+    case KVR_OP_APP_RESTORE:
         return app_tags_or_delete(f, op, err);
     case KVR_OP_ROLE_ASSIGN:
         return role_assign(f, op, err);
