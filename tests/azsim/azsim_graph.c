@@ -266,6 +266,32 @@ static json_t *with_context(graph_ctx *c, json_t *j, const char *ctx)
 }
 
 /*
+ * The OData string literal at v (just after its opening quote, '' standing for one ') when the
+ * closing quote is followed by exactly `tail`: the value unquoted (the caller frees), else NULL.
+ */
+static char *odata_literal(const char *v, const char *tail)
+{
+    char *out = malloc(strlen(v) + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (; *v; v++) {
+        if (*v == '\'' && v[1] == '\'') {
+            *o++ = *v++;
+        } else if (*v == '\'') {
+            break;
+        } else {
+            *o++ = *v;
+        }
+    }
+    *o = '\0';
+    if (*v != '\'' || strcmp(v + 1, tail) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/*
  * An alternate key: "applications(appId='X')", "applications(uniqueName='X')" or
  * "servicePrincipals(appId='X')" -> X, the OData literal unquoted ('' is one '), with *prop the
  * key's property; "applications" -> NULL with *plain = 1; anything else -> NULL.
@@ -284,28 +310,13 @@ static char *key_segment(const char *seg, const char *coll, const char **prop, i
     for (size_t i = 0; props[i]; i++) {
         size_t pn = strlen(props[i]);
         const char *v = seg + n + 1;
-        char *out, *o;
+        char *out;
         if (strncmp(v, props[i], pn) != 0 || strncmp(v + pn, "='", 2) != 0)
             continue;
         if (i == 1 && strcmp(coll, "applications") != 0)
             return NULL; /* uniqueName keys applications only */
-        v += pn + 2;
-        if (!(out = o = malloc(strlen(v) + 1)))
+        if (!(out = odata_literal(v + pn + 2, ")")))
             return NULL;
-        for (; *v; v++) {
-            if (*v == '\'' && v[1] == '\'') {
-                *o++ = *v++;
-            } else if (*v == '\'') {
-                break;
-            } else {
-                *o++ = *v;
-            }
-        }
-        *o = '\0';
-        if (strcmp(v, "')") != 0) {
-            free(out);
-            return NULL;
-        }
         *prop = props[i];
         return out;
     }
@@ -340,31 +351,6 @@ static int prefers_create(graph_ctx *c)
     return 0;
 }
 
-/*
- * The OData string literal at v (just after its opening quote, '' standing for one ') when the
- * closing quote is followed by exactly `tail`: the value unquoted (the caller frees), else NULL.
- */
-static char *odata_literal(const char *v, const char *tail)
-{
-    char *out = malloc(strlen(v) + 1), *o = out;
-    if (!out)
-        return NULL;
-    for (; *v; v++) {
-        if (*v == '\'' && v[1] == '\'') {
-            *o++ = *v++;
-        } else if (*v == '\'') {
-            break;
-        } else {
-            *o++ = *v;
-        }
-    }
-    *o = '\0';
-    if (*v != '\'' || strcmp(v + 1, tail) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
 
 /*
  * The lambda "PROP/any(x:x eq 'X')" on a collection property, x any OData identifier: X, with
