@@ -23,6 +23,8 @@ typedef struct pb {
        array order, so the plan does not depend on hash order. */
     kvr_index live_vaults, live_keys, live_secrets, live_deleted, live_roles, live_certs;
     kvr_index digests, steps;
+    kvr_index declared_roles; /* the desired role assignments, by (scope, role, app) */
+    char **declared_scopes;   /* each desired role assignment's scope, same order */
     size_t active_apply; /* the active profile's apply step, or NONE (retire.c) */
 } pb;
 
@@ -55,6 +57,8 @@ const kvr_live_key *pb_live_key(const pb *b, const char *vault, const char *name
 const kvr_live_secret *pb_live_secret(const pb *b, const char *vault, const char *name);
 const kvr_live_deleted *pb_live_deleted(const pb *b, const char *vault, const char *kind,
                                         const char *name);
+/* Does the desired state declare role_id for app at scope (ARM's case rules)? */
+bool pb_role_declared(const pb *b, const char *app, const char *scope, const char *role_id);
 /* Is there a live role assignment of role_id to principal at scope (names without case)? */
 bool pb_live_role(const pb *b, const char *scope, const char *role_id, const char *principal);
 /* Is there a live certificate `name` in `vault` with thumbprint x5t (not NULL)? */

@@ -630,17 +630,8 @@ static bool scope_within(const char *scope, const char *vault_scope)
 static bool role_declared(const pb *b, const char *app, const char *scope, const char *role_id,
                           const char *sub)
 {
-    for (size_t i = 0; i < b->d->nroles; i++) {
-        const kvr_role_assignment *r = &b->d->roles[i];
-        const kvr_vault *v = kvr_estate_vault(b->d, r->vault);
-        char want[512];
-        if (!v || strcmp(r->app, app) != 0 || !kvr_str_ieq(r->role_id, role_id))
-            continue;
-        kvr_plan_scope(want, sizeof(want), sub, v->resource_group, v->name, r->key);
-        if (kvr_str_ieq(want, scope))
-            return true;
-    }
-    return false;
+    (void)sub; /* the index holds each declared assignment's scope with the plan's subscription */
+    return pb_role_declared(b, app, scope, role_id);
 }
 
 /*
@@ -677,19 +668,15 @@ void kvr_plan_pass_roles_undeclared(pb *b)
         const kvr_app *app = NULL;
         const kvr_vault *vault = NULL;
         const char *role_name = kvr_model_role_name(lr->role_id);
-        char vscope[512], object[256];
+        char object[256];
         size_t s;
         for (size_t a = 0; a < b->d->napps && !app; a++) {
             const char *sp = kvr_plan_app_principal(b, b->d->apps[a].name);
             if (sp && kvr_str_ieq(sp, lr->principal_id))
                 app = &b->d->apps[a];
         }
-        for (size_t v = 0; app && v < b->d->nvaults && !vault; v++) {
-            const kvr_vault *dv = &b->d->vaults[v];
-            kvr_plan_scope(vscope, sizeof(vscope), sub, dv->resource_group, dv->name, NULL);
-            if (scope_within(lr->scope, vscope))
-                vault = dv;
-        }
+        if (app)
+            vault = kvr_plan_role_vault(b, lr);
         if (!app || !vault || vault->retire || role_declared(b, app->name, lr->scope, lr->role_id, sub))
             continue;
         snprintf(object, sizeof(object), "role '%s' for app '%s'", role_name ? role_name : lr->role_id,

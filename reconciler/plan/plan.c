@@ -344,6 +344,24 @@ const kvr_live_deleted *pb_live_deleted(const pb *b, const char *vault, const ch
     return i == KVR_INDEX_NONE ? NULL : &b->l->deleted[i];
 }
 
+static bool declared_role_is(const void *arg, size_t i)
+{
+    const probe *p = arg;
+    const kvr_role_assignment *r = &p->b->d->roles[i];
+    /* a: the scope, c: the role, d: the app */
+    return r->app && strcmp(r->app, p->d) == 0 && kvr_str_ieq(r->role_id, p->c) &&
+           p->b->declared_scopes[i] && kvr_str_ieq(p->b->declared_scopes[i], p->a);
+}
+
+bool pb_role_declared(const pb *b, const char *app, const char *scope, const char *role_id)
+{
+    probe p = {b, scope, role_id, app};
+    if (!app || !scope || !role_id || !b->declared_scopes)
+        return false;
+    return kvr_index_first(&b->declared_roles, hash3(scope, role_id, app), declared_role_is, &p) !=
+           KVR_INDEX_NONE;
+}
+
 bool pb_live_role(const pb *b, const char *scope, const char *role_id, const char *principal)
 {
     probe p = {b, scope, role_id, principal};
@@ -410,6 +428,24 @@ static int index_inputs(pb *b)
         if (b->in->digests[i].vault && b->in->digests[i].name)
             rc = kvr_index_put(&b->digests,
                                hash3(b->in->digests[i].vault, b->in->digests[i].name, NULL), i);
+    /* the scope of each declared role assignment, as ARM names it */
+    rc |= kvr_index_reserve(&b->declared_roles, b->d->nroles);
+    if (!rc && !(b->declared_scopes = calloc(b->d->nroles + 1, sizeof(*b->declared_scopes))))
+        rc = -1;
+    for (size_t i = 0; i < b->d->nroles && !rc; i++) {
+        const kvr_role_assignment *r = &b->d->roles[i];
+        const kvr_vault *v = r->vault ? kvr_estate_vault(b->d, r->vault) : NULL;
+        char scope[512];
+        if (!v || !r->app || !r->role_id)
+            continue;
+        kvr_plan_scope(scope, sizeof(scope),
+                       b->in->subscription ? b->in->subscription : "{subscription}",
+                       v->resource_group, v->name, r->key);
+        if (!(b->declared_scopes[i] = strdup(scope)))
+            rc = -1;
+        else
+            rc = kvr_index_put(&b->declared_roles, hash3(scope, r->role_id, r->app), i);
+    }
     if (rc)
         return kvr_error_set(b->err, KVR_ENOMEM, "out of memory while planning");
     return 0;
@@ -425,6 +461,11 @@ static void index_release(pb *b)
     kvr_index_release(&b->live_certs);
     kvr_index_release(&b->digests);
     kvr_index_release(&b->steps);
+    kvr_index_release(&b->declared_roles);
+    for (size_t i = 0; b->declared_scopes && i < b->d->nroles; i++)
+        free(b->declared_scopes[i]);
+    free(b->declared_scopes);
+    b->declared_scopes = NULL;
 }
 
 void pb_retention_gate(pb *b, size_t s, int64_t since, int64_t period, const char *start_event)

@@ -476,7 +476,7 @@ static bool cert_copied(const pb *b, const kvr_vault *v, const char *name)
 
 static int unmanaged_cmp(const void *a, const void *b)
 {
-    static const char order[] = "ksc"; /* keys, secrets, certificates */
+    static const char order[] = "kscar"; /* keys, secrets, certificates, access */
     const kvr_unmanaged_object *x = a, *y = b;
     int kx = (int)(strchr(order, x->kind[0]) - order), ky = (int)(strchr(order, y->kind[0]) - order);
     return kx != ky ? kx - ky : strcmp(x->name, y->name);
@@ -555,7 +555,8 @@ static void perms_note(char *out, size_t size, const kvr_live_policy *lp)
  * vault whose assignments are read per declared principal shows only theirs). Reported, never
  * touched.
  */
-static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
+static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv,
+                           const size_t *role_vault)
 {
     for (size_t e = 0; e < lv->npolicies; e++) {
         const kvr_live_policy *lp = &lv->policies[e];
@@ -571,12 +572,13 @@ static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
         }
         pb_unmanaged(b, v->name, "accessPolicy", lp->object_id, note[0] ? note : NULL);
     }
-    for (size_t r = 0; r < b->l->nroles; r++) {
+    for (size_t r = 0; role_vault && r < b->l->nroles; r++) {
         const kvr_live_role *lr = &b->l->roles[r];
-        const char *role = kvr_model_role_name(lr->role_id), *key;
+        const char *role, *key;
         char name[200], note[300];
-        if (kvr_plan_role_vault(b, lr) != v || known_principal(b, lr->principal_id))
+        if (role_vault[r] != (size_t)(v - b->d->vaults))
             continue;
+        role = kvr_model_role_name(lr->role_id);
         snprintf(name, sizeof(name), "%s for %s", role ? role : lr->role_id, lr->principal_id);
         key = strstr(lr->scope, "/keys/");
         if (key)
@@ -587,6 +589,18 @@ static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv)
 
 void kvr_plan_pass_unmanaged(pb *b)
 {
+    /* each role assignment of a principal the estate does not know: its declared vault, once */
+    size_t *role_vault = b->in->subscription ? calloc(b->l->nroles + 1, sizeof(*role_vault)) : NULL;
+    if (b->in->subscription && !role_vault) {
+        pb_oom(b);
+        return;
+    }
+    for (size_t r = 0; role_vault && r < b->l->nroles; r++) {
+        const kvr_live_role *lr = &b->l->roles[r];
+        const kvr_vault *rv = known_principal(b, lr->principal_id) ? NULL
+                                                                  : kvr_plan_role_vault(b, lr);
+        role_vault[r] = rv ? (size_t)(rv - b->d->vaults) : NONE;
+    }
     for (size_t i = 0; i < b->d->nvaults; i++) {
         const kvr_vault *v = &b->d->vaults[i];
         bool retire;
@@ -636,11 +650,12 @@ void kvr_plan_pass_unmanaged(pb *b)
                                 : NULL);
         }
         if (b->in->subscription)
-            foreign_access(b, v, pb_live_vault(b, v->name));
+            foreign_access(b, v, pb_live_vault(b, v->name), role_vault);
         if (!b->rc && b->p->nunmanaged > first + 1)
             qsort(b->p->unmanaged + first, b->p->nunmanaged - first, sizeof(*b->p->unmanaged),
                   unmanaged_cmp);
     }
+    free(role_vault);
 }
 
 /* ---- app credentials ---------------------------------------------------------------------- */
@@ -788,17 +803,30 @@ int64_t kvr_plan_app_retiring(const pb *b, const kvr_live_app *la)
 
 const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr)
 {
-    for (size_t v = 0; v < b->d->nvaults; v++) {
-        const kvr_vault *dv = &b->d->vaults[v];
-        char vscope[512];
-        size_t n;
-        kvr_plan_scope(vscope, sizeof(vscope), b->in->subscription, dv->resource_group, dv->name,
-                       NULL);
-        n = strlen(vscope);
-        if (strncasecmp(lr->scope, vscope, n) == 0 && (lr->scope[n] == '\0' || lr->scope[n] == '/'))
-            return dv;
-    }
-    return NULL;
+    /* the vault the scope names (one lookup, not a walk over the estate: there are thousands of
+       assignments), then its whole scope compared */
+    static const char marker[] = "/providers/microsoft.keyvault/vaults/";
+    const size_t ml = sizeof(marker) - 1;
+    const char *p = lr->scope, *name = NULL;
+    const kvr_vault *v;
+    char vname[128], vscope[512];
+    size_t n;
+    for (; *p && !name; p++)
+        if (strncasecmp(p, marker, ml) == 0)
+            name = p + ml;
+    if (!name || (n = strcspn(name, "/")) == 0 || n >= sizeof(vname))
+        return NULL;
+    memcpy(vname, name, n);
+    vname[n] = '\0';
+    if (!(v = kvr_estate_vault(b->d, vname)))
+        return NULL;
+    kvr_plan_scope(vscope, sizeof(vscope),
+                   b->in->subscription ? b->in->subscription : "{subscription}", v->resource_group,
+                   v->name, NULL);
+    n = strlen(vscope);
+    return strncasecmp(lr->scope, vscope, n) == 0 && (lr->scope[n] == '\0' || lr->scope[n] == '/')
+               ? v
+               : NULL;
 }
 
 /*
