@@ -38,4 +38,41 @@ check "the other principal's grant is untouched" "$([[ $(has 6c2e8a4f-1d2b-4f63-
 check "the app's declared assignment stays" \
     "$(roles | json 'any(a["properties"]["roleDefinitionId"].endswith("e147488a-f6f5-4113-8e2d-b22465e65bf6") for a in d["value"])' | grep -qx True; echo $?)"
 kvr_plan_empty "$B"
+check "  the runner's own grant is not listed as an undeclared principal's" \
+    "$(! NO_COLOR=1 "$kvr" plan -f "$B" 2>&1 | grep -q "for $me"; echo $?)"
+
+# Another principal's grants are listed (never changed), on a lone vault (its own list) and on
+# two vaults of one resource group (one list of the group's assignments).
+graph=$(azsim_token "$KVR_GRAPH_ENDPOINT")
+other_app=$(curl -sS --cacert "$AZSIM_CA" -X POST -H "Authorization: Bearer $graph" -H 'Content-Type: application/json' \
+    "$KVR_GRAPH_ENDPOINT/v1.0/applications" -d '{"displayName":"Someone else'"'"'s reporting tool"}' | json 'd["appId"]')
+other=$(curl -sS --cacert "$AZSIM_CA" -X POST -H "Authorization: Bearer $graph" -H 'Content-Type: application/json' \
+    "$KVR_GRAPH_ENDPOINT/v1.0/servicePrincipals" -d "{\"appId\":\"$other_app\"}" | json 'd["id"]')
+READER=21090545-7ca7-4776-b22c-e363652d74d2
+grant_to() { # SCOPE GUID PRINCIPAL ROLE
+    curl -sS --fail --cacert "$AZSIM_CA" -X PUT -H "Authorization: Bearer $arm" -H 'Content-Type: application/json' \
+        "$KVR_ARM_ENDPOINT$1/providers/Microsoft.Authorization/roleAssignments/$2?api-version=2022-04-01" \
+        -d "{\"properties\":{\"roleDefinitionId\":\"/subscriptions/$AZURE_SUBSCRIPTION_ID/providers/Microsoft.Authorization/roleDefinitions/$4\",\"principalId\":\"$3\",\"principalType\":\"ServicePrincipal\"}}" >/dev/null
+}
+grant_to "$VS/keys/backup-dek" 7d3e9b5a-2e3c-4a74-9f90-3b4c5d6e7f80 "$other" "$READER"
+set +e; NO_COLOR=1 "$kvr" plan -f "$B" --detailed-exitcode >"$work/plan2.txt" 2>&1; rc=$?; set -e
+check "plan: no change for another principal's grant (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+check "  it is listed: Key Vault Reader for $other on key 'backup-dek'" \
+    "$(grep -q "? roleAssignment 'Key Vault Reader for $other' in vault 'kv-contoso-bkp-weu': on key 'backup-dek'" "$work/plan2.txt"; echo $?)"
+T="$work/two"
+cp -r "$B" "$T"
+python3 - "$T/vaults.yaml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+s = s.replace("\nretention:", "  - name: kv-contoso-bkp-weu2\n    resourceGroup: rg-contoso-backup-weu\n    location: westeurope\n    softDeleteDays: 7\n\nretention:", 1)
+open(p, "w").write(s)
+PY
+kvr_apply "apply with a second vault in the group" 0 -f "$T" --wait 1m
+grant_to "${VS}2" 8e4f0c6b-3f4d-4b85-8a01-4c5d6e7f8091 "$other" "$READER"
+set +e; NO_COLOR=1 "$kvr" plan -f "$T" --detailed-exitcode >"$work/plan3.txt" 2>&1; rc=$?; set -e
+check "plan of two vaults in one group: no change (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+check "  both vaults list the other principal's grant" \
+    "$(grep -q "? roleAssignment 'Key Vault Reader for $other' in vault 'kv-contoso-bkp-weu': on key 'backup-dek'" "$work/plan3.txt" &&
+        grep -q "? roleAssignment 'Key Vault Reader for $other' in vault 'kv-contoso-bkp-weu2'$" "$work/plan3.txt"; echo $?)"
 e2e_finish

@@ -241,6 +241,8 @@ typedef struct vault_ix {
     bool reloc;             /* a relocation's source or target: its values may be compared */
     bool certs;             /* certificates matter (a relocation that copies them) */
     bool roles;             /* the scope names role assignments on it (or its keys) */
+    bool report;            /* it reports what it holds undeclared, other principals' access
+                               included: every assignment at or below it is read */
     bool seen;              /* found in its resource group's vault list */
     size_t rg;              /* its resource group (rg_ix) */
     size_t copy_src;        /* the vault it copies from (its index), SIZE_MAX: none */
@@ -280,6 +282,9 @@ typedef struct rg_ix {
     size_t nvaults;
     size_t nrole_vaults, napps; /* vaults with declared role assignments; their distinct apps */
     bool by_principal;          /* role assignments: one list per principal at the group */
+    bool all_list;              /* role assignments: one list of the group's, unfiltered (a
+                                   group with vaults that report undeclared principals) */
+    size_t nroles_wanted;       /* vaults whose assignments are read (declared, or report) */
     bool refused;               /* a group-scope list was refused (403): per vault instead */
 } rg_ix;
 
@@ -808,8 +813,24 @@ static int index_build(reader *r)
             rg->napps++;
         }
     }
-    for (size_t i = 0; i < r->nrgs; i++)
-        r->rgs[i].by_principal = r->rgs[i].napps < r->rgs[i].nrole_vaults;
+    /* A vault that reports undeclared principals needs everyone's assignments, which a list per
+       principal cannot give: its group is read with one unfiltered list (cut short, as the
+       vault list is, after as many pages as vaults it serves; then a list per vault), or a lone
+       vault with its own list. */
+    for (size_t i = 0; i < sc->nvaults; i++) {
+        size_t vi = vault_index(r, sc->vaults[i].name);
+        if (vi != i || !(sc->vaults[i].unmanaged || sc->vaults[i].unmanaged_read))
+            continue;
+        r->vix[i].report = true;
+        r->rgs[r->vix[i].rg].all_list = true;
+    }
+    for (size_t i = 0; i < r->nrgs; i++) {
+        rg_ix *rg = &r->rgs[i];
+        for (size_t k = 0; k < rg->nvaults; k++)
+            rg->nroles_wanted += r->vix[rg->vaults[k]].roles || r->vix[rg->vaults[k]].report;
+        rg->by_principal = !rg->all_list && rg->napps < rg->nrole_vaults;
+        rg->all_list = rg->all_list && rg->nvaults > 1;
+    }
     for (size_t i = 0; i < sc->nvaults; i++)
         r->vix[i].copy_src = SIZE_MAX;
     for (size_t i = 0; i < sc->nvaults; i++) {
@@ -879,7 +900,7 @@ static int roles_done(reader *r, fetch *f, json_t *items)
             return 0;
         rg->refused = true;
         for (size_t i = 0; i < rg->nvaults; i++)
-            if (r->vix[rg->vaults[i]].roles &&
+            if ((r->vix[rg->vaults[i]].roles || r->vix[rg->vaults[i]].report) &&
                 queue_vault_roles(r, &r->sc->vaults[rg->vaults[i]]) < 0)
                 return r->err->code;
         return 0;
@@ -925,7 +946,8 @@ static int vault_found(reader *r, const kvr_scope_vault *v, const json_t *body)
 {
     if (kvr_live_add_vault(r->l, body, r->err) < 0)
         return r->err->code;
-    if (vinfo(r, v)->roles && !r->rgs[vinfo(r, v)->rg].by_principal)
+    const rg_ix *rg = &r->rgs[vinfo(r, v)->rg];
+    if ((vinfo(r, v)->roles || vinfo(r, v)->report) && !rg->by_principal && !rg->all_list)
         return queue_vault_roles(r, v) < 0 ? r->err->code : queue_vault_contents(r, v);
     return queue_vault_contents(r, v);
 }
@@ -989,11 +1011,34 @@ static int vaults_listed(reader *r, fetch *f, json_t *items)
     return rc;
 }
 
+/* The role assignments at, above and below a group (all_list): one list, page-capped. */
+static int queue_group_roles(reader *r, size_t g)
+{
+    const rg_ix *rg = &r->rgs[g];
+    fetch *f = fetch_new(r, r->arm_scope,
+                         prov_fmt(r->err,
+                                  "%s/subscriptions/%s/resourceGroups/%s/providers/"
+                                  "Microsoft.Authorization/roleAssignments?api-version=" ARM_ROLES_API,
+                                  r->ep->arm, r->sub, rg->name),
+                         true, roles_done, NULL, "list role assignments of resource group '%s'",
+                         rg->name);
+    if (!f)
+        return r->err->code;
+    f->missing_ok = true; /* no such group: none of its vaults exists either */
+    f->forbidden_ok = true; /* rights on the vaults only: a list per vault (roles_done) */
+    f->bulky = true;
+    f->rg = g;
+    f->page_cap = rg->nroles_wanted > INT_MAX ? INT_MAX : (int)rg->nroles_wanted;
+    return enqueue(r, f);
+}
+
 static int queue_vaults(reader *r)
 {
     for (size_t g = 0; g < r->nrgs; g++) {
         const rg_ix *rg = &r->rgs[g];
         fetch *f;
+        if (rg->all_list && queue_group_roles(r, g) < 0)
+            return r->err->code;
         if (rg->nvaults == 1) {
             if (queue_vault_get(r, &r->sc->vaults[rg->vaults[0]]) < 0)
                 return r->err->code;
