@@ -384,12 +384,13 @@ static void retired_app_ops(pb *b, size_t s)
     kvr_step *st = &b->p->steps[s];
     const kvr_live_app *la = kvr_live_app_get(b->l, st->name);
     char marker[256], prefix[256];
-    bool shared;
+    bool shared, other;
     kvr_op *op;
     if (!la || !kvr_plan_app_marker(b, marker, sizeof(marker)) ||
         !kvr_plan_app_retiring_prefix(b, prefix, sizeof(prefix)))
         return;
-    shared = kvr_plan_app_shared(la, marker);
+    other = kvr_plan_app_shared(la, marker);
+    shared = other || kvr_plan_app_elsewhere(b, la);
     if (st->kind == KVR_STEP_APP_MARK_RETIRING) {
         char *tag = pb_printf(b, "%s%s", prefix, st->extra ? st->extra : "");
         if (tag && (op = op_add(b, s, KVR_OP_APP_TAGS))) {
@@ -431,11 +432,13 @@ static void retired_app_ops(pb *b, size_t s)
         op->u.role.principal_id = S(b, la->sp_id);
         op->u.role.principal_name = S(b, la->display_name);
     }
-    if (shared) { /* another estate's app too: only this estate's marks go */
+    if (shared) { /* used elsewhere too: only this estate's marks go (its marker when another
+                     estate's is on it; its mark alone when its marker is that other user's) */
         if ((op = op_add(b, s, KVR_OP_APP_TAGS))) {
             op->u.app_tags.object_id = S(b, la->object_id);
             op->u.app_tags.name = S(b, la->display_name);
-            app_tags_without(b, &op->u.app_tags.tags, &la->tags, marker, prefix, NULL);
+            app_tags_without(b, &op->u.app_tags.tags, &la->tags, prefix, other ? marker : NULL,
+                             NULL);
         }
         return;
     }

@@ -801,6 +801,36 @@ int64_t kvr_plan_app_retiring(const pb *b, const kvr_live_app *la)
     return 0;
 }
 
+bool kvr_plan_app_ours(const pb *b, const kvr_live_app *la)
+{
+    for (size_t r = 0; la->sp_id && r < b->l->nroles; r++)
+        if (kvr_str_ieq(b->l->roles[r].principal_id, la->sp_id) &&
+            kvr_plan_role_vault(b, &b->l->roles[r]))
+            return true;
+    for (size_t v = 0; la->sp_id && v < b->d->nvaults; v++) {
+        const kvr_live_vault *lv = pb_live_vault(b, b->d->vaults[v].name);
+        for (size_t e = 0; lv && e < lv->npolicies; e++)
+            if (kvr_str_ieq(lv->policies[e].object_id, la->sp_id))
+                return true;
+    }
+    for (size_t c = 0; c < la->ncreds; c++)
+        for (size_t i = 0; i < b->l->nsecrets; i++) {
+            const char *id = kvr_tags_get(&b->l->secrets[i].tags, KVR_TAG_CREDENTIAL);
+            if (id && kvr_str_ieq(id, la->creds[c].key_id))
+                return true;
+        }
+    return false;
+}
+
+bool kvr_plan_app_elsewhere(const pb *b, const kvr_live_app *la)
+{
+    for (size_t r = 0; la->sp_id && r < b->l->nroles; r++)
+        if (kvr_str_ieq(b->l->roles[r].principal_id, la->sp_id) &&
+            !kvr_plan_role_vault(b, &b->l->roles[r]))
+            return true;
+    return false;
+}
+
 const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr)
 {
     /* the vault the scope names (one lookup, not a walk over the estate: there are thousands of
@@ -846,14 +876,16 @@ static void retire_apps(pb *b)
     for (size_t i = 0; i < b->l->napps; i++) {
         const kvr_live_app *la = &b->l->apps[i];
         const kvr_live_profile *au = NULL, *any = NULL;
-        bool shared;
+        bool shared, other, elsewhere;
         int64_t since;
         size_t s, mark = NONE;
         char object[200];
         if (!la->undeclared || la->deleted || !has_tag(la, marker) ||
-            kvr_estate_app(b->d, la->display_name))
-            continue;
-        shared = kvr_plan_app_shared(la, marker);
+            kvr_estate_app(b->d, la->display_name) || !kvr_plan_app_ours(b, la))
+            continue; /* nothing of it in this estate's vaults: not this estate's to retire */
+        other = kvr_plan_app_shared(la, marker);
+        elsewhere = kvr_plan_app_elsewhere(b, la);
+        shared = other || elsewhere;
         snprintf(object, sizeof(object), "app '%s'", la->display_name);
         if (b->d->nprofiles == 0) {
             pb_hold(b, NULL, object,
@@ -894,10 +926,13 @@ static void retire_apps(pb *b)
             }
         }
         s = pb_step(b, KVR_STEP_APP_RETIRE, KVR_ACTION_RETIRE, NULL, (kvr_pos){0}, object,
-                    shared ? "remove this estate's access and marker (another estate's marker "
-                             "is on it too: the app and its client secrets stay)"
-                           : "remove its access and client secrets, then delete it (Entra keeps "
-                             "it restorable for 30 days)");
+                    other ? "remove this estate's access and marker (another estate's marker "
+                            "is on it too: the app and its client secrets stay)"
+                    : elsewhere ? "remove this estate's access (it holds role assignments "
+                                  "outside this estate's vaults: the app and its client secrets "
+                                  "stay)"
+                                : "remove its access and client secrets, then delete it (Entra "
+                                  "keeps it restorable for 30 days)");
         pb_name(b, s, la->display_name, NULL, NULL);
         for (size_t v = 0; v < b->d->nvaults; v++) {
             const kvr_live_vault *lv = pb_live_vault(b, b->d->vaults[v].name);
@@ -915,19 +950,19 @@ static void retire_apps(pb *b)
             if (!kvr_str_ieq(lr->principal_id, la->sp_id))
                 continue;
             if (!kvr_plan_role_vault(b, lr)) {
-                if (!shared)
-                    pb_finding(b, KVR_FINDING_WARNING, NULL, object,
-                               "role '%s' at %s is outside this estate's vaults: kvreconcile "
-                               "leaves it (it goes with the app's service principal)",
-                               role_name ? role_name : lr->role_id, lr->scope);
+                pb_finding(b, KVR_FINDING_WARNING, NULL, object,
+                           "role '%s' at %s is outside this estate's vaults: kvreconcile leaves "
+                           "it, and the app with it",
+                           role_name ? role_name : lr->role_id, lr->scope);
                 continue;
             }
             snprintf(field, sizeof(field), "roleAssignment[%s]", lr->name);
             pb_change(b, s, field, role_name ? role_name : lr->role_id, "(none)", false);
         }
         if (shared) {
-            pb_change(b, s, "tags.kvr-managed", marker, "(none)", false);
-            if (since)
+            if (other)
+                pb_change(b, s, "tags.kvr-managed", marker, "(none)", false);
+            if (since || other)
                 pb_change(b, s, "tags.kvr-retiring-since", "(this estate's)", "(none)",
                           false);
         } else {
