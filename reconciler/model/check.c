@@ -177,6 +177,59 @@ oom:
     cx_oom(c);
 }
 
+/* Does `name` fall in the credentialRotation store of `a` in `vault` (<prefix>-YYYY-MM-DD)? */
+static bool in_rotation_store(const kvr_app *a, const char *vault, const char *name)
+{
+    size_t n;
+    if (!a->rotation.set || !a->rotation.store_vault || !a->rotation.secret_prefix || !vault ||
+        !name || !kvr_str_ieq(a->rotation.store_vault, vault))
+        return false;
+    n = strlen(a->rotation.secret_prefix);
+    return strncasecmp(name, a->rotation.secret_prefix, n) == 0 && name[n] == '-' &&
+           kvr_is_day_name(name + n + 1);
+}
+
+/*
+ * A credentialRotation store is the app's alone: no other app's store with the same prefix in
+ * the same vault (Key Vault names are case-insensitive), and no declared secret or credential
+ * storeIn with a name of its shape. Two writers of one secret would each find the other's value
+ * there, take their own generation for never stored, and mint a new one on every run.
+ */
+static void check_rotation_stores(ctx *c)
+{
+    const kvr_estate *e = c->e;
+    for (size_t i = 0; i < e->napps; i++) {
+        const kvr_app *a = &e->apps[i];
+        if (!a->rotation.set || !a->rotation.store_vault || !a->rotation.secret_prefix)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            const kvr_app *o = &e->apps[j];
+            if (o->rotation.set && o->rotation.store_vault && o->rotation.secret_prefix &&
+                kvr_str_ieq(o->rotation.store_vault, a->rotation.store_vault) &&
+                kvr_str_ieq(o->rotation.secret_prefix, a->rotation.secret_prefix))
+                cx_error_pos(c, a->rotation.pos,
+                             "app '%.64s' stores its generations where app '%.64s' does (vault "
+                             "'%.64s', secretPrefix '%.64s'); give it a prefix of its own",
+                             a->name, o->name, a->rotation.store_vault, a->rotation.secret_prefix);
+        }
+        for (size_t k = 0; k < e->nsecrets; k++)
+            if (in_rotation_store(a, e->secrets[k].vault, e->secrets[k].name))
+                cx_error_pos(c, e->secrets[k].pos,
+                             "secret '%.64s' has the name of a generation of app '%.64s' "
+                             "(credentialRotation stores them as %.64s-YYYY-MM-DD)",
+                             e->secrets[k].name, a->name, a->rotation.secret_prefix);
+        for (size_t j = 0; j < e->napps; j++)
+            for (size_t k = 0; k < e->apps[j].ncreds; k++) {
+                const kvr_credential *cr = &e->apps[j].creds[k];
+                if (in_rotation_store(a, cr->store_vault, cr->store_secret))
+                    cx_error_pos(c, cr->pos,
+                                 "'storeIn' secret '%.64s' has the name of a generation of app "
+                                 "'%.64s' (credentialRotation stores them as %.64s-YYYY-MM-DD)",
+                                 cr->store_secret, a->name, a->rotation.secret_prefix);
+            }
+    }
+}
+
 static void check_rotation(ctx *c, const kvr_key *k)
 {
     const kvr_rotation *r = &k->rotation;
@@ -410,6 +463,7 @@ void kvr_model_check(ctx *c)
     check_vaults(c);
     check_apps(c);
     check_secrets(c);
+    check_rotation_stores(c);
     check_keys(c);
     check_roles(c);
     check_profiles(c);

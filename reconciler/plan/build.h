@@ -109,8 +109,8 @@ bool kvr_plan_app_marker(const pb *b, char *out, size_t size);
 const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr);
 /* Does the app carry a marker of another estate (another subscription) too? */
 bool kvr_plan_app_shared(const kvr_live_app *la, const char *marker);
-/* Does app la hold anything in this estate's vaults (an access-policy entry, a role assignment,
-   a stored copy of one of its client secrets)? Only then is its retirement this estate's. */
+/* Does app la hold access in this estate's vaults (an access-policy entry, a role assignment),
+   or carry this estate's retiring mark? Only then is its retirement this estate's. */
 bool kvr_plan_app_ours(const pb *b, const kvr_live_app *la);
 /* Does it hold role assignments outside this estate's vaults? Then it is used elsewhere: only
    this estate's access and mark are taken away, the app and its client secrets stay. */

@@ -442,6 +442,19 @@ static void retired_app_ops(pb *b, size_t s)
         }
         return;
     }
+    /* the stored copies first: a run killed after them removes the passwords next time (the
+       mark keeps the app this estate's); the other way round would leave copies of nothing */
+    for (size_t c = 0; c < la->ncreds; c++)
+        for (size_t k = 0; k < b->l->nsecrets; k++) {
+            const kvr_live_secret *ls = &b->l->secrets[k];
+            const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
+            if (!id || !kvr_str_ieq(id, la->creds[c].key_id) ||
+                !(op = op_add(b, s, KVR_OP_OBJECT_DELETE)))
+                continue;
+            op->u.object.collection = KVR_COLL_SECRETS;
+            op->u.object.vault = S(b, ls->vault);
+            op->u.object.name = S(b, ls->name);
+        }
     for (size_t c = 0; c < la->ncreds; c++)
         if ((op = op_add(b, s, KVR_OP_PASSWORD_REMOVE))) {
             op->u.password.app_object_id = S(b, la->object_id);
@@ -512,14 +525,16 @@ static void app_ops(pb *b, size_t s)
         password_add(b, s, a, cr, la);
         return;
     case KVR_STEP_CRED_REMOVE: {
+        /* a rotation's copy first: killed after it, the next run removes the password (the
+           other way round would leave a copy of nothing, never retired) */
         const kvr_live_secret *stored = stored_copy(b, st->version);
-        password_remove(b, s, app_name, la, st->version);
         if (stored && kvr_plan_rotation_copy(a, stored->vault, stored->name) &&
             (op = op_add(b, s, KVR_OP_OBJECT_DELETE))) {
             op->u.object.collection = KVR_COLL_SECRETS;
             op->u.object.vault = S(b, stored->vault);
             op->u.object.name = S(b, stored->name);
         }
+        password_remove(b, s, app_name, la, st->version);
         return;
     }
     default:

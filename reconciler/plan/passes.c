@@ -607,6 +607,20 @@ void kvr_plan_pass_apps(pb *b)
             pb_dep(b, s, app);
             pb_dep(b, s, sp);
             pb_dep(b, s, vault_step(b, cr->store_vault));
+            if (!stored && pb_live_deleted(b, cr->store_vault, "secret", cr->store_secret)) {
+                /* its name is held by a soft-deleted secret (an app this estate retired, declared
+                   again): Key Vault refuses the write until it is recovered */
+                size_t rec = pb_find(b, KVR_STEP_SECRET_RECOVER, cr->store_vault, cr->store_secret);
+                if (rec == NONE) {
+                    rec = pb_step(b, KVR_STEP_SECRET_RECOVER, KVR_ACTION_CREATE, cr->store_vault,
+                                  cr->pos, obj("secret", cr->store_secret),
+                                  "recover the soft-deleted secret (its name is held until it is "
+                                  "purged); the new client secret is then stored in it");
+                    pb_name(b, rec, cr->store_secret, NULL, NULL);
+                    pb_dep(b, rec, vault_step(b, cr->store_vault));
+                }
+                pb_dep(b, s, rec);
+            }
         }
     }
 }

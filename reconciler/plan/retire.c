@@ -444,22 +444,12 @@ static void secret_dependent_gates(pb *b, size_t s, const char *vault, const cha
  * A secret of vault v that the desired state does not declare and that is not kvreconcile's own:
  * neither a credential's stored copy nor, in a relocation's target, a copy of the source's.
  */
-/* Is key_id a client secret of an app this run read (declared, or leaving the YAML)? */
-static bool live_credential(const pb *b, const char *key_id)
-{
-    for (size_t i = 0; i < b->l->napps; i++)
-        for (size_t c = 0; c < b->l->apps[i].ncreds; c++)
-            if (kvr_str_ieq(b->l->apps[i].creds[c].key_id, key_id))
-                return true;
-    return false;
-}
-
-/* Undeclared, and not kvreconcile's own: a credential's stored copy is its own while that
-   client secret exists (once removed from its app, the copy holds nothing that works). */
+/* Undeclared, and not kvreconcile's own. A credential's stored copy is its own whatever its
+   app: the reader sees only declared apps and this estate's, so a copy whose client secret it
+   cannot see may still be one that works (an app registered before the marker existed). */
 static bool secret_unmanaged(const pb *b, const kvr_vault *v, const kvr_live_secret *ls)
 {
-    const char *cred = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
-    if (kvr_estate_secret(b->d, v->name, ls->name) || (cred && live_credential(b, cred)))
+    if (kvr_estate_secret(b->d, v->name, ls->name) || kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL))
         return false;
     return !(v->copy_from.vault && (kvr_tags_get(&ls->tags, KVR_TAG_COPY) ||
                                     pb_live_secret(b, v->copy_from.vault, ls->name)));
@@ -718,8 +708,8 @@ static void retire_credentials(pb *b)
             if (stored && kvr_plan_rotation_copy(a, stored->vault, stored->name)) {
                 s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_RETIRE, stored->vault,
                             (kvr_pos){0}, object,
-                            "remove the client secret from the app, then soft-delete its stored "
-                            "copy");
+                            "soft-delete its stored copy, then remove the client secret from the "
+                            "app");
                 pb_change(b, s, "storedCopy", stored->name, "(soft-deleted)", false);
             } else {
                 s = pb_step(b, KVR_STEP_CRED_REMOVE, KVR_ACTION_RETIRE,
@@ -803,6 +793,8 @@ int64_t kvr_plan_app_retiring(const pb *b, const kvr_live_app *la)
 
 bool kvr_plan_app_ours(const pb *b, const kvr_live_app *la)
 {
+    if (kvr_plan_app_retiring(b, la))
+        return true; /* this estate marked it: it finishes what it started (after a crash too) */
     for (size_t r = 0; la->sp_id && r < b->l->nroles; r++)
         if (kvr_str_ieq(b->l->roles[r].principal_id, la->sp_id) &&
             kvr_plan_role_vault(b, &b->l->roles[r]))
@@ -813,12 +805,6 @@ bool kvr_plan_app_ours(const pb *b, const kvr_live_app *la)
             if (kvr_str_ieq(lv->policies[e].object_id, la->sp_id))
                 return true;
     }
-    for (size_t c = 0; c < la->ncreds; c++)
-        for (size_t i = 0; i < b->l->nsecrets; i++) {
-            const char *id = kvr_tags_get(&b->l->secrets[i].tags, KVR_TAG_CREDENTIAL);
-            if (id && kvr_str_ieq(id, la->creds[c].key_id))
-                return true;
-        }
     return false;
 }
 
@@ -931,8 +917,8 @@ static void retire_apps(pb *b)
                     : elsewhere ? "remove this estate's access (it holds role assignments "
                                   "outside this estate's vaults: the app and its client secrets "
                                   "stay)"
-                                : "remove its access and client secrets, then delete it (Entra "
-                                  "keeps it restorable for 30 days)");
+                                : "remove its access, its client secrets and their stored copies, "
+                                  "then delete it (Entra keeps it restorable for 30 days)");
         pb_name(b, s, la->display_name, NULL, NULL);
         for (size_t v = 0; v < b->d->nvaults; v++) {
             const kvr_live_vault *lv = pb_live_vault(b, b->d->vaults[v].name);
@@ -972,6 +958,14 @@ static void retire_apps(pb *b)
                 pb_change(b, s, field,
                           la->creds[c].display_name ? la->creds[c].display_name : "(no name)",
                           "(none)", false);
+                for (size_t k = 0; k < b->l->nsecrets; k++) {
+                    const kvr_live_secret *ls = &b->l->secrets[k];
+                    const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
+                    if (!id || !kvr_str_ieq(id, la->creds[c].key_id))
+                        continue;
+                    snprintf(field, sizeof(field), "storedCopy[%s/%s]", ls->vault, ls->name);
+                    pb_change(b, s, field, la->creds[c].key_id, "(soft-deleted)", false);
+                }
             }
             pb_change(b, s, "application", la->app_id, "(deleted, restorable for 30 days)", false);
         }

@@ -98,7 +98,7 @@ cp "$work/identity.without.yaml" "$E/identity.yaml"
 set +e; "$kvr" plan -f "$E" >"$work/plan1.out" 2>&1; set -e
 check "plan: marks the exporter, and retires it after retention" \
     "$(grep -q "app 'Contoso backup exporter': record that it left the desired state" "$work/plan1.out" &&
-        grep -q "app 'Contoso backup exporter': remove its access and client secrets, then delete it" "$work/plan1.out" &&
+        grep -q "app 'Contoso backup exporter': remove its access, its client secrets and their stored copies, then delete it" "$work/plan1.out" &&
         grep -q "waiting for: retention P7D" "$work/plan1.out"; echo $?)"
 kvr_apply "apply without the exporter (marks it)" "0 3" -f "$E" --wait 1m
 check "  marked, still registered, role kept" \
@@ -136,8 +136,11 @@ check "  the backup service's app is untouched" \
 set +e; "$kvr" plan -f "$E" >"$work/plan3.out" 2>&1; prc=$?; set -e
 check "plan: nothing about the exporter any more" \
     "$(! grep -q "Contoso backup exporter" "$work/plan3.out"; echo $?)"
-check "plan: its stored copy is reported as unmanaged, not deleted" \
-    "$(grep -q "exporter-cred-2026-05" "$work/plan3.out"; echo $?)"
+check "  its stored copy is soft-deleted (recoverable), not purged" \
+    "$([[ $(curl -sS -o /dev/null -w '%{http_code}' --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" \
+        "https://kv-contoso-bkp-weu.vault.localhost:$AZSIM_PORT/secrets/exporter-cred-2026-05?api-version=7.5") == 404 &&
+        $(curl -sS -o /dev/null -w '%{http_code}' --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" \
+        "https://kv-contoso-bkp-weu.vault.localhost:$AZSIM_PORT/deletedsecrets/exporter-cred-2026-05?api-version=7.5") == 200 ]]; echo $?)"
 
 # declared again within Entra's 30 days: the same app comes back, it is not registered anew
 cp "$work/identity.with.yaml" "$E/identity.yaml"

@@ -34,8 +34,9 @@ typedef struct kvr_scope_object {
     const char *name;
     bool value;      /* a secret: its latest value is compared (as a keyed marker) */
     bool rotation;   /* a key: its rotation policy is compared */
-    bool credential; /* a secret that is only a credential's stored copy, not declared itself:
-                        its absence is no reason to look among the deleted secrets */
+    bool credential; /* a secret that is only a credential's stored copy, not declared itself
+                        (its absence sends the reader to the deleted secrets as a declared
+                        one's does: a retired app's copy may be there) */
 } kvr_scope_object;
 
 /* A role assignment the desired state names: the app (display name) on a vault. */

@@ -82,7 +82,8 @@ static int app_restore(kvr__az *c, const kvr_op *op, kvr_error *err)
     char *scope = kvr__graph_scope(c, err);
     char *url = prov_fmt(err, "%s/v1.0/directory/deletedItems/%s/restore", c->ep->graph,
                          op->u.app_tags.object_id);
-    int rc = scope && url ? kvr__call(c, scope, "POST", url, NULL, 0, kvr__ok2xx,
+    /* not retried blindly: a retry after a lost answer finds nothing to restore (404) */
+    int rc = scope && url ? kvr__call(c, scope, "POST", url, NULL, KVR_HTTP_NOT_IDEMPOTENT, kvr__ok2xx,
                                       "restore deleted app", op->u.app_tags.name, NULL, NULL, err)
                           : kvr_error_oom(err);
     free(scope);

@@ -229,7 +229,7 @@ enum ix_kind { IX_VAULT, IX_KEY, IX_SECRET, IX_RG, IX_RG_APP };
 typedef struct ix_entry {
     const char *vault, *name; /* borrowed from the scope; NULL: a free slot */
     unsigned char kind;       /* enum ix_kind */
-    bool declared;            /* a key or secret the scope declares (not only a credential's) */
+    bool declared;            /* a key or secret the scope names (a credential copy too) */
     bool value;               /* a secret whose value the plan compares */
     bool rotation;            /* a key whose rotation policy the plan compares */
     unsigned stamp;           /* the last listing that named it (declared_missing) */
@@ -866,7 +866,9 @@ static int index_build(reader *r)
         ix_entry *e = ix_add(r, IX_SECRET, o->vault, o->name);
         if (!e)
             continue;
-        if (!o->credential && !e->declared) {
+        /* a credential's stored copy counts too: one missing may be soft-deleted (an app this
+           estate retired, declared again), and the plan must recover it before writing */
+        if (!e->declared) {
             e->declared = true;
             if ((e->vault_ix = vault_index(r, o->vault)) != SIZE_MAX)
                 r->vix[e->vault_ix].nsecrets++;

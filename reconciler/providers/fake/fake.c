@@ -615,7 +615,7 @@ static int app_upsert(fake *f, const kvr_op *op, kvr_error *err)
     }
     if (op->u.app.audience)
         json_object_set_new(a, "signInAudience", json_string(op->u.app.audience));
-    if (op->u.app.tags.len && !json_object_get(a, "tags")) /* made with them */
+    if (op->u.app.tags.len) /* a Graph PATCH replaces the list */
         json_object_set_new(a, "tags", strlist_json(&op->u.app.tags));
     return 0;
 }
@@ -1438,11 +1438,13 @@ static int fake_read(kvr_provider *p, kvr_live **out, const kvr_scope *scope, kv
     for (size_t i = 0; rc == 0 && scope && scope->retired_apps && i < (*out)->napps; i++) {
         kvr_live_app *a = &(*out)->apps[i];
         bool named = false, marked = false;
+        char marker[200];
+        snprintf(marker, sizeof(marker), KVR_APP_TAG_MANAGED "%s",
+                 scope->subscription ? scope->subscription : "");
         for (size_t j = 0; j < scope->napps; j++)
             named |= ieq(scope->apps[j], a->display_name);
         for (size_t j = 0; j < a->tags.len; j++)
-            marked |= strncmp(a->tags.items[j], KVR_APP_TAG_MANAGED,
-                              strlen(KVR_APP_TAG_MANAGED)) == 0;
+            marked |= ieq(a->tags.items[j], marker);
         if (!named && marked)
             a->undeclared = true;
     }
