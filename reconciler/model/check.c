@@ -180,13 +180,9 @@ oom:
 /* Does `name` fall in the credentialRotation store of `a` in `vault` (<prefix>-YYYY-MM-DD)? */
 static bool in_rotation_store(const kvr_app *a, const char *vault, const char *name)
 {
-    size_t n;
-    if (!a->rotation.set || !a->rotation.store_vault || !a->rotation.secret_prefix || !vault ||
-        !name || !kvr_str_ieq(a->rotation.store_vault, vault))
-        return false;
-    n = strlen(a->rotation.secret_prefix);
-    return strncasecmp(name, a->rotation.secret_prefix, n) == 0 && name[n] == '-' &&
-           kvr_is_day_name(name + n + 1);
+    return a->rotation.set && a->rotation.store_vault && a->rotation.secret_prefix && vault &&
+           name && kvr_str_ieq(a->rotation.store_vault, vault) &&
+           kvr_is_day_copy(name, a->rotation.secret_prefix);
 }
 
 /*

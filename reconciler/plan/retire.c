@@ -729,12 +729,8 @@ static void retire_credentials(pb *b)
 
 bool kvr_plan_rotation_copy(const kvr_app *a, const char *vault, const char *name)
 {
-    size_t n;
-    if (!a->rotation.set || !kvr_str_ieq(a->rotation.store_vault, vault))
-        return false;
-    n = strlen(a->rotation.secret_prefix);
-    return strncasecmp(name, a->rotation.secret_prefix, n) == 0 && name[n] == '-' &&
-           kvr_is_day_name(name + n + 1);
+    return a->rotation.set && kvr_str_ieq(a->rotation.store_vault, vault) &&
+           kvr_is_day_copy(name, a->rotation.secret_prefix);
 }
 
 /* ---- apps that left the desired state ------------------------------------------------------ */

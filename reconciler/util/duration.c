@@ -230,6 +230,12 @@ void kvr_day_name(char *buf, size_t size, int64_t t)
     }
 }
 
+bool kvr_is_day_copy(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncasecmp(name, prefix, n) == 0 && name[n] == '-' && kvr_is_day_name(name + n + 1);
+}
+
 bool kvr_is_day_name(const char *s)
 {
     static const char shape[] = "dddd-dd-dd";

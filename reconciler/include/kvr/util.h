@@ -114,6 +114,9 @@ void kvr_duration_iso(char *buf, size_t size, int64_t seconds);
    under credentialRotation. kvr_is_day_name: is s exactly such a name? */
 void kvr_day_name(char *buf, size_t size, int64_t t);
 bool kvr_is_day_name(const char *s);
+/* Is name "<prefix>-YYYY-MM-DD" (the prefix compared without case, as Key Vault names are)? A
+   credentialRotation generation's stored copy. */
+bool kvr_is_day_copy(const char *name, const char *prefix);
 
 /* Formats Unix seconds as ISO 8601 UTC ("2026-11-23T10:00:00Z"); needs size >= KVR_TIME_ISO_MAX. */
 #define KVR_TIME_ISO_MAX 48

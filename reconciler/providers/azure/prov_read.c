@@ -1284,9 +1284,7 @@ static bool value_declared(const reader *r, const kvr_scope_vault *v, const char
     /* a generation of a credentialRotation: <prefix>-YYYY-MM-DD */
     for (size_t i = 0; i < r->sc->nsecret_prefixes; i++) {
         const kvr_scope_object *p = &r->sc->secret_prefixes[i];
-        size_t n = strlen(p->name);
-        if (kvr_str_ieq(p->vault, v->name) && strncasecmp(name, p->name, n) == 0 &&
-            name[n] == '-' && kvr_is_day_name(name + n + 1))
+        if (kvr_str_ieq(p->vault, v->name) && kvr_is_day_copy(name, p->name))
             return true;
     }
     return false;
