@@ -107,6 +107,8 @@ bool kvr_plan_app_marker(const pb *b, char *out, size_t size);
 /* The declared vault whose scope holds role assignment `lr` (at the vault or one of its keys),
    or NULL: what a retired app's assignments the estate takes away. */
 const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr);
+/* Is `scope` the vault scope `vault_scope` or below it (a key)? Case as ARM: insensitive. */
+bool kvr_plan_scope_within(const char *scope, const char *vault_scope);
 /* Does the app carry a marker of another estate (another subscription) too? */
 bool kvr_plan_app_shared(const kvr_live_app *la, const char *marker);
 /* Does app la hold access in this estate's vaults (an access-policy entry, a role assignment),

@@ -363,6 +363,17 @@ static void password_remove(pb *b, size_t s, const char *app_name, const kvr_liv
     op->u.password.key_id = S(b, key_id);
 }
 
+/* The stored copy of credential key id `key_id`: the secret tagged with it. */
+static const kvr_live_secret *stored_copy(const pb *b, const char *key_id)
+{
+    for (size_t i = 0; key_id && i < b->l->nsecrets; i++) {
+        const char *id = kvr_tags_get(&b->l->secrets[i].tags, KVR_TAG_CREDENTIAL);
+        if (id && strcmp(id, key_id) == 0)
+            return &b->l->secrets[i];
+    }
+    return NULL;
+}
+
 /* la's tags without those starting with `drop` (and `drop2`), plus `add` (may be NULL). */
 static void app_tags_without(pb *b, kvr_strlist *out, const kvr_strlist *tags, const char *drop,
                              const char *drop2, const char *add)
@@ -467,8 +478,6 @@ static void retired_app_ops(pb *b, size_t s)
     }
 }
 
-static const kvr_live_secret *stored_copy(const pb *b, const char *key_id);
-
 static void app_ops(pb *b, size_t s)
 {
     kvr_step *st = &b->p->steps[s];
@@ -540,17 +549,6 @@ static void app_ops(pb *b, size_t s)
     default:
         return;
     }
-}
-
-/* The stored copy of credential key id `key_id`: the secret tagged with it. */
-static const kvr_live_secret *stored_copy(const pb *b, const char *key_id)
-{
-    for (size_t i = 0; key_id && i < b->l->nsecrets; i++) {
-        const char *id = kvr_tags_get(&b->l->secrets[i].tags, KVR_TAG_CREDENTIAL);
-        if (id && strcmp(id, key_id) == 0)
-            return &b->l->secrets[i];
-    }
-    return NULL;
 }
 
 static void tag_set(pb *b, size_t s, kvr_op_collection c, const char *vault, const char *name,

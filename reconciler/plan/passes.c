@@ -634,18 +634,29 @@ const char *kvr_plan_app_principal(const pb *b, const char *app_name)
     return la ? la->sp_id : NULL;
 }
 
-/* Is `scope` the vault scope `vault_scope` or below it (a key)? Case as ARM: insensitive. */
-static bool scope_within(const char *scope, const char *vault_scope)
+bool kvr_plan_scope_within(const char *scope, const char *vault_scope)
 {
     size_t n = strlen(vault_scope);
     return strncasecmp(scope, vault_scope, n) == 0 && (scope[n] == '\0' || scope[n] == '/');
 }
 
-static bool role_declared(const pb *b, const char *app, const char *scope, const char *role_id,
-                          const char *sub)
+/* Does a declared assignment of lr's principal, other than lr, let it wrap with the key at
+   `kscope`? Then removing lr takes nothing the service uses away. */
+static bool kept_grant(const pb *b, const kvr_live_role *lr, const char *kscope)
 {
-    (void)sub; /* the index holds each declared assignment's scope with the plan's subscription */
-    return pb_role_declared(b, app, scope, role_id);
+    for (size_t i = 0; i < b->l->nroles; i++) {
+        const kvr_live_role *o = &b->l->roles[i];
+        if (o == lr || !kvr_str_ieq(o->principal_id, lr->principal_id) ||
+            !kvr_model_role_can_wrap(o->role_id) || !kvr_plan_scope_within(kscope, o->scope))
+            continue;
+        for (size_t a = 0; a < b->d->napps; a++) {
+            const char *sp = kvr_plan_app_principal(b, b->d->apps[a].name);
+            if (sp && kvr_str_ieq(sp, o->principal_id) &&
+                pb_role_declared(b, b->d->apps[a].name, o->scope, o->role_id))
+                return true;
+        }
+    }
+    return false;
 }
 
 /*
@@ -655,25 +666,6 @@ static bool role_declared(const pb *b, const char *app, const char *scope, const
  * the app's declared assignments are made. Assignments above the vault (resource group,
  * subscription) are not the estate's to change, and other principals' are never touched.
  */
-/* Does a declared assignment of lr's principal, other than lr, let it wrap with the key at
-   `kscope`? Then removing lr takes nothing the service uses away. */
-static bool kept_grant(const pb *b, const kvr_live_role *lr, const char *kscope, const char *sub)
-{
-    for (size_t i = 0; i < b->l->nroles; i++) {
-        const kvr_live_role *o = &b->l->roles[i];
-        if (o == lr || !kvr_str_ieq(o->principal_id, lr->principal_id) ||
-            !kvr_model_role_can_wrap(o->role_id) || !scope_within(kscope, o->scope))
-            continue;
-        for (size_t a = 0; a < b->d->napps; a++) {
-            const char *sp = kvr_plan_app_principal(b, b->d->apps[a].name);
-            if (sp && kvr_str_ieq(sp, o->principal_id) &&
-                role_declared(b, b->d->apps[a].name, o->scope, o->role_id, sub))
-                return true;
-        }
-    }
-    return false;
-}
-
 void kvr_plan_pass_roles_undeclared(pb *b)
 {
     const char *sub = b->in->subscription ? b->in->subscription : "{subscription}";
@@ -691,7 +683,7 @@ void kvr_plan_pass_roles_undeclared(pb *b)
         }
         if (app)
             vault = kvr_plan_role_vault(b, lr);
-        if (!app || !vault || vault->retire || role_declared(b, app->name, lr->scope, lr->role_id, sub))
+        if (!app || !vault || vault->retire || pb_role_declared(b, app->name, lr->scope, lr->role_id))
             continue;
         snprintf(object, sizeof(object), "role '%s' for app '%s'", role_name ? role_name : lr->role_id,
                  app->name);
@@ -713,8 +705,8 @@ void kvr_plan_pass_roles_undeclared(pb *b)
                     continue;
                 kvr_plan_scope(kscope, sizeof(kscope), sub, pv ? pv->resource_group : "",
                                lp->vault, lp->key);
-                if (!pv || !scope_within(kscope, lr->scope) || !kvr_model_role_can_wrap(lr->role_id) ||
-                    kept_grant(b, lr, kscope, sub))
+                if (!pv || !kvr_plan_scope_within(kscope, lr->scope) ||
+                    !kvr_model_role_can_wrap(lr->role_id) || kept_grant(b, lr, kscope))
                     continue;
                 pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0,
                         "profile '%s' (%s) uses key '%s' through this assignment", lp->name,
@@ -1223,13 +1215,6 @@ void kvr_plan_pass_profiles(pb *b)
 
 /* ---- findings ----------------------------------------------------------------------------- */
 
-/*
- * Client secrets near or past their end. Entra refuses an expired one (AADSTS7000222), so a
- * profile in Applying or Used that still signs in with it can no longer reach its key: an
- * error-level finding. Inside the credential's overlap before its end, or past it when nothing
- * uses it, a warning: the next generation is due. Nothing here plans a step; the pull request
- * that declares the next generation does.
- */
 /* Does app a declare a later generation than lc: one that ends later, or one this plan makes? */
 static bool has_successor(const pb *b, const kvr_app *a, const kvr_live_app *la,
                           const kvr_live_credential *lc)
@@ -1244,6 +1229,14 @@ static bool has_successor(const pb *b, const kvr_app *a, const kvr_live_app *la,
     return false;
 }
 
+/*
+ * Client secrets near or past their end. Entra refuses an expired one (AADSTS7000222), so a
+ * profile in Applying or Used that still signs in with it can no longer reach its key: an
+ * error-level finding. Inside the credential's overlap before its end, or past it when nothing
+ * uses it, a warning: the next generation is due, unless it is declared already (or this plan
+ * makes it, as a credentialRotation does). Nothing here plans a step; the pull request that
+ * declares the next generation does.
+ */
 void kvr_plan_pass_findings(pb *b)
 {
     for (size_t i = 0; i < b->d->napps; i++) {

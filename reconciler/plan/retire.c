@@ -93,11 +93,13 @@ static void dependent_use(char *buf, size_t size, const kvr_live_dependent *d)
  * One gate per dependent that uses what step s retires: closed, naming the dependent's resource
  * id and what to do, unless the desired state acknowledges that dependent for this object (then
  * open, saying so, so that a reviewer sees the acknowledgement take effect). The object is a key
- * version (key and version), a key (key), or the vault (both NULL: every dependent of it). A
- * versionless reference uses the key's latest version and the key. Returns how many are closed.
+ * version (key and version), a key (key), a secret (secret: an App Service reference), or the
+ * vault (all NULL: every dependent of it). A versionless reference uses the key's latest version
+ * and the key. Returns how many are closed.
  */
 static size_t dependent_gates(pb *b, size_t s, const char *vault, const char *key,
-                              const char *version, bool latest, const char *move_to)
+                              const char *version, bool latest, const char *secret,
+                              const char *move_to)
 {
     size_t closed = 0;
     for (size_t i = 0; s != NONE && i < b->l->ndependents; i++) {
@@ -108,12 +110,14 @@ static size_t dependent_gates(pb *b, size_t s, const char *vault, const char *ke
             continue;
         if (key && (!d->key || !kvr_str_ieq(d->key, key)))
             continue;
+        if (secret && (!d->secret || !kvr_str_ieq(d->secret, secret)))
+            continue;
         if (version && d->version && !kvr_str_ieq(d->version, version))
             continue; /* another version */
         if (version && !d->version && !latest)
             continue; /* versionless: it uses the latest version only */
         dependent_use(use, sizeof(use), d);
-        a = dependent_ack(b, vault, d->id, key, NULL);
+        a = dependent_ack(b, vault, d->id, key, secret);
         if (a) {
             pb_gate(b, s, KVR_GATE_UNREFERENCED, true, 0,
                     "%s '%s' (%s) uses %s; its retirement is acknowledged at %s:%u:%u",
@@ -342,7 +346,7 @@ static void retire_versions(pb *b, const kvr_key *k, const kvr_live_key *lk)
         if (au)
             used_gate(b, s);
         superseded_gates(b, s, au, any, since, b->d->retention.keys);
-        dependent_gates(b, s, k->vault, k->name, v->id, i + 1 == lk->nversions,
+        dependent_gates(b, s, k->vault, k->name, v->id, i + 1 == lk->nversions, NULL,
                         "move it to another key version");
     }
 }
@@ -412,41 +416,18 @@ static void retire_undeclared_keys(pb *b)
         if (au)
             used_gate(b, s);
         superseded_gates(b, s, au, any, since, b->d->retention.keys);
-        dependent_gates(b, s, lk->vault, lk->name, NULL, false, "move it to another key");
+        dependent_gates(b, s, lk->vault, lk->name, NULL, false, NULL, "move it to another key");
     }
 }
 
 /* ---- unmanaged objects -------------------------------------------------------------------- */
 
-/* Gates of the Azure resources that use secret `name` of the vault (App Service references). */
-static void secret_dependent_gates(pb *b, size_t s, const char *vault, const char *name)
-{
-    for (size_t i = 0; s != NONE && i < b->l->ndependents; i++) {
-        const kvr_live_dependent *d = &b->l->dependents[i];
-        const kvr_dependent_ack *a;
-        char use[200];
-        if (!kvr_str_ieq(d->vault, vault) || !d->secret || !kvr_str_ieq(d->secret, name))
-            continue;
-        dependent_use(use, sizeof(use), d);
-        if ((a = dependent_ack(b, vault, d->id, NULL, name)))
-            pb_gate(b, s, KVR_GATE_UNREFERENCED, true, 0,
-                    "%s '%s' (%s) uses %s; its retirement is acknowledged at %s:%u:%u",
-                    kvr_dependent_kind(d->type), d->name, d->id, use,
-                    a->pos.file ? a->pos.file : "?", a->pos.line, a->pos.col);
-        else
-            pb_gate(b, s, KVR_GATE_UNREFERENCED, false, 0,
-                    "%s '%s' (%s) uses %s; point it at another secret first",
-                    kvr_dependent_kind(d->type), d->name, d->id, use);
-    }
-}
-
 /*
  * A secret of vault v that the desired state does not declare and that is not kvreconcile's own:
- * neither a credential's stored copy nor, in a relocation's target, a copy of the source's.
+ * neither a credential's stored copy (whatever its app: the reader sees only declared apps and
+ * this estate's, so a copy whose client secret it cannot see may still be one that works) nor,
+ * in a relocation's target, a copy of the source's.
  */
-/* Undeclared, and not kvreconcile's own. A credential's stored copy is its own whatever its
-   app: the reader sees only declared apps and this estate's, so a copy whose client secret it
-   cannot see may still be one that works (an app registered before the marker existed). */
 static bool secret_unmanaged(const pb *b, const kvr_vault *v, const kvr_live_secret *ls)
 {
     if (kvr_estate_secret(b->d, v->name, ls->name) || kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL))
@@ -492,16 +473,9 @@ static void retire_unmanaged_secret(pb *b, const kvr_live_secret *ls)
     pb_name(b, s, ls->name, NULL, NULL);
     pb_dep(b, s, mark);
     pb_retention_gate(b, s, since, b->d->retention.keys, "it is recorded as not declared");
-    secret_dependent_gates(b, s, ls->vault, ls->name);
+    dependent_gates(b, s, ls->vault, NULL, NULL, false, ls->name, "point it at another secret");
 }
 
-/*
- * What each declared vault holds that the desired state does not declare and that is not
- * kvreconcile's (keys it made or a profile uses are retired as undeclared keys, credentials'
- * copies with their credential, a relocation's copies with it): reported, or with `unmanaged:
- * retire` soft-deleted after retention.keys (keys by retire_undeclared_keys). A vault that is
- * itself retired, or that a relocation copies from, is left to that.
- */
 /* A principal the estate knows: a declared app's, an app of this estate leaving the YAML
    (its retirement says what it loses), or the identity the state was read as. */
 static bool known_principal(const pb *b, const char *id)
@@ -577,6 +551,14 @@ static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv,
     }
 }
 
+/*
+ * What each declared vault holds that the desired state does not declare and that is not
+ * kvreconcile's (keys it made or a profile uses are retired as undeclared keys, credentials'
+ * copies with their credential, a relocation's copies with it): reported, or with `unmanaged:
+ * retire` soft-deleted after retention.keys (keys by retire_undeclared_keys). A vault that is
+ * itself retired, or that a relocation copies from, is left to that. Undeclared principals'
+ * access (foreign_access) is reported in both modes.
+ */
 void kvr_plan_pass_unmanaged(pb *b)
 {
     /* each role assignment of a principal the estate does not know: its declared vault, once */
@@ -835,10 +817,7 @@ const kvr_vault *kvr_plan_role_vault(const pb *b, const kvr_live_role *lr)
     kvr_plan_scope(vscope, sizeof(vscope),
                    b->in->subscription ? b->in->subscription : "{subscription}", v->resource_group,
                    v->name, NULL);
-    n = strlen(vscope);
-    return strncasecmp(lr->scope, vscope, n) == 0 && (lr->scope[n] == '\0' || lr->scope[n] == '/')
-               ? v
-               : NULL;
+    return kvr_plan_scope_within(lr->scope, vscope) ? v : NULL;
 }
 
 /*
@@ -1036,7 +1015,7 @@ static void retire_vaults(pb *b)
                 kvr_str_ieq(b->p->steps[j].vault, v->name))
                 pb_dep(b, s, j);
         superseded_gates(b, s, au, any, since, b->d->retention.vaults);
-        dependent_gates(b, s, v->name, NULL, NULL, false, "move it to another vault");
+        dependent_gates(b, s, v->name, NULL, NULL, false, NULL, "move it to another vault");
     }
 }
 
