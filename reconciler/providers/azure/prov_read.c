@@ -1126,6 +1126,25 @@ static int deleted_app_done(reader *r, fetch *f, json_t *items)
     return 0;
 }
 
+/* The lookup of app's service principal by its appId, the app kept (aux) for `done`; NULL with
+   r->err set when out of memory. */
+static fetch *principal_fetch(reader *r, const json_t *app, fetch_fn done, const char *object,
+                              const char *name)
+{
+    char *lit = odata_literal(json_string_value(json_object_get(app, "appId")), r->err);
+    fetch *g;
+    if (!lit)
+        return NULL;
+    g = fetch_new(r, r->graph_scope,
+                  prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
+                           r->ep->graph, lit),
+                  true, done, object, "find the service principal of app '%s'", name);
+    free(lit);
+    if (g)
+        g->aux = json_incref((json_t *)app);
+    return g;
+}
+
 static int app_done(reader *r, fetch *f, json_t *items)
 {
     const json_t *app = json_array_get(items, 0);
@@ -1151,17 +1170,8 @@ static int app_done(reader *r, fetch *f, json_t *items)
     }
     if (!app || !json_is_string(json_object_get(app, "appId")))
         return 0;
-    lit = odata_literal(json_string_value(json_object_get(app, "appId")), r->err);
-    if (!lit)
-        return KVR_ENOMEM;
-    g = fetch_new(r, r->graph_scope,
-                  prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
-                           r->ep->graph, lit),
-                  true, principal_done, NULL, "find the service principal of app '%s'", f->object);
-    free(lit);
-    if (!g)
+    if (!(g = principal_fetch(r, app, principal_done, NULL, f->object)))
         return r->err->code;
-    g->aux = json_incref((json_t *)app);
     g->app = f->app;
     return enqueue(r, g);
 }
@@ -1232,23 +1242,11 @@ static int marked_apps_done(reader *r, fetch *f, json_t *items)
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *app = json_array_get(items, i);
         const char *name = json_string_value(json_object_get(app, "displayName"));
-        const char *app_id = json_string_value(json_object_get(app, "appId"));
-        char *lit;
         fetch *g;
-        if (!name || !app_id || app_declared(r, name))
+        if (!name || !json_is_string(json_object_get(app, "appId")) || app_declared(r, name))
             continue;
-        if (!(lit = odata_literal(app_id, r->err)))
-            return KVR_ENOMEM;
-        g = fetch_new(r, r->graph_scope,
-                      prov_fmt(r->err, "%s/v1.0/servicePrincipals?$filter=appId%%20eq%%20%s",
-                               r->ep->graph, lit),
-                      true, retired_principal_done, name,
-                      "find the service principal of app '%s'", name);
-        free(lit);
-        if (!g)
-            return r->err->code;
-        g->aux = json_incref(app);
-        if (enqueue(r, g) < 0)
+        if (!(g = principal_fetch(r, app, retired_principal_done, name, name)) ||
+            enqueue(r, g) < 0)
             return r->err->code;
     }
     return 0;
