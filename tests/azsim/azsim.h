@@ -365,9 +365,14 @@ json_t *azsim_dependents_dump(void);          /* new reference */
 int azsim_dependents_load(const json_t *a);   /* a borrowed */
 void azsim_dependents_release(void);
 int azsim_admin_handle(azsim_req *r);
-/* Holds the answer of a request that matches a test's hold until the test releases it (called
-   after the request is carried out, without the state lock held). */
-void azsim_hold_point(azsim_req *r);
+/* After a request is carried out (without the state lock held): the id of the test's hold that
+   now holds its answer back (the server suspends the connection until the hold is released or
+   azsim_hold_wait_ms passes, then calls azsim_hold_end), or 0; a "drop" hold sets r->drop. */
+int azsim_hold_point(azsim_req *r);
+int azsim_hold_wait_ms(void);
+void azsim_hold_end(azsim_state *st, int id);
+/* azsim_server.c: the held answer of hold id goes out now (called under the state lock). */
+void azsim_wake_held(int id);
 
 /* ---- azsim_profiles.c: the consuming service ---- */
 int azsim_profiles_handle(azsim_req *r);

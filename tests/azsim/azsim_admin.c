@@ -100,7 +100,6 @@ typedef struct hold {
 /* Guarded by st->lock; one simulator per process. */
 static hold holds[HOLDS_MAX];
 static int nholds, hold_ids;
-static pthread_cond_t hold_changed = PTHREAD_COND_INITIALIZER;
 
 /* Path equality that ignores trailing slashes ("/secrets/a/" is "/secrets/a"). */
 static int same_path(const char *a, const char *b)
@@ -186,13 +185,13 @@ static int hold_add(azsim_req *r)
     return rc;
 }
 
-void azsim_hold_point(azsim_req *r)
+int azsim_hold_point(azsim_req *r)
 {
     azsim_state *st = r->st;
     hold *h = NULL;
-    struct timespec until;
+    int id = 0;
     if (strcmp(r->host, "azsim.localhost") == 0)
-        return;
+        return 0;
     pthread_mutex_lock(&st->lock);
     for (int i = 0; i < nholds && !h; i++)
         if (holds[i].state == HOLD_ARMED && strcmp(holds[i].method, r->method) == 0 &&
@@ -201,27 +200,26 @@ void azsim_hold_point(azsim_req *r)
     if (h && h->drop) {
         h->state = HOLD_RELEASED;
         r->drop = 1;
-        pthread_cond_broadcast(&hold_changed);
     } else if (h) {
-        int id = h->id;
         h->state = HOLD_HOLDING;
-        pthread_cond_broadcast(&hold_changed);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += HOLD_MAX_SECONDS;
-        /* the array may be compacted meanwhile: look the hold up by id after each wake-up */
-        for (;;) {
-            hold *cur = NULL;
-            for (int i = 0; i < nholds; i++)
-                if (holds[i].id == id)
-                    cur = &holds[i];
-            if (!cur || cur->state != HOLD_HOLDING)
-                break;
-            if (pthread_cond_timedwait(&hold_changed, &st->lock, &until) == ETIMEDOUT) {
-                cur->state = HOLD_RELEASED;
-                break;
-            }
-        }
+        id = h->id;
     }
+    pthread_mutex_unlock(&st->lock);
+    return id;
+}
+
+int azsim_hold_wait_ms(void)
+{
+    return HOLD_MAX_SECONDS * 1000;
+}
+
+void azsim_hold_end(azsim_state *st, int id)
+{
+    pthread_mutex_lock(&st->lock);
+    /* the array may have been compacted meanwhile: look the hold up by id */
+    for (int i = 0; i < nholds; i++)
+        if (holds[i].id == id && holds[i].state == HOLD_HOLDING)
+            holds[i].state = HOLD_RELEASED; /* its time ran out */
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -261,8 +259,9 @@ int azsim_admin_handle(azsim_req *r)
         if (strcmp(m, "GET") == 0)
             return hold_reply(r, 200, h);
         if (strcmp(m, "DELETE") == 0) {
+            if (h->state == HOLD_HOLDING)
+                azsim_wake_held(h->id); /* its answer goes out now */
             h->state = HOLD_RELEASED;
-            pthread_cond_broadcast(&hold_changed);
             return hold_reply(r, 200, h);
         }
         return admin_error(r, 405, "MethodNotAllowed", "holds take GET and DELETE");

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,156 @@
 
 #define MAX_BODY (4u * 1024u * 1024u)
 
+/* Where a request stands; a request that waits is suspended and the handler called again. */
+enum { PH_NEW = 0, PH_PICK, PH_RUN, PH_HELD };
+
 typedef struct conn_ctx {
     char *body;
     size_t len, cap;
     int too_large;
+    int phase;
+    int fault;   /* the fault picked for it, -1 none */
+    int hold_id; /* PH_HELD: the test's hold that holds its answer */
+    int drop;    /* no answer: the connection closes */
+    char reqid[AZSIM_GUID_LEN + 1];
+    /* the answer, computed before a hold holds it back */
+    unsigned status;
+    char *resp_body;
+    size_t resp_len;
+    const char *content_type;
+    json_t *resp_headers;
+    char date[64];
 } conn_ctx;
+
+/* ---- waiting without a thread ------------------------------------------------------------ */
+
+/*
+ * The configured latency, a stalled answer and a test's hold all make a request wait. A few
+ * threads serve every connection (epoll), so a request never sleeps on one: its connection is
+ * suspended, and the waker thread resumes it when its time comes (a min-heap by due time) or,
+ * for a hold, when the test releases it. Lock order: the state lock, then wait_lock.
+ */
+typedef struct waiter {
+    int64_t due; /* CLOCK_MONOTONIC, ms */
+    int hold_id;
+    struct MHD_Connection *conn;
+} waiter;
+
+static pthread_mutex_t wait_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wait_cond; /* on CLOCK_MONOTONIC, made by azsim_serve */
+static waiter *waiters;
+static size_t nwaiters, waiters_cap;
+static int waiting_stopped;
+static pthread_t waker_thread;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void heap_swap(size_t a, size_t b)
+{
+    waiter t = waiters[a];
+    waiters[a] = waiters[b];
+    waiters[b] = t;
+}
+
+static void heap_up(size_t i)
+{
+    while (i > 0 && waiters[(i - 1) / 2].due > waiters[i].due) {
+        heap_swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < nwaiters && waiters[l].due < waiters[m].due)
+            m = l;
+        if (l + 1 < nwaiters && waiters[l + 1].due < waiters[m].due)
+            m = l + 1;
+        if (m == i)
+            return;
+        heap_swap(i, m);
+        i = m;
+    }
+}
+
+/* Suspends conn for ms (or until hold_id is released). 0: not suspended (azsim is stopping, or
+   no memory), and the caller goes on at once. */
+static int wait_for(struct MHD_Connection *conn, int ms, int hold_id)
+{
+    int suspended = 0;
+    pthread_mutex_lock(&wait_lock);
+    if (!waiting_stopped && nwaiters == waiters_cap) {
+        size_t cap = waiters_cap ? waiters_cap * 2 : 64;
+        waiter *w = realloc(waiters, cap * sizeof(*w));
+        if (w) {
+            waiters = w;
+            waiters_cap = cap;
+        }
+    }
+    if (!waiting_stopped && nwaiters < waiters_cap) {
+        MHD_suspend_connection(conn);
+        waiters[nwaiters] = (waiter){mono_ms() + ms, hold_id, conn};
+        heap_up(nwaiters++);
+        pthread_cond_signal(&wait_cond);
+        suspended = 1;
+    }
+    pthread_mutex_unlock(&wait_lock);
+    return suspended;
+}
+
+void azsim_wake_held(int id)
+{
+    pthread_mutex_lock(&wait_lock);
+    for (size_t i = 0; i < nwaiters; i++)
+        if (waiters[i].hold_id == id) {
+            waiters[i].due = 0;
+            heap_up(i);
+            pthread_cond_signal(&wait_cond);
+        }
+    pthread_mutex_unlock(&wait_lock);
+}
+
+static void *waker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wait_lock);
+    while (!waiting_stopped) {
+        if (nwaiters == 0) {
+            pthread_cond_wait(&wait_cond, &wait_lock);
+            continue;
+        }
+        int64_t now = mono_ms();
+        if (waiters[0].due <= now) {
+            MHD_resume_connection(waiters[0].conn);
+            waiters[0] = waiters[--nwaiters];
+            heap_down(0);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int64_t ms = waiters[0].due - now;
+        until.tv_sec += (time_t)(ms / 1000);
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&wait_cond, &wait_lock, &until);
+    }
+    /* stopping: every suspended connection must be resumed before the daemon stops */
+    for (size_t i = 0; i < nwaiters; i++)
+        MHD_resume_connection(waiters[i].conn);
+    nwaiters = 0;
+    pthread_mutex_unlock(&wait_lock);
+    return NULL;
+}
 
 const char *azsim_query(azsim_req *r, const char *name)
 {
@@ -171,15 +317,6 @@ static int dispatch(azsim_req *r)
                                       "azsim does not serve this host"));
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    if (ms <= 0)
-        return;
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* requests that may change the saved state; token requests only read the directory */
 static int mutating(const azsim_req *r)
 {
@@ -198,6 +335,100 @@ static int mutating(const azsim_req *r)
     return 1;
 }
 
+/* The answer, as computed or held: queued on the connection, or the connection closed. */
+static enum MHD_Result respond(struct MHD_Connection *conn, conn_ctx *cc)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    if (cc->drop)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(cc->resp_len, cc->resp_body ? cc->resp_body : (void *)"",
+                                           MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Date", cc->date);
+    MHD_add_response_header(resp, "x-ms-request-id", cc->reqid);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    if (cc->content_type)
+        MHD_add_response_header(resp, "Content-Type", cc->content_type);
+    if (cc->resp_headers) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(cc->resp_headers, k, v)
+            MHD_add_response_header(resp, k, json_string_value(v));
+    }
+    ret = MHD_queue_response(conn, cc->status ? cc->status : 500, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Picks a fault, carries the request out under the state lock, saves what it changed and keeps
+   the answer in cc. 1: the request stalls first (cc->phase is PH_RUN; call again after). */
+static int carry_out(azsim_state *st, conn_ctx *cc, azsim_req *r)
+{
+    pthread_mutex_lock(&st->lock);
+    if (cc->phase == PH_PICK) {
+        st->total++;
+        azsim_guid(st, cc->reqid);
+        cc->fault = strcmp(r->host, "azsim.localhost") == 0 ? -1 : azsim_fault_pick(st);
+        cc->phase = PH_RUN;
+        if (cc->fault == AZSIM_FAULT_STALL) {
+            /* waits without the lock, so the other connections go on being served */
+            pthread_mutex_unlock(&st->lock);
+            return 1;
+        }
+    }
+    /* purges and auto-rotations: the sweep walks every object, so it runs only when one is due
+       or a mutation may have scheduled one (a whole-state walk per request made azsim's rate
+       fall with the size of the estate) */
+    if (st->sweep_due == 0 || azsim_now(st) >= st->sweep_due)
+        azsim_kv_sweep(st);
+    azsim_consumer_tick(st);
+    int fault = cc->fault;
+    if (fault == AZSIM_FAULT_RESET) {
+        r->op = "fault.reset";
+        r->drop = 1;
+    } else if (fault == AZSIM_FAULT_500 || fault == AZSIM_FAULT_503 || fault == AZSIM_FAULT_429) {
+        azsim_fault_reply(r, fault); /* before the handler: the mutation does not happen */
+    } else if (cc->too_large) {
+        r->op = "too-large";
+        azsim_reply_json(r, 413,
+                         json_pack("{s:{s:s,s:s}}", "error", "code", "RequestEntityTooLarge",
+                                   "message", "request body too large"));
+    } else if (dispatch(r) != AZSIM_OK && r->status == 0) {
+        azsim_reply_json(r, 500,
+                         json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
+                                   "azsim internal error"));
+    }
+    /* durable before it is acknowledged: a kill -9 after the reply loses nothing (unless
+     * --durable off asked to save only on a clean shutdown) */
+    if (!r->drop && r->status >= 200 && r->status < 300 && mutating(r) && !st->lazy_save &&
+        azsim_state_save(st) != AZSIM_OK) {
+        json_decref(r->resp_headers);
+        r->resp_headers = NULL;
+        azsim_reply_json(r, 500,
+                         json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
+                                   "azsim could not save its state"));
+    }
+    if (mutating(r))
+        st->sweep_due = 0; /* it may have deleted, restored or given a rotation policy */
+    if (fault == AZSIM_FAULT_RESET_AFTER_COMMIT)
+        r->drop = 1; /* applied and saved, but the client never hears of it */
+    count_op(st, r->op ? r->op : "other");
+    http_date(cc->date, azsim_now(st));
+    pthread_mutex_unlock(&st->lock);
+    cc->status = r->status;
+    cc->resp_body = r->resp_body;
+    cc->resp_len = r->resp_len;
+    cc->content_type = r->content_type;
+    cc->resp_headers = r->resp_headers;
+    r->resp_body = NULL;
+    r->resp_headers = NULL;
+    return 0;
+}
+
+/* Collects the body, waits the latency, carries the request out, waits out a hold, answers; each
+   wait suspends the connection and MHD calls this again when it is resumed. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
@@ -206,16 +437,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     conn_ctx *cc = *con_cls;
     azsim_req r;
     char *path = NULL;
-    struct MHD_Response *resp = NULL;
     enum MHD_Result ret = MHD_NO;
-    char reqid[AZSIM_GUID_LEN + 1], date[64];
-    int fault = -1;
 
     (void)version;
     if (!cc) {
         cc = calloc(1, sizeof(*cc));
         if (!cc)
             return MHD_NO;
+        cc->fault = -1;
         *con_cls = cc;
         return MHD_YES;
     }
@@ -239,6 +468,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         cc->body[cc->len] = '\0';
         return MHD_YES;
     }
+    if (cc->phase == PH_HELD) {
+        azsim_hold_end(st, cc->hold_id);
+        return respond(conn, cc);
+    }
+    if (cc->phase == PH_NEW) {
+        cc->phase = PH_PICK;
+        if (st->latency_ms > 0 && wait_for(conn, st->latency_ms, 0))
+            return MHD_YES;
+    }
 
     memset(&r, 0, sizeof(r));
     r.st = st;
@@ -259,85 +497,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     path = strdup(url);
     if (!path || split_path(&r, path) != AZSIM_OK)
         goto done;
-
-    sleep_ms(st->latency_ms);
-
-    pthread_mutex_lock(&st->lock);
-    st->total++;
-    azsim_guid(st, reqid);
-    fault = strcmp(r.host, "azsim.localhost") == 0 ? -1 : azsim_fault_pick(st);
-    if (fault == AZSIM_FAULT_STALL) {
-        /* held without the lock, so the other connections go on being served */
-        pthread_mutex_unlock(&st->lock);
-        sleep_ms(st->stall_ms);
-        pthread_mutex_lock(&st->lock);
+    if (carry_out(st, cc, &r)) {
+        if (wait_for(conn, st->stall_ms, 0)) {
+            ret = MHD_YES;
+            goto done;
+        }
+        carry_out(st, cc, &r);
     }
-    /* purges and auto-rotations: the sweep walks every object, so it runs only when one is due
-       or a mutation may have scheduled one (a whole-state walk per request made azsim's rate
-       fall with the size of the estate) */
-    if (st->sweep_due == 0 || azsim_now(st) >= st->sweep_due)
-        azsim_kv_sweep(st);
-    azsim_consumer_tick(st);
-    if (fault == AZSIM_FAULT_RESET) {
-        r.op = "fault.reset";
-        r.drop = 1;
-    } else if (fault == AZSIM_FAULT_500 || fault == AZSIM_FAULT_503 || fault == AZSIM_FAULT_429) {
-        azsim_fault_reply(&r, fault); /* before the handler: the mutation does not happen */
-    } else if (cc->too_large) {
-        r.op = "too-large";
-        azsim_reply_json(&r, 413,
-                         json_pack("{s:{s:s,s:s}}", "error", "code", "RequestEntityTooLarge",
-                                   "message", "request body too large"));
-    } else if (dispatch(&r) != AZSIM_OK && r.status == 0) {
-        azsim_reply_json(&r, 500,
-                         json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
-                                   "azsim internal error"));
-    }
-    /* durable before it is acknowledged: a kill -9 after the reply loses nothing (unless
-     * --durable off asked to save only on a clean shutdown) */
-    if (!r.drop && r.status >= 200 && r.status < 300 && mutating(&r) && !st->lazy_save &&
-        azsim_state_save(st) != AZSIM_OK) {
-        free(r.resp_body);
-        r.resp_body = NULL;
-        json_decref(r.resp_headers);
-        r.resp_headers = NULL;
-        azsim_reply_json(&r, 500,
-                         json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
-                                   "azsim could not save its state"));
-    }
-    if (mutating(&r))
-        st->sweep_due = 0; /* it may have deleted, restored or given a rotation policy */
-    if (fault == AZSIM_FAULT_RESET_AFTER_COMMIT)
-        r.drop = 1; /* applied and saved, but the client never hears of it */
-    count_op(st, r.op ? r.op : "other");
-    http_date(date, azsim_now(st));
-    pthread_mutex_unlock(&st->lock);
     /* a test's hold (azsim_admin.c): the request is done, its answer waits for the release */
-    azsim_hold_point(&r);
-
-    if (r.drop)
-        goto done;
-    if (r.status == 0)
-        r.status = 500;
-    resp = MHD_create_response_from_buffer(r.resp_len, r.resp_body ? r.resp_body : (void *)"",
-                                           MHD_RESPMEM_MUST_COPY);
-    if (!resp)
-        goto done;
-    MHD_add_response_header(resp, "Date", date);
-    MHD_add_response_header(resp, "x-ms-request-id", reqid);
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    if (r.content_type)
-        MHD_add_response_header(resp, "Content-Type", r.content_type);
-    if (r.resp_headers) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(r.resp_headers, k, v)
-            MHD_add_response_header(resp, k, json_string_value(v));
+    cc->hold_id = azsim_hold_point(&r);
+    cc->drop = r.drop;
+    if (cc->hold_id > 0) {
+        cc->phase = PH_HELD;
+        if (wait_for(conn, azsim_hold_wait_ms(), cc->hold_id)) {
+            ret = MHD_YES;
+            goto done;
+        }
+        azsim_hold_end(st, cc->hold_id);
     }
-    ret = MHD_queue_response(conn, r.status, resp);
+    ret = respond(conn, cc);
 done:
-    if (resp)
-        MHD_destroy_response(resp);
     free(r.resp_body);
     json_decref(r.resp_headers);
     free(r.segs);
@@ -358,6 +537,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         OPENSSL_cleanse(cc->body, cc->cap);
         free(cc->body);
     }
+    if (cc->resp_body) { /* may carry a secret value */
+        OPENSSL_cleanse(cc->resp_body, cc->resp_len);
+        free(cc->resp_body);
+    }
+    json_decref(cc->resp_headers);
     free(cc);
     *con_cls = NULL;
 }
@@ -454,13 +638,36 @@ int azsim_serve(azsim_state *st, int port, const char *cert_pem, const char *key
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
+    /* epoll in a few threads, not a thread per connection: thousands of keep-alive
+       connections cost a socket each, and the handlers take the state lock one at a time */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned pool = cpus < 2 ? 2u : cpus > 8 ? 8u : (unsigned)cpus;
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    unsigned limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 64
+                         ? (unsigned)(nofile.rlim_cur > 65536 ? 65536 : nofile.rlim_cur) - 64
+                         : 1000;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wait_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&waker_thread, NULL, waker, NULL) != 0) {
+        fprintf(stderr, "azsim: cannot start a thread\n");
+        return AZSIM_ERR;
+    }
     d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-            MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS |
+            MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK,
         0, NULL, NULL, handle, st, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
         MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)120, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        (unsigned int)120, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "azsim: cannot listen on 127.0.0.1:%d\n", port);
         goto done;
@@ -486,8 +693,15 @@ int azsim_serve(azsim_state *st, int port, const char *cert_pem, const char *key
         sigsuspend(&saved_mask);
     rc = AZSIM_OK;
 done:
+    pthread_mutex_lock(&wait_lock);
+    waiting_stopped = 1;
+    pthread_cond_signal(&wait_cond);
+    pthread_mutex_unlock(&wait_lock);
+    pthread_join(waker_thread, NULL);
     if (d)
         MHD_stop_daemon(d);
+    free(waiters);
+    waiters = NULL;
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     return rc;
 }
