@@ -100,11 +100,22 @@ typedef struct azsim_kv_version {
     json_t *tags;       /* object, owned */
     char *content_type; /* secrets */
     char *value;        /* secrets, wiped on free */
-    EVP_PKEY *pkey;     /* keys */
-    char *kty;          /* keys: "RSA", "RSA-HSM", "EC", "EC-HSM" */
-    json_t *key_ops;    /* keys: array, owned */
-    json_t *x5c;        /* certificates: array of base64 DER, leaf first, owned */
+    /* Keys and certificates hold their private key as PEM text, as the state file has it, or as
+     * an EVP_PKEY, or both: parsing 30,000 PEM keys at start took OpenSSL's decoder seconds, so a
+     * loaded key is parsed on first use. Read the key only through azsim_kv_version_pkey. */
+    char *pem;       /* PKCS#8 PEM, wiped on free; NULL until a generated key is first saved */
+    EVP_PKEY *pkey;  /* NULL until first use of a loaded key; owned (may be shared by up_ref) */
+    json_t *jwk;     /* keys: the public members of the JWK (n, e or crv, x, y), owned; NULL
+                        until first asked for when a state saved without them was loaded */
+    char *kty;       /* keys: "RSA", "RSA-HSM", "EC", "EC-HSM" */
+    json_t *key_ops; /* keys: array, owned */
+    json_t *x5c;     /* certificates: array of base64 DER, leaf first, owned */
 } azsim_kv_version;
+
+/* The private key of a key or certificate version, parsed from its PEM on first use and kept;
+ * borrowed, NULL when the version holds no key or its PEM does not parse. Call it under the state
+ * lock (it fills in ver). In azsim_keyvault.c. */
+EVP_PKEY *azsim_kv_version_pkey(azsim_kv_version *ver);
 
 typedef struct azsim_kv_object {
     char *name;

@@ -25,6 +25,7 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #define PAGE_MAX 25
 
@@ -50,9 +51,59 @@ static void version_free(azsim_kv_version *ver)
     json_decref(ver->x5c);
     free(ver->content_type);
     azsim_secret_free(ver->value);
+    azsim_secret_free(ver->pem);
     EVP_PKEY_free(ver->pkey);
+    json_decref(ver->jwk);
     free(ver->kty);
     free(ver);
+}
+
+/*
+ * A version loaded from the state file (or a backup) has only its PEM: parsing every key at start
+ * took OpenSSL 3's decoder about half a millisecond a key, 16 s for a benchmark estate, so the
+ * parse waits for the first operation that needs the private key. The load checked the PEM's
+ * armour and PKCS#8 structure (pem_plausible); a PEM that passes and still does not parse makes
+ * each operation that needs the key answer 500 InternalError (key_unreadable), and nothing else.
+ */
+EVP_PKEY *azsim_kv_version_pkey(azsim_kv_version *ver)
+{
+    if (!ver->pkey && ver->pem) {
+        BIO *b = BIO_new_mem_buf(ver->pem, -1);
+        ver->pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (!ver->pkey)
+            fprintf(stderr, "azsim: the private key of version '%s' does not parse\n", ver->id);
+    }
+    return ver->pkey;
+}
+
+/* The public members of the JWK of pkey (n and e, or crv, x and y); new reference or NULL. */
+static json_t *jwk_members(EVP_PKEY *pkey)
+{
+    json_t *jwk = azsim_jwk_public(pkey, NULL);
+    if (jwk)
+        json_object_del(jwk, "kty"); /* the version's kty says HSM or not */
+    return jwk;
+}
+
+/* Gives pkey (owned) to a new key version with its public JWK, which key GETs are served from. */
+static int version_set_key(azsim_kv_version *ver, EVP_PKEY *pkey)
+{
+    ver->pkey = pkey;
+    ver->jwk = pkey ? jwk_members(pkey) : NULL;
+    return ver->jwk ? AZSIM_OK : AZSIM_ERR;
+}
+
+/* The public JWK members of a key version (borrowed): kept with the version since it was made;
+ * a version loaded from a state saved before they were kept gets them here, once, by parsing its
+ * key. NULL if the key does not parse. */
+static json_t *version_jwk(azsim_kv_version *ver)
+{
+    if (!ver->jwk) {
+        EVP_PKEY *pkey = azsim_kv_version_pkey(ver);
+        ver->jwk = pkey ? jwk_members(pkey) : NULL;
+    }
+    return ver->jwk;
 }
 
 static void object_free(azsim_kv_object *o)
@@ -195,6 +246,13 @@ static int bad_param(kv_ctx *c, const char *msg)
     return kv_error(c, 400, "BadParameter", NULL, "%s", msg);
 }
 
+/* A key version whose stored PEM does not parse (see azsim_kv_version_pkey). */
+static int key_unreadable(kv_ctx *c, azsim_kv_version *ver)
+{
+    return kv_error(c, 500, "InternalError", NULL, "The key material of version %s cannot be read.",
+                    ver->id);
+}
+
 /* ---------- JSON renderings ---------- */
 
 static const char *recovery_level(azsim_vault *v)
@@ -261,12 +319,17 @@ static json_t *bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum
     if (o->deleted && c->v->soft_delete)
         add_deleted_fields(c, j, o, k);
     if (k == KEY) {
-        json_t *jwk = azsim_jwk_public(ver->pkey, url);
-        if (jwk) {
-            json_object_set_new(jwk, "kty", json_string(ver->kty));
-            json_object_set(jwk, "key_ops", ver->key_ops);
+        /* from the members kept with the version: a GET parses no key */
+        json_t *members = version_jwk(ver);
+        json_t *jwk = members ? json_pack("{s:s,s:s}", "kid", url, "kty", ver->kty) : NULL;
+        if (!jwk || json_object_update(jwk, members) != 0 ||
+            json_object_set(jwk, "key_ops", ver->key_ops) != 0) {
+            json_decref(jwk);
+            json_decref(j);
+            free(url);
+            return NULL;
         }
-        json_object_set_new(j, "key", jwk ? jwk : json_object());
+        json_object_set_new(j, "key", jwk);
         if (o->managed)
             json_object_set_new(j, "managed", json_true());
     } else {
@@ -288,6 +351,16 @@ static json_t *bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum
         json_object_set(j, "tags", ver->tags);
     free(url);
     return j;
+}
+
+/* 200 with the bundle of ver; 500 InternalError when ver is a key whose material cannot be read. */
+static int reply_bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
+                        int with_value)
+{
+    json_t *b = bundle(c, o, ver, k, with_value);
+    if (!b)
+        return k == KEY && !version_jwk(ver) ? key_unreadable(c, ver) : AZSIM_ENOMEM;
+    return azsim_reply_json(c->r, 200, b);
 }
 
 static json_t *item(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
@@ -558,6 +631,30 @@ static const char *ec_crv(EVP_PKEY *pkey)
     return "P-256";
 }
 
+static BIGNUM *jwk_bn(json_t *jwk, const char *member);
+
+/* The RSA size (0 for EC) and EC curve of a key version, read from its public JWK so that
+ * rotating or weighing a key needs no parse of its private key; AZSIM_ERR if it cannot be read. */
+static int key_shape(azsim_kv_version *ver, long *out_bits, const char **out_crv)
+{
+    json_t *jwk = version_jwk(ver);
+    *out_bits = 0;
+    *out_crv = "P-256";
+    if (!jwk)
+        return AZSIM_ERR;
+    if (strncmp(ver->kty, "RSA", 3) == 0) {
+        BIGNUM *n = jwk_bn(jwk, "n");
+        *out_bits = n ? BN_num_bits(n) : 0;
+        BN_free(n);
+        return *out_bits ? AZSIM_OK : AZSIM_ERR;
+    }
+    const char *crv = json_string_value(json_object_get(jwk, "crv"));
+    if (!crv)
+        return AZSIM_ERR;
+    *out_crv = crv;
+    return AZSIM_OK;
+}
+
 static int64_t policy_expiry(azsim_kv_object *o)
 {
     int64_t d = 0;
@@ -581,13 +678,16 @@ static azsim_kv_version *rotate_version(kv_ctx *c, azsim_kv_object *o)
     ver->key_ops = json_deep_copy(prev->key_ops);
     json_decref(ver->tags);
     ver->tags = json_deep_copy(prev->tags);
-    ver->pkey = generate(prev->kty, rsa_bits(prev->pkey), ec_crv(prev->pkey));
+    long bits;
+    const char *crv;
     int64_t exp = policy_expiry(o);
     if (exp > 0) {
         ver->has_exp = 1;
         ver->exp = ver->created + exp;
     }
-    if (!ver->kty || !ver->key_ops || !ver->pkey || azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
+    if (!ver->kty || !ver->key_ops || key_shape(prev, &bits, &crv) != AZSIM_OK ||
+        version_set_key(ver, generate(prev->kty, bits, crv)) != AZSIM_OK ||
+        azsim_vec_push(&o->versions, ver) != AZSIM_OK) {
         version_free(ver);
         return NULL;
     }
@@ -722,12 +822,16 @@ static int key_import(kv_ctx *c, const char *name)
     }
     if (apply_attributes(c, ver, body) != AZSIM_OK)
         goto done;
-    ver->pkey = jwk_private(jwk, rsa);
-    if (!ver->pkey) {
+    EVP_PKEY *pkey = jwk_private(jwk, rsa);
+    if (!pkey) {
         rc = bad_param(c, "The JSON web key is invalid or lacks its private members.");
         goto done;
     }
-    long bits = rsa_bits(ver->pkey);
+    if (version_set_key(ver, pkey) != AZSIM_OK) {
+        rc = AZSIM_ENOMEM;
+        goto done;
+    }
+    long bits = rsa_bits(pkey);
     if (rsa && bits != 2048 && bits != 3072 && bits != 4096) {
         rc = bad_param(c,
                        "The key size is not supported. RSA keys must be 2048, 3072 or 4096 bits.");
@@ -756,7 +860,7 @@ static int key_import(kv_ctx *c, const char *name)
     }
     azsim_kv_version *added = ver;
     ver = NULL;
-    rc = azsim_reply_json(c->r, 200, bundle(c, o, added, KEY, 0));
+    rc = reply_bundle(c, o, added, KEY, 0);
 done:
     version_free(ver);
     json_decref(body);
@@ -868,8 +972,8 @@ static int key_create(kv_ctx *c, const char *name)
                                  "unwrapKey");
     else
         ver->key_ops = json_pack("[s,s]", "sign", "verify");
-    ver->pkey = generate(kty, size, crv ? crv : "P-256");
-    if (!ver->kty || !ver->key_ops || !ver->pkey) {
+    if (!ver->kty || !ver->key_ops ||
+        version_set_key(ver, generate(kty, size, crv ? crv : "P-256")) != AZSIM_OK) {
         drop_if_empty(c, KEY, o);
         rc = AZSIM_ERR;
         goto done;
@@ -881,7 +985,7 @@ static int key_create(kv_ctx *c, const char *name)
     }
     azsim_kv_version *added = ver;
     ver = NULL;
-    rc = azsim_reply_json(c->r, 200, bundle(c, o, added, KEY, 0));
+    rc = reply_bundle(c, o, added, KEY, 0);
 done:
     version_free(ver);
     json_decref(body);
@@ -895,6 +999,10 @@ static int update_version(kv_ctx *c, enum kind k, azsim_kv_object *o, azsim_kv_v
     int rc = AZSIM_OK;
     if (!json_is_object(body)) {
         rc = bad_param(c, "The request body is not valid JSON or is missing.");
+        goto done;
+    }
+    if (k == KEY && !version_jwk(ver)) {
+        rc = key_unreadable(c, ver); /* before the change: the reply could not show it */
         goto done;
     }
     /* work on a copy of the scalar fields so a rejected request changes nothing */
@@ -924,7 +1032,7 @@ static int update_version(kv_ctx *c, enum kind k, azsim_kv_object *o, azsim_kv_v
     ver->has_exp = tmp.has_exp;
     ver->exp = tmp.exp;
     ver->updated = azsim_now(c->st);
-    rc = azsim_reply_json(c->r, 200, bundle(c, o, ver, k, k == SECRET));
+    rc = reply_bundle(c, o, ver, k, k == SECRET);
 done:
     json_decref(body);
     return rc;
@@ -955,7 +1063,7 @@ static int crypto_op(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, const
         rc = bad_param(c, "The algorithm is not supported for this key.");
         goto done;
     }
-    if (!EVP_PKEY_is_a(ver->pkey, "RSA")) {
+    if (strncmp(ver->kty, "RSA", 3) != 0) {
         rc = bad_param(c, "The algorithm is not supported for an EC key.");
         goto done;
     }
@@ -992,7 +1100,12 @@ static int crypto_op(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, const
         rc = bad_param(c, "The parameter value is not valid base64url.");
         goto done;
     }
-    pctx = EVP_PKEY_CTX_new(ver->pkey, NULL);
+    EVP_PKEY *pkey = azsim_kv_version_pkey(ver);
+    if (!pkey) {
+        rc = key_unreadable(c, ver);
+        goto done;
+    }
+    pctx = EVP_PKEY_CTX_new(pkey, NULL);
     if (!pctx || (encrypting ? EVP_PKEY_encrypt_init(pctx) : EVP_PKEY_decrypt_init(pctx)) != 1) {
         rc = AZSIM_ERR;
         goto done;
@@ -1167,6 +1280,57 @@ static char *pkey_pem(EVP_PKEY *pkey)
     return out;
 }
 
+/*
+ * Cheap checks of a stored private key PEM, done at load instead of the full parse: one PEM block
+ * of an unencrypted key whose body decodes and, for "PRIVATE KEY", is a well-formed PKCS#8
+ * PrivateKeyInfo (OpenSSL's ASN.1 templates, not its provider decoders: microseconds). A garbled
+ * body still fails the load, as it did when the load parsed every key; what passes and still does
+ * not make a key is caught on use.
+ */
+static int pem_plausible(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long len = 0;
+    int ok = 0;
+    if (!b || PEM_read_bio(b, &name, &header, &der, &len) != 1 || len <= 0)
+        goto done;
+    if (strcmp(name, "PRIVATE KEY") == 0) {
+        const unsigned char *p = der;
+        PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, len);
+        ok = p8 && p == der + len;
+        PKCS8_PRIV_KEY_INFO_free(p8);
+    } else {
+        /* a traditional RSA or EC key; never an encrypted one (no passphrase to give) */
+        size_t n = strlen(name);
+        ok = !header[0] && n > 12 && strcmp(name + n - 12, " PRIVATE KEY") == 0 &&
+             strstr(name, "ENCRYPTED") == NULL;
+    }
+done:
+    if (der) {
+        OPENSSL_cleanse(der, (size_t)len);
+        OPENSSL_free(der);
+    }
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    BIO_free(b);
+    return ok;
+}
+
+/* A stored JWK with the members of its key type (n and e, or crv, x and y), all strings. */
+static int jwk_members_complete(json_t *jwk, const char *kty)
+{
+    static const char *const rsa[] = {"n", "e", NULL}, *const ec[] = {"crv", "x", "y", NULL};
+    const char *const *m = strncmp(kty, "RSA", 3) == 0 ? rsa : ec;
+    if (!json_is_object(jwk))
+        return 0;
+    for (; *m; m++)
+        if (!json_is_string(json_object_get(jwk, *m)))
+            return 0;
+    return 1;
+}
+
 /* One version as JSON, private key material included (for sealed backups and the state file). */
 static json_t *version_dump(azsim_kv_version *ver, enum kind k)
 {
@@ -1180,21 +1344,25 @@ static json_t *version_dump(azsim_kv_version *ver, enum kind k)
     if (ver->has_exp)
         json_object_set_new(jv, "exp", json_integer(ver->exp));
     if (k == KEY || k == CERT) {
-        char *pem = pkey_pem(ver->pkey);
-        if (!pem) {
+        /* a key is encoded once, when first saved, and its PEM kept: the state is saved after
+         * every mutation, and PEM_write of every key made each save slow */
+        if (!ver->pem && ver->pkey)
+            ver->pem = pkey_pem(ver->pkey);
+        if (!ver->pem) {
             json_decref(jv);
             return NULL;
         }
-        json_object_set_new(jv, "pem", json_string(pem));
+        json_object_set_new(jv, "pem", json_string(ver->pem));
         json_object_set_new(jv, "kty", json_string(ver->kty));
         json_object_set_new(jv, "exportable", json_boolean(ver->exportable));
         if (k == KEY)
             json_object_set(jv, "key_ops", ver->key_ops);
         else
             json_object_set(jv, "x5c", ver->x5c);
+        if (k == KEY && ver->jwk)
+            json_object_set(jv, "jwk", ver->jwk);
         if (k == CERT && ver->content_type)
             json_object_set_new(jv, "contentType", json_string(ver->content_type));
-        azsim_secret_free(pem);
     } else {
         json_object_set_new(jv, "value", json_string(ver->value));
         if (ver->content_type)
@@ -1203,6 +1371,9 @@ static json_t *version_dump(azsim_kv_version *ver, enum kind k)
     return jv;
 }
 
+/* The JSON values a version keeps (tags, key_ops, jwk, x5c) are shared with jv, not copied: 60,000
+ * deep copies were a tenth of a start, the document is dropped after the load, and these values
+ * are only ever replaced, never changed in place. */
 static azsim_kv_version *version_load(json_t *jv, enum kind k)
 {
     azsim_kv_version *ver = calloc(1, sizeof(*ver));
@@ -1214,7 +1385,7 @@ static azsim_kv_version *version_load(json_t *jv, enum kind k)
     ver->updated = json_integer_value(json_object_get(jv, "updated"));
     ver->enabled = json_is_true(json_object_get(jv, "enabled"));
     ver->tags = json_is_object(json_object_get(jv, "tags"))
-                    ? json_deep_copy(json_object_get(jv, "tags"))
+                    ? json_incref(json_object_get(jv, "tags"))
                     : json_object();
     if (json_is_integer(json_object_get(jv, "nbf"))) {
         ver->has_nbf = 1;
@@ -1225,20 +1396,25 @@ static azsim_kv_version *version_load(json_t *jv, enum kind k)
         ver->exp = json_integer_value(json_object_get(jv, "exp"));
     }
     if (k == KEY || k == CERT) {
+        /* the key itself is parsed when first used (azsim_kv_version_pkey) */
         const char *pem = json_string_value(json_object_get(jv, "pem"));
-        BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
-        ver->pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
+        if (!pem || !pem_plausible(pem) || !(ver->pem = strdup(pem)))
+            goto fail;
         ver->kty = azsim_strdup(json_string_value(json_object_get(jv, "kty")));
         ver->exportable = json_is_true(json_object_get(jv, "exportable"));
-        if (!ver->pkey || !ver->kty)
+        if (!ver->kty)
             goto fail;
         if (k == KEY) {
-            ver->key_ops = json_deep_copy(json_object_get(jv, "key_ops"));
+            ver->key_ops = json_incref(json_object_get(jv, "key_ops"));
             if (!json_is_array(ver->key_ops))
                 goto fail;
+            /* a state saved before the JWK was kept (or one whose JWK lacks a member) gets it
+             * from the key at first use */
+            json_t *jwk = json_object_get(jv, "jwk");
+            if (jwk_members_complete(jwk, ver->kty))
+                ver->jwk = json_incref(jwk);
         } else {
-            ver->x5c = json_deep_copy(json_object_get(jv, "x5c"));
+            ver->x5c = json_incref(json_object_get(jv, "x5c"));
             ver->content_type = azsim_strdup(json_string_value(json_object_get(jv, "contentType")));
             if (json_array_size(ver->x5c) == 0 || !ver->content_type)
                 goto fail;
@@ -1373,6 +1549,10 @@ static int restore(kv_ctx *c, enum kind k)
                       kind_word(k), o->name);
         goto done;
     }
+    if (k == KEY && !version_jwk(latest(o))) {
+        rc = key_unreadable(c, latest(o));
+        goto done;
+    }
     if (k == CERT) {
         rc = cert_add_managed(c, o);
         if (rc != AZSIM_OK)
@@ -1386,7 +1566,7 @@ static int restore(kv_ctx *c, enum kind k)
     }
     azsim_kv_object *added = o;
     o = NULL;
-    rc = azsim_reply_json(c->r, 200, bundle(c, added, latest(added), k, 0));
+    rc = reply_bundle(c, added, latest(added), k, 0);
 done:
     object_free(o);
     json_decref(doc);
@@ -1528,7 +1708,7 @@ static int secret_set(kv_ctx *c, const char *name)
     }
     azsim_kv_version *added = ver;
     ver = NULL;
-    rc = azsim_reply_json(c->r, 200, bundle(c, o, added, SECRET, 1));
+    rc = reply_bundle(c, o, added, SECRET, 1);
 done:
     version_free(ver);
     json_decref(body);
@@ -1641,18 +1821,24 @@ static int managed_versions(azsim_kv_version **out_key, azsim_kv_version **out_s
         if (!m->tags)
             goto fail;
     }
-    if (EVP_PKEY_up_ref(cv->pkey) != 1)
+    /* the key version shares the certificate's key: parsed already (an import), or its PEM (a
+     * restore, parsed when first used) */
+    EVP_PKEY *pkey = cv->pkey;
+    if (pkey && (EVP_PKEY_up_ref(pkey) != 1 || version_set_key(kv, pkey) != AZSIM_OK))
         goto fail;
-    kv->pkey = cv->pkey;
+    if (!pkey && (!cv->pem || !(kv->pem = strdup(cv->pem))))
+        goto fail;
     kv->kty = strdup(cv->kty);
     kv->exportable = cv->exportable;
-    if (EVP_PKEY_is_a(cv->pkey, "RSA"))
+    if (strncmp(cv->kty, "RSA", 3) == 0)
         kv->key_ops = json_pack("[s,s,s,s,s,s]", "sign", "verify", "wrapKey", "unwrapKey",
                                 "encrypt", "decrypt");
     else
         kv->key_ops = json_pack("[s,s]", "sign", "verify");
     sv->content_type = strdup(cv->content_type);
-    sv->value = azsim_cert_secret_value(cv->x5c, cv->exportable ? cv->pkey : NULL,
+    if (cv->exportable && !(pkey = azsim_kv_version_pkey(cv)))
+        goto fail;
+    sv->value = azsim_cert_secret_value(cv->x5c, cv->exportable ? pkey : NULL,
                                         strcmp(cv->content_type, PEM_CT) == 0);
     if (!kv->kty || !kv->key_ops || !sv->content_type || !sv->value)
         goto fail;
@@ -1897,8 +2083,8 @@ static int cert_import(kv_ctx *c, const char *name)
     o = object_for_write(c, CERT, name);
     if (!o)
         goto done;
-    policy =
-        cert_policy_new(o, jpol, kty, ver->pkey, exportable, reuse_key, ct, x509, azsim_now(c->st));
+    policy = cert_policy_new(o, jpol, kty, azsim_kv_version_pkey(ver), exportable, reuse_key, ct,
+                             x509, azsim_now(c->st));
     x509 = NULL;
     cert_siblings(c, name, &ko, &so);
     if (!ko)
@@ -2016,6 +2202,8 @@ static int delete_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
     int64_t now = azsim_now(c->st);
     azsim_kv_object *ko = NULL, *so = NULL;
     json_t *b;
+    if (k == KEY && !version_jwk(latest(o)))
+        return key_unreadable(c, latest(o)); /* before the change: the reply could not show it */
     if (k == CERT)
         cert_siblings(c, o->name, &ko, &so);
     for (int i = 0; i < 3; i++) {
@@ -2032,12 +2220,14 @@ static int delete_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
         remove_object(c, SECRET, so);
         remove_object(c, k, o);
     }
-    return azsim_reply_json(c->r, 200, b);
+    return b ? azsim_reply_json(c->r, 200, b) : AZSIM_ENOMEM;
 }
 
 static int recover_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
 {
     azsim_kv_object *ko = NULL, *so = NULL;
+    if (k == KEY && !version_jwk(latest(o)))
+        return key_unreadable(c, latest(o));
     if (k == CERT)
         cert_siblings(c, o->name, &ko, &so);
     o->deleted = 0;
@@ -2045,7 +2235,7 @@ static int recover_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
         ko->deleted = 0;
     if (so)
         so->deleted = 0;
-    return azsim_reply_json(c->r, 200, bundle(c, o, latest(o), k, 0));
+    return reply_bundle(c, o, latest(o), k, 0);
 }
 
 static int purge_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
@@ -2152,7 +2342,10 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
         bucket = &v->used_key_other;
         limit = 4000;
         azsim_kv_version *ver = o ? latest(o) : NULL;
-        long bits = ver && ver->pkey ? rsa_bits(ver->pkey) : 0;
+        long bits = 0;
+        const char *crv;
+        if (ver && strncmp(ver->kty, "RSA", 3) == 0)
+            key_shape(ver, &bits, &crv); /* from the JWK: weighing a GET parses no key */
         weight = bits >= 4096 ? 8 : bits >= 3072 ? 4 : 1;
     } else if (strcmp(op->stat, "kv.secrets.set") == 0 ||
                strcmp(op->stat, "kv.certificates.import") == 0) {
@@ -2392,7 +2585,7 @@ static int route(kv_ctx *c)
         if (!o || !o->deleted)
             return deleted_not_found(c, k);
         if (n == 2 && get)
-            return azsim_reply_json(r, 200, bundle(c, o, latest(o), k, 0));
+            return reply_bundle(c, o, latest(o), k, 0);
         if (n == 2 && del)
             return purge_object(c, k, o);
         return recover_object(c, k, o);
@@ -2423,10 +2616,12 @@ static int route(kv_ctx *c)
         return azsim_reply_json(r, 200, resp);
     }
     if (k == KEY && n == 3 && strcmp(sub, "rotate") == 0) {
+        if (!version_jwk(latest(o)))
+            return key_unreadable(c, latest(o)); /* the new version copies its type and size */
         ver = rotate_version(c, o);
         if (!ver)
             return AZSIM_ERR;
-        return azsim_reply_json(r, 200, bundle(c, o, ver, KEY, 0));
+        return reply_bundle(c, o, ver, KEY, 0);
     }
     if (n == 3 && post && strcmp(sub, "backup") == 0)
         return backup(c, k, o);
@@ -2439,7 +2634,7 @@ static int route(kv_ctx *c)
         if (k == SECRET && !ver->enabled)
             return kv_error(c, 403, "Forbidden", "SecretDisabled",
                             "Operation get is not allowed on a disabled secret.");
-        return azsim_reply_json(r, 200, bundle(c, o, ver, k, k == SECRET));
+        return reply_bundle(c, o, ver, k, k == SECRET);
     }
     if (patch)
         return k == CERT ? cert_update(c, o, ver) : update_version(c, k, o, ver);

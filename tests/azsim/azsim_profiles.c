@@ -247,11 +247,12 @@ static use_result check_access(azsim_state *st, const azsim_profile *p, const ch
 static int rsa_oaep256(azsim_kv_version *ver, int encrypt, const unsigned char *in, size_t inlen,
                        unsigned char *out, size_t *outlen)
 {
+    EVP_PKEY *pkey = azsim_kv_version_pkey(ver); /* under the state lock, as every tick */
     EVP_PKEY_CTX *ctx;
     int ok;
-    if (!ver->pkey || EVP_PKEY_get_base_id(ver->pkey) != EVP_PKEY_RSA)
+    if (!pkey || EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA)
         return AZSIM_EINVAL;
-    ctx = EVP_PKEY_CTX_new(ver->pkey, NULL);
+    ctx = EVP_PKEY_CTX_new(pkey, NULL);
     ok = ctx && (encrypt ? EVP_PKEY_encrypt_init(ctx) : EVP_PKEY_decrypt_init(ctx)) == 1 &&
          EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
          EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) == 1 &&

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# azsim under failure: state survives kill -9 (saved before each acknowledged mutation),
+# azsim under failure: state survives kill -9 (saved before each acknowledged mutation) with the
+# same key material (keys parsed on first use; older state files without JWKs and damaged keys),
 # --fault-rate injects each fault kind reproducibly for a --seed, faults on mutations come before
 # the mutation (reset-after-commit after it), and ARM's subscription token buckets answer 429 with
 # Retry-After. Usage: test_resilience.sh PATH/TO/azsim. Needs bash, curl and python3.
@@ -91,6 +92,14 @@ check "crash: secret set" is 200
 req POST "$VAULT/keys/k1/create?$A" '{"kty":"RSA","key_size":2048}' "$VT"
 check "crash: key created" is 200
 KID=$(j 'b["key"]["kid"]')
+JWK1=$(j '[b["key"][m] for m in ("kty", "n", "e")]')
+req POST "$VAULT/keys/k2/create?$A" '{"kty":"EC","crv":"P-256"}' "$VT"
+check "crash: EC key created" is 200
+JWK2=$(j '[b["key"][m] for m in ("kty", "crv", "x", "y")]')
+DEK=c2l4dGVlbi1ieXRlLWRlaw
+req POST "$VAULT/keys/k1/wrapkey?$A" "{\"alg\":\"RSA-OAEP-256\",\"value\":\"$DEK\"}" "$VT"
+check "crash: key wraps" is 200
+WRAPPED=$(j 'b["value"]')
 [ -f "$D1/state.sealed" ] && ok "crash: state saved before the reply" || fail "crash: state saved before the reply"
 ls "$D1" | grep -q '\.tmp$' && fail "crash: no temporary file left" || ok "crash: no temporary file left"
 crash
@@ -102,12 +111,87 @@ req GET "$VAULT/keys/k1?$A" "" "$VT"
 check "crash: key survives kill -9 (same version)" has 'b["key"]["kid"]' "$KID"
 req GET "$SUB/resourceGroups/rg-dur/providers/Microsoft.KeyVault/vaults/kv-dur?api-version=2024-11-01" "" "$MT"
 check "crash: vault survives kill -9" is 200
+# A restarted azsim parses a key's PEM only on first use and serves its JWK from the state: the
+# JWK must be the one from before, and unwrapping what was wrapped before proves the key the same.
+# keys_same NAME: k1 and k2 answer as before the restart
+keys_same() {
+    req GET "$VAULT/keys/k1?$A" "" "$VT"
+    check "$1: RSA key's JWK (n, e) unchanged" has '[b["key"][m] for m in ("kty", "n", "e")]' "$JWK1"
+    req GET "$VAULT/keys/k2?$A" "" "$VT"
+    check "$1: EC key's JWK (crv, x, y) unchanged" has '[b["key"][m] for m in ("kty", "crv", "x", "y")]' "$JWK2"
+    req POST "$VAULT/keys/k1/unwrapkey?$A" "{\"alg\":\"RSA-OAEP-256\",\"value\":\"$WRAPPED\"}" "$VT"
+    check "$1: what was wrapped before unwraps" has 'b["value"]' "$DEK"
+    req POST "$VAULT/keys/k1/wrapkey?$A" "{\"alg\":\"RSA-OAEP-256\",\"value\":\"$DEK\"}" "$VT"
+    req POST "$VAULT/keys/k1/unwrapkey?$A" "{\"alg\":\"RSA-OAEP-256\",\"value\":\"$(j 'b["value"]')\"}" "$VT"
+    check "$1: wrap and unwrap work" has 'b["value"]' "$DEK"
+}
+keys_same "crash: key survives kill -9"
 # reads do not save
 before=$(stat -c %Y.%s "$D1/state.sealed")
 sleep 1.1
 req GET "$VAULT/secrets/s1?$A" "" "$VT"
 [ "$(stat -c %Y.%s "$D1/state.sealed")" = "$before" ] && ok "crash: reads do not save" || fail "crash: reads do not save"
 crash
+
+# ---- state files of older azsims, and damaged key material ----
+# reseal DIR PYTHON: runs PYTHON on the state of DIR (bound to d) and seals it again, as azsim_seal
+# does (AES-256-GCM with DIR/backup.key, b64url of iv | ciphertext | tag)
+reseal() {
+    "$PY" - "$1" "$2" <<'EOF2'
+import base64, json, os, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+home, code = sys.argv[1], sys.argv[2]
+aes = AESGCM(open(os.path.join(home, "backup.key"), "rb").read())
+def b64(b): return base64.urlsafe_b64encode(b).decode().rstrip("=")
+def unb64(s): return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+raw = unb64(open(os.path.join(home, "state.sealed")).read())
+d = json.loads(aes.decrypt(raw[:12], raw[12:], None))
+def versions(name):
+    return [v for vault in d["vaults"] for k in vault["keys"] if k["name"] == name for v in k["versions"]]
+exec(code)
+iv = os.urandom(12)
+sealed = b64(iv + aes.encrypt(iv, json.dumps(d, separators=(",", ":")).encode(), None))
+open(os.path.join(home, "state.sealed"), "w").write(sealed)
+EOF2
+}
+if "$PY" -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null; then
+    # a state saved before key versions kept their JWK: served all the same, the JWK made at first use
+    D2="$DATA/d2"
+    cp -r "$D1" "$D2"
+    n=$(reseal "$D2" 'print(sum(v.pop("jwk", None) is not None for v in versions("k1") + versions("k2")))') || n=error
+    [ "$n" = 2 ] && ok "old state: the state file keeps each key's JWK" || fail "old state: the state file keeps each key's JWK" "$n"
+    start old "$D2"
+    keys_same "old state: a state without JWKs"
+    crash
+    # a PEM whose armour and PKCS#8 structure hold but whose key does not parse: the load works,
+    # and what needs the key answers 500 (the JWK is gone too, so a GET needs it)
+    reseal "$D2" '
+for v in versions("k1"):
+    v.pop("jwk", None)
+    der = bytearray(base64.b64decode("".join(v["pem"].splitlines()[1:-1])))
+    der[26:] = bytes(len(der) - 26)  # the RSAPrivateKey inside the PKCS#8 octet string
+    t = base64.b64encode(bytes(der)).decode()
+    v["pem"] = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(t[i:i + 64] for i in range(0, len(t), 64)) + "\n-----END PRIVATE KEY-----\n"' ||
+        fail "damaged key: state rewritten"
+    start damaged "$D2"
+    req GET "$VAULT/keys/k1?$A" "" "$VT"
+    check "damaged key: GET is 500 InternalError" has '[b["error"]["code"], len(b["error"]["message"]) > 0]' '["InternalError", true]'
+    req POST "$VAULT/keys/k1/unwrapkey?$A" "{\"alg\":\"RSA-OAEP-256\",\"value\":\"$WRAPPED\"}" "$VT"
+    check "damaged key: unwrap is 500 InternalError" has '[b["error"]["code"], len(b["error"]["message"]) > 0]' '["InternalError", true]'
+    req GET "$VAULT/keys/k2?$A" "" "$VT"
+    check "damaged key: the other keys are served" has '[b["key"][m] for m in ("kty", "crv", "x", "y")]' "$JWK2"
+    crash
+    # a PEM that is not one fails the load, as before keys were parsed on first use
+    reseal "$D2" 'versions("k2")[0]["pem"] = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"' ||
+        fail "garbled key: state rewritten"
+    timeout 60 "$AZSIM_BIN" --data "$D2" --port 0 >"$WORK/stdout.garbled" 2>"$WORK/stderr.garbled" &&
+        fail "garbled key: the load fails" || {
+        grep -q 'cannot load the saved state' "$WORK/stderr.garbled" && ok "garbled key: the load fails" ||
+            fail "garbled key: the load fails" "$(tail -c 300 "$WORK/stderr.garbled")"
+    }
+else
+    echo "skip - old state and damaged keys: python3 has no cryptography module to reseal a state"
+fi
 
 # ---- faults on mutations: before the mutation, or after it for reset-after-commit ----
 start fault500 "$D1" --fault-rate 1 --fault-kinds 500
