@@ -8,6 +8,7 @@ packages=(
     libyaml-dev libjansson-dev libcurl4-openssl-dev libssl-dev   # libkvr
     libmicrohttpd-dev                                            # azsim
     libcmocka-dev python3 python3-jsonschema python3-yaml        # tests
+    python3-cryptography                                         # azsim_resilience (reseals a state)
     clang libclang-rt-14-dev                                     # fuzzing (libFuzzer)
     curl util-linux ca-certificates                              # test drivers
     time openssl                                                 # benchmarks (tests/bench)
