@@ -266,6 +266,7 @@ int azsim_pki_setup(char **out_cert_pem, char **out_key_pem, const char *data_di
 int azsim_signing_key_load(azsim_state *st);
 char *azsim_jwt_sign(azsim_state *st, json_t *claims);
 int azsim_jwt_verify(json_t **out, azsim_state *st, const char *token);
+void azsim_jwt_verified_release(void); /* the verified-token memo, at exit */
 int azsim_jwt_decode(json_t **out_header, json_t **out_claims, const char *token);
 int azsim_jwt_check_sig(const char *token, EVP_PKEY *pub, const char *alg);
 json_t *azsim_jwk_public(EVP_PKEY *pkey, const char *kid);

@@ -60,6 +60,7 @@ void azsim_state_release(azsim_state *st)
         azsim_vault_free(st->vaults.items[i]);
     azsim_arm_operations_free(st);
     azsim_dependents_release();
+    azsim_jwt_verified_release();
     free(st->apps.items);
     free(st->deleted_apps.items);
     free(st->sps.items);
