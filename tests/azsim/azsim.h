@@ -210,6 +210,9 @@ typedef struct azsim_state {
     /* azsim_kv_sweep (with azsim_graph_sweep) has nothing to do before this time (0: unknown,
        after a mutation) */
     int64_t sweep_due;
+    /* bumped by every request that may change the state and by every sweep: what depends only on
+       the state (the consuming service's health check) is worked out again only when it moved */
+    uint64_t gen;
     /* fault injection: a request's fate is a function of the seed and its arrival number */
     double fault_rate;
     int stall_ms;

@@ -61,6 +61,7 @@ struct azsim_consumer {
     double budget;       /* fractional work carried between ticks */
     int64_t last_tick;
     size_t unrecoverable;
+    uint64_t health_gen; /* azsim_state.gen when the data keys were last checked */
 };
 
 /* ---- state ---------------------------------------------------------------------------------- */
@@ -93,6 +94,7 @@ int azsim_consumer_init(azsim_state *st, size_t data_keys, double rate)
     c->target = data_keys;
     c->rate = rate > 0 ? rate : 10;
     c->last_tick = azsim_now(st);
+    c->health_gen = st->gen - 1; /* not checked yet */
     st->consumer = c;
     return AZSIM_OK;
 }
@@ -454,7 +456,12 @@ void azsim_consumer_tick(azsim_state *st)
         c->budget += (double)(now - c->last_tick) * c->rate;
         c->last_tick = now;
     }
-    health_check(st, c);
+    /* a data key is lost only by a change of its key (deleted, purged, gone with its vault):
+       the check walks every data key, so it runs when the state moved, not on every request */
+    if (c->health_gen != st->gen || profile_with_status(c, P_APPLYING)) {
+        health_check(st, c);
+        c->health_gen = st->gen;
+    }
     next = profile_with_status(c, P_APPLYING);
     if (next && c->budget >= 1) {
         size_t units = (size_t)c->budget;

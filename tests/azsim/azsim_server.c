@@ -325,6 +325,9 @@ static int mutating(const azsim_req *r)
         return 0;
     if (strcmp(r->host, "login.localhost") == 0)
         return 0;
+    if (strcmp(r->op ? r->op : "", "arm.resourceGraph.resources") == 0 ||
+        strcmp(r->op ? r->op : "", "arm.vaults.checkNameAvailability") == 0)
+        return 0; /* POSTs that only read: a Resource Graph query saved the whole state */
     if (r->nsegs > 0) { /* Key Vault's cryptographic operations are POSTs that change nothing */
         static const char *const ops[] = {"wrapkey", "unwrapkey", "encrypt", "decrypt"};
         const char *last = r->segs[r->nsegs - 1];
@@ -381,8 +384,10 @@ static int carry_out(azsim_state *st, conn_ctx *cc, azsim_req *r)
     /* purges and auto-rotations: the sweep walks every object, so it runs only when one is due
        or a mutation may have scheduled one (a whole-state walk per request made azsim's rate
        fall with the size of the estate) */
-    if (st->sweep_due == 0 || azsim_now(st) >= st->sweep_due)
+    if (st->sweep_due == 0 || azsim_now(st) >= st->sweep_due) {
         azsim_kv_sweep(st);
+        st->gen++;
+    }
     azsim_consumer_tick(st);
     int fault = cc->fault;
     if (fault == AZSIM_FAULT_RESET) {
@@ -410,8 +415,10 @@ static int carry_out(azsim_state *st, conn_ctx *cc, azsim_req *r)
                          json_pack("{s:{s:s,s:s}}", "error", "code", "InternalError", "message",
                                    "azsim could not save its state"));
     }
-    if (mutating(r))
+    if (mutating(r)) {
         st->sweep_due = 0; /* it may have deleted, restored or given a rotation policy */
+        st->gen++;
+    }
     if (fault == AZSIM_FAULT_RESET_AFTER_COMMIT)
         r->drop = 1; /* applied and saved, but the client never hears of it */
     count_op(st, r->op ? r->op : "other");

@@ -129,5 +129,16 @@ prof=$(token "$AZURE_CLIENT_ID" "$AZURE_CLIENT_SECRET" "$PROF")
 r=$(req GET "$PROF/encryptionProfiles?api-version=2026-01-01" "$prof")
 check "profiles and the loss count survive a restart" "$([[ $(body_of "$r" | json 'len(d["value"])') == 3 && $(consumer | json 'd["unrecoverable"]') -gt 0 ]]; echo $?)"
 
+# a key deleted while nothing applies: its data keys are lost at once (the service checks them
+# whenever the state has changed, not only while a profile applies)
+kv=$(token "$AZURE_CLIENT_ID" "$AZURE_CLIENT_SECRET" "https://vault.localhost:$P")
+c=$(consumer)
+lost=$(echo "$c" | json 'd["unrecoverable"]')
+live=$(echo "$c" | json 'd["recoverable"]')
+r=$(req DELETE "$VAULT/keys/kek3?api-version=7.5" "$kv")
+c=$(consumer)
+check "a key deleted with no profile applying: its $live data keys are lost at once" \
+    "$([[ $(status_of "$r") == 200 && $live -gt 0 && $(echo "$c" | json 'd["unrecoverable"]') -eq $((lost + live)) ]]; echo $?)"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -130,7 +130,17 @@ keys_same "crash: key survives kill -9"
 before=$(stat -c %Y.%s "$D1/state.sealed")
 sleep 1.1
 req GET "$VAULT/secrets/s1?$A" "" "$VT"
-[ "$(stat -c %Y.%s "$D1/state.sealed")" = "$before" ] && ok "crash: reads do not save" || fail "crash: reads do not save"
+# a Resource Graph query and a name check are POSTs that only read (each used to save the state)
+# (kvreconcile's dependents query: the one azsim's Resource Graph answers)
+RGQ=$(sed -n '/^const char kvr__dependents_query/,/;$/p' "$(dirname "$0")/../../reconciler/providers/azure/dependents.c" |
+    sed -n 's/^ *"\(.*\)"[;]*$/\1/p' | tr -d '\n')
+req POST "$KVR_ARM_ENDPOINT/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01" \
+    "$("$PY" -c 'import json,sys; print(json.dumps({"subscriptions":[sys.argv[1]],"query":sys.argv[2]}))' "$AZURE_SUBSCRIPTION_ID" "$RGQ")" "$MT"
+is 200 || fail "crash: a Resource Graph query answers" "$STATUS"
+req POST "$KVR_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/providers/Microsoft.KeyVault/checkNameAvailability?api-version=2024-11-01" \
+    '{"name":"kv-free-name","type":"Microsoft.KeyVault/vaults"}' "$MT"
+is 200 || fail "crash: a name check answers" "$STATUS"
+[ "$(stat -c %Y.%s "$D1/state.sealed")" = "$before" ] && ok "crash: reads do not save (GETs, a Resource Graph query, a name check)" || fail "crash: reads do not save"
 crash
 
 # ---- state files of older azsims, and damaged key material ----
