@@ -5,6 +5,14 @@ if(TARGET kvr_azure)
     target_link_libraries(test_azure PRIVATE kvr_azure kvr_util OpenSSL::Crypto PkgConfig::CMOCKA)
     target_include_directories(test_azure PRIVATE ${PROJECT_SOURCE_DIR}/reconciler/providers/azure)
     add_test(NAME unit_azure COMMAND test_azure)
+
+    # The list-page splitter (jsonpage.c): every page reads as a parse of its whole text would.
+    add_executable(test_jsonpage test_jsonpage.c)
+    target_link_libraries(test_jsonpage PRIVATE kvr_azure kvr_util PkgConfig::CMOCKA)
+    target_include_directories(test_jsonpage PRIVATE
+                               ${PROJECT_SOURCE_DIR}/reconciler/providers/azure)
+    add_test(NAME unit_jsonpage COMMAND test_jsonpage)
+    set_tests_properties(unit_jsonpage PROPERTIES LABELS unit TIMEOUT 120)
 endif()
 
 # The simulator is added after tests/unit, so test for its list file rather than its target.

@@ -13,6 +13,7 @@
  */
 #include "kvr/providers.h"
 #include "prov_internal.h"
+#include "jsonpage.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,8 @@ static char *odata_literal(const char *v, kvr_error *err)
 #define ROUND_HOSTS 512    /* > ROUND_CONNS: the host table of a round never fills */
 #define LIST_PAGES_MAX 10000
 #define LIST_ITEMS_MAX 1000000
+/* A streamed list's items per call of its handler: what is held of a page as trees at once */
+#define PAGE_BATCH 256
 
 typedef struct reader reader;
 typedef struct fetch fetch;
@@ -297,7 +300,8 @@ typedef struct key_read {
 
 enum key_part { KEY_BUNDLE, KEY_VERSIONS, KEY_POLICY };
 
-/* body: the parsed 200 body (a list: every item), NULL after a 404 that missing_ok allows. */
+/* body: the parsed 200 body (a list: every item; a streamed one: the next few), NULL after a 404
+   that missing_ok allows or a 403 that forbidden_ok does. */
 typedef int (*fetch_fn)(reader *r, fetch *f, json_t *body);
 
 struct fetch {
@@ -314,18 +318,24 @@ struct fetch {
     const char *kind;   /* deleted lists: "key", "secret" */
     key_read *key;      /* a key part */
     enum key_part part; /* which one */
-    json_t *aux;        /* a secret item awaiting its value, an app awaiting its principal */
+    json_t *aux;        /* a secret item awaiting its value, an app awaiting its principal, a
+                           role assignment that does not convert (roles_hold) */
+    kvr_live *held;     /* role assignments of the pages before the last (roles_hold) */
     const char *app;    /* the app being found (display name, the scope's) */
     size_t rg;          /* a resource group's vault list: which group */
     int page_cap;       /* a list: stop after this many pages (0: all), and say so */
     size_t order;       /* a Key Vault read: its vault's index + 1; 0: ARM, Graph, profiles */
     bool truncated;     /* the list stopped at page_cap with pages left, or was refused */
     bool forbidden_ok;  /* a 403 means: read the group's vaults one by one (done gets NULL) */
-    /* A streamed list (a vault's keys, secrets, ...): `done` gets each page's items as the page
-       arrives, `last` set with the last one, so that no vault's listing is held whole while
-       the rounds interleave hundreds of vaults. */
+    /* A streamed list (a vault's keys, secrets, ..., role assignments): `done` gets each page's
+       items as the page arrives, PAGE_BATCH at a time, with `last` set on the last call and
+       `last_page` on each call with the last page's items (`truncated` is set before those when
+       the list stops at page_cap). So no listing is held whole while the rounds interleave
+       hundreds of vaults, and no page is held as one tree (a resource group's role assignments
+       are one page of 10,000 in the 200-vault bench estate). */
     bool stream;
     bool last;
+    bool last_page;
     size_t nitems;  /* items so far (LIST_ITEMS_MAX) */
     unsigned stamp; /* declared_missing: this listing's mark on the declarations it named */
     size_t found;   /* declared_missing: how many declarations it named so far */
@@ -385,6 +395,7 @@ static void fetch_free(fetch *f)
         key_read_drop(f->key);
     json_decref(f->items);
     json_decref(f->aux);
+    kvr_live_free(f->held);
     kvr_http_pages_release(&f->seen);
     free(f->url);
     free(f);
@@ -445,11 +456,23 @@ static fetch *fetch_new(reader *r, const char *scope, char *url, bool list, fetc
     return f;
 }
 
+/* A response that is not JSON. jansson's text quotes the body ("near '...'"), and names come from
+   listings: both are the server's, made safe for a terminal. */
+static int not_json(reader *r, const fetch *f, const json_error_t *jerr)
+{
+    char obj[160], why[sizeof(jerr->text)];
+    kvr_str_clean(obj, sizeof(obj), f->object);
+    kvr_str_clean(why, sizeof(why), jerr->text);
+    return kvr_error_set(r->err, KVR_EPROTO, "%s%s%s%s: the response is not JSON (%s)", f->op,
+                         obj[0] ? " '" : "", obj, obj[0] ? "'" : "", why);
+}
+
 /* One response: the handler's turn, or the list's next page. *again: f was queued again. */
 static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
 {
     json_error_t jerr;
-    json_t *body, *value;
+    json_t *body;
+    kvr__jsonpage pg;
     char *next = NULL;
     int rc;
 
@@ -464,50 +487,54 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     }
     if (resp->status != 200)
         return kvr_http_error(r->err, resp, f->op, f->object[0] ? f->object : NULL);
-    body = json_loadb(resp->body, resp->body_len, 0, &jerr);
-    if (!body) {
-        /* jansson's text quotes the body ("near '...'"), and names come from listings: both
-           are the server's, made safe for a terminal */
-        char obj[160], why[sizeof(jerr.text)];
-        kvr_str_clean(obj, sizeof(obj), f->object);
-        kvr_str_clean(why, sizeof(why), jerr.text);
-        return kvr_error_set(r->err, KVR_EPROTO, "%s%s%s%s: the response is not JSON (%s)", f->op,
-                             obj[0] ? " '" : "", obj, obj[0] ? "'" : "", why);
-    }
     if (!f->list) {
+        if (!(body = json_loadb(resp->body, resp->body_len, 0, &jerr)))
+            return not_json(r, f, &jerr);
         rc = f->done(r, f, body);
         json_decref(body);
         return rc;
     }
-    value = json_object_get(body, "value");
-    if (!json_is_array(value))
+    /* a page's items are parsed a few at a time (jsonpage.c), never as the page's one tree */
+    if ((rc = kvr__jsonpage_open(&pg, resp->body, resp->body_len, &jerr)) < 0)
+        return rc == KVR_EPROTO ? not_json(r, f, &jerr) : kvr_error_oom(r->err);
+    if (!pg.has_value)
         rc = kvr_error_set(r->err, KVR_EPROTO, "%s: page %d has no value array", f->op,
                            f->pages + 1);
-    else if ((f->nitems += json_array_size(value)) > LIST_ITEMS_MAX)
+    else if ((f->nitems += pg.nitems) > LIST_ITEMS_MAX)
         rc = kvr_error_set(r->err, KVR_ETOOBIG, "%s: the listing is too large (more than %d items)",
                            f->op, LIST_ITEMS_MAX);
-    else if (!f->stream && json_array_extend(f->items, value) < 0)
-        rc = kvr_error_oom(r->err);
     else
-        rc = kvr_http_next_link(&next, f->url, body, r->err);
-    if (rc == 0 && f->stream) {
-        f->last = !next;
-        rc = f->done(r, f, value);
-    }
-    json_decref(body);
-    if (rc < 0) {
-        free(next);
-        return rc;
-    }
-    if (f->stream && !next)
-        return 0;
-    if (next && f->page_cap > 0 && f->pages + 1 >= f->page_cap) {
+        rc = kvr_http_next_link(&next, f->url, pg.rest, r->err);
+    if (rc == 0 && next && f->page_cap > 0 && f->pages + 1 >= f->page_cap) {
         free(next);
         next = NULL;
         f->truncated = true;
     }
+    /* a streamed list's handler takes the items batch by batch; the others get the list whole */
+    f->last_page = !next;
+    while (rc == 0) {
+        json_t *batch;
+        if ((rc = kvr__jsonpage_next(&batch, &pg, PAGE_BATCH, &jerr)) < 0) {
+            rc = rc == KVR_EPROTO ? not_json(r, f, &jerr) : kvr_error_oom(r->err);
+            break;
+        }
+        if (f->stream) {
+            f->last = f->last_page && pg.taken == pg.nitems;
+            rc = f->done(r, f, batch);
+        } else if (json_array_extend(f->items, batch) < 0) {
+            rc = kvr_error_oom(r->err);
+        }
+        json_decref(batch);
+        if (pg.taken == pg.nitems)
+            break;
+    }
+    kvr__jsonpage_release(&pg);
+    if (rc < 0) {
+        free(next);
+        return rc;
+    }
     if (!next)
-        return f->done(r, f, f->items);
+        return f->stream ? 0 : f->done(r, f, f->items);
     if (++f->pages >= LIST_PAGES_MAX) {
         free(next);
         return kvr_error_set(r->err, KVR_ETOOBIG,
@@ -893,8 +920,64 @@ static int queue_vault_contents(reader *r, const kvr_scope_vault *v);
 
 static int queue_vault_roles(reader *r, const kvr_scope_vault *v);
 
+/*
+ * Role assignments, streamed (see struct fetch). A list that stops short (a group-scope list
+ * past its page cap, or refused: f->truncated) or is not there (404: no items) counts for
+ * nothing, as if it had never been read; so what the pages before the last hold waits in
+ * f->held, as role records (a fraction of their JSON), and joins the live model with the last
+ * page, whose items go in as they come. An item that does not convert waits too (f->aux): it
+ * fails the read only if the list completes, as when a list's items were all taken at its end.
+ */
+static int roles_hold(reader *r, fetch *f, json_t *items)
+{
+    for (size_t i = 0; !f->aux && i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        kvr_error why;
+        int rc;
+        if (!f->held && !(f->held = calloc(1, sizeof(*f->held))))
+            return kvr_error_oom(r->err);
+        if ((rc = kvr_live_add_role(f->held, it, &why)) == KVR_ENOMEM)
+            return kvr_error_oom(r->err);
+        if (rc < 0)
+            f->aux = json_incref(it); /* roles_commit tries it again, and fails the same way */
+    }
+    return 0;
+}
+
+static int roles_commit(reader *r, fetch *f)
+{
+    kvr_live *h = f->held, *l = r->l;
+    kvr_live_role *roles;
+    if (h && h->nroles) {
+        if (!(roles = realloc(l->roles, (l->nroles + h->nroles) * sizeof(*roles))))
+            return kvr_error_oom(r->err);
+        l->roles = roles;
+        for (size_t i = 0; i < h->nroles; i++) {
+            const kvr_live_role *from = &h->roles[i];
+            kvr_live_role *to = &l->roles[l->nroles];
+            if (!(to->name = kvr_strpool_dup(&l->strings, from->name)) ||
+                !(to->scope = kvr_strpool_dup(&l->strings, from->scope)) ||
+                !(to->role_id = kvr_strpool_dup(&l->strings, from->role_id)) ||
+                !(to->principal_id = kvr_strpool_dup(&l->strings, from->principal_id)))
+                return kvr_error_oom(r->err);
+            l->nroles++;
+        }
+    }
+    kvr_live_free(h);
+    f->held = NULL;
+    if (f->aux && kvr_live_add_role(l, f->aux, r->err) < 0)
+        return r->err->code;
+    return 0;
+}
+
 static int roles_done(reader *r, fetch *f, json_t *items)
 {
+    if (f->truncated || !items) {
+        kvr_live_free(f->held);
+        f->held = NULL;
+        json_decref(f->aux);
+        f->aux = NULL;
+    }
     if (f->truncated) {
         /* a group-scope list refused: each of the group's vaults with declared ones, once */
         rg_ix *rg = &r->rgs[f->rg];
@@ -907,6 +990,12 @@ static int roles_done(reader *r, fetch *f, json_t *items)
                 return r->err->code;
         return 0;
     }
+    if (!items)
+        return 0;
+    if (!f->last_page)
+        return roles_hold(r, f, items);
+    if ((f->held || f->aux) && roles_commit(r, f) < 0)
+        return r->err->code;
     for (size_t i = 0; i < json_array_size(items); i++)
         if (kvr_live_add_role(r->l, json_array_get(items, i), r->err) < 0)
             return r->err->code;
@@ -968,6 +1057,7 @@ static int queue_vault_roles(reader *r, const kvr_scope_vault *v)
     if (!g)
         return r->err->code;
     g->missing_ok = true;
+    g->stream = true;
     return enqueue(r, g);
 }
 
@@ -1029,6 +1119,7 @@ static int queue_group_roles(reader *r, size_t g)
     f->missing_ok = true; /* no such group: none of its vaults exists either */
     f->forbidden_ok = true; /* rights on the vaults only: a list per vault (roles_done) */
     f->bulky = true;
+    f->stream = true;
     f->rg = g;
     f->page_cap = rg->nroles_wanted > INT_MAX ? INT_MAX : (int)rg->nroles_wanted;
     return enqueue(r, f);
@@ -1094,6 +1185,7 @@ static int principal_done(reader *r, fetch *f, json_t *items)
         h->missing_ok = true; /* no such group: none of its vaults exists either */
         h->forbidden_ok = true;
         h->bulky = true;
+        h->stream = true;
         h->rg = g;
         if (enqueue(r, h) < 0)
             return r->err->code;
@@ -1225,6 +1317,8 @@ static int retired_principal_done(reader *r, fetch *f, json_t *items)
                            r->ep->arm, r->sub, lit),
                   true, roles_done, NULL, "list role assignments of app '%s'", f->object);
     free(lit);
+    if (h)
+        h->stream = true;
     return h ? enqueue(r, h) : r->err->code;
 }
 
