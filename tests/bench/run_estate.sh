@@ -57,14 +57,17 @@ start_azsim() {
     local data=$1
     shift
     mkdir -p "$(dirname "$data")"
+    local t0
+    t0=$(date +%s.%N)
     "$bin/azsim" --data "$data" --port 0 "$@" >"$work/azsim.out" 2>"$work/azsim.err" &
     pid=$!
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 6000); do
         grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     grep -q '^azsim ready' "$work/azsim.out" || { cat "$work/azsim.err"; exit 1; }
+    echo "azsim $* ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s"
     set -a
     . "$data/azsim.env"
     set +a
@@ -86,18 +89,37 @@ EOF
 }
 
 # timed NAME CMD...: runs CMD under /usr/bin/time -v, prints wall time and peak RSS
+# azsim_cpu: the CPU seconds (user + system) azsim has used so far
+azsim_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+
+# timed NAME COMMAND...: runs it under /usr/bin/time; prints its wall time, CPU, peak RSS and
+# exit status, and the CPU azsim used meanwhile (in $work/NAME.cpu: the command's and azsim's)
 timed() {
     local name=$1
     shift
-    local t0 t1
+    local t0 t1 a0 a1
+    a0=$(azsim_cpu)
     t0=$(date +%s.%N)
     /usr/bin/time -v -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || true
     t1=$(date +%s.%N)
-    printf '%s: wall %.2f s, user CPU %s s, peak RSS %s kB, exit %s\n' "$name" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
+    a1=$(azsim_cpu)
+    awk -F': ' -v a0="$a0" -v a1="$a1" '/User time/ {u = $2} /System time/ {s = $2}
+        END {printf "%.2f %.2f\n", u + s, a1 - a0}' "$work/$name.time" >"$work/$name.cpu"
+    printf '%s: wall %.2f s, user CPU %s s, sys CPU %s s, peak RSS %s kB, exit %s; azsim CPU meanwhile %s s\n' \
+        "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
         "$(awk -F': ' '/User time/ {print $2}' "$work/$name.time")" \
+        "$(awk -F': ' '/System time/ {print $2}' "$work/$name.time")" \
         "$(awk -F': ' '/Maximum resident/ {print $2}' "$work/$name.time")" \
-        "$(awk -F': ' '/Exit status/ {print $2}' "$work/$name.time")"
+        "$(awk -F': ' '/Exit status/ {print $2}' "$work/$name.time")" \
+        "$(cut -d' ' -f2 "$work/$name.cpu")"
+}
+
+# per_request NAME DELTA: CPU per request of the command and of azsim, from timed's figures
+per_request() {
+    awk -v reqs="$(awk '/^requests/ {print $2}' "$2")" '{printf "  CPU per request: kvreconcile %.3f ms, azsim %.3f ms (%d requests)\n",
+        $1 * 1000 / reqs, $2 * 1000 / reqs, reqs}' "$work/$1.cpu"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')," \
@@ -144,6 +166,7 @@ if [[ " $PHASES " == *" estate "* ]]; then
     timed plan "$bin/kvreconcile" plan -f "$est/estate.yaml"
     stats >"$work/s1.json"
     delta "$work/s0.json" "$work/s1.json" | tee "$work/plan.delta"
+    per_request plan "$work/plan.delta"
     head -3 "$work/plan.out" | sed 's/^/  plan says: /'
     grep -v '^$' "$work/plan.err" | head -3 | sed 's/^/  plan stderr: /' || true
 
@@ -214,7 +237,8 @@ EOF
         stats >"$work/a0.json"
         timed "plan-$i" "$bin/kvreconcile" plan -f "$est/estate.yaml"
         stats >"$work/a1.json"
-        delta "$work/a0.json" "$work/a1.json" | sed 's/^/  /'
+        delta "$work/a0.json" "$work/a1.json" | tee "$work/plan-$i.delta" | sed 's/^/  /'
+        per_request "plan-$i" "$work/plan-$i.delta"
         (cd tests/bench/sdk && NODE_EXTRA_CA_CERTS="$AZSIM_CA" timed "sdkc-$i" node read_estate_concurrent.mjs \
             rg-bench "$VAULTS" "$SDK_CONCURRENCY" "$SDK_PER_VAULT")
         stats >"$work/a2.json"
