@@ -104,6 +104,7 @@ typedef struct azsim_kv_version {
      * an EVP_PKEY, or both: parsing 30,000 PEM keys at start took OpenSSL's decoder seconds, so a
      * loaded key is parsed on first use. Read the key only through azsim_kv_version_pkey. */
     char *pem;       /* PKCS#8 PEM, wiped on free; NULL until a generated key is first saved */
+    int pem_bad;     /* pem did not parse (once is enough to know) */
     EVP_PKEY *pkey;  /* NULL until first use of a loaded key; owned (may be shared by up_ref) */
     json_t *jwk;     /* keys: the public members of the JWK (n, e or crv, x, y), owned; NULL
                         until first asked for when a state saved without them was loaded */
@@ -385,6 +386,9 @@ int azsim_admin_handle(azsim_req *r);
    azsim_hold_wait_ms passes, then calls azsim_hold_end), or 0; a "drop" hold sets r->drop. */
 int azsim_hold_point(azsim_req *r);
 int azsim_hold_wait_ms(void);
+/* Called once the held request's connection is parked: a hold released between
+   azsim_hold_point and the parking found nothing to wake, so its answer goes out now. */
+void azsim_hold_parked(azsim_state *st, int id);
 void azsim_hold_end(azsim_state *st, int id);
 /* azsim_server.c: the held answer of hold id goes out now (called under the state lock). */
 void azsim_wake_held(int id);

@@ -213,6 +213,17 @@ int azsim_hold_wait_ms(void)
     return HOLD_MAX_SECONDS * 1000;
 }
 
+void azsim_hold_parked(azsim_state *st, int id)
+{
+    pthread_mutex_lock(&st->lock);
+    int holding = 0;
+    for (int i = 0; i < nholds; i++)
+        holding |= holds[i].id == id && holds[i].state == HOLD_HOLDING;
+    if (!holding)
+        azsim_wake_held(id); /* released meanwhile: its answer goes out now */
+    pthread_mutex_unlock(&st->lock);
+}
+
 void azsim_hold_end(azsim_state *st, int id)
 {
     pthread_mutex_lock(&st->lock);

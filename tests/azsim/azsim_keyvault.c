@@ -67,12 +67,14 @@ static void version_free(azsim_kv_version *ver)
  */
 EVP_PKEY *azsim_kv_version_pkey(azsim_kv_version *ver)
 {
-    if (!ver->pkey && ver->pem) {
+    if (!ver->pkey && ver->pem && !ver->pem_bad) {
         BIO *b = BIO_new_mem_buf(ver->pem, -1);
         ver->pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
         BIO_free(b);
-        if (!ver->pkey)
+        if (!ver->pkey) { /* said once, not tried again on every read */
+            ver->pem_bad = 1;
             fprintf(stderr, "azsim: the private key of version '%s' does not parse\n", ver->id);
+        }
     }
     return ver->pkey;
 }

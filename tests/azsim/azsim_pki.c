@@ -140,8 +140,10 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
     } else {
         if (add_ext(iss, x, NID_authority_key_identifier, "keyid:always") != AZSIM_OK ||
             add_ext(iss, x, NID_basic_constraints, "critical,CA:FALSE") != AZSIM_OK ||
-            add_ext(iss, x, NID_key_usage, "critical,digitalSignature,keyEncipherment") !=
-                AZSIM_OK ||
+            /* RFC 5480: an EC key signs (ECDHE); only an RSA key may encipher */
+            add_ext(iss, x, NID_key_usage,
+                    EVP_PKEY_is_a(key, "RSA") ? "critical,digitalSignature,keyEncipherment"
+                                              : "critical,digitalSignature") != AZSIM_OK ||
             add_ext(iss, x, NID_ext_key_usage, "serverAuth") != AZSIM_OK ||
             add_ext(iss, x, NID_subject_alt_name, SERVER_SANS) != AZSIM_OK)
             goto done;
@@ -454,6 +456,15 @@ static struct {
 static unsigned verified_next;
 static pthread_mutex_t verified_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A bearer token is a secret: wiped before it is freed. */
+static void token_free(char *t)
+{
+    if (t) {
+        OPENSSL_cleanse(t, strlen(t));
+        free(t);
+    }
+}
+
 static json_t *verified_get(const char *token)
 {
     json_t *claims = NULL;
@@ -476,7 +487,7 @@ static void verified_put(const char *token, const json_t *claims)
     }
     pthread_mutex_lock(&verified_lock);
     unsigned i = verified_next++ % VERIFIED_MAX;
-    free(verified[i].token);
+    token_free(verified[i].token);
     json_decref(verified[i].claims);
     verified[i].token = t;
     verified[i].claims = c;
@@ -487,7 +498,7 @@ void azsim_jwt_verified_release(void)
 {
     pthread_mutex_lock(&verified_lock);
     for (unsigned i = 0; i < VERIFIED_MAX; i++) {
-        free(verified[i].token);
+        token_free(verified[i].token);
         json_decref(verified[i].claims);
         verified[i].token = NULL;
         verified[i].claims = NULL;

@@ -67,6 +67,9 @@ static waiter *waiters;
 static size_t nwaiters, waiters_cap;
 static int waiting_stopped;
 static pthread_t waker_thread;
+/* AZSIM_TEST_HOLD_PARK_DELAY_MS (tests only): a held request sleeps this long between its hold
+   taking it and its connection being parked, so a test can release the hold in that window */
+static int park_delay_ms;
 
 static int64_t mono_ms(void)
 {
@@ -195,9 +198,18 @@ void azsim_set_header(azsim_req *r, const char *name, const char *value)
         json_object_set_new(r->resp_headers, name, json_string(value));
 }
 
+/* A reply's body may carry a secret value: wiped before it is freed. */
+static void body_free(void *p)
+{
+    if (p) {
+        OPENSSL_cleanse(p, strlen(p));
+        free(p);
+    }
+}
+
 int azsim_reply_json(azsim_req *r, unsigned status, json_t *body)
 {
-    free(r->resp_body);
+    body_free(r->resp_body);
     r->resp_body = NULL;
     r->resp_len = 0;
     r->status = status;
@@ -216,7 +228,7 @@ int azsim_reply_json(azsim_req *r, unsigned status, json_t *body)
 
 int azsim_reply_empty(azsim_req *r, unsigned status)
 {
-    free(r->resp_body);
+    body_free(r->resp_body);
     r->resp_body = NULL;
     r->resp_len = 0;
     r->status = status;
@@ -345,8 +357,14 @@ static enum MHD_Result respond(struct MHD_Connection *conn, conn_ctx *cc)
     enum MHD_Result ret;
     if (cc->drop)
         return MHD_NO;
-    resp = MHD_create_response_from_buffer(cc->resp_len, cc->resp_body ? cc->resp_body : (void *)"",
-                                           MHD_RESPMEM_MUST_COPY);
+    if (cc->resp_body) { /* MHD frees it, wiped, when the response is done */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(cc->resp_len, cc->resp_body,
+                                                                      body_free, cc->resp_body);
+        if (resp)
+            cc->resp_body = NULL;
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Date", cc->date);
@@ -516,7 +534,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     cc->drop = r.drop;
     if (cc->hold_id > 0) {
         cc->phase = PH_HELD;
+        if (park_delay_ms > 0) { /* test hook: widen the window between holding and parking */
+            struct timespec ts = {park_delay_ms / 1000, (long)(park_delay_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                ;
+        }
         if (wait_for(conn, azsim_hold_wait_ms(), cc->hold_id)) {
+            /* released before it was parked: the release found no one to wake */
+            azsim_hold_parked(st, cc->hold_id);
             ret = MHD_YES;
             goto done;
         }
@@ -524,7 +549,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     ret = respond(conn, cc);
 done:
-    free(r.resp_body);
+    body_free(r.resp_body);
     json_decref(r.resp_headers);
     free(r.segs);
     free(path);
@@ -544,10 +569,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         OPENSSL_cleanse(cc->body, cc->cap);
         free(cc->body);
     }
-    if (cc->resp_body) { /* may carry a secret value */
-        OPENSSL_cleanse(cc->resp_body, cc->resp_len);
-        free(cc->resp_body);
-    }
+    body_free(cc->resp_body);
     json_decref(cc->resp_headers);
     free(cc);
     *con_cls = NULL;
@@ -657,6 +679,8 @@ int azsim_serve(azsim_state *st, int port, const char *cert_pem, const char *key
     unsigned limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 64
                          ? (unsigned)(nofile.rlim_cur > 65536 ? 65536 : nofile.rlim_cur) - 64
                          : 1000;
+    const char *delay = getenv("AZSIM_TEST_HOLD_PARK_DELAY_MS");
+    park_delay_ms = delay ? atoi(delay) : 0;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -13,6 +13,16 @@ CONNS=${CONNS:-2000}
 . "$(dirname "$0")/testlib.sh"
 azsim_test_setup azsim-conn
 
+# the client and azsim each hold a socket per connection: raise the soft limit to the hard one,
+# and test with fewer connections where the hard limit is lower (azsim keeps 64 for itself)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+room=$(($(ulimit -n) - 100))
+[ "$room" -lt "$CONNS" ] && CONNS=$room
+if [ "$CONNS" -lt 1100 ]; then
+    echo "skip - the open-files limit ($(ulimit -n)) leaves room for only $CONNS connections"
+    exit 77
+fi
+
 # ---- many connections at once, each waiting its latency ----
 azsim_test_start --latency-ms 200
 # The client opens every connection, sends one request on each (all of them waiting their
@@ -60,7 +70,7 @@ EOF
 "$PY" "$WORK/client.py" "$AZSIM_PORT" "$AZSIM_CA" "$CONNS" <"$WORK/go" >"$WORK/client.out" 2>"$WORK/client.err" &
 CLIENT=$!
 exec 3>"$WORK/go"
-for _ in $(seq 1 3000); do
+for _ in $(seq 1 2000); do
     grep -q '^open' "$WORK/client.out" 2>/dev/null && break
     kill -0 "$CLIENT" 2>/dev/null || break
     sleep 0.1
@@ -81,6 +91,28 @@ wait "$CLIENT" || true
 grep -q "^again $CONNS\$" "$WORK/client.out" &&
     ok "every kept-alive connection answers a second request" ||
     fail "second request on each connection" "$(cat "$WORK/client.out" "$WORK/client.err" | tail -c 600)"
+
+# ---- a hold released before its request's connection is parked ----
+# (AZSIM_TEST_HOLD_PARK_DELAY_MS widens that window; the release then found no one to wake, and
+# the answer waited out the hold's 300 s)
+kill -TERM "$AZSIM_PID"
+wait "$AZSIM_PID" || true
+AZSIM_TEST_HOLD_PARK_DELAY_MS=3000 azsim_test_start
+req POST "$AZSIM_URL/holds" '{"method":"GET","host":"graph.localhost","path":"/v1.0/applications"}' ""
+HOLD=$(j 'b["id"]')
+curl -sS --cacert "$AZSIM_CA" -m 60 -o /dev/null -w '%{http_code}' "$KVR_GRAPH_ENDPOINT/v1.0/applications" \
+    >"$WORK/early.status" 2>/dev/null &
+EARLY=$!
+for _ in $(seq 1 300); do
+    req GET "$AZSIM_URL/holds/$HOLD" "" ""
+    [ "$(j 'b["state"]')" = holding ] && break
+    sleep 0.05
+done
+req DELETE "$AZSIM_URL/holds/$HOLD" "" "" # within the 3 s before the connection is parked
+wait "$EARLY" || true
+[ "$(cat "$WORK/early.status")" = 401 ] &&
+    ok "a hold released before its connection was parked: the answer still goes out" ||
+    fail "a hold released early" "status $(cat "$WORK/early.status") (000: still held after 60 s)"
 
 # ---- a stop while an answer is held back ----
 req POST "$AZSIM_URL/holds" '{"method":"GET","host":"graph.localhost","path":"/v1.0/applications"}' ""
