@@ -17,6 +17,7 @@
  */
 #include "jsonpage.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "kvr/util.h"
@@ -242,6 +243,11 @@ int kvr__jsonpage_next(json_t **out, kvr__jsonpage *pg, size_t max, json_error_t
         } else {
             /* open followed this very item, so it ends within the text */
             size_t e = value_end(pg->text, pg->len, pg->at, 2);
+            if (e <= pg->at || e > pg->len) { /* cannot happen; never a wrapped length */
+                json_decref(batch);
+                snprintf(jerr->text, sizeof(jerr->text), "a list item could not be delimited");
+                return KVR_EPROTO;
+            }
             if (!(it = json_loadb(pg->text + pg->at, e - pg->at, JSON_DECODE_ANY, jerr))) {
                 rc = slice_refused(pg, jerr);
                 break;
