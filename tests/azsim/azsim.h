@@ -141,6 +141,7 @@ typedef struct azsim_vault {
     int64_t created, deleted_date, purge_date;
     int provisioning; /* an async PUT (--arm-async) not finished: provisioningState RegisteringDns */
     int unresolved;   /* created or recovered by that PUT: its data-plane name does not resolve */
+    int sweep_dirty;  /* a Key Vault request changed it since the last sweep */
     azsim_vec keys;    /* azsim_kv_object* */
     azsim_vec secrets; /* azsim_kv_object* */
     azsim_vec certs;   /* azsim_kv_object*; each owns a managed key and secret of its name */
@@ -211,6 +212,7 @@ typedef struct azsim_state {
     /* azsim_kv_sweep (with azsim_graph_sweep) has nothing to do before this time (0: unknown,
        after a mutation) */
     int64_t sweep_due;
+    int sweep_dirty; /* some vault is marked sweep_dirty */
     /* bumped by every request that may change the state and by every sweep: what depends only on
        the state (the consuming service's health check) is worked out again only when it moved */
     uint64_t gen;
@@ -402,6 +404,7 @@ json_t *azsim_consumer_stats(azsim_state *st);
 json_t *azsim_consumer_dump(azsim_state *st);
 int azsim_consumer_load(azsim_state *st, const json_t *j);
 void azsim_kv_sweep(azsim_state *st); /* purges due soft-deleted objects, runs auto-rotation */
+void azsim_kv_sweep_dirty(azsim_state *st); /* the same, for the vaults marked sweep_dirty only */
 void azsim_vault_free(azsim_vault *v);
 azsim_vault *azsim_vault_find(azsim_state *st, const char *name);
 json_t *azsim_vault_dump(azsim_vault *v); /* new reference; holds key material */

@@ -2715,6 +2715,74 @@ done:
     return rc;
 }
 
+/* One vault's keys, secrets and certificates: purges what is past its purge date and runs due
+   auto-rotations; *next is lowered to the earliest time anything left is due. */
+static void sweep_objects(azsim_state *st, azsim_vault *v, int64_t now, int64_t *next_out)
+{
+    int64_t next = *next_out;
+    for (int kk = 0; kk < 3; kk++) {
+        azsim_vec *vec = objects(v, kk == 0 ? KEY : kk == 1 ? SECRET : CERT);
+        for (size_t j = 0; j < vec->n;) {
+            azsim_kv_object *o = vec->items[j];
+            if (o->deleted && o->purge_date <= now) {
+                azsim_vec_remove(vec, j);
+                object_free(o);
+                continue;
+            }
+            if (o->deleted && o->purge_date < next)
+                next = o->purge_date;
+            j++;
+            if (kk || o->deleted || !o->rotation_policy || v->deleted)
+                continue;
+            /* auto-rotation: the Rotate lifetime action fires when due */
+            size_t ai;
+            json_t *la;
+            json_array_foreach(json_object_get(o->rotation_policy, "lifetimeActions"), ai, la)
+            {
+                if (!azsim_streq_ci(json_string_value(
+                                        json_object_get(json_object_get(la, "action"), "type")),
+                                    "rotate"))
+                    continue;
+                json_t *trig = json_object_get(la, "trigger");
+                const char *tac = json_string_value(json_object_get(trig, "timeAfterCreate"));
+                const char *tbe = json_string_value(json_object_get(trig, "timeBeforeExpiry"));
+                int guard;
+                for (guard = 0; guard < 64; guard++) {
+                    azsim_kv_version *cur = latest(o);
+                    int64_t d = 0, due;
+                    if (tac && azsim_parse_duration(&d, tac) == AZSIM_OK)
+                        due = cur->created + d;
+                    else if (tbe && cur->has_exp && azsim_parse_duration(&d, tbe) == AZSIM_OK)
+                        due = cur->exp - d;
+                    else
+                        break;
+                    if (now < due) {
+                        if (due < next)
+                            next = due;
+                        break;
+                    }
+                    kv_ctx c;
+                    memset(&c, 0, sizeof(c));
+                    c.st = st;
+                    c.v = v;
+                    azsim_kv_version *nv = rotate_version(&c, o);
+                    if (!nv) {
+                        next = now; /* tried again on the next request, as before */
+                        break;
+                    }
+                    /* the rotation happened when it was due, not when we noticed */
+                    nv->created = nv->updated = due > cur->created ? due : cur->created + 1;
+                    if (nv->has_exp)
+                        nv->exp = nv->created + policy_expiry(o);
+                }
+                if (guard == 64)
+                    next = now; /* more are due: the next request goes on */
+            }
+        }
+    }
+    *next_out = next;
+}
+
 /*
  * Runs under the state lock before a request when something may be due (the clock may have
  * moved): purges what is past its purge date (Graph's deleted applications too) and runs due
@@ -2734,69 +2802,30 @@ void azsim_kv_sweep(azsim_state *st)
         if (v->deleted && v->purge_date < next)
             next = v->purge_date;
         i++;
-        for (int kk = 0; kk < 3; kk++) {
-            azsim_vec *vec = objects(v, kk == 0 ? KEY : kk == 1 ? SECRET : CERT);
-            for (size_t j = 0; j < vec->n;) {
-                azsim_kv_object *o = vec->items[j];
-                if (o->deleted && o->purge_date <= now) {
-                    azsim_vec_remove(vec, j);
-                    object_free(o);
-                    continue;
-                }
-                if (o->deleted && o->purge_date < next)
-                    next = o->purge_date;
-                j++;
-                if (kk || o->deleted || !o->rotation_policy || v->deleted)
-                    continue;
-                /* auto-rotation: the Rotate lifetime action fires when due */
-                size_t ai;
-                json_t *la;
-                json_array_foreach(json_object_get(o->rotation_policy, "lifetimeActions"), ai, la)
-                {
-                    if (!azsim_streq_ci(json_string_value(
-                                            json_object_get(json_object_get(la, "action"), "type")),
-                                        "rotate"))
-                        continue;
-                    json_t *trig = json_object_get(la, "trigger");
-                    const char *tac = json_string_value(json_object_get(trig, "timeAfterCreate"));
-                    const char *tbe = json_string_value(json_object_get(trig, "timeBeforeExpiry"));
-                    int guard;
-                    for (guard = 0; guard < 64; guard++) {
-                        azsim_kv_version *cur = latest(o);
-                        int64_t d = 0, due;
-                        if (tac && azsim_parse_duration(&d, tac) == AZSIM_OK)
-                            due = cur->created + d;
-                        else if (tbe && cur->has_exp && azsim_parse_duration(&d, tbe) == AZSIM_OK)
-                            due = cur->exp - d;
-                        else
-                            break;
-                        if (now < due) {
-                            if (due < next)
-                                next = due;
-                            break;
-                        }
-                        kv_ctx c;
-                        memset(&c, 0, sizeof(c));
-                        c.st = st;
-                        c.v = v;
-                        azsim_kv_version *nv = rotate_version(&c, o);
-                        if (!nv) {
-                            next = now; /* tried again on the next request, as before */
-                            break;
-                        }
-                        /* the rotation happened when it was due, not when we noticed */
-                        nv->created = nv->updated = due > cur->created ? due : cur->created + 1;
-                        if (nv->has_exp)
-                            nv->exp = nv->created + policy_expiry(o);
-                    }
-                    if (guard == 64)
-                        next = now; /* more are due: the next request goes on */
-                }
-            }
-        }
+        sweep_objects(st, v, now, &next);
+        v->sweep_dirty = 0;
     }
+    st->sweep_dirty = 0;
     int64_t apps_due = azsim_graph_sweep(st); /* deleted applications past their retention */
     if (apps_due < next)
         next = apps_due;
     st->sweep_due = next > now ? next : 0; /* 0: more to do on the next request */
+}
+
+/*
+ * After Key Vault requests changed only some vaults (each marked sweep_dirty): sweeps just those,
+ * keeping what st->sweep_due says of the others. A whole-state sweep after every write made
+ * seeding a large estate quadratic (92% of azsim's CPU at 2,000 vaults).
+ */
+void azsim_kv_sweep_dirty(azsim_state *st)
+{
+    int64_t now = azsim_now(st), next = st->sweep_due ? st->sweep_due : INT64_MAX;
+    for (size_t i = 0; i < st->vaults.n; i++) {
+        azsim_vault *v = st->vaults.items[i];
+        if (v->sweep_dirty)
+            sweep_objects(st, v, now, &next);
+        v->sweep_dirty = 0;
+    }
+    st->sweep_dirty = 0;
+    st->sweep_due = next > now ? next : 0;
 }

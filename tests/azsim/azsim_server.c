@@ -350,6 +350,20 @@ static int mutating(const azsim_req *r)
     return 1;
 }
 
+/* The vault a Key Vault data-plane request went to (NAME.vault.localhost), or NULL. */
+static azsim_vault *request_vault(const azsim_req *r)
+{
+    static const char suffix[] = ".vault.localhost";
+    size_t hl = strlen(r->host), sl = sizeof(suffix) - 1;
+    char name[128];
+    if (hl <= sl || hl - sl >= sizeof(name) || strcmp(r->host + hl - sl, suffix) != 0 ||
+        memchr(r->host, '.', hl - sl))
+        return NULL;
+    memcpy(name, r->host, hl - sl);
+    name[hl - sl] = '\0';
+    return azsim_vault_find(r->st, name);
+}
+
 /* The answer, as computed or held: queued on the connection, or the connection closed. */
 static enum MHD_Result respond(struct MHD_Connection *conn, conn_ctx *cc)
 {
@@ -405,6 +419,9 @@ static int carry_out(azsim_state *st, conn_ctx *cc, azsim_req *r)
     if (st->sweep_due == 0 || azsim_now(st) >= st->sweep_due) {
         azsim_kv_sweep(st);
         st->gen++;
+    } else if (st->sweep_dirty) {
+        azsim_kv_sweep_dirty(st);
+        st->gen++;
     }
     azsim_consumer_tick(st);
     int fault = cc->fault;
@@ -434,7 +451,15 @@ static int carry_out(azsim_state *st, conn_ctx *cc, azsim_req *r)
                                    "azsim could not save its state"));
     }
     if (mutating(r)) {
-        st->sweep_due = 0; /* it may have deleted, restored or given a rotation policy */
+        /* it may have deleted, restored or given a rotation policy: in its vault only, for a Key
+           Vault request, else anywhere */
+        azsim_vault *v = request_vault(r);
+        if (v) {
+            v->sweep_dirty = 1;
+            st->sweep_dirty = 1;
+        } else {
+            st->sweep_due = 0;
+        }
         st->gen++;
     }
     if (fault == AZSIM_FAULT_RESET_AFTER_COMMIT)
