@@ -7,7 +7,10 @@
 #
 # usage: tests/bench/run_estate.sh
 # environment (defaults):
-#   VAULTS=200 KEYS=50 VERSIONS=3 SECRETS=200 ROLES=50   the estate (ROLES per vault)
+#   VAULTS=200 KEYS=50 VERSIONS=3 SECRETS=200 ROLES=50   the estate (ROLES per vault); the
+#                              sizes RESULTS.md reports are 20, 200 (the default) and 400, and
+#                              2000 on demand (about 15 minutes to seed, and a large /tmp:
+#                              ESTATE=/tmp/est2000 VAULTS=2000 PHASES=estate ALTERNATE=1)
 #   LATENCY=20                 azsim --latency-ms for the measured runs (throttling on)
 #   SDK_VAULTS=20              vaults the sequential SDK script reads (then extrapolated
 #                              linearly to VAULTS)
@@ -88,7 +91,6 @@ print("  by kind: " + ", ".join("%s %d" % kv for kv in sorted(ops.items(), key=l
 EOF
 }
 
-# timed NAME CMD...: runs CMD under /usr/bin/time -v, prints wall time and peak RSS
 # azsim_cpu: the CPU seconds (user + system) azsim has used so far
 azsim_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null || echo 0
@@ -118,7 +120,7 @@ timed() {
 
 # per_request NAME DELTA: CPU per request of the command and of azsim, from timed's figures
 per_request() {
-    awk -v reqs="$(awk '/^requests/ {print $2}' "$2")" '{printf "  CPU per request: kvreconcile %.3f ms, azsim %.3f ms (%d requests)\n",
+    awk -v reqs="$(awk '/^requests/ {print $2}' "$2")" 'reqs > 0 {printf "  CPU per request: kvreconcile %.3f ms, azsim %.3f ms (%d requests)\n",
         $1 * 1000 / reqs, $2 * 1000 / reqs, reqs}' "$work/$1.cpu"
 }
 
