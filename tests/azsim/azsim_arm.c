@@ -1071,8 +1071,10 @@ static int ra_put(arm_ctx *c, const char *scope, const char *name)
     }
     for (size_t i = 0; i < st->assignments.n; i++) {
         azsim_role_assignment *x = st->assignments.items[i];
-        int same = azsim_streq_ci(x->scope, scope) && azsim_streq_ci(x->role, role) &&
-                   azsim_streq_ci(x->principal, pid);
+        /* the short ids first: a scope is long, and every assignment is looked at (a seeding of
+           100,000 went at 70 a second comparing scopes first) */
+        int same = azsim_streq_ci(x->principal, pid) && azsim_streq_ci(x->role, role) &&
+                   azsim_streq_ci(x->scope, scope);
         if (azsim_streq_ci(x->name, name)) {
             if (!same) {
                 rc = arm_error(c, 400, "RoleAssignmentUpdateNotPermitted",
