@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Desired state and azsim seeding for the estate-scale benchmarks (issue #8).
 
-  estate_gen.py yaml DIR [--vaults N ...]    write DIR/estate.yaml (the whole estate) and
+  estate_gen.py yaml DIR [--vaults N ...]    write DIR/estate/ (the whole estate, 100 vaults a
+                                             file) and
                                              DIR/bootstrap.yaml (apps, credentials, profiles and
                                              what they need: a subset kvreconcile applies itself)
   estate_gen.py seed [--vaults N ...]        vaults, keys (EC P-256, VERSIONS versions each) and
@@ -16,7 +17,7 @@
 
 The environment is azsim's azsim.env. Everything the generator writes matches what kvreconcile
 compares (vault properties, key shape and ops, secret content type and tags, role scope, role
-and principal), so a plan of estate.yaml on the seeded azsim has nothing to do.
+and principal), so a plan of DIR/estate on the seeded azsim has nothing to do.
 """
 import argparse
 import http.client
@@ -125,29 +126,41 @@ def dek_yaml(o):
                    for p in range(profiles(o)))
 
 
+VAULTS_PER_FILE = 100  # about 2.4 MB of YAML: a file may hold 16 MiB (kvreconcile's limit)
+
+
 def write_yaml(o):
     os.makedirs(o.dir, exist_ok=True)
     head = "apiVersion: kvreconcile/v1\nsubscription: %s\n" % os.environ[SUB_ENV]
-    big = [head, identity_yaml(o), "vaults:\n"]
-    big += [vault_yaml(vault_name(i)) for i in range(o.vaults)]
-    big.append("keys:\n")
-    big.append(dek_yaml(o))
-    for i in range(o.vaults):
-        for j in range(o.keys):
-            big.append(f"  - {{vault: {vault_name(i)}, name: {key_name(j)}, type: EC, "
-                       f"curve: P-256, ops: [sign, verify]}}\n")
-    big.append("secrets:\n")
-    for i in range(o.vaults):
-        for j in range(o.secrets):
-            big.append(f"  - {{vault: {vault_name(i)}, name: {secret_name(j)}, contentType: "
-                       f"text/plain, generate: {{length: 32}}}}\n")
-    big.append("roleAssignments:\n")
-    for i in range(o.vaults):
-        for a, role, _, key in vault_roles(o, i):
-            k = f", key: {key}" if key else ""
-            big.append(f"  - {{app: app-{a}, role: {q(role)}, vault: {vault_name(i)}{k}}}\n")
-    with open(os.path.join(o.dir, "estate.yaml"), "w") as f:
-        f.write("".join(big))
+    # the estate is a directory, as a team's repository is: the identity and the profile keys in
+    # one file, then the vaults with their keys, secrets and roles, VAULTS_PER_FILE to a file
+    est = os.path.join(o.dir, "estate")
+    os.makedirs(est, exist_ok=True)
+    for old in os.listdir(est):
+        os.remove(os.path.join(est, old))
+    with open(os.path.join(est, "identity.yaml"), "w") as f:
+        f.write("".join([head, identity_yaml(o), "keys:\n", dek_yaml(o)]))
+    for first in range(0, o.vaults, VAULTS_PER_FILE):
+        chunk = range(first, min(first + VAULTS_PER_FILE, o.vaults))
+        big = ["apiVersion: kvreconcile/v1\nvaults:\n"]
+        big += [vault_yaml(vault_name(i)) for i in chunk]
+        big.append("keys:\n")
+        for i in chunk:
+            for j in range(o.keys):
+                big.append(f"  - {{vault: {vault_name(i)}, name: {key_name(j)}, type: EC, "
+                           f"curve: P-256, ops: [sign, verify]}}\n")
+        big.append("secrets:\n")
+        for i in chunk:
+            for j in range(o.secrets):
+                big.append(f"  - {{vault: {vault_name(i)}, name: {secret_name(j)}, contentType: "
+                           f"text/plain, generate: {{length: 32}}}}\n")
+        big.append("roleAssignments:\n")
+        for i in chunk:
+            for a, role, _, key in vault_roles(o, i):
+                k = f", key: {key}" if key else ""
+                big.append(f"  - {{app: app-{a}, role: {q(role)}, vault: {vault_name(i)}{k}}}\n")
+        with open(os.path.join(est, "vaults-%04d.yaml" % first), "w") as f:
+            f.write("".join(big))
     # what kvreconcile applies itself: the same declarations, restricted to the profile vaults
     small = [head, identity_yaml(o), "vaults:\n"]
     small += [vault_yaml(vault_name(p)) for p in range(profiles(o))]

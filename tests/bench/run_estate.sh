@@ -133,7 +133,7 @@ if [[ " $PHASES " == *" estate "* ]]; then
     echo "== estate: $VAULTS vaults x ($KEYS keys x $VERSIONS versions, $SECRETS secrets," \
         "$ROLES role assignments), 5 apps, 3 profiles"
     # 1. seed fast: no throttling, no per-mutation save, no latency
-    if [ -n "${ESTATE:-}" ] && [ -d "$est/sim" ] && [ -f "$est/estate.yaml" ]; then
+    if [ -n "${ESTATE:-}" ] && [ -d "$est/sim" ] && [ -d "$est/estate" ]; then
         echo "reusing the estate seeded in $est"
     else
         start_azsim "$est/sim" --throttle off --durable off --rbac-delay 1
@@ -165,14 +165,14 @@ if [[ " $PHASES " == *" estate "* ]]; then
     # 3. the measured runs: latency and throttling on
     start_azsim "$est/sim" --latency-ms "$LATENCY"
     stats >"$work/s0.json"
-    timed plan "$bin/kvreconcile" plan -f "$est/estate.yaml"
+    timed plan "$bin/kvreconcile" plan -f "$est/estate"
     stats >"$work/s1.json"
     delta "$work/s0.json" "$work/s1.json" | tee "$work/plan.delta"
     per_request plan "$work/plan.delta"
     head -3 "$work/plan.out" | sed 's/^/  plan says: /'
     grep -v '^$' "$work/plan.err" | head -3 | sed 's/^/  plan stderr: /' || true
 
-    timed noop-apply "$bin/kvreconcile" apply -f "$est/estate.yaml"
+    timed noop-apply "$bin/kvreconcile" apply -f "$est/estate"
     stats >"$work/s2.json"
     delta "$work/s1.json" "$work/s2.json"
     tail -2 "$work/noop-apply.err" | sed 's/^/  apply says: /'
@@ -237,7 +237,7 @@ EOF
         "alternated $ALTERNATE times"
     for i in $(seq 1 "$ALTERNATE"); do
         stats >"$work/a0.json"
-        timed "plan-$i" "$bin/kvreconcile" plan -f "$est/estate.yaml"
+        timed "plan-$i" "$bin/kvreconcile" plan -f "$est/estate"
         stats >"$work/a1.json"
         delta "$work/a0.json" "$work/a1.json" | tee "$work/plan-$i.delta" | sed 's/^/  /'
         per_request "plan-$i" "$work/plan-$i.delta"

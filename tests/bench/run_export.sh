@@ -74,7 +74,7 @@ timed() { # NAME CMD...
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 est=${ESTATE:-$work/estate}
 echo "== estate: $VAULTS vaults x ($KEYS keys x $VERSIONS versions, $SECRETS secrets, $ROLES roles)"
-if [ -n "${ESTATE:-}" ] && [ -d "$est/sim" ] && [ -f "$est/estate.yaml" ]; then
+if [ -n "${ESTATE:-}" ] && [ -d "$est/sim" ] && [ -d "$est/estate" ]; then
     echo "reusing the estate seeded in $est"
 else
     start_azsim "$est/sim" --throttle off --durable off --rbac-delay 1
@@ -87,7 +87,7 @@ fi
 
 start_azsim "$est/sim" --latency-ms "$LATENCY"
 stats >"$work/s0.json"
-timed plan "$bin/kvreconcile" plan -f "$est/estate.yaml"
+timed plan "$bin/kvreconcile" plan -f "$est/estate"
 stats >"$work/s1.json"
 requests "$work/s0.json" "$work/s1.json"
 timed export "$bin/kvreconcile" export -o "$work/exported" --profiles
