@@ -92,39 +92,37 @@ grep -q "^again $CONNS\$" "$WORK/client.out" &&
     ok "every kept-alive connection answers a second request" ||
     fail "second request on each connection" "$(cat "$WORK/client.out" "$WORK/client.err" | tail -c 600)"
 
+# held_apps OUT: arms a hold on Graph's app list, starts a request that it holds (status to OUT,
+# pid in HELD_CLIENT) and waits until the hold says "holding"; the hold's id in HOLD
+held_apps() {
+    req POST "$AZSIM_URL/holds" '{"method":"GET","host":"graph.localhost","path":"/v1.0/applications"}' ""
+    is 201 || fail "hold armed" "$STATUS"
+    HOLD=$(j 'b["id"]')
+    curl -sS --cacert "$AZSIM_CA" -m 60 -o /dev/null -w '%{http_code}' \
+        "$KVR_GRAPH_ENDPOINT/v1.0/applications" >"$1" 2>/dev/null &
+    HELD_CLIENT=$!
+    for _ in $(seq 1 300); do
+        req GET "$AZSIM_URL/holds/$HOLD" "" ""
+        [ "$(j 'b["state"]')" = holding ] && break
+        sleep 0.05
+    done
+}
+
 # ---- a hold released before its request's connection is parked ----
 # (AZSIM_TEST_HOLD_PARK_DELAY_MS widens that window; the release then found no one to wake, and
 # the answer waited out the hold's 300 s)
 kill -TERM "$AZSIM_PID"
 wait "$AZSIM_PID" || true
 AZSIM_TEST_HOLD_PARK_DELAY_MS=3000 azsim_test_start
-req POST "$AZSIM_URL/holds" '{"method":"GET","host":"graph.localhost","path":"/v1.0/applications"}' ""
-HOLD=$(j 'b["id"]')
-curl -sS --cacert "$AZSIM_CA" -m 60 -o /dev/null -w '%{http_code}' "$KVR_GRAPH_ENDPOINT/v1.0/applications" \
-    >"$WORK/early.status" 2>/dev/null &
-EARLY=$!
-for _ in $(seq 1 300); do
-    req GET "$AZSIM_URL/holds/$HOLD" "" ""
-    [ "$(j 'b["state"]')" = holding ] && break
-    sleep 0.05
-done
+held_apps "$WORK/early.status"
 req DELETE "$AZSIM_URL/holds/$HOLD" "" "" # within the 3 s before the connection is parked
-wait "$EARLY" || true
+wait "$HELD_CLIENT" || true
 [ "$(cat "$WORK/early.status")" = 401 ] &&
     ok "a hold released before its connection was parked: the answer still goes out" ||
     fail "a hold released early" "status $(cat "$WORK/early.status") (000: still held after 60 s)"
 
 # ---- a stop while an answer is held back ----
-req POST "$AZSIM_URL/holds" '{"method":"GET","host":"graph.localhost","path":"/v1.0/applications"}' ""
-is 201 && ok "hold armed" || fail "hold armed" "$STATUS"
-HOLD=$(j 'b["id"]')
-curl -sS --cacert "$AZSIM_CA" -m 60 -o /dev/null "$KVR_GRAPH_ENDPOINT/v1.0/applications" 2>/dev/null &
-HELD_CLIENT=$!
-for _ in $(seq 1 300); do
-    req GET "$AZSIM_URL/holds/$HOLD" "" ""
-    [ "$(j 'b["state"]')" = holding ] && break
-    sleep 0.1
-done
+held_apps "$WORK/held.status"
 [ "$(j 'b["state"]')" = holding ] && ok "an answer is held" || fail "an answer is held" "$(cat "$WORK/body")"
 # a held answer does not hold anything else up
 req GET "$AZSIM_URL/clock" "" ""
