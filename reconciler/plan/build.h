@@ -36,12 +36,18 @@ void pb_gate(pb *b, size_t s, kvr_gate_kind kind, bool open, int64_t opens_at, c
              ...) __attribute__((format(printf, 6, 7)));
 void pb_change(pb *b, size_t s, const char *field, const char *from, const char *to,
                bool sensitive);
-/* An object of a declared vault that nothing declares and no step changes (note: NULL, or why
-   unmanaged: retire leaves it). */
+/* The stored copy of client secret `key_id`: the first secret tagged with it, or NULL. */
+const kvr_live_secret *pb_stored_copy(const pb *b, const char *key_id);
+/* The next stored copy of key_id (tag compared without case) from secret *k on, *k moved past
+   it; NULL when there is none left. Every copy a retired app's credentials have:
+   for (size_t k = 0; (ls = pb_next_copy(b, id, &k));) */
+const kvr_live_secret *pb_next_copy(const pb *b, const char *key_id, size_t *k);
 /* A stored copy of client secret `key_id` (the first secret tagged with it) elsewhere than
    (vault, name), or NULL: what a credential's storeIn move copies from. */
 const kvr_live_secret *pb_stored_elsewhere(const pb *b, const char *key_id, const char *vault,
                                            const char *name);
+/* An object of a declared vault that nothing declares and no step changes (note: NULL, or why
+   unmanaged: retire leaves it). */
 void pb_unmanaged(pb *b, const char *vault, const char *kind, const char *name, const char *note);
 void pb_finding(pb *b, kvr_finding_level level, const char *vault, const char *object,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));

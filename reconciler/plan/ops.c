@@ -363,17 +363,6 @@ static void password_remove(pb *b, size_t s, const char *app_name, const kvr_liv
     op->u.password.key_id = S(b, key_id);
 }
 
-/* The stored copy of credential key id `key_id`: the secret tagged with it. */
-static const kvr_live_secret *stored_copy(const pb *b, const char *key_id)
-{
-    for (size_t i = 0; key_id && i < b->l->nsecrets; i++) {
-        const char *id = kvr_tags_get(&b->l->secrets[i].tags, KVR_TAG_CREDENTIAL);
-        if (id && strcmp(id, key_id) == 0)
-            return &b->l->secrets[i];
-    }
-    return NULL;
-}
-
 /* la's tags without those starting with `drop` (and `drop2`), plus `add` (may be NULL). */
 static void app_tags_without(pb *b, kvr_strlist *out, const kvr_strlist *tags, const char *drop,
                              const char *drop2, const char *add)
@@ -455,17 +444,16 @@ static void retired_app_ops(pb *b, size_t s)
     }
     /* the stored copies first: a run killed after them removes the passwords next time (the
        mark keeps the app this estate's); the other way round would leave copies of nothing */
-    for (size_t c = 0; c < la->ncreds; c++)
-        for (size_t k = 0; k < b->l->nsecrets; k++) {
-            const kvr_live_secret *ls = &b->l->secrets[k];
-            const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
-            if (!id || !kvr_str_ieq(id, la->creds[c].key_id) ||
-                !(op = op_add(b, s, KVR_OP_OBJECT_DELETE)))
+    for (size_t c = 0; c < la->ncreds; c++) {
+        const kvr_live_secret *ls;
+        for (size_t k = 0; (ls = pb_next_copy(b, la->creds[c].key_id, &k));) {
+            if (!(op = op_add(b, s, KVR_OP_OBJECT_DELETE)))
                 continue;
             op->u.object.collection = KVR_COLL_SECRETS;
             op->u.object.vault = S(b, ls->vault);
             op->u.object.name = S(b, ls->name);
         }
+    }
     for (size_t c = 0; c < la->ncreds; c++)
         if ((op = op_add(b, s, KVR_OP_PASSWORD_REMOVE))) {
             op->u.password.app_object_id = S(b, la->object_id);
@@ -536,7 +524,7 @@ static void app_ops(pb *b, size_t s)
     case KVR_STEP_CRED_REMOVE: {
         /* a rotation's copy first: killed after it, the next run removes the password (the
            other way round would leave a copy of nothing, never retired) */
-        const kvr_live_secret *stored = stored_copy(b, st->version);
+        const kvr_live_secret *stored = pb_stored_copy(b, st->version);
         if (stored && kvr_plan_rotation_copy(a, stored->vault, stored->name) &&
             (op = op_add(b, s, KVR_OP_OBJECT_DELETE))) {
             op->u.object.collection = KVR_COLL_SECRETS;
@@ -798,7 +786,7 @@ static void secret_ops(pb *b, size_t s)
         }
         return;
     case KVR_STEP_CRED_MARK_SUPERSEDED: {
-        const kvr_live_secret *stored = stored_copy(b, st->version);
+        const kvr_live_secret *stored = pb_stored_copy(b, st->version);
         if (stored)
             tag_set(b, s, KVR_COLL_SECRETS, stored->vault, stored->name, NULL,
                     KVR_TAG_SUPERSEDED, st->extra);

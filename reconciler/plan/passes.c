@@ -444,6 +444,27 @@ static const kvr_live_credential *live_cred(const kvr_live_app *la, const char *
     return first;
 }
 
+const kvr_live_secret *pb_stored_copy(const pb *b, const char *key_id)
+{
+    for (size_t i = 0; key_id && i < b->l->nsecrets; i++) {
+        const char *id = kvr_tags_get(&b->l->secrets[i].tags, KVR_TAG_CREDENTIAL);
+        if (id && strcmp(id, key_id) == 0)
+            return &b->l->secrets[i];
+    }
+    return NULL;
+}
+
+const kvr_live_secret *pb_next_copy(const pb *b, const char *key_id, size_t *k)
+{
+    while (key_id && *k < b->l->nsecrets) {
+        const kvr_live_secret *ls = &b->l->secrets[(*k)++];
+        const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
+        if (id && kvr_str_ieq(id, key_id))
+            return ls;
+    }
+    return NULL;
+}
+
 const kvr_live_secret *pb_stored_elsewhere(const pb *b, const char *key_id, const char *vault,
                                            const char *name)
 {

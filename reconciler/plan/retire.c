@@ -632,16 +632,6 @@ void kvr_plan_pass_unmanaged(pb *b)
 
 /* ---- app credentials ---------------------------------------------------------------------- */
 
-static const kvr_live_secret *stored_copy(const kvr_live *l, const char *key_id)
-{
-    for (size_t i = 0; i < l->nsecrets; i++) {
-        const char *id = kvr_tags_get(&l->secrets[i].tags, KVR_TAG_CREDENTIAL);
-        if (id && strcmp(id, key_id) == 0)
-            return &l->secrets[i];
-    }
-    return NULL;
-}
-
 static void retire_credentials(pb *b)
 {
     for (size_t i = 0; i < b->d->napps; i++) {
@@ -670,7 +660,7 @@ static void retire_credentials(pb *b)
                 if (lp->status == KVR_PROFILE_APPLYING || lp->status == KVR_PROFILE_USED)
                     au = lp;
             }
-            stored = stored_copy(b->l, lc->key_id);
+            stored = pb_stored_copy(b, lc->key_id);
             since = stored ? kvr_plan_tag_time(&stored->tags) : 0;
             snprintf(object, sizeof(object), "app '%s' credential '%s'", a->name, gen);
             if (!since && stored) {
@@ -933,11 +923,8 @@ static void retire_apps(pb *b)
                 pb_change(b, s, field,
                           la->creds[c].display_name ? la->creds[c].display_name : "(no name)",
                           "(none)", false);
-                for (size_t k = 0; k < b->l->nsecrets; k++) {
-                    const kvr_live_secret *ls = &b->l->secrets[k];
-                    const char *id = kvr_tags_get(&ls->tags, KVR_TAG_CREDENTIAL);
-                    if (!id || !kvr_str_ieq(id, la->creds[c].key_id))
-                        continue;
+                const kvr_live_secret *ls;
+                for (size_t k = 0; (ls = pb_next_copy(b, la->creds[c].key_id, &k));) {
                     snprintf(field, sizeof(field), "storedCopy[%s/%s]", ls->vault, ls->name);
                     pb_change(b, s, field, la->creds[c].key_id, "(soft-deleted)", false);
                 }
