@@ -112,6 +112,15 @@ static int same_path(const char *a, const char *b)
     return la == lb && memcmp(a, b, la) == 0;
 }
 
+/* The hold with this id, or NULL (ids are never reused; the array may have been compacted). */
+static hold *hold_find(long id)
+{
+    for (int i = 0; i < nholds; i++)
+        if (holds[i].id == id)
+            return &holds[i];
+    return NULL;
+}
+
 static hold *hold_get(azsim_req *r)
 {
     char *end;
@@ -122,10 +131,7 @@ static hold *hold_get(azsim_req *r)
     id = strtol(r->segs[1], &end, 10);
     if (errno || *end || end == r->segs[1])
         return NULL;
-    for (int i = 0; i < nholds; i++)
-        if (holds[i].id == id)
-            return &holds[i];
-    return NULL;
+    return hold_find(id);
 }
 
 static int hold_reply(azsim_req *r, unsigned status, const hold *h)
@@ -216,10 +222,8 @@ int azsim_hold_wait_ms(void)
 void azsim_hold_parked(azsim_state *st, int id)
 {
     pthread_mutex_lock(&st->lock);
-    int holding = 0;
-    for (int i = 0; i < nholds; i++)
-        holding |= holds[i].id == id && holds[i].state == HOLD_HOLDING;
-    if (!holding)
+    const hold *h = hold_find(id);
+    if (!h || h->state != HOLD_HOLDING)
         azsim_wake_held(id); /* released meanwhile: its answer goes out now */
     pthread_mutex_unlock(&st->lock);
 }
@@ -227,10 +231,9 @@ void azsim_hold_parked(azsim_state *st, int id)
 void azsim_hold_end(azsim_state *st, int id)
 {
     pthread_mutex_lock(&st->lock);
-    /* the array may have been compacted meanwhile: look the hold up by id */
-    for (int i = 0; i < nholds; i++)
-        if (holds[i].id == id && holds[i].state == HOLD_HOLDING)
-            holds[i].state = HOLD_RELEASED; /* its time ran out */
+    hold *h = hold_find(id);
+    if (h && h->state == HOLD_HOLDING)
+        h->state = HOLD_RELEASED; /* its time ran out */
     pthread_mutex_unlock(&st->lock);
 }
 
