@@ -296,12 +296,26 @@ static void count_op(azsim_state *st, const char *op)
         json_object_set_new(st->stats, op, json_integer(1));
 }
 
+/* Is host a vault's (NAME.vault.localhost)? 1 with NAME in name, 0 if it is not, -1 if it has
+   the suffix but no valid NAME (too long, or more labels: no such DNS name). */
+static int vault_host(const char *host, char name[64])
+{
+    static const char suffix[] = ".vault.localhost";
+    size_t hl = strlen(host), sl = sizeof(suffix) - 1;
+    if (hl <= sl || strcmp(host + hl - sl, suffix) != 0)
+        return 0;
+    if (hl - sl >= 64 || memchr(host, '.', hl - sl))
+        return -1;
+    memcpy(name, host, hl - sl);
+    name[hl - sl] = '\0';
+    return 1;
+}
+
 static int dispatch(azsim_req *r)
 {
     const char *h = r->host;
-    size_t hl = strlen(h);
-    static const char vault_suffix[] = ".vault.localhost";
-    size_t vl = sizeof(vault_suffix) - 1;
+    char name[64];
+    int vault;
 
     if (strcmp(h, "login.localhost") == 0)
         return azsim_login_handle(r);
@@ -313,16 +327,12 @@ static int dispatch(azsim_req *r)
         return azsim_profiles_handle(r);
     if (strcmp(h, "azsim.localhost") == 0)
         return azsim_admin_handle(r);
-    if (hl > vl && strcmp(h + hl - vl, vault_suffix) == 0) {
-        char name[64];
-        if (hl - vl >= sizeof(name) || memchr(h, '.', hl - vl)) {
-            r->drop = 1; /* no such DNS name */
-            return AZSIM_OK;
-        }
-        memcpy(name, h, hl - vl);
-        name[hl - vl] = '\0';
-        return azsim_kv_handle(r, name);
+    if ((vault = vault_host(h, name)) < 0) {
+        r->drop = 1; /* no such DNS name */
+        return AZSIM_OK;
     }
+    if (vault > 0)
+        return azsim_kv_handle(r, name);
     r->op = "unknown-host";
     return azsim_reply_json(r, 404,
                             json_pack("{s:{s:s,s:s}}", "error", "code", "NotFound", "message",
@@ -353,15 +363,8 @@ static int mutating(const azsim_req *r)
 /* The vault a Key Vault data-plane request went to (NAME.vault.localhost), or NULL. */
 static azsim_vault *request_vault(const azsim_req *r)
 {
-    static const char suffix[] = ".vault.localhost";
-    size_t hl = strlen(r->host), sl = sizeof(suffix) - 1;
-    char name[128];
-    if (hl <= sl || hl - sl >= sizeof(name) || strcmp(r->host + hl - sl, suffix) != 0 ||
-        memchr(r->host, '.', hl - sl))
-        return NULL;
-    memcpy(name, r->host, hl - sl);
-    name[hl - sl] = '\0';
-    return azsim_vault_find(r->st, name);
+    char name[64];
+    return vault_host(r->host, name) > 0 ? azsim_vault_find(r->st, name) : NULL;
 }
 
 /* Writes that can neither delete, restore nor give a rotation policy to anything the sweep
