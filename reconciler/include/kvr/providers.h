@@ -146,6 +146,9 @@ int kvr_time_parse_http(int64_t *out, const char *text);
 int kvr_live_add_vault(kvr_live *l, const json_t *vault, kvr_error *err);
 int kvr_live_add_deleted_vault(kvr_live *l, const json_t *deleted, kvr_error *err);
 int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err);
+/* The same from its fields (role_id: the definition's GUID, lowercase), copied into l. */
+int kvr_live_put_role(kvr_live *l, const char *name, const char *scope, const char *role_id,
+                      const char *principal_id, kvr_error *err);
 /* An application with its service principal (sp may be NULL). */
 int kvr_live_add_app(kvr_live *l, const json_t *app, const json_t *sp, kvr_error *err);
 /* A key: its latest KeyBundle, its versions (KeyItem list), its rotation policy (may be NULL). */

@@ -274,7 +274,6 @@ int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err)
     const json_t *props = json_object_get(assignment, "properties");
     const char *name = jstr(assignment, "name"), *def = jstr(props, "roleDefinitionId");
     const char *scope = jstr(props, "scope"), *principal = jstr(props, "principalId");
-    kvr_live_role *r;
     char guid[64];
     if (!name || !def || !scope || !principal)
         return shape(err, "a role assignment",
@@ -287,13 +286,19 @@ int kvr_live_add_role(kvr_live *l, const json_t *assignment, kvr_error *err)
                              def);
     for (char *p = guid; *p; p++)
         *p = (char)tolower((unsigned char)*p);
-    r = append((void **)&l->roles, &l->nroles, sizeof(*r));
+    return kvr_live_put_role(l, name, scope, guid, principal, err);
+}
+
+int kvr_live_put_role(kvr_live *l, const char *name, const char *scope, const char *role_id,
+                      const char *principal_id, kvr_error *err)
+{
+    kvr_live_role *r = append((void **)&l->roles, &l->nroles, sizeof(*r));
     if (!r)
         return kvr_error_oom(err);
     r->name = dup(l, name);
     r->scope = dup(l, scope);
-    r->role_id = dup(l, guid);
-    r->principal_id = dup(l, principal);
+    r->role_id = dup(l, role_id);
+    r->principal_id = dup(l, principal_id);
     return r->name && r->scope && r->role_id && r->principal_id ? 0 : kvr_error_oom(err);
 }
 

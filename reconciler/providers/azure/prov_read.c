@@ -947,21 +947,11 @@ static int roles_hold(reader *r, fetch *f, json_t *items)
 static int roles_commit(reader *r, fetch *f)
 {
     kvr_live *h = f->held, *l = r->l;
-    kvr_live_role *roles;
-    if (h && h->nroles) {
-        if (!(roles = realloc(l->roles, (l->nroles + h->nroles) * sizeof(*roles))))
-            return kvr_error_oom(r->err);
-        l->roles = roles;
-        for (size_t i = 0; i < h->nroles; i++) {
-            const kvr_live_role *from = &h->roles[i];
-            kvr_live_role *to = &l->roles[l->nroles];
-            if (!(to->name = kvr_strpool_dup(&l->strings, from->name)) ||
-                !(to->scope = kvr_strpool_dup(&l->strings, from->scope)) ||
-                !(to->role_id = kvr_strpool_dup(&l->strings, from->role_id)) ||
-                !(to->principal_id = kvr_strpool_dup(&l->strings, from->principal_id)))
-                return kvr_error_oom(r->err);
-            l->nroles++;
-        }
+    for (size_t i = 0; h && i < h->nroles; i++) {
+        const kvr_live_role *from = &h->roles[i];
+        if (kvr_live_put_role(l, from->name, from->scope, from->role_id, from->principal_id,
+                              r->err) < 0)
+            return r->err->code;
     }
     kvr_live_free(h);
     f->held = NULL;
