@@ -423,24 +423,25 @@ static void test_jsonpage__nesting_bomb(void **state)
 {
     static const size_t depths[] = {1,    10,   500,  509,  510,  511,  512,  513,    2040,
                                     2044, 2045, 2046, 2047, 2048, 2049, 5000, 1000000};
+    /* in an item, in a next link, in an object item, and never closed */
+    static const struct {
+        const char *head, *open, *close, *tail;
+    } shapes[] = {
+        {"{\"value\":[1,", "[", "]", "]}"},
+        {"{\"value\":[],\"nextLink\":", "[", "]", "}"},
+        {"{\"value\":[", "{\"a\":", "}", "]}"},
+        {"{\"value\":[", "[", "", ""},
+    };
     size_t len;
     char *text;
     (void)state;
-    for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
-        /* in an item, in a next link, in an object item, and never closed */
-        text = nest("{\"value\":[1,", depths[i], "[", "]", "]}", &len);
-        same_as_whole(text, len, 256);
-        free(text);
-        text = nest("{\"value\":[],\"nextLink\":", depths[i], "[", "]", "}", &len);
-        same_as_whole(text, len, 256);
-        free(text);
-        text = nest("{\"value\":[", depths[i], "{\"a\":", "}", "]}", &len);
-        same_as_whole(text, len, 256);
-        free(text);
-        text = nest("{\"value\":[", depths[i], "[", "", "", &len);
-        same_as_whole(text, len, 256);
-        free(text);
-    }
+    for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++)
+        for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+            text = nest(shapes[k].head, depths[i], shapes[k].open, shapes[k].close,
+                        shapes[k].tail, &len);
+            same_as_whole(text, len, 256);
+            free(text);
+        }
     /* shallow items split; a bomb is refused in jansson's words */
     text = nest("{\"value\":[", 20, "[", "]", "]}", &len);
     assert_true(same_as_whole(text, len, 256));
