@@ -149,26 +149,8 @@ is 200 || fail "crash: a name check answers" "$STATUS"
 crash
 
 # ---- state files of older azsims, and damaged key material ----
-# reseal DIR PYTHON: runs PYTHON on the state of DIR (bound to d) and seals it again, as azsim_seal
-# does (AES-256-GCM with DIR/backup.key, b64url of iv | ciphertext | tag)
-reseal() {
-    "$PY" - "$1" "$2" <<'EOF2'
-import base64, json, os, sys
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-home, code = sys.argv[1], sys.argv[2]
-aes = AESGCM(open(os.path.join(home, "backup.key"), "rb").read())
-def b64(b): return base64.urlsafe_b64encode(b).decode().rstrip("=")
-def unb64(s): return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-raw = unb64(open(os.path.join(home, "state.sealed")).read())
-d = json.loads(aes.decrypt(raw[:12], raw[12:], None))
-def versions(name):
-    return [v for vault in d["vaults"] for k in vault["keys"] if k["name"] == name for v in k["versions"]]
-exec(code)
-iv = os.urandom(12)
-sealed = b64(iv + aes.encrypt(iv, json.dumps(d, separators=(",", ":")).encode(), None))
-open(os.path.join(home, "state.sealed"), "w").write(sealed)
-EOF2
-}
+# reseal DIR PYTHON: runs PYTHON on the state of DIR (bound to d) and seals it again (reseal.py)
+reseal() { "$PY" "$(dirname "$0")/reseal.py" "$1" "$2"; }
 if "$PY" -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null; then
     # a state saved before key versions kept their JWK: served all the same, the JWK made at first use
     D2="$DATA/d2"
