@@ -277,7 +277,9 @@ typedef struct vault_ix {
  *   group's size). `atScope()` would not do: it returns nothing below the scope.
  *
  * A caller may hold rights on some vaults and not on their group: a group-scope list it is
- * refused (403) falls back to the per-vault reads, which need only the vaults' own rights.
+ * refused (403) falls back to the per-vault reads, which need only the vaults' own rights. So
+ * does a group-scope list whose one page is over the response cap (32 MiB: tens of thousands of
+ * assignments in one page).
  */
 typedef struct rg_ix {
     const char *name; /* borrowed from the scope */
@@ -288,7 +290,8 @@ typedef struct rg_ix {
     bool all_list;              /* role assignments: one list of the group's, unfiltered (a
                                    group with vaults that report undeclared principals) */
     size_t nroles_wanted;       /* vaults whose assignments are read (declared, or report) */
-    bool refused;               /* a group-scope list was refused (403): per vault instead */
+    bool refused;               /* a group-scope list was refused (403) or too large: per vault
+                                   instead */
 } rg_ix;
 
 /* Parts of a key read together: the latest version, every version, the rotation policy. */
@@ -326,7 +329,8 @@ struct fetch {
     int page_cap;       /* a list: stop after this many pages (0: all), and say so */
     size_t order;       /* a Key Vault read: its vault's index + 1; 0: ARM, Graph, profiles */
     bool truncated;     /* the list stopped at page_cap with pages left, or was refused */
-    bool forbidden_ok;  /* a 403 means: read the group's vaults one by one (done gets NULL) */
+    bool forbidden_ok;  /* a 403, or a page over the response cap, means: read the group's
+                           vaults one by one (give_up_group; done gets NULL) */
     /* A streamed list (a vault's keys, secrets, ..., role assignments): `done` gets each page's
        items as the page arrives, PAGE_BATCH at a time, with `last` set on the last call and
        `last_page` on each call with the last page's items (`truncated` is set before those when
@@ -467,6 +471,14 @@ static int not_json(reader *r, const fetch *f, const json_error_t *jerr)
                          obj[0] ? " '" : "", obj, obj[0] ? "'" : "", why);
 }
 
+/* A group-scope list that cannot be read whole (refused, or one page over the response cap):
+   its handler falls back to reads that need less (the group's vaults one by one). */
+static int give_up_group(reader *r, fetch *f)
+{
+    f->truncated = true;
+    return f->done(r, f, NULL);
+}
+
 /* One response: the handler's turn, or the list's next page. *again: f was queued again. */
 static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
 {
@@ -481,10 +493,8 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
         kvr_time_parse_http(&r->l->now, resp->date);
     if (resp->status == 404 && f->missing_ok)
         return f->done(r, f, NULL);
-    if (resp->status == 403 && f->forbidden_ok) {
-        f->truncated = true;
-        return f->done(r, f, NULL);
-    }
+    if (resp->status == 403 && f->forbidden_ok)
+        return give_up_group(r, f);
     if (resp->status != 200)
         return kvr_http_error(r->err, resp, f->op, f->object[0] ? f->object : NULL);
     if (!f->list) {
@@ -693,7 +703,9 @@ static int run_queue(reader *r)
         send_round(r, round, n, spare, reqs, resp, codes, errs);
         for (size_t i = 0; i < n; i++) {
             bool again = false;
-            if (!rc && codes[i] < 0) {
+            if (!rc && codes[i] == KVR_ETOOBIG && round[i]->forbidden_ok) {
+                rc = give_up_group(r, round[i]); /* e.g. 100,000 role assignments in one page */
+            } else if (!rc && codes[i] < 0) {
                 *r->err = errs[i];
                 rc = codes[i];
             } else if (!rc) {
