@@ -13,6 +13,7 @@
  */
 #include "build.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -476,6 +477,59 @@ static void retire_unmanaged_secret(pb *b, const kvr_live_secret *ls)
     dependent_gates(b, s, ls->vault, NULL, NULL, false, ls->name, "point it at another secret");
 }
 
+/*
+ * The live objects of one kind by declared vault (the vault's first declaration), in one pass:
+ * those of vault i are ix[start[i]..start[i+1]), in their live order. Each vault walking every
+ * live object instead was a fifth of a 2,000-vault plan's CPU (600,000 objects, 2,000 times).
+ */
+typedef struct by_vault {
+    size_t *start; /* nvaults + 2 */
+    size_t *ix;
+} by_vault;
+
+static void by_vault_free(by_vault *bv)
+{
+    free(bv->start);
+    free(bv->ix);
+}
+
+/* Buckets n items by home[i], a declared vault's index or NONE (left out). */
+static int by_vault_sort(pb *b, by_vault *bv, const size_t *home, size_t n)
+{
+    size_t nv = b->d->nvaults;
+    bv->start = calloc(nv + 2, sizeof(*bv->start));
+    bv->ix = malloc((n + 1) * sizeof(*bv->ix));
+    if (!bv->start || !bv->ix)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (home[i] != NONE)
+            bv->start[home[i] + 2]++;
+    for (size_t i = 2; i < nv + 2; i++)
+        bv->start[i] += bv->start[i - 1];
+    for (size_t i = 0; i < n; i++)
+        if (home[i] != NONE)
+            bv->ix[bv->start[home[i] + 1]++] = i;
+    return 0;
+}
+
+/* Buckets n items by their vault; `vault_at`: the offset of their `const char *vault`. */
+static int by_vault_fill(pb *b, by_vault *bv, const void *items, size_t n, size_t elem,
+                         size_t vault_at)
+{
+    size_t *home = malloc((n + 1) * sizeof(*home));
+    int rc;
+    if (!home)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *vault = *(const char *const *)((const char *)items + i * elem + vault_at);
+        const kvr_vault *v = vault ? kvr_estate_vault(b->d, vault) : NULL;
+        home[i] = v ? (size_t)(v - b->d->vaults) : NONE;
+    }
+    rc = by_vault_sort(b, bv, home, n);
+    free(home);
+    return rc;
+}
+
 /* A principal the estate knows: a declared app's, an app of this estate leaving the YAML
    (its retirement says what it loses), or the identity the state was read as. */
 static bool known_principal(const pb *b, const char *id)
@@ -520,8 +574,9 @@ static void perms_note(char *out, size_t size, const kvr_live_policy *lp)
  * touched.
  */
 static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv,
-                           const size_t *role_vault)
+                           const by_vault *roles)
 {
+    size_t vi = (size_t)(v - b->d->vaults);
     for (size_t e = 0; e < lv->npolicies; e++) {
         const kvr_live_policy *lp = &lv->policies[e];
         char note[300];
@@ -536,12 +591,10 @@ static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv,
         }
         pb_unmanaged(b, v->name, "accessPolicy", lp->object_id, note[0] ? note : NULL);
     }
-    for (size_t r = 0; role_vault && r < b->l->nroles; r++) {
-        const kvr_live_role *lr = &b->l->roles[r];
+    for (size_t j = roles->start[vi]; j < roles->start[vi + 1]; j++) {
+        const kvr_live_role *lr = &b->l->roles[roles->ix[j]];
         const char *role, *key;
         char name[200], note[300];
-        if (role_vault[r] != (size_t)(v - b->d->vaults))
-            continue;
         role = kvr_model_role_name(lr->role_id);
         snprintf(name, sizeof(name), "%s for %s", role ? role : lr->role_id, lr->principal_id);
         key = strstr(lr->scope, "/keys/");
@@ -561,17 +614,29 @@ static void foreign_access(pb *b, const kvr_vault *v, const kvr_live_vault *lv,
  */
 void kvr_plan_pass_unmanaged(pb *b)
 {
+    const kvr_live *l = b->l;
+    by_vault keys = {0}, unread = {0}, secrets = {0}, certs = {0}, roles = {0};
     /* each role assignment of a principal the estate does not know: its declared vault, once */
-    size_t *role_vault = b->in->subscription ? calloc(b->l->nroles + 1, sizeof(*role_vault)) : NULL;
-    if (b->in->subscription && !role_vault) {
-        pb_oom(b);
-        return;
-    }
-    for (size_t r = 0; role_vault && r < b->l->nroles; r++) {
-        const kvr_live_role *lr = &b->l->roles[r];
-        const kvr_vault *rv = known_principal(b, lr->principal_id) ? NULL
-                                                                  : kvr_plan_role_vault(b, lr);
+    size_t *role_vault = calloc(l->nroles + 1, sizeof(*role_vault));
+    int rc = role_vault ? 0 : -1;
+    for (size_t r = 0; !rc && r < l->nroles; r++) {
+        const kvr_live_role *lr = &l->roles[r];
+        const kvr_vault *rv = !b->in->subscription || known_principal(b, lr->principal_id)
+                                  ? NULL
+                                  : kvr_plan_role_vault(b, lr);
         role_vault[r] = rv ? (size_t)(rv - b->d->vaults) : NONE;
+    }
+    if (rc || by_vault_sort(b, &roles, role_vault, l->nroles) < 0 ||
+        by_vault_fill(b, &keys, l->keys, l->nkeys, sizeof(*l->keys),
+                      offsetof(kvr_live_key, vault)) < 0 ||
+        by_vault_fill(b, &unread, l->unread_keys, l->nunread_keys, sizeof(*l->unread_keys),
+                      offsetof(kvr_live_name, vault)) < 0 ||
+        by_vault_fill(b, &secrets, l->secrets, l->nsecrets, sizeof(*l->secrets),
+                      offsetof(kvr_live_secret, vault)) < 0 ||
+        by_vault_fill(b, &certs, l->certs, l->ncerts, sizeof(*l->certs),
+                      offsetof(kvr_live_cert, vault)) < 0) {
+        pb_oom(b);
+        goto done;
     }
     for (size_t i = 0; i < b->d->nvaults; i++) {
         const kvr_vault *v = &b->d->vaults[i];
@@ -589,32 +654,33 @@ void kvr_plan_pass_unmanaged(pb *b)
         }
         retire = retires_unmanaged(b, v);
         first = b->p->nunmanaged;
-        for (size_t k = 0; k < b->l->nkeys; k++) {
-            const kvr_live_key *lk = &b->l->keys[k];
+        for (size_t j = keys.start[i]; j < keys.start[i + 1]; j++) {
+            const kvr_live_key *lk = &l->keys[keys.ix[j]];
             bool ours = false;
-            if (!kvr_str_ieq(lk->vault, v->name) || kvr_estate_key(b->d, v->name, lk->name))
+            if (kvr_estate_key(b->d, v->name, lk->name))
                 continue;
-            for (size_t j = 0; j < lk->nversions; j++)
-                ours |= version_ours(b, lk, &lk->versions[j]);
+            for (size_t k = 0; k < lk->nversions; k++)
+                ours |= version_ours(b, lk, &lk->versions[k]);
             if (!ours && !retire)
                 pb_unmanaged(b, v->name, "key", lk->name, NULL);
         }
-        for (size_t k = 0; k < b->l->nunread_keys; k++)
-            if (kvr_str_ieq(b->l->unread_keys[k].vault, v->name) &&
-                !kvr_estate_key(b->d, v->name, b->l->unread_keys[k].name))
-                pb_unmanaged(b, v->name, "key", b->l->unread_keys[k].name, NULL);
-        for (size_t k = 0; k < b->l->nsecrets; k++) {
-            const kvr_live_secret *ls = &b->l->secrets[k];
-            if (!kvr_str_ieq(ls->vault, v->name) || !secret_unmanaged(b, v, ls))
+        for (size_t j = unread.start[i]; j < unread.start[i + 1]; j++) {
+            const kvr_live_name *u = &l->unread_keys[unread.ix[j]];
+            if (!kvr_estate_key(b->d, v->name, u->name))
+                pb_unmanaged(b, v->name, "key", u->name, NULL);
+        }
+        for (size_t j = secrets.start[i]; j < secrets.start[i + 1]; j++) {
+            const kvr_live_secret *ls = &l->secrets[secrets.ix[j]];
+            if (!secret_unmanaged(b, v, ls))
                 continue;
             if (retire)
                 retire_unmanaged_secret(b, ls);
             else
                 pb_unmanaged(b, v->name, "secret", ls->name, NULL);
         }
-        for (size_t k = 0; k < b->l->ncerts; k++) {
-            const kvr_live_cert *lc = &b->l->certs[k];
-            if (!kvr_str_ieq(lc->vault, v->name) || cert_copied(b, v, lc->name))
+        for (size_t j = certs.start[i]; j < certs.start[i + 1]; j++) {
+            const kvr_live_cert *lc = &l->certs[certs.ix[j]];
+            if (cert_copied(b, v, lc->name))
                 continue;
             pb_unmanaged(b, v->name, "certificate", lc->name,
                          retire ? "kept: kvreconcile does not manage certificates (schema v1); "
@@ -622,12 +688,18 @@ void kvr_plan_pass_unmanaged(pb *b)
                                 : NULL);
         }
         if (b->in->subscription)
-            foreign_access(b, v, pb_live_vault(b, v->name), role_vault);
+            foreign_access(b, v, pb_live_vault(b, v->name), &roles);
         if (!b->rc && b->p->nunmanaged > first + 1)
             qsort(b->p->unmanaged + first, b->p->nunmanaged - first, sizeof(*b->p->unmanaged),
                   unmanaged_cmp);
     }
+done:
     free(role_vault);
+    by_vault_free(&keys);
+    by_vault_free(&unread);
+    by_vault_free(&secrets);
+    by_vault_free(&certs);
+    by_vault_free(&roles);
 }
 
 /* ---- app credentials ---------------------------------------------------------------------- */
