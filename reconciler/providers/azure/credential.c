@@ -49,6 +49,7 @@ struct kvr_auth {
     vault_challenge *challenges;
     size_t nchallenges;
     size_t capchallenges;
+    kvr_index challenge_ix; /* challenges by host: a 2,000-vault plan looks one up 680,000 times */
     bool imds_seen; /* IMDS has answered once: from now on, retry it patiently */
 };
 
@@ -99,6 +100,7 @@ void kvr_auth_free(kvr_auth *a)
         drop_token(&a->tokens[i]);
     free(a->tokens);
     free(a->challenges);
+    kvr_index_release(&a->challenge_ix);
     free(a->tenant);
     free(a->client_id);
     kvr_azure_secret_free(a->client_secret);
@@ -602,12 +604,22 @@ int kvr_auth_send(kvr_http_response *out, kvr_auth *a, const char *scope,
 /* ---- Key Vault challenge flow -------------------------------------------------------------------
  */
 
+typedef struct challenge_probe {
+    const kvr_auth *a;
+    const char *host;
+} challenge_probe;
+
+static bool challenge_is(const void *ctx, size_t i)
+{
+    const challenge_probe *p = ctx;
+    return strcmp(p->a->challenges[i].host, p->host) == 0;
+}
+
 static vault_challenge *find_challenge(kvr_auth *a, const char *host)
 {
-    for (size_t i = 0; i < a->nchallenges; i++)
-        if (strcmp(a->challenges[i].host, host) == 0)
-            return &a->challenges[i];
-    return NULL;
+    challenge_probe p = {a, host};
+    size_t i = kvr_index_first(&a->challenge_ix, kvr_hash_ci(KVR_HASH_SEED, host), challenge_is, &p);
+    return i == KVR_INDEX_NONE ? NULL : &a->challenges[i];
 }
 
 /* Parses and checks a 401's challenge and stores it for the host; *changed says it is new. */
@@ -626,7 +638,8 @@ static int learn_challenge(bool *changed, kvr_auth *a, const char *url, const ch
     vault_challenge *v = find_challenge(a, host);
     if (!v) {
         if (kvr_grow((void **)&a->challenges, &a->capchallenges, a->nchallenges + 1,
-                     sizeof(*a->challenges)) < 0)
+                     sizeof(*a->challenges)) < 0 ||
+            kvr_index_put(&a->challenge_ix, kvr_hash_ci(KVR_HASH_SEED, host), a->nchallenges) < 0)
             return kvr_error_oom(err);
         v = &a->challenges[a->nchallenges++];
         memset(v, 0, sizeof(*v));
