@@ -954,6 +954,17 @@ int kvr_live_to_json(char **out, const kvr_live *l, kvr_error *err)
     return 0;
 }
 
+typedef struct class_probe {
+    const char *const *seen;
+    const char *marker;
+} class_probe;
+
+static bool same_marker(const void *ctx, size_t i)
+{
+    const class_probe *p = ctx;
+    return strcmp(p->seen[i], p->marker) == 0;
+}
+
 /*
  * The live state as a saved plan's digest sees it. Markers are keyed with a key that lives for
  * one run, so two runs never share one; what a plan depends on is which values are equal to
@@ -968,9 +979,11 @@ int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, siz
     json_t *root = live_json(l), *secrets, *desired = json_array();
     const char **seen = calloc(l->nsecrets + nd + 1, sizeof(*seen));
     size_t nseen = 0;
+    kvr_index classes; /* seen[] by marker: a walk of seen[] per secret is quadratic */
     int rc = 0;
 
     *out = NULL;
+    kvr_index_init(&classes);
     if (!root || !desired || !seen) {
         rc = kvr_error_oom(err);
         goto done;
@@ -983,10 +996,17 @@ int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, siz
         size_t c = 0;
         char cls[32];
         if (m) {
-            while (c < nseen && strcmp(seen[c], m) != 0)
-                c++;
-            if (c == nseen)
+            class_probe p = {seen, m};
+            uint64_t h = kvr_hash_ci(KVR_HASH_SEED, m);
+            c = kvr_index_first(&classes, h, same_marker, &p);
+            if (c == KVR_INDEX_NONE) {
+                if (kvr_index_put(&classes, h, nseen) < 0) {
+                    rc = kvr_error_oom(err);
+                    goto done;
+                }
+                c = nseen;
                 seen[nseen++] = m;
+            }
             snprintf(cls, sizeof(cls), "v%zu", c + 1);
         }
         if (i < l->nsecrets) {
@@ -1005,6 +1025,7 @@ int kvr_live_canon(char **out, const kvr_live *l, const kvr_value_digest *d, siz
         rc = kvr_error_oom(err);
 done:
     free(seen);
+    kvr_index_release(&classes);
     json_decref(desired);
     json_decref(root);
     return rc;
