@@ -31,6 +31,7 @@ enum {
 typedef struct azsim_vec {
     void **items;
     size_t n, cap;
+    unsigned long gen; /* moves with every push and remove (a lookup table over it is stale) */
 } azsim_vec;
 
 int azsim_vec_push(azsim_vec *v, void *item);
@@ -202,6 +203,11 @@ typedef struct azsim_state {
     int64_t clock_offset;
     int64_t clock_frozen_at; /* POST /clock/freeze: the real time the clock stopped at (0: runs) */
     azsim_vec apps, sps, assignments, rgs, vaults;
+    /* vaults by name (azsim_vault_find), rebuilt when vaults.gen moves: open addressing over
+       vault_slots_n slots (a power of two), NULL empty */
+    azsim_vault **vault_slots;
+    size_t vault_slots_n;
+    unsigned long vault_slots_gen;
     /* Graph's deleted items: soft-deleted applications (azsim_app*, deleted set), unknown to every
        lookup of apps (Graph, sign-in) until restored; purged AZSIM_APP_RETENTION after deletion */
     azsim_vec deleted_apps;

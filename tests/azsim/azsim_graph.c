@@ -149,7 +149,7 @@ static int64_t asn1_time(const ASN1_TIME *t)
 static int app_patch(graph_ctx *c, azsim_app *a)
 {
     json_t *body = azsim_body_json(c->r);
-    azsim_vec keys = {NULL, 0, 0};
+    azsim_vec keys = {0};
     int rc = AZSIM_OK;
     char *name = NULL;
     json_t *new_tags = NULL;

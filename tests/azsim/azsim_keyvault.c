@@ -143,13 +143,54 @@ void azsim_vault_free(azsim_vault *v)
     free(v);
 }
 
-azsim_vault *azsim_vault_find(azsim_state *st, const char *name)
+static size_t name_hash(const char *s)
 {
+    uint64_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 1099511628211u;
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* The table of azsim_vault_find, made again after the vault list changed (NULL: no memory). */
+static azsim_vault **vault_slots(azsim_state *st)
+{
+    size_t n = 16;
+    if (st->vault_slots && st->vault_slots_gen == st->vaults.gen)
+        return st->vault_slots;
+    while (n < 2 * st->vaults.n)
+        n *= 2;
+    free(st->vault_slots);
+    if (!(st->vault_slots = calloc(n, sizeof(*st->vault_slots))))
+        return NULL;
+    st->vault_slots_n = n;
+    st->vault_slots_gen = st->vaults.gen;
     for (size_t i = 0; i < st->vaults.n; i++) {
         azsim_vault *v = st->vaults.items[i];
-        if (azsim_streq_ci(v->name, name))
-            return v;
+        size_t h = name_hash(v->name) & (n - 1);
+        while (st->vault_slots[h]) /* a name twice (not made by the API): the first is found */
+            h = (h + 1) & (n - 1);
+        st->vault_slots[h] = v;
     }
+    return st->vault_slots;
+}
+
+/* Vault names are compared without case, as Azure's are; by hash: 2,000 vaults are looked up
+   hundreds of thousands of times by a large plan. */
+azsim_vault *azsim_vault_find(azsim_state *st, const char *name)
+{
+    azsim_vault **slots = name ? vault_slots(st) : NULL;
+    if (!name)
+        return NULL;
+    if (!slots) { /* out of memory: the walk */
+        for (size_t i = 0; i < st->vaults.n; i++)
+            if (azsim_streq_ci(((azsim_vault *)st->vaults.items[i])->name, name))
+                return st->vaults.items[i];
+        return NULL;
+    }
+    for (size_t h = name_hash(name) & (st->vault_slots_n - 1); slots[h];
+         h = (h + 1) & (st->vault_slots_n - 1))
+        if (azsim_streq_ci(slots[h]->name, name))
+            return slots[h];
     return NULL;
 }
 

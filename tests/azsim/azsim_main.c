@@ -67,6 +67,7 @@ void azsim_state_release(azsim_state *st)
     free(st->assignments.items);
     free(st->rgs.items);
     free(st->vaults.items);
+    free(st->vault_slots);
     json_decref(st->stats);
     EVP_PKEY_free(st->sign_key);
     OPENSSL_cleanse(st->backup_key, sizeof(st->backup_key));

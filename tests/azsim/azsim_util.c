@@ -30,6 +30,7 @@ int azsim_vec_push(azsim_vec *v, void *item)
         v->cap = cap;
     }
     v->items[v->n++] = item;
+    v->gen++;
     return AZSIM_OK;
 }
 
@@ -39,6 +40,7 @@ void azsim_vec_remove(azsim_vec *v, size_t i)
         return;
     memmove(&v->items[i], &v->items[i + 1], (v->n - i - 1) * sizeof(*v->items));
     v->n--;
+    v->gen++;
 }
 
 int64_t azsim_now(const azsim_state *st)
