@@ -10,7 +10,7 @@
 #   VAULTS=200 KEYS=50 VERSIONS=3 SECRETS=200 ROLES=50   the estate (ROLES per vault); the
 #                              sizes RESULTS.md reports are 20, 200 (the default) and 400, and
 #                              2000 on demand (about 15 minutes to seed, and a large /tmp:
-#                              ESTATE=/tmp/est2000 VAULTS=2000 PHASES=estate ALTERNATE=1)
+#                              ESTATE=/tmp/est2000 VAULTS=2000 PHASES=estate SDK=0)
 #   LATENCY=20                 azsim --latency-ms for the measured runs (throttling on)
 #   SDK_VAULTS=20              vaults the sequential SDK script reads (then extrapolated
 #                              linearly to VAULTS)
@@ -18,6 +18,7 @@
 #   SDK_PER_VAULT=6            of which at most this many to one vault
 #   ALTERNATE=2                rounds of plan then the concurrent SDK script, alternated in the
 #                              same azsim; each pair's ratio and the median are reported
+#   SDK=1                      0: leave out both SDK scripts (5. and 6.; hours at 2,000 vaults)
 #   RELOC_SECRETS=1000         secrets copied by the relocation
 #   RELOC_CERTS=20             certificates copied by the relocation (made with openssl)
 #   RELOC_TIMEOUT=600          seconds the relocation apply may run before it is stopped
@@ -33,7 +34,7 @@ VAULTS=${VAULTS:-200} KEYS=${KEYS:-50} VERSIONS=${VERSIONS:-3} SECRETS=${SECRETS
 ROLES=${ROLES:-50} LATENCY=${LATENCY:-20} SDK_VAULTS=${SDK_VAULTS:-20}
 SDK_CONCURRENCY=${SDK_CONCURRENCY:-48} SDK_PER_VAULT=${SDK_PER_VAULT:-6} ALTERNATE=${ALTERNATE:-2}
 RELOC_SECRETS=${RELOC_SECRETS:-1000} RELOC_CERTS=${RELOC_CERTS:-20} RELOC_TIMEOUT=${RELOC_TIMEOUT:-600}
-PHASES=${PHASES:-"estate reloc"} BUILD=${BUILD:-build-C}
+PHASES=${PHASES:-"estate reloc"} BUILD=${BUILD:-build-C} SDK=${SDK:-1}
 py=/usr/bin/python3
 gen="$py $root/tests/bench/estate_gen.py"
 
@@ -207,6 +208,9 @@ print("target (2 x max(a, b)): %.2f s" % (2 * max(a, b)))
 EOF
 
     # 5. the SDK, sequential awaits, on SDK_VAULTS vaults, extrapolated
+    if [ "$SDK" = 0 ]; then
+        echo "== the SDK scripts: skipped (SDK=0)"
+    else
     if [ ! -d tests/bench/sdk/node_modules/@azure/keyvault-keys ] ||
         [ tests/bench/sdk/package-lock.json -nt tests/bench/sdk/node_modules/.package-lock.json ]; then
         (cd tests/bench/sdk && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
@@ -268,6 +272,7 @@ for i in range(1, rounds + 1):
 if ratios:
     print("median ratio SDK/plan over %d rounds: %.2fx" % (len(ratios), statistics.median(ratios)))
 EOF
+    fi # SDK
     stop_azsim
 fi
 
