@@ -271,10 +271,7 @@ int main(int argc, char **argv)
         rc = 0;
 done:
     free(cert);
-    if (key) {
-        OPENSSL_cleanse(key, strlen(key));
-        free(key);
-    }
+    azsim_secret_free(key);
     azsim_consumer_free(st.consumer);
     st.consumer = NULL;
     azsim_state_release(&st);

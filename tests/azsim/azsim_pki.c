@@ -86,10 +86,7 @@ static EVP_PKEY *load_or_create_key(const char *path, unsigned bits)
         key = NULL;
     }
 done:
-    if (pem) {
-        OPENSSL_cleanse(pem, strlen(pem));
-        free(pem);
-    }
+    azsim_secret_free(pem);
     return key;
 }
 
@@ -456,15 +453,6 @@ static struct {
 static unsigned verified_next;
 static pthread_mutex_t verified_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* A bearer token is a secret: wiped before it is freed. */
-static void token_free(char *t)
-{
-    if (t) {
-        OPENSSL_cleanse(t, strlen(t));
-        free(t);
-    }
-}
-
 static json_t *verified_get(const char *token)
 {
     json_t *claims = NULL;
@@ -487,7 +475,7 @@ static void verified_put(const char *token, const json_t *claims)
     }
     pthread_mutex_lock(&verified_lock);
     unsigned i = verified_next++ % VERIFIED_MAX;
-    token_free(verified[i].token);
+    azsim_secret_free(verified[i].token); /* a bearer token */
     json_decref(verified[i].claims);
     verified[i].token = t;
     verified[i].claims = c;
@@ -498,7 +486,7 @@ void azsim_jwt_verified_release(void)
 {
     pthread_mutex_lock(&verified_lock);
     for (unsigned i = 0; i < VERIFIED_MAX; i++) {
-        token_free(verified[i].token);
+        azsim_secret_free(verified[i].token);
         json_decref(verified[i].claims);
         verified[i].token = NULL;
         verified[i].claims = NULL;

@@ -198,18 +198,16 @@ void azsim_set_header(azsim_req *r, const char *name, const char *value)
         json_object_set_new(r->resp_headers, name, json_string(value));
 }
 
-/* A reply's body may carry a secret value: wiped before it is freed. */
+/* A reply's body may carry a secret value: wiped before it is freed (azsim_secret_free), also
+   when MHD is done with it (its free callback takes a void *). */
 static void body_free(void *p)
 {
-    if (p) {
-        OPENSSL_cleanse(p, strlen(p));
-        free(p);
-    }
+    azsim_secret_free(p);
 }
 
 int azsim_reply_json(azsim_req *r, unsigned status, json_t *body)
 {
-    body_free(r->resp_body);
+    azsim_secret_free(r->resp_body);
     r->resp_body = NULL;
     r->resp_len = 0;
     r->status = status;
@@ -228,7 +226,7 @@ int azsim_reply_json(azsim_req *r, unsigned status, json_t *body)
 
 int azsim_reply_empty(azsim_req *r, unsigned status)
 {
-    body_free(r->resp_body);
+    azsim_secret_free(r->resp_body);
     r->resp_body = NULL;
     r->resp_len = 0;
     r->status = status;
@@ -594,7 +592,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     ret = respond(conn, cc);
 done:
-    body_free(r.resp_body);
+    azsim_secret_free(r.resp_body);
     json_decref(r.resp_headers);
     free(r.segs);
     free(path);
@@ -614,7 +612,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         OPENSSL_cleanse(cc->body, cc->cap);
         free(cc->body);
     }
-    body_free(cc->resp_body);
+    azsim_secret_free(cc->resp_body);
     json_decref(cc->resp_headers);
     free(cc);
     *con_cls = NULL;
