@@ -178,10 +178,10 @@ static azsim_vault **vault_slots(azsim_state *st)
    hundreds of thousands of times by a large plan. */
 azsim_vault *azsim_vault_find(azsim_state *st, const char *name)
 {
-    azsim_vault **slots = name ? vault_slots(st) : NULL;
+    azsim_vault **slots;
     if (!name)
         return NULL;
-    if (!slots) { /* out of memory: the walk */
+    if (!(slots = vault_slots(st))) { /* out of memory: the walk */
         for (size_t i = 0; i < st->vaults.n; i++)
             if (azsim_streq_ci(((azsim_vault *)st->vaults.items[i])->name, name))
                 return st->vaults.items[i];
