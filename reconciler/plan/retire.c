@@ -618,15 +618,14 @@ void kvr_plan_pass_unmanaged(pb *b)
     by_vault keys = {0}, unread = {0}, secrets = {0}, certs = {0}, roles = {0};
     /* each role assignment of a principal the estate does not know: its declared vault, once */
     size_t *role_vault = calloc(l->nroles + 1, sizeof(*role_vault));
-    int rc = role_vault ? 0 : -1;
-    for (size_t r = 0; !rc && r < l->nroles; r++) {
+    for (size_t r = 0; role_vault && r < l->nroles; r++) {
         const kvr_live_role *lr = &l->roles[r];
         const kvr_vault *rv = !b->in->subscription || known_principal(b, lr->principal_id)
                                   ? NULL
                                   : kvr_plan_role_vault(b, lr);
         role_vault[r] = rv ? (size_t)(rv - b->d->vaults) : NONE;
     }
-    if (rc || by_vault_sort(b, &roles, role_vault, l->nroles) < 0 ||
+    if (!role_vault || by_vault_sort(b, &roles, role_vault, l->nroles) < 0 ||
         by_vault_fill(b, &keys, l->keys, l->nkeys, sizeof(*l->keys),
                       offsetof(kvr_live_key, vault)) < 0 ||
         by_vault_fill(b, &unread, l->unread_keys, l->nunread_keys, sizeof(*l->unread_keys),
