@@ -86,7 +86,10 @@ at = '/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/rg-contoso-backup-weu
 d['assignments'] += [{'name': str(uuid.UUID(int=i + 1)), 'scope': at + '%05d' % i, 'role': '$READER',
                       'principal': str(uuid.UUID(int=(1 << 100) + i)), 'principalType': 'ServicePrincipal',
                       'created': 0, 'effective': 0} for i in range(40000)]"
-    azsim_restart "$azsim" --subscription "$AZURE_SUBSCRIPTION_ID" --rbac-delay 0 --data-keys 20 --rewrap-rate 10
+    # on a new port: while azsim is down, a parallel test's outgoing connection may be given the
+    # old one as its source port, and azsim then cannot listen on it again
+    mv "$work/azsim.err" "$work/azsim.err.1"
+    azsim_start "$azsim" --subscription "$AZURE_SUBSCRIPTION_ID" --rbac-delay 0 --data-keys 20 --rewrap-rate 10
     lists() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json 'd["requests"].get("arm.roleAssignments.list", 0)'; }
     curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" >"$work/stats4.before"
     l0=$(lists)
