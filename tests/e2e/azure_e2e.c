@@ -5,7 +5,9 @@
  * through nextLink; a 404 becomes a readable error; a burst over the vault's published limit is
  * throttled by the simulator and completed by our retries; a certificate registered through Graph
  * yields a token from our PS256 assertion; and after the simulated clock jumps past token expiry
- * the rejected token is replaced transparently. Run by azure_e2e.sh with azsim.env sourced.
+ * the rejected token is replaced transparently. A feed (kvr_auth_run_feed) hands out what an
+ * answer makes possible while another answer is still held back. Run by azure_e2e.sh with
+ * azsim.env sourced.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "azinternal.h" /* kvr_auth_run_feed */
 #include "kvr/azure.h"
 
 static int checks;
@@ -102,6 +105,136 @@ static long kv_one(kvr_http_response *r, kvr_auth *a, const char *method, const 
     kvr_auth_send_kv(r, &code, a, &q, 1, &err);
     CHECK(code == 0, "%s %s: %s", method, url, err.message);
     return r->status;
+}
+
+/*
+ * A feed's dependent reads, with one answer held back by azsim until the last read ends: reads
+ * 0 (s1, the vault's first request: its challenge is learnt), then 1 (s3, held) and 2 (s2) once
+ * 0 has answered, then 3 (a missing secret) once 2 has, and the hold is released when 3 has
+ * answered. Read 4 asks for a token of a malformed scope: it ends with that error, unsent. So the
+ * answers must come 0, 2, 3, 1: a batch that waited for its slowest answer would wait for 1
+ * forever (until azsim gives up the hold).
+ */
+typedef struct chain {
+    kvr_auth *a;
+    kvr_http *admin; /* another engine, for azsim's admin API */
+    char *release;   /* DELETE it: the hold ends */
+    kvr_http_request req[5];
+    char *url[5];
+    const char *scope[5];
+    int queue[5], nq, head, out;
+    int order[5], ndone;
+    long status[5];
+    int code[5];
+    char *value1;
+} chain;
+
+static void chain_queue(chain *c, int i)
+{
+    c->queue[c->nq++] = i;
+}
+
+static const kvr_http_request *chain_next(void *ud, const char **scope)
+{
+    chain *c = ud;
+    if (c->head == c->nq)
+        return NULL;
+    int i = c->queue[c->head];
+    if (!c->scope[i] && c->out > 0 && !kvr_auth_kv_known(c->a, c->url[i]))
+        return NULL; /* one request to a vault until its challenge is known */
+    c->head++;
+    c->out++;
+    *scope = c->scope[i];
+    return &c->req[i];
+}
+
+static void chain_done(void *ud, const kvr_http_request *req, kvr_http_response *resp, int code,
+                       const kvr_error *err)
+{
+    chain *c = ud;
+    int i = (int)(req - c->req);
+    (void)err;
+    c->out--;
+    c->order[c->ndone++] = i;
+    c->status[i] = resp->status;
+    c->code[i] = code;
+    if (i == 0) {
+        chain_queue(c, 1);
+        chain_queue(c, 2);
+    } else if (i == 2) {
+        chain_queue(c, 3);
+    } else if (i == 3) {
+        kvr_http_response r;
+        kvr_http_request q = {.method = "DELETE", .url = c->release};
+        kvr_error e = {0};
+        kvr_http_response_init(&r);
+        CHECK(kvr_http_send(&r, c->admin, &q, &e) == 0 && r.status / 100 == 2,
+              "release the hold: %ld %s", r.status, e.message);
+        kvr_http_response_release(&r);
+    } else if (i == 1) {
+        json_t *j = body_json(resp);
+        const char *v = json_string_value(json_object_get(j, "value"));
+        c->value1 = v ? strdup(v) : NULL;
+        json_decref(j);
+    }
+}
+
+static void feed_check(kvr_http *h, const char *admin, const char *vault, const char *host)
+{
+    kvr_auth_config ac;
+    kvr_http_config hc;
+    kvr_error err = {0};
+    kvr_http_response r;
+    chain c = {0};
+    static const char *const paths[] = {"s1", "s3", "s2", "nope", "s1"};
+    char *holds = fmt("%s/holds", admin);
+    char *hb = fmt("{\"method\":\"GET\",\"host\":\"%s\",\"path\":\"/secrets/s3\"}", host);
+
+    kvr_auth_config_from_env(&ac);
+    CHECK(kvr_auth_new(&c.a, h, &ac, &err) == 0, "%s", err.message); /* no challenge known */
+    kvr_http_config_init(&hc);
+    CHECK(kvr_http_new(&c.admin, &hc, &err) == 0, "%s", err.message);
+    kvr_http_response_init(&r);
+    kvr_http_request q = {.method = "POST", .url = holds, .body = hb, .body_len = strlen(hb)};
+    CHECK(kvr_http_send(&r, c.admin, &q, &err) == 0 && r.status == 201, "hold: %ld", r.status);
+    json_t *j = body_json(&r);
+    c.release = fmt("%s/holds/%lld", admin, (long long)json_integer_value(json_object_get(j, "id")));
+    json_decref(j);
+    kvr_http_response_release(&r);
+    for (int i = 0; i < 5; i++) {
+        c.url[i] = fmt("%s/secrets/%s?api-version=7.5", vault, paths[i]);
+        c.req[i] = (kvr_http_request){.method = "GET", .url = c.url[i]};
+    }
+    c.scope[4] = "two scopes";
+    chain_queue(&c, 0);
+    chain_queue(&c, 4);
+    CHECK(!kvr_auth_kv_known(c.a, vault), "a new credential knows the vault's challenge");
+    kvr_auth_feed feed = {.ud = &c, .next = chain_next, .done = chain_done};
+    CHECK(kvr_auth_run_feed(c.a, &feed, 8) == 0, "the feed did not run");
+    CHECK(c.ndone == 5, "%d answers for 5 requests", c.ndone);
+    CHECK(kvr_auth_kv_known(c.a, vault), "the challenge was not learnt");
+    CHECK(c.code[4] == KVR_EINVAL && c.status[4] == 0, "the malformed scope: %d %ld", c.code[4],
+          c.status[4]);
+    int seq[4], n = 0;
+    for (int k = 0; k < c.ndone; k++)
+        if (c.order[k] != 4)
+            seq[n++] = c.order[k];
+    CHECK(n == 4 && seq[0] == 0 && seq[1] == 2 && seq[2] == 3 && seq[3] == 1,
+          "answers in the order %d %d %d %d, not 0 2 3 1", seq[0], seq[1], seq[2], seq[3]);
+    CHECK(c.code[0] == 0 && c.status[0] == 200 && c.code[1] == 0 && c.status[1] == 200 &&
+              c.code[2] == 0 && c.status[2] == 200 && c.code[3] == 0 && c.status[3] == 404,
+          "statuses %ld %ld %ld %ld (a 401 is the feed's, never the caller's)", c.status[0],
+          c.status[1], c.status[2], c.status[3]);
+    CHECK(c.value1 && strcmp(c.value1, "v3") == 0, "the held read's value");
+    printf("azure_e2e: feed: answers 0 2 3 1 while 1 was held; the malformed scope ended unsent\n");
+    for (int i = 0; i < 5; i++)
+        free(c.url[i]);
+    free(c.value1);
+    free(c.release);
+    free(holds);
+    free(hb);
+    kvr_http_free(c.admin);
+    kvr_auth_free(c.a);
 }
 
 static double now_ms(void)
@@ -367,6 +500,13 @@ int main(void)
     const char *s3v = json_string_value(json_object_get(j, "value"));
     CHECK(s3v && strcmp(s3v, "v3") == 0, "s3 value");
     json_decref(j);
+
+    {
+        char host[300];
+        snprintf(host, sizeof(host), "%s.%s", vname, suffix);
+        *strchr(host, ':') = '\0'; /* holds name the host without its port */
+        feed_check(h, admin, vault, host);
+    }
 
     /* ---- a create applied but never answered, on a kept-alive connection ----
      * azsim carries out the key create and closes the connection without an answer. libcurl

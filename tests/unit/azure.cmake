@@ -19,6 +19,7 @@ endif()
 if(TARGET kvr_azure AND EXISTS ${PROJECT_SOURCE_DIR}/tests/azsim/CMakeLists.txt)
     add_executable(azure_e2e ${PROJECT_SOURCE_DIR}/tests/e2e/azure_e2e.c)
     target_link_libraries(azure_e2e PRIVATE kvr_azure kvr_util OpenSSL::Crypto)
+    target_include_directories(azure_e2e PRIVATE ${PROJECT_SOURCE_DIR}/reconciler/providers/azure)
     add_test(NAME e2e_azure
              COMMAND bash ${PROJECT_SOURCE_DIR}/tests/e2e/azure_e2e.sh $<TARGET_FILE:azsim>
                      $<TARGET_FILE:azure_e2e>)

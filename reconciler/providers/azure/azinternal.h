@@ -5,6 +5,7 @@
 #ifndef KVR_AZINTERNAL_H
 #define KVR_AZINTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,55 @@ int kvr_az_has_iprefix(const char *s, const char *prefix);
 
 /* A random 32-bit value (OpenSSL RAND; falls back to the clock if that fails). */
 uint32_t kvr_az_random32(void);
+
+/* ---- feeds: requests handed out as others end (http.c, credential.c) ---------------------- */
+
+/*
+ * An open-ended batch. kvr_http_send_batch takes its requests up front and returns when the
+ * slowest has ended, so a reader that learns what to read next from each answer waits for the
+ * slowest of every batch. A feed is asked for a request whenever one of its slots is free, and
+ * given each answer as soon as it ends, so the requests an answer makes possible go while the
+ * others are still in flight.
+ *
+ * next: the next request, or NULL for none now (asked again after the next answer; the run ends
+ *   when next says NULL and nothing is in flight). The request, and what it points to, stay the
+ *   caller's and must stay valid until `done` is called for it.
+ * done: what ended, as kvr_http_send_batch's out[i], codes[i] and errs[i]; `resp` is released
+ *   after done returns (take its body to keep it). May not call into the same feed.
+ * next may run other requests of the same engine (a token to fetch): those run alone, and the
+ * feed's transfers that end meanwhile are given to done afterwards.
+ */
+typedef struct kvr_http_feed {
+    void *ud;
+    const kvr_http_request *(*next)(void *ud);
+    void (*done)(void *ud, const kvr_http_request *req, kvr_http_response *resp, int code,
+                 const kvr_error *err);
+} kvr_http_feed;
+
+/* Runs a feed with at most `slots` requests handed out at once (the engine's own limits on
+   transfers, per host and per host rate still apply). 0, or KVR_ENOMEM before anything ran. */
+int kvr_http_run_feed(kvr_http *h, const kvr_http_feed *feed, size_t slots);
+
+/*
+ * A feed with credentials: `next` also says the token scope of its request (NULL: Key Vault,
+ * whose tenant and scope come from the vault's 401 challenge, as kvr_auth_send_kv). Each request
+ * is sent with its token; a Key Vault host not seen before is first sent the request without one
+ * (kvr_auth_kv_known says which; send only one request to such a host until it is known); a 401
+ * after a token is sent once more with a fresh token (and, for Key Vault, the new challenge).
+ * `done` gets only the final answers, as kvr_http_run_feed's; a token that cannot be had is a
+ * `done` with its error, and the request is not sent.
+ */
+typedef struct kvr_auth_feed {
+    void *ud;
+    const kvr_http_request *(*next)(void *ud, const char **scope);
+    void (*done)(void *ud, const kvr_http_request *req, kvr_http_response *resp, int code,
+                 const kvr_error *err);
+} kvr_auth_feed;
+
+int kvr_auth_run_feed(kvr_auth *a, const kvr_auth_feed *feed, size_t slots);
+
+/* Whether `url`'s host has sent a challenge kvr_auth_send_kv or a feed learnt. */
+bool kvr_auth_kv_known(kvr_auth *a, const char *url);
 
 /* ---- ARM long-running operations (lro.c) ------------------------------------------------- */
 

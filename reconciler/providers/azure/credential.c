@@ -9,6 +9,8 @@
  */
 #include "azinternal.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -804,6 +806,181 @@ done:
     free(berr);
     free(local);
     return rc;
+}
+
+/* ---- a feed with credentials (kvr_auth_run_feed) ---------------------------------------------
+ */
+
+enum { FEED_PROBE, FEED_FIRST, FEED_AGAIN };
+
+typedef struct feed_item {
+    kvr_http_request req;         /* what goes out: the caller's request with its token */
+    const kvr_http_request *orig; /* the caller's */
+    const char *scope;            /* NULL: Key Vault */
+    char *tok;
+    int phase;
+    struct feed_item *next; /* in the list of those to send again, or of the spare ones */
+} feed_item;
+
+typedef struct auth_feed {
+    kvr_auth *a;
+    const kvr_auth_feed *feed;
+    feed_item *again, **again_tail; /* to send again, in the order they came back */
+    feed_item *spare;
+} auth_feed;
+
+static void item_put(auth_feed *af, feed_item *it)
+{
+    kvr_azure_secret_free(it->tok);
+    it->tok = NULL;
+    it->next = af->spare;
+    af->spare = it;
+}
+
+/* Tells the caller that its request ended with `code` (and the response, if any), and frees the
+   item. */
+static void item_end(auth_feed *af, feed_item *it, kvr_http_response *resp, int code,
+                     const kvr_error *e)
+{
+    kvr_http_response none;
+    kvr_http_response_init(&none);
+    af->feed->done(af->feed->ud, it->orig, resp ? resp : &none, code, e);
+    item_put(af, it);
+}
+
+/* Sets the item's request for its phase: with its token, or without one to learn the vault's
+   challenge. A token that cannot be had ends the item (item_end): -1. */
+static int item_arm(auth_feed *af, feed_item *it)
+{
+    kvr_error e;
+    int rc;
+    kvr_azure_secret_free(it->tok);
+    it->tok = NULL;
+    it->req = *it->orig;
+    if (it->scope) {
+        rc = kvr_auth_token(&it->tok, af->a, NULL, it->scope, &e);
+    } else {
+        kvr_url_info u;
+        vault_challenge *v = NULL;
+        if ((rc = kvr_http_url_info(&u, it->orig->url, &e)) == 0 &&
+            !(v = find_challenge(af->a, u.host_port))) {
+            it->phase = FEED_PROBE;
+            it->req.bearer = NULL;
+            it->req.body = NULL;
+            it->req.body_len = 0;
+            return 0;
+        }
+        if (rc == 0)
+            rc = kvr_auth_token(&it->tok, af->a, v->c.tenant, v->c.scope, &e);
+    }
+    if (rc < 0) {
+        item_end(af, it, NULL, rc, &e);
+        return -1;
+    }
+    it->req.bearer = it->tok;
+    return 0;
+}
+
+static const kvr_http_request *af_next(void *ud)
+{
+    auth_feed *af = ud;
+    for (;;) {
+        feed_item *it = af->again;
+        if (it) {
+            if (!(af->again = it->next))
+                af->again_tail = &af->again;
+        } else {
+            const char *scope = NULL;
+            const kvr_http_request *q = af->feed->next(af->feed->ud, &scope);
+            if (!q)
+                return NULL;
+            if ((it = af->spare))
+                af->spare = it->next;
+            else if (!(it = calloc(1, sizeof(*it)))) {
+                kvr_error e;
+                kvr_http_response none;
+                kvr_http_response_init(&none);
+                af->feed->done(af->feed->ud, q, &none, kvr_error_oom(&e), &e);
+                continue;
+            }
+            it->orig = q;
+            it->scope = scope;
+            it->phase = FEED_FIRST;
+        }
+        if (item_arm(af, it) == 0)
+            return &it->req;
+    }
+}
+
+/* A 401 before the last attempt: learn what it says and send the request again. */
+static int item_refused(auth_feed *af, feed_item *it, const kvr_http_response *resp, kvr_error *e)
+{
+    kvr_url_info u;
+    bool changed;
+    int rc;
+    if (it->scope) {
+        kvr_auth_invalidate(af->a, NULL, it->scope);
+    } else {
+        if ((rc = kvr_http_url_info(&u, it->orig->url, e)) < 0)
+            return rc;
+        if (it->phase == FEED_FIRST) { /* the token was refused (expired, revoked, new tenant) */
+            vault_challenge *v = find_challenge(af->a, u.host_port);
+            if (v)
+                kvr_auth_invalidate(af->a, v->c.tenant, v->c.scope);
+        }
+        if ((it->phase == FEED_PROBE || resp->www_authenticate) &&
+            (rc = learn_challenge(&changed, af->a, it->orig->url, u.host_port, resp, e)) < 0)
+            return rc;
+    }
+    it->phase = it->phase == FEED_PROBE ? FEED_FIRST : FEED_AGAIN;
+    it->next = NULL;
+    *af->again_tail = it;
+    af->again_tail = &it->next;
+    return 0;
+}
+
+static void af_done(void *ud, const kvr_http_request *req, kvr_http_response *resp, int code,
+                    const kvr_error *err)
+{
+    auth_feed *af = ud;
+    feed_item *it = (feed_item *)(void *)((char *)(uintptr_t)req - offsetof(feed_item, req));
+    kvr_error e;
+    if (code == 0 && resp->status == 401 && it->phase != FEED_AGAIN) {
+        if ((code = item_refused(af, it, resp, &e)) == 0)
+            return;
+        err = &e;
+    } else if (code == 0 && it->phase == FEED_PROBE && it->orig->body) {
+        kvr_url_info u;
+        if (kvr_http_url_info(&u, it->orig->url, &e) == 0)
+            kvr_error_set(&e, KVR_EAUTH,
+                          "vault '%s' answered http %ld instead of an authentication challenge",
+                          u.host_port, resp->status);
+        code = e.code;
+        err = &e;
+    }
+    item_end(af, it, code < 0 ? NULL : resp, code, err);
+}
+
+int kvr_auth_run_feed(kvr_auth *a, const kvr_auth_feed *feed, size_t slots)
+{
+    auth_feed af = {.a = a, .feed = feed};
+    kvr_http_feed hf = {.ud = &af, .next = af_next, .done = af_done};
+    int rc;
+    af.again_tail = &af.again;
+    rc = kvr_http_run_feed(a->http, &hf, slots);
+    while (af.spare) { /* every item is spare once the feed has run */
+        feed_item *it = af.spare;
+        af.spare = it->next;
+        free(it);
+    }
+    return rc;
+}
+
+bool kvr_auth_kv_known(kvr_auth *a, const char *url)
+{
+    kvr_url_info u;
+    kvr_error e;
+    return kvr_http_url_info(&u, url, &e) == 0 && find_challenge(a, u.host_port) != NULL;
 }
 
 /* ---- paging -------------------------------------------------------------------------------------

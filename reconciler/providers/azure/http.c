@@ -84,7 +84,7 @@ struct kvr_http {
     kvr_http_stats stats;
 };
 
-enum { JOB_WAITING, JOB_RUNNING, JOB_DONE };
+enum { JOB_WAITING, JOB_RUNNING, JOB_DONE, JOB_FREE /* a feed's slot with no request */ };
 
 typedef struct job {
     const kvr_http_request *req;
@@ -834,86 +834,113 @@ static int job_start(kvr_http *h, job *j)
     return 0;
 }
 
-static int run(kvr_http *h, job *jobs, size_t n)
+/*
+ * One turn of the event loop over jobs[0..n): starts the waiting jobs that may start, then either
+ * takes the transfers that ended or waits (at most a second) for the sockets and timers. Returns
+ * how many jobs were open (waiting or running) at the start of the turn; 0 means nothing to do.
+ * A turn may end jobs that are not in jobs[]: a nested run (a token fetched while a feed runs,
+ * kvr_http_run_feed) takes every transfer that ends, and the jobs it ends are left JOB_DONE for
+ * their own loop to find.
+ */
+static size_t run_step(kvr_http *h, job *jobs, size_t n)
 {
-    for (;;) {
-        double now = now_ms();
-        double next_wake = -1;
-        size_t open = 0;
-        for (size_t i = 0; i < n; i++) {
-            job *j = &jobs[i];
-            if (j->state == JOB_DONE)
+    double now = now_ms();
+    double next_wake = -1;
+    size_t open = 0;
+    for (size_t i = 0; i < n; i++) {
+        job *j = &jobs[i];
+        if (j->state == JOB_DONE || j->state == JOB_FREE)
+            continue;
+        open++;
+        if (j->state != JOB_WAITING)
+            continue;
+        host_state *hs = &h->hosts[j->host];
+        if (j->not_before < hs->hold_until)
+            j->not_before = hs->hold_until;
+        int per_host = j->req->host_conns > 0 && j->req->host_conns < h->cfg.max_per_host
+                           ? j->req->host_conns
+                           : h->cfg.max_per_host;
+        if (j->not_before <= now && h->inflight < h->cfg.max_transfers &&
+            hs->inflight < per_host) {
+            bool write = j->req->flags & KVR_HTTP_SECRET_WRITE;
+            double wait = write ? kvr_window_wait(&hs->writes, WRITE_LIMIT, WRITE_WINDOW_MS, now) : 0;
+            if (wait <= 0)
+                wait = kvr_bucket_take(&hs->bucket, h->cfg.rate_per_sec, h->cfg.rate_burst, now);
+            if (wait <= 0 && write)
+                kvr_window_note(&hs->writes, WRITE_LIMIT, now);
+            if (wait <= 0) {
+                if (job_start(h, j) < 0)
+                    job_finish(j, kvr_error_set(&j->err, KVR_EHTTP, "cannot start a transfer"));
                 continue;
-            open++;
-            if (j->state != JOB_WAITING)
-                continue;
-            host_state *hs = &h->hosts[j->host];
-            if (j->not_before < hs->hold_until)
-                j->not_before = hs->hold_until;
-            int per_host = j->req->host_conns > 0 && j->req->host_conns < h->cfg.max_per_host
-                               ? j->req->host_conns
-                               : h->cfg.max_per_host;
-            if (j->not_before <= now && h->inflight < h->cfg.max_transfers &&
-                hs->inflight < per_host) {
-                bool write = j->req->flags & KVR_HTTP_SECRET_WRITE;
-                double wait = write ? kvr_window_wait(&hs->writes, WRITE_LIMIT, WRITE_WINDOW_MS, now) : 0;
-                if (wait <= 0)
-                    wait = kvr_bucket_take(&hs->bucket, h->cfg.rate_per_sec, h->cfg.rate_burst,
-                                           now);
-                if (wait <= 0 && write)
-                    kvr_window_note(&hs->writes, WRITE_LIMIT, now);
-                if (wait <= 0) {
-                    if (job_start(h, j) < 0)
-                        job_finish(j, kvr_error_set(&j->err, KVR_EHTTP, "cannot start a transfer"));
-                    continue;
-                }
-                j->not_before = now + wait;
             }
-            if (j->not_before > now && (next_wake < 0 || j->not_before < next_wake))
-                next_wake = j->not_before;
+            j->not_before = now + wait;
         }
-        if (open == 0)
-            return 0;
-        int running = 0;
-        if (h->timer_at >= 0 && h->timer_at <= now_ms()) {
-            h->timer_at = -1;
-            curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        }
-        CURLMsg *msg;
-        int left;
-        bool finished = false;
-        while ((msg = curl_multi_info_read(h->multi, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            char *priv = NULL;
-            CURL *e = msg->easy_handle;
-            CURLcode res = msg->data.result;
-            curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-            job *j = (job *)(void *)priv;
-            curl_multi_remove_handle(h->multi, e);
-            h->inflight--;
-            h->hosts[j->host].inflight--;
-            job_attempt_done(h, j, res);
-            finished = true;
-        }
-        if (finished)
-            continue; /* a slot is free or a job is done: schedule again before waiting */
-        if (h->timer_at >= 0 && (next_wake < 0 || h->timer_at < next_wake))
-            next_wake = h->timer_at;
-        int timeout = 1000;
-        if (next_wake >= 0) {
-            double d = next_wake - now_ms();
-            timeout = d <= 0 ? 0 : d > 1000 ? 1000 : (int)d + 1;
-        }
-        struct epoll_event ev[64];
-        int nev = epoll_wait(h->epfd, ev, 64, timeout);
-        for (int k = 0; k < nev; k++) {
-            int flags = ((ev[k].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
-                        ((ev[k].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-                        ((ev[k].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
-            curl_multi_socket_action(h->multi, ev[k].data.fd, flags, &running);
-        }
+        if (j->not_before > now && (next_wake < 0 || j->not_before < next_wake))
+            next_wake = j->not_before;
     }
+    if (open == 0)
+        return 0;
+    int running = 0;
+    if (h->timer_at >= 0 && h->timer_at <= now_ms()) {
+        h->timer_at = -1;
+        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    CURLMsg *msg;
+    int left;
+    bool finished = false;
+    while ((msg = curl_multi_info_read(h->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        char *priv = NULL;
+        CURL *e = msg->easy_handle;
+        CURLcode res = msg->data.result;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+        job *j = (job *)(void *)priv;
+        curl_multi_remove_handle(h->multi, e);
+        h->inflight--;
+        h->hosts[j->host].inflight--;
+        job_attempt_done(h, j, res);
+        finished = true;
+    }
+    if (finished)
+        return open; /* a slot is free or a job is done: schedule again before waiting */
+    if (h->timer_at >= 0 && (next_wake < 0 || h->timer_at < next_wake))
+        next_wake = h->timer_at;
+    int timeout = 1000;
+    if (next_wake >= 0) {
+        double d = next_wake - now_ms();
+        timeout = d <= 0 ? 0 : d > 1000 ? 1000 : (int)d + 1;
+    }
+    struct epoll_event ev[64];
+    int nev = epoll_wait(h->epfd, ev, 64, timeout);
+    for (int k = 0; k < nev; k++) {
+        int flags = ((ev[k].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+                    ((ev[k].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                    ((ev[k].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(h->multi, ev[k].data.fd, flags, &running);
+    }
+    return open;
+}
+
+static void run(kvr_http *h, job *jobs, size_t n)
+{
+    while (run_step(h, jobs, n) > 0)
+        ;
+}
+
+/* Puts a request in a job (the caller's response, initialised), ready for run_step. */
+static void job_init(kvr_http *h, job *j, const kvr_http_request *req, kvr_http_response *resp,
+                     double now)
+{
+    memset(j, 0, sizeof(*j));
+    j->req = req;
+    j->resp = resp;
+    kvr_http_response_release(j->resp);
+    j->resp->attempts = 0;
+    j->started = j->not_before = now;
+    j->state = JOB_WAITING;
+    if (job_setup(h, j) < 0)
+        job_finish(j, j->err.code);
 }
 
 int kvr_http_send_batch(kvr_http_response *out, int *codes, kvr_http *h,
@@ -933,17 +960,8 @@ int kvr_http_send_batch(kvr_http_response *out, int *codes, kvr_http *h,
         return KVR_ENOMEM;
     }
     double now = now_ms();
-    for (size_t i = 0; i < n; i++) {
-        job *j = &jobs[i];
-        j->req = &reqs[i];
-        j->resp = &out[i];
-        kvr_http_response_release(j->resp);
-        j->resp->attempts = 0;
-        j->started = j->not_before = now;
-        j->state = JOB_WAITING;
-        if (job_setup(h, j) < 0)
-            job_finish(j, j->err.code);
-    }
+    for (size_t i = 0; i < n; i++)
+        job_init(h, &jobs[i], &reqs[i], &out[i], now);
     run(h, jobs, n);
     h->stats.requests += n;
     for (size_t i = 0; i < n; i++) {
@@ -956,6 +974,57 @@ int kvr_http_send_batch(kvr_http_response *out, int *codes, kvr_http *h,
     }
     free(jobs);
     return rc;
+}
+
+int kvr_http_run_feed(kvr_http *h, const kvr_http_feed *feed, size_t slots)
+{
+    job *jobs = calloc(slots, sizeof(*jobs));
+    kvr_http_response *resp = calloc(slots, sizeof(*resp));
+    size_t open;
+
+    if (!jobs || !resp) {
+        free(jobs);
+        free(resp);
+        return KVR_ENOMEM;
+    }
+    for (size_t i = 0; i < slots; i++)
+        jobs[i].state = JOB_FREE;
+    for (;;) {
+        double now = now_ms();
+        open = 0;
+        /* the answers first: what they queue may go at once, in their slots */
+        for (size_t i = 0; i < slots; i++) {
+            job *j = &jobs[i];
+            if (j->state == JOB_DONE) {
+                const kvr_http_request *q = j->req;
+                kvr_error e = j->err;
+                job_cleanup(j);
+                j->state = JOB_FREE;
+                h->stats.requests++;
+                feed->done(feed->ud, q, &resp[i], j->code, &e);
+                kvr_http_response_release(&resp[i]);
+            }
+        }
+        for (size_t i = 0; i < slots; i++) {
+            job *j = &jobs[i];
+            if (j->state == JOB_FREE) {
+                const kvr_http_request *q = feed->next(feed->ud);
+                if (!q)
+                    break; /* nothing now: asked again after the next answer */
+                job_init(h, j, q, &resp[i], now);
+            }
+        }
+        for (size_t i = 0; i < slots; i++)
+            open += jobs[i].state != JOB_FREE;
+        if (open == 0)
+            break;
+        run_step(h, jobs, slots); /* returns at once when what is open is only done */
+    }
+    for (size_t i = 0; i < slots; i++)
+        job_cleanup(&jobs[i]);
+    free(jobs);
+    free(resp);
+    return 0;
 }
 
 void kvr_http_get_stats(kvr_http_stats *out, const kvr_http *h)
