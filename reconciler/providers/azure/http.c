@@ -118,7 +118,7 @@ void kvr_http_config_init(kvr_http_config *cfg)
        the overall number only matters where a read fans out over many hosts. The 200-vault
        bench estate (tests/bench/RESULTS.md) at 20 ms latency: plan 17 s with 64 transfers,
        12 s with 128, 9 s with 256. Key Vault limits requests per vault, not connections per
-       client. prov_read.c's ROUND_CONNS follows this figure. */
+       client. prov_read.c's VAULT_CONNS follows this figure. */
     cfg->max_transfers = 256;
     cfg->max_per_host = 6;
     cfg->max_attempts = 6;

@@ -12,6 +12,7 @@
  * Azure's time, not the runner's.
  */
 #include "kvr/providers.h"
+#include "azinternal.h"
 #include "prov_internal.h"
 #include "jsonpage.h"
 
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <assert.h>
 #include <limits.h>
@@ -175,44 +177,45 @@ static char *odata_literal(const char *v, kvr_error *err)
 /* ---- the fetch queue ---------------------------------------------------------------------- */
 
 /*
- * Reads run in rounds of concurrent requests. A fetch is one GET (a list follows its next links,
- * one page per round); when it completes, its handler adds what it read to the live model and
- * queues the reads that depend on it (a vault's keys once the vault exists, a key's versions once
- * it is listed). So the number of rounds is the longest chain of dependent requests, not the
- * number of objects, and independent objects are read at once within the HTTP engine's limits
- * (connections per host, per-host rate). A round holds at most ROUND_MAX requests, which bounds
- * the responses held in memory at once.
+ * Reads run as a feed of concurrent requests (kvr_auth_run_feed). A fetch is one GET (a list
+ * follows its next links, one page at a time); when it completes, its handler adds what it read
+ * to the live model and queues the reads that depend on it (a vault's keys once the vault exists,
+ * a key's versions once it is listed), and those go out at once, while the others are still in
+ * flight. So the wall time is the longest chain of dependent requests, not the number of objects,
+ * and nothing waits for an unrelated slow answer: with rounds (every request of a round sent
+ * together, the next round when the slowest had answered), latency, the service's work and the
+ * handlers' never overlapped, and a 20-vault plan took 5.5 times its bound
+ * (tests/bench/RESULTS.md, F). At most FEED_SLOTS requests are out at once, which bounds the
+ * responses in memory; each is handled as it ends.
  *
- * Which requests make a round matters as much as how many: each vault is its own host, and a
- * TLS connection to it costs a handshake on both sides. So a round takes ARM, Graph and profile
- * reads first, then vaults in the scope's order, each vault's reads in queue order, until the
- * connections the round wants reach ROUND_CONNS (the engine's transfers). A vault's reads thus
- * run in one stretch of consecutive rounds on the same few connections, and the next vaults come
- * in as the first ones finish, instead of every vault being visited in every round (which made
- * the engine close idle connections to open others: thousands of handshakes on a 200-vault
- * estate). The vaults waiting share the connections: each gets ROUND_CONNS / (vaults waiting) of
- * them, at least 1 and at most ROUND_HOST_CONNS, and the engine is told so per request
- * (host_conns); a single vault gets all of its host's connections. Each connection carries
- * ROUND_DEPTH requests of the round one after the other (ROUND_PER_HOST at most per vault):
- * with one request per connection, every round of the 200-vault bench estate waited a full
- * latency for 256 requests (100 rounds); with two, the rounds are fewer and fuller, and with
- * more, the responses held at once grow the peak memory for no gain in time
- * (tests/bench/RESULTS.md).
+ * Which requests go matters as much as how many: each vault is its own host, and a TLS
+ * connection to it costs a handshake on both sides. So ARM, Graph and profile reads go first
+ * (everything else depends on them), then vaults in the scope's order, each vault's reads in
+ * queue order. The vaults with reads left share the engine's transfers (VAULT_CONNS): each gets
+ * VAULT_CONNS / (vaults with reads left) connections, at least 1 and at most VAULT_HOST_CONNS
+ * (the engine is told so per request, host_conns), and at most VAULT_CONNS / that many vaults
+ * have reads in flight at once. A vault's reads thus run in one stretch on the same few
+ * connections, and the next vaults come in as the first ones finish, instead of every vault
+ * being visited all the time (which made the engine close idle connections to open others:
+ * thousands of handshakes on a 200-vault estate). Each connection carries VAULT_DEPTH requests
+ * one after the other (VAULT_PER_HOST at most per vault), so that a connection is never idle
+ * while its next request is handed out. A vault whose Key Vault challenge is not known yet gets
+ * one request, which learns it (the challenge flow, kvr_auth_send_kv).
  *
- * The result does not depend on timing: rounds are a function of the queue, handlers run in round
- * order, and the live model is put in a canonical order at the end.
+ * The result does not depend on timing: handlers run in the order answers arrive, but what each
+ * adds to the live model does not depend on what came before, and the live model is put in a
+ * canonical order at the end. Which read fails first, when several do, may.
  */
-#define ROUND_MAX 1024
-#define ROUND_PER_HOST 48
-#define ROUND_HOST_CONNS 6 /* the engine's connections per host (kvr_http_config) */
-#define ROUND_DEPTH 2      /* a vault's requests per connection in a round */
-#define ROUND_CONNS 256    /* the engine's transfers (kvr_http_config) */
-/* A round's responses are all held until it ends. A resource group's role-assignment list is
-   one large page (in the 200-vault bench estate, 5 lists of 2,000 assignments, 2 MB each, were
-   10.5 MB of the plan's peak). They are a handful of ARM reads among the thousands of vault reads
-   that make the rounds, so taking one per round costs no time. */
-#define ROUND_BULKY 1
-#define ROUND_HOSTS 512    /* > ROUND_CONNS: the host table of a round never fills */
+#define VAULT_PER_HOST 48
+#define VAULT_HOST_CONNS 6 /* the engine's connections per host (kvr_http_config) */
+#define VAULT_DEPTH 2      /* a vault's requests out at once per connection */
+#define VAULT_CONNS 256    /* the engine's transfers (kvr_http_config) */
+/* ARM, Graph and profile reads out at once. A resource group's role-assignment list is one
+   large page (in the 200-vault bench estate, 5 lists of 2,000 assignments, 2 MB each); at most
+   ARM_BULKY of those are out at once, which bounds the memory of the largest answers. */
+#define ARM_SLOTS 48
+#define ARM_BULKY 1
+#define FEED_SLOTS (VAULT_CONNS * VAULT_DEPTH + ARM_SLOTS)
 #define LIST_PAGES_MAX 10000
 #define LIST_ITEMS_MAX 1000000
 /* A streamed list's items per call of its handler: what is held of a page as trees at once */
@@ -220,6 +223,12 @@ static char *odata_literal(const char *v, kvr_error *err)
 
 typedef struct reader reader;
 typedef struct fetch fetch;
+
+typedef struct bucket {
+    fetch *head, *tail;
+    size_t queued, out;
+    bool known; /* a vault's: its Key Vault challenge is known (more than one request may go) */
+} bucket;
 
 /*
  * What the scope says about each vault's objects, looked up per listed item. Built once per
@@ -334,7 +343,7 @@ struct fetch {
     /* A streamed list (a vault's keys, secrets, ..., role assignments): `done` gets each page's
        items as the page arrives, PAGE_BATCH at a time, with `last` set on the last call and
        `last_page` on each call with the last page's items (`truncated` is set before those when
-       the list stops at page_cap). So no listing is held whole while the rounds interleave
+       the list stops at page_cap). So no listing is held whole while the feed interleaves
        hundreds of vaults, and no page is held as one tree (a resource group's role assignments
        are one page of 10,000 in the 200-vault bench estate). */
     bool stream;
@@ -343,9 +352,11 @@ struct fetch {
     size_t nitems;  /* items so far (LIST_ITEMS_MAX) */
     unsigned stamp; /* declared_missing: this listing's mark on the declarations it named */
     size_t found;   /* declared_missing: how many declarations it named so far */
-    bool bulky;     /* pages of hundreds of KB: few of these per round (ROUND_BULKY) */
+    bool bulky;     /* pages of hundreds of KB: few of these out at once (ARM_BULKY) */
     /* a list: the pages read, to stop at a next link that loops */
     kvr_http_pages seen;
+    fetch *qnext;         /* in its bucket's queue */
+    kvr_http_request req; /* while it is out */
     /* op and object, sized to fit: a large estate queues ten thousand fetches at once */
     char text[];
 };
@@ -361,8 +372,16 @@ struct reader {
     kvr_live *l;
     char *arm_scope, *graph_scope, *profiles_scope;
     kvr_error *err;
-    fetch **q; /* FIFO: q[head..n) are waiting */
-    size_t head, n, cap;
+    /* The queue, one FIFO bucket per fetch order (0: ARM, Graph, profiles; then per vault);
+       ready: a bit per bucket with fetches queued, active: with fetches out (vault buckets). */
+    bucket *bk;
+    uint64_t *ready, *active;
+    size_t queued, out;  /* fetches queued, and out (handed to the feed, not yet done) */
+    size_t busy;         /* vault buckets with fetches queued or out */
+    size_t nactive;      /* vault buckets with fetches out */
+    int conns;           /* connections per vault now (pick) */
+    int bulky;           /* bulky fetches out */
+    int rc;              /* the first failure: the feed then hands out nothing more */
     bool deleted_vaults_queued;
     /* Listed keys nothing declares, waiting for the profiles (a profile that uses one makes its
        details needed): [vault index, name] pairs; profiles_pending while the list runs. */
@@ -376,9 +395,6 @@ struct reader {
     rg_ix *rgs;
     size_t nrgs;
     unsigned stamp;
-    int round_conns; /* connections per vault in this round (take_round) */
-    fetch **sorted; /* take_round's scratch, cap entries */
-    size_t *counts; /* take_round's scratch, nvaults + 2 entries */
 };
 
 static void key_read_drop(key_read *k)
@@ -405,23 +421,63 @@ static void fetch_free(fetch *f)
     free(f);
 }
 
+#define BIT_SET(m, i) ((m)[(i) / 64] |= (uint64_t)1 << ((i) % 64))
+#define BIT_CLEAR(m, i) ((m)[(i) / 64] &= ~((uint64_t)1 << ((i) % 64)))
+
+/* Queues f in its bucket, after what is there. Returns 0 (the int is the handlers' habit). */
 static int enqueue(reader *r, fetch *f)
 {
-    if (r->head > 0 && r->n == r->cap) { /* reuse the room of what already ran */
-        memmove(r->q, r->q + r->head, (r->n - r->head) * sizeof(*r->q));
-        r->n -= r->head;
-        r->head = 0;
+    bucket *b = &r->bk[f->order];
+    f->qnext = NULL;
+    if (b->tail)
+        b->tail->qnext = f;
+    else
+        b->head = f;
+    b->tail = f;
+    if (b->queued++ == 0 && f->order) {
+        BIT_SET(r->ready, f->order);
+        r->busy += b->out == 0;
     }
-    if (r->n == r->cap) {
-        size_t cap = r->cap;
-        if (kvr_grow((void **)&r->q, &r->cap, r->n + 1, sizeof(*r->q)) < 0 ||
-            kvr_grow((void **)&r->sorted, &cap, r->cap, sizeof(*r->sorted)) < 0) {
-            fetch_free(f);
-            return kvr_error_oom(r->err);
-        }
-    }
-    r->q[r->n++] = f;
+    r->queued++;
     return 0;
+}
+
+/* Takes f (after prev, NULL: the first) out of its bucket's queue: it goes out. */
+static fetch *take(reader *r, fetch *prev, fetch *f)
+{
+    bucket *b = &r->bk[f->order];
+    if (prev)
+        prev->qnext = f->qnext;
+    else
+        b->head = f->qnext;
+    if (b->tail == f)
+        b->tail = prev;
+    r->queued--;
+    r->out++;
+    b->out++;
+    if (--b->queued == 0 && f->order)
+        BIT_CLEAR(r->ready, f->order);
+    if (b->out == 1 && f->order) {
+        BIT_SET(r->active, f->order);
+        r->nactive++;
+    }
+    if (f->bulky)
+        r->bulky++;
+    return f;
+}
+
+/* f has come back (before its handler runs: what it queues counts from there). */
+static void settle(reader *r, fetch *f)
+{
+    bucket *b = &r->bk[f->order];
+    r->out--;
+    if (f->bulky)
+        r->bulky--;
+    if (--b->out == 0 && f->order) {
+        BIT_CLEAR(r->active, f->order);
+        r->nactive--;
+        r->busy -= b->queued == 0;
+    }
 }
 
 /* Queues a GET of `url` (owned: freed on failure too). */
@@ -562,171 +618,98 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     return enqueue(r, f);
 }
 
-static bool same_scope(const char *x, const char *y)
-{
-    return x == y || (x && y && strcmp(x, y) == 0);
-}
-
-/*
- * Sends one round: the Key Vault requests together through the challenge flow, the others
- * together per token scope. The round is first put in groups, stably (so its order stays a
- * function of the queue), which lets each group go out as one contiguous batch.
- */
-static void send_round(reader *r, fetch **round, size_t n, fetch **spare, kvr_http_request *reqs,
-                       kvr_http_response *resp, int *codes, kvr_error *errs)
-{
-    size_t m = 0, j;
-    for (size_t i = 0; i < n; i++) {
-        const char *scope;
-        if (!round[i])
-            continue;
-        scope = round[i]->scope;
-        for (size_t k = i; k < n; k++)
-            if (round[k] && same_scope(round[k]->scope, scope)) {
-                spare[m++] = round[k];
-                round[k] = NULL;
-            }
-    }
-    memcpy(round, spare, n * sizeof(*round));
-    for (size_t i = 0; i < n; i++) {
-        reqs[i] = (kvr_http_request){.method = "GET", .url = round[i]->url};
-        if (round[i]->order)
-            reqs[i].host_conns = r->round_conns;
-        kvr_http_response_init(&resp[i]);
-    }
-    for (size_t i = 0; i < n; i = j) {
-        const char *scope = round[i]->scope;
-        for (j = i + 1; j < n && same_scope(round[j]->scope, scope); j++)
-            ;
-        if (scope)
-            kvr_auth_send_batch(resp + i, codes + i, r->a, scope, reqs + i, j - i, errs + i);
-        else
-            kvr_auth_send_kv(resp + i, codes + i, r->a, reqs + i, j - i, errs + i);
-    }
-}
-
-/* The host of an https URL (its bytes and length), for a round's per-host share. */
-static const char *url_host(const char *url, size_t *len)
-{
-    const char *h = strstr(url, "://");
-    h = h ? h + 3 : url;
-    *len = strcspn(h, "/?#");
-    return h;
-}
-
-typedef struct round_host {
-    const char *host; /* into a queued fetch's URL; NULL: free */
-    size_t len;
-    int n;
-} round_host;
-
-/*
- * Moves the next round out of the queue into `round` (see above); what does not fit waits, in
- * order. Returns how many.
- */
-static size_t take_round(reader *r, fetch **round, round_host *hosts)
-{
-    size_t n = 0, kept = r->head, nb = r->sc->nvaults + 2, waiting = 0;
-    int conns = 0, share, bulky = 0;
-    /* a stable counting sort of the queue by order: ARM, Graph, profiles, then vault by vault */
-    memset(r->counts, 0, nb * sizeof(*r->counts));
-    for (size_t i = r->head; i < r->n; i++)
-        waiting += r->counts[r->q[i]->order + 1]++ == 0 && r->q[i]->order;
-    for (size_t b = 1; b < nb; b++)
-        r->counts[b] += r->counts[b - 1];
-    for (size_t i = r->head; i < r->n; i++)
-        r->sorted[r->counts[r->q[i]->order]++] = r->q[i];
-    memcpy(r->q + r->head, r->sorted, (r->n - r->head) * sizeof(*r->q));
-    /* the vaults waiting share the connections; one vault alone gets its host's all */
-    r->round_conns = waiting ? ROUND_CONNS / (int)(waiting < ROUND_CONNS ? waiting : ROUND_CONNS)
-                             : ROUND_HOST_CONNS;
-    r->round_conns = r->round_conns < 1                  ? 1
-                     : r->round_conns > ROUND_HOST_CONNS ? ROUND_HOST_CONNS
-                                                         : r->round_conns;
-    share = r->round_conns * ROUND_DEPTH;
-    share = share > ROUND_PER_HOST ? ROUND_PER_HOST : share;
-
-    memset(hosts, 0, ROUND_HOSTS * sizeof(*hosts));
-    for (size_t i = r->head; i < r->n; i++) {
-        fetch *f = r->q[i];
-        size_t len, h;
-        const char *host;
-        uint64_t hash = 1469598103934665603u;
-        if (n == ROUND_MAX || conns >= ROUND_CONNS || (f->bulky && bulky == ROUND_BULKY)) {
-            r->q[kept++] = f; /* full: the rest waits, in order */
-            continue;
-        }
-        host = url_host(f->url, &len);
-        for (size_t k = 0; k < len; k++)
-            hash = (hash ^ (unsigned char)host[k]) * 1099511628211u;
-        for (h = (size_t)hash & (ROUND_HOSTS - 1);
-             hosts[h].host && !(hosts[h].len == len && memcmp(hosts[h].host, host, len) == 0);
-             h = (h + 1) & (ROUND_HOSTS - 1))
-            ;
-        if (hosts[h].n < (f->order ? share : ROUND_PER_HOST)) {
-            conns += hosts[h].n < (f->order ? r->round_conns : ROUND_HOST_CONNS);
-            bulky += f->bulky;
-            hosts[h].host = host;
-            hosts[h].len = len;
-            hosts[h].n++;
-            round[n++] = f;
-        } else {
-            r->q[kept++] = f;
-        }
-    }
-    r->n = kept;
-    return n;
-}
-
-/* Runs the queue until it is empty (0) or a read fails (the first failure, in round order). */
 static int held_resolve_all(reader *r);
 
-static int run_queue(reader *r)
+/*
+ * The next fetch to go (see above), or NULL when none may go now: ARM, Graph and profiles first,
+ * then the first vault in the scope's order that has reads queued and room for one more.
+ */
+static fetch *pick(reader *r)
 {
-    fetch **round = calloc(ROUND_MAX, sizeof(*round)), **spare = calloc(ROUND_MAX, sizeof(*spare));
-    round_host *hosts = calloc(ROUND_HOSTS, sizeof(*hosts));
-    kvr_http_request *reqs = calloc(ROUND_MAX, sizeof(*reqs));
-    kvr_http_response *resp = calloc(ROUND_MAX, sizeof(*resp));
-    int *codes = calloc(ROUND_MAX, sizeof(*codes));
-    kvr_error *errs = calloc(ROUND_MAX, sizeof(*errs));
-    int rc = 0;
-
-    if (!reqs || !resp || !codes || !errs || !round || !spare || !hosts)
-        rc = kvr_error_oom(r->err);
-    for (;;) {
-        size_t n;
-        if (!rc && r->head == r->n) /* drained: settle the relocations' held values */
-            rc = held_resolve_all(r);
-        if (rc || r->head == r->n)
-            break;
-        n = take_round(r, round, hosts);
-        send_round(r, round, n, spare, reqs, resp, codes, errs);
-        for (size_t i = 0; i < n; i++) {
-            bool again = false;
-            if (!rc && codes[i] == KVR_ETOOBIG && round[i]->forbidden_ok) {
-                rc = give_up_group(r, round[i]); /* e.g. 100,000 role assignments in one page */
-            } else if (!rc && codes[i] < 0) {
-                *r->err = errs[i];
-                rc = codes[i];
-            } else if (!rc) {
-                rc = complete(r, round[i], &resp[i], &again);
-            }
-            kvr_http_response_release(&resp[i]);
-            if (!again)
-                fetch_free(round[i]);
+    size_t nwords = (r->sc->nvaults + 1 + 63) / 64, share, most;
+    fetch *prev = NULL;
+    if (r->bk[0].out < ARM_SLOTS)
+        for (fetch *f = r->bk[0].head; f; prev = f, f = f->qnext)
+            if (!f->bulky || r->bulky < ARM_BULKY)
+                return take(r, prev, f);
+    r->conns = (int)(r->busy ? VAULT_CONNS / (r->busy < VAULT_CONNS ? r->busy : VAULT_CONNS)
+                             : VAULT_HOST_CONNS);
+    r->conns = r->conns < 1 ? 1 : r->conns > VAULT_HOST_CONNS ? VAULT_HOST_CONNS : r->conns;
+    share = (size_t)r->conns * VAULT_DEPTH;
+    share = share > VAULT_PER_HOST ? VAULT_PER_HOST : share;
+    most = VAULT_CONNS / (size_t)r->conns; /* vaults with reads out */
+    for (size_t w = 0; w < nwords; w++) {
+        /* at the most: only the vaults already out may send more */
+        uint64_t bits = r->ready[w] & (r->nactive >= most ? r->active[w] : ~(uint64_t)0);
+        for (; bits; bits &= bits - 1) {
+            size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+            bucket *b = &r->bk[i];
+            if (!b->known)
+                b->known = kvr_auth_kv_known(r->a, b->head->url);
+            if (b->out < (b->known ? share : 1))
+                return take(r, NULL, b->head);
         }
     }
-    for (size_t i = r->head; i < r->n; i++)
-        fetch_free(r->q[i]);
-    r->head = r->n = 0;
-    free(reqs);
-    free(resp);
-    free(codes);
-    free(errs);
-    free(round);
-    free(spare);
-    free(hosts);
-    return rc;
+    return NULL;
+}
+
+static const kvr_http_request *feed_next(void *ud, const char **scope)
+{
+    reader *r = ud;
+    fetch *f;
+    if (r->rc < 0)
+        return NULL;
+    if (r->queued == 0 && r->out == 0 && (r->rc = held_resolve_all(r)) < 0)
+        return NULL; /* drained: settle the relocations' held values (which may queue more) */
+    if (!(f = pick(r)))
+        return NULL;
+    f->req = (kvr_http_request){.method = "GET", .url = f->url};
+    if (f->order)
+        f->req.host_conns = r->conns;
+    *scope = f->scope;
+    return &f->req;
+}
+
+static void feed_done(void *ud, const kvr_http_request *req, kvr_http_response *resp, int code,
+                      const kvr_error *err)
+{
+    reader *r = ud;
+    fetch *f = (fetch *)(void *)((char *)(uintptr_t)req - offsetof(fetch, req));
+    bool again = false;
+    settle(r, f);
+    if (r->rc == 0) {
+        if (code == KVR_ETOOBIG && f->forbidden_ok) {
+            r->rc = give_up_group(r, f); /* e.g. 100,000 role assignments in one page */
+        } else if (code < 0) {
+            *r->err = *err;
+            r->rc = code;
+        } else {
+            r->rc = complete(r, f, resp, &again);
+        }
+    }
+    if (!again)
+        fetch_free(f);
+}
+
+/* Frees what is still queued (after a failure). */
+static void drop_queue(reader *r)
+{
+    for (size_t i = 0; r->bk && i <= r->sc->nvaults; i++)
+        while (r->bk[i].head) {
+            fetch *f = r->bk[i].head;
+            r->bk[i].head = f->qnext;
+            fetch_free(f);
+        }
+}
+
+/* Runs the queue until it is empty (0) or a read fails (the first failure to come back). */
+static int run_queue(reader *r)
+{
+    kvr_auth_feed feed = {.ud = r, .next = feed_next, .done = feed_done};
+    if (kvr_auth_run_feed(r->a, &feed, FEED_SLOTS) < 0 && r->rc == 0)
+        r->rc = kvr_error_oom(r->err);
+    drop_queue(r);
+    return r->rc;
 }
 
 static char *vault_url(reader *r, const char *vault)
@@ -814,8 +797,10 @@ static int index_build(reader *r)
     r->slots = calloc(r->ixcap, sizeof(*r->slots));
     r->vix = calloc(sc->nvaults + 1, sizeof(*r->vix));
     r->rgs = calloc(sc->nvaults + 1, sizeof(*r->rgs));
-    r->counts = calloc(sc->nvaults + 2, sizeof(*r->counts));
-    if (!r->ix || !r->slots || !r->vix || !r->rgs || !r->counts)
+    r->bk = calloc(sc->nvaults + 1, sizeof(*r->bk));
+    r->ready = calloc((sc->nvaults + 1 + 63) / 64, sizeof(*r->ready));
+    r->active = calloc((sc->nvaults + 1 + 63) / 64, sizeof(*r->active));
+    if (!r->ix || !r->slots || !r->vix || !r->rgs || !r->bk || !r->ready || !r->active)
         return kvr_error_oom(r->err);
     for (size_t i = 0; i < sc->nvaults; i++) {
         ix_entry *e = ix_add(r, IX_VAULT, "", sc->vaults[i].name), *g;
@@ -1007,12 +992,11 @@ static int roles_done(reader *r, fetch *f, json_t *items)
 static int deleted_vaults_done(reader *r, fetch *f, json_t *items)
 {
     (void)f;
-    /* queued after every vault read, so what is missing is known */
+    /* the scope's only; one also live (a read still out now) is dropped in canonical_order */
     for (size_t i = 0; i < json_array_size(items); i++) {
         const json_t *it = json_array_get(items, i);
         const json_t *name = json_object_get(it, "name");
         if (json_is_string(name) && vault_index(r, json_string_value(name)) != SIZE_MAX &&
-            !kvr_live_vault_get(r->l, json_string_value(name)) &&
             kvr_live_add_deleted_vault(r->l, it, r->err) < 0)
             return r->err->code;
     }
@@ -1871,6 +1855,19 @@ static int app_cmp(const void *a, const void *b)
     return strcmp(x->display_name ? x->display_name : "", y->display_name ? y->display_name : "");
 }
 
+static int vault_cmp(const void *a, const void *b)
+{
+    const kvr_live_vault *x = a, *y = b;
+    return by_vault_name(x->name, x->resource_group ? x->resource_group : "", y->name,
+                         y->resource_group ? y->resource_group : "");
+}
+
+static int deleted_vault_cmp(const void *a, const void *b)
+{
+    const kvr_live_deleted_vault *x = a, *y = b;
+    return strcasecmp(x->name, y->name);
+}
+
 static void sort(void *items, size_t n, size_t size, int (*cmp)(const void *, const void *))
 {
     if (n > 1) /* qsort of a NULL array is undefined even when empty */
@@ -1880,6 +1877,16 @@ static void sort(void *items, size_t n, size_t size, int (*cmp)(const void *, co
 /* Whatever order the answers came in, the same estate gives the same live model. */
 static void canonical_order(kvr_live *l)
 {
+    sort(l->vaults, l->nvaults, sizeof(*l->vaults), vault_cmp);
+    sort(l->deleted_vaults, l->ndeleted_vaults, sizeof(*l->deleted_vaults), deleted_vault_cmp);
+    /* a vault is live or deleted, never both; whichever list came back first */
+    if (l->ndeleted_vaults) {
+        size_t k = 0;
+        for (size_t i = 0; i < l->ndeleted_vaults; i++)
+            if (!kvr_live_vault_get(l, l->deleted_vaults[i].name))
+                l->deleted_vaults[k++] = l->deleted_vaults[i];
+        l->ndeleted_vaults = k; /* the strings are the pool's */
+    }
     sort(l->keys, l->nkeys, sizeof(*l->keys), key_cmp);
     sort(l->secrets, l->nsecrets, sizeof(*l->secrets), secret_cmp);
     sort(l->certs, l->ncerts, sizeof(*l->certs), cert_cmp);
@@ -1934,7 +1941,7 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
     /* the roots; everything else is queued by the handlers as what it depends on arrives */
     if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
         (rc = queue_marked_apps(&r)) < 0 ||
-        (rc = queue_profiles(&r)) < 0 || (r.n == 0 && (rc = queue_clock(&r)) < 0))
+        (rc = queue_profiles(&r)) < 0 || (r.queued == 0 && (rc = queue_clock(&r)) < 0))
         goto done;
     if ((rc = run_queue(&r)) < 0)
         goto done;
@@ -1957,9 +1964,10 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
                            "no response carried a Date header: the service's clock is unknown, "
                            "and retention is never measured on this machine's clock");
 done:
-    for (size_t i = r.head; i < r.n; i++)
-        fetch_free(r.q[i]);
-    free(r.q);
+    drop_queue(&r);
+    free(r.bk);
+    free(r.ready);
+    free(r.active);
     free(r.ix);
     free(r.slots);
     for (size_t i = 0; r.vix && i < scope->nvaults; i++) {
@@ -1970,8 +1978,6 @@ done:
     }
     free(r.vix);
     json_decref(r.keys_waiting);
-    free(r.sorted);
-    free(r.counts);
     for (size_t i = 0; i < r.nrgs; i++)
         free(r.rgs[i].vaults);
     free(r.rgs);
