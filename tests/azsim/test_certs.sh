@@ -22,7 +22,7 @@ check() { # check NAME COMMAND...
 
 start_azsim() {
     : >"$WORK/stdout"
-    "$AZSIM_BIN" --data "$DATA" --port "${PORT:-0}" --rbac-delay 5 >"$WORK/stdout" 2>>"$WORK/stderr" &
+    "$AZSIM_BIN" --data "$DATA" --port "${PORT:-$(azsim_port)}" --rbac-delay 5 >"$WORK/stdout" 2>>"$WORK/stderr" &
     AZSIM_PID=$!
     for _ in $(seq 1 300); do
         grep -q '^azsim ready ' "$WORK/stdout" 2>/dev/null && return 0

@@ -5,6 +5,7 @@
 # simulator counts (this test expects that count to rise; every other test expects zero).
 # usage: test_profiles.sh AZSIM_BINARY
 set -euo pipefail
+. "$(dirname "$0")/port.sh" # azsim_port: the port survives the restart below
 azsim=$(realpath "$1")
 data=$(mktemp -d)
 pid=
@@ -14,7 +15,7 @@ cleanup() {
     rm -rf "$data"
 }
 trap cleanup EXIT
-"$azsim" --data "$data" --port 0 --rbac-delay 5 --data-keys 40 --rewrap-rate 10 >"$data/out" 2>"$data/err" &
+"$azsim" --data "$data" --port "$(azsim_port)" --rbac-delay 5 --data-keys 40 --rewrap-rate 10 >"$data/out" 2>"$data/err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q '^azsim ready' "$data/out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^azsim ready' "$data/out" || { cat "$data/err"; echo "0 passed, 1 failed"; exit 1; }

@@ -29,7 +29,7 @@ sanitizer_clean() {
 start() {
     local name=$1 dir=$2
     shift 2
-    "$AZSIM_BIN" --data "$dir" --port "${PORT:-0}" "$@" >"$WORK/stdout.$name" 2>"$WORK/stderr.$name" &
+    "$AZSIM_BIN" --data "$dir" --port "${PORT:-$(azsim_port)}" "$@" >"$WORK/stdout.$name" 2>"$WORK/stderr.$name" &
     AZSIM_PID=$!
     for _ in $(seq 1 300); do
         grep -q '^azsim ready ' "$WORK/stdout.$name" 2>/dev/null && break

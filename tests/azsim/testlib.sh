@@ -10,6 +10,10 @@
 #                             its azsim.env
 #   azsim_test_token RESOURCE  a bearer token of the bootstrap principal for RESOURCE
 
+# azsim_port: a free port below the ephemeral range, for the scripts that restart azsim on the
+# port it had (test_resilience.sh, test_certs.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/port.sh"
+
 azsim_test_setup() {
     DATA=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
     WORK="$DATA/work"

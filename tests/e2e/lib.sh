@@ -1,5 +1,6 @@
-# Shared by the end-to-end scripts (sourced, not run): azsim's lifecycle on a free loopback port,
-# a few REST helpers, and the "N passed, N failed" bookkeeping.
+# Shared by the end-to-end scripts (sourced, not run): azsim's lifecycle on a free loopback port
+# below the ephemeral range (tests/azsim/port.sh), a few REST helpers, and the "N passed, N
+# failed" bookkeeping.
 #
 #   e2e_init                         scratch dir in $work, cleanup on exit (also of $E2E_PIDS)
 #   scenario_init KVR AZSIM EXAMPLE  e2e_init, and $kvr, $azsim, $example, $root, $B (before/),
@@ -60,15 +61,26 @@ e2e_cleanup() {
     rm -rf "$work"
 }
 
+# azsim_port (tests/azsim/port.sh): a port below the ephemeral range, which azsim_restart can
+# count on finding free again
+. "$(dirname "${BASH_SOURCE[0]}")/../azsim/port.sh"
+
 azsim_start() {
-    local bin=$1
+    local bin=$1 port
     shift
-    "$bin" --data "$work/sim" --port "${E2E_AZSIM_PORT:-0}" "$@" >"$work/azsim.out" 2>"$work/azsim.err" &
-    AZSIM_PID=$!
-    for _ in $(seq 1 600); do # a loaded machine with sanitizers: up to a minute
-        grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break
-        kill -0 "$AZSIM_PID" 2>/dev/null || break
-        sleep 0.1
+    for _ in 1 2 3 4 5; do
+        port=${E2E_AZSIM_PORT:-$(azsim_port)}
+        "$bin" --data "$work/sim" --port "$port" "$@" >"$work/azsim.out" 2>"$work/azsim.err" &
+        AZSIM_PID=$!
+        for _ in $(seq 1 600); do # a loaded machine with sanitizers: up to a minute
+            grep -q '^azsim ready' "$work/azsim.out" 2>/dev/null && break
+            kill -0 "$AZSIM_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        grep -q '^azsim ready' "$work/azsim.out" && break
+        # a port chosen here that another listener took meanwhile: another one
+        [[ -z ${E2E_AZSIM_PORT:-} && $port != 0 ]] && grep -q 'cannot listen' "$work/azsim.err" || break
+        wait "$AZSIM_PID" 2>/dev/null || true
     done
     if ! grep -q '^azsim ready' "$work/azsim.out"; then
         cat "$work/azsim.err"
