@@ -990,7 +990,6 @@ int kvr_http_run_feed(kvr_http *h, const kvr_http_feed *feed, size_t slots)
     for (size_t i = 0; i < slots; i++)
         jobs[i].state = JOB_FREE;
     for (;;) {
-        double now = now_ms();
         open = 0;
         /* the answers first: what they queue may go at once, in their slots */
         for (size_t i = 0; i < slots; i++) {
@@ -1011,7 +1010,7 @@ int kvr_http_run_feed(kvr_http *h, const kvr_http_feed *feed, size_t slots)
                 const kvr_http_request *q = feed->next(feed->ud);
                 if (!q)
                     break; /* nothing now: asked again after the next answer */
-                job_init(h, j, q, &resp[i], now);
+                job_init(h, j, q, &resp[i], now_ms()); /* after the handlers' time */
             }
         }
         for (size_t i = 0; i < slots; i++)
