@@ -5,7 +5,9 @@
  * federated token, managed identity; the Key Vault 401 challenge).
  *
  * Threading: a kvr_http or kvr_auth handle is used by one thread at a time. Concurrency comes from
- * kvr_http_send_batch, which runs independent requests at once on one event loop.
+ * kvr_http_send_batch, which runs independent requests at once on one event loop, and, inside the
+ * Azure provider, from feeds (kvr_http_run_feed, kvr_auth_run_feed in azinternal.h), which take
+ * new requests as others end.
  *
  * Secrets: request bodies, bearer tokens, client secrets and response bodies may hold secret
  * values. This layer never prints them and wipes (OPENSSL_cleanse) the buffers it owns before
