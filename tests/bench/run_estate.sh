@@ -199,12 +199,18 @@ chain = max(chain_secrets, chain_keys)
 a = chain * lat / 1000
 b = reqs / rate if rate else float("nan")
 arm_floor = max(0, arm_reads - 250) / 25.0
+# not a bound the targets use, but what a vault's own reads cost on the engine's 6 connections
+# per host (one request at a time on each): its listing pages, a key's two reads, the probe
+per_vault = math.ceil(keys / page) + 2 * keys + math.ceil(secrets / page) + 1 + 1
+c = (arm + 2) * lat / 1000 + per_vault * lat / 1000 / 6
 print("lower bound (a) dependent chain: %d requests x %g ms = %.2f s "
       "(secrets: ARM token, vault read, probe, token, %d pages; keys: the same, %d pages, versions)"
       % (chain, lat, a, math.ceil(secrets / page), math.ceil(keys / page)))
 print("lower bound (b) requests / azsim rate: %d / %.0f per s = %.2f s" % (reqs, rate, b))
 print("ARM read bucket (250, +25/s) for kvreconcile's %d ARM reads (measured): >= %.1f s" % (arm_reads, arm_floor))
 print("target (2 x max(a, b)): %.2f s" % (2 * max(a, b)))
+print("a vault's reads on 6 connections (c): %d requests x %g ms / 6, after %d in a chain = %.2f s"
+      % (per_vault, lat, arm + 2, c))
 EOF
 
     # 5. the SDK, sequential awaits, on SDK_VAULTS vaults, extrapolated
