@@ -9,6 +9,7 @@
  * answer makes possible while another answer is still held back. Run by azure_e2e.sh with
  * azsim.env sourced.
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,6 +501,28 @@ int main(void)
     const char *s3v = json_string_value(json_object_get(j, "value"));
     CHECK(s3v && strcmp(s3v, "v3") == 0, "s3 value");
     json_decref(j);
+
+    /* an answer whose length is announced is received into a buffer of that size: grown by
+       doubling, this 20 KB one would sit in 32 KB (a 10 MB list in 16 MB) */
+    {
+        enum { BIG = 20000 };
+        char *big = malloc(BIG + 32), *big_url = fmt("%s/secrets/big?api-version=7.5", vault);
+        int n = snprintf(big, 32, "{\"value\":\"");
+        memset(big + n, 'b', BIG);
+        strcpy(big + n + BIG, "\"}");
+        CHECK(kv_one(&r, a, "PUT", big_url, big) == 200, "set big: %ld", r.status);
+        CHECK(kv_one(&r, a, "GET", big_url, NULL) == 200, "get big: %ld", r.status);
+        size_t room = r.body ? malloc_usable_size(r.body) : 0;
+        CHECK(r.body_len > BIG && room > r.body_len && room < r.body_len + 4096,
+              "big: %zu bytes received in %zu", r.body_len, room);
+        json_t *bj = body_json(&r);
+        const char *bv = json_string_value(json_object_get(bj, "value"));
+        CHECK(bv && strlen(bv) == BIG && strspn(bv, "b") == BIG, "big value");
+        json_decref(bj);
+        printf("azure_e2e: a %zu-byte answer in %zu bytes\n", r.body_len, room);
+        free(big);
+        free(big_url);
+    }
 
     {
         char host[300];

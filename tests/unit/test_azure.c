@@ -2,7 +2,7 @@
  * Unit tests of the Azure client layer's pure parts: Retry-After and backoff, the Key Vault
  * challenge (including hostile headers and the host-suffix check), Azure error bodies of every
  * shape (and broken ones), the JWT client assertion (decoded and its signature verified), form
- * encoding, URLs and paging links, token responses, credential-file permissions, and the
+ * encoding, the secret-safe buffer, URLs and paging links, token responses, credential-file permissions, and the
  * engine's refusals that happen before any network access. No network is used.
  */
 #include <setjmp.h>
@@ -705,6 +705,49 @@ static void test_azure__assertion_rejects(void **state)
 
 /* ---- form, URLs, paging ---------------------------------------------------------------------- */
 
+/* ---- the secret-safe buffer ----------------------------------------------------------------- */
+
+/* An announced length is taken in one buffer of exactly that size, and adding it moves nothing */
+static void test_azure__sbuf_reserve(void **state)
+{
+    (void)state;
+    kvr_sbuf b = {0};
+    char chunk[1000];
+    memset(chunk, 'x', sizeof(chunk));
+
+    assert_int_equal(kvr_sbuf_adds(&b, "ab"), 0);
+    assert_int_equal(kvr_sbuf_reserve(&b, 10000), 0);
+    assert_int_equal(b.cap, 2 + 10000 + 1);
+    assert_string_equal(b.p, "ab"); /* what it held is kept */
+    const char *at = b.p;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(kvr_sbuf_add(&b, chunk, sizeof(chunk)), 0);
+    assert_ptr_equal(b.p, at); /* filled to the byte: never moved */
+    assert_int_equal(b.len, 10002);
+    assert_int_equal(b.p[b.len], '\0');
+    /* past the reservation it grows as before */
+    assert_int_equal(kvr_sbuf_add(&b, "c", 1), 0);
+    assert_true(b.cap > 10003);
+    /* a reservation already covered changes nothing */
+    size_t cap = b.cap;
+    assert_int_equal(kvr_sbuf_reserve(&b, 1), 0);
+    assert_int_equal(b.cap, cap);
+    kvr_sbuf_release(&b);
+
+    /* never beyond the cap: an announced length over it is left to kvr_sbuf_add to refuse */
+    kvr_sbuf m = {.max = 1000};
+    assert_int_equal(kvr_sbuf_adds(&m, "0123456789"), 0);
+    assert_int_equal(kvr_sbuf_reserve(&m, 1u << 30), 0);
+    assert_int_equal(m.cap, 1001);
+    assert_int_equal(kvr_sbuf_add(&m, chunk, 990), 0);
+    assert_int_equal(kvr_sbuf_add(&m, "y", 1), KVR_ETOOBIG);
+    kvr_sbuf_release(&m);
+
+    kvr_sbuf o = {0};
+    assert_int_equal(kvr_sbuf_reserve(&o, SIZE_MAX - 1), KVR_ENOMEM);
+    assert_null(o.p);
+}
+
 static void test_azure__form_encode(void **state)
 {
     char *out = NULL;
@@ -1353,6 +1396,7 @@ int main(void)
         cmocka_unit_test(test_azure__error_message),
         cmocka_unit_test(test_azure__assertion),
         cmocka_unit_test(test_azure__assertion_rejects),
+        cmocka_unit_test(test_azure__sbuf_reserve),
         cmocka_unit_test(test_azure__form_encode),
         cmocka_unit_test(test_azure__url_info),
         cmocka_unit_test(test_azure__next_link),

@@ -20,8 +20,26 @@ void kvr_azure_secret_free(char *s)
     free(s);
 }
 
+/* Moves b's bytes to a buffer of cap bytes (cap > b->len), wiping the old one; NUL-terminated. */
+static int sbuf_move(kvr_sbuf *b, size_t cap)
+{
+    char *p = malloc(cap);
+    if (!p)
+        return KVR_ENOMEM;
+    if (b->p) {
+        memcpy(p, b->p, b->len);
+        OPENSSL_cleanse(b->p, b->cap);
+        free(b->p);
+    }
+    p[b->len] = '\0';
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
 int kvr_sbuf_add(kvr_sbuf *b, const void *data, size_t n)
 {
+    int rc;
     if (b->max && (n > b->max || b->len > b->max - n))
         return KVR_ETOOBIG;
     if (n >= SIZE_MAX / 2 - b->len)
@@ -30,22 +48,26 @@ int kvr_sbuf_add(kvr_sbuf *b, const void *data, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *p = malloc(cap);
-        if (!p)
-            return KVR_ENOMEM;
-        if (b->p) {
-            memcpy(p, b->p, b->len);
-            OPENSSL_cleanse(b->p, b->cap);
-            free(b->p);
-        }
-        b->p = p;
-        b->cap = cap;
+        if ((rc = sbuf_move(b, cap)) < 0)
+            return rc;
     }
     if (n)
         memcpy(b->p + b->len, data, n);
     b->len += n;
     b->p[b->len] = '\0';
     return 0;
+}
+
+int kvr_sbuf_reserve(kvr_sbuf *b, size_t n)
+{
+    size_t room = b->max > b->len ? b->max - b->len : 0;
+    if (b->max && n > room)
+        n = room;
+    if (n >= SIZE_MAX / 2 - b->len)
+        return KVR_ENOMEM;
+    if (b->len + n + 1 <= b->cap)
+        return 0;
+    return sbuf_move(b, b->len + n + 1);
 }
 
 int kvr_sbuf_adds(kvr_sbuf *b, const char *s)

@@ -21,6 +21,9 @@ typedef struct kvr_sbuf {
 
 int kvr_sbuf_add(kvr_sbuf *b, const void *data, size_t n);
 int kvr_sbuf_adds(kvr_sbuf *b, const char *s);
+/* Room for n more bytes and the NUL in one buffer of exactly that size, so that adding them
+   copies nothing more (a body whose length is announced). Never beyond max. */
+int kvr_sbuf_reserve(kvr_sbuf *b, size_t n);
 /* Hands the buffer over (NUL-terminated, never NULL on success) and empties b. */
 int kvr_sbuf_take(char **out, kvr_sbuf *b);
 void kvr_sbuf_release(kvr_sbuf *b);
