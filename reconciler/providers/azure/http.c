@@ -80,6 +80,7 @@ struct kvr_http {
     host_state *hosts;
     size_t nhosts;
     size_t caphosts;
+    kvr_index host_ix; /* hosts by name: a plan talks to one host per vault */
     int inflight;
     kvr_http_stats stats;
 };
@@ -252,16 +253,23 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
     kvr_http *h = ud;
     struct epoll_event ev = {0};
     (void)easy;
-    (void)sockp;
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(h->epfd, EPOLL_CTL_DEL, s, NULL); /* ENOENT or EBADF: already gone */
         return 0;
     }
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
     ev.data.fd = s;
-    if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev) == 0 ||
-        (errno == ENOENT && epoll_ctl(h->epfd, EPOLL_CTL_ADD, s, &ev) == 0))
+    /* a socket libcurl has not been told is watched (sockp) is added, the others changed: one
+       system call each time, not a failed one first (a kept-alive connection is added again for
+       each request) */
+    int op = sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(h->epfd, op, s, &ev) == 0 ||
+        (op == EPOLL_CTL_ADD && errno == EEXIST && epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev) == 0) ||
+        (op == EPOLL_CTL_MOD && errno == ENOENT && epoll_ctl(h->epfd, EPOLL_CTL_ADD, s, &ev) == 0)) {
+        if (!sockp)
+            curl_multi_assign(h->multi, s, h);
         return 0;
+    }
     return -1; /* libcurl fails the transfers on this socket */
 }
 
@@ -371,6 +379,7 @@ void kvr_http_free(kvr_http *h)
     for (size_t i = 0; i < h->nhosts; i++)
         free(h->hosts[i].writes.starts);
     free(h->hosts);
+    kvr_index_release(&h->host_ix);
     free(h);
     curl_global_cleanup();
 }
@@ -378,15 +387,28 @@ void kvr_http_free(kvr_http *h)
 /* ---- per-host state: rate limiter and concurrency ---------------------------------------------
  */
 
+typedef struct host_key {
+    const kvr_http *h;
+    const char *name;
+} host_key;
+
+static bool host_is(const void *ctx, size_t id)
+{
+    const host_key *k = ctx;
+    return strcmp(k->h->hosts[id].host, k->name) == 0;
+}
+
 static int host_index(size_t *out, kvr_http *h, const char *host_port)
 {
-    for (size_t i = 0; i < h->nhosts; i++) {
-        if (strcmp(h->hosts[i].host, host_port) == 0) {
-            *out = i;
-            return 0;
-        }
+    host_key k = {h, host_port};
+    uint64_t hash = kvr_hash_ci(KVR_HASH_SEED, host_port);
+    size_t id = kvr_index_first(&h->host_ix, hash, host_is, &k);
+    if (id != KVR_INDEX_NONE) {
+        *out = id;
+        return 0;
     }
-    if (kvr_grow((void **)&h->hosts, &h->caphosts, h->nhosts + 1, sizeof(*h->hosts)) < 0)
+    if (kvr_grow((void **)&h->hosts, &h->caphosts, h->nhosts + 1, sizeof(*h->hosts)) < 0 ||
+        kvr_index_put(&h->host_ix, hash, h->nhosts) < 0)
         return KVR_ENOMEM;
     host_state *s = &h->hosts[h->nhosts];
     memset(s, 0, sizeof(*s));
