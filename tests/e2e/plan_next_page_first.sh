@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# A list's next page goes out before the reads its vault has queued meanwhile. A vault's pages
+# are a chain (each page's link comes with the page before), the longest one it has; queued
+# behind the key reads that its key list brought, each secrets page waited for all of them
+# (tests/bench/RESULTS.md, I). Here one vault, 25 declared keys (50 reads: each key and its
+# versions) and 30 secrets (two pages), and azsim holds answers so that the order is decided by
+# the reader alone, not by timing:
+#   - the first secrets page and the first five key reads are held: with the first page's
+#     answer, all six of the vault's connections are taken by held answers
+#   - then a hold is set on the next secrets request (page 2) and on key k14's versions (the
+#     30th read in the queue), and the first page is let go: one connection is free
+#   - page 2 must be the one held next, while k14's versions has not been asked for. Queued last,
+#     page 2 would go only after k14's versions, whose held answer takes the last connection:
+#     page 2 would never be asked for while it is held.
+# Then every hold is let go: the plan ends with exit 0, having read both secrets pages.
+# usage: plan_next_page_first.sh KVRECONCILE AZSIM
+set -euo pipefail
+kvr=$(realpath "$1")
+azsim=$(realpath "$2")
+. "$(dirname "$0")/lib.sh"
+e2e_init
+sub=8d2e6f41-5a7c-4b19-8e3d-2f6a9c0b7d15
+vault=kv-pages
+mkdir "$work/D"
+{
+    printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$sub"
+    printf '  - name: %s\n    resourceGroup: rg-pages\n    location: westeurope\n' "$vault"
+    printf '    sku: standard\n    rbac: true\n    softDeleteDays: 7\n    purgeProtection: false\n'
+    printf 'keys:\n'
+    for i in $(seq -w 0 24); do
+        printf '  - vault: %s\n    name: k%s\n    type: EC\n    curve: P-256\n    ops: [sign, verify]\n' \
+            "$vault" "$i"
+    done
+} >"$work/D/estate.yaml"
+azsim_start "$azsim" --subscription "$sub"
+kvr_apply "apply: the vault and its 25 keys" 0 -f "$work/D" --wait 2m
+cd "$work"
+host="$vault.vault.localhost"
+tok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
+for i in $(seq -w 0 29); do
+    curl -sS --cacert "$AZSIM_CA" -X PUT "https://$host:$AZSIM_PORT/secrets/s$i?api-version=7.5" \
+        -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \
+        -d "{\"value\":\"v$i\"}" -o /dev/null -w '%{http_code}\n'
+done | sort | uniq -c | grep -q ' 30 200$'
+check "30 secrets written" $?
+
+admin() { # METHOD PATH [BODY]: azsim's admin API
+    if [[ $# -gt 2 ]]; then
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
+    else
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
+    fi
+}
+hold() { admin POST /holds "{\"method\":\"GET\",\"host\":\"$host\",\"path\":\"$1\"}" | json 'd["id"]'; }
+state() { admin GET "/holds/$1" | json 'd["state"]'; }
+# until IDS...: waits until every hold holds an answer (0), or the plan has ended or a minute
+# has passed (1)
+until_held() {
+    local id all
+    for _ in $(seq 1 1200); do
+        all=0
+        for id in "$@"; do
+            [[ $(state "$id") == holding ]] || all=1
+        done
+        [[ $all == 0 ]] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+page1=$(hold /secrets)
+first=()
+for p in /keys/k00/ /keys/k00/versions /keys/k01/ /keys/k01/versions /keys/k02/; do
+    first+=("$(hold "$p")")
+done
+count() { admin GET /stats | json "d['requests'].get('$1', 0)"; }
+lists() { count kv.secrets.list; }
+reads() { echo $(($(count kv.keys.get) + $(count kv.keys.versions))); }
+before=$(lists)
+reads0=$(reads)
+"$kvr" plan -f D >"$work/out.plan" 2>"$work/err.plan" &
+pid=$!
+E2E_PIDS=$pid
+until_held "$page1" "${first[@]}"
+check "the first secrets page and the first five key reads are held" $?
+# the premise: the five held are the first key reads, and no other has gone
+check "  and no other key read has been asked for" "$([[ $(($(reads) - reads0)) == 5 ]]; echo $?)"
+page2=$(hold /secrets)
+late=$(hold /keys/k14/versions)
+admin DELETE "/holds/$page1" >/dev/null
+next=none
+for _ in $(seq 1 1200); do
+    if [[ $(state "$page2") == holding ]]; then
+        next=page2
+        break
+    fi
+    if [[ $(state "$late") == holding ]]; then
+        next=k14
+        break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+done
+check "the second secrets page is asked for before k14's versions (next: $next)" \
+    "$([[ $next == page2 && $(state "$late") == armed ]]; echo $?)"
+for id in "${first[@]}" "$page2" "$late"; do
+    admin DELETE "/holds/$id" >/dev/null
+done
+set +e; wait "$pid"; rc=$?; set -e
+E2E_PIDS=
+check "the plan ends (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+[[ $rc == 0 ]] || cat "$work/err.plan"
+check "  having read the two secrets pages" "$([[ $(($(lists) - before)) == 2 ]]; echo $?)"
+e2e_sanitizer_scan
+e2e_finish
