@@ -319,99 +319,129 @@ static int token_error(kvr_error *err, const kvr_http_response *r, bool managed,
     return rc;
 }
 
-static int acquire(char **out, time_t *out_expires, kvr_auth *a, const char *tenant,
-                   const char *scope, kvr_error *err)
+/* A token request: the request and what it points into (freed, the secrets wiped, by
+   token_req_release). */
+typedef struct token_req {
+    kvr_http_request req;
+    char *form, *assertion, *file, *url, *query;
+} token_req;
+
+static void token_req_release(token_req *t)
 {
-    kvr_http_response resp;
-    kvr_http_request req = {0};
-    char *form = NULL, *assertion = NULL, *file = NULL, *url = NULL, *query = NULL;
+    kvr_azure_secret_free(t->form);
+    kvr_azure_secret_free(t->assertion);
+    kvr_azure_secret_free(t->file);
+    free(t->url);
+    free(t->query);
+    memset(t, 0, sizeof(*t));
+}
+
+/* The request for a token of `scope` from `tenant`, by the credential's kind. */
+static int token_req_build(token_req *t, kvr_auth *a, const char *tenant, const char *scope,
+                           kvr_error *err)
+{
+    kvr_http_request *req = &t->req;
     size_t file_len = 0;
     int rc = 0;
 
-    kvr_http_response_init(&resp);
-    *out = NULL;
+    memset(t, 0, sizeof(*t));
     if (a->kind == KVR_AUTH_MANAGED) {
         static const char *const md[] = {"Metadata: true", NULL};
         size_t sl = strlen(scope);
         char resource[512];
-        if (sl >= sizeof(resource)) {
-            rc = kvr_error_set(err, KVR_EINVAL, "scope too long");
-            goto done;
-        }
+        if (sl >= sizeof(resource))
+            return kvr_error_set(err, KVR_EINVAL, "scope too long");
         memcpy(resource, scope, sl + 1);
         if (kvr_str_has_suffix(resource, "/.default"))
             resource[sl - strlen("/.default")] = '\0';
         const char *pairs[] = {
             "api-version", "2018-02-01", "resource", resource, a->client_id ? "client_id" : NULL,
             a->client_id,  NULL};
-        if ((rc = kvr_http_form_encode(&query, pairs, err)) < 0)
-            goto done;
-        size_t ul = strlen(IMDS_TOKEN_URL) + 1 + strlen(query) + 1;
-        if (!(url = malloc(ul))) {
-            rc = kvr_error_oom(err);
-            goto done;
-        }
-        snprintf(url, ul, "%s?%s", IMDS_TOKEN_URL, query);
-        req.method = "GET";
-        req.url = url;
-        req.headers = md;
-        req.flags = KVR_HTTP_RETRY_NOTFOUND;
-    } else {
-        static const char *const form_hdr[] = {"Content-Type: application/x-www-form-urlencoded",
-                                               NULL};
-        const char *jwt_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-        const char *pairs[12] = {
-            "grant_type", "client_credentials", "client_id", a->client_id, "scope", scope};
-        if (a->kind == KVR_AUTH_SECRET) {
-            pairs[6] = "client_secret";
-            pairs[7] = a->client_secret;
-        } else if (a->kind == KVR_AUTH_CERTIFICATE) {
-            if ((rc = kvr_auth_read_private_file(&file, &file_len, a->certificate_path, err)) < 0 ||
-                (rc = kvr_auth_assertion(&assertion, file, file_len, a->authority, tenant,
-                                         a->client_id, time(NULL), err)) < 0)
-                goto done;
-            pairs[6] = "client_assertion_type";
-            pairs[7] = jwt_type;
-            pairs[8] = "client_assertion";
-            pairs[9] = assertion;
-        } else {
-            /* re-read every time: the platform rotates the file */
-            if ((rc = kvr_auth_read_private_file(&file, &file_len, a->federated_token_file, err)) <
-                0)
-                goto done;
-            while (file_len > 0 && (file[file_len - 1] == '\n' || file[file_len - 1] == '\r' ||
-                                    file[file_len - 1] == ' '))
-                file[--file_len] = '\0';
-            if (file_len == 0) {
-                rc = kvr_error_set(err, KVR_EAUTH, "federated token file '%s' is empty",
-                                   a->federated_token_file);
-                goto done;
-            }
-            pairs[6] = "client_assertion_type";
-            pairs[7] = jwt_type;
-            pairs[8] = "client_assertion";
-            pairs[9] = file;
-        }
-        if ((rc = kvr_http_form_encode(&form, pairs, err)) < 0)
-            goto done;
-        size_t ul = strlen(a->authority) + strlen(tenant) + sizeof("//oauth2/v2.0/token");
-        if (!(url = malloc(ul))) {
-            rc = kvr_error_oom(err);
-            goto done;
-        }
-        snprintf(url, ul, "%s/%s/oauth2/v2.0/token", a->authority, tenant);
-        req.method = "POST";
-        req.url = url;
-        req.headers = form_hdr;
-        req.body = form;
-        req.body_len = strlen(form);
+        if ((rc = kvr_http_form_encode(&t->query, pairs, err)) < 0)
+            return rc;
+        size_t ul = strlen(IMDS_TOKEN_URL) + 1 + strlen(t->query) + 1;
+        if (!(t->url = malloc(ul)))
+            return kvr_error_oom(err);
+        snprintf(t->url, ul, "%s?%s", IMDS_TOKEN_URL, t->query);
+        req->method = "GET";
+        req->url = t->url;
+        req->headers = md;
+        req->flags = KVR_HTTP_RETRY_NOTFOUND;
+        return 0;
     }
+    static const char *const form_hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    const char *jwt_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    const char *pairs[12] = {
+        "grant_type", "client_credentials", "client_id", a->client_id, "scope", scope};
+    if (a->kind == KVR_AUTH_SECRET) {
+        pairs[6] = "client_secret";
+        pairs[7] = a->client_secret;
+    } else if (a->kind == KVR_AUTH_CERTIFICATE) {
+        if ((rc = kvr_auth_read_private_file(&t->file, &file_len, a->certificate_path, err)) < 0 ||
+            (rc = kvr_auth_assertion(&t->assertion, t->file, file_len, a->authority, tenant,
+                                     a->client_id, time(NULL), err)) < 0)
+            return rc;
+        pairs[6] = "client_assertion_type";
+        pairs[7] = jwt_type;
+        pairs[8] = "client_assertion";
+        pairs[9] = t->assertion;
+    } else {
+        /* re-read every time: the platform rotates the file */
+        if ((rc = kvr_auth_read_private_file(&t->file, &file_len, a->federated_token_file, err)) <
+            0)
+            return rc;
+        while (file_len > 0 && (t->file[file_len - 1] == '\n' || t->file[file_len - 1] == '\r' ||
+                                t->file[file_len - 1] == ' '))
+            t->file[--file_len] = '\0';
+        if (file_len == 0)
+            return kvr_error_set(err, KVR_EAUTH, "federated token file '%s' is empty",
+                                 a->federated_token_file);
+        pairs[6] = "client_assertion_type";
+        pairs[7] = jwt_type;
+        pairs[8] = "client_assertion";
+        pairs[9] = t->file;
+    }
+    if ((rc = kvr_http_form_encode(&t->form, pairs, err)) < 0)
+        return rc;
+    size_t ul = strlen(a->authority) + strlen(tenant) + sizeof("//oauth2/v2.0/token");
+    if (!(t->url = malloc(ul)))
+        return kvr_error_oom(err);
+    snprintf(t->url, ul, "%s/%s/oauth2/v2.0/token", a->authority, tenant);
+    req->method = "POST";
+    req->url = t->url;
+    req->headers = form_hdr;
+    req->body = t->form;
+    req->body_len = strlen(t->form);
+    return 0;
+}
+
+/* The token in a token request's answer (its error when there is none). */
+static int token_answer(char **out, time_t *out_expires, kvr_auth *a, const char *scope,
+                        const kvr_http_response *resp, kvr_error *err)
+{
+    if (resp->status != 200)
+        return token_error(err, resp, a->kind == KVR_AUTH_MANAGED, scope);
+    return kvr_auth_parse_token(out, out_expires, resp->body, resp->body_len,
+                                a->kind == KVR_AUTH_MANAGED, (time_t)kvr_mono_s(), err);
+}
+
+static int acquire(char **out, time_t *out_expires, kvr_auth *a, const char *tenant,
+                   const char *scope, kvr_error *err)
+{
+    kvr_http_response resp;
+    token_req t;
+    int rc = 0;
+
+    kvr_http_response_init(&resp);
+    *out = NULL;
+    if ((rc = token_req_build(&t, a, tenant, scope, err)) < 0)
+        goto done;
     if (a->kind == KVR_AUTH_MANAGED && !a->imds_seen) {
         /*
          * Off Azure nothing answers at 169.254.169.254 and a connect would hang for the full
          * timeout on every retry: probe once, briefly, as the Azure SDKs do.
          */
-        kvr_http_request probe = req;
+        kvr_http_request probe = t.req;
         probe.flags = KVR_HTTP_NO_RETRY | KVR_HTTP_FAST_CONNECT;
         if (kvr_http_send(&resp, a->http, &probe, NULL) < 0) {
             rc = kvr_error_set(err, KVR_EAUTH,
@@ -423,21 +453,12 @@ static int acquire(char **out, time_t *out_expires, kvr_auth *a, const char *ten
         }
         a->imds_seen = true;
     }
-    if (resp.status != 200 && (rc = kvr_http_send(&resp, a->http, &req, err)) < 0)
+    if (resp.status != 200 && (rc = kvr_http_send(&resp, a->http, &t.req, err)) < 0)
         goto done;
-    if (resp.status != 200) {
-        rc = token_error(err, &resp, a->kind == KVR_AUTH_MANAGED, scope);
-        goto done;
-    }
-    rc = kvr_auth_parse_token(out, out_expires, resp.body, resp.body_len,
-                              a->kind == KVR_AUTH_MANAGED, (time_t)kvr_mono_s(), err);
+    rc = token_answer(out, out_expires, a, scope, &resp, err);
 done:
     kvr_http_response_release(&resp);
-    kvr_azure_secret_free(form);
-    kvr_azure_secret_free(assertion);
-    kvr_azure_secret_free(file);
-    free(url);
-    free(query);
+    token_req_release(&t);
     return rc;
 }
 
@@ -448,6 +469,41 @@ static cached_token *find_token(kvr_auth *a, const char *tenant, const char *sco
             strcmp(a->tokens[i].scope, scope) == 0)
             return &a->tokens[i];
     return NULL;
+}
+
+/* Caches tok (taken, wiped when dropped) in t, or in a free or new entry when t is NULL, and
+   gives the caller a copy of it (out may be NULL). */
+static int keep_token(char **out, kvr_auth *a, cached_token *t, const char *tenant,
+                      const char *scope, char *tok, time_t expires, kvr_error *err)
+{
+    char *copy = NULL;
+    if (!t) {
+        for (size_t i = 0; i < a->ntokens && !t; i++)
+            if (!a->tokens[i].token)
+                t = &a->tokens[i];
+        if (!t) {
+            if (kvr_grow((void **)&a->tokens, &a->captokens, a->ntokens + 1, sizeof(*a->tokens)) <
+                0) {
+                kvr_azure_secret_free(tok);
+                return kvr_error_oom(err);
+            }
+            t = &a->tokens[a->ntokens++];
+            memset(t, 0, sizeof(*t));
+        }
+    }
+    drop_token(t);
+    time_t now = (time_t)kvr_mono_s(), life = expires - now;
+    t->refresh_at = now + (life > 2 * REFRESH_MARGIN ? life - REFRESH_MARGIN : life / 2);
+    if (!(t->tenant = strdup(tenant)) || !(t->scope = strdup(scope)) ||
+        (out && !(copy = strdup(tok)))) {
+        drop_token(t);
+        kvr_azure_secret_free(tok);
+        return kvr_error_oom(err);
+    }
+    t->token = tok;
+    if (out)
+        *out = copy;
+    return 0;
 }
 
 int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scope, kvr_error *err)
@@ -475,36 +531,65 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
         return 0;
     }
     if ((rc = acquire(&tok, &expires, a, tenant, scope, err)) < 0)
-        goto done;
-    if (!t) {
-        for (size_t i = 0; i < a->ntokens && !t; i++)
-            if (!a->tokens[i].token)
-                t = &a->tokens[i];
-        if (!t) {
-            if (kvr_grow((void **)&a->tokens, &a->captokens, a->ntokens + 1, sizeof(*a->tokens)) <
-                0) {
-                rc = kvr_error_oom(err);
-                goto done;
-            }
-            t = &a->tokens[a->ntokens++];
-            memset(t, 0, sizeof(*t));
+        return rc;
+    return keep_token(out, a, t, tenant, scope, tok, expires, err);
+}
+
+/*
+ * The tokens of these scopes (the credential's own tenant) that are not cached, asked for at
+ * once instead of one after the other as each is first used: a plan's first reads need ARM's,
+ * Graph's and the profiles' (three round trips to the identity platform before anything else).
+ * Nothing changes when fewer than two are missing, and a token that cannot be had here is asked
+ * for again when it is used, which tells its error.
+ */
+void kvr_auth_prefetch(kvr_auth *a, const char *const *scopes, size_t n)
+{
+    enum { MAX = 8 };
+    token_req t[MAX];
+    kvr_http_request reqs[MAX];
+    kvr_http_response resps[MAX];
+    int codes[MAX];
+    const char *which[MAX];
+    const char *tenant = a->tenant ? a->tenant : "organizations";
+    size_t k = 0, built = 0;
+    kvr_error e;
+
+    /* a managed identity's first token waits for the endpoint's probe (acquire) */
+    if (a->kind == KVR_AUTH_MANAGED || !tenant_name_ok(tenant))
+        return;
+    for (size_t i = 0; i < n && k < MAX; i++) {
+        const char *scope = scopes[i];
+        bool seen = false;
+        for (size_t j = 0; j < k; j++)
+            seen |= strcmp(which[j], scope ? scope : "") == 0;
+        cached_token *c = scope ? find_token(a, tenant, scope) : NULL;
+        if (!scope || seen || !*scope || strchr(scope, ' ') || strlen(scope) > 500 ||
+            (c && c->refresh_at > (time_t)kvr_mono_s()))
+            continue;
+        which[k++] = scope;
+    }
+    if (k < 2)
+        return;
+    for (; built < k; built++) {
+        if (token_req_build(&t[built], a, tenant, which[built], &e) < 0) {
+            token_req_release(&t[built]);
+            k = built; /* the same error comes again, and is told, when the token is used */
+            break;
         }
+        reqs[built] = t[built].req;
+        kvr_http_response_init(&resps[built]);
     }
-    drop_token(t);
-    time_t now = (time_t)kvr_mono_s(), life = expires - now;
-    t->refresh_at = now + (life > 2 * REFRESH_MARGIN ? life - REFRESH_MARGIN : life / 2);
-    if (!(t->tenant = strdup(tenant)) || !(t->scope = strdup(scope)) || !(*out = strdup(tok))) {
-        drop_token(t);
-        kvr_azure_secret_free(*out);
-        *out = NULL;
-        rc = kvr_error_oom(err);
-        goto done;
+    if (k > 0)
+        (void)kvr_http_send_batch(resps, codes, a->http, reqs, k, NULL);
+    for (size_t i = 0; i < k; i++) {
+        char *tok = NULL;
+        time_t expires = 0;
+        if (codes[i] == 0 && token_answer(&tok, &expires, a, which[i], &resps[i], &e) == 0)
+            (void)keep_token(NULL, a, find_token(a, tenant, which[i]), tenant, which[i], tok,
+                             expires, &e);
+        kvr_http_response_release(&resps[i]);
+        token_req_release(&t[i]);
     }
-    t->token = tok;
-    tok = NULL;
-done:
-    kvr_azure_secret_free(tok);
-    return rc;
 }
 
 void kvr_auth_invalidate(kvr_auth *a, const char *tenant, const char *scope)

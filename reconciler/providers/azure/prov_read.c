@@ -725,6 +725,17 @@ static void drop_queue(reader *r)
 static int run_queue(reader *r)
 {
     kvr_auth_feed feed = {.ud = r, .next = feed_next, .done = feed_done};
+    /* the first reads' tokens (ARM, Graph, profiles: the roots are all in bucket 0) at once */
+    const char *scopes[3];
+    size_t n = 0;
+    for (fetch *f = r->bk[0].head; f; f = f->qnext) {
+        bool seen = false;
+        for (size_t i = 0; i < n; i++)
+            seen |= scopes[i] == f->scope;
+        if (f->scope && !seen && n < sizeof(scopes) / sizeof(scopes[0]))
+            scopes[n++] = f->scope;
+    }
+    kvr_auth_prefetch(r->a, scopes, n);
     if (kvr_auth_run_feed(r->a, &feed, FEED_SLOTS) < 0 && r->rc == 0)
         r->rc = kvr_error_oom(r->err);
     drop_queue(r);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A plan's first reads need a token each for ARM, Graph and the encryption profiles; they are
+# asked for at once, not one after the other as each read is first handed out (three round trips
+# to the identity platform before the first read). Here azsim holds the answer to the plan's
+# first token request: while it is held, the other tokens must have been asked for too. One by
+# one, the plan would wait for the held answer before asking for the next.
+# usage: plan_tokens_at_once.sh KVRECONCILE AZSIM
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+scenario_init "$1" "$2" rotate-app-credentials
+azsim_start "$azsim" --subscription "$sub" --rbac-delay 0
+kvr_apply "apply: the example's estate" 0 -f "$B" --wait 2m
+cd "$work"
+
+admin() { # METHOD PATH [BODY]: azsim's admin API
+    if [[ $# -gt 2 ]]; then
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
+    else
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
+    fi
+}
+tokens() { admin GET /stats | json 'd["requests"].get("login.token", 0)'; }
+t0=$(tokens)
+id=$(admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" |
+    json 'd["id"]')
+"$kvr" plan -f "$B" >"$work/out.plan" 2>"$work/err.plan" &
+pid=$!
+E2E_PIDS=$pid
+asked=0
+for _ in $(seq 1 600); do # up to 30 s, on a loaded machine with sanitizers
+    if [[ $(admin GET "/holds/$id" | json 'd["state"]') == holding ]]; then
+        asked=$(($(tokens) - t0))
+        [[ $asked -ge 3 ]] && break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+done
+check "while the first token's answer is held, the three tokens were asked for ($asked)" \
+    "$([[ $asked == 3 ]]; echo $?)"
+admin DELETE "/holds/$id" >/dev/null
+set +e; wait "$pid"; rc=$?; set -e
+E2E_PIDS=
+check "the plan ends (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
+[[ $rc == 0 ]] || cat "$work/err.plan"
+check "  and asked for no more tokens than before (4: ARM, Graph, profiles, Key Vault)" \
+    "$([[ $(($(tokens) - t0)) == 4 ]]; echo $?)"
+e2e_sanitizer_scan
+e2e_finish
