@@ -509,7 +509,7 @@ int main(void)
         char *big = malloc(BIG + 32), *big_url = fmt("%s/secrets/big?api-version=7.5", vault);
         int n = snprintf(big, 32, "{\"value\":\"");
         memset(big + n, 'b', BIG);
-        strcpy(big + n + BIG, "\"}");
+        memcpy(big + n + BIG, "\"}", 3);
         CHECK(kv_one(&r, a, "PUT", big_url, big) == 200, "set big: %ld", r.status);
         CHECK(kv_one(&r, a, "GET", big_url, NULL) == 200, "get big: %ld", r.status);
         size_t room = r.body ? malloc_usable_size(r.body) : 0;
