@@ -507,6 +507,10 @@ int main(void)
     {
         enum { BIG = 20000 };
         char *big = malloc(BIG + 32), *big_url = fmt("%s/secrets/big?api-version=7.5", vault);
+        if (!big) {
+            fprintf(stderr, "azure_e2e: out of memory\n");
+            return 1;
+        }
         int n = snprintf(big, 32, "{\"value\":\"");
         memset(big + n, 'b', BIG);
         memcpy(big + n + BIG, "\"}", 3);

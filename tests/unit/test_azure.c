@@ -1,9 +1,10 @@
 /*
  * Unit tests of the Azure client layer's pure parts: Retry-After and backoff, the Key Vault
  * challenge (including hostile headers and the host-suffix check), Azure error bodies of every
- * shape (and broken ones), the JWT client assertion (decoded and its signature verified), form
- * encoding, the secret-safe buffer, URLs and paging links, token responses, credential-file permissions, and the
- * engine's refusals that happen before any network access. No network is used.
+ * shape (and broken ones), the JWT client assertion (decoded and its signature verified), the
+ * secret-safe buffer, form encoding, URLs and paging links, token responses, credential-file
+ * permissions, and the engine's refusals that happen before any network access. No network is
+ * used.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -703,8 +704,6 @@ static void test_azure__assertion_rejects(void **state)
     EVP_PKEY_free(k3);
 }
 
-/* ---- form, URLs, paging ---------------------------------------------------------------------- */
-
 /* ---- the secret-safe buffer ----------------------------------------------------------------- */
 
 /* An announced length is taken in one buffer of exactly that size, and adding it moves nothing */
@@ -747,6 +746,8 @@ static void test_azure__sbuf_reserve(void **state)
     assert_int_equal(kvr_sbuf_reserve(&o, SIZE_MAX - 1), KVR_ENOMEM);
     assert_null(o.p);
 }
+
+/* ---- form, URLs, paging ---------------------------------------------------------------------- */
 
 static void test_azure__form_encode(void **state)
 {

@@ -28,7 +28,7 @@ static int sbuf_move(kvr_sbuf *b, size_t cap)
         return KVR_ENOMEM;
     if (b->p) {
         memcpy(p, b->p, b->len);
-        OPENSSL_cleanse(b->p, b->cap);
+        OPENSSL_cleanse(b->p, b->len + 1); /* what was ever written: [0, len] */
         free(b->p);
     }
     p[b->len] = '\0';
@@ -90,7 +90,9 @@ int kvr_sbuf_take(char **out, kvr_sbuf *b)
 void kvr_sbuf_release(kvr_sbuf *b)
 {
     if (b->p) {
-        OPENSSL_cleanse(b->p, b->cap);
+        /* only [0, len] was ever written (nothing shortens len): a buffer reserved for a large
+           answer that did not come is not touched whole */
+        OPENSSL_cleanse(b->p, b->len + 1);
         free(b->p);
     }
     b->p = NULL;

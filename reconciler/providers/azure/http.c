@@ -100,6 +100,8 @@ typedef struct job {
     double not_before;
     double started;
     kvr_sbuf body;
+    size_t announced; /* the answer's Content-Length (0: none) */
+    bool encoded;     /* it has a Content-Encoding: the length is not the body's */
     bool too_big;
     char errbuf[CURL_ERROR_SIZE];
 } job;
@@ -438,9 +440,17 @@ double kvr_bucket_take(kvr_bucket *b, double rate_per_sec, double burst, double 
 /* ---- callbacks ---------------------------------------------------------------------------------
  */
 
+/*
+ * A body whose length is announced gets its buffer at once, when its first bytes come (every
+ * header is in by then): grown by doubling, a 10 MB list (a resource group's role assignments)
+ * took 16 MB and, while moving, 24; and every small answer moved four or five times. A length
+ * over the cap, or of a compressed body (the length is the compressed one), changes nothing.
+ */
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     job *j = ud;
+    if (!j->body.p && j->announced && !j->encoded && j->announced <= j->body.max)
+        (void)kvr_sbuf_reserve(&j->body, j->announced); /* a hint: adding reports what fails */
     int rc = kvr_sbuf_add(&j->body, data, size * n);
     if (rc < 0) {
         j->too_big = rc == KVR_ETOOBIG;
@@ -460,24 +470,18 @@ static void keep_header(char **slot, const char *v, size_t n)
     *slot = copy;
 }
 
-/*
- * A body whose length is announced gets its buffer at once: grown by doubling, a 10 MB list (a
- * resource group's role assignments) took 16 MB and, while moving, 24; and every small answer
- * moved four or five times. A length that is not plain digits, or over the cap, is left to
- * on_body.
- */
-static void reserve_body(job *j, const char *v, size_t n)
+/* A Content-Length of plain digits; anything else (or more than fits): 0, no length. */
+static size_t parse_length(const char *v, size_t n)
 {
-    size_t len = 0;
-    if (n == 0 || n > 12 || strcmp(j->req->method, "HEAD") == 0)
-        return;
+    uint64_t len = 0;
+    if (n == 0 || n > 15)
+        return 0;
     for (size_t i = 0; i < n; i++) {
         if (v[i] < '0' || v[i] > '9')
-            return;
-        len = len * 10 + (size_t)(v[i] - '0');
+            return 0;
+        len = len * 10 + (uint64_t)(v[i] - '0');
     }
-    if (len > 0 && len <= j->body.max)
-        (void)kvr_sbuf_reserve(&j->body, len); /* a hint: on_body reports what fails */
+    return len > SIZE_MAX ? 0 : (size_t)len;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
@@ -501,6 +505,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         free_headers(r); /* a new response (after 100 Continue, say): forget the last one */
+        j->announced = 0;
+        j->encoded = false;
         return len;
     }
     const char *colon = memchr(data, ':', len);
@@ -517,7 +523,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     if (vlen > HEADER_VALUE_MAX)
         return len;
     if (name_len == 14 && kvr_az_has_iprefix(data, "content-length")) {
-        reserve_body(j, v, vlen);
+        j->announced = parse_length(v, vlen);
+        return len;
+    }
+    if (name_len == 16 && kvr_az_has_iprefix(data, "content-encoding")) {
+        j->encoded = !(vlen == 8 && kvr_az_has_iprefix(v, "identity"));
         return len;
     }
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
@@ -870,6 +880,8 @@ static int job_start(kvr_http *h, job *j)
     j->resp->status = 0;
     kvr_sbuf_release(&j->body);
     j->body.max = h->cfg.max_body;
+    j->announced = 0;
+    j->encoded = false;
     j->too_big = false;
     j->errbuf[0] = '\0';
     if (job_easy(h, j) < 0 || curl_multi_add_handle(h->multi, j->easy) != CURLM_OK)
