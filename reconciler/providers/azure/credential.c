@@ -53,6 +53,13 @@ struct kvr_auth {
     size_t capchallenges;
     kvr_index challenge_ix; /* challenges by host: a 2,000-vault plan looks one up 680,000 times */
     bool imds_seen; /* IMDS has answered once: from now on, retry it patiently */
+    /* the identity platform's refusals met by kvr_auth_prefetch, told (once) when the token is
+       used instead of asking again: a wrong secret makes one failed sign-in per scope, not two */
+    struct {
+        char *scope;
+        kvr_error err;
+    } refused[8];
+    size_t nrefused;
 };
 
 static const char *env(const char *name)
@@ -101,6 +108,8 @@ void kvr_auth_free(kvr_auth *a)
     for (size_t i = 0; i < a->ntokens; i++)
         drop_token(&a->tokens[i]);
     free(a->tokens);
+    for (size_t i = 0; i < a->nrefused; i++)
+        free(a->refused[i].scope);
     free(a->challenges);
     kvr_index_release(&a->challenge_ix);
     free(a->tenant);
@@ -530,6 +539,16 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
             return kvr_error_oom(err);
         return 0;
     }
+    for (size_t i = 0; i < a->nrefused; i++) {
+        if (strcmp(a->refused[i].scope, scope) == 0 && a->tenant && strcmp(tenant, a->tenant) == 0) {
+            rc = a->refused[i].err.code;
+            if (err)
+                *err = a->refused[i].err;
+            free(a->refused[i].scope);
+            a->refused[i] = a->refused[--a->nrefused];
+            return rc;
+        }
+    }
     if ((rc = acquire(&tok, &expires, a, tenant, scope, err)) < 0)
         return rc;
     return keep_token(out, a, t, tenant, scope, tok, expires, err);
@@ -539,23 +558,27 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
  * The tokens of these scopes (the credential's own tenant) that are not cached, asked for at
  * once instead of one after the other as each is first used: a plan's first reads need ARM's,
  * Graph's and the profiles' (three round trips to the identity platform before anything else).
- * Nothing changes when fewer than two are missing, and a token that cannot be had here is asked
- * for again when it is used, which tells its error.
+ * Nothing is asked when fewer than two are missing. Each is tried once: a token not had here is
+ * asked for again, with the engine's retries, when it is used, except when the identity platform
+ * refused it (a 4xx: a wrong secret, say), whose error is told then without asking again.
  */
 void kvr_auth_prefetch(kvr_auth *a, const char *const *scopes, size_t n)
 {
-    enum { MAX = 8 };
+    enum { MAX = sizeof(a->refused) / sizeof(a->refused[0]) };
     token_req t[MAX];
     kvr_http_request reqs[MAX];
     kvr_http_response resps[MAX];
     int codes[MAX];
     const char *which[MAX];
-    const char *tenant = a->tenant ? a->tenant : "organizations";
-    size_t k = 0, built = 0;
+    const char *tenant = a->tenant;
+    size_t k = 0;
     kvr_error e;
 
+    for (size_t i = 0; i < a->nrefused; i++) /* a refusal is told at the next use, or never */
+        free(a->refused[i].scope);
+    a->nrefused = 0;
     /* a managed identity's first token waits for the endpoint's probe (acquire) */
-    if (a->kind == KVR_AUTH_MANAGED || !tenant_name_ok(tenant))
+    if (a->kind == KVR_AUTH_MANAGED || !tenant || !tenant_name_ok(tenant))
         return;
     for (size_t i = 0; i < n && k < MAX; i++) {
         const char *scope = scopes[i];
@@ -570,23 +593,30 @@ void kvr_auth_prefetch(kvr_auth *a, const char *const *scopes, size_t n)
     }
     if (k < 2)
         return;
-    for (; built < k; built++) {
-        if (token_req_build(&t[built], a, tenant, which[built], &e) < 0) {
-            token_req_release(&t[built]);
-            k = built; /* the same error comes again, and is told, when the token is used */
-            break;
+    for (size_t i = 0; i < k; i++) {
+        if (token_req_build(&t[i], a, tenant, which[i], &e) < 0) {
+            /* the same error comes again, and is told, when the token is used */
+            for (size_t j = 0; j <= i; j++) /* t[i] too: token_req_build cleared it first */
+                token_req_release(&t[j]);
+            return;
         }
-        reqs[built] = t[built].req;
-        kvr_http_response_init(&resps[built]);
+        reqs[i] = t[i].req;
+        reqs[i].flags |= KVR_HTTP_NO_RETRY;
+        kvr_http_response_init(&resps[i]);
     }
-    if (k > 0)
-        (void)kvr_http_send_batch(resps, codes, a->http, reqs, k, NULL);
+    (void)kvr_http_send_batch(resps, codes, a->http, reqs, k, NULL);
     for (size_t i = 0; i < k; i++) {
         char *tok = NULL;
         time_t expires = 0;
-        if (codes[i] == 0 && token_answer(&tok, &expires, a, which[i], &resps[i], &e) == 0)
-            (void)keep_token(NULL, a, find_token(a, tenant, which[i]), tenant, which[i], tok,
-                             expires, &e);
+        if (codes[i] == 0) {
+            int rc = token_answer(&tok, &expires, a, which[i], &resps[i], &e);
+            if (rc == 0)
+                (void)keep_token(NULL, a, find_token(a, tenant, which[i]), tenant, which[i], tok,
+                                 expires, &e);
+            else if (rc == KVR_EAUTH && a->nrefused < MAX &&
+                     (a->refused[a->nrefused].scope = strdup(which[i])))
+                a->refused[a->nrefused++].err = e;
+        }
         kvr_http_response_release(&resps[i]);
         token_req_release(&t[i]);
     }
