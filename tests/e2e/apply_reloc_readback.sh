@@ -50,24 +50,17 @@ stat() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "$1"; }
 value() { curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$1/secrets/$2/?api-version=7.5" | json 'd["value"]'; }
 g0=$(stat "d['requests'].get('kv.secrets.get', 0)")
 
-admin() { # METHOD PATH [BODY]: azsim's admin API
-    if [[ $# -gt 2 ]]; then
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
-    else
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
-    fi
-}
 # The tamper must fall between the read back of s0000 and the read that verifies the wave. Rather
 # than race the apply for that instant, azsim holds the answer to the first GET of s0000 in the
 # new vault: while it is held, the apply waits for it, what it has logged is all it has done, and
 # the copy is changed under it; then the answer (the value before the change) is released.
-hold=$(admin POST /holds "{\"method\":\"GET\",\"host\":\"kv-rr-dst.vault.localhost\",\"path\":\"/secrets/s0000\"}" | json 'd["id"]')
+hold=$(azsim_admin POST /holds "{\"method\":\"GET\",\"host\":\"kv-rr-dst.vault.localhost\",\"path\":\"/secrets/s0000\"}" | json 'd["id"]')
 "$kvr" apply -f "$D" --wait 5m --log-format json >"$work/out" 2>"$work/err" &
 apply=$!
 E2E_PIDS=$apply
 state=armed
 while [[ $state == armed ]] && kill -0 $apply 2>/dev/null; do
-    state=$(admin GET "/holds/$hold" | json 'd["state"]')
+    state=$(azsim_admin GET "/holds/$hold" | json 'd["state"]')
     [[ $state == armed ]] && sleep 0.05
 done
 # In the wave (copies still to make), the only read of a copy is the read back; after it, the
@@ -88,7 +81,7 @@ if [[ $state == holding ]]; then
             sleep 0.1
         done
     fi
-    admin DELETE "/holds/$hold" >/dev/null
+    azsim_admin DELETE "/holds/$hold" >/dev/null
 fi
 set +e; wait $apply; rc=$?; set -e
 E2E_PIDS=

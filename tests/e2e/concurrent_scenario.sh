@@ -24,13 +24,6 @@ t0=$(e2e_ms)
 pairs=0 exits= stuck=0
 kvr_run_s=${KVR_RUN_TIMEOUT:-300} # a pair ends in well under two minutes (the second waits for the first); a run that does not is stuck
 
-admin() { # METHOD PATH [BODY]: azsim's admin API (holds)
-    if [[ $# -gt 2 ]]; then
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
-    else
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
-    fi
-}
 
 # the creations that two runs could both make, as counted by azsim so far
 creations() {
@@ -56,12 +49,12 @@ pair() { # name mode args...
     # holds the answer to the first run's first request, a token it asks for once it holds the
     # lock, until the second run has met the lock: refused at once, or waiting for it.
     if [[ -z $nolock ]]; then
-        hold=$(admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" | json 'd["id"]')
+        hold=$(azsim_admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" | json 'd["id"]')
     fi
     "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}a" 2>"$work/log.p${pairs}a" &
     p1=$!
     if [[ -z $nolock ]]; then
-        until [[ $(admin GET "/holds/$hold" | json 'd["state"]') != armed ]] || ! kill -0 "$p1" 2>/dev/null; do
+        until [[ $(azsim_admin GET "/holds/$hold" | json 'd["state"]') != armed ]] || ! kill -0 "$p1" 2>/dev/null; do
             sleep 0.02
         done
     fi
@@ -73,7 +66,7 @@ pair() { # name mode args...
             ! kill -0 "$p2" 2>/dev/null; do
             sleep 0.02
         done
-        admin DELETE "/holds/$hold" >/dev/null
+        azsim_admin DELETE "/holds/$hold" >/dev/null
     fi
     E2E_PIDS="$p1 $p2"
     # bounded: a run that does not end (a livelock) is killed and fails the test (exit 137)

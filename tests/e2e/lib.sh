@@ -10,6 +10,7 @@
 #   json EXPR                        evaluate a Python expression over JSON on stdin (d)
 #   azsim_token RESOURCE             bearer token of the bootstrap principal for RESOURCE
 #   azsim_advance SECONDS            move azsim's clock
+#   azsim_admin METHOD PATH [BODY]   azsim's admin API (holds, stats, clock): the answer's body
 #   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
@@ -109,6 +110,14 @@ azsim_token() {
         --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$AZURE_CLIENT_ID" \
         --data-urlencode "client_secret=$AZURE_CLIENT_SECRET" --data-urlencode "scope=$1/.default" |
         json 'd["access_token"]'
+}
+
+azsim_admin() {
+    if [[ $# -gt 2 ]]; then
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
+    else
+        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
+    fi
 }
 
 azsim_advance() {

@@ -33,20 +33,13 @@ azsim_start "$azsim" --subscription "$sub"
 kvr_apply "apply: the two vaults" 0 -f "$work/D" --wait 2m
 cd "$work"
 
-admin() { # METHOD PATH [BODY]: azsim's admin API
-    if [[ $# -gt 2 ]]; then
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
-    else
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
-    fi
-}
 hold() { # METHOD HOST PATH: a hold's id
-    admin POST /holds "{\"method\":\"$1\",\"host\":\"$2\",\"path\":\"$3\"}" | json 'd["id"]'
+    azsim_admin POST /holds "{\"method\":\"$1\",\"host\":\"$2\",\"path\":\"$3\"}" | json 'd["id"]'
 }
 held() { # ID PID: waits until the hold holds an answer (0), or the process has ended (1)
     local n
     for n in $(seq 1 1200); do
-        [[ $(admin GET "/holds/$1" | json 'd["state"]') == holding ]] && return 0
+        [[ $(azsim_admin GET "/holds/$1" | json 'd["state"]') == holding ]] && return 0
         kill -0 "$2" 2>/dev/null || return 1
         sleep 0.05
     done
@@ -70,8 +63,8 @@ ordered() {
         ordered=0
     fi
     # first's vault was handled (its key list is held); second's is handled only from now
-    admin DELETE "/holds/$h1" >/dev/null
-    admin DELETE "/holds/$h2" >/dev/null
+    azsim_admin DELETE "/holds/$h1" >/dev/null
+    azsim_admin DELETE "/holds/$h2" >/dev/null
     set +e; wait $pid; rc=$?; set -e
     E2E_PIDS=
 }

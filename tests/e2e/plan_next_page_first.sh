@@ -46,15 +46,8 @@ for i in $(seq -w 0 29); do
 done
 check "30 secrets written ($written)" "$([[ $written == 30 ]]; echo $?)"
 
-admin() { # METHOD PATH [BODY]: azsim's admin API
-    if [[ $# -gt 2 ]]; then
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
-    else
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
-    fi
-}
-hold() { admin POST /holds "{\"method\":\"GET\",\"host\":\"$host\",\"path\":\"$1\"}" | json 'd["id"]'; }
-state() { admin GET "/holds/$1" | json 'd["state"]'; }
+hold() { azsim_admin POST /holds "{\"method\":\"GET\",\"host\":\"$host\",\"path\":\"$1\"}" | json 'd["id"]'; }
+state() { azsim_admin GET "/holds/$1" | json 'd["state"]'; }
 # until IDS...: waits until every hold holds an answer (0), or the plan has ended or 40 s have
 # passed (1): well within the 60 s a request may take, so that no held read is sent again
 until_held() {
@@ -76,7 +69,7 @@ first=()
 for p in /keys/k00/ /keys/k00/versions /keys/k01/ /keys/k01/versions /keys/k02/; do
     first+=("$(hold "$p")")
 done
-count() { admin GET /stats | json "d['requests'].get('$1', 0)"; }
+count() { azsim_admin GET /stats | json "d['requests'].get('$1', 0)"; }
 lists() { count kv.secrets.list; }
 reads() { echo $(($(count kv.keys.get) + $(count kv.keys.versions))); }
 before=$(lists)
@@ -90,7 +83,7 @@ check "the first secrets page and the first five key reads are held" $?
 check "  and no other key read has been asked for" "$([[ $(($(reads) - reads0)) == 5 ]]; echo $?)"
 page2=$(hold /secrets)
 late=$(hold /keys/k14/versions)
-admin DELETE "/holds/$page1" >/dev/null
+azsim_admin DELETE "/holds/$page1" >/dev/null
 next=none
 end=$((SECONDS + 40))
 while ((SECONDS < end)); do
@@ -108,7 +101,7 @@ done
 check "the second secrets page is asked for before k14's versions (next: $next)" \
     "$([[ $next == page2 && $(state "$late") == armed ]]; echo $?)"
 for id in "${first[@]}" "$page2" "$late"; do
-    admin DELETE "/holds/$id" >/dev/null
+    azsim_admin DELETE "/holds/$id" >/dev/null
 done
 set +e; wait "$pid"; rc=$?; set -e
 E2E_PIDS=

@@ -13,16 +13,9 @@ azsim_start "$azsim" --subscription "$sub" --rbac-delay 0
 kvr_apply "apply: the example's estate" 0 -f "$B" --wait 2m
 cd "$work"
 
-admin() { # METHOD PATH [BODY]: azsim's admin API
-    if [[ $# -gt 2 ]]; then
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2" -H 'Content-Type: application/json' -d "$3"
-    else
-        curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
-    fi
-}
-tokens() { admin GET /stats | json 'd["requests"].get("login.token", 0)'; }
+tokens() { azsim_admin GET /stats | json 'd["requests"].get("login.token", 0)'; }
 t0=$(tokens)
-id=$(admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" |
+id=$(azsim_admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" |
     json 'd["id"]')
 "$kvr" plan -f "$B" >"$work/out.plan" 2>"$work/err.plan" &
 pid=$!
@@ -30,7 +23,7 @@ E2E_PIDS=$pid
 asked=0
 end=$((SECONDS + 40)) # on a loaded machine with sanitizers; well within a request's 60 s
 while ((SECONDS < end)); do
-    if [[ $(admin GET "/holds/$id" | json 'd["state"]') == holding ]]; then
+    if [[ $(azsim_admin GET "/holds/$id" | json 'd["state"]') == holding ]]; then
         asked=$(($(tokens) - t0))
         [[ $asked -ge 3 ]] && break
     fi
@@ -39,7 +32,7 @@ while ((SECONDS < end)); do
 done
 check "while the first token's answer is held, the three tokens were asked for ($asked)" \
     "$([[ $asked == 3 ]]; echo $?)"
-admin DELETE "/holds/$id" >/dev/null
+azsim_admin DELETE "/holds/$id" >/dev/null
 set +e; wait "$pid"; rc=$?; set -e
 E2E_PIDS=
 check "the plan ends (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
