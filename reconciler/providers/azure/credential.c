@@ -380,8 +380,8 @@ static int token_req_build(token_req *t, kvr_auth *a, const char *tenant, const 
     }
     static const char *const form_hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     const char *jwt_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-    const char *pairs[12] = {
-        "grant_type", "client_credentials", "client_id", a->client_id, "scope", scope};
+    const char *pairs[12] = {"grant_type", "client_credentials", "client_id", a->client_id, "scope",
+                             scope};
     if (a->kind == KVR_AUTH_SECRET) {
         pairs[6] = "client_secret";
         pairs[7] = a->client_secret;
@@ -540,7 +540,8 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
         return 0;
     }
     for (size_t i = 0; i < a->nrefused; i++) {
-        if (strcmp(a->refused[i].scope, scope) == 0 && a->tenant && strcmp(tenant, a->tenant) == 0) {
+        if (strcmp(a->refused[i].scope, scope) == 0 && a->tenant &&
+            strcmp(tenant, a->tenant) == 0) {
             rc = a->refused[i].err.code;
             if (err)
                 *err = a->refused[i].err;

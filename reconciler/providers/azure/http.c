@@ -266,8 +266,10 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
        each request) */
     int op = sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(h->epfd, op, s, &ev) == 0 ||
-        (op == EPOLL_CTL_ADD && errno == EEXIST && epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev) == 0) ||
-        (op == EPOLL_CTL_MOD && errno == ENOENT && epoll_ctl(h->epfd, EPOLL_CTL_ADD, s, &ev) == 0)) {
+        (op == EPOLL_CTL_ADD && errno == EEXIST &&
+         epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev) == 0) ||
+        (op == EPOLL_CTL_MOD && errno == ENOENT &&
+         epoll_ctl(h->epfd, EPOLL_CTL_ADD, s, &ev) == 0)) {
         if (!sockp)
             curl_multi_assign(h->multi, s, h);
         return 0;
