@@ -112,8 +112,8 @@ typedef struct kvr_auth_feed {
 } kvr_auth_feed;
 
 int kvr_auth_run_feed(kvr_auth *a, const kvr_auth_feed *feed, size_t slots);
-/* Asks for the tokens of these scopes that are not cached, at once (best effort: a token not had
-   here is asked for, and its error told, when it is used). */
+/* Asks for the tokens of these distinct scopes that are not cached, at once (best effort: a
+   token not had here is asked for, and its error told, when it is used). */
 void kvr_auth_prefetch(kvr_auth *a, const char *const *scopes, size_t n);
 
 /* Whether `url`'s host has sent a challenge kvr_auth_send_kv or a feed learnt. */

@@ -515,6 +515,12 @@ static int keep_token(char **out, kvr_auth *a, cached_token *t, const char *tena
     return 0;
 }
 
+/* A token is for exactly one scope: no spaces, of a sane length. */
+static bool scope_ok(const char *scope)
+{
+    return scope && *scope && !strchr(scope, ' ') && strlen(scope) <= 500;
+}
+
 int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scope, kvr_error *err)
 {
     char *tok = NULL;
@@ -524,7 +530,7 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
     *out = NULL;
     if (!tenant)
         tenant = a->tenant ? a->tenant : "organizations";
-    if (!scope || !*scope || strchr(scope, ' ') || strlen(scope) > 500)
+    if (!scope_ok(scope))
         return kvr_error_set(err, KVR_EINVAL, "a token is for exactly one scope");
     if (!tenant_name_ok(tenant))
         return kvr_error_set(err, KVR_EINVAL, "malformed tenant id");
@@ -541,7 +547,7 @@ int kvr_auth_token(char **out, kvr_auth *a, const char *tenant, const char *scop
     }
     for (size_t i = 0; i < a->nrefused; i++) {
         if (strcmp(a->refused[i].scope, scope) == 0 && a->tenant &&
-            strcmp(tenant, a->tenant) == 0) {
+            kvr_str_ieq(tenant, a->tenant)) {
             rc = a->refused[i].err.code;
             if (err)
                 *err = a->refused[i].err;
@@ -582,15 +588,11 @@ void kvr_auth_prefetch(kvr_auth *a, const char *const *scopes, size_t n)
     if (a->kind == KVR_AUTH_MANAGED || !tenant || !tenant_name_ok(tenant))
         return;
     for (size_t i = 0; i < n && k < MAX; i++) {
-        const char *scope = scopes[i];
-        bool seen = false;
-        for (size_t j = 0; j < k; j++)
-            seen |= strcmp(which[j], scope ? scope : "") == 0;
-        cached_token *c = scope ? find_token(a, tenant, scope) : NULL;
-        if (!scope || seen || !*scope || strchr(scope, ' ') || strlen(scope) > 500 ||
-            (c && c->refresh_at > (time_t)kvr_mono_s()))
-            continue;
-        which[k++] = scope;
+        cached_token *c;
+        if (!scope_ok(scopes[i]) ||
+            ((c = find_token(a, tenant, scopes[i])) && c->refresh_at > (time_t)kvr_mono_s()))
+            continue; /* refused by kvr_auth_token when used, or cached */
+        which[k++] = scopes[i];
     }
     if (k < 2)
         return;

@@ -646,7 +646,7 @@ static int held_resolve_all(reader *r);
  */
 static fetch *pick(reader *r)
 {
-    size_t nwords = (r->sc->nvaults + 1 + 63) / 64, share, most;
+    size_t nwords = (r->sc->nvaults + 1 + 63) / 64, most;
     fetch *prev = NULL;
     if (r->bk[0].out < ARM_SLOTS)
         for (fetch *f = r->bk[0].head; f; prev = f, f = f->qnext)
@@ -655,7 +655,6 @@ static fetch *pick(reader *r)
     r->conns = (int)(r->busy ? VAULT_CONNS / (r->busy < VAULT_CONNS ? r->busy : VAULT_CONNS)
                              : VAULT_HOST_CONNS);
     r->conns = r->conns < 1 ? 1 : r->conns > VAULT_HOST_CONNS ? VAULT_HOST_CONNS : r->conns;
-    share = (size_t)r->conns;
     most = VAULT_CONNS / (size_t)r->conns; /* vaults with reads out */
     for (size_t w = 0; w < nwords; w++) {
         /* at the most: only the vaults already out may send more */
@@ -665,7 +664,7 @@ static fetch *pick(reader *r)
             bucket *b = &r->bk[i];
             if (!b->known)
                 b->known = kvr_auth_kv_known(r->a, b->head->url);
-            if (b->out < (b->known ? share : 1))
+            if (b->out < (b->known ? (size_t)r->conns : 1)) /* a read per connection */
                 return take(r, NULL, b->head);
         }
     }
