@@ -25,8 +25,7 @@ curl -sS --cacert "$AZSIM_CA" -X PATCH "$SRC/secrets/db/$old?api-version=7.5" -H
     -H 'Content-Type: application/json' -d '{"attributes":{"enabled":false}}' >/dev/null
 extra=12 # more copies than an apply may read the estate: the copies run as one wave
 for i in $(seq -w 1 $extra); do put "bulk-$i" "Copy-Canary-bulk-$i" >/dev/null; done
-stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('$1', 0)"; }
-lists0=$(stats kv.secrets.list)
+lists0=$(azsim_requests kv.secrets.list)
 set +e
 "$kvr" apply -f "$D" --wait 1m >"$work/out" 2>"$work/err"
 rc=$?
@@ -46,7 +45,7 @@ check "the other secret copied too" "$([[ $api == Copy-Canary-api ]]; echo $?)"
 copied=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$DST/secrets?api-version=7.5&maxresults=25" |
     json 'len([i for i in d["value"] if "/secrets/bulk-" in i["id"]])')
 check "the $extra bulk secrets copied: $copied" "$([[ $copied == "$extra" ]]; echo $?)"
-reads=$(( $(stats kv.secrets.list) - lists0 ))
+reads=$(( $(azsim_requests kv.secrets.list) - lists0 ))
 check "$((extra + 2)) copies in a few reads of the estate ($reads secret lists, not one read per copy)" \
     "$([[ $reads -le 10 ]]; echo $?)"
 set +e; "$kvr" plan -f "$D" --detailed-exitcode >"$work/plan" 2>&1; rc=$?; set -e

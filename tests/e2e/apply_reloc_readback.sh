@@ -54,13 +54,13 @@ g0=$(stat "d['requests'].get('kv.secrets.get', 0)")
 # than race the apply for that instant, azsim holds the answer to the first GET of s0000 in the
 # new vault: while it is held, the apply waits for it, what it has logged is all it has done, and
 # the copy is changed under it; then the answer (the value before the change) is released.
-hold=$(azsim_admin POST /holds "{\"method\":\"GET\",\"host\":\"kv-rr-dst.vault.localhost\",\"path\":\"/secrets/s0000\"}" | json 'd["id"]')
+hold=$(azsim_hold GET kv-rr-dst.vault.localhost /secrets/s0000)
 "$kvr" apply -f "$D" --wait 5m --log-format json >"$work/out" 2>"$work/err" &
 apply=$!
 E2E_PIDS=$apply
 state=armed
 while [[ $state == armed ]] && kill -0 $apply 2>/dev/null; do
-    state=$(azsim_admin GET "/holds/$hold" | json 'd["state"]')
+    state=$(azsim_hold_state "$hold")
     [[ $state == armed ]] && sleep 0.05
 done
 # In the wave (copies still to make), the only read of a copy is the read back; after it, the
@@ -81,7 +81,7 @@ if [[ $state == holding ]]; then
             sleep 0.1
         done
     fi
-    azsim_admin DELETE "/holds/$hold" >/dev/null
+    azsim_release "$hold"
 fi
 set +e; wait $apply; rc=$?; set -e
 E2E_PIDS=

@@ -49,12 +49,12 @@ pair() { # name mode args...
     # holds the answer to the first run's first request, a token it asks for once it holds the
     # lock, until the second run has met the lock: refused at once, or waiting for it.
     if [[ -z $nolock ]]; then
-        hold=$(azsim_admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" | json 'd["id"]')
+        hold=$(azsim_hold POST login.localhost "/$AZURE_TENANT_ID/oauth2/v2.0/token")
     fi
     "$kvr" apply "$@" --log-format json >"$work/out.p${pairs}a" 2>"$work/log.p${pairs}a" &
     p1=$!
     if [[ -z $nolock ]]; then
-        until [[ $(azsim_admin GET "/holds/$hold" | json 'd["state"]') != armed ]] || ! kill -0 "$p1" 2>/dev/null; do
+        until [[ $(azsim_hold_state "$hold") != armed ]] || ! kill -0 "$p1" 2>/dev/null; do
             sleep 0.02
         done
     fi
@@ -66,7 +66,7 @@ pair() { # name mode args...
             ! kill -0 "$p2" 2>/dev/null; do
             sleep 0.02
         done
-        azsim_admin DELETE "/holds/$hold" >/dev/null
+        azsim_release "$hold"
     fi
     E2E_PIDS="$p1 $p2"
     # bounded: a run that does not end (a livelock) is killed and fails the test (exit 137)

@@ -11,6 +11,10 @@
 #   azsim_token RESOURCE             bearer token of the bootstrap principal for RESOURCE
 #   azsim_advance SECONDS            move azsim's clock
 #   azsim_admin METHOD PATH [BODY]   azsim's admin API (holds, stats, clock): the answer's body
+#   azsim_requests OP                how many OP requests (kv.secrets.list, ...) azsim has answered
+#   azsim_hold METHOD HOST PATH      hold the answer to the next such request: the hold's id
+#   azsim_hold_state ID              armed, holding or released
+#   azsim_release ID                 let the hold's answer go
 #   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
@@ -119,6 +123,16 @@ azsim_admin() {
         curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
     fi
 }
+
+azsim_requests() { azsim_admin GET /stats | json "d['requests'].get('$1', 0)"; }
+
+azsim_hold() {
+    azsim_admin POST /holds "{\"method\":\"$1\",\"host\":\"$2\",\"path\":\"$3\"}" | json 'd["id"]'
+}
+
+azsim_hold_state() { azsim_admin GET "/holds/$1" | json 'd["state"]'; }
+
+azsim_release() { azsim_admin DELETE "/holds/$1" >/dev/null; }
 
 azsim_advance() {
     curl -sS --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null

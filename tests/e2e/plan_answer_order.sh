@@ -33,13 +33,10 @@ azsim_start "$azsim" --subscription "$sub"
 kvr_apply "apply: the two vaults" 0 -f "$work/D" --wait 2m
 cd "$work"
 
-hold() { # METHOD HOST PATH: a hold's id
-    azsim_admin POST /holds "{\"method\":\"$1\",\"host\":\"$2\",\"path\":\"$3\"}" | json 'd["id"]'
-}
 held() { # ID PID: waits until the hold holds an answer (0), or the process has ended (1)
     local n
     for n in $(seq 1 1200); do
-        [[ $(azsim_admin GET "/holds/$1" | json 'd["state"]') == holding ]] && return 0
+        [[ $(azsim_hold_state "$1") == holding ]] && return 0
         kill -0 "$2" 2>/dev/null || return 1
         sleep 0.05
     done
@@ -51,9 +48,9 @@ held() { # ID PID: waits until the hold holds an answer (0), or the process has 
 ordered() {
     local name=$1 first=$2 second=$3 pid h1 h2
     shift 3
-    h1=$(hold GET management.localhost \
+    h1=$(azsim_hold GET management.localhost \
         "/subscriptions/$sub/resourceGroups/rg-order-$second/providers/Microsoft.KeyVault/vaults/kv-order-$second")
-    h2=$(hold GET "kv-order-$first.vault.localhost" /keys)
+    h2=$(azsim_hold GET "kv-order-$first.vault.localhost" /keys)
     "$kvr" "$@" >"$work/out.$name" 2>"$work/err.$name" &
     pid=$!
     E2E_PIDS=$pid
@@ -63,8 +60,8 @@ ordered() {
         ordered=0
     fi
     # first's vault was handled (its key list is held); second's is handled only from now
-    azsim_admin DELETE "/holds/$h1" >/dev/null
-    azsim_admin DELETE "/holds/$h2" >/dev/null
+    azsim_release "$h1"
+    azsim_release "$h2"
     set +e; wait $pid; rc=$?; set -e
     E2E_PIDS=
 }

@@ -46,8 +46,7 @@ for i in $(seq -w 0 29); do
 done
 check "30 secrets written ($written)" "$([[ $written == 30 ]]; echo $?)"
 
-hold() { azsim_admin POST /holds "{\"method\":\"GET\",\"host\":\"$host\",\"path\":\"$1\"}" | json 'd["id"]'; }
-state() { azsim_admin GET "/holds/$1" | json 'd["state"]'; }
+hold() { azsim_hold GET "$host" "$1"; }
 # until IDS...: waits until every hold holds an answer (0), or the plan has ended or 40 s have
 # passed (1): well within the 60 s a request may take, so that no held read is sent again
 until_held() {
@@ -55,7 +54,7 @@ until_held() {
     while ((SECONDS < end)); do
         all=0
         for id in "$@"; do
-            [[ $all == 0 && $(state "$id") == holding ]] || all=1
+            [[ $all == 0 && $(azsim_hold_state "$id") == holding ]] || all=1
         done
         [[ $all == 0 ]] && return 0
         kill -0 "$pid" 2>/dev/null || return 1
@@ -69,9 +68,8 @@ first=()
 for p in /keys/k00/ /keys/k00/versions /keys/k01/ /keys/k01/versions /keys/k02/; do
     first+=("$(hold "$p")")
 done
-count() { azsim_admin GET /stats | json "d['requests'].get('$1', 0)"; }
-lists() { count kv.secrets.list; }
-reads() { echo $(($(count kv.keys.get) + $(count kv.keys.versions))); }
+lists() { azsim_requests kv.secrets.list; }
+reads() { echo $(($(azsim_requests kv.keys.get) + $(azsim_requests kv.keys.versions))); }
 before=$(lists)
 reads0=$(reads)
 "$kvr" plan -f D >"$work/out.plan" 2>"$work/err.plan" &
@@ -83,15 +81,15 @@ check "the first secrets page and the first five key reads are held" $?
 check "  and no other key read has been asked for" "$([[ $(($(reads) - reads0)) == 5 ]]; echo $?)"
 page2=$(hold /secrets)
 late=$(hold /keys/k14/versions)
-azsim_admin DELETE "/holds/$page1" >/dev/null
+azsim_release "$page1"
 next=none
 end=$((SECONDS + 40))
 while ((SECONDS < end)); do
-    if [[ $(state "$page2") == holding ]]; then
+    if [[ $(azsim_hold_state "$page2") == holding ]]; then
         next=page2
         break
     fi
-    if [[ $(state "$late") == holding ]]; then
+    if [[ $(azsim_hold_state "$late") == holding ]]; then
         next=k14
         break
     fi
@@ -99,9 +97,9 @@ while ((SECONDS < end)); do
     sleep 0.05
 done
 check "the second secrets page is asked for before k14's versions (next: $next)" \
-    "$([[ $next == page2 && $(state "$late") == armed ]]; echo $?)"
+    "$([[ $next == page2 && $(azsim_hold_state "$late") == armed ]]; echo $?)"
 for id in "${first[@]}" "$page2" "$late"; do
-    azsim_admin DELETE "/holds/$id" >/dev/null
+    azsim_release "$id"
 done
 set +e; wait "$pid"; rc=$?; set -e
 E2E_PIDS=

@@ -36,27 +36,26 @@ for i in $(seq -w 1 30); do
         sleep 0.5
     done
 done
-stats() { curl -sS --cacert "$AZSIM_CA" "$AZSIM_URL/stats" | json "d['requests'].get('$1', 0)"; }
 
 nkeys=$(curl -sS --cacert "$AZSIM_CA" -H "Authorization: Bearer $kv" "$V/keys?api-version=7.5&maxresults=25" |
     json 'len(d["value"]) + (1 if d.get("nextLink") else 0) * 1000')
 check "the keys no longer fit one page of 25 ($nkeys)" "$([[ $nkeys -ge 1000 ]]; echo $?)"
 
 # 1. converged across pages
-s0=$(stats kv.secrets.list) k0=$(stats kv.keys.list)
-ds0=$(stats kv.deletedsecrets.list) dk0=$(stats kv.deletedkeys.list)
+s0=$(azsim_requests kv.secrets.list) k0=$(azsim_requests kv.keys.list)
+ds0=$(azsim_requests kv.deletedsecrets.list) dk0=$(azsim_requests kv.deletedkeys.list)
 set +e
 "$kvr" plan -f "$B" --detailed-exitcode >"$work/out.1" 2>"$work/err.1"
 rc=$?
 set -e
 check "plan over paged listings finds nothing to do (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
 [[ $rc == 0 ]] || cat "$work/out.1" "$work/err.1"
-check "the secret listing took several pages ($(($(stats kv.secrets.list) - s0)))" \
-    "$([[ $(($(stats kv.secrets.list) - s0)) -ge 2 ]]; echo $?)"
-check "the key listing took several pages ($(($(stats kv.keys.list) - k0)))" \
-    "$([[ $(($(stats kv.keys.list) - k0)) -ge 2 ]]; echo $?)"
+check "the secret listing took several pages ($(($(azsim_requests kv.secrets.list) - s0)))" \
+    "$([[ $(($(azsim_requests kv.secrets.list) - s0)) -ge 2 ]]; echo $?)"
+check "the key listing took several pages ($(($(azsim_requests kv.keys.list) - k0)))" \
+    "$([[ $(($(azsim_requests kv.keys.list) - k0)) -ge 2 ]]; echo $?)"
 check "no deleted-object list was needed" \
-    "$([[ $(stats kv.deletedsecrets.list) == "$ds0" && $(stats kv.deletedkeys.list) == "$dk0" ]]; echo $?)"
+    "$([[ $(azsim_requests kv.deletedsecrets.list) == "$ds0" && $(azsim_requests kv.deletedkeys.list) == "$dk0" ]]; echo $?)"
 
 # 2. a declared secret soft-deleted: found missing only once every page has been seen
 rest DELETE /secrets/backup-export-passphrase
@@ -71,7 +70,7 @@ check "and nothing else: the declared key was found on its page" \
     "$(grep -c '^ *[0-9]* [+~-] ' "$work/out.2" | grep -qx 1; echo $?)"
 [[ $(grep -c '^ *[0-9]* [+~-] ' "$work/out.2") == 1 ]] || cat "$work/out.2"
 check "one deleted-secrets list, no deleted-keys list" \
-    "$([[ $(stats kv.deletedsecrets.list) == $((ds0 + 1)) && $(stats kv.deletedkeys.list) == "$dk0" ]]; echo $?)"
+    "$([[ $(azsim_requests kv.deletedsecrets.list) == $((ds0 + 1)) && $(azsim_requests kv.deletedkeys.list) == "$dk0" ]]; echo $?)"
 azsim_stop
 e2e_sanitizer_scan
 e2e_finish

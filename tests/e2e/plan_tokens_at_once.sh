@@ -13,17 +13,16 @@ azsim_start "$azsim" --subscription "$sub" --rbac-delay 0
 kvr_apply "apply: the example's estate" 0 -f "$B" --wait 2m
 cd "$work"
 
-tokens() { azsim_admin GET /stats | json 'd["requests"].get("login.token", 0)'; }
+tokens() { azsim_requests login.token; }
 t0=$(tokens)
-id=$(azsim_admin POST /holds "{\"method\":\"POST\",\"host\":\"login.localhost\",\"path\":\"/$AZURE_TENANT_ID/oauth2/v2.0/token\"}" |
-    json 'd["id"]')
+id=$(azsim_hold POST login.localhost "/$AZURE_TENANT_ID/oauth2/v2.0/token")
 "$kvr" plan -f "$B" >"$work/out.plan" 2>"$work/err.plan" &
 pid=$!
 E2E_PIDS=$pid
 asked=0
 end=$((SECONDS + 40)) # on a loaded machine with sanitizers; well within a request's 60 s
 while ((SECONDS < end)); do
-    if [[ $(azsim_admin GET "/holds/$id" | json 'd["state"]') == holding ]]; then
+    if [[ $(azsim_hold_state "$id") == holding ]]; then
         asked=$(($(tokens) - t0))
         [[ $asked -ge 3 ]] && break
     fi
@@ -32,7 +31,7 @@ while ((SECONDS < end)); do
 done
 check "while the first token's answer is held, the three tokens were asked for ($asked)" \
     "$([[ $asked == 3 ]]; echo $?)"
-azsim_admin DELETE "/holds/$id" >/dev/null
+azsim_release "$id"
 set +e; wait "$pid"; rc=$?; set -e
 E2E_PIDS=
 check "the plan ends (exit $rc)" "$([[ $rc == 0 ]]; echo $?)"
