@@ -15,6 +15,8 @@
 #   azsim_hold METHOD HOST PATH      hold the answer to the next such request: the hold's id
 #   azsim_hold_state ID              armed, holding or released
 #   azsim_release ID                 let the hold's answer go
+#   azsim_held PID ID...             wait until every hold holds an answer (0), or process PID
+#                                    has ended or 40 s have passed (1)
 #   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
@@ -133,6 +135,22 @@ azsim_hold() {
 azsim_hold_state() { azsim_admin GET "/holds/$1" | json 'd["state"]'; }
 
 azsim_release() { azsim_admin DELETE "/holds/$1" >/dev/null; }
+
+# 40 s: well within the 60 s a request may take, so that no held request is sent again
+azsim_held() {
+    local pid=$1 id all end=$((SECONDS + 40))
+    shift
+    while ((SECONDS < end)); do
+        all=0
+        for id in "$@"; do
+            [[ $all == 0 && $(azsim_hold_state "$id") == holding ]] || all=1
+        done
+        [[ $all == 0 ]] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
 
 azsim_advance() {
     curl -sS --cacert "$AZSIM_CA" -X POST "$AZSIM_URL/clock/advance" -d "{\"seconds\":$1}" >/dev/null

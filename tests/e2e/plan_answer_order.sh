@@ -33,15 +33,6 @@ azsim_start "$azsim" --subscription "$sub"
 kvr_apply "apply: the two vaults" 0 -f "$work/D" --wait 2m
 cd "$work"
 
-held() { # ID PID: waits until the hold holds an answer (0), or the process has ended (1)
-    local n
-    for n in $(seq 1 1200); do
-        [[ $(azsim_hold_state "$1") == holding ]] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 # ordered NAME FIRST SECOND kvreconcile-args...: runs kvreconcile with vault FIRST's answer handled
 # before vault SECOND's; output in out.NAME / err.NAME, exit status in $rc, $ordered 0 when the
 # holds worked as intended
@@ -56,7 +47,7 @@ ordered() {
     E2E_PIDS=$pid
     ordered=1
     # first's key list is asked for once first's vault has answered; second's answer is held
-    if held "$h2" $pid && held "$h1" $pid; then
+    if azsim_held $pid "$h2" && azsim_held $pid "$h1"; then
         ordered=0
     fi
     # first's vault was handled (its key list is held); second's is handled only from now

@@ -47,21 +47,6 @@ done
 check "30 secrets written ($written)" "$([[ $written == 30 ]]; echo $?)"
 
 hold() { azsim_hold GET "$host" "$1"; }
-# until IDS...: waits until every hold holds an answer (0), or the plan has ended or 40 s have
-# passed (1): well within the 60 s a request may take, so that no held read is sent again
-until_held() {
-    local id all end=$((SECONDS + 40))
-    while ((SECONDS < end)); do
-        all=0
-        for id in "$@"; do
-            [[ $all == 0 && $(azsim_hold_state "$id") == holding ]] || all=1
-        done
-        [[ $all == 0 ]] && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 page1=$(hold /secrets)
 first=()
@@ -75,7 +60,7 @@ reads0=$(reads)
 "$kvr" plan -f D >"$work/out.plan" 2>"$work/err.plan" &
 pid=$!
 E2E_PIDS=$pid
-until_held "$page1" "${first[@]}"
+azsim_held "$pid" "$page1" "${first[@]}"
 check "the first secrets page and the first five key reads are held" $?
 # the premise: the five held are the first key reads, and no other has gone
 check "  and no other key read has been asked for" "$([[ $(($(reads) - reads0)) == 5 ]]; echo $?)"
