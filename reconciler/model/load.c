@@ -85,7 +85,8 @@ const char *const kvr_certificate_permissions[] = {
 /* Appends a zeroed element to an estate array; NULL on OOM. */
 static void *push(ctx *c, void **items, size_t *len, size_t elem)
 {
-    /* Capacity is not stored: grow to the next power of two when len reaches one. */
+    /* Capacity is not stored: grow to the next power of two when len reaches one. (finish
+       shrinks the estate's own arrays to fit: nothing is pushed on them after it.) */
     size_t cap = 0;
     char *p;
     if (*len) {
@@ -1451,9 +1452,24 @@ static void ctx_init(ctx *c, kvr_estate *e, kvr_diags *diags)
     e->retention.vaults = 90LL * 86400;
 }
 
+/* Gives back an array's room beyond its len (push doubles it: 40,000 secrets had room for
+   65,536, 2.7 MB of the 200-vault bench estate's model). */
+static void fit(void **items, size_t len, size_t elem)
+{
+    void *p;
+    if (len && (p = realloc(*items, len * elem)))
+        *items = p;
+}
+
 static int finish(ctx *c, kvr_estate **out, kvr_estate *e)
 {
     int rc;
+    fit((void **)&e->vaults, e->nvaults, sizeof(*e->vaults));
+    fit((void **)&e->apps, e->napps, sizeof(*e->apps));
+    fit((void **)&e->roles, e->nroles, sizeof(*e->roles));
+    fit((void **)&e->keys, e->nkeys, sizeof(*e->keys));
+    fit((void **)&e->secrets, e->nsecrets, sizeof(*e->secrets));
+    fit((void **)&e->profiles, e->nprofiles, sizeof(*e->profiles));
     if (!c->rc && kvr_estate_index_build(e) < 0)
         cx_oom(c);
     if (!c->rc)
