@@ -173,6 +173,21 @@ static void test_util__index_empty(void **state)
     assert_null(ix.slots);
 }
 
+static void test_util__index_id_range(void **state)
+{
+    kvr_index ix = {0};
+    (void)state;
+    /* a slot is a 32-bit tag and a 32-bit id: ids up to UINT32_MAX - 1 */
+    assert_int_equal(sizeof(kvr_index_slot), 8);
+    assert_int_equal(kvr_index_put(&ix, 5, (size_t)UINT32_MAX), KVR_EINVAL);
+    assert_int_equal(kvr_index_put(&ix, 5, (size_t)UINT32_MAX - 1), 0);
+    assert_int_equal(kvr_index_put(&ix, 6, 0), 0);
+    assert_int_equal(ix.len, 2);
+    assert_int_equal(kvr_index_first(&ix, 5, match_all, NULL), (size_t)UINT32_MAX - 1);
+    assert_int_equal(kvr_index_first(&ix, 6, match_all, NULL), 0);
+    kvr_index_release(&ix);
+}
+
 static void test_util__index_collisions(void **state)
 {
     kvr_index ix;
@@ -314,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_util__strerror_covers_codes),
         cmocka_unit_test(test_util__hash_folds_case),
         cmocka_unit_test(test_util__index_empty),
+        cmocka_unit_test(test_util__index_id_range),
         cmocka_unit_test(test_util__index_collisions),
         cmocka_unit_test(test_util__index_grows),
         cmocka_unit_test(test_util__strpool),

@@ -236,8 +236,9 @@ void kvr_strpool_release(kvr_strpool *p);
  * Zero-initialise (or kvr_index_init); kvr_index_release frees the table.
  */
 typedef struct kvr_index_slot {
-    uint64_t hash;
-    size_t id; /* SIZE_MAX: empty */
+    uint32_t tag; /* 32 bits of the mixed hash: the home slot, and a filter before the caller's
+                     compare */
+    uint32_t id1; /* id + 1; 0: empty */
 } kvr_index_slot;
 
 typedef struct kvr_index {
@@ -247,7 +248,7 @@ typedef struct kvr_index {
 } kvr_index;
 
 typedef struct kvr_index_iter {
-    uint64_t hash;
+    uint32_t tag;
     size_t pos;
     size_t steps;
 } kvr_index_iter;
@@ -265,7 +266,7 @@ void kvr_index_init(kvr_index *ix);
 void kvr_index_release(kvr_index *ix);
 /* Makes room for `n` ids without rehashing. 0 or KVR_ENOMEM. */
 int kvr_index_reserve(kvr_index *ix, size_t n);
-/* Adds `id` (not SIZE_MAX) under `hash`; duplicates are kept. 0, KVR_ENOMEM or KVR_EINVAL. */
+/* Adds `id` (below UINT32_MAX) under `hash`; duplicates are kept. 0, KVR_ENOMEM or KVR_EINVAL. */
 int kvr_index_put(kvr_index *ix, uint64_t hash, size_t id);
 /* Iterates the ids stored under `hash` (a superset of the matches: the caller compares). */
 void kvr_index_find(const kvr_index *ix, uint64_t hash, kvr_index_iter *it);
