@@ -92,6 +92,15 @@ static char *sdup(builder *b, const char *s)
     return r;
 }
 
+/* The estate's shared copy (kvr_estate.shared): for the fields that point there */
+static char *shared(builder *b, const char *s)
+{
+    char *r = kvr_strset_get(&b->e->shared, s);
+    if (s && !r)
+        b->oom = true;
+    return r;
+}
+
 /* A comment in `file`: before item `index` of `section` (SIZE_MAX: at its end). `counted`: an
    object of the estate that schema v1 cannot express. */
 static void add_note(builder *b, const char *file, const char *section, size_t index, bool counted,
@@ -502,7 +511,7 @@ static void build_roles(builder *b)
         r->app = sdup(b, a->name);
         r->role = sdup(b, name ? name : lr->role_id);
         r->role_id = sdup(b, lr->role_id);
-        r->vault = sdup(b, kvr_estate_vault(b->e, vault)->name);
+        r->vault = shared(b, kvr_estate_vault(b->e, vault)->name);
         r->key = key[0] ? sdup(b, key) : NULL;
     }
 }
@@ -537,7 +546,7 @@ static void build_contents(builder *b)
             }
             if (!(k = grow(b, (void **)&b->e->keys, &b->e->nkeys, sizeof(*k))))
                 return;
-            k->vault = sdup(b, kvr_estate_vault(b->e, lk->vault)->name);
+            k->vault = shared(b, kvr_estate_vault(b->e, lk->vault)->name);
             k->name = sdup(b, lk->name);
             k->type = (kvr_key_type)type;
             k->size = type < 2 ? lk->size : 2048;
@@ -580,10 +589,10 @@ static void build_contents(builder *b)
             }
             if (!(s = grow(b, (void **)&b->e->secrets, &b->e->nsecrets, sizeof(*s))))
                 return;
-            s->vault = sdup(b, kvr_estate_vault(b->e, ls->vault)->name);
+            s->vault = shared(b, kvr_estate_vault(b->e, ls->vault)->name);
             s->name = sdup(b, ls->name);
             s->content_type =
-                ls->content_type && *ls->content_type ? sdup(b, ls->content_type) : NULL;
+                ls->content_type && *ls->content_type ? shared(b, ls->content_type) : NULL;
             tags_copy(b, &s->tags, &ls->tags);
             s->source = KVR_SECRET_EXTERNAL;
         }

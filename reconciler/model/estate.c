@@ -340,14 +340,12 @@ static void role_release(kvr_role_assignment *r)
     free(r->app);
     free(r->role);
     free(r->role_id);
-    free(r->vault);
-    free(r->key);
+    free(r->key); /* r->vault is e->shared's */
 }
 
 static void key_release(kvr_key *k)
 {
-    free(k->vault);
-    free(k->name);
+    free(k->name); /* k->vault is e->shared's */
     free(k->curve);
     free(k->generation);
     kvr_tags_release(&k->tags);
@@ -355,9 +353,7 @@ static void key_release(kvr_key *k)
 
 static void secret_release(kvr_secret *s)
 {
-    free(s->vault);
-    free(s->name);
-    free(s->content_type);
+    free(s->name); /* s->vault and s->content_type are e->shared's */
     kvr_tags_release(&s->tags);
     free(s->env_name);
     free(s->file_path);
@@ -426,6 +422,7 @@ void kvr_estate_free(kvr_estate *e)
     free(e->profiles);
     free(e->active);
     kvr_strlist_release(&e->files);
+    kvr_strset_release(&e->shared);
     index_free(e->index);
     free(e);
 }

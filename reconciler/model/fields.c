@@ -137,8 +137,8 @@ static bool scalar_string_ex(ctx *c, const yt_node *v, const char *field, bool a
     return true;
 }
 
-bool cx_str(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
-            char **out)
+static bool str_field(ctx *c, const yt_node *map, const char *field, bool required,
+                      const char *what, bool shared, char **out)
 {
     const yt_node *v = yt_map_get(map, field);
     const char *s;
@@ -149,8 +149,24 @@ bool cx_str(ctx *c, const yt_node *map, const char *field, bool required, const 
     }
     if (!scalar_string(c, v, field, &s))
         return false;
-    *out = cx_strdup(c, s);
+    if (!shared) {
+        *out = cx_strdup(c, s);
+    } else if (!(*out = kvr_strset_get(&c->e->shared, s))) {
+        cx_oom(c);
+    }
     return *out != NULL;
+}
+
+bool cx_str(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
+            char **out)
+{
+    return str_field(c, map, field, required, what, false, out);
+}
+
+bool cx_str_shared(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
+                   char **out)
+{
+    return str_field(c, map, field, required, what, true, out);
 }
 
 bool cx_bool(ctx *c, const yt_node *map, const char *field, bool *out)

@@ -50,6 +50,9 @@ bool cx_fields(ctx *c, const yt_node *map, const char *what, const char *const *
 bool cx_is_map(ctx *c, const yt_node *n, const char *what);
 bool cx_str(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
             char **out);
+/* cx_str, with the estate's one copy of the text (e->shared): never free it */
+bool cx_str_shared(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
+                   char **out);
 bool cx_bool(ctx *c, const yt_node *map, const char *field, bool *out);
 bool cx_int(ctx *c, const yt_node *map, const char *field, long min, long max, int *out);
 bool cx_duration(ctx *c, const yt_node *map, const char *field, int64_t *out);

@@ -501,7 +501,7 @@ static void parse_role(ctx *c, const yt_node *n)
         return;
     r->pos = cx_pos(c, n);
     cx_str(c, n, "app", true, "role assignment", &r->app);
-    cx_str(c, n, "vault", true, "role assignment", &r->vault);
+    cx_str_shared(c, n, "vault", true, "role assignment", &r->vault);
     cx_str(c, n, "key", false, "role assignment", &r->key);
     if (cx_str(c, n, "role", true, "role assignment", &r->role)) {
         const char *id = kvr_model_role_id(r->role);
@@ -560,7 +560,7 @@ static void parse_key(ctx *c, const yt_node *n)
     if (!k)
         return;
     k->pos = cx_pos(c, n);
-    cx_str(c, n, "vault", true, "key", &k->vault);
+    cx_str_shared(c, n, "vault", true, "key", &k->vault);
     if (cx_str(c, n, "name", true, "key", &k->name) && !kvr_is_object_name(k->name))
         cx_error(c, yt_map_get(n, "name"),
                  "invalid key name '%.64s': 1 to 127 letters, digits and hyphens", k->name);
@@ -783,11 +783,11 @@ static void parse_secret(ctx *c, const yt_node *n)
     if (!s)
         return;
     s->pos = cx_pos(c, n);
-    cx_str(c, n, "vault", true, "secret", &s->vault);
+    cx_str_shared(c, n, "vault", true, "secret", &s->vault);
     if (cx_str(c, n, "name", true, "secret", &s->name) && !kvr_is_object_name(s->name))
         cx_error(c, yt_map_get(n, "name"),
                  "invalid secret name '%.64s': 1 to 127 letters, digits and hyphens", s->name);
-    cx_str(c, n, "contentType", false, "secret", &s->content_type);
+    cx_str_shared(c, n, "contentType", false, "secret", &s->content_type);
     cx_tags(c, n, "tags", &s->tags);
 
     for (i = 0; sources[i]; i++) {

@@ -196,6 +196,52 @@ void kvr_strpool_release(kvr_strpool *p)
     memset(p, 0, sizeof(*p));
 }
 
+static uint64_t strset_hash(const char *s)
+{
+    uint64_t h = KVR_HASH_SEED; /* FNV-1a, exact bytes; mixed for the slot */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return kvr_hash_mix(h);
+}
+
+char *kvr_strset_get(kvr_strset *set, const char *s)
+{
+    size_t i;
+    if (!s)
+        return NULL;
+    if (set->len + 1 > set->cap / 4 * 3) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        char **slots = cap <= SIZE_MAX / sizeof(*slots) ? calloc(cap, sizeof(*slots)) : NULL;
+        if (!slots)
+            return NULL;
+        for (size_t k = 0; k < set->cap; k++)
+            if (set->slots[k]) {
+                for (i = strset_hash(set->slots[k]) & (cap - 1); slots[i]; i = (i + 1) & (cap - 1))
+                    ;
+                slots[i] = set->slots[k];
+            }
+        free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    for (i = strset_hash(s) & (set->cap - 1); set->slots[i]; i = (i + 1) & (set->cap - 1))
+        if (strcmp(set->slots[i], s) == 0)
+            return set->slots[i];
+    if (!(set->slots[i] = kvr_strpool_dup(&set->pool, s)))
+        return NULL;
+    set->len++;
+    return set->slots[i];
+}
+
+void kvr_strset_release(kvr_strset *set)
+{
+    kvr_strpool_release(&set->pool);
+    free(set->slots);
+    memset(set, 0, sizeof(*set));
+}
+
 /* Length of the UTF-8 sequence at s (1-4), or 0 when it is not valid UTF-8. */
 static size_t utf8_len(const unsigned char *s)
 {

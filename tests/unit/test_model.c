@@ -139,6 +139,33 @@ static void test_model__good_estate_parses(void **state)
     kvr_estate_free(e);
 }
 
+/* The vault of each key, secret and role assignment, and a secret's contentType: one copy per
+   distinct text (kvr_estate.shared), as written; the estate frees them (ASan checks) */
+static void test_model__shared_texts(void **state)
+{
+    kvr_estate *e = NULL;
+    (void)state;
+    assert_null(load_errors("apiVersion: kvreconcile/v1\n"
+                            "vaults:\n"
+                            "  - {name: kv-a, resourceGroup: rg, location: westeurope}\n"
+                            "keys:\n"
+                            "  - {vault: kv-a, name: k1, type: RSA}\n"
+                            "secrets:\n"
+                            "  - {vault: kv-a, name: s1, contentType: text/plain, external: true}\n"
+                            "  - {vault: KV-A, name: s2, contentType: text/plain, external: true}\n"
+                            "  - {vault: kv-a, name: s3, external: true}\n",
+                            &e));
+    assert_int_equal(e->nsecrets, 3);
+    assert_ptr_equal(e->secrets[0].vault, e->keys[0].vault);
+    assert_ptr_equal(e->secrets[0].vault, e->secrets[2].vault);
+    assert_string_equal(e->secrets[1].vault, "KV-A");
+    assert_ptr_equal(e->secrets[0].content_type, e->secrets[1].content_type);
+    assert_string_equal(e->secrets[1].content_type, "text/plain");
+    assert_null(e->secrets[2].content_type);
+    assert_ptr_equal(kvr_estate_secret(e, "kv-a", "s2"), &e->secrets[1]);
+    kvr_estate_free(e);
+}
+
 static void test_model__defaults(void **state)
 {
     kvr_estate *e = NULL;
@@ -457,6 +484,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model__good_estate_parses),
         cmocka_unit_test(test_model__defaults),
+        cmocka_unit_test(test_model__shared_texts),
         cmocka_unit_test(test_model__unknown_field_suggests),
         cmocka_unit_test(test_model__wrong_type_names_expected_type),
         cmocka_unit_test(test_model__literal_value_never_echoed),

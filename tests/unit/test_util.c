@@ -297,6 +297,37 @@ static void test_util__strpool(void **state)
     kvr_strpool_release(&p);
 }
 
+static void test_util__strset(void **state)
+{
+    kvr_strset set = {0};
+    char *first[1000];
+    (void)state;
+    assert_null(kvr_strset_get(&set, NULL));
+    /* 1,000 distinct names, each asked for twice: one copy each, kept through the table's growth */
+    for (size_t i = 0; i < 1000; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "kv-%04zu", i);
+        assert_non_null(first[i] = kvr_strset_get(&set, name));
+        assert_ptr_not_equal(first[i], name);
+        assert_string_equal(first[i], name);
+    }
+    assert_int_equal(set.len, 1000);
+    for (size_t i = 0; i < 1000; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "kv-%04zu", i);
+        assert_ptr_equal(kvr_strset_get(&set, name), first[i]);
+    }
+    assert_int_equal(set.len, 1000);
+    /* compared exactly: another case is another string, as the YAML wrote it */
+    assert_ptr_not_equal(kvr_strset_get(&set, "KV-0001"), first[1]);
+    assert_string_equal(kvr_strset_get(&set, "KV-0001"), "KV-0001");
+    assert_string_equal(kvr_strset_get(&set, ""), "");
+    assert_int_equal(set.len, 1002);
+    kvr_strset_release(&set); /* ASan: nothing leaks */
+    assert_null(set.slots);
+    kvr_strset_release(&set);
+}
+
 static void test_util__str_clean(void **state)
 {
     char out[64];
@@ -333,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_util__index_collisions),
         cmocka_unit_test(test_util__index_grows),
         cmocka_unit_test(test_util__strpool),
+        cmocka_unit_test(test_util__strset),
         cmocka_unit_test(test_util__str_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -157,8 +157,8 @@ typedef struct kvr_role_assignment {
     char *app;
     char *role;    /* as written */
     char *role_id; /* role definition GUID, lower case */
-    char *vault;
-    char *key; /* NULL: the whole vault */
+    char *vault;   /* the estate's shared copy */
+    char *key;     /* NULL: the whole vault */
 } kvr_role_assignment;
 
 typedef enum kvr_key_type {
@@ -189,7 +189,7 @@ typedef struct kvr_rotation {
 
 typedef struct kvr_key {
     kvr_pos pos;
-    char *vault;
+    char *vault; /* the estate's shared copy */
     char *name;
     kvr_key_type type;
     int size;    /* RSA */
@@ -218,9 +218,9 @@ typedef enum kvr_charset {
 
 typedef struct kvr_secret {
     kvr_pos pos;
-    char *vault;
+    char *vault; /* the estate's shared copy */
     char *name;
-    char *content_type;
+    char *content_type; /* the estate's shared copy */
     kvr_tags tags;
     kvr_secret_source source;
     int gen_length;
@@ -290,6 +290,9 @@ typedef struct kvr_estate {
     kvr_pos active_pos;
     kvr_retention retention;
     kvr_strlist files; /* every file that was read, in order */
+    /* The texts that many objects repeat, one copy each: the vault of each role assignment, key
+       and secret, and a secret's contentType. Those fields point here (kvr_strset_get). */
+    kvr_strset shared;
     /* Lookup tables of the kvr_estate_* functions, built by the loader; NULL: they search
        linearly. Internal to the model module. */
     struct kvr_estate_index *index;
