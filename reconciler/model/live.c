@@ -134,6 +134,7 @@ void kvr_live_free(kvr_live *l)
     free(l->profiles);
     free(l->dependents);
     kvr_strpool_release(&l->strings);
+    kvr_strset_release(&l->shared);
     free(l);
 }
 

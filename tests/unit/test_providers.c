@@ -270,6 +270,16 @@ static void test_providers__secrets_certs_deleted(void **state)
     assert_string_equal(l->deleted[0].name, "old");
     assert_int_equal(l->deleted[0].purge_at, 20);
     assert_int_equal(kvr_live_add_secret(l, "kv1", bad, NULL, &err), KVR_EPROTO);
+    /* the texts that objects repeat are one copy (kvr_live.shared); a name is each its own */
+    assert_int_equal(kvr_live_add_secret(l, "kv1", s, NULL, &err), 0);
+    assert_int_equal(l->nsecrets, 2);
+    assert_ptr_equal(l->secrets[1].vault, l->secrets[0].vault);
+    assert_ptr_equal(l->secrets[1].vault, l->certs[0].vault);
+    assert_ptr_equal(l->secrets[1].vault, l->deleted[0].vault);
+    assert_ptr_equal(l->secrets[1].content_type, l->secrets[0].content_type);
+    assert_ptr_equal(l->secrets[1].tags.items[0].key, l->secrets[0].tags.items[0].key);
+    assert_ptr_not_equal(l->secrets[1].name, l->secrets[0].name);
+    assert_string_equal(l->secrets[1].content_type, "text/plain");
     json_decref(s);
     json_decref(c);
     json_decref(d);

@@ -202,6 +202,10 @@ typedef struct kvr_live {
        not reported as an undeclared principal's; NULL: not known */
     char *self_object_id;
     kvr_strpool strings; /* every string above (kvr_live_free frees them with the pool) */
+    /* One copy of the texts that many objects repeat: vault names, key types and curves, content
+       types, role and principal ids, tag names (so a field may share its text with others: never
+       write to one) */
+    kvr_strset shared;
 } kvr_live;
 
 /*

@@ -35,6 +35,12 @@ static char *dup(kvr_live *l, const char *s)
     return kvr_strpool_dup(&l->strings, s);
 }
 
+/* The live model's one copy of a text that many objects repeat (kvr_live.shared) */
+static char *share(kvr_live *l, const char *s)
+{
+    return kvr_strset_get(&l->shared, s);
+}
+
 static int shape(kvr_error *err, const char *what, const char *member)
 {
     return kvr_error_set(err, KVR_EPROTO, "unexpected response: %s has no '%s'", what, member);
@@ -125,7 +131,7 @@ static int tags_from(kvr_live *l, kvr_tags *out, const json_t *tags)
     {
         if (!json_is_string(v))
             continue;
-        out->items[out->len].key = dup(l, key);
+        out->items[out->len].key = share(l, key);
         out->items[out->len].value = dup(l, json_string_value(v));
         if (!out->items[out->len].key || !out->items[out->len].value)
             return KVR_ENOMEM;
@@ -297,8 +303,8 @@ int kvr_live_put_role(kvr_live *l, const char *name, const char *scope, const ch
         return kvr_error_oom(err);
     r->name = dup(l, name);
     r->scope = dup(l, scope);
-    r->role_id = dup(l, role_id);
-    r->principal_id = dup(l, principal_id);
+    r->role_id = share(l, role_id);
+    r->principal_id = share(l, principal_id);
     return r->name && r->scope && r->role_id && r->principal_id ? 0 : kvr_error_oom(err);
 }
 
@@ -418,10 +424,10 @@ int kvr_live_add_key(kvr_live *l, const char *vault, const json_t *bundle, const
     k = append((void **)&l->keys, &l->nkeys, sizeof(*k));
     if (!k)
         return kvr_error_oom(err);
-    k->vault = dup(l, vault);
+    k->vault = share(l, vault);
     k->name = dup(l, name);
-    k->kty = dup(l, jstr(jwk, "kty"));
-    k->crv = dup(l, jstr(jwk, "crv"));
+    k->kty = share(l, jstr(jwk, "kty"));
+    k->crv = share(l, jstr(jwk, "crv"));
     if (!k->vault || !k->name || !k->kty)
         return kvr_error_oom(err);
     if ((n = jstr(jwk, "n"))) {
@@ -489,9 +495,9 @@ int kvr_live_add_secret(kvr_live *l, const char *vault, const json_t *item, cons
     s = append((void **)&l->secrets, &l->nsecrets, sizeof(*s));
     if (!s)
         return kvr_error_oom(err);
-    s->vault = dup(l, vault);
+    s->vault = share(l, vault);
     s->name = dup(l, name);
-    s->content_type = dup(l, jstr(item, "contentType"));
+    s->content_type = share(l, jstr(item, "contentType"));
     s->enabled = !json_is_false(json_object_get(json_object_get(item, "attributes"), "enabled"));
     s->updated = json_integer_value(json_object_get(json_object_get(item, "attributes"), "updated"));
     s->digest = dup(l, marker);
@@ -509,7 +515,7 @@ int kvr_live_add_certificate(kvr_live *l, const char *vault, const json_t *item,
     c = append((void **)&l->certs, &l->ncerts, sizeof(*c));
     if (!c)
         return kvr_error_oom(err);
-    c->vault = dup(l, vault);
+    c->vault = share(l, vault);
     c->name = dup(l, name);
     c->x5t = dup(l, jstr(item, "x5t"));
     return c->vault && c->name ? 0 : kvr_error_oom(err);
@@ -520,7 +526,7 @@ int kvr_live_add_unread_key(kvr_live *l, const char *vault, const char *name, kv
     kvr_live_name *k = append((void **)&l->unread_keys, &l->nunread_keys, sizeof(*k));
     if (!k)
         return kvr_error_oom(err);
-    k->vault = dup(l, vault);
+    k->vault = share(l, vault);
     k->name = dup(l, name);
     return k->vault && k->name ? 0 : kvr_error_oom(err);
 }
@@ -535,8 +541,8 @@ int kvr_live_add_deleted(kvr_live *l, const char *vault, const char *kind, const
     d = append((void **)&l->deleted, &l->ndeleted, sizeof(*d));
     if (!d)
         return kvr_error_oom(err);
-    d->vault = dup(l, vault);
-    d->kind = dup(l, kind);
+    d->vault = share(l, vault);
+    d->kind = share(l, kind);
     d->name = dup(l, name);
     d->deleted = jint(item, "deletedDate");
     d->purge_at = jint(item, "scheduledPurgeDate");
