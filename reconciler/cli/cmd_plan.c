@@ -231,6 +231,10 @@ int kvr_cmd_plan(int argc, char **argv)
             cli_error("%s", err.message);
             goto done;
         }
+        /* the read is over: its scope (a copy of every declared object's name) goes before the
+           plan's tables are built (13.7 MB of the 2,000-vault bench estate's plan) */
+        kvr_scope_free(scope);
+        scope = NULL;
         if (kvr_apply_markers(&digests, &ndigests, s.e, &mk, stderr) < 0) {
             cli_error("out of memory");
             goto done;
