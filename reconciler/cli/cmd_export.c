@@ -101,6 +101,15 @@ static char *shared(builder *b, const char *s)
     return r;
 }
 
+/* A copy in the estate's pool (kvr_estate.shared.pool): for a name that points there */
+static char *pooled(builder *b, const char *s)
+{
+    char *r = kvr_strpool_dup(&b->e->shared.pool, s);
+    if (s && !r)
+        b->oom = true;
+    return r;
+}
+
 /* A comment in `file`: before item `index` of `section` (SIZE_MAX: at its end). `counted`: an
    object of the estate that schema v1 cannot express. */
 static void add_note(builder *b, const char *file, const char *section, size_t index, bool counted,
@@ -508,11 +517,11 @@ static void build_roles(builder *b)
         }
         if (!(r = grow(b, (void **)&b->e->roles, &b->e->nroles, sizeof(*r))))
             return;
-        r->app = sdup(b, a->name);
-        r->role = sdup(b, name ? name : lr->role_id);
-        r->role_id = sdup(b, lr->role_id);
+        r->app = shared(b, a->name);
+        r->role = shared(b, name ? name : lr->role_id);
+        r->role_id = shared(b, lr->role_id);
         r->vault = shared(b, kvr_estate_vault(b->e, vault)->name);
-        r->key = key[0] ? sdup(b, key) : NULL;
+        r->key = key[0] ? pooled(b, key) : NULL;
     }
 }
 
@@ -547,15 +556,15 @@ static void build_contents(builder *b)
             if (!(k = grow(b, (void **)&b->e->keys, &b->e->nkeys, sizeof(*k))))
                 return;
             k->vault = shared(b, kvr_estate_vault(b->e, lk->vault)->name);
-            k->name = sdup(b, lk->name);
+            k->name = pooled(b, lk->name);
             k->type = (kvr_key_type)type;
             k->size = type < 2 ? lk->size : 2048;
-            k->curve = type >= 2 ? sdup(b, lk->crv ? lk->crv : "P-256") : NULL;
+            k->curve = type >= 2 ? shared(b, lk->crv ? lk->crv : "P-256") : NULL;
             k->ops = lk->ops;
             for (size_t v = lk->nversions; v > 0 && !gen; v--)
                 gen = kvr_tags_get(&lk->versions[v - 1].tags, KVR_TAG_GENERATION);
             if (gen && name_ok(gen, 64))
-                k->generation = sdup(b, gen);
+                k->generation = shared(b, gen);
             /* Azure gives every key a default policy: notify 30 days before an expiry that is
                not set. Declared, it would only pin what Azure does anyway. */
             if (lk->has_policy &&
@@ -590,7 +599,7 @@ static void build_contents(builder *b)
             if (!(s = grow(b, (void **)&b->e->secrets, &b->e->nsecrets, sizeof(*s))))
                 return;
             s->vault = shared(b, kvr_estate_vault(b->e, ls->vault)->name);
-            s->name = sdup(b, ls->name);
+            s->name = pooled(b, ls->name);
             s->content_type =
                 ls->content_type && *ls->content_type ? shared(b, ls->content_type) : NULL;
             tags_copy(b, &s->tags, &ls->tags);

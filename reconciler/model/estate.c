@@ -335,26 +335,14 @@ static void app_release(kvr_app *a)
     free(a->rotation.secret_prefix);
 }
 
-static void role_release(kvr_role_assignment *r)
-{
-    free(r->app);
-    free(r->role);
-    free(r->role_id);
-    free(r->key); /* r->vault is e->shared's */
-}
-
 static void key_release(kvr_key *k)
 {
-    free(k->name); /* k->vault is e->shared's */
-    free(k->curve);
-    free(k->generation);
-    kvr_tags_release(&k->tags);
+    kvr_tags_release(&k->tags); /* its other texts are e->shared's */
 }
 
 static void secret_release(kvr_secret *s)
 {
-    free(s->name); /* s->vault and s->content_type are e->shared's */
-    kvr_tags_release(&s->tags);
+    kvr_tags_release(&s->tags); /* vault, name and contentType are e->shared's */
     free(s->env_name);
     free(s->file_path);
     free(s->app);
@@ -387,8 +375,8 @@ void kvr_estate_truncate(kvr_estate *e, const kvr_estate_lens *to)
         vault_release(&e->vaults[--e->nvaults]);
     while (e->napps > to->apps)
         app_release(&e->apps[--e->napps]);
-    while (e->nroles > to->roles)
-        role_release(&e->roles[--e->nroles]);
+    if (e->nroles > to->roles)
+        e->nroles = to->roles; /* a role assignment's texts are all e->shared's */
     while (e->nkeys > to->keys)
         key_release(&e->keys[--e->nkeys]);
     while (e->nsecrets > to->secrets)

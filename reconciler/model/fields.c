@@ -137,8 +137,18 @@ static bool scalar_string_ex(ctx *c, const yt_node *v, const char *field, bool a
     return true;
 }
 
+enum copy { COPY_MALLOC, COPY_SHARED, COPY_POOLED };
+
+char *cx_shared(ctx *c, const char *s)
+{
+    char *d = kvr_strset_get(&c->e->shared, s);
+    if (s && !d)
+        cx_oom(c);
+    return d;
+}
+
 static bool str_field(ctx *c, const yt_node *map, const char *field, bool required,
-                      const char *what, bool shared, char **out)
+                      const char *what, enum copy copy, char **out)
 {
     const yt_node *v = yt_map_get(map, field);
     const char *s;
@@ -149,24 +159,31 @@ static bool str_field(ctx *c, const yt_node *map, const char *field, bool requir
     }
     if (!scalar_string(c, v, field, &s))
         return false;
-    if (!shared) {
+    if (copy == COPY_MALLOC)
         *out = cx_strdup(c, s);
-    } else if (!(*out = kvr_strset_get(&c->e->shared, s))) {
+    else if (copy == COPY_SHARED)
+        *out = cx_shared(c, s);
+    else if (!(*out = kvr_strpool_dup(&c->e->shared.pool, s)))
         cx_oom(c);
-    }
     return *out != NULL;
 }
 
 bool cx_str(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
             char **out)
 {
-    return str_field(c, map, field, required, what, false, out);
+    return str_field(c, map, field, required, what, COPY_MALLOC, out);
 }
 
 bool cx_str_shared(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
                    char **out)
 {
-    return str_field(c, map, field, required, what, true, out);
+    return str_field(c, map, field, required, what, COPY_SHARED, out);
+}
+
+bool cx_str_pooled(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
+                   char **out)
+{
+    return str_field(c, map, field, required, what, COPY_POOLED, out);
 }
 
 bool cx_bool(ctx *c, const yt_node *map, const char *field, bool *out)

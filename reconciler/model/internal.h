@@ -53,6 +53,11 @@ bool cx_str(ctx *c, const yt_node *map, const char *field, bool required, const 
 /* cx_str, with the estate's one copy of the text (e->shared): never free it */
 bool cx_str_shared(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
                    char **out);
+/* cx_str, with a copy of its own in the estate's pool (e->shared.pool): never free it */
+bool cx_str_pooled(ctx *c, const yt_node *map, const char *field, bool required, const char *what,
+                   char **out);
+/* The estate's one copy of s (e->shared); NULL (and cx_oom) if memory ran out */
+char *cx_shared(ctx *c, const char *s);
 bool cx_bool(ctx *c, const yt_node *map, const char *field, bool *out);
 bool cx_int(ctx *c, const yt_node *map, const char *field, long min, long max, int *out);
 bool cx_duration(ctx *c, const yt_node *map, const char *field, int64_t *out);

@@ -500,18 +500,20 @@ static void parse_role(ctx *c, const yt_node *n)
     if (!r)
         return;
     r->pos = cx_pos(c, n);
-    cx_str(c, n, "app", true, "role assignment", &r->app);
+    cx_str_shared(c, n, "app", true, "role assignment", &r->app);
     cx_str_shared(c, n, "vault", true, "role assignment", &r->vault);
-    cx_str(c, n, "key", false, "role assignment", &r->key);
-    if (cx_str(c, n, "role", true, "role assignment", &r->role)) {
+    cx_str_pooled(c, n, "key", false, "role assignment", &r->key);
+    if (cx_str_shared(c, n, "role", true, "role assignment", &r->role)) {
         const char *id = kvr_model_role_id(r->role);
         if (!id && kvr_is_guid(r->role))
             id = r->role;
         if (id) {
-            r->role_id = cx_strdup(c, id);
-            for (char *p = r->role_id; p && *p; p++)
+            char lower[40]; /* a GUID: 36 */
+            snprintf(lower, sizeof(lower), "%s", id);
+            for (char *p = lower; *p; p++)
                 if (*p >= 'A' && *p <= 'F')
                     *p = (char)(*p - 'A' + 'a');
+            r->role_id = cx_shared(c, lower);
         } else {
             const char *hint = kvr_str_suggest(r->role, kvr_model_role_names);
             if (hint)
@@ -561,7 +563,7 @@ static void parse_key(ctx *c, const yt_node *n)
         return;
     k->pos = cx_pos(c, n);
     cx_str_shared(c, n, "vault", true, "key", &k->vault);
-    if (cx_str(c, n, "name", true, "key", &k->name) && !kvr_is_object_name(k->name))
+    if (cx_str_pooled(c, n, "name", true, "key", &k->name) && !kvr_is_object_name(k->name))
         cx_error(c, yt_map_get(n, "name"),
                  "invalid key name '%.64s': 1 to 127 letters, digits and hyphens", k->name);
     if (!yt_map_get(n, "type"))
@@ -579,10 +581,10 @@ static void parse_key(ctx *c, const yt_node *n)
         if (k->type == KVR_KEY_RSA || k->type == KVR_KEY_RSA_HSM)
             cx_error(c, x, "'curve' applies to EC keys only; RSA keys take 'size'");
         else if (cx_enum(c, n, "curve", CURVES, &i))
-            k->curve = cx_strdup(c, CURVES[i]);
+            k->curve = cx_shared(c, CURVES[i]);
     }
     if (!k->curve && (k->type == KVR_KEY_EC || k->type == KVR_KEY_EC_HSM))
-        k->curve = cx_strdup(c, "P-256");
+        k->curve = cx_shared(c, "P-256");
     k->ops = KVR_OP_WRAP | KVR_OP_UNWRAP;
     if ((x = yt_map_get(n, "ops"))) {
         kvr_strlist ops = {0};
@@ -613,7 +615,7 @@ static void parse_key(ctx *c, const yt_node *n)
     }
     if ((x = yt_map_get(n, "rotation")))
         parse_rotation(c, k, x);
-    if (cx_str(c, n, "generation", false, "key", &k->generation)) {
+    if (cx_str_shared(c, n, "generation", false, "key", &k->generation)) {
         for (const char *p = k->generation; *p; p++) {
             if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                   (*p >= '0' && *p <= '9') || strchr("-_.", *p)) ||
@@ -784,7 +786,7 @@ static void parse_secret(ctx *c, const yt_node *n)
         return;
     s->pos = cx_pos(c, n);
     cx_str_shared(c, n, "vault", true, "secret", &s->vault);
-    if (cx_str(c, n, "name", true, "secret", &s->name) && !kvr_is_object_name(s->name))
+    if (cx_str_pooled(c, n, "name", true, "secret", &s->name) && !kvr_is_object_name(s->name))
         cx_error(c, yt_map_get(n, "name"),
                  "invalid secret name '%.64s': 1 to 127 letters, digits and hyphens", s->name);
     cx_str_shared(c, n, "contentType", false, "secret", &s->content_type);

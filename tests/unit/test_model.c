@@ -153,7 +153,13 @@ static void test_model__shared_texts(void **state)
                             "secrets:\n"
                             "  - {vault: kv-a, name: s1, contentType: text/plain, external: true}\n"
                             "  - {vault: KV-A, name: s2, contentType: text/plain, external: true}\n"
-                            "  - {vault: kv-a, name: s3, external: true}\n",
+                            "  - {vault: kv-a, name: s3, external: true}\n"
+                            "apps:\n"
+                            "  - {name: app1}\n"
+                            "roleAssignments:\n"
+                            "  - {app: app1, role: Key Vault Secrets User, vault: kv-a}\n"
+                            "  - {app: app1, role: 4633458B-17DE-408A-B874-0445C86B69E6,\n"
+                            "     vault: kv-a, key: k1}\n",
                             &e));
     assert_int_equal(e->nsecrets, 3);
     assert_ptr_equal(e->secrets[0].vault, e->keys[0].vault);
@@ -163,6 +169,14 @@ static void test_model__shared_texts(void **state)
     assert_string_equal(e->secrets[1].content_type, "text/plain");
     assert_null(e->secrets[2].content_type);
     assert_ptr_equal(kvr_estate_secret(e, "kv-a", "s2"), &e->secrets[1]);
+    /* a role written by name or by GUID (any case) is one lower-case GUID */
+    assert_int_equal(e->nroles, 2);
+    assert_ptr_equal(e->roles[0].app, e->roles[1].app);
+    assert_ptr_equal(e->roles[0].role_id, e->roles[1].role_id);
+    assert_string_equal(e->roles[1].role_id, "4633458b-17de-408a-b874-0445c86b69e6");
+    assert_string_equal(e->roles[1].role, "4633458B-17DE-408A-B874-0445C86B69E6");
+    assert_string_equal(e->roles[1].key, "k1");
+    assert_string_equal(e->keys[0].name, "k1");
     kvr_estate_free(e);
 }
 

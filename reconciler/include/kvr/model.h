@@ -152,13 +152,14 @@ typedef struct kvr_app {
     kvr_credential_rotation rotation;
 } kvr_app;
 
+/* A role assignment's texts are in the estate's kvr_estate.shared: never free one. */
 typedef struct kvr_role_assignment {
     kvr_pos pos;
     char *app;
     char *role;    /* as written */
     char *role_id; /* role definition GUID, lower case */
-    char *vault;   /* the estate's shared copy */
-    char *key;     /* NULL: the whole vault */
+    char *vault;
+    char *key; /* NULL: the whole vault */
 } kvr_role_assignment;
 
 typedef enum kvr_key_type {
@@ -187,9 +188,10 @@ typedef struct kvr_rotation {
     int64_t notify_before;
 } kvr_rotation;
 
+/* A key's texts but its tags are in the estate's kvr_estate.shared: never free one. */
 typedef struct kvr_key {
     kvr_pos pos;
-    char *vault; /* the estate's shared copy */
+    char *vault;
     char *name;
     kvr_key_type type;
     int size;    /* RSA */
@@ -216,11 +218,12 @@ typedef enum kvr_charset {
     KVR_CHARSET_BASE64URL,
 } kvr_charset;
 
+/* A secret's vault, name and contentType are in the estate's kvr_estate.shared: never free one. */
 typedef struct kvr_secret {
     kvr_pos pos;
-    char *vault; /* the estate's shared copy */
+    char *vault;
     char *name;
-    char *content_type; /* the estate's shared copy */
+    char *content_type;
     kvr_tags tags;
     kvr_secret_source source;
     int gen_length;
@@ -290,8 +293,10 @@ typedef struct kvr_estate {
     kvr_pos active_pos;
     kvr_retention retention;
     kvr_strlist files; /* every file that was read, in order */
-    /* The texts that many objects repeat, one copy each: the vault of each role assignment, key
-       and secret, and a secret's contentType. Those fields point here (kvr_strset_get). */
+    /* The texts of the estate's most numerous objects (role assignments, keys, secrets; see
+       each), freed together: the ones that many objects repeat (a vault's name, a role, a
+       contentType) one copy each (kvr_strset_get), names each a copy in the set's pool. A
+       million names are then not a million mallocs of 32 bytes and more. */
     kvr_strset shared;
     /* Lookup tables of the kvr_estate_* functions, built by the loader; NULL: they search
        linearly. Internal to the model module. */
