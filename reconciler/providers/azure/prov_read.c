@@ -847,9 +847,30 @@ static const ix_entry *ix_get(const reader *r, unsigned kind, const char *vault,
     return ix_find(r, kind, vault, name);
 }
 
+/* Twice the slots, at most half full again (ix_add). */
+static int ix_grow(reader *r)
+{
+    size_t cap = r->ixcap * 2;
+    uint32_t *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return KVR_ENOMEM;
+    for (size_t k = 0; k < r->nix; k++) {
+        const ix_entry *e = &r->ix[k];
+        size_t i = (size_t)ix_hash(e->kind, e->vault, e->name) & (cap - 1);
+        while (slots[i])
+            i = (i + 1) & (cap - 1);
+        slots[i] = (uint32_t)(k + 1);
+    }
+    free(r->slots);
+    r->slots = slots;
+    r->ixcap = cap;
+    return 0;
+}
+
 /*
  * Adds (kind, vault, name) if new; the entry either way, NULL when vault or name is missing.
- * index_build sized the entries and the slots for every declaration.
+ * index_build sized the entries for every declaration (their untouched room costs no memory);
+ * the slots grow as the entries come (a role assignment's app is an entry once per group).
  */
 static ix_entry *ix_add(reader *r, unsigned kind, const char *vault, const char *name)
 {
@@ -862,6 +883,13 @@ static ix_entry *ix_add(reader *r, unsigned kind, const char *vault, const char 
         return &r->ix[*slot - 1];
     if (r->nix == r->maxix)
         return NULL; /* not reached: index_build counts every declaration */
+    if (2 * (r->nix + 1) > r->ixcap) {
+        if (ix_grow(r) < 0) {
+            r->rc = kvr_error_oom(r->err); /* index_build returns it */
+            return NULL;
+        }
+        slot = ix_slot(r, kind, vault, name);
+    }
     e = &r->ix[r->nix++];
     *slot = (uint32_t)r->nix;
     e->kind = (unsigned char)kind;
@@ -881,13 +909,14 @@ static size_t vault_index(const reader *r, const char *vault)
 static int index_build(reader *r)
 {
     const kvr_scope *sc = r->sc;
-    size_t want = 2 * (sc->nvaults + sc->nkeys + sc->nsecrets + 1);
-    want += 2 * (sc->nvaults + sc->nroles);
-    for (r->ixcap = 64; r->ixcap < want; r->ixcap *= 2)
+    /* entries: a vault, its group, a key, a secret, a role assignment's app in its group */
+    size_t most = 2 * sc->nvaults + sc->nkeys + sc->nsecrets + sc->nroles + 1;
+    /* slots: twice the entries but the roles' (a few apps per group, not one per assignment) */
+    for (r->ixcap = 64; r->ixcap < 2 * (most - sc->nroles); r->ixcap *= 2)
         ;
-    if (want / 2 >= UINT32_MAX)
+    if (most >= UINT32_MAX)
         return kvr_error_set(r->err, KVR_ETOOBIG, "too many declarations");
-    r->maxix = want / 2 + 1; /* want counts each declaration twice */
+    r->maxix = most + 1;
     r->ix = calloc(r->maxix, sizeof(*r->ix));
     r->slots = calloc(r->ixcap, sizeof(*r->slots));
     r->vix = calloc(sc->nvaults + 1, sizeof(*r->vix));
@@ -904,8 +933,9 @@ static int index_build(reader *r)
             continue; /* a name listed twice: the first listing is the one read */
         e->vault_ix = i;
         if (!(g = ix_add(r, IX_RG, "", sc->vaults[i].resource_group)))
-            return kvr_error_set(r->err, KVR_EINVAL, "vault '%s' has no resource group",
-                                 sc->vaults[i].name);
+            return r->rc ? r->rc
+                         : kvr_error_set(r->err, KVR_EINVAL, "vault '%s' has no resource group",
+                                         sc->vaults[i].name);
         if (g->vault_ix == SIZE_MAX) {
             g->vault_ix = r->nrgs++;
             r->rgs[g->vault_ix].name = sc->vaults[i].resource_group;
@@ -995,7 +1025,7 @@ static int index_build(reader *r)
         if (o->value)
             e->value = true;
     }
-    return 0;
+    return r->rc; /* 0, or an entry that found no room (ix_add) */
 }
 
 /* The index's record of a scope vault (by name: its first listing). */
