@@ -247,9 +247,11 @@ static double now_ms(void)
 
 /*
  * 12 requests, each answered after 200 ms, with at most `per_host` at a time (the engine's limit)
- * and each request asking for at most `host_conns` (0: no ask): elapsed ms.
+ * and each request asking for at most `host_conns` (0: no ask) and the pace `rate` a second
+ * with a bucket of `burst` (0: the engine's): elapsed ms.
  */
-static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stats)
+static double timed_batch_paced(int per_host, int host_conns, double rate, double burst,
+                                kvr_http_stats *out_stats)
 {
     enum { M = 12 };
     kvr_http_config hc;
@@ -264,7 +266,11 @@ static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stat
     int rc = kvr_http_new(&h, &hc, &err);
     CHECK(rc == 0, "%s", err.message);
     for (int i = 0; i < M; i++) {
-        reqs[i] = (kvr_http_request){.method = "GET", .url = url, .host_conns = host_conns};
+        reqs[i] = (kvr_http_request){.method = "GET",
+                                     .url = url,
+                                     .host_conns = host_conns,
+                                     .host_rate = rate,
+                                     .host_burst = burst};
         kvr_http_response_init(&resps[i]);
     }
     double t0 = now_ms();
@@ -279,6 +285,11 @@ static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stat
     kvr_http_free(h);
     free(url);
     return elapsed;
+}
+
+static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stats)
+{
+    return timed_batch_paced(per_host, host_conns, 0, 0, out_stats);
 }
 
 static int latency_mode(void)
@@ -303,6 +314,11 @@ static int latency_mode(void)
     CHECK(t2 >= 1190 && t2 < 3000, "a cap of 2 per request took %.0f ms", t2);
     CHECK(st.connections <= 2, "%llu connections for a cap of 2",
           (unsigned long long)st.connections);
+    /* a request's own pace (ARM's reads are paced to its budget): a bucket of 2 refilled at 10 a
+       second lets 2 go at once and the 10 others 100 ms apart, the last at 1,000 ms */
+    double tp = timed_batch_paced(12, 0, 10, 2, &st);
+    printf("azure_e2e: 12 requests of 200 ms, paced at 10 a second after 2: %.0f ms\n", tp);
+    CHECK(tp >= 1150 && tp < 4000, "12 requests paced at 10 a second after 2 took %.0f ms", tp);
     /* asking for more than the engine allows gets the engine's limit */
     double t8 = timed_batch(4, 8, &st);
     CHECK(t8 >= 590 && t8 < 1800, "asking 8 under a limit of 4 took %.0f ms", t8);

@@ -188,6 +188,17 @@ static void test_azure__token_bucket(void **state)
     /* a clock that goes backwards adds nothing */
     w = kvr_bucket_take(&b, 10, 3, 50);
     assert_true(w > 0);
+    /* the service's word caps it: ARM's bucket of 250 at 25/s, of which it says 2 are left */
+    kvr_bucket arm = {250, 0};
+    kvr_bucket_cap(&arm, 2, 500);
+    assert_true(kvr_bucket_take(&arm, 25, 250, 500) == 0);
+    assert_true(kvr_bucket_take(&arm, 25, 250, 500) == 0);
+    w = kvr_bucket_take(&arm, 25, 250, 500);
+    assert_true(w > 39.9 && w < 40.1);
+    kvr_bucket_cap(&arm, -3, 500); /* less than nothing left is nothing */
+    assert_true(arm.tokens == 0);
+    kvr_bucket_cap(&arm, 100, 520); /* never raises it */
+    assert_true(arm.tokens == 0 && arm.last_ms == 500);
     /* 1,000 requests at 300/s with a burst of 100 take at least 3 s of waiting */
     kvr_bucket c = {100, 0};
     double now = 0;

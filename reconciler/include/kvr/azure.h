@@ -92,6 +92,10 @@ typedef struct kvr_http_request {
     size_t body_len;
     unsigned flags;
     int host_conns; /* at most this many transfers to its host at once; 0: the engine's limit */
+    /* Its host's pace, for a service that publishes its budget (ARM's reads: a bucket of 250,
+       refilled at 25 a second): a bucket of host_burst requests, full at the host's first paced
+       request, refilled at host_rate a second. 0: the engine's pace (kvr_http_config). */
+    double host_rate, host_burst;
 } kvr_http_request;
 
 /*

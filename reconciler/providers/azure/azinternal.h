@@ -42,6 +42,9 @@ typedef struct kvr_bucket {
 } kvr_bucket;
 
 double kvr_bucket_take(kvr_bucket *b, double rate_per_sec, double burst, double now_ms);
+/* The service says `left` requests remain of its budget: the bucket holds no more than that (at
+   least 0) from now_ms on. */
+void kvr_bucket_cap(kvr_bucket *b, double left, double now_ms);
 
 /*
  * A sliding window: at most `limit` starts in any `span_ms`. The ring holds the last `limit`

@@ -46,6 +46,7 @@ typedef struct host_state {
     int inflight;
     double hold_until; /* after a 429, nothing more goes to the host before this */
     kvr_window writes; /* secret writes started */
+    bool paced;        /* a request with its own pace (host_rate) has been here */
 } host_state;
 
 double kvr_window_wait(const kvr_window *w, size_t limit, double span_ms, double now_ms)
@@ -103,6 +104,8 @@ typedef struct job {
     size_t announced; /* the answer's Content-Length (0: none) */
     bool encoded;     /* it has a Content-Encoding: the length is not the body's */
     bool too_big;
+    /* x-ms-ratelimit-remaining-subscription-reads: ARM's read budget left after it; -1: none */
+    long reads_left;
     char errbuf[CURL_ERROR_SIZE];
 } job;
 
@@ -423,6 +426,16 @@ static int host_index(size_t *out, kvr_http *h, const char *host_port)
     return 0;
 }
 
+void kvr_bucket_cap(kvr_bucket *b, double left, double now_ms)
+{
+    if (left < 0)
+        left = 0;
+    if (b->tokens > left) {
+        b->tokens = left;
+        b->last_ms = now_ms;
+    }
+}
+
 double kvr_bucket_take(kvr_bucket *b, double rate_per_sec, double burst, double now_ms)
 {
     if (now_ms > b->last_ms)
@@ -516,6 +529,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         free_headers(r); /* a new response (after 100 Continue, say): forget the last one */
         j->announced = 0;
         j->encoded = false;
+        j->reads_left = -1;
         return len;
     }
     const char *colon = memchr(data, ':', len);
@@ -533,6 +547,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         return len;
     if (name_len == 14 && kvr_az_has_iprefix(data, "content-length")) {
         j->announced = parse_length(v, vlen);
+        return len;
+    }
+    if (name_len == 43 && kvr_az_has_iprefix(data, "x-ms-ratelimit-remaining-subscription-reads")) {
+        size_t left = parse_length(v, vlen);
+        j->reads_left =
+            left || (vlen == 1 && v[0] == '0') ? (long)(left > 1000000 ? 1000000 : left) : -1;
         return len;
     }
     if (name_len == 16 && kvr_az_has_iprefix(data, "content-encoding")) {
@@ -831,8 +851,14 @@ static void job_attempt_done(kvr_http *h, job *j, CURLcode res)
         h->stats.http2++;
     if (res == CURLE_OK) {
         long status = 0;
+        host_state *hs = &h->hosts[j->host];
         curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
         j->resp->status = status;
+        /* A paced host says what is left of its budget: never count on more (another client,
+           or this one's last run, may have spent it). The requests still out may be counted
+           there or not yet: count them as spent. */
+        if (hs->paced && j->reads_left >= 0)
+            kvr_bucket_cap(&hs->bucket, (double)j->reads_left - (double)hs->inflight, now);
         if (status == 429)
             h->stats.throttled++;
         if (not_idem)
@@ -899,6 +925,7 @@ static int job_start(kvr_http *h, job *j)
     j->announced = 0;
     j->encoded = false;
     j->too_big = false;
+    j->reads_left = -1;
     j->errbuf[0] = '\0';
     if (job_easy(h, j) < 0 || curl_multi_add_handle(h->multi, j->easy) != CURLM_OK)
         return KVR_EHTTP;
@@ -938,8 +965,18 @@ static size_t run_step(kvr_http *h, job *jobs, size_t n)
             hs->inflight < per_host) {
             bool write = j->req->flags & KVR_HTTP_SECRET_WRITE;
             double wait = write ? kvr_window_wait(&hs->writes, WRITE_LIMIT, WRITE_WINDOW_MS, now) : 0;
+            double rate = h->cfg.rate_per_sec, burst = h->cfg.rate_burst;
+            if (j->req->host_rate > 0 && j->req->host_burst >= 1) {
+                rate = j->req->host_rate;
+                burst = j->req->host_burst;
+                if (!hs->paced) { /* the service's budget, as it is when nothing has used it */
+                    hs->paced = true;
+                    hs->bucket.tokens = burst;
+                    hs->bucket.last_ms = now;
+                }
+            }
             if (wait <= 0)
-                wait = kvr_bucket_take(&hs->bucket, h->cfg.rate_per_sec, h->cfg.rate_burst, now);
+                wait = kvr_bucket_take(&hs->bucket, rate, burst, now);
             if (wait <= 0 && write)
                 kvr_window_note(&hs->writes, WRITE_LIMIT, now);
             if (wait <= 0) {
