@@ -245,16 +245,20 @@ typedef struct bucket {
  * case-insensitively (kvr_str_ieq); a vault named twice is read as its first listing says.
  */
 enum ix_kind { IX_VAULT, IX_KEY, IX_SECRET, IX_RG, IX_RG_APP };
+#define IX_NONE UINT32_MAX
+#define STAMP_MAX 0xFFFFFFu /* listings' marks wrap after this many (ix_entry.stamp) */
 
 typedef struct ix_entry {
     const char *vault, *name; /* borrowed from the scope; NULL: a free slot */
-    unsigned char kind;       /* enum ix_kind */
-    bool declared;            /* a key or secret the scope names (a credential copy too) */
-    bool value;               /* a secret whose value the plan compares */
-    bool rotation;            /* a key whose rotation policy the plan compares */
-    unsigned stamp;           /* the last listing that named it (declared_missing) */
-    size_t vault_ix;          /* index of its vault in the scope; IX_RG: of the group */
+    uint32_t vault_ix;        /* index of its vault in the scope; IX_RG: of the group; IX_NONE */
+    /* 24 bytes an entry (the 2,000-vault bench estate has 500,000): bit-fields */
+    unsigned stamp : 24;   /* the last listing that named it (declared_missing; STAMP_MAX) */
+    unsigned kind : 4;     /* enum ix_kind */
+    unsigned declared : 1; /* a key or secret the scope names (a credential copy too) */
+    unsigned value : 1;    /* a secret whose value the plan compares */
+    unsigned rotation : 1; /* a key whose rotation policy the plan compares */
 } ix_entry;
+_Static_assert(sizeof(void *) != 8 || sizeof(ix_entry) == 24, "an ix_entry is 24 bytes");
 
 typedef struct vault_ix {
     size_t nkeys, nsecrets; /* distinct declared keys and secrets */
@@ -902,10 +906,10 @@ static ix_entry *ix_add(reader *r, unsigned kind, const char *vault, const char 
     }
     e = &r->ix[r->nix++];
     *slot = (uint32_t)r->nix;
-    e->kind = (unsigned char)kind;
+    e->kind = kind & 0xFu;
     e->vault = vault;
     e->name = name;
-    e->vault_ix = SIZE_MAX;
+    e->vault_ix = IX_NONE;
     return e;
 }
 
@@ -913,7 +917,7 @@ static ix_entry *ix_add(reader *r, unsigned kind, const char *vault, const char 
 static size_t vault_index(const reader *r, const char *vault)
 {
     const ix_entry *e = ix_get(r, IX_VAULT, "", vault);
-    return e ? e->vault_ix : SIZE_MAX;
+    return e && e->vault_ix != IX_NONE ? e->vault_ix : SIZE_MAX;
 }
 
 static int index_build(reader *r)
@@ -939,15 +943,15 @@ static int index_build(reader *r)
     for (size_t i = 0; i < sc->nvaults; i++) {
         ix_entry *e = ix_add(r, IX_VAULT, "", sc->vaults[i].name), *g;
         rg_ix *rg;
-        if (!e || e->vault_ix != SIZE_MAX)
+        if (!e || e->vault_ix != IX_NONE)
             continue; /* a name listed twice: the first listing is the one read */
-        e->vault_ix = i;
+        e->vault_ix = (uint32_t)i;
         if (!(g = ix_add(r, IX_RG, "", sc->vaults[i].resource_group)))
             return r->rc ? r->rc
                          : kvr_error_set(r->err, KVR_EINVAL, "vault '%s' has no resource group",
                                          sc->vaults[i].name);
-        if (g->vault_ix == SIZE_MAX) {
-            g->vault_ix = r->nrgs++;
+        if (g->vault_ix == IX_NONE) {
+            g->vault_ix = (uint32_t)r->nrgs++;
             r->rgs[g->vault_ix].name = sc->vaults[i].resource_group;
         }
         rg = &r->rgs[g->vault_ix];
@@ -1014,8 +1018,11 @@ static int index_build(reader *r)
             continue;
         if (!e->declared) {
             e->declared = true;
-            if ((e->vault_ix = vault_index(r, k->vault)) != SIZE_MAX)
-                r->vix[e->vault_ix].nkeys++;
+            size_t vi = vault_index(r, k->vault);
+            if (vi != SIZE_MAX) {
+                e->vault_ix = (uint32_t)vi;
+                r->vix[vi].nkeys++;
+            }
         }
         if (k->rotation)
             e->rotation = true;
@@ -1029,8 +1036,11 @@ static int index_build(reader *r)
            estate retired, declared again), and the plan must recover it before writing */
         if (!e->declared) {
             e->declared = true;
-            if ((e->vault_ix = vault_index(r, o->vault)) != SIZE_MAX)
-                r->vix[e->vault_ix].nsecrets++;
+            size_t vi = vault_index(r, o->vault);
+            if (vi != SIZE_MAX) {
+                e->vault_ix = (uint32_t)vi;
+                r->vix[vi].nsecrets++;
+            }
         }
         if (o->value)
             e->value = true;
@@ -1629,8 +1639,8 @@ static bool declared_missing(reader *r, fetch *f, bool keys, json_t *items)
     size_t want = keys ? vinfo(r, v)->nkeys : vinfo(r, v)->nsecrets;
     if (want == 0)
         return false;
-    if (!f->stamp)
-        f->stamp = ++r->stamp; /* each declaration counts once, however often it is named */
+    if (!f->stamp) /* each declaration counts once, however often it is named */
+        f->stamp = r->stamp = r->stamp % STAMP_MAX + 1;
     for (size_t k = 0; k < json_array_size(items); k++) {
         char have[160];
         const json_t *it = json_array_get(items, k);
