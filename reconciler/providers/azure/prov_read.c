@@ -517,6 +517,9 @@ static void settle(reader *r, fetch *f)
 
 /* A fetch with its op ("get key", "list keys of vault 'kv1'") and object texts; no URL yet. */
 static fetch *fetch_vmake(reader *r, fetch_fn done, const char *object, const char *opfmt,
+                          va_list ap) __attribute__((format(printf, 4, 0)));
+
+static fetch *fetch_vmake(reader *r, fetch_fn done, const char *object, const char *opfmt,
                           va_list ap)
 {
     va_list ap2;
