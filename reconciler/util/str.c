@@ -196,49 +196,40 @@ void kvr_strpool_release(kvr_strpool *p)
     memset(p, 0, sizeof(*p));
 }
 
-static uint64_t strset_hash(const char *s)
+typedef struct strset_key {
+    const kvr_strset *set;
+    const char *s;
+} strset_key;
+
+static bool strset_is(const void *ctx, size_t id)
 {
-    uint64_t h = KVR_HASH_SEED; /* FNV-1a, exact bytes; mixed for the slot */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return kvr_hash_mix(h);
+    const strset_key *k = ctx;
+    return strcmp(k->set->items[id], k->s) == 0;
 }
 
 char *kvr_strset_get(kvr_strset *set, const char *s)
 {
-    size_t i;
+    strset_key k = {set, s};
+    uint64_t hash;
+    size_t id;
+    char *copy;
     if (!s)
         return NULL;
-    if (set->len + 1 > set->cap / 4 * 3) {
-        size_t cap = set->cap ? set->cap * 2 : 64;
-        char **slots = cap <= SIZE_MAX / sizeof(*slots) ? calloc(cap, sizeof(*slots)) : NULL;
-        if (!slots)
-            return NULL;
-        for (size_t k = 0; k < set->cap; k++)
-            if (set->slots[k]) {
-                for (i = strset_hash(set->slots[k]) & (cap - 1); slots[i]; i = (i + 1) & (cap - 1))
-                    ;
-                slots[i] = set->slots[k];
-            }
-        free(set->slots);
-        set->slots = slots;
-        set->cap = cap;
-    }
-    for (i = strset_hash(s) & (set->cap - 1); set->slots[i]; i = (i + 1) & (set->cap - 1))
-        if (strcmp(set->slots[i], s) == 0)
-            return set->slots[i];
-    if (!(set->slots[i] = kvr_strpool_dup(&set->pool, s)))
+    /* the hash folds case, the compare does not: "KV-A" and "kv-a" are two copies */
+    hash = kvr_hash_ci(KVR_HASH_SEED, s);
+    if ((id = kvr_index_first(&set->ix, hash, strset_is, &k)) != KVR_INDEX_NONE)
+        return set->items[id];
+    if (kvr_grow((void **)&set->items, &set->cap, set->len + 1, sizeof(*set->items)) < 0 ||
+        !(copy = kvr_strpool_dup(&set->pool, s)) || kvr_index_put(&set->ix, hash, set->len) < 0)
         return NULL;
-    set->len++;
-    return set->slots[i];
+    return set->items[set->len++] = copy;
 }
 
 void kvr_strset_release(kvr_strset *set)
 {
     kvr_strpool_release(&set->pool);
-    free(set->slots);
+    free(set->items);
+    kvr_index_release(&set->ix);
     memset(set, 0, sizeof(*set));
 }
 

@@ -324,7 +324,7 @@ static void test_util__strset(void **state)
     assert_string_equal(kvr_strset_get(&set, ""), "");
     assert_int_equal(set.len, 1002);
     kvr_strset_release(&set); /* ASan: nothing leaks */
-    assert_null(set.slots);
+    assert_null(set.items);
     kvr_strset_release(&set);
 }
 

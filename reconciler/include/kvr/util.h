@@ -225,21 +225,6 @@ char *kvr_strpool_dup(kvr_strpool *p, const char *s);
 char *kvr_strpool_ndup(kvr_strpool *p, const char *s, size_t n);
 void kvr_strpool_release(kvr_strpool *p);
 
-/*
- * One copy of each distinct string (compared exactly, case included), in a pool: for the names
- * that thousands of objects repeat (a vault's name on each of its keys and secrets). The copies
- * live until kvr_strset_release; never free() or modify one. Zero-initialise.
- */
-typedef struct kvr_strset {
-    kvr_strpool pool;
-    char **slots; /* open addressing; cap a power of two */
-    size_t cap, len;
-} kvr_strset;
-
-/* The set's copy of `s` (made on first sight); NULL if s is NULL or memory ran out. */
-char *kvr_strset_get(kvr_strset *set, const char *s);
-void kvr_strset_release(kvr_strset *set);
-
 /* ---- hash index -------------------------------------------------------------------------- */
 
 /*
@@ -289,5 +274,21 @@ bool kvr_index_next(const kvr_index *ix, kvr_index_iter *it, size_t *id);
 /* The smallest id under `hash` for which match(ctx, id) is true, or KVR_INDEX_NONE. */
 typedef bool (*kvr_index_match)(const void *ctx, size_t id);
 size_t kvr_index_first(const kvr_index *ix, uint64_t hash, kvr_index_match match, const void *ctx);
+
+/*
+ * One copy of each distinct string (compared exactly, case included), in a pool: for the names
+ * that thousands of objects repeat (a vault's name on each of its keys and secrets). The copies
+ * live until kvr_strset_release; never free() or modify one. Zero-initialise.
+ */
+typedef struct kvr_strset {
+    kvr_strpool pool;
+    char **items; /* the copies, in the order they were made */
+    size_t len, cap;
+    kvr_index ix; /* items by kvr_hash_ci */
+} kvr_strset;
+
+/* The set's copy of `s` (made on first sight); NULL if s is NULL or memory ran out. */
+char *kvr_strset_get(kvr_strset *set, const char *s);
+void kvr_strset_release(kvr_strset *set);
 
 #endif
