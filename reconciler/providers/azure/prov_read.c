@@ -864,23 +864,17 @@ static const ix_entry *ix_get(const reader *r, unsigned kind, const char *vault,
     return ix_find(r, kind, vault, name);
 }
 
-/* Twice the slots, at most half full again (ix_add). */
+/* Twice the slots, at most half full again (ix_add): every entry placed anew. */
 static int ix_grow(reader *r)
 {
-    size_t cap = r->ixcap * 2;
-    uint32_t *slots = calloc(cap, sizeof(*slots));
+    uint32_t *slots = calloc(r->ixcap * 2, sizeof(*slots));
     if (!slots)
         return KVR_ENOMEM;
-    for (size_t k = 0; k < r->nix; k++) {
-        const ix_entry *e = &r->ix[k];
-        size_t i = (size_t)ix_hash(e->kind, e->vault, e->name) & (cap - 1);
-        while (slots[i])
-            i = (i + 1) & (cap - 1);
-        slots[i] = (uint32_t)(k + 1);
-    }
     free(r->slots);
     r->slots = slots;
-    r->ixcap = cap;
+    r->ixcap *= 2;
+    for (size_t k = 0; k < r->nix; k++)
+        *ix_slot(r, r->ix[k].kind, r->ix[k].vault, r->ix[k].name) = (uint32_t)(k + 1);
     return 0;
 }
 
