@@ -870,17 +870,16 @@ static void job_attempt_done(kvr_http *h, job *j, CURLcode res)
         if (retry && kvr_http_retry_after_ms(&wait, j->resp->retry_after, j->resp->retry_after_ms,
                                              j->resp->date, time(NULL)) < 0)
             wait = -1;
-    } else if (res == CURLE_WRITE_ERROR && j->too_big && j->announced > h->cfg.max_body &&
-               !j->encoded) {
-        job_finish(j, kvr_error_set(&j->err, KVR_ETOOBIG,
-                                    "response from '%s' is too large (%zu bytes announced, over "
-                                    "%zu)",
-                                    j->url.host_port, j->announced, h->cfg.max_body));
-        return;
     } else if (res == CURLE_WRITE_ERROR && j->too_big) {
-        job_finish(j, kvr_error_set(&j->err, KVR_ETOOBIG,
-                                    "response from '%s' is too large (over %zu bytes)",
-                                    j->url.host_port, h->cfg.max_body));
+        /* refused on its announced length (on_body), or once it passed the cap */
+        if (j->announced > h->cfg.max_body && !j->encoded)
+            kvr_error_set(&j->err, KVR_ETOOBIG,
+                          "response from '%s' is too large (%zu bytes announced, over %zu)",
+                          j->url.host_port, j->announced, h->cfg.max_body);
+        else
+            kvr_error_set(&j->err, KVR_ETOOBIG, "response from '%s' is too large (over %zu bytes)",
+                          j->url.host_port, h->cfg.max_body);
+        job_finish(j, KVR_ETOOBIG);
         return;
     } else {
         retry = transport_retryable(res, not_idem);
