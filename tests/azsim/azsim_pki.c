@@ -7,6 +7,7 @@
  */
 #include "azsim.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,38 +570,36 @@ done:
     return out;
 }
 
+/* Decrypts in place: the sealed state of a large estate is hundreds of megabytes. */
 int azsim_unseal(char **out, size_t *out_len, azsim_state *st, const char *blob)
 {
     int rc = AZSIM_EINVAL, n = 0, fin = 0;
     unsigned char *raw = NULL;
-    size_t rawlen = 0;
-    char *plain = NULL;
+    size_t rawlen = 0, clen = 0;
     EVP_CIPHER_CTX *ctx = NULL;
-    size_t clen = 0;
 
     *out = NULL;
-    if (azsim_b64url_decode(&raw, &rawlen, blob) != AZSIM_OK || rawlen < 28)
+    if (azsim_b64url_decode(&raw, &rawlen, blob) != AZSIM_OK || rawlen < 28 ||
+        rawlen - 28 > INT_MAX)
         goto done;
     clen = rawlen - 28;
-    plain = malloc(clen + 1);
     ctx = EVP_CIPHER_CTX_new();
-    if (!plain || !ctx ||
-        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, st->backup_key, raw) != 1 ||
-        EVP_DecryptUpdate(ctx, (unsigned char *)plain, &n, raw + 12, (int)clen) != 1 ||
+    if (!ctx || EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, st->backup_key, raw) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, raw + 12 + clen) != 1 ||
-        EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + n, &fin) != 1)
+        EVP_DecryptUpdate(ctx, raw + 12, &n, raw + 12, (int)clen) != 1 ||
+        EVP_DecryptFinal_ex(ctx, raw + 12 + n, &fin) != 1)
         goto done;
-    plain[n + fin] = '\0';
-    *out = plain;
+    memmove(raw, raw + 12, (size_t)(n + fin));
+    raw[n + fin] = '\0';
+    *out = (char *)raw;
     *out_len = (size_t)(n + fin);
-    plain = NULL;
+    raw = NULL;
     rc = AZSIM_OK;
 done:
-    if (plain) {
-        OPENSSL_cleanse(plain, clen + 1);
-        free(plain);
+    if (raw) {
+        OPENSSL_cleanse(raw, rawlen);
+        free(raw);
     }
-    free(raw);
     EVP_CIPHER_CTX_free(ctx);
     return rc;
 }

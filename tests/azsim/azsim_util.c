@@ -115,56 +115,62 @@ char *azsim_b64url(const unsigned char *data, size_t len)
     return out;
 }
 
-static int b64val(int c)
+/* the value of each character of base64url and of standard base64, -1 for any other */
+static signed char b64_value[256];
+static pthread_once_t b64_value_once = PTHREAD_ONCE_INIT;
+
+static void b64_value_init(void)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-' || c == '+')
-        return 62;
-    if (c == '_' || c == '/')
-        return 63;
-    return -1;
+    memset(b64_value, -1, sizeof(b64_value));
+    for (int i = 0; i < 64; i++)
+        b64_value[(unsigned char)B64URL[i]] = (signed char)i;
+    b64_value['+'] = 62;
+    b64_value['/'] = 63;
 }
 
-/* Accepts base64url and standard base64, padded or not. */
+/* Accepts base64url and standard base64, padded or not. Four characters at a time: the sealed
+ * state of a 2,000-vault estate is 400 MB of it, decoded before azsim can start. */
 int azsim_b64url_decode(unsigned char **out, size_t *out_len, const char *in)
 {
-    size_t len = strlen(in), o = 0;
+    const unsigned char *s = (const unsigned char *)in;
+    size_t len = strlen(in), o = 0, i = 0;
     unsigned char *buf = NULL;
-    uint32_t acc = 0;
-    int bits = 0;
 
     *out = NULL;
+    pthread_once(&b64_value_once, b64_value_init);
     while (len > 0 && in[len - 1] == '=')
         len--;
+    if (len % 4 == 1) /* a lone trailing character cannot encode a byte */
+        return AZSIM_EINVAL;
     buf = malloc(len * 3 / 4 + 1);
     if (!buf)
         return AZSIM_ENOMEM;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64val((unsigned char)in[i]);
-        if (v < 0) {
-            free(buf);
-            return AZSIM_EINVAL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (unsigned char)((acc >> bits) & 0xff);
-        }
+    for (; i + 4 <= len; i += 4) {
+        int a = b64_value[s[i]], b = b64_value[s[i + 1]], c = b64_value[s[i + 2]],
+            d = b64_value[s[i + 3]];
+        if ((a | b | c | d) < 0)
+            goto bad;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        buf[o++] = (unsigned char)(v >> 16);
+        buf[o++] = (unsigned char)(v >> 8);
+        buf[o++] = (unsigned char)v;
     }
-    if (bits >= 6) { /* a lone trailing character cannot encode a byte */
-        free(buf);
-        return AZSIM_EINVAL;
+    if (i < len) { /* two or three characters: one or two bytes */
+        int a = b64_value[s[i]], b = b64_value[s[i + 1]], c = i + 2 < len ? b64_value[s[i + 2]] : 0;
+        if ((a | b | c) < 0)
+            goto bad;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
+        buf[o++] = (unsigned char)(v >> 16);
+        if (i + 2 < len)
+            buf[o++] = (unsigned char)(v >> 8);
     }
     buf[o] = '\0'; /* callers may treat the bytes as a string (HTTP Basic credentials) */
     *out = buf;
     *out_len = o;
     return AZSIM_OK;
+bad:
+    free(buf);
+    return AZSIM_EINVAL;
 }
 
 char *azsim_strndup_bytes(const char *data, size_t n)
