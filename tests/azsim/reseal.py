@@ -5,8 +5,10 @@ usage: reseal.py DIR CODE
 
 The state of DIR (DIR/state.sealed, AES-256-GCM with DIR/backup.key, b64url of iv | ciphertext |
 tag, as azsim_seal writes it) is bound to `d` while CODE runs; `versions(NAME)` gives the versions
-of every key of that name. What CODE prints is printed. For tests that need a state azsim's API
-cannot make quickly (an old format, damaged key material, tens of thousands of assignments).
+of every key of that name. What CODE prints is printed; CODE may set `out["indent"]` to write the
+state indented, with blanks between its values, which azsim never writes. For tests that need a
+state azsim's API cannot make quickly (an old format, damaged key material, tens of thousands of
+assignments).
 """
 import base64
 import json
@@ -34,9 +36,12 @@ def main():
         return [v for vault in d["vaults"] for k in vault["keys"] if k["name"] == name
                 for v in k["versions"]]
 
-    exec(code, {"d": d, "versions": versions, "base64": base64, "json": json})
+    out = {"indent": None}
+    exec(code, {"d": d, "versions": versions, "base64": base64, "json": json, "out": out})
+    text = json.dumps(d, separators=(",", ":")) if out["indent"] is None else \
+        json.dumps(d, indent=out["indent"])
     iv = os.urandom(12)
-    sealed = b64(iv + aes.encrypt(iv, json.dumps(d, separators=(",", ":")).encode(), None))
+    sealed = b64(iv + aes.encrypt(iv, text.encode(), None))
     with open(os.path.join(home, "state.sealed"), "w") as f:
         f.write(sealed)
 

@@ -178,6 +178,31 @@ for v in versions("k1"):
     req GET "$VAULT/keys/k2?$A" "" "$VT"
     check "damaged key: the other keys are served" has '[b["key"][m] for m in ("kty", "crv", "x", "y")]' "$JWK2"
     crash
+    # The vaults of a state are cut apart and parsed by threads (azsim_persist.c): a state with
+    # blanks between its values, and strings that hold brackets, quotes, backslashes and a
+    # "vaults" member of their own, loads as written, each vault with its own objects.
+    D3="$DATA/d3"
+    cp -r "$D1" "$D3"
+    reseal "$D3" '
+import copy
+v = d["vaults"][0]
+w = copy.deepcopy(v)
+w["name"] = "kv-dur2"
+for s in w["secrets"]:
+    for ver in s["versions"]:
+        ver["value"] = "]},\"vaults\":[{\\\"}]}]}]}]\\"
+v["tags"]["odd"] = "}]\\"
+d["vaults"].append(w)
+out["indent"] = 2' || fail "cut: state rewritten"
+    start cut "$D3"
+    req GET "$VAULT/secrets/s1?$A" "" "$VT"
+    check "cut: the first vault's secret" has 'b["value"]' kept
+    req GET "https://kv-dur2.vault.localhost:$AZSIM_PORT/secrets/s1?$A" "" "$VT"
+    check "cut: the added vault's secret, quotes and brackets in it" has 'b["value"]' ']},"vaults":[{\"}]}]}]}]\'
+    req GET "$SUB/resourceGroups/rg-dur/providers/Microsoft.KeyVault/vaults/kv-dur?api-version=2024-11-01" "" "$MT"
+    check "cut: the first vault's tags" has 'b["tags"]["odd"]' '}]\'
+    keys_same "cut: a state written with blanks"
+    crash
     # a PEM that is not one fails the load, as before keys were parsed on first use
     reseal "$D2" 'versions("k2")[0]["pem"] = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"' ||
         fail "garbled key: state rewritten"
