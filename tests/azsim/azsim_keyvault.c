@@ -461,21 +461,19 @@ static int page_params(kv_ctx *c, size_t *out_max, size_t *out_skip)
     return AZSIM_OK;
 }
 
-static int reply_page(kv_ctx *c, json_t *all, const char *path, size_t max, size_t skip)
+/* A list's page: `page` holds its items skip to skip + max - 1 of the `total` the list has (only
+   those are made: a vault's 200 secrets are 8 pages, and each page made all 200 items before). */
+static int reply_page(kv_ctx *c, json_t *page, size_t total, const char *path, size_t max,
+                      size_t skip)
 {
-    json_t *page = json_array();
-    size_t n = json_array_size(all);
-    for (size_t i = skip; i < n && i < skip + max; i++)
-        json_array_append(page, json_array_get(all, i));
     json_t *next = json_null();
-    if (skip + max < n) {
+    if (skip + max < total) {
         const char *m = azsim_query(c->r, "maxresults");
         char *url = azsim_printf("%s%s?api-version=%s&$skiptoken=%zu%s%s", c->base, path, c->api,
                                  skip + max, m ? "&maxresults=" : "", m ? m : "");
         next = json_string(url ? url : "");
         free(url);
     }
-    json_decref(all);
     return azsim_reply_json(c->r, 200, json_pack("{s:o,s:o}", "value", page, "nextLink", next));
 }
 
@@ -488,52 +486,54 @@ static int cmp_objects(const void *a, const void *b)
 
 static int list_objects(kv_ctx *c, enum kind k, int deleted)
 {
-    size_t max, skip;
+    size_t max, skip, n = 0;
     azsim_vec *vec = objects(c->v, k);
     azsim_kv_object **sorted = NULL;
-    json_t *all = json_array();
-    if (page_params(c, &max, &skip) != AZSIM_OK) {
-        json_decref(all);
+    json_t *page;
+    char path[32];
+    if (page_params(c, &max, &skip) != AZSIM_OK)
         return AZSIM_OK;
-    }
     if (vec->n) {
         sorted = malloc(vec->n * sizeof(*sorted));
-        if (!sorted) {
-            json_decref(all);
+        if (!sorted)
             return AZSIM_ENOMEM;
-        }
         memcpy(sorted, vec->items, vec->n * sizeof(*sorted));
         qsort(sorted, vec->n, sizeof(*sorted), cmp_objects);
     }
+    if (!(page = json_array())) {
+        free(sorted);
+        return AZSIM_ENOMEM;
+    }
     for (size_t i = 0; i < vec->n; i++) {
         azsim_kv_object *o = sorted[i];
-        if (o->deleted == deleted && latest(o))
-            json_array_append_new(all, item(c, o, latest(o), k, 0));
+        if (o->deleted != deleted || !latest(o))
+            continue;
+        if (n >= skip && n - skip < max)
+            json_array_append_new(page, item(c, o, latest(o), k, 0));
+        n++;
     }
     free(sorted);
-    char path[32];
     snprintf(path, sizeof(path), "/%s%s", deleted ? "deleted" : "", kind_coll(k));
-    return reply_page(c, all, path, max, skip);
+    return reply_page(c, page, n, path, max, skip);
 }
 
 static int list_versions(kv_ctx *c, enum kind k, azsim_kv_object *o)
 {
     size_t max, skip;
-    json_t *all = json_array();
-    char *path = NULL;
+    json_t *page;
+    char *path;
     int rc;
-    if (page_params(c, &max, &skip) != AZSIM_OK) {
-        json_decref(all);
+    if (page_params(c, &max, &skip) != AZSIM_OK)
         return AZSIM_OK;
-    }
-    for (size_t i = 0; i < o->versions.n; i++)
-        json_array_append_new(all, item(c, o, o->versions.items[i], k, 1));
-    path = azsim_printf("/%s/%s/versions", kind_coll(k), o->name);
-    if (!path) {
-        json_decref(all);
+    if (!(page = json_array()))
+        return AZSIM_ENOMEM;
+    for (size_t i = skip; i < o->versions.n && i - skip < max; i++)
+        json_array_append_new(page, item(c, o, o->versions.items[i], k, 1));
+    if (!(path = azsim_printf("/%s/%s/versions", kind_coll(k), o->name))) {
+        json_decref(page);
         return AZSIM_ENOMEM;
     }
-    rc = reply_page(c, all, path, max, skip);
+    rc = reply_page(c, page, o->versions.n, path, max, skip);
     free(path);
     return rc;
 }
