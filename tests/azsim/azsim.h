@@ -258,6 +258,25 @@ void azsim_secret_free(char *s);
 int azsim_read_file(char **out, size_t *out_len, const char *path);
 int azsim_write_file(const char *path, const void *data, size_t len, int mode);
 
+/*
+ * JSON text made piece by piece, for the replies azsim makes most (Key Vault list pages and
+ * bundles): the same bytes json_dumps(JSON_COMPACT) gives for the tree of the same members in
+ * the same order, without the tree. `failed` once an append could not grow the text; later
+ * appends do nothing. Zero-initialise; a reply (azsim_reply_text) takes the text. The text may
+ * hold a secret's value: it is wiped when it moves and when it is freed.
+ */
+typedef struct azsim_text {
+    char *p;
+    size_t len, cap;
+    int failed;
+} azsim_text;
+void azsim_text_add(azsim_text *t, const char *s, size_t n);
+#define AZSIM_TEXT_LIT(t, lit) azsim_text_add((t), (lit), sizeof(lit) - 1)
+void azsim_text_str(azsim_text *t, const char *s); /* as a JSON string, escaped as jansson does */
+void azsim_text_int(azsim_text *t, int64_t v);
+void azsim_text_json(azsim_text *t, const json_t *j); /* any value, compact */
+void azsim_text_release(azsim_text *t);
+
 /* ---- azsim_apiversions.c: the api-versions of each service, from Azure's REST specs ---- */
 enum {
     AZSIM_API_RESOURCE_GROUPS,
@@ -332,6 +351,7 @@ const char *azsim_header(azsim_req *r, const char *name);
 void azsim_set_header(azsim_req *r, const char *name, const char *value);
 int azsim_reply_json(azsim_req *r, unsigned status, json_t *body); /* steals body */
 int azsim_reply_empty(azsim_req *r, unsigned status);
+int azsim_reply_text(azsim_req *r, unsigned status, azsim_text *t); /* takes t's text */
 json_t *azsim_body_json(azsim_req *r); /* new reference or NULL */
 char *azsim_base_url(azsim_req *r, const char *host);
 int azsim_serve(azsim_state *st, int port, const char *cert_pem, const char *key_pem);

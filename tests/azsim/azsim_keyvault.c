@@ -307,22 +307,64 @@ static const char *recovery_level(azsim_vault *v)
     return v->purge_protection ? "CustomizedRecoverable" : "CustomizedRecoverable+Purgeable";
 }
 
-static json_t *attributes(kv_ctx *c, azsim_kv_version *ver, enum kind k)
+/*
+ * The bodies of Key Vault's objects (bundles, list items) are written as text (azsim_text), not
+ * built as trees and dumped: they are most of what azsim answers. Members go in the order Key
+ * Vault's own answers have them, the same bytes the trees gave.
+ */
+
+/* `"name":`, after a comma unless it is the object's first member */
+#define MEMBER(t, first, name) member((t), (first), "\"" name "\":", sizeof("\"" name "\":") - 1)
+static void member(azsim_text *t, int *first, const char *key, size_t n)
 {
-    json_t *a = json_object();
-    json_object_set_new(a, "enabled", json_boolean(ver->enabled));
-    if (ver->has_nbf)
-        json_object_set_new(a, "nbf", json_integer(ver->nbf));
-    if (ver->has_exp)
-        json_object_set_new(a, "exp", json_integer(ver->exp));
-    json_object_set_new(a, "created", json_integer(ver->created));
-    json_object_set_new(a, "updated", json_integer(ver->updated));
-    json_object_set_new(a, "recoveryLevel", json_string(recovery_level(c->v)));
-    json_object_set_new(a, "recoverableDays",
-                        json_integer(c->v->soft_delete ? c->v->retention_days : 0));
-    if (k == KEY)
-        json_object_set_new(a, "exportable", json_boolean(ver->exportable));
-    return a;
+    if (!*first)
+        AZSIM_TEXT_LIT(t, ",");
+    *first = 0;
+    azsim_text_add(t, key, n);
+}
+
+static void text_bool(azsim_text *t, int v)
+{
+    if (v)
+        AZSIM_TEXT_LIT(t, "true");
+    else
+        AZSIM_TEXT_LIT(t, "false");
+}
+
+/* A string that may be missing because it could not be made: the text fails. */
+static void text_made(azsim_text *t, const char *s)
+{
+    if (s)
+        azsim_text_str(t, s);
+    else
+        t->failed = 1;
+}
+
+static void attributes_text(azsim_text *t, kv_ctx *c, azsim_kv_version *ver, enum kind k)
+{
+    AZSIM_TEXT_LIT(t, "{\"enabled\":");
+    text_bool(t, ver->enabled);
+    if (ver->has_nbf) {
+        AZSIM_TEXT_LIT(t, ",\"nbf\":");
+        azsim_text_int(t, ver->nbf);
+    }
+    if (ver->has_exp) {
+        AZSIM_TEXT_LIT(t, ",\"exp\":");
+        azsim_text_int(t, ver->exp);
+    }
+    AZSIM_TEXT_LIT(t, ",\"created\":");
+    azsim_text_int(t, ver->created);
+    AZSIM_TEXT_LIT(t, ",\"updated\":");
+    azsim_text_int(t, ver->updated);
+    AZSIM_TEXT_LIT(t, ",\"recoveryLevel\":");
+    azsim_text_str(t, recovery_level(c->v));
+    AZSIM_TEXT_LIT(t, ",\"recoverableDays\":");
+    azsim_text_int(t, c->v->soft_delete ? c->v->retention_days : 0);
+    if (k == KEY) {
+        AZSIM_TEXT_LIT(t, ",\"exportable\":");
+        text_bool(t, ver->exportable);
+    }
+    AZSIM_TEXT_LIT(t, "}");
 }
 
 static char *object_url(kv_ctx *c, enum kind k, const char *name, const char *version)
@@ -333,102 +375,194 @@ static char *object_url(kv_ctx *c, enum kind k, const char *name, const char *ve
     return azsim_printf("%s/%s/%s", c->base, coll, name);
 }
 
-static void add_deleted_fields(kv_ctx *c, json_t *j, azsim_kv_object *o, enum kind k)
+/* A deleted object's first members (where soft delete keeps it) */
+static void deleted_text(azsim_text *t, int *first, kv_ctx *c, azsim_kv_object *o, enum kind k)
 {
-    char *rid = azsim_printf("%s/deleted%s/%s", c->base, kind_coll(k), o->name);
-    json_object_set_new(j, "recoveryId", json_string(rid ? rid : ""));
-    json_object_set_new(j, "deletedDate", json_integer(o->deleted_date));
-    json_object_set_new(j, "scheduledPurgeDate", json_integer(o->purge_date));
+    char *rid;
+    if (!o->deleted || !c->v->soft_delete)
+        return;
+    rid = azsim_printf("%s/deleted%s/%s", c->base, kind_coll(k), o->name);
+    MEMBER(t, first, "recoveryId");
+    text_made(t, rid);
+    MEMBER(t, first, "deletedDate");
+    azsim_text_int(t, o->deleted_date);
+    MEMBER(t, first, "scheduledPurgeDate");
+    azsim_text_int(t, o->purge_date);
     free(rid);
 }
 
-static json_t *cert_bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver);
+static void tags_text(azsim_text *t, int *first, azsim_kv_version *ver)
+{
+    if (ver->tags && json_object_size(ver->tags) > 0) {
+        MEMBER(t, first, "tags");
+        azsim_text_json(t, ver->tags);
+    }
+}
+
 static char *cert_x5t(azsim_kv_version *ver);
+static json_t *cert_policy_json(kv_ctx *c, azsim_kv_object *o);
 static int cert_add_managed(kv_ctx *c, azsim_kv_object *co);
 static void cert_drop_managed(kv_ctx *c, const char *name);
 
-static json_t *bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
-                      int with_value)
+/* A key's bundle: its JWK from the members kept with the version (a GET parses no key). */
+static void key_bundle_text(azsim_text *t, kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver)
 {
-    if (k == CERT)
-        return cert_bundle(c, o, ver);
-    json_t *j = json_object();
-    char *url = object_url(c, k, o->name, ver->id);
-    if (!j || !url) {
-        json_decref(j);
-        free(url);
-        return NULL;
+    json_t *members = version_jwk(ver), *v;
+    char *url = object_url(c, KEY, o->name, ver->id);
+    const char *name;
+    int first = 1;
+    if (!members || !ver->kty || !ver->key_ops)
+        t->failed = 1;
+    AZSIM_TEXT_LIT(t, "{");
+    deleted_text(t, &first, c, o, KEY);
+    MEMBER(t, &first, "key");
+    AZSIM_TEXT_LIT(t, "{\"kid\":");
+    text_made(t, url);
+    AZSIM_TEXT_LIT(t, ",\"kty\":");
+    text_made(t, ver->kty);
+    json_object_foreach(members, name, v)
+    {
+        AZSIM_TEXT_LIT(t, ",");
+        azsim_text_str(t, name);
+        AZSIM_TEXT_LIT(t, ":");
+        azsim_text_json(t, v);
     }
-    if (o->deleted && c->v->soft_delete)
-        add_deleted_fields(c, j, o, k);
-    if (k == KEY) {
-        /* from the members kept with the version: a GET parses no key */
-        json_t *members = version_jwk(ver);
-        json_t *jwk = members ? json_pack("{s:s,s:s}", "kid", url, "kty", ver->kty) : NULL;
-        if (!jwk || json_object_update(jwk, members) != 0 ||
-            json_object_set(jwk, "key_ops", ver->key_ops) != 0) {
-            json_decref(jwk);
-            json_decref(j);
-            free(url);
-            return NULL;
-        }
-        json_object_set_new(j, "key", jwk);
-        if (o->managed)
-            json_object_set_new(j, "managed", json_true());
-    } else {
-        if (with_value)
-            json_object_set_new(j, "value", json_string(ver->value));
-        if (ver->content_type)
-            json_object_set_new(j, "contentType", json_string(ver->content_type));
-        json_object_set_new(j, "id", json_string(url));
-        if (o->managed) {
-            /* the secret of a certificate names its key, as Key Vault does */
-            char *kid = object_url(c, KEY, o->name, ver->id);
-            json_object_set_new(j, "kid", json_string(kid ? kid : ""));
-            json_object_set_new(j, "managed", json_true());
-            free(kid);
-        }
+    AZSIM_TEXT_LIT(t, ",\"key_ops\":");
+    azsim_text_json(t, ver->key_ops);
+    AZSIM_TEXT_LIT(t, "}");
+    if (o->managed) {
+        MEMBER(t, &first, "managed");
+        AZSIM_TEXT_LIT(t, "true");
     }
-    json_object_set_new(j, "attributes", attributes(c, ver, k));
-    if (ver->tags && json_object_size(ver->tags) > 0)
-        json_object_set(j, "tags", ver->tags);
+    MEMBER(t, &first, "attributes");
+    attributes_text(t, c, ver, KEY);
+    tags_text(t, &first, ver);
+    AZSIM_TEXT_LIT(t, "}");
     free(url);
-    return j;
+}
+
+static void secret_bundle_text(azsim_text *t, kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver,
+                               int with_value)
+{
+    char *url = object_url(c, SECRET, o->name, ver->id);
+    int first = 1;
+    AZSIM_TEXT_LIT(t, "{");
+    deleted_text(t, &first, c, o, SECRET);
+    if (with_value) {
+        MEMBER(t, &first, "value");
+        text_made(t, ver->value);
+    }
+    if (ver->content_type) {
+        MEMBER(t, &first, "contentType");
+        azsim_text_str(t, ver->content_type);
+    }
+    MEMBER(t, &first, "id");
+    text_made(t, url);
+    if (o->managed) {
+        /* the secret of a certificate names its key, as Key Vault does */
+        char *kid = object_url(c, KEY, o->name, ver->id);
+        MEMBER(t, &first, "kid");
+        text_made(t, kid);
+        MEMBER(t, &first, "managed");
+        AZSIM_TEXT_LIT(t, "true");
+        free(kid);
+    }
+    MEMBER(t, &first, "attributes");
+    attributes_text(t, c, ver, SECRET);
+    tags_text(t, &first, ver);
+    AZSIM_TEXT_LIT(t, "}");
+    free(url);
+}
+
+static void cert_bundle_text(azsim_text *t, kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver)
+{
+    char *id = object_url(c, CERT, o->name, ver->id);
+    char *kid = object_url(c, KEY, o->name, ver->id);
+    char *sid = object_url(c, SECRET, o->name, ver->id);
+    char *x5t = cert_x5t(ver);
+    json_t *cer = json_array_get(ver->x5c, 0), *policy = cert_policy_json(c, o);
+    int first = 1;
+    if (!cer || !policy)
+        t->failed = 1;
+    AZSIM_TEXT_LIT(t, "{");
+    deleted_text(t, &first, c, o, CERT);
+    MEMBER(t, &first, "id");
+    text_made(t, id);
+    MEMBER(t, &first, "kid");
+    text_made(t, kid);
+    MEMBER(t, &first, "sid");
+    text_made(t, sid);
+    MEMBER(t, &first, "x5t");
+    text_made(t, x5t);
+    MEMBER(t, &first, "cer");
+    azsim_text_json(t, cer);
+    MEMBER(t, &first, "attributes");
+    attributes_text(t, c, ver, CERT);
+    MEMBER(t, &first, "policy");
+    azsim_text_json(t, policy);
+    if (ver->content_type) {
+        MEMBER(t, &first, "contentType");
+        azsim_text_str(t, ver->content_type);
+    }
+    tags_text(t, &first, ver);
+    AZSIM_TEXT_LIT(t, "}");
+    json_decref(policy);
+    free(id);
+    free(kid);
+    free(sid);
+    free(x5t);
 }
 
 /* 200 with the bundle of ver; 500 InternalError when ver is a key whose material cannot be read. */
 static int reply_bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
                         int with_value)
 {
-    json_t *b = bundle(c, o, ver, k, with_value);
-    if (!b)
-        return k == KEY && !version_jwk(ver) ? key_unreadable(c, ver) : AZSIM_ENOMEM;
-    return azsim_reply_json(c->r, 200, b);
+    azsim_text t = {0};
+    if (k == KEY && !version_jwk(ver))
+        return key_unreadable(c, ver);
+    if (k == KEY)
+        key_bundle_text(&t, c, o, ver);
+    else if (k == SECRET)
+        secret_bundle_text(&t, c, o, ver, with_value);
+    else
+        cert_bundle_text(&t, c, o, ver);
+    return azsim_reply_text(c->r, 200, &t);
 }
 
-static json_t *item(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver, enum kind k,
-                    int with_version)
+/* A list's item: the object's (or version's) id, attributes, tags, contentType. */
+static void item_text(azsim_text *t, kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver,
+                      enum kind k, int with_version)
 {
-    json_t *j = json_object();
     char *url = object_url(c, k, o->name, with_version ? ver->id : NULL);
-    if (o->deleted && c->v->soft_delete)
-        add_deleted_fields(c, j, o, k);
-    json_object_set_new(j, k == KEY ? "kid" : "id", json_string(url ? url : ""));
+    int first = 1;
+    AZSIM_TEXT_LIT(t, "{");
+    deleted_text(t, &first, c, o, k);
+    if (k == KEY)
+        MEMBER(t, &first, "kid");
+    else
+        MEMBER(t, &first, "id");
+    text_made(t, url);
     if (k == CERT) {
         char *x5t = cert_x5t(ver);
-        if (x5t)
-            json_object_set_new(j, "x5t", json_string(x5t));
+        if (x5t) {
+            MEMBER(t, &first, "x5t");
+            azsim_text_str(t, x5t);
+        }
         free(x5t);
     }
-    json_object_set_new(j, "attributes", attributes(c, ver, k));
-    if (ver->tags && json_object_size(ver->tags) > 0)
-        json_object_set(j, "tags", ver->tags);
-    if (k == SECRET && ver->content_type)
-        json_object_set_new(j, "contentType", json_string(ver->content_type));
-    if (o->managed)
-        json_object_set_new(j, "managed", json_true());
+    MEMBER(t, &first, "attributes");
+    attributes_text(t, c, ver, k);
+    tags_text(t, &first, ver);
+    if (k == SECRET && ver->content_type) {
+        MEMBER(t, &first, "contentType");
+        azsim_text_str(t, ver->content_type);
+    }
+    if (o->managed) {
+        MEMBER(t, &first, "managed");
+        AZSIM_TEXT_LIT(t, "true");
+    }
+    AZSIM_TEXT_LIT(t, "}");
     free(url);
-    return j;
 }
 
 /* ---------- request helpers ---------- */
@@ -461,20 +595,24 @@ static int page_params(kv_ctx *c, size_t *out_max, size_t *out_skip)
     return AZSIM_OK;
 }
 
-/* A list's page: `page` holds its items skip to skip + max - 1 of the `total` the list has (only
-   those are made: a vault's 200 secrets are 8 pages, and each page made all 200 items before). */
-static int reply_page(kv_ctx *c, json_t *page, size_t total, const char *path, size_t max,
+/* Ends a list page whose items are written in t: its nextLink (the list has `total` items, the
+   page those from skip to skip + max - 1), and the reply. Only the page's items are made: a
+   vault's 200 secrets are 8 pages, and each page made all 200 items before. */
+static int reply_page(kv_ctx *c, azsim_text *t, size_t total, const char *path, size_t max,
                       size_t skip)
 {
-    json_t *next = json_null();
+    AZSIM_TEXT_LIT(t, "],\"nextLink\":");
     if (skip + max < total) {
         const char *m = azsim_query(c->r, "maxresults");
         char *url = azsim_printf("%s%s?api-version=%s&$skiptoken=%zu%s%s", c->base, path, c->api,
                                  skip + max, m ? "&maxresults=" : "", m ? m : "");
-        next = json_string(url ? url : "");
+        text_made(t, url);
         free(url);
+    } else {
+        AZSIM_TEXT_LIT(t, "null");
     }
-    return azsim_reply_json(c->r, 200, json_pack("{s:o,s:o}", "value", page, "nextLink", next));
+    AZSIM_TEXT_LIT(t, "}");
+    return azsim_reply_text(c->r, 200, t);
 }
 
 static int cmp_objects(const void *a, const void *b)
@@ -489,7 +627,7 @@ static int list_objects(kv_ctx *c, enum kind k, int deleted)
     size_t max, skip, n = 0;
     azsim_vec *vec = objects(c->v, k);
     azsim_kv_object **sorted = NULL;
-    json_t *page;
+    azsim_text t = {0};
     char path[32];
     if (page_params(c, &max, &skip) != AZSIM_OK)
         return AZSIM_OK;
@@ -500,40 +638,40 @@ static int list_objects(kv_ctx *c, enum kind k, int deleted)
         memcpy(sorted, vec->items, vec->n * sizeof(*sorted));
         qsort(sorted, vec->n, sizeof(*sorted), cmp_objects);
     }
-    if (!(page = json_array())) {
-        free(sorted);
-        return AZSIM_ENOMEM;
-    }
+    AZSIM_TEXT_LIT(&t, "{\"value\":[");
     for (size_t i = 0; i < vec->n; i++) {
         azsim_kv_object *o = sorted[i];
         if (o->deleted != deleted || !latest(o))
             continue;
-        if (n >= skip && n - skip < max)
-            json_array_append_new(page, item(c, o, latest(o), k, 0));
+        if (n >= skip && n - skip < max) {
+            if (n > skip)
+                AZSIM_TEXT_LIT(&t, ",");
+            item_text(&t, c, o, latest(o), k, 0);
+        }
         n++;
     }
     free(sorted);
     snprintf(path, sizeof(path), "/%s%s", deleted ? "deleted" : "", kind_coll(k));
-    return reply_page(c, page, n, path, max, skip);
+    return reply_page(c, &t, n, path, max, skip);
 }
 
 static int list_versions(kv_ctx *c, enum kind k, azsim_kv_object *o)
 {
     size_t max, skip;
-    json_t *page;
+    azsim_text t = {0};
     char *path;
     int rc;
     if (page_params(c, &max, &skip) != AZSIM_OK)
         return AZSIM_OK;
-    if (!(page = json_array()))
+    if (!(path = azsim_printf("/%s/%s/versions", kind_coll(k), o->name)))
         return AZSIM_ENOMEM;
-    for (size_t i = skip; i < o->versions.n && i - skip < max; i++)
-        json_array_append_new(page, item(c, o, o->versions.items[i], k, 1));
-    if (!(path = azsim_printf("/%s/%s/versions", kind_coll(k), o->name))) {
-        json_decref(page);
-        return AZSIM_ENOMEM;
+    AZSIM_TEXT_LIT(&t, "{\"value\":[");
+    for (size_t i = skip; i < o->versions.n && i - skip < max; i++) {
+        if (i > skip)
+            AZSIM_TEXT_LIT(&t, ",");
+        item_text(&t, c, o, o->versions.items[i], k, 1);
     }
-    rc = reply_page(c, page, o->versions.n, path, max, skip);
+    rc = reply_page(c, &t, o->versions.n, path, max, skip);
     free(path);
     return rc;
 }
@@ -1808,39 +1946,6 @@ static json_t *cert_policy_json(kv_ctx *c, azsim_kv_object *o)
     return p;
 }
 
-static json_t *cert_bundle(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver)
-{
-    json_t *j = json_object();
-    char *id = object_url(c, CERT, o->name, ver->id);
-    char *kid = object_url(c, KEY, o->name, ver->id);
-    char *sid = object_url(c, SECRET, o->name, ver->id);
-    char *x5t = cert_x5t(ver);
-    if (!j || !id || !kid || !sid || !x5t) {
-        json_decref(j);
-        j = NULL;
-        goto done;
-    }
-    if (o->deleted && c->v->soft_delete)
-        add_deleted_fields(c, j, o, CERT);
-    json_object_set_new(j, "id", json_string(id));
-    json_object_set_new(j, "kid", json_string(kid));
-    json_object_set_new(j, "sid", json_string(sid));
-    json_object_set_new(j, "x5t", json_string(x5t));
-    json_object_set(j, "cer", json_array_get(ver->x5c, 0));
-    json_object_set_new(j, "attributes", attributes(c, ver, CERT));
-    json_object_set_new(j, "policy", cert_policy_json(c, o));
-    if (ver->content_type)
-        json_object_set_new(j, "contentType", json_string(ver->content_type));
-    if (ver->tags && json_object_size(ver->tags) > 0)
-        json_object_set(j, "tags", ver->tags);
-done:
-    free(id);
-    free(kid);
-    free(sid);
-    free(x5t);
-    return j;
-}
-
 /* The managed key and secret versions of certificate version cv: same id, dates and state. The
  * secret carries no private key when the policy made the key non-exportable, as Key Vault does. */
 static int managed_versions(azsim_kv_version **out_key, azsim_kv_version **out_secret,
@@ -2179,7 +2284,7 @@ static int cert_import(kv_ctx *c, const char *name)
     policy = NULL;
     azsim_kv_version *added = ver;
     ver = NULL;
-    rc = azsim_reply_json(c->r, 200, cert_bundle(c, o, added));
+    rc = reply_bundle(c, o, added, CERT, 0);
 done:
     version_free(ver);
     version_free(kver);
@@ -2231,7 +2336,7 @@ static int cert_update(kv_ctx *c, azsim_kv_object *o, azsim_kv_version *ver)
             mv->updated = ver->updated;
         }
     }
-    rc = azsim_reply_json(c->r, 200, cert_bundle(c, o, ver));
+    rc = reply_bundle(c, o, ver, CERT, 0);
 done:
     json_decref(body);
     return rc;
@@ -2244,7 +2349,7 @@ static int delete_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
 {
     int64_t now = azsim_now(c->st);
     azsim_kv_object *ko = NULL, *so = NULL;
-    json_t *b;
+    int rc;
     if (k == KEY && !version_jwk(latest(o)))
         return key_unreadable(c, latest(o)); /* before the change: the reply could not show it */
     if (k == CERT)
@@ -2257,13 +2362,13 @@ static int delete_object(kv_ctx *c, enum kind k, azsim_kv_object *o)
         d->deleted_date = now;
         d->purge_date = now + (int64_t)c->v->retention_days * 86400;
     }
-    b = bundle(c, o, latest(o), k, 0);
+    rc = reply_bundle(c, o, latest(o), k, 0); /* made before a purge frees it */
     if (!c->v->soft_delete) {
         remove_object(c, KEY, ko);
         remove_object(c, SECRET, so);
         remove_object(c, k, o);
     }
-    return b ? azsim_reply_json(c->r, 200, b) : AZSIM_ENOMEM;
+    return rc;
 }
 
 static int recover_object(kv_ctx *c, enum kind k, azsim_kv_object *o)

@@ -224,6 +224,24 @@ int azsim_reply_json(azsim_req *r, unsigned status, json_t *body)
     return AZSIM_OK;
 }
 
+int azsim_reply_text(azsim_req *r, unsigned status, azsim_text *t)
+{
+    azsim_secret_free(r->resp_body);
+    r->resp_body = NULL;
+    r->resp_len = 0;
+    r->content_type = "application/json; charset=utf-8";
+    if (t->failed || !t->p) {
+        azsim_text_release(t);
+        r->status = 500;
+        return AZSIM_ENOMEM;
+    }
+    r->status = status;
+    r->resp_body = t->p;
+    r->resp_len = t->len;
+    memset(t, 0, sizeof(*t));
+    return AZSIM_OK;
+}
+
 int azsim_reply_empty(azsim_req *r, unsigned status)
 {
     azsim_secret_free(r->resp_body);

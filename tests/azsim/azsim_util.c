@@ -8,7 +8,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,6 +397,114 @@ void azsim_secret_free(char *s)
         return;
     OPENSSL_cleanse(s, strlen(s));
     free(s);
+}
+
+/* Room for n more bytes and a NUL. The text moves to a new block, the old one wiped: realloc
+   would leave a copy of a secret's value behind. */
+static int text_room(azsim_text *t, size_t n)
+{
+    size_t cap = t->cap ? t->cap : 4096;
+    char *p;
+    if (t->failed)
+        return 0;
+    if (t->len + n < t->cap)
+        return 1;
+    while (cap <= t->len + n) {
+        if (cap > SIZE_MAX / 2) {
+            t->failed = 1;
+            return 0;
+        }
+        cap *= 2;
+    }
+    if (!(p = malloc(cap))) {
+        t->failed = 1;
+        return 0;
+    }
+    if (t->p) {
+        memcpy(p, t->p, t->len);
+        OPENSSL_cleanse(t->p, t->len);
+        free(t->p);
+    }
+    t->p = p;
+    t->cap = cap;
+    return 1;
+}
+
+void azsim_text_add(azsim_text *t, const char *s, size_t n)
+{
+    if (!text_room(t, n))
+        return;
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+/* jansson's escapes: quote, backslash and the control characters; other bytes as they are (its
+   strings are valid UTF-8, and azsim's come from its own JSON) */
+void azsim_text_str(azsim_text *t, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF", from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
+    const char *e;
+    size_t run = 0;
+    AZSIM_TEXT_LIT(t, "\"");
+    for (;; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t n = 2;
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            run++;
+            continue;
+        }
+        azsim_text_add(t, s - run, run);
+        run = 0;
+        if (!ch)
+            break;
+        if ((e = memchr(from, ch, sizeof(from) - 1))) {
+            esc[1] = to[e - from];
+        } else {
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+            n = 6;
+        }
+        azsim_text_add(t, esc, n);
+    }
+    AZSIM_TEXT_LIT(t, "\"");
+}
+
+void azsim_text_int(azsim_text *t, int64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%" PRId64, v);
+    azsim_text_add(t, num, (size_t)n);
+}
+
+void azsim_text_json(azsim_text *t, const json_t *j)
+{
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY, n = json_dumpb(j, NULL, 0, flags);
+    if (!n) {
+        t->failed = 1;
+        return;
+    }
+    if (!text_room(t, n))
+        return;
+    if (json_dumpb(j, t->p + t->len, n, flags) != n) {
+        t->failed = 1;
+        return;
+    }
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+void azsim_text_release(azsim_text *t)
+{
+    if (t->p) {
+        OPENSSL_cleanse(t->p, t->len);
+        free(t->p);
+    }
+    memset(t, 0, sizeof(*t));
 }
 
 int azsim_read_file(char **out, size_t *out_len, const char *path)
