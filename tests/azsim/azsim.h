@@ -271,7 +271,7 @@ typedef struct azsim_text {
     int failed;
 } azsim_text;
 void azsim_text_add(azsim_text *t, const char *s, size_t n);
-#define AZSIM_TEXT_LIT(t, lit) azsim_text_add((t), (lit), sizeof(lit) - 1)
+#define AZSIM_TEXT_LIT(t, lit) azsim_text_add((t), "" lit, sizeof(lit) - 1) /* literals only */
 void azsim_text_str(azsim_text *t, const char *s); /* as a JSON string, escaped as jansson does */
 void azsim_text_int(azsim_text *t, int64_t v);
 void azsim_text_json(azsim_text *t, const json_t *j); /* any value, compact */

@@ -931,7 +931,8 @@ static json_t *deleted_vault_json(azsim_vault *v, int display)
 
 /* ---------- role assignments ---------- */
 
-static json_t *ra_json(arm_ctx *c, azsim_role_assignment *ra)
+/* A role assignment as ARM has it, written as text (a resource group's list is thousands). */
+static void ra_text(azsim_text *t, arm_ctx *c, azsim_role_assignment *ra)
 {
     char created[32];
     char *rd =
@@ -940,16 +941,43 @@ static json_t *ra_json(arm_ctx *c, azsim_role_assignment *ra)
     char *id = azsim_printf("%s/providers/Microsoft.Authorization/roleAssignments/%s",
                             strcmp(ra->scope, "/") == 0 ? "" : ra->scope, ra->name);
     azsim_iso8601(created, ra->created);
-    json_t *j = json_pack(
-        "{s:{s:s,s:s,s:s,s:s,s:n,s:n,s:s,s:s,s:s,s:s,s:n,s:s?},s:s,s:s,s:s}", "properties",
-        "roleDefinitionId", rd ? rd : "", "principalId", ra->principal, "principalType",
-        ra->principal_type, "scope", ra->scope, "condition", "conditionVersion", "createdOn",
-        created, "updatedOn", created, "createdBy", c->caller.oid, "updatedBy", c->caller.oid,
-        "delegatedManagedIdentityResourceId", "description", ra->description, "id", id ? id : "",
-        "type", "Microsoft.Authorization/roleAssignments", "name", ra->name);
+    if (!rd || !id)
+        t->failed = 1;
+    AZSIM_TEXT_LIT(t, "{\"properties\":{\"roleDefinitionId\":");
+    azsim_text_str(t, rd ? rd : "");
+    AZSIM_TEXT_LIT(t, ",\"principalId\":");
+    azsim_text_str(t, ra->principal);
+    AZSIM_TEXT_LIT(t, ",\"principalType\":");
+    azsim_text_str(t, ra->principal_type);
+    AZSIM_TEXT_LIT(t, ",\"scope\":");
+    azsim_text_str(t, ra->scope);
+    AZSIM_TEXT_LIT(t, ",\"condition\":null,\"conditionVersion\":null,\"createdOn\":");
+    azsim_text_str(t, created);
+    AZSIM_TEXT_LIT(t, ",\"updatedOn\":");
+    azsim_text_str(t, created);
+    AZSIM_TEXT_LIT(t, ",\"createdBy\":");
+    azsim_text_str(t, c->caller.oid);
+    AZSIM_TEXT_LIT(t, ",\"updatedBy\":");
+    azsim_text_str(t, c->caller.oid);
+    AZSIM_TEXT_LIT(t, ",\"delegatedManagedIdentityResourceId\":null,\"description\":");
+    if (ra->description)
+        azsim_text_str(t, ra->description);
+    else
+        AZSIM_TEXT_LIT(t, "null");
+    AZSIM_TEXT_LIT(t, "},\"id\":");
+    azsim_text_str(t, id ? id : "");
+    AZSIM_TEXT_LIT(t, ",\"type\":\"Microsoft.Authorization/roleAssignments\",\"name\":");
+    azsim_text_str(t, ra->name);
+    AZSIM_TEXT_LIT(t, "}");
     free(rd);
     free(id);
-    return j;
+}
+
+static int reply_ra(arm_ctx *c, unsigned status, azsim_role_assignment *ra)
+{
+    azsim_text t = {0};
+    ra_text(&t, c, ra);
+    return azsim_reply_text(c->r, status, &t);
 }
 
 static int is_guid(const char *s)
@@ -1082,7 +1110,7 @@ static int ra_put(arm_ctx *c, const char *scope, const char *name)
                                "allowed to be updated.");
                 goto done;
             }
-            rc = azsim_reply_json(c->r, 201, ra_json(c, x));
+            rc = reply_ra(c, 201, x);
             goto done;
         }
         if (same) {
@@ -1095,7 +1123,7 @@ static int ra_put(arm_ctx *c, const char *scope, const char *name)
         goto done;
     if (desc)
         ra->description = strdup(desc);
-    rc = azsim_reply_json(c->r, 201, ra_json(c, ra));
+    rc = reply_ra(c, 201, ra);
 done:
     json_decref(body);
     return rc;
@@ -1104,8 +1132,9 @@ done:
 static int ra_list(arm_ctx *c, const char *scope)
 {
     const char *filter = azsim_query(c->r, "$filter");
-    json_t *value = json_array();
+    azsim_text t = {0};
     char principal[64] = "";
+    int n = 0;
     int at_scope = 0;
     if (filter) {
         if (strstr(filter, "atScope()"))
@@ -1124,6 +1153,7 @@ static int ra_list(arm_ctx *c, const char *scope)
         }
     }
     size_t sl = strlen(scope);
+    AZSIM_TEXT_LIT(&t, "{\"value\":[");
     for (size_t i = 0; i < c->st->assignments.n; i++) {
         azsim_role_assignment *ra = c->st->assignments.items[i];
         size_t rl = strlen(ra->scope);
@@ -1134,9 +1164,12 @@ static int ra_list(arm_ctx *c, const char *scope)
             continue;
         if (at_scope ? !above : !(above || below))
             continue;
-        json_array_append_new(value, ra_json(c, ra));
+        if (n++)
+            AZSIM_TEXT_LIT(&t, ",");
+        ra_text(&t, c, ra);
     }
-    return azsim_reply_json(c->r, 200, json_pack("{s:o}", "value", value));
+    AZSIM_TEXT_LIT(&t, "]}");
+    return azsim_reply_text(c->r, 200, &t);
 }
 
 static int role_assignments(arm_ctx *c, size_t at)
@@ -1197,7 +1230,7 @@ static int role_assignments(arm_ctx *c, size_t at)
             rc = arm_error(c, 404, "RoleAssignmentNotFound",
                            "The role assignment '%s' is not found.", name);
         else
-            rc = azsim_reply_json(r, 200, ra_json(c, found));
+            rc = reply_ra(c, 200, found);
     } else if (strcmp(r->method, "DELETE") == 0) {
         r->op = "arm.roleAssignments.delete";
         if (authorize(c, scope, "Microsoft.Authorization/roleAssignments/delete") != AZSIM_OK)
@@ -1205,7 +1238,7 @@ static int role_assignments(arm_ctx *c, size_t at)
         if (!found) {
             rc = azsim_reply_empty(r, 204);
         } else {
-            rc = azsim_reply_json(r, 200, ra_json(c, found));
+            rc = reply_ra(c, 200, found);
             azsim_vec_remove(&c->st->assignments, idx);
             azsim_role_assignment_free(found);
         }
