@@ -13,6 +13,14 @@ if(TARGET kvr_azure)
                                ${PROJECT_SOURCE_DIR}/reconciler/providers/azure)
     add_test(NAME unit_jsonpage COMMAND test_jsonpage)
     set_tests_properties(unit_jsonpage PROPERTIES LABELS unit TIMEOUT 120)
+
+    # The fast JSON parser (jsonparse.c): whatever the text, what json_loadb makes of it.
+    add_executable(test_jsonparse test_jsonparse.c)
+    target_link_libraries(test_jsonparse PRIVATE kvr_azure kvr_util PkgConfig::CMOCKA)
+    target_include_directories(test_jsonparse PRIVATE
+                               ${PROJECT_SOURCE_DIR}/reconciler/providers/azure)
+    add_test(NAME unit_jsonparse COMMAND test_jsonparse)
+    set_tests_properties(unit_jsonparse PROPERTIES LABELS unit TIMEOUT 120)
 endif()
 
 # The simulator is added after tests/unit, so test for its list file rather than its target.

@@ -4,10 +4,12 @@
  * is larger than its text: parsed whole, that page was 13 MB of the plan's peak. So a page
  * is split instead: a scan of the text finds the members of its top object and the extent of
  * each item of its "value" array, minding strings (quotes, backslash escapes) and the nesting of
- * {} and []; the items are then parsed one slice at a time, by jansson, and handed out a few at a
- * time, so that a reader holds the text and one batch, never the page's tree.
+ * {} and []; the items are then parsed one slice at a time (into jansson trees, by jsonparse.c)
+ * and handed out a few at a time, so that a reader holds the text and one batch, never the
+ * page's tree.
  *
- * The splitter only finds boundaries: jansson still judges every byte of every slice, and the
+ * The splitter only finds boundaries: every byte of every slice is still judged as jansson judges
+ * it (jsonparse.c hands jansson whatever it does not take), and the
  * bytes between slices (whitespace, the ':' and ',' and the brackets of the top object and its
  * array) are checked here as RFC 8259 has them. Input it does not expect (a top level that is no
  * object, "value" twice, a structure it cannot follow, nesting deeper than SPLIT_DEPTH) is parsed
@@ -16,6 +18,7 @@
  * nothing past the length it is given.
  */
 #include "jsonpage.h"
+#include "jsonparse.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -147,7 +150,7 @@ static int split(kvr__jsonpage *pg)
         if (i == len || s[i] != '"' || !(kend = string_end(s, len, i)))
             return -1;
         /* jansson decodes the name: "\u0076alue" is "value" */
-        key = json_loadb(s + i, kend - i, JSON_DECODE_ANY, NULL);
+        key = kvr__json_parse(s + i, kend - i, JSON_DECODE_ANY, NULL);
         i = skip_ws(s, len, kend);
         if (!json_is_string(key) || i == len || s[i] != ':') {
             json_decref(key);
@@ -156,7 +159,7 @@ static int split(kvr__jsonpage *pg)
         i = skip_ws(s, len, i + 1);
         if (strcmp(json_string_value(key), "value") != 0) {
             vend = value_end(s, len, i, 1);
-            v = vend ? json_loadb(s + i, vend - i, JSON_DECODE_ANY, NULL) : NULL;
+            v = vend ? kvr__json_parse(s + i, vend - i, JSON_DECODE_ANY, NULL) : NULL;
             if (!v || json_object_set_new(pg->rest, json_string_value(key), v) < 0)
                 vend = 0;
         } else if (!seen) { /* "value" twice is parsed whole: jansson keeps the last one */
@@ -165,7 +168,8 @@ static int split(kvr__jsonpage *pg)
                 vend = split_items(pg, i);
                 pg->has_value = true;
             } else if ((vend = value_end(s, len, i, 1)) != 0) {
-                v = json_loadb(s + i, vend - i, JSON_DECODE_ANY, NULL); /* JSON, but no array */
+                /* JSON, but no array */
+                v = kvr__json_parse(s + i, vend - i, JSON_DECODE_ANY, NULL);
                 vend = v ? vend : 0;
                 json_decref(v);
             }
@@ -248,7 +252,7 @@ int kvr__jsonpage_next(json_t **out, kvr__jsonpage *pg, size_t max, json_error_t
                 snprintf(jerr->text, sizeof(jerr->text), "a list item could not be delimited");
                 return KVR_EPROTO;
             }
-            if (!(it = json_loadb(pg->text + pg->at, e - pg->at, JSON_DECODE_ANY, jerr))) {
+            if (!(it = kvr__json_parse(pg->text + pg->at, e - pg->at, JSON_DECODE_ANY, jerr))) {
                 rc = slice_refused(pg, jerr);
                 break;
             }

@@ -15,6 +15,7 @@
 #include "azinternal.h"
 #include "prov_internal.h"
 #include "jsonpage.h"
+#include "jsonparse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -619,7 +620,7 @@ static int complete(reader *r, fetch *f, kvr_http_response *resp, bool *again)
     if (resp->status != 200)
         return kvr_http_error(r->err, resp, f->op, f->object[0] ? f->object : NULL);
     if (!f->list) {
-        if (!(body = json_loadb(resp->body, resp->body_len, 0, &jerr)))
+        if (!(body = kvr__json_parse(resp->body, resp->body_len, 0, &jerr)))
             return not_json(r, f, &jerr);
         rc = f->done(r, f, body);
         json_decref(body);
