@@ -126,7 +126,10 @@ static int wait_for(struct MHD_Connection *conn, int ms, int hold_id)
         MHD_suspend_connection(conn);
         waiters[nwaiters] = (waiter){mono_ms() + ms, hold_id, conn};
         heap_up(nwaiters++);
-        pthread_cond_signal(&wait_cond);
+        /* the waker sleeps until the first due time: woken only if this one comes first (with
+           a fixed latency it never does, and each wake-up was a context switch per request) */
+        if (waiters[0].conn == conn)
+            pthread_cond_signal(&wait_cond);
         suspended = 1;
     }
     pthread_mutex_unlock(&wait_lock);
