@@ -12,10 +12,14 @@
  * acknowledged; only what the clock did by itself since the last save.
  * Start time counts (a 200-vault benchmark state is 37 MB, a 2,000-vault one 416 MB): key versions
  * keep their PEM as loaded and parse it on first use (azsim_keyvault.c), the vaults are parsed
- * apart and in threads (below), and the save before the ready line writes nothing when the state
- * it would write is the one just loaded.
+ * apart and in threads (below), by the reader's JSON parser (reconciler/providers/azure/
+ * jsonparse.c: jansson's trees without jansson's lexer, 40 % less CPU for a 2,000-vault start;
+ * only the saved state, which azsim wrote itself, is read this way: requests are jansson's), and
+ * the save before the ready line writes nothing when the state it would write is the one just
+ * loaded.
  */
 #include "azsim.h"
+#include "jsonparse.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -443,7 +447,7 @@ static void *vault_loader_run(void *arg)
         pthread_mutex_unlock(&l->lock);
         if (i >= l->texts->n)
             return NULL;
-        json_t *j = json_loadb(l->texts->items[i].text, l->texts->items[i].len, 0, NULL);
+        json_t *j = kvr__json_parse(l->texts->items[i].text, l->texts->items[i].len, 0, NULL);
         l->out[i] = j ? azsim_vault_load(j) : NULL;
         json_decref(j);
         if (!l->out[i]) {
@@ -606,7 +610,7 @@ static int load_text(azsim_state *st, unsigned char digest[32], int *digest_ok, 
     if (rc == AZSIM_OK)
         rc = vault_loader_start(&vaults, &texts);
     *digest_ok = rc == AZSIM_OK && sha256(digest, text, len); /* while the vaults load */
-    if (rc == AZSIM_OK && !(doc = json_loadb(rest, rest_len, 0, NULL)))
+    if (rc == AZSIM_OK && !(doc = kvr__json_parse(rest, rest_len, 0, NULL)))
         rc = AZSIM_EINVAL;
     if (rc == AZSIM_OK)
         rc = load_doc(st, doc, &vaults);
