@@ -51,7 +51,9 @@ static void skip_ws(parser *p)
 }
 
 /* The length of the UTF-8 sequence of a non-ASCII byte at s (n bytes there), 0 if it is none:
-   no overlong form, no surrogate, nothing past U+10FFFF. */
+   no overlong form, no surrogate, nothing past U+10FFFF. (kvr_str_clean has its own, for
+   NUL-terminated text: this file is also compiled into azsim, which links no kvreconcile
+   library.) */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
     uint32_t cp;
@@ -284,9 +286,28 @@ static json_t *literal(parser *p, const char *word, size_t n, json_t *v)
     return v;
 }
 
+/* After a member or an element: 1 when a ',' says another follows, 0 when `close` ends the
+   container (then left), -1 for anything else. */
+static int next_or_close(parser *p, char close)
+{
+    skip_ws(p);
+    if (p->i < p->len && p->s[p->i] == ',') {
+        p->i++;
+        skip_ws(p);
+        return 1;
+    }
+    if (p->i < p->len && p->s[p->i] == close) {
+        p->i++;
+        p->depth--;
+        return 0;
+    }
+    return -1;
+}
+
 static json_t *object(parser *p)
 {
     json_t *o;
+    int more;
     if (++p->depth > FAST_DEPTH || !(o = json_object()))
         return NULL;
     p->i++;
@@ -323,17 +344,10 @@ static json_t *object(parser *p)
             break;
         }
         free(copy);
-        skip_ws(p);
-        if (p->i < p->len && p->s[p->i] == ',') {
-            p->i++;
-            skip_ws(p);
-        } else if (p->i < p->len && p->s[p->i] == '}') {
-            p->i++;
-            p->depth--;
-            return o;
-        } else {
+        if ((more = next_or_close(p, '}')) < 0)
             break;
-        }
+        if (more == 0)
+            return o;
     }
     json_decref(o);
     return NULL;
@@ -352,19 +366,11 @@ static json_t *array(parser *p)
         return a;
     }
     for (;;) {
-        if (json_array_append_new(a, value(p)) < 0)
+        int more;
+        if (json_array_append_new(a, value(p)) < 0 || (more = next_or_close(p, ']')) < 0)
             break;
-        skip_ws(p);
-        if (p->i < p->len && p->s[p->i] == ',') {
-            p->i++;
-            skip_ws(p);
-        } else if (p->i < p->len && p->s[p->i] == ']') {
-            p->i++;
-            p->depth--;
+        if (more == 0)
             return a;
-        } else {
-            break;
-        }
     }
     json_decref(a);
     return NULL;
