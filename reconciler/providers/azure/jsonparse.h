@@ -1,6 +1,7 @@
 /*
  * JSON text to a jansson tree, faster than json_loadb (jsonparse.c). Internal to
- * reconciler/providers/azure.
+ * reconciler/providers/azure; azsim compiles jsonparse.c too, for reading its saved state, so it
+ * uses nothing but jansson, OpenSSL and libc.
  */
 #ifndef KVR_JSONPARSE_H
 #define KVR_JSONPARSE_H
