@@ -304,51 +304,52 @@ static int next_or_close(parser *p, char close)
     return -1;
 }
 
+/* Enters the container whose opening bracket is at p->i: 1 when members follow, 0 when `close`
+   comes at once (the container is empty, and left), -1 past FAST_DEPTH. */
+static int enter(parser *p, char close)
+{
+    if (++p->depth > FAST_DEPTH)
+        return -1;
+    p->i++;
+    skip_ws(p);
+    if (p->i < p->len && p->s[p->i] == close) {
+        p->i++;
+        p->depth--;
+        return 0;
+    }
+    return 1;
+}
+
 static json_t *object(parser *p)
 {
     json_t *o;
-    int more;
-    if (++p->depth > FAST_DEPTH || !(o = json_object()))
+    int more = enter(p, '}');
+    if (more < 0 || !(o = json_object()))
         return NULL;
-    p->i++;
-    skip_ws(p);
-    if (p->i < p->len && p->s[p->i] == '}') {
-        p->i++;
-        p->depth--;
-        return o;
-    }
-    for (;;) {
+    while (more > 0) {
         const char *key;
         char *copy = NULL;
         size_t klen;
-        json_t *v;
+        json_t *v = NULL;
         if (p->i >= p->len || p->s[p->i] != '"' || string(p, &key, &klen) < 0)
             break;
         /* a name with an escape is in p->buf, which the value's strings reuse */
         if (key == p->buf) {
             if (!(copy = malloc(klen ? klen : 1)))
                 break;
-            memcpy(copy, key, klen);
-            key = copy;
+            key = memcpy(copy, key, klen);
         }
         skip_ws(p);
-        if (p->i >= p->len || p->s[p->i] != ':') {
-            free(copy);
-            break;
+        if (p->i < p->len && p->s[p->i] == ':') {
+            p->i++;
+            skip_ws(p);
+            v = value(p);
         }
-        p->i++;
-        skip_ws(p);
-        v = value(p);
-        if (!v || json_object_setn_new_nocheck(o, key, klen, v) < 0) {
-            free(copy);
-            break;
-        }
+        more = v && json_object_setn_new_nocheck(o, key, klen, v) == 0 ? next_or_close(p, '}') : -1;
         free(copy);
-        if ((more = next_or_close(p, '}')) < 0)
-            break;
-        if (more == 0)
-            return o;
     }
+    if (more == 0)
+        return o;
     json_decref(o);
     return NULL;
 }
@@ -356,22 +357,13 @@ static json_t *object(parser *p)
 static json_t *array(parser *p)
 {
     json_t *a;
-    if (++p->depth > FAST_DEPTH || !(a = json_array()))
+    int more = enter(p, ']');
+    if (more < 0 || !(a = json_array()))
         return NULL;
-    p->i++;
-    skip_ws(p);
-    if (p->i < p->len && p->s[p->i] == ']') {
-        p->i++;
-        p->depth--;
+    while (more > 0)
+        more = json_array_append_new(a, value(p)) < 0 ? -1 : next_or_close(p, ']');
+    if (more == 0)
         return a;
-    }
-    for (;;) {
-        int more;
-        if (json_array_append_new(a, value(p)) < 0 || (more = next_or_close(p, ']')) < 0)
-            break;
-        if (more == 0)
-            return a;
-    }
     json_decref(a);
     return NULL;
 }
