@@ -177,6 +177,16 @@ typedef struct azsim_arm_bucket {
     int64_t last; /* simulated second of the last refill */
 } azsim_arm_bucket;
 
+/* Key Vault's subscription-wide limits (reference §10: 5 x each per-vault limit), one 10-second
+   window per subscription and region, as the vaults' own windows (azsim_vault) */
+#define AZSIM_KV_SUBWINS 16
+typedef struct azsim_kv_subwin {
+    char sub[AZSIM_GUID_LEN + 1];
+    char location[64];
+    int64_t window_start;
+    double used[4]; /* key create, other key operations, secret create, everything else */
+} azsim_kv_subwin;
+
 typedef struct azsim_state {
     pthread_mutex_t lock;
     /* configuration, fixed after startup */
@@ -189,6 +199,9 @@ typedef struct azsim_state {
     /* refuse api-versions newer than azsim_apiversions.c lists (--strict-api-versions) */
     int strict_api_versions;
     int kv_secret_limit; /* POST /throttle: secret writes per vault per 10 s (0: the published 300) */
+    /* POST /throttle: "everything else" per subscription and region per 10 s (0: the published
+       5 x 4,000) */
+    int kv_sub_limit;
     int throttle;
     int lazy_save; /* --durable off: save only on clean shutdown, not per mutation */
     int latency_ms;
@@ -231,6 +244,8 @@ typedef struct azsim_state {
     /* ARM throttling */
     azsim_arm_bucket arm_buckets[AZSIM_ARM_BUCKETS];
     size_t arm_nbuckets;
+    azsim_kv_subwin kv_subwins[AZSIM_KV_SUBWINS];
+    size_t kv_nsubwins;
     /* ARM long-running operations (--arm-async N): polls a vault PUT stays InProgress; 0: sync */
     int arm_async;
     int arm_async_headers; /* 0: Azure-AsyncOperation + Location, 1: Location only, 2: none (poll

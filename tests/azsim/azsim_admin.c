@@ -237,22 +237,37 @@ void azsim_hold_end(azsim_state *st, int id)
     pthread_mutex_unlock(&st->lock);
 }
 
+/* A limit given to POST /throttle: absent, or an integer from 0 to max. */
+static int limit_ok(const json_t *v, json_int_t max)
+{
+    return !v || (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= max);
+}
+
 int azsim_admin_handle(azsim_req *r)
 {
     const char *m = r->method;
     if (r->nsegs == 1 && strcmp(r->segs[0], "throttle") == 0 && strcmp(m, "POST") == 0) {
-        /* test-only: a lower Key Vault secret write limit, so a short burst exceeds it on any
-           machine (0: Azure's published 300 per vault per 10 s) */
+        /* test-only: lower Key Vault limits, so a short burst exceeds them on any machine:
+           secret writes per vault (0: Azure's published 300 per 10 s), and everything else per
+           subscription and region (0: the published 5 x 4,000 per 10 s) */
         json_t *body = azsim_body_json(r);
         json_t *n = json_object_get(body, "secretWrites");
+        json_t *s = json_object_get(body, "subscriptionOther");
         r->op = "admin.throttle";
-        if (!json_is_integer(n) || json_integer_value(n) < 0 || json_integer_value(n) > 300) {
+        if ((!n && !s) || !limit_ok(n, 300) || !limit_ok(s, 20000)) {
             json_decref(body);
-            return admin_error(r, 400, "BadRequest", "body must be {\"secretWrites\":N}, 0 <= N <= 300");
+            return admin_error(r, 400, "BadRequest",
+                               "body must be {\"secretWrites\":N, \"subscriptionOther\":M} (either "
+                               "or both), 0 <= N <= 300, 0 <= M <= 20000");
         }
-        r->st->kv_secret_limit = (int)json_integer_value(n);
+        if (n)
+            r->st->kv_secret_limit = (int)json_integer_value(n);
+        if (s)
+            r->st->kv_sub_limit = (int)json_integer_value(s);
         json_decref(body);
-        return azsim_reply_json(r, 200, json_pack("{s:i}", "secretWrites", r->st->kv_secret_limit));
+        return azsim_reply_json(r, 200,
+                                json_pack("{s:i,s:i}", "secretWrites", r->st->kv_secret_limit,
+                                          "subscriptionOther", r->st->kv_sub_limit));
     }
     if (r->nsegs == 2 && strcmp(r->segs[0], "directory") == 0 &&
         strcmp(r->segs[1], "replicate") == 0 && strcmp(m, "POST") == 0) {

@@ -2467,27 +2467,66 @@ done:
     return rc;
 }
 
-/* Published per-vault limits per 10 s: key create 20 (HSM 10), other key ops 4000 weighted by
- * RSA size (3072 = 4, 4096 = 8), secret create 300, everything else 4000. */
+/* The subscription-wide window of v's subscription and region (made at first use). */
+static azsim_kv_subwin *subwin_for(azsim_state *st, const azsim_vault *v)
+{
+    const char *sub = v->sub ? v->sub : "", *loc = v->location ? v->location : "";
+    azsim_kv_subwin *w;
+    for (size_t i = 0; i < st->kv_nsubwins; i++) {
+        w = &st->kv_subwins[i];
+        if (strcmp(w->sub, sub) == 0 && strcasecmp(w->location, loc) == 0)
+            return w;
+    }
+    if (st->kv_nsubwins == AZSIM_KV_SUBWINS)
+        return &st->kv_subwins[0]; /* more subscription-regions than a test uses: they share */
+    w = &st->kv_subwins[st->kv_nsubwins++];
+    memset(w, 0, sizeof(*w));
+    snprintf(w->sub, sizeof(w->sub), "%s", sub);
+    snprintf(w->location, sizeof(w->location), "%s", loc);
+    return w;
+}
+
+/* Whether a 10-second window that began at `start` is over at `now`. */
+static int window_over(int64_t start, int64_t now)
+{
+    return now - start >= 10 || now < start;
+}
+
+/*
+ * Published limits per 10 s, per vault: key create 20 (HSM 10), other key ops 4000 weighted by
+ * RSA size (3072 = 4, 4096 = 8), secret create 300, everything else 4000. Per subscription and
+ * region, for all the vaults there together, five times each of those. A request over either is
+ * 429 `Throttled`. The reference names no reason of its own for the subscription's limit: the
+ * answer is the vault's.
+ */
 static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
 {
     azsim_vault *v = c->v;
     int64_t now = azsim_now(c->st);
-    double *bucket, limit, weight = 1;
+    double limit, weight = 1;
+    int k;
     if (!c->st->throttle)
         return 0;
-    if (now - v->window_start >= 10 || now < v->window_start) {
+    azsim_kv_subwin *w = subwin_for(c->st, v);
+    double *vused[4] = {&v->used_key_create, &v->used_key_other, &v->used_secret_create,
+                        &v->used_other};
+    if (window_over(v->window_start, now)) {
         v->window_start = now;
-        v->used_key_create = v->used_key_other = v->used_secret_create = v->used_other = 0;
+        for (k = 0; k < 4; k++)
+            *vused[k] = 0;
+    }
+    if (window_over(w->window_start, now)) {
+        w->window_start = now;
+        memset(w->used, 0, sizeof(w->used));
     }
     if (strcmp(op->stat, "kv.keys.create") == 0 || strcmp(op->stat, "kv.keys.rotate") == 0) {
-        bucket = &v->used_key_create;
+        k = 0;
         json_t *body = azsim_body_json(c->r);
         const char *kty = json_string_value(json_object_get(body, "kty"));
         limit = kty && strstr(kty, "HSM") ? 10 : 20;
         json_decref(body);
     } else if (strncmp(op->stat, "kv.keys.", 8) == 0) {
-        bucket = &v->used_key_other;
+        k = 1;
         limit = 4000;
         azsim_kv_version *ver = o ? latest(o) : NULL;
         long bits = 0;
@@ -2499,20 +2538,22 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
                strcmp(op->stat, "kv.certificates.import") == 0) {
         /* an import writes a secret version (the certificate's); the published limits have no
          * row of their own for certificates, so it counts as a secret CREATE */
-        bucket = &v->used_secret_create;
+        k = 2;
         limit = c->st->kv_secret_limit > 0 ? c->st->kv_secret_limit : 300;
     } else {
-        bucket = &v->used_other;
+        k = 3;
         limit = 4000;
     }
-    if (*bucket + weight > limit) {
+    double sub_limit = k == 3 && c->st->kv_sub_limit > 0 ? c->st->kv_sub_limit : 5 * limit;
+    if (*vused[k] + weight > limit || w->used[k] + weight > sub_limit) {
         c->st->throttled++;
         kv_error(c, 429, "Throttled", NULL,
                  "Operations per second limit exceeded. Please retry after some time. Reason: "
                  "VaultRequestTypeLimitReached");
         return 1;
     }
-    *bucket += weight;
+    *vused[k] += weight;
+    w->used[k] += weight;
     return 0;
 }
 

@@ -504,6 +504,24 @@ done
 check "throttle: the 21st key create within 10 s is 429 Throttled" has '[b["error"]["code"]]' '["Throttled"]'
 [ "$THR" -eq 1 ] && ok "throttle: exactly one request throttled" || fail "throttle: exactly one request throttled" "$THR"
 
+# ---- throttling at the subscription-wide limit (5 x each vault limit, per subscription and region) ----
+req POST "$AZSIM_URL/throttle" '{"subscriptionOther":5}'
+check "admin: throttle lowers the subscription-wide limit" has '[b["secretWrites"], b["subscriptionOther"]]' '[0, 5]'
+req POST "$AZSIM_URL/clock/advance" '{"seconds":10}' # every window starts again
+SEEN=""
+for i in 1 2 3 4 5 6; do # two vaults of rg1 (westeurope), each far under its own 4,000
+    if [ $((i % 2)) = 1 ]; then req GET "$KV/secrets?$A" "" "$VT"; else req GET "https://kv-thr.vault.localhost:$P/secrets?$A" "" "$VT"; fi
+    SEEN="$SEEN $STATUS"
+done
+[ "$SEEN" = " 200 200 200 200 200 429" ] && ok "throttle: the subscription's 6th read within 10 s, over two vaults, is 429" ||
+    fail "throttle: the subscription's 6th read within 10 s, over two vaults, is 429" "$SEEN"
+check "throttle: the subscription's limit answers 429 Throttled" has 'b["error"]["code"]' Throttled
+req POST "$AZSIM_URL/throttle" '{"subscriptionOther":0}'
+req GET "$KV/secrets?$A" "" "$VT"
+check "throttle: back at the published 20,000 the read goes" is 200
+req POST "$AZSIM_URL/throttle" '{}'
+check "admin: throttle without a limit is 400" is 400
+
 req POST "$GRAPH/applications/$APP_OID/addPassword" '{"passwordCredential":{"displayName":"tmp"}}' "$GT"
 TMP_KEY=$(j 'b["keyId"]')
 req POST "$GRAPH/applications/$APP_OID/removePassword" "{\"keyId\":\"$TMP_KEY\"}" "$GT"
@@ -539,7 +557,7 @@ check "clock: the Rotate lifetime action rotated k1 automatically" has 'len(b["v
 
 # ---- stats and shutdown ----
 req GET "$AZSIM_URL/stats"
-check "admin: stats count operations" has '[b["requests"]["kv.keys.create"] >= 4, b["requests"]["login.token"] >= 5, b["throttled"], b["total"] > 50]' '[true, true, 1, true]'
+check "admin: stats count operations" has '[b["requests"]["kv.keys.create"] >= 4, b["requests"]["login.token"] >= 5, b["throttled"], b["total"] > 50]' '[true, true, 2, true]'
 
 kill -TERM "$AZSIM_PID"
 RC=0
