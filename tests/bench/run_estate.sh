@@ -183,11 +183,17 @@ if [[ " $PHASES " == *" estate "* ]]; then
     # ARM reads kvreconcile made (throttled answers excluded), from the by-kind line
     arm=$(grep -o 'arm\.[A-Za-z.]* [0-9]*' "$work/plan.delta" | grep -v '^arm\.throttled' |
         awk '{n += $2} END {print n + 0}')
-    $py - "$reqs" "${rate16:-0}" "$LATENCY" "$KEYS" "$VERSIONS" "$SECRETS" "$ROLES" "$VAULTS" "$arm" <<'EOF'
+    # Key Vault requests: all (kvreconcile paces them all), and those past the challenge (the ones
+    # Key Vault's limits count)
+    kv=$(grep -o 'kv\.[A-Za-z.]* [0-9]*' "$work/plan.delta" | awk '{n += $2} END {print n + 0}')
+    kvc=$(grep -o 'kv\.challenge [0-9]*' "$work/plan.delta" | awk '{n += $2} END {print n + 0}')
+    $py - "$reqs" "${rate16:-0}" "$LATENCY" "$KEYS" "$VERSIONS" "$SECRETS" "$ROLES" "$VAULTS" "$arm" \
+        "$kv" "$kvc" <<'EOF'
 import math, sys
 reqs, rate, lat = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 keys, versions, secrets, roles, vaults = map(int, sys.argv[4:9])
 arm_reads = int(sys.argv[9])
+kv, kv_challenges = int(sys.argv[10]), int(sys.argv[11])
 page = 25  # Key Vault maxresults ceiling
 # what must happen one after another for one vault: the ARM token and the vault's read (the
 # vault must exist before its contents are read), the challenge probe, the Key Vault token, then
@@ -208,6 +214,12 @@ print("lower bound (a) dependent chain: %d requests x %g ms = %.2f s "
       % (chain, lat, a, math.ceil(secrets / page), math.ceil(keys / page)))
 print("lower bound (b) requests / azsim rate: %d / %.0f per s = %.2f s" % (reqs, rate, b))
 print("ARM read bucket (250, +25/s) for kvreconcile's %d ARM reads (measured): >= %.1f s" % (arm_reads, arm_floor))
+# Key Vault's subscription-wide limit: 20,000 per 10 s for the vaults of a subscription in a region
+kv_counted = kv - kv_challenges
+print("Key Vault subscription-wide limit (20,000 per 10 s) for the %d requests it counts: >= %d s"
+      % (kv_counted, 10 * ((kv_counted - 1) // 20000) if kv_counted > 0 else 0))
+print("kvreconcile's pace under it (2,000, then 1,500/s) for its %d Key Vault requests: >= %.1f s"
+      % (kv, max(0, kv - 2000) / 1500.0))
 print("target (2 x max(a, b)): %.2f s" % (2 * max(a, b)))
 print("a vault's reads on 6 connections (c): %d requests x %g ms / 6, after %d in a chain = %.2f s"
       % (per_vault, lat, arm + 2, c))

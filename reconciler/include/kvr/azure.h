@@ -96,6 +96,13 @@ typedef struct kvr_http_request {
        refilled at 25 a second): a bucket of host_burst requests, full at the host's first paced
        request, refilled at host_rate a second. 0: the engine's pace (kvr_http_config). */
     double host_rate, host_burst;
+    /* A pace its host shares with other hosts, for a service whose budget spans them (Key
+       Vault's subscription-wide limit: every vault of a subscription in a region): the bucket
+       named `budget`, of budget_burst requests, full at its first request, refilled at
+       budget_rate a second. A request goes when both its host's pace and this allow. NULL: no
+       shared budget. The name is the caller's, alive while the request is queued. */
+    const char *budget;
+    double budget_rate, budget_burst;
 } kvr_http_request;
 
 /*

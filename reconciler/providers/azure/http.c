@@ -49,6 +49,13 @@ typedef struct host_state {
     bool paced;        /* a request with its own pace (host_rate) has been here */
 } host_state;
 
+typedef struct budget_state {
+    char *name;
+    kvr_bucket bucket; /* full at its first request (budget_burst) */
+} budget_state;
+
+#define NO_BUDGET SIZE_MAX
+
 double kvr_window_wait(const kvr_window *w, size_t limit, double span_ms, double now_ms)
 {
     double oldest;
@@ -82,6 +89,8 @@ struct kvr_http {
     size_t nhosts;
     size_t caphosts;
     kvr_index host_ix; /* hosts by name: a plan talks to one host per vault */
+    budget_state *budgets; /* shared paces (kvr_http_request.budget): a run has one or two */
+    size_t nbudgets;
     int inflight;
     kvr_http_stats stats;
 };
@@ -97,6 +106,7 @@ typedef struct job {
     struct curl_slist *hdrs;
     kvr_url_info url;
     size_t host;
+    size_t budget; /* index in kvr_http.budgets, or NO_BUDGET */
     int state;
     double not_before;
     double started;
@@ -386,6 +396,9 @@ void kvr_http_free(kvr_http *h)
     for (size_t i = 0; i < h->nhosts; i++)
         free(h->hosts[i].writes.starts);
     free(h->hosts);
+    for (size_t i = 0; i < h->nbudgets; i++)
+        free(h->budgets[i].name);
+    free(h->budgets);
     kvr_index_release(&h->host_ix);
     free(h);
     curl_global_cleanup();
@@ -423,6 +436,27 @@ static int host_index(size_t *out, kvr_http *h, const char *host_port)
     s->bucket.tokens = h->cfg.rate_burst;
     s->bucket.last_ms = now_ms();
     *out = h->nhosts++;
+    return 0;
+}
+
+/* The shared budget called `name` (made at its first request, with `burst` requests in it). */
+static int budget_index(size_t *out, kvr_http *h, const char *name, double burst)
+{
+    for (size_t i = 0; i < h->nbudgets; i++)
+        if (strcmp(h->budgets[i].name, name) == 0) {
+            *out = i;
+            return 0;
+        }
+    budget_state *grown = realloc(h->budgets, (h->nbudgets + 1) * sizeof(*grown));
+    if (!grown)
+        return KVR_ENOMEM;
+    h->budgets = grown;
+    budget_state *b = &h->budgets[h->nbudgets];
+    if (!(b->name = strdup(name)))
+        return KVR_ENOMEM;
+    b->bucket.tokens = burst;
+    b->bucket.last_ms = now_ms();
+    *out = h->nbudgets++;
     return 0;
 }
 
@@ -685,7 +719,9 @@ static int job_setup(kvr_http *h, job *j)
         rc = kvr_error_set(&j->err, KVR_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = host_index(&j->host, h, j->url.host_port)) < 0) {
+    if ((rc = host_index(&j->host, h, j->url.host_port)) < 0 ||
+        (q->budget && q->budget_rate > 0 && q->budget_burst >= 1 &&
+         (rc = budget_index(&j->budget, h, q->budget, q->budget_burst)) < 0)) {
         rc = kvr_error_set(&j->err, KVR_ENOMEM, "out of memory");
         goto done;
     }
@@ -976,6 +1012,14 @@ static size_t run_step(kvr_http *h, job *jobs, size_t n)
             }
             if (wait <= 0)
                 wait = kvr_bucket_take(&hs->bucket, rate, burst, now);
+            if (wait <= 0 && j->budget != NO_BUDGET) {
+                double shared = kvr_bucket_take(&h->budgets[j->budget].bucket, j->req->budget_rate,
+                                                j->req->budget_burst, now);
+                if (shared > 0) { /* it does not go: its host's token back */
+                    hs->bucket.tokens += 1.0;
+                    wait = shared;
+                }
+            }
             if (wait <= 0 && write)
                 kvr_window_note(&hs->writes, WRITE_LIMIT, now);
             if (wait <= 0) {
@@ -1043,6 +1087,7 @@ static void job_init(kvr_http *h, job *j, const kvr_http_request *req, kvr_http_
                      double now)
 {
     memset(j, 0, sizeof(*j));
+    j->budget = NO_BUDGET;
     j->req = req;
     j->resp = resp;
     kvr_http_response_release(j->resp);
