@@ -190,8 +190,8 @@ static void test_jsonpage__whitespace(void **state)
         /* not RFC 8259 whitespace: vertical tab, form feed, NBSP */
         "{\"value\":[1,\v2]}",
         "{\"value\":[1,\f2]}",
-        "{\"value\":[1,\xc2\xa0"
-        "2]}",
+        ("{\"value\":[1,\xc2\xa0" /* split: \xa02 would be one escape */
+         "2]}"),
         "\v{\"value\":[]}",
         "{\"value\":[]}\f",
     };
@@ -243,8 +243,8 @@ static void test_jsonpage__next_link_either_side(void **state)
     static const char *const pages[] = {
         "{\"nextLink\":\"https://h/p?$skiptoken=2\",\"value\":[{\"id\":1}]}",
         "{\"value\":[{\"id\":1}],\"nextLink\":\"https://h/p?$skiptoken=2\"}",
-        "{\"@odata.context\":\"x\",\"value\":[{\"id\":1}],\"@odata.nextLink\":"
-        "\"https://h/p?$skiptoken=2\"}",
+        ("{\"@odata.context\":\"x\",\"value\":[{\"id\":1}],\"@odata.nextLink\":"
+         "\"https://h/p?$skiptoken=2\"}"),
         "{\"@odata.nextLink\":\"https://h/p?$skiptoken=2\",\"value\":[{\"id\":1}],\"count\":1}",
     };
     (void)state;
