@@ -246,52 +246,12 @@ static double now_ms(void)
 }
 
 /*
- * 12 requests, each answered after 200 ms, with at most `per_host` at a time (the engine's limit)
- * and each request asking for at most `host_conns` (0: no ask) and the pace `rate` a second
- * with a bucket of `burst` (0: the engine's): elapsed ms.
+ * 12 requests like `like`, each answered after 200 ms, with at most `per_host` at a time (the
+ * engine's limit); to azsim's admin host, or with `two_hosts` to it and its sign-in host in turn:
+ * elapsed ms.
  */
-static double timed_batch_paced(int per_host, int host_conns, double rate, double burst,
-                                kvr_http_stats *out_stats)
-{
-    enum { M = 12 };
-    kvr_http_config hc;
-    kvr_http *h = NULL;
-    kvr_error err = {0};
-    kvr_http_request reqs[M];
-    kvr_http_response resps[M];
-    int codes[M];
-    char *url = fmt("%s/clock", need("AZSIM_URL"));
-    kvr_http_config_init(&hc);
-    hc.max_per_host = per_host;
-    int rc = kvr_http_new(&h, &hc, &err);
-    CHECK(rc == 0, "%s", err.message);
-    for (int i = 0; i < M; i++) {
-        reqs[i] = (kvr_http_request){.method = "GET",
-                                     .url = url,
-                                     .host_conns = host_conns,
-                                     .host_rate = rate,
-                                     .host_burst = burst};
-        kvr_http_response_init(&resps[i]);
-    }
-    double t0 = now_ms();
-    rc = kvr_http_send_batch(resps, codes, h, reqs, M, NULL);
-    double elapsed = now_ms() - t0;
-    CHECK(rc == 0, "latency batch: %d", rc);
-    for (int i = 0; i < M; i++) {
-        CHECK(resps[i].status == 200, "latency batch %d: %ld", i, resps[i].status);
-        kvr_http_response_release(&resps[i]);
-    }
-    kvr_http_get_stats(out_stats, h);
-    kvr_http_free(h);
-    free(url);
-    return elapsed;
-}
-
-/*
- * 12 requests, each answered after 200 ms, to two hosts in turn (azsim's admin host and its
- * sign-in host), sharing the budget "e2e" of `burst` refilled at `rate` a second: elapsed ms.
- */
-static double timed_batch_shared(double rate, double burst)
+static double timed_requests(int per_host, const kvr_http_request *like, bool two_hosts,
+                             kvr_http_stats *out_stats)
 {
     enum { M = 12 };
     kvr_http_config hc;
@@ -304,28 +264,46 @@ static double timed_batch_shared(double rate, double burst)
                      fmt("%s/%s/v2.0/.well-known/openid-configuration",
                          need("AZURE_AUTHORITY_HOST"), need("AZURE_TENANT_ID"))};
     kvr_http_config_init(&hc);
+    hc.max_per_host = per_host;
     int rc = kvr_http_new(&h, &hc, &err);
     CHECK(rc == 0, "%s", err.message);
     for (int i = 0; i < M; i++) {
-        reqs[i] = (kvr_http_request){.method = "GET",
-                                     .url = urls[i % 2],
-                                     .budget = "e2e",
-                                     .budget_rate = rate,
-                                     .budget_burst = burst};
+        reqs[i] = *like;
+        reqs[i].method = "GET";
+        reqs[i].url = urls[two_hosts ? i % 2 : 0];
         kvr_http_response_init(&resps[i]);
     }
     double t0 = now_ms();
     rc = kvr_http_send_batch(resps, codes, h, reqs, M, NULL);
     double elapsed = now_ms() - t0;
-    CHECK(rc == 0, "shared budget batch: %d", rc);
+    CHECK(rc == 0, "latency batch: %d", rc);
     for (int i = 0; i < M; i++) {
-        CHECK(resps[i].status == 200, "shared budget batch %d: %ld", i, resps[i].status);
+        CHECK(resps[i].status == 200, "latency batch %d: %ld", i, resps[i].status);
         kvr_http_response_release(&resps[i]);
     }
+    kvr_http_get_stats(out_stats, h);
     kvr_http_free(h);
     free(urls[0]);
     free(urls[1]);
     return elapsed;
+}
+
+/* Each request asking for at most `host_conns` (0: no ask) and the pace `rate` a second with a
+   bucket of `burst` (0: the engine's). */
+static double timed_batch_paced(int per_host, int host_conns, double rate, double burst,
+                                kvr_http_stats *out_stats)
+{
+    kvr_http_request like = {.host_conns = host_conns, .host_rate = rate, .host_burst = burst};
+    return timed_requests(per_host, &like, false, out_stats);
+}
+
+/* To two hosts, sharing the budget "e2e" of `burst` refilled at `rate` a second. */
+static double timed_batch_shared(double rate, double burst, kvr_http_stats *out_stats)
+{
+    kvr_http_request like = {.budget = "e2e", .budget_rate = rate, .budget_burst = burst};
+    kvr_http_config hc;
+    kvr_http_config_init(&hc);
+    return timed_requests(hc.max_per_host, &like, true, out_stats);
 }
 
 static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stats)
@@ -363,7 +341,7 @@ static int latency_mode(void)
     /* a pace shared by two hosts (Key Vault's subscription-wide budget, over its vaults): the
        same 2 at once and 10 others 100 ms apart, where a pace of each host's own would let 4
        go at once and end at 600 ms */
-    double ts = timed_batch_shared(10, 2);
+    double ts = timed_batch_shared(10, 2, &st);
     printf("azure_e2e: 12 requests of 200 ms to two hosts, sharing a pace of 10 a second after "
            "2: %.0f ms\n",
            ts);

@@ -18,6 +18,8 @@
 #   azsim_held PID ID...             wait until every hold holds an answer (0), or process PID
 #                                    has ended or 40 s have passed (1)
 #   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
+#   vault_keys_estate SUB VAULT RG N a desired state (stdout) of one RBAC vault in RG (westeurope)
+#                                    with N EC keys k00, k01, ...
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
 #   e2e_finish                       print the tally, exit 1 on any failure
@@ -124,6 +126,17 @@ azsim_admin() {
     else
         curl -sS --cacert "$AZSIM_CA" -X "$1" "$AZSIM_URL$2"
     fi
+}
+
+vault_keys_estate() {
+    printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$1"
+    printf '  - name: %s\n    resourceGroup: %s\n    location: westeurope\n' "$2" "$3"
+    printf '    sku: standard\n    rbac: true\n    softDeleteDays: 7\n    purgeProtection: false\n'
+    printf 'keys:\n'
+    for i in $(seq -w 0 $(($4 - 1))); do
+        printf '  - vault: %s\n    name: k%s\n    type: EC\n    curve: P-256\n    ops: [sign, verify]\n' \
+            "$2" "$i"
+    done
 }
 
 azsim_requests() { azsim_admin GET /stats | json "d['requests'].get('$1', 0)"; }

@@ -14,16 +14,7 @@ e2e_init
 sub=3f6b2a9c-8d41-4e7a-b5c2-9a0e1d4f7b63
 vault=kv-budget
 mkdir "$work/D"
-{
-    printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$sub"
-    printf '  - name: %s\n    resourceGroup: rg-budget\n    location: westeurope\n' "$vault"
-    printf '    sku: standard\n    rbac: true\n    softDeleteDays: 7\n    purgeProtection: false\n'
-    printf 'keys:\n'
-    for i in $(seq -w 0 24); do
-        printf '  - vault: %s\n    name: k%s\n    type: EC\n    curve: P-256\n    ops: [sign, verify]\n' \
-            "$vault" "$i"
-    done
-} >"$work/D/estate.yaml"
+vault_keys_estate "$sub" "$vault" rg-budget 25 >"$work/D/estate.yaml"
 azsim_start "$azsim" --subscription "$sub"
 kvr_apply "apply: the vault and its 25 keys" 0 -f "$work/D" --wait 2m
 cd "$work"

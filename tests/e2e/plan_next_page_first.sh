@@ -22,16 +22,7 @@ e2e_init
 sub=8d2e6f41-5a7c-4b19-8e3d-2f6a9c0b7d15
 vault=kv-pages
 mkdir "$work/D"
-{
-    printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$sub"
-    printf '  - name: %s\n    resourceGroup: rg-pages\n    location: westeurope\n' "$vault"
-    printf '    sku: standard\n    rbac: true\n    softDeleteDays: 7\n    purgeProtection: false\n'
-    printf 'keys:\n'
-    for i in $(seq -w 0 24); do
-        printf '  - vault: %s\n    name: k%s\n    type: EC\n    curve: P-256\n    ops: [sign, verify]\n' \
-            "$vault" "$i"
-    done
-} >"$work/D/estate.yaml"
+vault_keys_estate "$sub" "$vault" rg-pages 25 >"$work/D/estate.yaml"
 azsim_start "$azsim" --subscription "$sub"
 kvr_apply "apply: the vault and its 25 keys" 0 -f "$work/D" --wait 2m
 cd "$work"
