@@ -2081,10 +2081,10 @@ static int kv_pace(reader *r)
         char *end = NULL;
         n = strtol(t, &end, 10);
         if (!end || *end || n < KV_READ_BUDGET_MIN || n > KV_SUB_LIMIT)
-            return kvr_error_set(r->err, KVR_EINVAL,
+            return kvr_error_set(r->err, KVR_EINVAL, /* not echoed: it may hold anything */
                                  "KVR_KV_READ_BUDGET must be a whole number from %d to %d (Key "
-                                 "Vault requests in any 10 seconds), not '%.32s'",
-                                 KV_READ_BUDGET_MIN, KV_SUB_LIMIT, t);
+                                 "Vault requests in any 10 seconds)",
+                                 KV_READ_BUDGET_MIN, KV_SUB_LIMIT);
     }
     r->kv_burst = (double)(n * 2 / 17);
     r->kv_rate = ((double)n - r->kv_burst) / 10.0;
