@@ -129,6 +129,14 @@ typedef struct azsim_kv_object {
     int managed;             /* a key or secret owned by the certificate of the same name */
 } azsim_kv_object;
 
+/* A Key Vault throttling window: 10 seconds of the simulated clock from `start`, and what each
+   kind of operation used in it (key create, other key operations, secret create, everything
+   else) */
+typedef struct azsim_kv_window {
+    int64_t start;
+    double used[4];
+} azsim_kv_window;
+
 typedef struct azsim_vault {
     char *name;
     char *sub, *rg, *location;
@@ -147,8 +155,7 @@ typedef struct azsim_vault {
     azsim_vec secrets; /* azsim_kv_object* */
     azsim_vec certs;   /* azsim_kv_object*; each owns a managed key and secret of its name */
     /* throttling: 10-second window of the simulated clock */
-    int64_t window_start;
-    double used_key_create, used_key_other, used_secret_create, used_other;
+    azsim_kv_window window;
 } azsim_vault;
 
 typedef struct azsim_rg {
@@ -183,8 +190,7 @@ typedef struct azsim_arm_bucket {
 typedef struct azsim_kv_subwin {
     char sub[AZSIM_GUID_LEN + 1];
     char location[64];
-    int64_t window_start;
-    double used[4]; /* key create, other key operations, secret create, everything else */
+    azsim_kv_window window;
 } azsim_kv_subwin;
 
 typedef struct azsim_state {

@@ -2486,10 +2486,13 @@ static azsim_kv_subwin *subwin_for(azsim_state *st, const azsim_vault *v)
     return w;
 }
 
-/* Whether a 10-second window that began at `start` is over at `now`. */
-static int window_over(int64_t start, int64_t now)
+/* Starts w again at `now` when its 10 seconds are over (or the clock went back). */
+static void window_roll(azsim_kv_window *w, int64_t now)
 {
-    return now - start >= 10 || now < start;
+    if (now - w->start >= 10 || now < w->start) {
+        w->start = now;
+        memset(w->used, 0, sizeof(w->used));
+    }
 }
 
 /*
@@ -2507,18 +2510,9 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
     int k;
     if (!c->st->throttle)
         return 0;
-    azsim_kv_subwin *w = subwin_for(c->st, v);
-    double *vused[4] = {&v->used_key_create, &v->used_key_other, &v->used_secret_create,
-                        &v->used_other};
-    if (window_over(v->window_start, now)) {
-        v->window_start = now;
-        for (k = 0; k < 4; k++)
-            *vused[k] = 0;
-    }
-    if (window_over(w->window_start, now)) {
-        w->window_start = now;
-        memset(w->used, 0, sizeof(w->used));
-    }
+    azsim_kv_window *vw = &v->window, *sw = &subwin_for(c->st, v)->window;
+    window_roll(vw, now);
+    window_roll(sw, now);
     if (strcmp(op->stat, "kv.keys.create") == 0 || strcmp(op->stat, "kv.keys.rotate") == 0) {
         k = 0;
         json_t *body = azsim_body_json(c->r);
@@ -2545,15 +2539,15 @@ static int throttled(kv_ctx *c, const op_info *op, azsim_kv_object *o)
         limit = 4000;
     }
     double sub_limit = k == 3 && c->st->kv_sub_limit > 0 ? c->st->kv_sub_limit : 5 * limit;
-    if (*vused[k] + weight > limit || w->used[k] + weight > sub_limit) {
+    if (vw->used[k] + weight > limit || sw->used[k] + weight > sub_limit) {
         c->st->throttled++;
         kv_error(c, 429, "Throttled", NULL,
                  "Operations per second limit exceeded. Please retry after some time. Reason: "
                  "VaultRequestTypeLimitReached");
         return 1;
     }
-    *vused[k] += weight;
-    w->used[k] += weight;
+    vw->used[k] += weight;
+    sw->used[k] += weight;
     return 0;
 }
 
