@@ -279,6 +279,9 @@ static double timed_requests(int per_host, const kvr_http_request *like, bool tw
     CHECK(rc == 0, "latency batch: %d", rc);
     for (int i = 0; i < M; i++) {
         CHECK(resps[i].status == 200, "latency batch %d: %ld", i, resps[i].status);
+        /* its own transfer, not the wait for its turn (of up to 11 x 100 ms, paced) */
+        CHECK(resps[i].elapsed_ms >= 190 && resps[i].elapsed_ms < 600,
+              "latency batch %d: elapsed %.0f ms", i, resps[i].elapsed_ms);
         kvr_http_response_release(&resps[i]);
     }
     kvr_http_get_stats(out_stats, h);
@@ -309,6 +312,34 @@ static double timed_batch_shared(double rate, double burst, kvr_http_stats *out_
 static double timed_batch(int per_host, int host_conns, kvr_http_stats *out_stats)
 {
     return timed_batch_paced(per_host, host_conns, 0, 0, out_stats);
+}
+
+/* Requests to host A, then B, then A again, one at a time, the engine keeping `keep`
+   connections (kvr_http_keep_conns; 0: its own figure): the connections opened. */
+static unsigned long long conns_kept(size_t keep)
+{
+    kvr_http *h = NULL;
+    kvr_error err = {0};
+    kvr_http_stats st;
+    char *urls[2] = {fmt("%s/clock", need("AZSIM_URL")),
+                     fmt("%s/%s/v2.0/.well-known/openid-configuration",
+                         need("AZURE_AUTHORITY_HOST"), need("AZURE_TENANT_ID"))};
+    int rc = kvr_http_new(&h, NULL, &err);
+    CHECK(rc == 0, "%s", err.message);
+    kvr_http_keep_conns(h, keep);
+    for (int i = 0; i < 3; i++) {
+        kvr_http_request q = {.method = "GET", .url = urls[i % 2]};
+        kvr_http_response r;
+        kvr_http_response_init(&r);
+        rc = kvr_http_send(&r, h, &q, &err);
+        CHECK(rc == 0 && r.status == 200, "keep %zu, request %d: %d %ld", keep, i, rc, r.status);
+        kvr_http_response_release(&r);
+    }
+    kvr_http_get_stats(&st, h);
+    kvr_http_free(h);
+    free(urls[0]);
+    free(urls[1]);
+    return (unsigned long long)st.connections;
 }
 
 static int latency_mode(void)
@@ -352,6 +383,12 @@ static int latency_mode(void)
     CHECK(t8 >= 590 && t8 < 1800, "asking 8 under a limit of 4 took %.0f ms", t8);
     CHECK(st.connections <= 4, "%llu connections asking 8 under a limit of 4",
           (unsigned long long)st.connections);
+    /* A's connection is kept for the second A, unless one connection only is kept: then it is
+       the one idle the longest when B's transfer ends, and is closed */
+    unsigned long long c_default = conns_kept(0), c_one = conns_kept(1);
+    printf("azure_e2e: A, B, A: %llu connections, %llu keeping one\n", c_default, c_one);
+    CHECK(c_default == 2, "A, B, A opened %llu connections", c_default);
+    CHECK(c_one == 3, "A, B, A keeping one connection opened %llu", c_one);
     printf("azure_e2e: %d checks passed\n", checks);
     return 0;
 }

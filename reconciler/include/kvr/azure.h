@@ -58,6 +58,13 @@ typedef struct kvr_http_config {
 void kvr_http_config_init(kvr_http_config *cfg);
 
 /*
+ * At most n connections kept open, in use or idle; as a transfer ends past that, the connection
+ * idle the longest is closed (a host done with keeps its connections otherwise, each about
+ * 50 KB of TLS and libcurl state). 0: the engine's own figure, twice max_transfers.
+ */
+void kvr_http_keep_conns(kvr_http *h, size_t n);
+
+/*
  * Creates an engine. cfg may be NULL (defaults). Fails with KVR_EIO when the extra CA file cannot
  * be read or holds no certificate, KVR_EHTTP when libcurl cannot be set up.
  */
@@ -123,6 +130,7 @@ typedef struct kvr_http_response {
     char *request_id;            /* x-ms-request-id */
     char *content_type;          /* Content-Type */
     int attempts;                /* tries made */
+    double elapsed_ms; /* the last try: from when it was sent (after any pace's wait) to its end */
 } kvr_http_response;
 
 void kvr_http_response_init(kvr_http_response *r);

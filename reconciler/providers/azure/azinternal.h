@@ -119,6 +119,9 @@ int kvr_auth_run_feed(kvr_auth *a, const kvr_auth_feed *feed, size_t slots);
    token not had here is asked for, and its error told, when it is used). */
 void kvr_auth_prefetch(kvr_auth *a, const char *const *scopes, size_t n);
 
+/* kvr_http_keep_conns on the engine the credentials use. */
+void kvr_auth_keep_conns(kvr_auth *a, size_t n);
+
 /* Whether `url`'s host has sent a challenge kvr_auth_send_kv or a feed learnt. */
 bool kvr_auth_kv_known(kvr_auth *a, const char *url);
 

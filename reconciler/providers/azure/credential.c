@@ -1094,6 +1094,11 @@ int kvr_auth_run_feed(kvr_auth *a, const kvr_auth_feed *feed, size_t slots)
     return rc;
 }
 
+void kvr_auth_keep_conns(kvr_auth *a, size_t n)
+{
+    kvr_http_keep_conns(a->http, n);
+}
+
 bool kvr_auth_kv_known(kvr_auth *a, const char *url)
 {
     kvr_url_info u;

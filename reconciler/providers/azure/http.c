@@ -110,6 +110,7 @@ typedef struct job {
     int state;
     double not_before;
     double started;
+    double sent; /* the try in flight: when it was handed to libcurl */
     kvr_sbuf body;
     size_t announced; /* the answer's Content-Length (0: none) */
     bool encoded;     /* it has a Content-Encoding: the length is not the body's */
@@ -356,7 +357,7 @@ int kvr_http_new(kvr_http **out, const kvr_http_config *cfg, kvr_error *err)
     }
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->cfg.max_per_host);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)h->cfg.max_transfers);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->cfg.max_transfers * 2);
+    kvr_http_keep_conns(h, 0);
     curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     if ((h->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         rc = kvr_error_set(err, KVR_EHTTP, "cannot create an epoll instance: %s", strerror(errno));
@@ -383,6 +384,14 @@ done:
     if (global)
         curl_global_cleanup();
     return rc;
+}
+
+void kvr_http_keep_conns(kvr_http *h, size_t n)
+{
+    long cap = (long)h->cfg.max_transfers * 2;
+    if (n > 0 && n < (size_t)cap)
+        cap = (long)n;
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, cap);
 }
 
 void kvr_http_free(kvr_http *h)
@@ -877,6 +886,7 @@ static void job_attempt_done(kvr_http *h, job *j, CURLcode res)
 
     long conns = 0, version = 0;
     j->resp->attempts++;
+    j->resp->elapsed_ms = now - j->sent;
     h->stats.attempts++;
     if (j->resp->attempts > 1)
         h->stats.retries++;
@@ -965,6 +975,7 @@ static int job_start(kvr_http *h, job *j)
     if (job_easy(h, j) < 0 || curl_multi_add_handle(h->multi, j->easy) != CURLM_OK)
         return KVR_EHTTP;
     j->state = JOB_RUNNING;
+    j->sent = now_ms();
     h->inflight++;
     h->hosts[j->host].inflight++;
     return 0;
