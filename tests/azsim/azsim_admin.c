@@ -82,7 +82,8 @@ static int arm_async(azsim_req *r)
 
 /* ---- holds -------------------------------------------------------------------------------- */
 
-#define HOLDS_MAX 16
+/* armed or holding at once: a test may hold one read of each of dozens of vaults */
+#define HOLDS_MAX 64
 #define HOLD_MAX_SECONDS 300 /* a forgotten hold ends by itself (the test died) */
 
 enum { HOLD_ARMED = 0, HOLD_HOLDING, HOLD_RELEASED };
