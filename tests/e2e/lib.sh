@@ -20,6 +20,8 @@
 #   azsim_vault RG VAULT             create resource group RG (westeurope) and an RBAC vault in it
 #   vault_keys_estate SUB VAULT RG N a desired state (stdout) of one RBAC vault in RG (westeurope)
 #                                    with N EC keys k00, k01, ...
+#   vaults_keys_estate SUB PREFIX RG V N
+#                                    the same with V vaults PREFIX00, PREFIX01, ..., N keys each
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
 #   e2e_finish                       print the tally, exit 1 on any failure
@@ -129,13 +131,27 @@ azsim_admin() {
 }
 
 vault_keys_estate() {
-    printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$1"
-    printf '  - name: %s\n    resourceGroup: %s\n    location: westeurope\n' "$2" "$3"
-    printf '    sku: standard\n    rbac: true\n    softDeleteDays: 7\n    purgeProtection: false\n'
+    estate_of_vaults "$1" "$3" "$4" "$2"
+}
+
+vaults_keys_estate() {
+    estate_of_vaults "$1" "$3" "$5" $(seq -f "$2%02g" 0 $(($4 - 1)))
+}
+
+estate_of_vaults() { # SUB RG N VAULT...
+    local sub=$1 rg=$2 n=$3 v i
+    shift 3
+    printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$sub"
+    for v in "$@"; do
+        printf '  - name: %s\n    resourceGroup: %s\n    location: westeurope\n' "$v" "$rg"
+        printf '    sku: standard\n    rbac: true\n    softDeleteDays: 7\n    purgeProtection: false\n'
+    done
     printf 'keys:\n'
-    for i in $(seq -w 0 $(($4 - 1))); do
-        printf '  - vault: %s\n    name: k%s\n    type: EC\n    curve: P-256\n    ops: [sign, verify]\n' \
-            "$2" "$i"
+    for v in "$@"; do
+        for i in $(seq -w 0 $((n - 1))); do
+            printf '  - vault: %s\n    name: k%s\n    type: EC\n    curve: P-256\n    ops: [sign, verify]\n' \
+                "$v" "$i"
+        done
     done
 }
 

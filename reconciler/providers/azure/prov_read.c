@@ -235,6 +235,23 @@ static char *odata_literal(const char *v, kvr_error *err)
 #define KV_SUB_LIMIT 20000
 #define KV_READ_BUDGET 17000
 #define KV_READ_BUDGET_MIN 10
+/* When that budget binds, more vault reads out than it lets through buy no time, and each vault
+   they are spread over holds a connection (about 50 KB of TLS and libcurl state): with all of
+   VAULT_CONNS out, the 200-vault plan held a connection to each of its 200 vaults and peaked at
+   49.7 MB, against 41.4 MB with 48 out, in the same 14.2 s (tests/bench/RESULTS.md, N). So a
+   read whose scope asks for enough Key Vault reads that the budget binds (kv_bound) has only as
+   many out as keep PACE_HEADROOM times the budget's pace busy at the vault reads' measured
+   latency (Little's law), at least PACE_CONNS_MIN, and keeps twice that many connections open;
+   the headroom also spends the budget's burst, within (burst / (headroom - 1)) / pace seconds.
+   The budget binds, even with reads so few out, when the reads the scope asks for at least (each
+   vault's key and secret lists, each declared key and its versions) are more than the burst and
+   what the pace adds while those go: at least headroom / (headroom - 1) times the burst, 8,667
+   reads at the default budget. A smaller read keeps all of VAULT_CONNS: the 20-vault plan's
+   2,274 reads are mostly the burst's, and 48 out would slow them. */
+#define PACE_HEADROOM 1.3
+#define PACE_CONNS_MIN 16
+#define LATENCY_READS 64
+#define LATENCY_EVERY 16
 #define FEED_SLOTS (VAULT_CONNS + ARM_SLOTS)
 #define LIST_PAGES_MAX 10000
 #define LIST_ITEMS_MAX 1000000
@@ -402,6 +419,11 @@ struct reader {
     const char *sub;
     char kv_budget[96]; /* the vault reads' shared pace (KV_READ_BUDGET), named after sub */
     double kv_rate, kv_burst;
+    bool kv_bound;     /* the budget binds: the vault reads out follow its pace (PACE_HEADROOM) */
+    size_t kv_out;     /* the vault reads that may be out now (vault_transfers) */
+    double kv_latency; /* ms, the vault reads' transfers (kv_latency_note); 0: none yet */
+    double latency[LATENCY_READS]; /* the last vault reads' latencies, a ring */
+    size_t nlatency;               /* vault reads' latencies noted */
     const kvr_marker_key *mk;
     const kvr_value_memo *memo; /* values this run read back; NULL: none */
     bool everything; /* export: every key's rotation policy, every vault's certificates */
@@ -718,22 +740,66 @@ static int fetch_url(reader *r, fetch *f)
     return 0;
 }
 
+static int ms_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * A vault read's latency. What sets the reads out (PACE_HEADROOM) is the median of the last
+ * LATENCY_READS, taken again after every LATENCY_EVERY: a new vault's first read (its handshakes
+ * and its challenge), or answers that waited while a large page was handled, took 80-160 ms
+ * where the reads took 21, in bursts, and a moving average followed them up to 162 reads out
+ * (each of the vaults they let in keeps a connection); a median of such a burst still said
+ * 60 ms, so the figure grows by a quarter at most each time.
+ */
+static void kv_latency_note(reader *r, double ms)
+{
+    double sorted[LATENCY_READS];
+    size_t n = r->nlatency < LATENCY_READS ? r->nlatency + 1 : LATENCY_READS;
+    r->latency[r->nlatency++ % LATENCY_READS] = ms;
+    if (r->nlatency % LATENCY_EVERY)
+        return;
+    memcpy(sorted, r->latency, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), ms_cmp);
+    ms = sorted[n / 2];
+    /* a quarter more each time at most: a burst of late answers is not a slower service */
+    r->kv_latency = r->kv_latency > 0 && ms > 1.25 * r->kv_latency ? 1.25 * r->kv_latency : ms;
+}
+
+/* The vault reads that may be out at once (see PACE_HEADROOM), and the connections kept open. */
+static size_t vault_transfers(reader *r)
+{
+    double want = PACE_HEADROOM * r->kv_rate * r->kv_latency / 1000.0;
+    size_t n = VAULT_CONNS;
+    if (!r->kv_bound)
+        return n;
+    if (want < (double)VAULT_CONNS)
+        n = (size_t)want + (want > (double)(size_t)want);
+    if (n < PACE_CONNS_MIN)
+        n = PACE_CONNS_MIN;
+    if (n != r->kv_out)
+        kvr_auth_keep_conns(r->a, 2 * n);
+    return r->kv_out = n;
+}
+
 /*
  * The next fetch to go (see above), or NULL when none may go now: ARM, Graph and profiles first,
  * then the first vault in the scope's order that has reads queued and room for one more.
  */
 static fetch *pick(reader *r)
 {
-    size_t nwords = (r->sc->nvaults + 1 + 63) / 64, most;
+    size_t nwords = (r->sc->nvaults + 1 + 63) / 64, most, slots;
     fetch *prev = NULL;
     if (r->bk[0].out < ARM_SLOTS)
         for (fetch *f = r->bk[0].head; f; prev = f, f = f->qnext)
             if (!f->bulky || r->bulky < ARM_BULKY)
                 return take(r, prev, f);
-    r->conns = (int)(r->busy ? VAULT_CONNS / (r->busy < VAULT_CONNS ? r->busy : VAULT_CONNS)
-                             : VAULT_HOST_CONNS);
+    slots = vault_transfers(r);
+    r->conns = (int)(r->busy ? slots / (r->busy < slots ? r->busy : slots) : VAULT_HOST_CONNS);
     r->conns = r->conns < 1 ? 1 : r->conns > VAULT_HOST_CONNS ? VAULT_HOST_CONNS : r->conns;
-    most = VAULT_CONNS / (size_t)r->conns; /* vaults with reads out */
+    most = slots / (size_t)r->conns; /* vaults with reads out */
     for (size_t w = 0; w < nwords; w++) {
         /* at the most: only the vaults already out may send more */
         uint64_t bits = r->ready[w] & (r->nactive >= most ? r->active[w] : ~(uint64_t)0);
@@ -796,6 +862,8 @@ static void feed_done(void *ud, const kvr_http_request *req, kvr_http_response *
     fetch *f = (fetch *)(void *)((char *)(uintptr_t)req - offsetof(fetch, req));
     bool again = false;
     settle(r, f);
+    if (f->order && code == 0 && resp->elapsed_ms > 0)
+        kv_latency_note(r, resp->elapsed_ms);
     if (r->rc == 0) {
         if (code == KVR_ETOOBIG && f->forbidden_ok) {
             r->rc = give_up_group(r, f); /* e.g. 100,000 role assignments in one page */
@@ -838,6 +906,8 @@ static int run_queue(reader *r)
     kvr_auth_prefetch(r->a, scopes, n);
     if (kvr_auth_run_feed(r->a, &feed, FEED_SLOTS) < 0 && r->rc == 0)
         r->rc = kvr_error_oom(r->err);
+    if (r->kv_out)
+        kvr_auth_keep_conns(r->a, 0); /* the engine's own figure again, for what comes next */
     drop_queue(r);
     return r->rc;
 }
@@ -2091,6 +2161,16 @@ static int kv_pace(reader *r)
     return 0;
 }
 
+/* Whether the budget binds (PACE_HEADROOM), from the Key Vault reads the scope asks for. */
+static void kv_bound_set(reader *r)
+{
+    double least = 0;
+    for (size_t i = 0; i < r->sc->nvaults; i++)
+        if (vault_index(r, r->sc->vaults[i].name) == i) /* a vault named twice is read once */
+            least += 2.0 + 2.0 * (double)r->vix[i].nkeys;
+    r->kv_bound = least * (PACE_HEADROOM - 1.0) >= PACE_HEADROOM * r->kv_burst;
+}
+
 int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
                         const kvr_scope *scope, const kvr_marker_key *mk,
                         const kvr_value_memo *memo, kvr_error *err)
@@ -2128,6 +2208,7 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
     }
     if ((rc = index_build(&r)) < 0)
         goto done;
+    kv_bound_set(&r);
     /* the roots; everything else is queued by the handlers as what it depends on arrives */
     if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
         (rc = queue_marked_apps(&r)) < 0 ||
