@@ -424,6 +424,7 @@ struct reader {
     double kv_latency; /* ms, the vault reads' transfers (kv_latency_note); 0: none yet */
     double latency[LATENCY_READS]; /* the last vault reads' latencies, a ring */
     size_t nlatency;               /* vault reads' latencies noted */
+    size_t latency_grown;          /* nlatency when kv_latency last grew */
     const kvr_marker_key *mk;
     const kvr_value_memo *memo; /* values this run read back; NULL: none */
     bool everything; /* export: every key's rotation policy, every vault's certificates */
@@ -751,8 +752,10 @@ static int ms_cmp(const void *a, const void *b)
  * LATENCY_READS, taken again after every LATENCY_EVERY: a new vault's first read (its handshakes
  * and its challenge), or answers that waited while a large page was handled, took 80-160 ms
  * where the reads took 21, in bursts, and a moving average followed them up to 162 reads out
- * (each of the vaults they let in keeps a connection); a median of such a burst still said
- * 60 ms, so the figure grows by a quarter at most each time.
+ * (each of the vaults they let in keeps a connection). A median of such a burst still said
+ * 60 ms, and grown by a quarter each time, 126 reads out. So it grows by a quarter at most,
+ * once per LATENCY_READS (a latency that doubles is followed within 4 x 64 reads, a fifth of a
+ * second at the default pace), and falls at once; the first figure is the first reads' median.
  */
 static void kv_latency_note(reader *r, double ms)
 {
@@ -764,8 +767,16 @@ static void kv_latency_note(reader *r, double ms)
     memcpy(sorted, r->latency, n * sizeof(*sorted));
     qsort(sorted, n, sizeof(*sorted), ms_cmp);
     ms = sorted[n / 2];
-    /* a quarter more each time at most: a burst of late answers is not a slower service */
-    r->kv_latency = r->kv_latency > 0 && ms > 1.25 * r->kv_latency ? 1.25 * r->kv_latency : ms;
+    if (r->kv_latency > 0 && ms > r->kv_latency) {
+        /* a burst of late answers is not a slower service: up by a quarter at most, and not
+           again until the window holds none of the reads that moved it */
+        if (r->nlatency - r->latency_grown < LATENCY_READS)
+            return;
+        r->latency_grown = r->nlatency;
+        if (ms > 1.25 * r->kv_latency)
+            ms = 1.25 * r->kv_latency;
+    }
+    r->kv_latency = ms;
 }
 
 /* The vault reads that may be out at once (see PACE_HEADROOM), and the connections kept open. */
