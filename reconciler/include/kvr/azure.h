@@ -59,8 +59,9 @@ void kvr_http_config_init(kvr_http_config *cfg);
 
 /*
  * At most n connections kept open, in use or idle; as a transfer ends past that, the connection
- * idle the longest is closed (a host done with keeps its connections otherwise, each about
- * 50 KB of TLS and libcurl state). 0: the engine's own figure, twice max_transfers.
+ * idle the longest is closed. Otherwise the connections to hosts no longer asked stay open, each
+ * about 50 KB of TLS and libcurl state. 0, or more than the engine's own figure (twice
+ * max_transfers): that figure.
  */
 void kvr_http_keep_conns(kvr_http *h, size_t n);
 

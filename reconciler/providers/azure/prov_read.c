@@ -192,19 +192,19 @@ static char *odata_literal(const char *v, kvr_error *err)
  * Which requests go matters as much as how many: each vault is its own host, and a TLS
  * connection to it costs a handshake on both sides. So ARM, Graph and profile reads go first
  * (everything else depends on them), then vaults in the scope's order, each vault's reads in
- * queue order. The vaults with reads left share the engine's transfers (VAULT_CONNS): each gets
- * VAULT_CONNS / (vaults with reads left) connections, at least 1 and at most VAULT_HOST_CONNS
- * (the engine is told so per request, host_conns), and at most VAULT_CONNS / that many vaults
- * have reads in flight at once. A vault's reads thus run in one stretch on the same few
- * connections, and the next vaults come in as the first ones finish, instead of every vault
- * being visited all the time (which made the engine close idle connections to open others:
- * thousands of handshakes on a 200-vault estate). A vault has as many reads out as it has
- * connections, no more: the engine starts a host's waiting requests in the order of its slots,
- * not in the order they were handed out, so a read waiting for a connection could be overtaken
- * by one picked after it, and the order picked here (a list's next page first: complete())
- * would not hold. A connection is idle between an answer and the next read only for the time
- * the answer's handler takes (the feed asks for the next one at once). A vault whose Key Vault
- * challenge is not known yet gets one request, which learns it (the challenge flow,
+ * queue order. The vaults with reads left share the engine's transfers (VAULT_CONNS, or fewer
+ * while Key Vault's budget binds: vault_transfers): each gets that many / (vaults with reads
+ * left) connections, at least 1 and at most VAULT_HOST_CONNS (the engine is told so per request,
+ * host_conns), and at most that many / those connections vaults have reads in flight at once. A
+ * vault's reads thus run in one stretch on the same few connections, and the next vaults come in as
+ * the first ones finish, instead of every vault being visited all the time (which made the engine
+ * close idle connections to open others: thousands of handshakes on a 200-vault estate). A vault
+ * has as many reads out as it has connections, no more: the engine starts a host's waiting requests
+ * in the order of its slots, not in the order they were handed out, so a read waiting for a
+ * connection could be overtaken by one picked after it, and the order picked here (a list's next
+ * page first: complete()) would not hold. A connection is idle between an answer and the next read
+ * only for the time the answer's handler takes (the feed asks for the next one at once). A vault
+ * whose Key Vault challenge is not known yet gets one request, which learns it (the challenge flow,
  * kvr_auth_send_kv).
  *
  * The result does not depend on timing: handlers run in the order answers arrive, but what each
@@ -238,7 +238,7 @@ static char *odata_literal(const char *v, kvr_error *err)
 /* When that budget binds, more vault reads out than it lets through buy no time, and each vault
    they are spread over holds a connection (about 50 KB of TLS and libcurl state): with all of
    VAULT_CONNS out, the 200-vault plan held a connection to each of its 200 vaults and peaked at
-   49.7 MB, against 41.4 MB with 48 out, in the same 14.2 s (tests/bench/RESULTS.md, N). So a
+   49.7 MB, against 38.7 MB with about 40 out, in the same 14.4 s (tests/bench/RESULTS.md, N). So a
    read whose scope asks for enough Key Vault reads that the budget binds (kv_bound) has only as
    many out as keep PACE_HEADROOM times the budget's pace busy at the vault reads' measured
    latency (Little's law), at least PACE_CONNS_MIN, and keeps twice that many connections open;
@@ -750,8 +750,8 @@ static int ms_cmp(const void *a, const void *b)
 /*
  * A vault read's latency. What sets the reads out (PACE_HEADROOM) is the median of the last
  * LATENCY_READS, taken again after every LATENCY_EVERY: a new vault's first read (its handshakes
- * and its challenge), or answers that waited while a large page was handled, took 80-160 ms
- * where the reads took 21, in bursts, and a moving average followed them up to 162 reads out
+ * and its challenge), or answers that waited while a large page was handled, took 80 ms and
+ * more where the reads took 21, in bursts, and a moving average followed them up to 162 reads out
  * (each of the vaults they let in keeps a connection). A median of such a burst still said
  * 60 ms, and grown by a quarter each time, 126 reads out. So it grows by a quarter at most,
  * once per LATENCY_READS (a latency that doubles is followed within 4 x 64 reads, a fifth of a
