@@ -8,7 +8,10 @@
 #   - with KVR_KV_READ_BUDGET=400 (47 at once, then 35 a second), 240 reads are more than the
 #     4.3 times 47 past which the budget binds: 16 vaults (PACE_CONNS_MIN, as no read has
 #     answered yet) have their first read out and held, and the other 8 are not asked for;
-#   - with the default budget (2,000 at once) it does not bind: all 24 are out at once.
+#   - with the default budget (2,000 at once) it does not bind: all 24 are out at once;
+#   - the vaults found count, not the declared ones: with KVR_KV_READ_BUDGET=1000 (117 at once)
+#     the budget binds past 507 reads; a desired state of 64 such vaults declares 640, but only
+#     the 24 made are found (240), so all 24 are out at once.
 # Each plan then ends with exit 0 once the holds are let go.
 # usage: plan_kv_transfers.sh KVRECONCILE AZSIM
 set -euo pipefail
@@ -19,8 +22,9 @@ e2e_init
 sub=5c1e8d2a-7b3f-4a96-9e0d-b4f2c6a81d37
 prefix=kv-out
 nvaults=24
-mkdir "$work/D"
+mkdir "$work/D" "$work/D64"
 vaults_keys_estate "$sub" "$prefix" rg-out "$nvaults" 4 >"$work/D/estate.yaml"
+vaults_keys_estate "$sub" "$prefix" rg-out 64 4 >"$work/D64/estate.yaml"
 azsim_start "$azsim" --subscription "$sub"
 kvr_apply "apply: $nvaults vaults of 4 keys" 0 -f "$work/D" --wait 2m
 cd "$work"
@@ -55,11 +59,11 @@ release_all() {
         azsim_release "$id"
     done
 }
-plan_with_holds() { # NAME WANT [ENV...]: the vaults out while every first read is held
-    local name=$1 want=$2 pid rc n
-    shift 2
+plan_with_holds() { # NAME DIR WANT [ENV...]: the vaults out while every first read is held
+    local name=$1 dir=$2 want=$3 pid rc n
+    shift 3
     hold_all
-    env "$@" "$kvr" plan -f D >"out.$name" 2>"err.$name" &
+    env "$@" "$kvr" plan -f "$dir" >"out.$name" 2>"err.$name" &
     pid=$!
     E2E_PIDS=$pid
     n=$(wait_holding "$want" "$pid")
@@ -74,11 +78,20 @@ plan_with_holds() { # NAME WANT [ENV...]: the vaults out while every first read 
     [[ $rc == 0 ]] || cat "out.$name" "err.$name"
 }
 
-plan_with_holds bound 16 KVR_KV_READ_BUDGET=400
+plan_with_holds bound D 16 KVR_KV_READ_BUDGET=400
 check "budget binds: 16 vaults have a read out ($out_now)" "$([[ $out_now == 16 ]]; echo $?)"
 
-plan_with_holds free "$nvaults"
+plan_with_holds free D "$nvaults"
 check "budget does not bind: all $nvaults vaults have a read out ($out_now)" \
     "$([[ $out_now == "$nvaults" ]]; echo $?)"
+
+plan_with_holds found D64 "$nvaults" KVR_KV_READ_BUDGET=1000
+check "40 declared vaults not made yet do not count: all $nvaults have a read out ($out_now)" \
+    "$([[ $out_now == "$nvaults" ]]; echo $?)"
+named=0
+for i in $(seq "$nvaults" 63); do
+    grep -q "$prefix$i" out.found && named=$((named + 1))
+done
+check "  and the plan names the 40 it would make ($named)" "$([[ $named == 40 ]]; echo $?)"
 e2e_sanitizer_scan
 e2e_finish

@@ -238,16 +238,18 @@ static char *odata_literal(const char *v, kvr_error *err)
 /* When that budget binds, more vault reads out than it lets through buy no time, and each vault
    they are spread over holds a connection (about 50 KB of TLS and libcurl state): with all of
    VAULT_CONNS out, the 200-vault plan held a connection to each of its 200 vaults and peaked at
-   49.7 MB, against 38.7 MB with about 40 out, in the same 14.4 s (tests/bench/RESULTS.md, N). So a
-   read whose scope asks for enough Key Vault reads that the budget binds (kv_bound) has only as
-   many out as keep PACE_HEADROOM times the budget's pace busy at the vault reads' measured
-   latency (Little's law), at least PACE_CONNS_MIN, and keeps twice that many connections open;
-   the headroom also spends the budget's burst, within (burst / (headroom - 1)) / pace seconds.
-   The budget binds, even with reads so few out, when the reads the scope asks for at least (each
-   vault's key and secret lists, each declared key and its versions) are more than the burst and
-   what the pace adds while those go: at least headroom / (headroom - 1) times the burst, 8,667
-   reads at the default budget. A smaller read keeps all of VAULT_CONNS: the 20-vault plan's
-   2,274 reads are mostly the burst's, and 48 out would slow them. */
+   49.7 MB, against 38.7 MB with about 40 out, in the same 14.4 s (tests/bench/RESULTS.md, N). So
+   once the vaults found ask for enough Key Vault reads that the budget binds (kv_bound), a read
+   has only as many out as keep PACE_HEADROOM times the budget's pace busy at the vault reads'
+   measured latency (Little's law), at least PACE_CONNS_MIN, and keeps twice that many
+   connections open; the headroom also spends the budget's burst, within
+   (burst / (headroom - 1)) / pace seconds. The budget binds, even with reads so few out, when
+   the reads the vaults found ask for at least (each one's key and secret lists, each of its
+   declared keys and their versions) are more than the burst and what the pace adds while those
+   go: at least headroom / (headroom - 1) times the burst, 8,667 reads at the default budget.
+   Counting the vaults found, not the declared ones, a scope of vaults still to be made is not
+   taken for a large read. A smaller read keeps all of VAULT_CONNS: the 20-vault plan's 2,274
+   reads are mostly the burst's, and 48 out would slow them. */
 #define PACE_HEADROOM 1.3
 #define PACE_CONNS_MIN 16
 #define LATENCY_READS 64
@@ -420,6 +422,7 @@ struct reader {
     char kv_budget[96]; /* the vault reads' shared pace (KV_READ_BUDGET), named after sub */
     double kv_rate, kv_burst;
     bool kv_bound;     /* the budget binds: the vault reads out follow its pace (PACE_HEADROOM) */
+    double kv_least;   /* the Key Vault reads the vaults found ask for at least (kv_bound_note) */
     size_t kv_out;     /* the vault reads that may be out now (vault_transfers) */
     double kv_latency; /* ms, the vault reads' transfers (kv_latency_note); 0: none yet */
     double latency[LATENCY_READS]; /* the last vault reads' latencies, a ring */
@@ -1973,12 +1976,24 @@ static int secrets_done(reader *r, fetch *f, json_t *items)
     return rc;
 }
 
+/* A vault found: the reads it asks for at least, towards whether the budget binds (PACE_HEADROOM).
+   A group's vaults come a page of its list at a time, each page counted before its vaults'
+   first reads go. */
+static void kv_bound_note(reader *r, const kvr_scope_vault *v)
+{
+    r->kv_least += 2.0 + 2.0 * (double)vinfo(r, v)->nkeys;
+    if (r->kv_least * (PACE_HEADROOM - 1.0) >= PACE_HEADROOM * r->kv_burst)
+        r->kv_bound = true;
+}
+
 static int queue_vault_contents(reader *r, const kvr_scope_vault *v)
 {
     /* certificates matter to a relocation that copies them, on either side, and to a plan that
        reports or retires what the vault holds undeclared */
     bool certs = vinfo(r, v)->certs || r->everything || v->unmanaged || v->unmanaged_read;
-    int rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
+    int rc;
+    kv_bound_note(r, v);
+    rc = queue_list(r, v, "keys", keys_done, NULL, "list keys");
     if (!rc)
         rc = queue_list(r, v, "secrets", secrets_done, NULL, "list secrets");
     if (!rc && certs)
@@ -2172,16 +2187,6 @@ static int kv_pace(reader *r)
     return 0;
 }
 
-/* Whether the budget binds (PACE_HEADROOM), from the Key Vault reads the scope asks for. */
-static void kv_bound_set(reader *r)
-{
-    double least = 0;
-    for (size_t i = 0; i < r->sc->nvaults; i++)
-        if (vault_index(r, r->sc->vaults[i].name) == i) /* a vault named twice is read once */
-            least += 2.0 + 2.0 * (double)r->vix[i].nkeys;
-    r->kv_bound = least * (PACE_HEADROOM - 1.0) >= PACE_HEADROOM * r->kv_burst;
-}
-
 int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
                         const kvr_scope *scope, const kvr_marker_key *mk,
                         const kvr_value_memo *memo, kvr_error *err)
@@ -2219,7 +2224,6 @@ int kvr_live_read_scope(kvr_live **out, kvr_auth *a, const kvr_endpoints *ep,
     }
     if ((rc = index_build(&r)) < 0)
         goto done;
-    kv_bound_set(&r);
     /* the roots; everything else is queued by the handlers as what it depends on arrives */
     if ((rc = queue_vaults(&r)) < 0 || (rc = queue_apps(&r)) < 0 ||
         (rc = queue_marked_apps(&r)) < 0 ||
