@@ -12,7 +12,8 @@
 #   - the vaults found count, not the declared ones: with KVR_KV_READ_BUDGET=1000 (117 at once)
 #     the budget binds past 507 reads; a desired state of 64 such vaults declares 640, but only
 #     the 24 made are found (240), so all 24 are out at once.
-# Each plan then ends with exit 0 once the holds are let go.
+# azsim lists a group's vaults in one page, so every vault is counted before the first vault
+# read goes. Each plan then ends with exit 0 once the holds are let go.
 # usage: plan_kv_transfers.sh KVRECONCILE AZSIM
 set -euo pipefail
 kvr=$(realpath "$1")
