@@ -245,6 +245,15 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Two GETs that azsim answers without a token, on two hosts: its admin host's clock and its
+   sign-in host's OpenID configuration (the caller frees both). */
+static void two_host_urls(char *urls[2])
+{
+    urls[0] = fmt("%s/clock", need("AZSIM_URL"));
+    urls[1] = fmt("%s/%s/v2.0/.well-known/openid-configuration", need("AZURE_AUTHORITY_HOST"),
+                  need("AZURE_TENANT_ID"));
+}
+
 /*
  * 12 requests like `like`, each answered after 200 ms, with at most `per_host` at a time (the
  * engine's limit); to azsim's admin host, or with `two_hosts` to it and its sign-in host in turn:
@@ -260,9 +269,8 @@ static double timed_requests(int per_host, const kvr_http_request *like, bool tw
     kvr_http_request reqs[M];
     kvr_http_response resps[M];
     int codes[M];
-    char *urls[2] = {fmt("%s/clock", need("AZSIM_URL")),
-                     fmt("%s/%s/v2.0/.well-known/openid-configuration",
-                         need("AZURE_AUTHORITY_HOST"), need("AZURE_TENANT_ID"))};
+    char *urls[2];
+    two_host_urls(urls);
     kvr_http_config_init(&hc);
     hc.max_per_host = per_host;
     int rc = kvr_http_new(&h, &hc, &err);
@@ -321,9 +329,8 @@ static unsigned long long conns_kept(size_t keep)
     kvr_http *h = NULL;
     kvr_error err = {0};
     kvr_http_stats st;
-    char *urls[2] = {fmt("%s/clock", need("AZSIM_URL")),
-                     fmt("%s/%s/v2.0/.well-known/openid-configuration",
-                         need("AZURE_AUTHORITY_HOST"), need("AZURE_TENANT_ID"))};
+    char *urls[2];
+    two_host_urls(urls);
     int rc = kvr_http_new(&h, NULL, &err);
     CHECK(rc == 0, "%s", err.message);
     kvr_http_keep_conns(h, keep);
