@@ -22,6 +22,8 @@
 #                                    with N EC keys k00, k01, ...
 #   vaults_keys_estate SUB PREFIX RG V N
 #                                    the same with V vaults PREFIX00, PREFIX01, ..., N keys each
+#   estate_applied NAME SUB          start azsim for SUB and apply $work/D (check NAME), then cd
+#                                    to $work
 #   azsim_lost                       the consuming service's data keys it cannot use: lost
 #                                    (unrecoverable) or wrapped by a disabled version (unavailable)
 #   e2e_finish                       print the tally, exit 1 on any failure
@@ -153,6 +155,12 @@ estate_of_vaults() { # SUB RG N VAULT...
                 "$v" "$i"
         done
     done
+}
+
+estate_applied() {
+    azsim_start "$azsim" --subscription "$2"
+    kvr_apply "$1" 0 -f "$work/D" --wait 2m
+    cd "$work"
 }
 
 azsim_requests() { azsim_admin GET /stats | json "d['requests'].get('$1', 0)"; }

@@ -29,9 +29,7 @@ for v in a b; do
     purgeProtection: false
 EOF
 done | { printf 'apiVersion: kvreconcile/v1\nsubscription: %s\nvaults:\n' "$sub"; cat; } >"$work/D/estate.yaml"
-azsim_start "$azsim" --subscription "$sub"
-kvr_apply "apply: the two vaults" 0 -f "$work/D" --wait 2m
-cd "$work"
+estate_applied "apply: the two vaults" "$sub"
 
 # ordered NAME FIRST SECOND kvreconcile-args...: runs kvreconcile with vault FIRST's answer handled
 # before vault SECOND's; output in out.NAME / err.NAME, exit status in $rc, $ordered 0 when the

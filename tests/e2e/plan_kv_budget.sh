@@ -15,9 +15,7 @@ sub=3f6b2a9c-8d41-4e7a-b5c2-9a0e1d4f7b63
 vault=kv-budget
 mkdir "$work/D"
 vault_keys_estate "$sub" "$vault" rg-budget 25 >"$work/D/estate.yaml"
-azsim_start "$azsim" --subscription "$sub"
-kvr_apply "apply: the vault and its 25 keys" 0 -f "$work/D" --wait 2m
-cd "$work"
+estate_applied "apply: the vault and its 25 keys" "$sub"
 kv_requests() { azsim_admin GET /stats | json "sum(v for k, v in d['requests'].items() if k.startswith('kv.'))"; }
 
 before=$(kv_requests)

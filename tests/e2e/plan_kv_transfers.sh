@@ -26,9 +26,7 @@ nvaults=24
 mkdir "$work/D" "$work/D64"
 vaults_keys_estate "$sub" "$prefix" rg-out "$nvaults" 4 >"$work/D/estate.yaml"
 vaults_keys_estate "$sub" "$prefix" rg-out 64 4 >"$work/D64/estate.yaml"
-azsim_start "$azsim" --subscription "$sub"
-kvr_apply "apply: $nvaults vaults of 4 keys" 0 -f "$work/D" --wait 2m
-cd "$work"
+estate_applied "apply: $nvaults vaults of 4 keys" "$sub"
 
 # hold each vault's key list; then the holds holding an answer, once `want` do (or 40 s passed)
 hold_all() {

@@ -23,9 +23,7 @@ sub=8d2e6f41-5a7c-4b19-8e3d-2f6a9c0b7d15
 vault=kv-pages
 mkdir "$work/D"
 vault_keys_estate "$sub" "$vault" rg-pages 25 >"$work/D/estate.yaml"
-azsim_start "$azsim" --subscription "$sub"
-kvr_apply "apply: the vault and its 25 keys" 0 -f "$work/D" --wait 2m
-cd "$work"
+estate_applied "apply: the vault and its 25 keys" "$sub"
 host="$vault.vault.localhost"
 tok=$(azsim_token "https://vault.localhost:$AZSIM_PORT")
 written=0
